@@ -1,0 +1,29 @@
+"""spidarknet: single-particle hit finding in XFEL diffraction data with Darknet YOLO."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+templates = sorted(str(p.relative_to(here)) for p in (here / "cfg").glob("*.cfg"))
+
+setup(
+    name="spidarknet",
+    version="0.1.0",
+    description="Find single-particle hits in XFEL diffraction frames with the Darknet YOLO engine",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["spidarknet", "spidarknet.*"]),
+    install_requires=[
+        "numpy>=1.22",
+        "h5py>=3.6",
+        # OpenCV 5 removed the Darknet importer (cv2.dnn.readNetFromDarknet)
+        "opencv-python-headless>=4.8,<5",
+        "pillow>=9",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    data_files=[("share/spidarknet/cfg", templates)],
+    entry_points={"console_scripts": ["spidarknet=spidarknet.cli:console_main"]},
+)

@@ -1,0 +1,176 @@
+"""Command-line plumbing shared by every command.
+
+Each command module defines ``build_parser()`` and ``run(args) -> int``; its
+``main(argv=None) -> int`` is ``cli.run_main(build_parser, run, argv)``, which turns
+:class:`~spidarknet.errors.SpidarknetError` into one ``error: ...`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Sequence
+
+from spidarknet.errors import SpidarknetError
+
+#: command name -> (module, one-line help)
+COMMANDS = {
+    "simulate": ("spidarknet.commands.simulate", "write a simulated, labelled SPI data set as CXI"),
+    "export-dataset": ("spidarknet.commands.export_dataset",
+                       "turn CXI frames into a Darknet training data set"),
+}
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def dispatch(argv: Sequence[str]) -> int:
+    """Run ``spidarknet CMD ARGS...``; prints the command list on ``-h`` or no command."""
+    argv = list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        _print_command_list(sys.stdout if argv else sys.stderr)
+        return 0 if argv else EXIT_USAGE
+    if argv[0] == "--version":
+        from spidarknet import __version__
+        print(f"spidarknet {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        import difflib
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"error: unknown command {name!r}{hint}; run 'spidarknet --help' for the list",
+              file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(argv[1:])
+
+
+def console_main() -> None:
+    """Entry point of the ``spidarknet`` console script."""
+    sys.exit(dispatch(sys.argv[1:]))
+
+
+def _print_command_list(stream) -> None:
+    print("usage: spidarknet COMMAND [options]   (or: python -m spidarknet COMMAND)\n", file=stream)
+    print("commands:", file=stream)
+    for name, (_, help_text) in COMMANDS.items():
+        print(f"  {name:<16} {help_text}", file=stream)
+    print("\nrun 'spidarknet COMMAND --help' for the options of one command", file=stream)
+
+
+def run_main(build_parser: Callable[[], argparse.ArgumentParser],
+             run: Callable[[argparse.Namespace], int],
+             argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and call ``run``; user errors become one line on stderr."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its message
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except SpidarknetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def new_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A parser whose help ends with a worked example."""
+    return argparse.ArgumentParser(
+        prog=f"spidarknet {prog}", description=description,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="frame"):
+    """A tqdm bar on stderr, silent when ``quiet`` or when stderr is not a terminal."""
+    from tqdm import tqdm
+    disable = quiet or not sys.stderr.isatty()
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+# -- options shared by every command that reads frames --------------------------------------
+
+def add_input_args(parser: argparse.ArgumentParser) -> None:
+    """INPUT..., --dataset, --frames, geometry and mask options."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="CXI/HDF5 files (globs allowed, quote them: 'run*.cxi')")
+    group = parser.add_argument_group("frames and geometry")
+    group.add_argument("--dataset", metavar="PATH",
+                       help="frame dataset inside the files (default: /entry_1/data_1/data, "
+                            "then /entry_1/instrument_1/detector_1/data)")
+    group.add_argument("--frames", metavar="START:STOP",
+                       help="frame range applied to every file, Python slice rules (e.g. 0:1000)")
+    group.add_argument("--centre", nargs=2, type=float, metavar=("X", "Y"),
+                       help="beam centre in pixels (column, row); default: from the file's geometry")
+    group.add_argument("--distance", type=float, metavar="M", help="detector distance in metres")
+    group.add_argument("--pixel-size", type=float, metavar="M", help="pixel size in metres")
+    group.add_argument("--wavelength", type=float, metavar="M", help="X-ray wavelength in metres")
+    group.add_argument("--energy-ev", type=float, metavar="EV", help="photon energy in eV (instead of --wavelength)")
+    group.add_argument("--mask", metavar="FILE[:DATASET]",
+                       help="extra mask (.npy or HDF5); non-zero pixels are excluded, as in CXI")
+    group.add_argument("--mask-invert", action="store_true",
+                       help="the --mask file marks good pixels with non-zero (Cheetah/CrystFEL style)")
+    group.add_argument("--no-file-mask", action="store_true", help="ignore the mask stored in the files")
+
+
+def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str] = ()):
+    from spidarknet.frames import (EV_J, LIGHT_M_S, PLANCK_J_S, FrameSource, GeometryOverrides,
+                                   parse_frame_range)
+    from spidarknet.errors import InputError
+    wavelength = args.wavelength
+    if args.energy_ev is not None:
+        if wavelength is not None:
+            raise InputError("give --wavelength or --energy-ev, not both")
+        if args.energy_ev <= 0:
+            raise InputError("--energy-ev must be positive")
+        wavelength = PLANCK_J_S * LIGHT_M_S / (args.energy_ev * EV_J)
+    for name in ("distance", "pixel_size", "wavelength"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise InputError(f"--{name.replace('_', '-')} must be positive (SI units: metres)")
+    overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,
+                                  distance_m=args.distance, pixel_size_m=args.pixel_size,
+                                  wavelength_m=wavelength)
+    return FrameSource(list(args.inputs) + list(extra_inputs), dataset=args.dataset,
+                       frames=parse_frame_range(args.frames), geometry=overrides, mask=args.mask,
+                       mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask)
+
+
+def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
+    from spidarknet.preprocess import COLORMAPS, SCALES, Preprocessing
+    d = Preprocessing()
+    group = parser.add_argument_group("preprocessing (saved with the data set; detection repeats it)")
+    group.add_argument("--size", type=int, default=d.size,
+                       help=f"image side in pixels = network input, a multiple of 32 (default {d.size})")
+    group.add_argument("--crop", type=int, default=d.crop,
+                       help=f"side of the square cut around the beam centre, detector pixels (default {d.crop})")
+    group.add_argument("--adu-per-photon", type=float, help="detector units per photon (default: data are photons)")
+    group.add_argument("--scale", choices=SCALES, default=d.scale, help=f"intensity scale (default {d.scale})")
+    group.add_argument("--vmax", type=float,
+                       help="photons per bin shown as full scale (default: each frame's "
+                            f"{d.vmax_percentile} percentile, at least {d.vmax_floor})")
+    group.add_argument("--colormap", choices=COLORMAPS, default=d.colormap,
+                       help=f"grey or a colour map for the 3 channels (default {d.colormap})")
+
+
+def preprocessing_from_args(args: argparse.Namespace):
+    from spidarknet.preprocess import Preprocessing
+    return Preprocessing(size=args.size, crop=args.crop, adu_per_photon=args.adu_per_photon,
+                         centre_px=tuple(args.centre) if args.centre else None, scale=args.scale,
+                         vmax=args.vmax, colormap=args.colormap)

@@ -1,0 +1,205 @@
+"""Writing a Darknet training data set from labelled frames.
+
+Layout of an exported folder (all paths inside are relative, so darknet runs with the
+folder as its working directory and the folder can be moved)::
+
+    images/NNN_IIIIIII.png  3-channel 8-bit images (file number, frame index)
+    labels/NNN_IIIIIII.txt  "0 cx cy w h" for a single hit, empty for a negative
+    train.txt valid.txt     image lists
+    obj.names               the class name: single
+    obj.data                classes, train, valid, names, backup for darknet
+    <net>.cfg               the network, generated from a template
+    preprocess.json         the preprocessing settings (detection repeats them)
+    frames.csv              image -> file, dataset, index, label, subset, box
+    export.json             counts and settings of this export
+    backup/                 where darknet writes weights during training
+
+Darknet finds a label by replacing the first ``images`` (or ``JPEGImages`` or ``raw``)
+in the image path with ``labels`` and the extension with ``.txt``; relative paths from
+the folder keep that replacement safe wherever the folder lives.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spidarknet.errors import InputError
+from spidarknet.frames import FileInfo, FrameSource, open_h5
+from spidarknet.selection import FileMatcher, group_entries, read_selection
+
+CLASS_NAMES = ("single",)
+NEGATIVE, POSITIVE, UNUSED = 0, 1, -1
+TRAIN, VALID = "train", "valid"
+
+
+# -- labels --------------------------------------------------------------------------------
+
+def labels_from_dataset(source: FrameSource, dataset: str) -> dict[str, np.ndarray]:
+    """Per-file int8 labels (1 single, 0 not) from a per-frame dataset in each file."""
+    labels = {}
+    for info in source.files:
+        with open_h5(info.path) as handle:
+            if dataset not in handle:
+                from spidarknet.frames import _describe_datasets
+                raise InputError(f"{info.path} has no label dataset {dataset} ({_describe_datasets(handle)})")
+            values = np.asarray(handle[dataset][()])
+        if values.ndim != 1 or len(values) != info.n_frames:
+            raise InputError(f"label dataset {dataset} in {info.path} has shape {values.shape}; "
+                             f"expected ({info.n_frames},), one label per frame")
+        if values.dtype.kind not in "biuf" or (values.dtype.kind == "f" and not np.all(np.isfinite(values))):
+            raise InputError(f"label dataset {dataset} in {info.path} must hold numbers 0/1")
+        labels[info.path] = (values > 0).astype(np.int8)
+    return labels
+
+
+def labels_from_selections(source: FrameSource, positives: list[str],
+                           negatives: list[str]) -> dict[str, np.ndarray]:
+    """Labels from selection CSVs: listed positives are 1; listed negatives 0.
+
+    Without negative lists every other frame is a negative; with them, frames in
+    neither list are left out.  A frame listed as both is an error.
+    """
+    matcher = FileMatcher([f.path for f in source.files])
+    n_frames = {f.path: f.n_frames for f in source.files}
+    fill = UNUSED if negatives else NEGATIVE
+    labels = {path: np.full(n, fill, dtype=np.int8) for path, n in n_frames.items()}
+    for name in negatives:
+        for path, idx in group_entries(read_selection(name), matcher, n_frames, name).items():
+            labels[path][idx] = NEGATIVE
+    for name in positives:
+        for path, idx in group_entries(read_selection(name), matcher, n_frames, name).items():
+            if negatives:
+                clash = idx[labels[path][idx] == NEGATIVE]
+                if len(clash):
+                    raise InputError(f"{len(clash)} frames are listed as both positive and negative, "
+                                     f"e.g. {os.path.basename(path)}:{clash[0]}")
+            labels[path][idx] = POSITIVE
+    return labels
+
+
+# -- train / valid split -------------------------------------------------------------------
+
+def split_subsets(source: FrameSource, labels: dict[str, np.ndarray], *, valid_fraction: float,
+                  seed: int, valid_files: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Per-file arrays of "train"/"valid"/"" for the selected, labelled frames.
+
+    By file when ``valid_files`` is given (those files validate, the rest train);
+    otherwise random with ``seed``, stratified so both subsets keep the class balance.
+    """
+    subsets = {f.path: np.full(f.n_frames, "", dtype=object) for f in source.files}
+    pool = {POSITIVE: [], NEGATIVE: []}
+    for info in source.files:
+        lab = labels[info.path]
+        for i in info.indices:
+            if lab[i] == UNUSED:
+                continue
+            if valid_files is not None:
+                subsets[info.path][i] = VALID if info.path in valid_files else TRAIN
+            else:
+                pool[int(lab[i])].append((info.path, int(i)))
+    if valid_files is None:
+        if not 0 <= valid_fraction < 1:
+            raise InputError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
+        rng = np.random.default_rng(seed)
+        for members in pool.values():
+            order = rng.permutation(len(members))
+            n_valid = int(round(valid_fraction * len(members)))
+            for rank, j in enumerate(order):
+                path, i = members[j]
+                subsets[path][i] = VALID if rank < n_valid else TRAIN
+    return subsets
+
+
+# -- the writer ----------------------------------------------------------------------------
+
+@dataclass
+class ExportCounts:
+    train_pos: int = 0
+    train_neg: int = 0
+    valid_pos: int = 0
+    valid_neg: int = 0
+
+    def add(self, subset: str, label: int) -> None:
+        name = f"{subset}_{'pos' if label == POSITIVE else 'neg'}"
+        setattr(self, name, getattr(self, name) + 1)
+
+    @property
+    def total(self) -> int:
+        return self.train_pos + self.train_neg + self.valid_pos + self.valid_neg
+
+
+@dataclass
+class DarknetDatasetWriter:
+    """Writes images, labels and the list files into a (staging) folder."""
+
+    root: Path
+    counts: ExportCounts = field(default_factory=ExportCounts)
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        for sub in ("images", "labels", "backup"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._lists = {TRAIN: open(self.root / "train.txt", "w"), VALID: open(self.root / "valid.txt", "w")}
+        self._frames = open(self.root / "frames.csv", "w", newline="")
+        self._frames_csv = csv.writer(self._frames)
+        self._frames_csv.writerow(["image", "file", "dataset", "index", "label", "subset",
+                                   "cx", "cy", "w", "h"])
+        self._file_numbers: dict[str, int] = {}
+
+    def image_name(self, info: FileInfo, index: int) -> str:
+        number = self._file_numbers.setdefault(info.path, len(self._file_numbers))
+        return f"{number:03d}_{index:07d}"
+
+    def add(self, info: FileInfo, index: int, image: np.ndarray, label: int, subset: str,
+            box: tuple[float, float, float, float] | None) -> None:
+        """One frame: ``image`` (size, size, 3) RGB uint8; ``box`` normalised (cx, cy, w, h)."""
+        import cv2
+        stem = self.image_name(info, index)
+        rel_image = f"images/{stem}.png"
+        if not cv2.imwrite(str(self.root / rel_image), np.ascontiguousarray(image[..., ::-1]),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise InputError(f"OpenCV could not write {self.root / rel_image}")
+        with open(self.root / "labels" / f"{stem}.txt", "w") as handle:
+            if label == POSITIVE:
+                handle.write("0 %.6f %.6f %.6f %.6f\n" % box)
+        self._lists[subset].write(rel_image + "\n")
+        cells = [f"{v:.6f}" for v in box] if label == POSITIVE else ["", "", "", ""]
+        self._frames_csv.writerow([rel_image, info.path, info.dataset, index, label, subset] + cells)
+        self.counts.add(subset, label)
+
+    def close(self) -> None:
+        for handle in (*self._lists.values(), self._frames):
+            handle.close()
+
+    def write_definitions(self, cfg, cfg_name: str) -> Path:
+        """obj.names, obj.data and the network cfg; returns the cfg's path."""
+        (self.root / "obj.names").write_text("\n".join(CLASS_NAMES) + "\n")
+        (self.root / "obj.data").write_text(
+            f"classes = {len(CLASS_NAMES)}\ntrain = train.txt\nvalid = valid.txt\n"
+            "names = obj.names\nbackup = backup\n")
+        cfg_path = self.root / f"{cfg_name}.cfg"
+        cfg.save(cfg_path)
+        return cfg_path
+
+    def write_summary(self, values: dict) -> None:
+        with open(self.root / "export.json", "w") as handle:
+            json.dump(values, handle, indent=2)
+            handle.write("\n")
+
+
+def box_for(centre_xy: tuple[float, float], radius: float, size: int,
+            min_fraction: float = 0.1) -> tuple[float, float, float, float]:
+    """A normalised YOLO box (cx, cy, w, h): the square of half-side ``radius`` around the
+    centre, at least ``min_fraction`` of the image wide, clipped to the image."""
+    half = max(float(radius), min_fraction * size / 2.0)
+    x0, x1 = max(0.0, centre_xy[0] - half), min(float(size), centre_xy[0] + half)
+    y0, y1 = max(0.0, centre_xy[1] - half), min(float(size), centre_xy[1] + half)
+    if x1 <= x0 or y1 <= y0:
+        raise InputError("the beam centre lies outside the cropped image; check --centre")
+    return ((x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size)

@@ -1,0 +1,25 @@
+"""Exceptions raised by spidarknet.
+
+Library code raises these; only the command-line layer turns them into a single
+``error: ...`` line.  Every message should tell the user what to do next.
+"""
+
+
+class SpidarknetError(Exception):
+    """Base class of every error spidarknet raises on purpose."""
+
+
+class InputError(SpidarknetError):
+    """An input file, dataset, frame range or selection is missing or unusable."""
+
+
+class OutputError(SpidarknetError):
+    """An output cannot be written (exists without --force, not writable, ...)."""
+
+
+class ConfigError(SpidarknetError):
+    """Settings, a network .cfg or a .data file are inconsistent."""
+
+
+class EngineError(SpidarknetError):
+    """The darknet engine is missing, failed, or produced something unusable."""
