@@ -1,0 +1,82 @@
+"""The plain way, kept as a reference: images on disk, ``darknet detector valid``, parse.
+
+``detector valid`` letterboxes each image to the network input (an identity for our
+square images of that size), decodes with threshold 0.005 and NMS 0.45, and writes
+``<results>/comp4_det_test_<class>.txt`` lines ``<image> <prob> <xmin> <ymin> <xmax>
+<ymax>`` in 1-based image pixels.  A frame's score is its highest ``prob`` (0 when
+darknet listed nothing above 0.005).  The results folder must exist beforehand, or
+darknet segfaults.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from spidarknet.engine.detector import Detections
+from spidarknet.engine.locate import Found
+from spidarknet.engine.runner import run_darknet
+from spidarknet.errors import EngineError
+
+VALID_THRESHOLD = 0.005
+
+
+class DarknetCliDetector:
+    name = "darknet-cli"
+
+    def __init__(self, darknet: Found, cfg_path: Path, weights_path: Path, *, batch: int = 256,
+                 names: tuple[str, ...] = ("single",), gpu: int | None = None):
+        self.darknet = darknet
+        self.cfg_path = Path(cfg_path).resolve()
+        self.weights_path = Path(weights_path).resolve()
+        self.batch = batch
+        self.names = names
+        self.gpu = gpu
+
+    def detect(self, images: np.ndarray) -> Detections:
+        import cv2
+        n, h, w = images.shape[:3]
+        work = Path(tempfile.mkdtemp(prefix="spidarknet-valid-"))
+        try:
+            (work / "images").mkdir()
+            (work / "results").mkdir()
+            lines = []
+            for i, image in enumerate(images):
+                rel = f"images/{i:07d}.png"
+                if not cv2.imwrite(str(work / rel), np.ascontiguousarray(image[..., ::-1])):
+                    raise EngineError(f"cannot write {work / rel}")
+                lines.append(rel)
+            (work / "valid.txt").write_text("\n".join(lines) + "\n")
+            (work / "obj.names").write_text("\n".join(self.names) + "\n")
+            (work / "obj.data").write_text(f"classes = {len(self.names)}\nvalid = valid.txt\n"
+                                           "names = obj.names\nresults = results\n")
+            args = [str(self.darknet.path), "detector", "valid", "obj.data", str(self.cfg_path),
+                    str(self.weights_path)]
+            if self.darknet.gpu and self.gpu is not None:
+                args[1:1] = ["-i", str(self.gpu)]
+            elif self.darknet.gpu:
+                args[1:1] = ["-nogpu"]
+            run_darknet(args, cwd=work, log_path=work / "darknet.log", what="darknet detector valid")
+            scores = np.zeros(n, dtype=np.float32)
+            boxes = np.zeros((n, 4), dtype=np.float32)
+            result = work / "results" / f"comp4_det_test_{self.names[0]}.txt"
+            if not result.is_file():
+                raise EngineError(f"darknet detector valid wrote no {result.name}")
+            for line in result.read_text().splitlines():
+                parts = line.split()
+                if len(parts) != 6:
+                    raise EngineError(f"unexpected line in {result.name}: {line!r}")
+                i = int(parts[0])
+                prob, x0, y0, x1, y1 = (float(v) for v in parts[1:])
+                if prob > scores[i]:
+                    scores[i] = prob
+                    boxes[i] = ((x0 + x1) / 2 - 1) / w, ((y0 + y1) / 2 - 1) / h, (x1 - x0) / w, (y1 - y0) / h
+            return Detections(scores, boxes)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,105 @@
+"""``darknet detector train`` on an exported data set, watched line by line."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from spidarknet.dataset import ExportedDataset
+from spidarknet.engine.cfg import DarknetCfg
+from spidarknet.engine.locate import Found
+from spidarknet.engine.runner import run_darknet
+from spidarknet.engine.weights import check_weights
+from spidarknet.errors import EngineError
+
+#: "12: 3.456789, 4.567890 avg, 0.001000 rate, 0.512345 seconds, 192 images"
+PROGRESS = re.compile(r"^\s*(\d+):\s*(\S+),\s*(\S+)\s+avg,\s*(\S+)\s+rate,\s*(\S+)\s+seconds,\s*(\d+)\s+images")
+BACKUP_N = re.compile(r"_(\d+)\.weights$")
+
+
+@dataclass
+class Progress:
+    iteration: int
+    loss: float
+    avg_loss: float
+    rate: float
+    seconds: float
+    images: int
+
+
+@dataclass
+class TrainResult:
+    weights: Path
+    iterations: int
+    history: list[Progress] = field(default_factory=list)
+    log_path: Path | None = None
+
+
+def parse_progress(line: str) -> Progress | None:
+    match = PROGRESS.match(line)
+    if not match:
+        return None
+    it, loss, avg, rate, sec, images = match.groups()
+    return Progress(int(it), float(loss), float(avg), float(rate), float(sec), int(images))
+
+
+def newest_backup(ds: ExportedDataset) -> Path | None:
+    """The latest weights darknet saved for this data set's cfg (by modification time)."""
+    base = ds.weights_base
+    candidates = [p for p in ds.backup_dir.glob(f"{base}*") if p.suffix in (".weights", ".backup")]
+    candidates = [p for p in candidates if p.name == f"{base}.backup" or p.name.startswith(f"{base}_")]
+    return max(candidates, key=lambda p: (p.stat().st_mtime, p.name)) if candidates else None
+
+
+def final_weights(ds: ExportedDataset) -> Path:
+    return ds.backup_dir / f"{ds.weights_base}_final.weights"
+
+
+def train(ds: ExportedDataset, darknet: Found, *, weights: Path | None = None, clear: bool = False,
+          gpus: str | None = None, log_path: Path | None = None,
+          on_progress: Callable[[Progress], None] | None = None,
+          on_line: Callable[[str], None] | None = None) -> TrainResult:
+    """Run darknet's trainer in the data set folder; return where the final weights are.
+
+    ``weights`` starts from existing weights (a backup to resume, or pretrained
+    ones; ``clear`` resets their iteration count).  Raises :class:`EngineError` when
+    darknet fails, even if it exits with status 0, and when the loss turns NaN.
+    """
+    cfg = DarknetCfg.load(ds.cfg_path)
+    if weights is not None:
+        check_weights(cfg, weights, partial=True)
+    ds.backup_dir.mkdir(exist_ok=True)
+    args = [str(darknet.path), "detector", "train", "obj.data", ds.cfg_path.name]
+    if weights is not None:
+        args.append(str(Path(weights).resolve()))
+    if gpus:
+        args += ["-gpus", gpus]
+    if clear:
+        args.append("-clear")
+    history: list[Progress] = []
+    nan_line: list[str] = []
+
+    def handle(line: str) -> None:
+        progress = parse_progress(line)
+        if progress is not None:
+            history.append(progress)
+            if math.isnan(progress.loss) or math.isnan(progress.avg_loss):
+                nan_line.append(line)
+            if on_progress is not None:
+                on_progress(progress)
+        if on_line is not None:
+            on_line(line)
+
+    run_darknet(args, cwd=ds.root, log_path=log_path, on_line=handle, what="darknet detector train")
+    if nan_line:
+        raise EngineError(f"training diverged (loss is NaN at '{nan_line[0]}'); lower the learning rate "
+                          "with export-dataset --learning-rate, or check the data set")
+    final = final_weights(ds)
+    if not final.is_file():
+        raise EngineError(f"darknet finished but wrote no {final}; see {log_path or 'its output'}")
+    check_weights(cfg, final)
+    return TrainResult(weights=final, iterations=history[-1].iteration if history else 0,
+                       history=history, log_path=log_path)
