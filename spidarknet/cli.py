@@ -20,6 +20,8 @@ COMMANDS = {
     "simulate": ("spidarknet.commands.simulate", "write a simulated, labelled SPI data set as CXI"),
     "export-dataset": ("spidarknet.commands.export_dataset",
                        "turn CXI frames into a Darknet training data set"),
+    "train": ("spidarknet.commands.train", "train the network on an exported data set with darknet"),
+    "detect": ("spidarknet.commands.detect", "score frames with trained weights and write a hit list"),
 }
 
 EXIT_USAGE = 2

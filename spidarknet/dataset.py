@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from spidarknet.errors import InputError
-from spidarknet.frames import FileInfo, FrameSource, open_h5
+from spidarknet.frames import FileInfo, FrameSource, describe_datasets, open_h5
 from spidarknet.selection import FileMatcher, group_entries, read_selection
 
 CLASS_NAMES = ("single",)
@@ -46,8 +46,8 @@ def labels_from_dataset(source: FrameSource, dataset: str) -> dict[str, np.ndarr
     for info in source.files:
         with open_h5(info.path) as handle:
             if dataset not in handle:
-                from spidarknet.frames import _describe_datasets
-                raise InputError(f"{info.path} has no label dataset {dataset} ({_describe_datasets(handle)})")
+                raise InputError(f"{info.path} has no label dataset {dataset} "
+                                 f"({describe_datasets(handle, ndim=1)})")
             values = np.asarray(handle[dataset][()])
         if values.ndim != 1 or len(values) != info.n_frames:
             raise InputError(f"label dataset {dataset} in {info.path} has shape {values.shape}; "

@@ -207,8 +207,11 @@ def list_datasets(handle, min_ndim: int = 0) -> list[tuple[str, tuple]]:
     return found
 
 
-def _describe_datasets(handle) -> str:
+def describe_datasets(handle, ndim: int | None = None) -> str:
+    """A short list of a file's datasets for error messages (only ``ndim``-D ones if given)."""
     found = sorted(list_datasets(handle), key=lambda item: -len(item[1]))
+    if ndim is not None:
+        found = [item for item in found if len(item[1]) == ndim] or found
     if not found:
         return "the file holds no datasets"
     shown = ", ".join(f"{p} {s}" for p, s in found[:8])
@@ -292,10 +295,10 @@ def load_mask_file(spec: str, frame_shape: tuple[int, int], invert: bool = False
                     two_d = [p for p, s in list_datasets(handle) if len(s) == 2]
                     if len(two_d) != 1:
                         raise InputError(f"cannot tell which dataset of {path} is the mask; "
-                                         f"name it as {path}:/path/to/mask ({_describe_datasets(handle)})")
+                                         f"name it as {path}:/path/to/mask ({describe_datasets(handle)})")
                     dataset = two_d[0]
             if dataset not in handle:
-                raise InputError(f"mask dataset {dataset} not in {path} ({_describe_datasets(handle)})")
+                raise InputError(f"mask dataset {dataset} not in {path} ({describe_datasets(handle)})")
             mask = handle[dataset][()]
     mask = np.asarray(mask)
     if mask.shape != tuple(frame_shape):
@@ -351,15 +354,15 @@ class FrameSource:
                     break
             else:
                 raise InputError(f"{path} has no frames at {' or '.join(DEFAULT_DATASETS)}; name the "
-                                 f"dataset with --dataset ({_describe_datasets(handle)})")
+                                 f"dataset with --dataset ({describe_datasets(handle)})")
         elif dataset not in handle:
-            raise InputError(f"{path} has no dataset {dataset} ({_describe_datasets(handle)})")
+            raise InputError(f"{path} has no dataset {dataset} ({describe_datasets(handle)})")
         try:
             ds = handle[dataset]
         except (KeyError, OSError) as exc:  # a dangling soft link, say
             raise InputError(f"cannot open {dataset} in {path}: {exc}") from None
         if not isinstance(ds, h5py.Dataset):
-            raise InputError(f"{dataset} in {path} is a group, not a dataset ({_describe_datasets(handle)})")
+            raise InputError(f"{dataset} in {path} is a group, not a dataset ({describe_datasets(handle)})")
         if ds.ndim != 3:
             raise InputError(f"{dataset} in {path} has shape {ds.shape}; frames must be a 3-D stack "
                              "(frames, rows, columns)")

@@ -43,7 +43,7 @@ class Preprocessing:
     """Settings of the preprocessing pipeline (see the module docstring for the steps)."""
 
     size: int = 128                     # side of the output image = network input, pixels
-    crop: int = 512                     # side of the square cut around the beam centre, detector pixels
+    crop: int = 256                     # side of the square cut around the beam centre, detector pixels
     adu_per_photon: float | None = None  # None: the data are already photon counts
     centre_px: tuple[float, float] | None = None  # (x, y) beam centre; None: from the geometry
     scale: str = "linear"               # linear | log

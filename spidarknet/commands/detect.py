@@ -1,0 +1,103 @@
+"""``spidarknet detect``: frames + trained weights -> hit list (CSV + JSON), optionally a CXI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from spidarknet import __version__, cli
+from spidarknet.detect import PartialResult, detect_frames
+from spidarknet.engine.backends import BACKENDS, OpenedDetector
+from spidarknet.engine.model import load_model
+from spidarknet.errors import InputError
+from spidarknet.outputs import check_destination
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "detect",
+        "Score every frame with trained weights, repeating the preprocessing recorded for them, and "
+        "write a hit list: CSV (file,dataset,index,score,x,y,w,h,hit) plus a JSON summary.",
+        "spidarknet detect 'run*.cxi' --weights ds/backup/yolov2-tiny-spi_final.weights --out hits.csv")
+    cli.add_input_args(parser)
+    parser.add_argument("--weights", required=True, help="trained weights (their model card JSON beside them)")
+    parser.add_argument("--out", required=True, metavar="CSV", help="hit list to write")
+    parser.add_argument("--force", action="store_true", help="replace existing outputs")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto (GPU darknet if built, else OpenCV), darknet (libdarknet via ctypes), "
+                             "darknet-cli (images + 'darknet detector valid'), opencv (default auto)")
+    parser.add_argument("--threshold", type=float, help="score threshold (default: the model card's)")
+    parser.add_argument("--cfg", help="network cfg, for weights without a model card")
+    parser.add_argument("--preprocess", metavar="JSON", help="preprocessing settings, for weights without a card")
+    parser.add_argument("--batch", type=int, default=16, help="frames per inference batch (default 16)")
+    parser.add_argument("--workers", type=int, help="darknet backend: worker processes (default: one per core)")
+    parser.add_argument("--gpu", type=int, help="GPU index for a GPU build of darknet")
+    parser.add_argument("--darknet", metavar="PATH", help="darknet binary (darknet-cli backend)")
+    parser.add_argument("--libdarknet", metavar="PATH", help="libdarknet.so (darknet backend)")
+    parser.add_argument("--write-cxi", metavar="CXI", help="also copy the selected frames into this CXI file")
+    parser.add_argument("--chunk", type=int, default=64, help="frames read at a time (default 64)")
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch < 1 or args.chunk < 1:
+        raise InputError("--batch and --chunk must be at least 1")
+    model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
+    settings = model.preprocessing
+    if args.centre:
+        settings.centre_px = tuple(args.centre)
+    check_destination(args.out, args.force, "hit list")
+    if args.write_cxi:
+        check_destination(args.write_cxi, args.force, "CXI file")
+    source = cli.frame_source_from_args(args)
+    started = time.perf_counter()
+    with OpenedDetector(model, args.backend, batch=args.batch, workers=args.workers, gpu=args.gpu,
+                        darknet=args.darknet, libdarknet=args.libdarknet) as detector:
+        bar = cli.progress(total=len(source), desc=f"detect ({detector.name})", quiet=args.quiet)
+        try:
+            hits, times = detect_frames(source, settings, detector, model.threshold,
+                                        chunk_frames=args.chunk, on_chunk=bar.update)
+        except PartialResult as exc:
+            bar.close()
+            if len(exc.hits):
+                partial = f"{args.out}.partial"
+                exc.hits.meta.update(partial=True, weights=str(args.weights))
+                exc.hits.write_csv(partial, force=True)
+                raise InputError(f"{exc}\n{len(exc.hits)} frames scored before the failure are in {partial}") from None
+            raise
+        finally:
+            bar.close()
+        backend = detector.name
+    hits.meta.update({
+        "backend": backend, "weights": os.path.abspath(args.weights), "model": model.origin,
+        "preprocessing": settings.to_dict(), "inputs": [f.path for f in source.files],
+        "timing": times.as_dict(len(hits)), "spidarknet_version": __version__,
+    })
+    hits = hits.sorted()
+    hits.write_csv(args.out, force=args.force)
+    rate = len(hits) / times.total if times.total > 0 else float("inf")
+    print(f"{hits.summary_line()}; {backend} backend, {rate:.0f} frames/s; wrote {args.out}")
+    if args.write_cxi:
+        n = write_cxi(args, hits)
+        print(f"wrote {n} selected frames to {args.write_cxi}")
+    seconds = time.perf_counter() - started
+    if not args.quiet and sys.stderr.isatty():
+        print(f"done in {seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def write_cxi(args: argparse.Namespace, hits) -> int:
+    from spidarknet.cxi_out import write_selected_cxi
+    source = cli.frame_source_from_args(args)
+    bar = cli.progress(total=hits.n_hits, desc="write CXI", quiet=args.quiet)
+    try:
+        return write_selected_cxi(hits, source, args.write_cxi, force=args.force, on_frames=bar.update)
+    finally:
+        bar.close()
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

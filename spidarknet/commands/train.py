@@ -1,0 +1,108 @@
+"""``spidarknet train``: darknet detector train on an exported data set, then a model card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from spidarknet import cli
+from spidarknet.dataset import ExportedDataset
+from spidarknet.engine.cfg import DarknetCfg
+from spidarknet.engine.locate import describe, find_darknet
+from spidarknet.engine.model import load_model
+from spidarknet.engine.train import final_weights, newest_backup, train
+from spidarknet.errors import EngineError, OutputError
+from spidarknet.validate import score_images, threshold_report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "train",
+        "Train the data set's network with darknet (our patched build: CPU with OpenMP, or GPU), "
+        "then score the validation images, pick the max-F1 threshold and write a model card "
+        "(JSON beside the final weights) so that 'detect --weights' needs nothing else.",
+        "spidarknet train ds/            # then: spidarknet detect run.cxi --weights ds/backup/yolov2-tiny-spi_final.weights")
+    parser.add_argument("dataset", metavar="DIR", help="folder made by export-dataset")
+    parser.add_argument("--cfg", help="network cfg to train (default: the one export-dataset wrote)")
+    parser.add_argument("--darknet", metavar="PATH", help="darknet binary (default: the repository's build)")
+    parser.add_argument("--gpus", metavar="LIST", help="GPU indices for darknet, e.g. 0 or 0,1 (GPU builds)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from the newest backup weights")
+    start.add_argument("--pretrained", metavar="W",
+                       help="start from these (possibly partial) weights; the iteration count restarts")
+    parser.add_argument("--force", action="store_true", help="train again over existing final weights")
+    parser.add_argument("--backend", default="opencv", choices=("opencv", "darknet", "darknet-cli"),
+                        help="backend that scores the validation images (default opencv)")
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    ds = ExportedDataset.open(args.dataset, args.cfg)
+    darknet = find_darknet(args.darknet)
+    if not darknet.trains_on_cpu and not darknet.gpu:
+        raise EngineError(f"{describe(darknet)} cannot train YOLOv2 on the CPU (upstream's region layer has "
+                          "no CPU backward pass); build the patched engine with 'make darknet OPENMP=1'")
+    final = final_weights(ds)
+    weights = None
+    if args.resume:
+        weights = newest_backup(ds)
+        if weights is None:
+            raise OutputError(f"nothing to resume: no backup weights in {ds.backup_dir}")
+    elif final.exists() and not args.force:
+        raise OutputError(f"{final} exists from an earlier training; use --resume to continue it, "
+                          "--force to train again, or export a new data set")
+    if args.pretrained:
+        weights = Path(args.pretrained)
+    max_batches = DarknetCfg.load(ds.cfg_path).net.get_int("max_batches", 0) or None
+    log_path = ds.root / "train.log"
+    started = time.perf_counter()
+    print(f"training {ds.cfg_path.name} on {len(ds.train_images)} images with {describe(darknet)}; "
+          f"log: {log_path}", file=sys.stderr)
+    bar = cli.progress(total=max_batches, desc="train", quiet=args.quiet, unit="it")
+
+    def on_progress(p) -> None:
+        bar.n = p.iteration
+        bar.set_postfix(loss=f"{p.loss:.3f}", avg=f"{p.avg_loss:.3f}", refresh=False)
+        bar.refresh()
+
+    try:
+        result = train(ds, darknet, weights=weights, clear=bool(args.pretrained), gpus=args.gpus,
+                       log_path=log_path, on_progress=on_progress)
+    except KeyboardInterrupt:
+        bar.close()
+        backup = newest_backup(ds)
+        where = f"newest backup: {backup}" if backup else "no backup was written yet (one every 100 iterations)"
+        print(f"interrupted: darknet stopped; {where}; continue with 'spidarknet train {args.dataset} --resume'",
+              file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    last = result.history[-1] if result.history else None
+    model = load_model(result.weights)  # the data set's cfg and preprocessing
+    validation = {}
+    if ds.valid_images:
+        scores, labels = score_images(ds, model, backend=args.backend)
+        validation = threshold_report(scores, labels)
+        model.threshold = validation["threshold"]
+    model.validation = validation
+    card = model.save_card({"dataset": str(ds.root.resolve()), "iterations": result.iterations,
+                            "final_avg_loss": last.avg_loss if last else None,
+                            "train_seconds": round(seconds, 1)})
+    loss = f", final avg loss {last.avg_loss:.3f}" if last else ""
+    print(f"trained {result.iterations} iterations in {seconds:.0f} s{loss}; weights: {result.weights}")
+    if validation:
+        print(f"validation ({validation['n_frames']} frames): precision {validation['precision']:.3f}, "
+              f"recall {validation['recall']:.3f}, F1 {validation['f1']:.3f} at threshold "
+              f"{validation['threshold']:.3f} (ROC AUC {validation['roc_auc']:.3f})")
+    else:
+        print(f"no validation images: threshold left at {model.threshold}")
+    print(f"model card: {card}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

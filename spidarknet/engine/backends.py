@@ -1,0 +1,67 @@
+"""Choosing and opening an inference backend for a model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from spidarknet.engine.locate import find_darknet, find_libdarknet
+from spidarknet.engine.model import Model
+from spidarknet.errors import EngineError
+
+BACKENDS = ("auto", "darknet", "darknet-cli", "opencv")
+
+
+def resolve_auto(libdarknet: str | None = None) -> str:
+    """``auto``: a GPU build of libdarknet when there is one, else OpenCV (fastest on CPU)."""
+    try:
+        found = find_libdarknet(libdarknet)
+    except EngineError:
+        return "opencv"
+    return "darknet" if found.gpu else "opencv"
+
+
+class OpenedDetector:
+    """A detector with the temporary cfg file it reads; use as a context manager."""
+
+    def __init__(self, model: Model, backend: str, *, batch: int = 16, workers: int | None = None,
+                 gpu: int | None = None, darknet: str | None = None, libdarknet: str | None = None):
+        if backend not in BACKENDS:
+            raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if backend == "auto":
+            backend = resolve_auto(libdarknet)
+        self._tmp = tempfile.TemporaryDirectory(prefix="spidarknet-model-")
+        cfg_path = model.write_cfg(self._tmp.name)
+        spec = model.spec
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        try:
+            if backend == "opencv":
+                from spidarknet.engine.opencv_backend import OpenCVDetector
+                self.detector = OpenCVDetector(cfg_path, model.weights, spec, batch=batch)
+            elif backend == "darknet":
+                from spidarknet.engine.workers import DarknetLibDetector
+                lib = find_libdarknet(libdarknet)
+                use_gpu = lib.gpu and gpu is not None and gpu >= 0
+                n_workers = workers or (1 if use_gpu else cores)
+                self.detector = DarknetLibDetector(lib.path, cfg_path, model.weights, spec, batch=batch,
+                                                   workers=n_workers, gpu=gpu if use_gpu else None)
+                self.detector.library = str(lib.path)
+            else:
+                from spidarknet.engine.cli_backend import DarknetCliDetector
+                self.detector = DarknetCliDetector(find_darknet(darknet), cfg_path, model.weights,
+                                                   names=tuple(model.names), gpu=gpu)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        self.name = backend
+
+    def __enter__(self):
+        return self.detector
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self.detector.close()
+        self._tmp.cleanup()

@@ -1,0 +1,161 @@
+"""The simulated pnCCD: geometry, mask and photon counting.
+
+Geometry of the LCLS AMO pnCCD as used for the 2018 PR772 experiment: 1024 x 1024 pixels
+of 75 µm, 125 mm from the interaction point, 1.7 keV photons.  The detector is stored as
+two 512 x 1024 halves (rows 0-511 and 512-1023).
+
+Simplifications (documented, deliberate):
+
+* The physical gap between the two halves is represented by a band of masked rows
+  (:attr:`PnCCD.gap_rows`, CXI bit 0x200) inside a regular pixel grid; the pixel grid itself
+  stays regular, so the pixel-to-q mapping has no jump at the gap.
+* The central hole / beam stop is a disc of :attr:`PnCCD.beamstop_radius_px` pixels around
+  the nominal beam centre (CXI bit 0x1), fixed while the beam centre jitters per shot.
+* A few random dead/hot pixels (bit 0x1).  ``half_detector``: the second half (rows
+  512-1023) is dead (bit 0x1), as only one half worked in the 2018 PR772 run.
+* Masked pixels read 0.  Counts are ideal photon counts (no gain, no read noise, no
+  charge sharing), clipped to the uint16 range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C, wavelength_m as _wavelength_m
+
+#: CXI pixel-mask bits
+MASK_INVALID = 0x1
+MASK_SATURATED = 0x2
+MASK_GAP = 0x200
+
+#: above this many expected photons per frame, Poisson sampling is done pixel by pixel
+_SPARSE_SAMPLING_LIMIT = 200_000
+_BLOCK = 4
+#: below this many expected photons, photons are placed one by one (else per block)
+_BLOCKWISE_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class PnCCD:
+    """Geometry of the simulated pnCCD (SI units; pixel-index coordinates for the centre).
+
+    ``centre_xy`` is the nominal beam position (x = column, y = row) in pixel-index
+    coordinates, where pixel ``i``'s centre has coordinate ``i``: (511.5, 511.5) lies between
+    the four central pixels.  ``gap_rows`` is the range of rows masked as the gap.
+    """
+
+    shape: tuple = (1024, 1024)
+    pixel_size_m: float = 75e-6
+    distance_m: float = 0.125
+    photon_energy_J: float = 1700.0 * ELEMENTARY_CHARGE_C
+    gap_rows: range = range(506, 518)
+    centre_xy: tuple = (511.5, 511.5)
+    beamstop_radius_px: float = 25.0
+    half_rows: int = 512
+
+    @property
+    def wavelength_m(self) -> float:
+        """λ = h c / E (m); ≈ 7.293e-10 m at 1.7 keV."""
+        return _wavelength_m(self.photon_energy_J)
+
+    @property
+    def corner_position_m(self) -> tuple:
+        """CXI ``corner_position`` (x, y, z) of the outer corner of pixel (0, 0), metres,
+        with the beam (x = y = 0) at the nominal centre: ``cx = -corner_x/pixel - 0.5``."""
+        cx, cy = self.centre_xy
+        return (-(cx + 0.5) * self.pixel_size_m, -(cy + 0.5) * self.pixel_size_m, self.distance_m)
+
+
+#: the detector the simulator writes
+PNCCD = PnCCD()
+
+
+def build_mask(geometry: PnCCD = PNCCD, *, half_detector: bool = False,
+               rng: np.random.Generator | None = None, n_bad_pixels: int = 24) -> np.ndarray:
+    """The shared pixel mask (uint32, CXI bits): gap rows 0x200; beam stop, random dead/hot
+    pixels and (``half_detector``) the dead second half 0x1."""
+    rows, cols = geometry.shape
+    mask = np.zeros((rows, cols), dtype=np.uint32)
+    mask[geometry.gap_rows.start:geometry.gap_rows.stop, :] |= MASK_GAP
+    cx, cy = geometry.centre_xy
+    yy, xx = np.ogrid[:rows, :cols]
+    stop = (xx - cx) ** 2 + (yy - cy) ** 2 <= geometry.beamstop_radius_px ** 2
+    mask[stop] |= MASK_INVALID
+    if half_detector:
+        mask[geometry.half_rows:, :] |= MASK_INVALID
+    if rng is not None and n_bad_pixels > 0:
+        flat = rng.choice(rows * cols, size=n_bad_pixels, replace=False)
+        mask.ravel()[flat] |= MASK_INVALID
+    return mask
+
+
+def sample_photons(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Poisson photon counts (uint16, clipped at 65535) for an expected-photon map.
+
+    Sparse frames (the usual case) are sampled in two levels: each photon first goes to a
+    4 x 4 block (either N ~ Poisson(Σλ) photons placed by the blocks' cumulative sums, or,
+    for many photons, a Poisson count per block), then lands on one of the block's 16
+    pixels with probability λ_j / Σ_block λ.  That is exactly independent Poisson(λ_j)
+    per pixel, at a fraction of the cost.  Bright frames (Σλ > 2e5) are sampled pixel by
+    pixel.
+    """
+    expected = np.ascontiguousarray(expected, dtype=np.float32)
+    rows, cols = expected.shape
+    b = _BLOCK
+    if rows % b or cols % b:
+        return _sample_dense(expected, rng)
+    blocks = cv2.resize(expected, (cols // b, rows // b), interpolation=cv2.INTER_AREA).ravel()
+    blocks *= np.float32(b * b)
+    total = float(blocks.sum(dtype=np.float64))
+    if total <= 0.0:
+        return np.zeros(expected.shape, dtype=np.uint16)
+    if total > _SPARSE_SAMPLING_LIMIT:
+        return _sample_dense(expected, rng)
+    if total < _BLOCKWISE_LIMIT:  # few photons: draw N, then place each by the block CDF
+        cumulative = np.cumsum(blocks, dtype=np.float64)
+        block = np.searchsorted(cumulative, rng.random(int(rng.poisson(total))) * cumulative[-1],
+                                side="right")
+        np.minimum(block, blocks.size - 1, out=block)
+    else:  # many photons: a Poisson count per block
+        per_block = rng.poisson(blocks)
+        hit = np.flatnonzero(per_block)
+        block = np.repeat(hit, per_block[hit])
+    block_row, block_col = np.divmod(block, cols // b)
+    inner = expected.reshape(rows // b, b, cols // b, b)[block_row, :, block_col, :]
+    inner = np.cumsum(inner.reshape(block.size, b * b), axis=1, dtype=np.float64)
+    u = rng.random(block.size) * inner[:, -1]
+    sub = np.count_nonzero(inner <= u[:, None], axis=1)
+    np.minimum(sub, b * b - 1, out=sub)
+    sub_row, sub_col = np.divmod(sub, b)
+    pixel = (block_row * b + sub_row) * cols + block_col * b + sub_col
+    if pixel.size > 20_000:
+        counts = np.bincount(pixel, minlength=rows * cols)
+        np.minimum(counts, 65535, out=counts)
+        return counts.astype(np.uint16).reshape(rows, cols)
+    where, counts = np.unique(pixel, return_counts=True)
+    out = np.zeros(rows * cols, dtype=np.uint16)
+    out[where] = np.minimum(counts, 65535)
+    return out.reshape(rows, cols)
+
+
+def _sample_dense(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    counts = rng.poisson(expected)
+    np.minimum(counts, 65535, out=counts)
+    return counts.astype(np.uint16)
+
+
+def radial_bins(geometry: PnCCD = PNCCD, bin_px: float = 2.0, binning: int = 2):
+    """Radius-bin index (around the nominal centre) of each ``binning``-binned pixel and
+    the number of binned pixels per bin; used for the azimuthal averages of the truth."""
+    rows, cols = geometry.shape[0] // binning, geometry.shape[1] // binning
+    cx, cy = geometry.centre_xy
+    centres_x = (np.arange(cols) + 0.5) * binning - 0.5
+    centres_y = (np.arange(rows) + 0.5) * binning - 0.5
+    r = np.sqrt(np.add.outer((centres_y - cy) ** 2, (centres_x - cx) ** 2))
+    index = (r / bin_px).astype(np.intp).ravel()
+    counts = np.bincount(index)
+    return index, counts, int(math.ceil(r.max() / bin_px)) + 1

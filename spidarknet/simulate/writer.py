@@ -1,0 +1,168 @@
+"""Streamed CXI writer for simulated frames and their truth.
+
+Layout (readers elsewhere depend on it)::
+
+    /cxi_version                                      150
+    /entry_1/instrument_1/detector_1/data             (N, 1024, 1024) uint16 photons,
+                                                      chunks (1, 1024, 1024), attr axes
+    /entry_1/data_1/data                              soft link to the above
+    /entry_1/instrument_1/detector_1/distance         float64, m
+    /entry_1/instrument_1/detector_1/x_pixel_size     float64, m
+    /entry_1/instrument_1/detector_1/y_pixel_size     float64, m
+    /entry_1/instrument_1/detector_1/corner_position  float64 [x, y, z], m
+    /entry_1/instrument_1/detector_1/mask_shared      (1024, 1024) uint32, CXI bits
+    /entry_1/instrument_1/detector_1/description      "simulated pnCCD"
+    /entry_1/instrument_1/source_1/energy             float64, J
+    /entry_1/instrument_1/source_1/wavelength         float64, m
+    /truth/{label, kind, diameter_nm, n_particles, shape, centre_x_px, centre_y_px,
+            photons, extent_px}                       (N,) each, attr label_rule
+
+``corner_position`` convention: the position (x, y, z) in metres of the outer corner of
+pixel (0, 0) — the corner at pixel-index coordinates (-0.5, -0.5) — in a frame whose origin
+is the interaction point, z along the beam (z = distance) and the beam hitting the detector
+at x = y = 0, the nominal beam centre.  x grows with the column index, y with the row index.
+In pixel-index coordinates (pixel i's centre at i) the nominal centre is therefore
+``cx = -corner_x / x_pixel_size - 0.5``, ``cy = -corner_y / y_pixel_size - 0.5``.  The true
+per-frame centre (with jitter) is in ``/truth/centre_x_px`` and ``/truth/centre_y_px``.
+
+The file is written under a temporary name in the destination folder and renamed when
+complete; on any error or KeyboardInterrupt the temporary file is removed, so a half-written
+output never appears under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import h5py
+import numpy as np
+
+from spidarknet.errors import OutputError
+from spidarknet.simulate.detector import PnCCD
+
+DATA_PATH = "/entry_1/instrument_1/detector_1/data"
+LABEL_RULE = "single=1: one particle, 60-75 nm"
+
+#: truth dataset name -> dtype
+TRUTH_FIELDS = {
+    "label": np.int8,
+    "kind": "S12",
+    "diameter_nm": np.float32,
+    "n_particles": np.int16,
+    "shape": "S12",
+    "centre_x_px": np.float32,
+    "centre_y_px": np.float32,
+    "photons": np.int32,
+    "extent_px": np.float32,
+}
+
+
+def check_output_path(path: str) -> None:
+    """Raise :class:`OutputError` unless ``path``'s folder exists and is writable."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise OutputError(f"output folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder {folder} is not writable; choose another output path")
+    if os.path.isdir(path):
+        raise OutputError(f"{path} is a folder; give a file name such as {os.path.join(path, 'sim.cxi')}")
+
+
+class CxiWriter:
+    """Write ``count`` frames in chunks into a pre-created CXI file (atomic on success).
+
+    Use as a context manager::
+
+        with CxiWriter(path, count, PNCCD, mask) as w:
+            w.write(frames, truth)      # frames (n, rows, cols) uint16; truth: dict of arrays
+        # renamed to ``path`` here if no exception escaped, else removed
+    """
+
+    def __init__(self, path: str, count: int, geometry: PnCCD, mask: np.ndarray, *,
+                 compression: str | None = None, attrs: dict | None = None):
+        if count < 1:
+            raise OutputError("the frame count must be at least 1")
+        if compression not in (None, "gzip", "lzf"):
+            raise OutputError(f"unknown compression {compression!r}; use gzip, lzf or none")
+        check_output_path(path)
+        self.path = os.path.abspath(path)
+        self.count = int(count)
+        self.n_written = 0
+        folder, name = os.path.split(self.path)
+        self.tmp_path = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+        self._file = None
+        try:
+            self._file = h5py.File(self.tmp_path, "w")
+            self._create(geometry, mask, compression, attrs or {})
+        except BaseException:
+            self._discard()
+            raise
+
+    def _create(self, geometry: PnCCD, mask: np.ndarray, compression, attrs: dict) -> None:
+        f = self._file
+        rows, cols = geometry.shape
+        f.create_dataset("cxi_version", data=np.int64(150))
+        det = f.create_group("entry_1/instrument_1/detector_1")
+        opts = {"compression": compression} if compression else {}
+        if compression == "gzip":
+            opts["compression_opts"] = 4
+        self._data = det.create_dataset("data", shape=(self.count, rows, cols), dtype=np.uint16,
+                                        chunks=(1, rows, cols), **opts)
+        self._data.attrs["axes"] = "experiment_identifier:y:x"
+        det.create_dataset("distance", data=np.float64(geometry.distance_m))
+        det.create_dataset("x_pixel_size", data=np.float64(geometry.pixel_size_m))
+        det.create_dataset("y_pixel_size", data=np.float64(geometry.pixel_size_m))
+        det.create_dataset("corner_position", data=np.array(geometry.corner_position_m, dtype=np.float64))
+        det.create_dataset("mask_shared", data=mask.astype(np.uint32))
+        det.create_dataset("description", data="simulated pnCCD")
+        src = f.create_group("entry_1/instrument_1/source_1")
+        src.create_dataset("energy", data=np.float64(geometry.photon_energy_J))
+        src.create_dataset("wavelength", data=np.float64(geometry.wavelength_m))
+        f.require_group("entry_1/data_1")["data"] = h5py.SoftLink(DATA_PATH)
+        truth = f.create_group("truth")
+        truth.attrs["label_rule"] = LABEL_RULE
+        for key, value in attrs.items():
+            truth.attrs[key] = value
+        self._truth = {name: truth.create_dataset(name, shape=(self.count,), dtype=dtype)
+                       for name, dtype in TRUTH_FIELDS.items()}
+
+    def write(self, frames: np.ndarray, truth: dict) -> None:
+        """Append ``frames`` (n, rows, cols) and the matching truth arrays."""
+        n = len(frames)
+        start, stop = self.n_written, self.n_written + n
+        if stop > self.count:
+            raise OutputError(f"more frames than announced ({stop} > {self.count})")
+        self._data[start:stop] = frames
+        for name, dset in self._truth.items():
+            dset[start:stop] = np.asarray(truth[name], dtype=dset.dtype)
+        self.n_written = stop
+
+    def commit(self) -> None:
+        """Close the file and move it to its final name."""
+        if self.n_written != self.count:
+            raise OutputError(f"only {self.n_written} of {self.count} frames were written")
+        self._file.close()
+        os.replace(self.tmp_path, self.path)
+
+    def _discard(self) -> None:
+        try:
+            if self._file is not None and self._file.id.valid:
+                self._file.close()
+        finally:
+            if os.path.exists(self.tmp_path):
+                os.remove(self.tmp_path)
+
+    def __enter__(self) -> "CxiWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self._discard()
+                raise
+        else:
+            self._discard()
+        return False

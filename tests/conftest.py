@@ -1,0 +1,78 @@
+"""Shared fixtures: simulated CXI files, the real darknet engine, one trained model.
+
+Everything here is real: files come from spidarknet's own simulator, the engine is the
+one 'make darknet' builds, training runs darknet itself.  Expensive fixtures are
+session-scoped so the whole suite trains once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from spidarknet.simulate import simulate_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def sim_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("sim")
+
+
+@pytest.fixture(scope="session")
+def small_cxi(sim_dir) -> Path:
+    """60 frames of every kind (seed 11)."""
+    path = sim_dir / "small.cxi"
+    simulate_file(path, 60, seed=11)
+    return path
+
+
+@pytest.fixture(scope="session")
+def train_cxi(sim_dir) -> Path:
+    """The training file of the learning test (seed 1)."""
+    path = sim_dir / "train.cxi"
+    simulate_file(path, 320, seed=1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def heldout_cxi(sim_dir) -> Path:
+    """Frames the network never saw (seed 2)."""
+    path = sim_dir / "heldout.cxi"
+    simulate_file(path, 120, seed=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def darknet_bin():
+    """The patched engine from 'make darknet'; its absence is a failure, not a skip."""
+    from spidarknet.engine.locate import find_darknet
+    found = find_darknet()
+    assert found.trains_on_cpu, f"tests need the patched build from 'make darknet', found {found.path}"
+    return found
+
+
+@pytest.fixture(scope="session")
+def libdarknet():
+    from spidarknet.engine.locate import find_libdarknet
+    return find_libdarknet()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, train_cxi, darknet_bin):
+    """A quarter-width tiny YOLOv2 trained 300 iterations on train_cxi; returns the data set dir."""
+    from spidarknet.commands import export_dataset, train
+    root = tmp_path_factory.mktemp("trained")
+    ds = root / "ds"
+    assert export_dataset.main([str(train_cxi), "--labels-dataset", "/truth/label", "--out", str(ds),
+                                "--width-scale", "0.25", "--max-batches", "300", "--quiet"]) == 0
+    assert train.main([str(ds), "--quiet"]) == 0
+    return ds
+
+
+def pytest_configure(config):
+    # darknet's OpenMP would otherwise take every core of a shared CI machine per process
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
