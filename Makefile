@@ -1,6 +1,17 @@
 # spidarknet -- top-level Makefile.
+#
+#   make demo      set everything up, then simulate -> export -> train -> detect (a few minutes, CPU)
+#   make test      set everything up, then run the test suite
+#   make darknet   build only the engine (GPU=1, CUDNN=1, OPENMP=0|1 ...; see mk/darknet.mk)
+#   make install   pip-install spidarknet (editable) with its test tools
+#   make bench     throughput benchmark (see benchmarks/)
 
-.DEFAULT_GOAL := darknet
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+
+.PHONY: help install test demo bench
+help:
+	@sed -n '3,8p' Makefile | sed 's/^#//'
 
 # ---------------------------------------------------------------------------
 # The Darknet engine: targets darknet, darknet-source, clean-darknet;
@@ -8,3 +19,18 @@
 # See mk/darknet.mk and patches/README.md.
 include mk/darknet.mk
 # ---------------------------------------------------------------------------
+
+build/.installed: setup.py
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@mkdir -p build && touch $@
+
+install: build/.installed
+
+test: build/.installed darknet
+	$(PYTHON) -m pytest -q tests
+
+demo: build/.installed darknet
+	PYTHON=$(PYTHON) bash tools/demo.sh
+
+bench: build/.installed darknet
+	$(PYTHON) -m spidarknet bench

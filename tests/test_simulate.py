@@ -105,11 +105,37 @@ def test_icosahedron_scatters_like_its_volume_equivalent_sphere():
     centre = PNCCD.centre_xy
     sphere = render_expected([Particle("sphere", 70e-9)], centre)
     for _ in range(2):
-        ico = render_expected([Particle("icosahedron", 70e-9, rotation=random_rotation(rng))], centre)
+        particle = Particle("icosahedron", 70e-9, rotation=random_rotation(rng))
+        ico = render_expected([particle], centre)
         # near q = 0 only the volume matters
         assert ico[511, 511] == pytest.approx(sphere[511, 511], rel=0.02)
         assert ico.sum() == pytest.approx(sphere.sum(), rel=0.1)
         assert np.all(ico >= 0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 40.0])  # sparse placement; bright pixels drawn apart
+def test_photon_sampling_is_poisson(scale):
+    from spidarknet.simulate.detector import sample_photons
+
+    rng = np.random.default_rng(1)
+    lam = np.full((64, 64), 0.02 * scale, dtype=np.float32)
+    lam[8:16, 8:24] = 0.6 * scale
+    lam[40, 40] = 3.0 * scale
+    lam[50:, :] = 0.0
+    n = 3000 if scale == 1.0 else 800
+    total = np.zeros(lam.shape)
+    total2 = np.zeros(lam.shape)
+    for _ in range(n):
+        c = sample_photons(lam, rng).astype(np.float64)
+        total += c
+        total2 += c * c
+    mean = total / n
+    var = total2 / n - mean ** 2
+    assert not np.any(mean[50:])
+    for region in (np.s_[20:40, :], np.s_[8:16, 8:24], np.s_[40, 40]):
+        expected = float(np.mean(lam[region]))
+        assert np.mean(mean[region]) == pytest.approx(expected, rel=0.05)
+        assert np.mean(var[region]) == pytest.approx(expected, rel=0.15)
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -149,7 +175,8 @@ def test_layout(sim_file):
         assert f[f"{DET}/description"][()].decode() == "simulated pnCCD"
         energy = f["/entry_1/instrument_1/source_1/energy"][()]
         assert energy == pytest.approx(1700 * EV_J)
-        assert f["/entry_1/instrument_1/source_1/wavelength"][()] == pytest.approx(H_J_S * C_M_S / energy)
+        wavelength = f["/entry_1/instrument_1/source_1/wavelength"][()]
+        assert wavelength == pytest.approx(H_J_S * C_M_S / energy)
         mask = f[f"{DET}/mask_shared"][()]
         assert mask.dtype == np.uint32 and mask.shape == (1024, 1024)
         assert np.all(mask[506:518] & 0x200) and not np.any(mask[:500] & 0x200)
@@ -246,7 +273,8 @@ def test_half_detector_zeroes_one_half(tmp_path):
 def test_bad_fractions_and_interrupt_leave_nothing(tmp_path, capsys):
     with pytest.raises(ConfigError, match="did you mean 'single'"):
         simulate_file(tmp_path / "f.cxi", 2, fractions={"singel": 1})
-    assert simulate_cmd.main([str(tmp_path / "g.cxi"), "--count", "2", "--fractions", "nope=1"]) == 1
+    rc = simulate_cmd.main([str(tmp_path / "g.cxi"), "--count", "2", "--fractions", "nope=1"])
+    assert rc == 1
     assert capsys.readouterr().err.startswith("error:")
 
     def interrupt(n):

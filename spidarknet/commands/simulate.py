@@ -23,7 +23,8 @@ def _fractions(text: str) -> dict:
         try:
             out[kind.strip()] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"fraction of {kind.strip()!r} is not a number: {value!r}")
+            raise argparse.ArgumentTypeError(
+                f"fraction of {kind.strip()!r} is not a number: {value!r}")
     if not out:
         raise argparse.ArgumentTypeError("give at least one KIND=FRACTION")
     return out
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise ConfigError(f"--count must be at least 1, got {args.count}")
     if os.path.exists(args.output) and not args.force:
-        raise OutputError(f"{args.output} exists; use --force to overwrite it or choose another name")
+        raise OutputError(f"{args.output} exists; use --force to overwrite it "
+                          "or choose another name")
     compression = None if args.compression == "none" else args.compression
     with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
         summary = simulate_file(args.output, args.count, seed=args.seed,

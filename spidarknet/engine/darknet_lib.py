@@ -131,8 +131,12 @@ class Network:
         out = self._lib.lib.network_predict(self.ptr, data.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
         return np.ctypeslib.as_array(out, shape=(len(data) * outputs,)).reshape(len(data), outputs).copy()
 
-    def region_boxes(self, thresh: float = 0.0) -> list[tuple[float, tuple[float, float, float, float], list[float]]]:
-        """Darknet's own decoding of batch item 0 after :meth:`predict`: (objectness, box, probs)."""
+    def region_boxes(self, classes: int, thresh: float = 0.0
+                     ) -> list[tuple[float, tuple[float, float, float, float], list[float]]]:
+        """Darknet's own decoding of batch item 0 after :meth:`predict`: (objectness, box, probs).
+
+        The region layer leaves ``detection.classes`` at 0, so the caller says how many.
+        """
         num = ctypes.c_int(0)
         dets = self._lib.lib.get_network_boxes(self.ptr, self.width, self.height, thresh, 0.5, None, 1,
                                                ctypes.byref(num))
@@ -141,7 +145,7 @@ class Network:
             for i in range(num.value):
                 d = dets[i]
                 out.append((d.objectness, (d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h),
-                            [d.prob[k] for k in range(d.classes)]))
+                            [d.prob[k] for k in range(classes)]))
             return out
         finally:
             self._lib.lib.free_detections(dets, num)

@@ -8,10 +8,13 @@ kind        fraction what is in the beam
 single      0.35     one particle, sphere or icosahedron (random orientation), 55-80 nm
 multiple    0.15     2 or 3 such particles, 1-3 diameters apart, summed coherently
 empty       0.25     nothing: background only
-aggregate   0.10     a compact cluster of 50-80 nm spheres, 150-400 nm across
+aggregate   0.10     a compact cluster of 50-80 nm spheres, 150-400 nm in size (*)
 droplet     0.07     a water droplet, 200-600 nm (very bright)
 tiny        0.08     one small particle, 10-30 nm (weak)
 =========== ======== ==============================================================
+
+(*) the diameter of the sphere with the aggregate's radius of gyration; its truth
+``diameter_nm`` is, like for "multiple", the mean diameter of its particles.
 
 The truth label is 1 only for "single" frames with 60 nm ≤ diameter ≤ 75 nm.  Diameters
 of icosahedra are volume-equivalent sphere diameters.  Photon counts: Poisson noise on the
@@ -41,7 +44,7 @@ from spidarknet.errors import ConfigError
 from spidarknet.simulate.detector import PNCCD, PnCCD, build_mask, radial_bins, sample_photons
 from spidarknet.simulate.physics import (Cluster, Particle, Renderer, build_cluster,
                                          random_rotation)
-from spidarknet.simulate.writer import LABEL_RULE, CxiWriter, check_output_path
+from spidarknet.simulate.writer import CxiWriter, check_output_path
 
 __all__ = ["simulate_file", "SimulationSummary", "PNCCD", "PnCCD", "render_expected",
            "draw_scene", "Scene", "FrameSimulator", "KINDS", "DEFAULT_FRACTIONS",
@@ -53,8 +56,9 @@ DEFAULT_FRACTIONS = {"single": 0.35, "multiple": 0.15, "empty": 0.25,
 #: diameters (nm, inclusive) of a single particle that count as a positive
 LABEL_RANGE_NM = (60.0, 75.0)
 
-#: mean fluence at the particle (photons/m²): a 70 nm protein sphere then puts ≈ 3,000
-#: photons on the pnCCD outside the beam stop (the central speckle behind it holds ~20x more)
+#: mean fluence at the particle (photons/m², i.e. 1e10 per µm²): a 70 nm protein sphere
+#: puts ≈ 3,000 photons on the pnCCD outside the beam stop (the central speckle behind the
+#: beam stop holds ~20x more)
 MEAN_FLUENCE_PHOTONS_PER_M2 = 1.0e22
 #: σ of the log-normal shot-to-shot fluence factor (mean 1)
 FLUENCE_SIGMA = 0.4
@@ -157,9 +161,9 @@ def draw_scene(kind: str, rng: np.random.Generator, geometry: PnCCD = PNCCD) -> 
         shapes = {p.shape for p in particles}
         shape = shapes.pop() if len(shapes) == 1 else "mixed"
     else:  # aggregate
-        envelope_nm = rng.uniform(*_SIZE_NM["aggregate"])
+        size_nm = rng.uniform(*_SIZE_NM["aggregate"])
         sub = tuple(d * 1e-9 for d in _AGGREGATE_SUB_NM)
-        cluster = build_cluster(envelope_nm * 1e-9, rng, sub)
+        cluster = build_cluster(size_nm * 1e-9, rng, sub)
         cluster.positions_m = cluster.positions_m @ random_rotation(rng).T
         particles = [cluster]
         diameter, shape = float(np.mean(cluster.diameters_m) * 1e9), "cluster"
@@ -211,7 +215,8 @@ class FrameSimulator:
         self._background = self.valid * np.float32(self.background_photons_per_pixel)
         self._bin_px = 2.0
         self._binning = 4
-        self._bin_index, counts, _ = radial_bins(geometry, bin_px=self._bin_px, binning=self._binning)
+        self._bin_index, counts, _ = radial_bins(geometry, bin_px=self._bin_px,
+                                                 binning=self._binning)
         self._bin_counts = np.maximum(counts, 1)
 
     def extent_px(self, signal: np.ndarray, centre_xy) -> float:
@@ -222,7 +227,8 @@ class FrameSimulator:
         b = self._binning
         binned = cv2.resize(signal, (cols // b, rows // b), interpolation=cv2.INTER_AREA)
         profile = np.bincount(self._bin_index, weights=binned.ravel()) / self._bin_counts
-        above = np.flatnonzero(profile > EXTENT_BACKGROUND_FACTOR * self.background_photons_per_pixel)
+        threshold = EXTENT_BACKGROUND_FACTOR * self.background_photons_per_pixel
+        above = np.flatnonzero(profile > threshold)
         if above.size == 0:
             return 0.0
         extent = (above[-1] + 1) * self._bin_px
@@ -258,7 +264,8 @@ def _normalise_fractions(fractions: Mapping[str, float] | None) -> dict:
         if kind not in KINDS:
             close = difflib.get_close_matches(str(kind), KINDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown kind {kind!r} in fractions{hint}; kinds are {', '.join(KINDS)}")
+            raise ConfigError(f"unknown kind {kind!r} in fractions{hint}; "
+                              f"kinds are {', '.join(KINDS)}")
         value = float(value)
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"fraction of {kind!r} must be a number ≥ 0, got {value}")
@@ -322,10 +329,9 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool = Fals
     give identical files.
     """
     t0 = time.perf_counter()
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ConfigError(f"count must be a whole number ≥ 1, got {count!r}")
-    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, (int, np.integer)) or chunk_frames < 1:
-        raise ConfigError(f"chunk_frames must be a whole number ≥ 1, got {chunk_frames!r}")
+    for name, value in (("count", count), ("chunk_frames", chunk_frames)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
     if compression not in (None, "gzip", "lzf"):
         raise ConfigError(f"unknown compression {compression!r}; use 'gzip', 'lzf' or None")
     path = str(path)
@@ -336,8 +342,7 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool = Fals
     kinds = allocate_kinds(count, frac, sim.rng)
     geometry = sim.geometry
     attrs = {"seed": int(seed), "half_detector": bool(half_detector),
-             "fractions": ",".join(f"{k}={v:.6g}" for k, v in frac.items()),
-             "label_rule": LABEL_RULE}
+             "fractions": ",".join(f"{k}={v:.6g}" for k, v in frac.items())}
     counts = {k: 0 for k in KINDS}
     n_label = 0
     buffer = np.empty((min(chunk_frames, count),) + tuple(geometry.shape), dtype=np.uint16)

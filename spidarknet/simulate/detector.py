@@ -32,11 +32,11 @@ MASK_INVALID = 0x1
 MASK_SATURATED = 0x2
 MASK_GAP = 0x200
 
-#: above this many expected photons per frame, Poisson sampling is done pixel by pixel
-_SPARSE_SAMPLING_LIMIT = 200_000
+#: photon sampling: 4 x 4 blocks; frames with ≥ _SPLIT_LIMIT expected photons draw pixels
+#: with λ ≥ _BRIGHT_PIXEL one by one
 _BLOCK = 4
-#: below this many expected photons, photons are placed one by one (else per block)
-_BLOCKWISE_LIMIT = 20_000
+_SPLIT_LIMIT = 20_000
+_BRIGHT_PIXEL = 0.05
 
 
 @dataclass(frozen=True)
@@ -94,50 +94,59 @@ def build_mask(geometry: PnCCD = PNCCD, *, half_detector: bool = False,
 
 
 def sample_photons(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Poisson photon counts (uint16, clipped at 65535) for an expected-photon map.
+    """Poisson photon counts (uint16, clipped at 65535) for an expected-photon map λ.
 
-    Sparse frames (the usual case) are sampled in two levels: each photon first goes to a
-    4 x 4 block (either N ~ Poisson(Σλ) photons placed by the blocks' cumulative sums, or,
-    for many photons, a Poisson count per block), then lands on one of the block's 16
-    pixels with probability λ_j / Σ_block λ.  That is exactly independent Poisson(λ_j)
-    per pixel, at a fraction of the cost.  Bright frames (Σλ > 2e5) are sampled pixel by
-    pixel.
+    Exactly independent Poisson(λ_j) per pixel, drawn cheaply for sparse frames: the total
+    N ~ Poisson(Σλ) is drawn and each photon is placed with probability λ_j / Σλ, first
+    into a 4 x 4 block (by the block sums), then onto one of its 16 pixels.  In bright
+    frames (Σλ ≥ 20,000) pixels with λ ≥ 0.05 are drawn one by one and only the dim rest
+    this way.
     """
     expected = np.ascontiguousarray(expected, dtype=np.float32)
     rows, cols = expected.shape
-    b = _BLOCK
-    if rows % b or cols % b:
+    if rows % _BLOCK or cols % _BLOCK:
         return _sample_dense(expected, rng)
-    blocks = cv2.resize(expected, (cols // b, rows // b), interpolation=cv2.INTER_AREA).ravel()
-    blocks *= np.float32(b * b)
-    total = float(blocks.sum(dtype=np.float64))
+    block_shape = (cols // _BLOCK, rows // _BLOCK)
+    blocks = cv2.resize(expected, block_shape, interpolation=cv2.INTER_AREA).ravel()
+    total = float(blocks.sum(dtype=np.float64)) * _BLOCK * _BLOCK
     if total <= 0.0:
         return np.zeros(expected.shape, dtype=np.uint16)
-    if total > _SPARSE_SAMPLING_LIMIT:
-        return _sample_dense(expected, rng)
-    if total < _BLOCKWISE_LIMIT:  # few photons: draw N, then place each by the block CDF
-        cumulative = np.cumsum(blocks, dtype=np.float64)
-        block = np.searchsorted(cumulative, rng.random(int(rng.poisson(total))) * cumulative[-1],
-                                side="right")
-        np.minimum(block, blocks.size - 1, out=block)
-    else:  # many photons: a Poisson count per block
-        per_block = rng.poisson(blocks)
-        hit = np.flatnonzero(per_block)
-        block = np.repeat(hit, per_block[hit])
+    if total < _SPLIT_LIMIT:
+        return _sample_sparse(expected, blocks, rng)
+    flat = expected.ravel()
+    bright = np.flatnonzero(flat >= _BRIGHT_PIXEL)
+    dim = flat.copy()
+    dim[bright] = 0.0
+    dim = dim.reshape(rows, cols)
+    dim_blocks = cv2.resize(dim, block_shape, interpolation=cv2.INTER_AREA).ravel()
+    out = _sample_sparse(dim, dim_blocks, rng).ravel()
+    counts = rng.poisson(flat[bright])
+    np.minimum(counts, 65535, out=counts)
+    out[bright] = counts
+    return out.reshape(rows, cols)
+
+
+def _sample_sparse(expected: np.ndarray, block_means: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Place N ~ Poisson(Σλ) photons: block by the block sums, then pixel in the block."""
+    rows, cols = expected.shape
+    b = _BLOCK
+    cumulative = np.cumsum(block_means, dtype=np.float64)
+    out = np.zeros(rows * cols, dtype=np.uint16)
+    if cumulative[-1] <= 0:
+        return out.reshape(rows, cols)
+    n = int(rng.poisson(cumulative[-1] * b * b))
+    block = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
+    np.minimum(block, block_means.size - 1, out=block)
     block_row, block_col = np.divmod(block, cols // b)
     inner = expected.reshape(rows // b, b, cols // b, b)[block_row, :, block_col, :]
-    inner = np.cumsum(inner.reshape(block.size, b * b), axis=1, dtype=np.float64)
-    u = rng.random(block.size) * inner[:, -1]
+    inner = np.cumsum(inner.reshape(n, b * b), axis=1, dtype=np.float64)
+    u = rng.random(n) * inner[:, -1]
     sub = np.count_nonzero(inner <= u[:, None], axis=1)
     np.minimum(sub, b * b - 1, out=sub)
     sub_row, sub_col = np.divmod(sub, b)
     pixel = (block_row * b + sub_row) * cols + block_col * b + sub_col
-    if pixel.size > 20_000:
-        counts = np.bincount(pixel, minlength=rows * cols)
-        np.minimum(counts, 65535, out=counts)
-        return counts.astype(np.uint16).reshape(rows, cols)
     where, counts = np.unique(pixel, return_counts=True)
-    out = np.zeros(rows * cols, dtype=np.uint16)
     out[where] = np.minimum(counts, 65535)
     return out.reshape(rows, cols)
 

@@ -66,7 +66,8 @@ def check_output_path(path: str) -> None:
     if not os.access(folder, os.W_OK):
         raise OutputError(f"output folder {folder} is not writable; choose another output path")
     if os.path.isdir(path):
-        raise OutputError(f"{path} is a folder; give a file name such as {os.path.join(path, 'sim.cxi')}")
+        raise OutputError(f"{path} is a folder; give a file name such as "
+                          f"{os.path.join(path, 'sim.cxi')}")
 
 
 class CxiWriter:
@@ -113,7 +114,8 @@ class CxiWriter:
         det.create_dataset("distance", data=np.float64(geometry.distance_m))
         det.create_dataset("x_pixel_size", data=np.float64(geometry.pixel_size_m))
         det.create_dataset("y_pixel_size", data=np.float64(geometry.pixel_size_m))
-        det.create_dataset("corner_position", data=np.array(geometry.corner_position_m, dtype=np.float64))
+        det.create_dataset("corner_position",
+                           data=np.array(geometry.corner_position_m, dtype=np.float64))
         det.create_dataset("mask_shared", data=mask.astype(np.uint32))
         det.create_dataset("description", data="simulated pnCCD")
         src = f.create_group("entry_1/instrument_1/source_1")

@@ -1,0 +1,249 @@
+"""The engine end to end: training learns, backends agree, hit lists, bad inputs, crashes."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from spidarknet import metrics
+from spidarknet.commands import detect, train
+from spidarknet.dataset import ExportedDataset
+from spidarknet.detect import PartialResult, detect_frames
+from spidarknet.engine.cfg import DarknetCfg, configure_network, load_template
+from spidarknet.engine.detector import RegionSpec, clip_boxes, decode_region
+from spidarknet.engine.model import load_model
+from spidarknet.engine.weights import check_weights
+from spidarknet.engine.workers import DarknetLibDetector
+from spidarknet.errors import EngineError
+from spidarknet.frames import FrameSource
+from spidarknet.hits import COLUMNS, read_hits
+
+WEIGHTS = "backup/yolov2-tiny-spi_final.weights"
+
+
+@pytest.fixture(scope="module")
+def weights(trained):
+    return trained / WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def hit_lists(weights, heldout_cxi, tmp_path_factory):
+    """The held-out file scored by every backend."""
+    out = tmp_path_factory.mktemp("hits")
+    lists = {}
+    for backend in ("opencv", "darknet", "darknet-cli"):
+        path = out / f"{backend}.csv"
+        assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(path),
+                            "--backend", backend, "--quiet", "--workers", "2"]) == 0
+        lists[backend] = read_hits(path)
+    return lists
+
+
+def test_training_learns_single_hits(hit_lists, heldout_cxi):
+    """Held-out single hits score higher than the rest: AUC well above chance (0.5)."""
+    hits = hit_lists["opencv"]
+    with h5py.File(heldout_cxi) as f:
+        truth = f["/truth/label"][()]
+    labels = truth[[k.index for k in hits.keys]]
+    auc = metrics.roc_auc(hits.scores, labels)
+    assert auc >= 0.8, f"held-out ROC AUC {auc:.3f}"
+
+
+def test_model_card_makes_the_weights_self_contained(trained, weights):
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert 0 < card["threshold"] < 1
+    v = card["validation"]
+    assert v["n_frames"] == len((trained / "valid.txt").read_text().split()) and v["n_single"] > 0
+    assert v["roc_auc"] > 0.7 and 0 <= v["f1"] <= 1
+    assert card["iterations"] == 300 and card["preprocessing"]["size"] == 128
+    assert DarknetCfg.parse(card["cfg"]).input_size == (128, 128, 3)
+    model = load_model(weights)
+    assert model.threshold == card["threshold"] and model.origin.startswith("model card")
+
+
+def test_backends_agree_on_every_frame(hit_lists):
+    """Tolerance 1e-3 in score; darknet-cli reports nothing below its 0.005 threshold."""
+    ref = hit_lists["opencv"]
+    lib, cli = hit_lists["darknet"], hit_lists["darknet-cli"]
+    assert ref.keys == lib.keys == cli.keys
+    assert np.abs(ref.scores - lib.scores).max() < 1e-3
+    above = ref.scores > 0.006
+    assert np.abs(ref.scores[above] - cli.scores[above]).max() < 1e-3
+    assert np.all(cli.scores[~above] < 0.006)
+    assert np.array_equal(ref.hits, lib.hits)
+    # boxes agree too, in detector pixels
+    assert np.abs(ref.boxes - lib.boxes).max() < 0.5
+
+
+def test_hit_list_format(hit_lists, weights, heldout_cxi, tmp_path):
+    path = tmp_path / "h.csv"
+    assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(path), "--quiet",
+                        "--frames", "0:30", "--threshold", "0.3"]) == 0
+    rows = list(csv.DictReader(open(path)))
+    assert list(rows[0].keys()) == COLUMNS and len(rows) == 30
+    assert [int(r["index"]) for r in rows] == list(range(30))
+    for r in rows:
+        assert r["file"] == str(heldout_cxi) and r["dataset"] == "/entry_1/data_1/data"
+        assert int(r["hit"]) == (float(r["score"]) >= 0.3)
+        x, y, w, h = (float(r[c]) for c in "xywh")
+        assert 0 <= w <= 256 and 0 <= h <= 256 and 300 < x + w / 2 < 724 and 300 < y + h / 2 < 724
+    summary = json.loads(path.with_suffix(".json").read_text())
+    assert summary["threshold"] == 0.3 and summary["frames"] == 30
+    assert summary["hits"] == sum(int(r["hit"]) for r in rows)
+    assert summary["backend"] == "opencv" and summary["timing"]["frames_per_s"] > 0
+
+
+def test_write_cxi_copies_the_selected_frames(weights, heldout_cxi, tmp_path):
+    hits_path, cxi = tmp_path / "h.csv", tmp_path / "sel.cxi"
+    assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(hits_path),
+                        "--write-cxi", str(cxi), "--frames", "0:40", "--quiet"]) == 0
+    hits = read_hits(hits_path)
+    selected = [k.index for k in hits.selected_keys()]
+    assert selected, "no frame selected"
+    source = FrameSource([str(cxi)])
+    assert source.files[0].n_frames == len(selected)
+    assert source.files[0].geometry == FrameSource([str(heldout_cxi)]).files[0].geometry
+    with h5py.File(cxi) as out, h5py.File(heldout_cxi) as src:
+        assert np.array_equal(out["/spidarknet/source_index"][()], selected)
+        assert np.array_equal(out["/entry_1/data_1/data"][-1], src["/entry_1/data_1/data"][selected[-1]])
+        assert np.array_equal(out["/entry_1/instrument_1/detector_1/mask_shared"][()] != 0,
+                              src["/entry_1/instrument_1/detector_1/mask_shared"][()] != 0)
+
+
+def test_numpy_decoding_matches_darknets_own(trained, weights, libdarknet, tmp_path):
+    """Our batched decoding of the region output equals get_network_boxes (struct layouts too)."""
+    from spidarknet.engine.darknet_lib import LibDarknet
+    cfg = DarknetCfg.load(trained / "yolov2-tiny-spi.cfg")
+    cfg.net.options.update(batch="1", subdivisions="1")
+    cfg.save(tmp_path / "b1.cfg")
+    spec = RegionSpec.from_cfg(cfg)
+    from spidarknet.validate import load_images
+    ds = ExportedDataset.open(trained)
+    image = load_images(ds, ds.valid_images[:1])
+    lib = LibDarknet(libdarknet.path)
+    lib.use_gpu(None)
+    with lib.load(tmp_path / "b1.cfg", weights) as net:
+        out = net.predict(image.transpose(0, 3, 1, 2).astype(np.float32) / 255, spec.outputs)
+        theirs = net.region_boxes(spec.classes, thresh=0.0)
+    ours = decode_region(out, spec)
+    best = max(theirs, key=lambda d: max(d[2]))  # darknet's prob already includes the objectness
+    assert len(theirs) == spec.grid * spec.grid * spec.num
+    assert ours.scores[0] == pytest.approx(best[2][0], abs=1e-5)
+    assert ours.scores[0] == pytest.approx(best[0], abs=1e-5)  # one class: prob == objectness
+    assert ours.boxes[0] == pytest.approx(clip_boxes(np.array([best[1]]))[0], abs=1e-4)
+
+
+def test_mismatched_or_truncated_weights_are_refused(trained, weights, tmp_path, heldout_cxi, capsys):
+    cut = tmp_path / "cut.weights"
+    cut.write_bytes(weights.read_bytes()[:-1000])
+    cfg = DarknetCfg.load(trained / "yolov2-tiny-spi.cfg")
+    with pytest.raises(EngineError, match="truncated or belong to another network"):
+        check_weights(cfg, cut)
+    wider = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.5)
+    with pytest.raises(EngineError, match="cfg and weights must match"):
+        check_weights(wider, weights)
+    wider.save(tmp_path / "wider.cfg")
+    assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(tmp_path / "h.csv"),
+                        "--cfg", str(tmp_path / "wider.cfg"), "--preprocess",
+                        str(trained / "preprocess.json"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "parameters" in err and not (tmp_path / "h.csv").exists()
+    junk = tmp_path / "junk.weights"
+    junk.write_bytes(b"\xff" * 64)
+    with pytest.raises(EngineError, match="does not look like darknet weights"):
+        check_weights(cfg, junk)
+
+
+def test_cfg_from_another_data_set_is_refused(trained, tmp_path, capsys):
+    other = configure_network(load_template("yolov2-tiny-spi"), size=160)
+    other.save(tmp_path / "other.cfg")
+    assert train.main([str(trained), "--cfg", str(tmp_path / "other.cfg"), "--quiet"]) == 1
+    assert "expects 160x160 inputs but the images are 128x128" in capsys.readouterr().err
+
+
+def test_weights_without_card_use_their_data_set(trained, heldout_cxi, tmp_path):
+    backup = trained / "backup" / "yolov2-tiny-spi_100.weights"
+    assert backup.is_file() and not backup.with_suffix(".json").exists()
+    out = tmp_path / "h.csv"
+    assert detect.main([str(heldout_cxi), "--weights", str(backup), "--out", str(out), "--frames", "0:8",
+                        "--quiet"]) == 0
+    assert len(read_hits(out)) == 8
+
+
+def test_missing_engine_is_a_clear_error(trained, heldout_cxi, weights, tmp_path, capsys, monkeypatch):
+    assert train.main([str(trained), "--darknet", str(tmp_path / "no-darknet"), "--quiet"]) == 1
+    assert "does not exist or is not executable" in capsys.readouterr().err
+    monkeypatch.setenv("SPIDARKNET_LIBDARKNET", str(tmp_path / "libnone.so"))
+    assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(tmp_path / "h.csv"),
+                        "--backend", "darknet", "--quiet"]) == 1
+    assert "SPIDARKNET_LIBDARKNET" in capsys.readouterr().err
+
+
+def test_unreadable_frames_leave_no_output(weights, tmp_path, capsys):
+    bad = tmp_path / "bad.cxi"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    out = tmp_path / "h.csv"
+    assert detect.main([str(bad), "--weights", str(weights), "--out", str(out), "--quiet"]) == 1
+    assert "not a readable HDF5/CXI file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_a_darknet_that_dies_mid_run_keeps_what_was_scored(trained, weights, libdarknet, heldout_cxi):
+    model = load_model(weights)
+    detector = DarknetLibDetector(libdarknet.path, trained / "yolov2-tiny-spi.cfg", weights, model.spec,
+                                  batch=8, workers=1)
+    chunks = []
+
+    def kill_after_first(n):
+        chunks.append(n)
+        if len(chunks) == 1:
+            proc = detector._workers[0][0]
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    try:
+        with pytest.raises(PartialResult, match="killed by SIGKILL") as info:
+            detect_frames(FrameSource([str(heldout_cxi)], frames=slice(0, 48)), model.preprocessing, detector,
+                          model.threshold, chunk_frames=16, on_chunk=kill_after_first)
+    finally:
+        detector.close()
+    assert len(info.value.hits) == 16 and [k.index for k in info.value.hits.keys] == list(range(16))
+
+
+def test_training_refuses_to_overwrite_and_resumes(trained, capsys):
+    assert train.main([str(trained), "--quiet"]) == 1
+    assert "use --resume to continue it" in capsys.readouterr().err
+    # resuming at max_batches finishes at once and rewrites the card
+    assert train.main([str(trained), "--resume", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "model card:" in out
+
+
+def test_ctrl_c_stops_training_cleanly(small_cxi, tmp_path):
+    from spidarknet.commands import export_dataset
+    ds = tmp_path / "ds"
+    assert export_dataset.main([str(small_cxi), "--labels-dataset", "/truth/label", "--out", str(ds),
+                                "--width-scale", "0.25", "--max-batches", "5000", "--quiet"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "spidarknet", "train", str(ds), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    log = ds / "train.log"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and " avg," in log.read_text()):
+        time.sleep(0.2)
+    assert " avg," in log.read_text(), "training never started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted: darknet stopped" in err and "--resume" in err and "Traceback" not in err
+    leftover = subprocess.run(["pgrep", "-f", f"detector train obj.data"], capture_output=True, text=True)
+    assert str(ds) not in leftover.stdout
