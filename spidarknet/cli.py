@@ -22,6 +22,12 @@ COMMANDS = {
                        "turn CXI frames into a Darknet training data set"),
     "train": ("spidarknet.commands.train", "train the network on an exported data set with darknet"),
     "detect": ("spidarknet.commands.detect", "score frames with trained weights and write a hit list"),
+    "evaluate": ("spidarknet.commands.evaluate", "judge a hit list against the truth: P/R/F1, PR curve, thresholds"),
+    "compare": ("spidarknet.commands.compare", "set selections side by side: counts, intersections, Jaccard"),
+    "size": ("spidarknet.commands.size", "radial profiles and sphere fits: particle diameter per frame"),
+    "select": ("spidarknet.commands.select", "re-threshold a hit list and keep hits in a size window"),
+    "report": ("spidarknet.commands.report", "an HTML report with figures of a selection"),
+    "bench": ("spidarknet.commands.bench", "throughput benchmark: detect end to end per backend vs the naive way"),
 }
 
 EXIT_USAGE = 2
