@@ -53,7 +53,13 @@ def dispatch(argv: Sequence[str]) -> int:
         print(f"error: unknown command {name!r}{hint}; run 'spidarknet --help' for the list",
               file=sys.stderr)
         return EXIT_USAGE
-    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+    except ModuleNotFoundError as exc:
+        if exc.name != COMMANDS[name][0]:
+            raise
+        print(f"error: command {name!r} is not available in this version of spidarknet", file=sys.stderr)
+        return EXIT_USAGE
     return module.main(argv[1:])
 
 
