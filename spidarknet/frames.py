@@ -9,8 +9,10 @@ memory does not grow with the file size.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
+import mmap
 import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Sequence
@@ -325,6 +327,9 @@ class FrameSource:
         self.paths = expand_inputs(inputs)
         self.files: list[FileInfo] = []
         overrides = geometry or GeometryOverrides()
+        self._spec = {"inputs": list(self.paths), "dataset": dataset,
+                      "geometry": dataclasses.asdict(overrides), "mask": mask,
+                      "mask_invert": mask_invert, "use_file_mask": use_file_mask}
         external_mask = None
         for path in self.paths:
             with open_h5(path) as handle:
@@ -393,6 +398,34 @@ class FrameSource:
     def __len__(self) -> int:
         return sum(len(f.indices) for f in self.files)
 
+    def spec(self) -> dict:
+        """JSON-able arguments that rebuild this source (in another process), with its selection."""
+        return dict(self._spec, indices={f.path: f.indices.tolist() for f in self.files})
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "FrameSource":
+        geometry = GeometryOverrides(**{k: (tuple(v) if isinstance(v, list) else v)
+                                        for k, v in spec["geometry"].items()})
+        source = cls(spec["inputs"], dataset=spec["dataset"], geometry=geometry, mask=spec["mask"],
+                     mask_invert=spec["mask_invert"], use_file_mask=spec["use_file_mask"])
+        source.select({p: np.asarray(v, dtype=np.int64) for p, v in spec["indices"].items()})
+        return source
+
+    def shards(self, n: int) -> list[dict[str, np.ndarray]]:
+        """The selected frames cut into ``n`` contiguous, nearly equal parts in key order."""
+        sizes = np.array([len(f.indices) for f in self.files], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        bounds = np.linspace(0, starts[-1], n + 1).round().astype(np.int64)
+        parts = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            part = {}
+            for k, info in enumerate(self.files):
+                lo, hi = max(a, starts[k]), min(b, starts[k + 1])
+                if lo < hi:
+                    part[info.path] = info.indices[lo - starts[k]:hi - starts[k]]
+            parts.append(part)
+        return parts
+
     def keys(self) -> Iterator[FrameKey]:
         for info in self.files:
             for i in info.indices:
@@ -421,18 +454,101 @@ class FrameSource:
             with open_h5(info.path) as handle:
                 ds = handle[info.dataset]
                 mask_ds = handle[info.mask_dataset] if info.mask_dataset else None
-                for run in _runs(info.indices, chunk_frames):
-                    start, stop = int(run[0]), int(run[-1]) + 1
-                    try:
-                        data = ds[start:stop, r0:r1, c0:c1]
-                        valid = valid_shared
-                        if mask_ds is not None:
-                            valid = valid_shared & (mask_ds[start:stop, r0:r1, c0:c1] == 0)
-                    except OSError as exc:
-                        raise InputError(f"cannot read frames {start}:{stop} of {info.path}: {exc} "
-                                         "(file damaged, or compressed with a filter that is not installed?)"
-                                         ) from None
-                    yield FrameChunk(info=info, indices=run, data=data, valid=valid, origin=(r0, c0))
+                direct = _DirectReader.open(ds, info.path)
+                try:
+                    yield from self._read_runs(info, ds, mask_ds, direct, chunk_frames, (r0, r1, c0, c1),
+                                               valid_shared)
+                finally:
+                    if direct is not None:
+                        direct.close()
+
+    @staticmethod
+    def _read_runs(info, ds, mask_ds, direct, chunk_frames, region, valid_shared) -> Iterator[FrameChunk]:
+        r0, r1, c0, c1 = region
+        for run in _runs(info.indices, chunk_frames):
+            start, stop = int(run[0]), int(run[-1]) + 1
+            try:
+                data = np.empty((stop - start, r1 - r0, c1 - c0), dtype=ds.dtype)
+                if direct is None or not direct.read(start, stop, (r0, r1, c0, c1), data):
+                    ds.read_direct(data, np.s_[start:stop, r0:r1, c0:c1])
+                valid = valid_shared
+                if mask_ds is not None:
+                    valid = valid_shared & (mask_ds[start:stop, r0:r1, c0:c1] == 0)
+            except OSError as exc:
+                raise InputError(f"cannot read frames {start}:{stop} of {info.path}: {exc} "
+                                 "(file damaged, or compressed with a filter that is not installed?)"
+                                 ) from None
+            yield FrameChunk(info=info, indices=run, data=data, valid=valid, origin=(r0, c0))
+
+
+class _DirectReader:
+    """Region reads straight from the file's bytes for uncompressed frames.
+
+    HDF5 copies a whole chunk to hand out part of it: for a 256×256 region of a
+    1024×1024 frame stored one frame per chunk that is 16 times the bytes needed.
+    Where the frames are stored uncompressed (contiguously, or one frame per chunk),
+    their byte offsets are known and a memory map of the file yields just the rows and
+    columns of the region.  Anything else (filters, other chunk shapes, virtual or
+    external data, unallocated chunks) falls back to h5py.
+    """
+
+    def __init__(self, path: str, offsets: Callable[[int], int | None], frame_shape, dtype):
+        self.file = open(path, "rb")
+        self.size = os.fstat(self.file.fileno()).st_size
+        self.offsets = offsets
+        self.frame_shape = frame_shape
+        self.dtype = dtype
+        self.frame_bytes = int(np.prod(frame_shape)) * dtype.itemsize
+
+    @classmethod
+    def open(cls, ds, path: str) -> "_DirectReader | None":
+        try:
+            if not ds.dtype.isnative or ds.dtype.kind not in "uif" or ds.is_virtual:
+                return None
+            plist = ds.id.get_create_plist()
+            if plist.get_nfilters() or plist.get_external_count():
+                return None
+            frame_shape = ds.shape[1:]
+            if ds.chunks is None:
+                base = ds.id.get_offset()
+                if base is None:
+                    return None
+                nbytes = int(np.prod(frame_shape)) * ds.dtype.itemsize
+                return cls(path, lambda i: base + i * nbytes, frame_shape, ds.dtype)
+            if tuple(ds.chunks) != (1,) + tuple(frame_shape):
+                return None
+
+            def chunk_offset(i: int) -> int | None:
+                info = ds.id.get_chunk_info_by_coord((i, 0, 0))
+                return info.byte_offset if info.byte_offset is not None and info.size else None
+            return cls(path, chunk_offset, frame_shape, ds.dtype)
+        except (AttributeError, OSError, ValueError, KeyError):
+            return None
+
+    def read(self, start: int, stop: int, roi: Roi, out: np.ndarray) -> bool:
+        """Fill ``out`` with frames start:stop of region ``roi``; False to fall back.
+
+        Each frame is mapped only while it is copied: a map kept open would count every
+        page it ever touched in the process's resident memory.
+        """
+        r0, r1, c0, c1 = roi
+        row_bytes = self.frame_shape[1] * self.dtype.itemsize
+        for k, i in enumerate(range(start, stop)):
+            offset = self.offsets(i)
+            if offset is None or offset + self.frame_bytes > self.size:
+                return False
+            first = offset + r0 * row_bytes            # map only the rows of the region
+            aligned = first - first % mmap.ALLOCATIONGRANULARITY
+            length = (r1 - r0) * row_bytes + (first - aligned)
+            with mmap.mmap(self.file.fileno(), length, offset=aligned, access=mmap.ACCESS_READ) as m:
+                rows = np.frombuffer(m, dtype=self.dtype, count=(r1 - r0) * self.frame_shape[1],
+                                     offset=first - aligned).reshape(r1 - r0, self.frame_shape[1])
+                out[k] = rows[:, c0:c1]
+                del rows
+        return True
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _clip_roi(region: Roi | None, shape: tuple[int, int]) -> Roi:

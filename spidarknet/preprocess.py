@@ -165,6 +165,7 @@ class Preprocessor:
     def __init__(self, settings: Preprocessing):
         self.settings = settings
         self._lut = _colormap_lut(settings.colormap)
+        self._crop = np.zeros((0, settings.crop, settings.crop), dtype=np.float32)
 
     def roi(self, info: FileInfo) -> Roi:
         """The region to read from a file: the crop box (clipped by the reader)."""
@@ -174,8 +175,11 @@ class Preprocessor:
         s = self.settings
         n = len(chunk)
         r0, r1, c0, c1 = s.crop_box(chunk.info)
-        # place the (clipped) data that was read into a zero-padded crop
-        crop = np.zeros((n, s.crop, s.crop), dtype=np.float32)
+        # place the (clipped) data that was read into a zero-padded crop; the buffer is
+        # reused from chunk to chunk (fresh memory costs page faults on every chunk)
+        if len(self._crop) < n:
+            self._crop = np.zeros((n, s.crop, s.crop), dtype=np.float32)
+        crop = self._crop[:n]
         dr, dc = chunk.origin[0] - r0, chunk.origin[1] - c0
         h, w = chunk.data.shape[1:]
         if dr < 0 or dc < 0 or dr + h > s.crop or dc + w > s.crop:
@@ -187,6 +191,8 @@ class Preprocessor:
             dr, dc = dr + rr0, dc + cc0
         else:
             data, valid = chunk.data, chunk.valid
+        if (dr, dc, data.shape[1], data.shape[2]) != (0, 0, s.crop, s.crop):
+            crop[...] = 0.0  # the crop leaves the detector: pad
         target = crop[:, dr:dr + data.shape[1], dc:dc + data.shape[2]]
         np.copyto(target, data, casting="unsafe")
         if s.adu_per_photon is not None:
@@ -206,10 +212,19 @@ class Preprocessor:
     def _bin(self, crop: np.ndarray) -> np.ndarray:
         s = self.settings
         if s.crop == s.size:
-            return crop
+            return crop.copy()  # the crop buffer is reused by the next chunk
         f = s.crop // s.size
         if f * s.size == s.crop:
-            return crop.reshape(len(crop), s.size, f, s.size, f).sum(axis=(2, 4), dtype=np.float32)
+            if f > 4:
+                return crop.reshape(len(crop), s.size, f, s.size, f).sum(axis=(2, 4), dtype=np.float32)
+            # a sum of f*f strided views: several times faster than a reduction over
+            # the interleaved axes of a reshape
+            out = crop[:, 0::f, 0::f].copy()
+            for i in range(f):
+                for j in range(f):
+                    if i or j:
+                        out += crop[:, i::f, j::f]
+            return out
         import cv2
         area = (s.crop / s.size) ** 2
         out = np.empty((len(crop), s.size, s.size), dtype=np.float32)
@@ -223,17 +238,26 @@ class Preprocessor:
         if s.vmax is not None:
             return np.full(len(photons), s.vmax, dtype=np.float32)
         flat = photons.reshape(len(photons), -1)
-        vmax = np.percentile(flat, s.vmax_percentile, axis=1).astype(np.float32)
+        # np.percentile's linear interpolation, from a partition at the two order statistics
+        k = s.vmax_percentile / 100.0 * (flat.shape[1] - 1)
+        lo, hi = int(np.floor(k)), int(np.ceil(k))
+        part = np.partition(flat, (lo, hi) if hi != lo else lo, axis=1)
+        low, high = part[:, lo].astype(np.float64), part[:, hi].astype(np.float64)
+        vmax = (low + (high - low) * (k - lo)).astype(np.float32)
         return np.maximum(vmax, s.vmax_floor)
 
     def _to_images(self, photons: np.ndarray) -> np.ndarray:
         s = self.settings
         vmax = self.full_scale(photons)[:, None, None]
         if s.scale == "log":
-            scaled = np.log1p(photons) / np.log1p(vmax)
+            scaled = np.log1p(photons)
+            scaled /= np.log1p(vmax)
         else:
             scaled = photons / vmax
-        grey = (np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        np.clip(scaled, 0.0, 1.0, out=scaled)
+        scaled *= 255.0
+        scaled += 0.5
+        grey = scaled.astype(np.uint8)
         if self._lut is None:
             return np.repeat(grey[..., None], 3, axis=-1)
         return self._lut[grey]

@@ -43,7 +43,7 @@ def hit_lists(weights, heldout_cxi, tmp_path_factory):
     for backend in ("opencv", "darknet", "darknet-cli"):
         path = out / f"{backend}.csv"
         assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(path),
-                            "--backend", backend, "--quiet", "--workers", "2"]) == 0
+                            "--backend", backend, "--quiet", "--jobs", "2"]) == 0
         lists[backend] = read_hits(path)
     return lists
 

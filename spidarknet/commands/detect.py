@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from spidarknet import __version__, cli
 from spidarknet.detect import PartialResult, detect_frames
-from spidarknet.engine.backends import BACKENDS, OpenedDetector
+from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import load_model
-from spidarknet.errors import InputError
+from spidarknet.errors import EngineError, InputError
+from spidarknet.parallel import detect_parallel
 from spidarknet.outputs import check_destination
 
 
@@ -32,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cfg", help="network cfg, for weights without a model card")
     parser.add_argument("--preprocess", metavar="JSON", help="preprocessing settings, for weights without a card")
     parser.add_argument("--batch", type=int, default=16, help="frames per inference batch (default 16)")
-    parser.add_argument("--workers", type=int, help="darknet backend: worker processes (default: one per core)")
+    parser.add_argument("--jobs", "-j", type=int,
+                        help="processes reading, preprocessing and detecting in parallel (default: one per "
+                             "core for the CPU backends, 1 for a GPU or darknet-cli)")
     parser.add_argument("--gpu", type=int, help="GPU index for a GPU build of darknet")
     parser.add_argument("--darknet", metavar="PATH", help="darknet binary (darknet-cli backend)")
     parser.add_argument("--libdarknet", metavar="PATH", help="libdarknet.so (darknet backend)")
@@ -54,32 +58,40 @@ def run(args: argparse.Namespace) -> int:
         check_destination(args.write_cxi, args.force, "CXI file")
     source = cli.frame_source_from_args(args)
     started = time.perf_counter()
-    with OpenedDetector(model, args.backend, batch=args.batch, workers=args.workers, gpu=args.gpu,
-                        darknet=args.darknet, libdarknet=args.libdarknet) as detector:
-        bar = cli.progress(total=len(source), desc=f"detect ({detector.name})", quiet=args.quiet)
-        try:
-            hits, times = detect_frames(source, settings, detector, model.threshold,
-                                        chunk_frames=args.chunk, on_chunk=bar.update)
-        except PartialResult as exc:
-            bar.close()
-            if len(exc.hits):
-                partial = f"{args.out}.partial"
-                exc.hits.meta.update(partial=True, weights=str(args.weights))
-                exc.hits.write_csv(partial, force=True)
-                raise InputError(f"{exc}\n{len(exc.hits)} frames scored before the failure are in {partial}") from None
-            raise
-        finally:
-            bar.close()
-        backend = detector.name
+    backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
+    jobs = args.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(args)) else cpu_count())
+    if jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    jobs = min(jobs, max(1, len(source) // args.chunk + 1))
+    bar = cli.progress(total=len(source), desc=f"detect ({backend})", quiet=args.quiet)
+    try:
+        if jobs > 1 and backend in ("opencv", "darknet"):
+            hits, times = detect_parallel(source, shard_job(args, model, backend), jobs, on_chunk=bar.update)
+        else:
+            with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
+                                libdarknet=args.libdarknet) as detector:
+                hits, times = detect_frames(source, settings, detector, model.threshold,
+                                            chunk_frames=args.chunk, on_chunk=bar.update)
+    except PartialResult as exc:
+        bar.close()
+        if len(exc.hits):
+            partial = f"{args.out}.partial"
+            exc.hits.meta.update(partial=True, weights=str(args.weights))
+            exc.hits.write_csv(partial, force=True)
+            raise EngineError(f"{exc}\n{len(exc.hits)} frames scored before the failure are in {partial}") from None
+        raise
+    finally:
+        bar.close()
     hits.meta.update({
-        "backend": backend, "weights": os.path.abspath(args.weights), "model": model.origin,
+        "backend": backend, "jobs": jobs, "weights": os.path.abspath(args.weights), "model": model.origin,
         "preprocessing": settings.to_dict(), "inputs": [f.path for f in source.files],
         "timing": times.as_dict(len(hits)), "spidarknet_version": __version__,
     })
     hits = hits.sorted()
     hits.write_csv(args.out, force=args.force)
     rate = len(hits) / times.total if times.total > 0 else float("inf")
-    print(f"{hits.summary_line()}; {backend} backend, {rate:.0f} frames/s; wrote {args.out}")
+    print(f"{hits.summary_line()}; {backend} backend, {jobs} process{'es' if jobs > 1 else ''}, "
+          f"{rate:.0f} frames/s; wrote {args.out}")
     if args.write_cxi:
         n = write_cxi(args, hits)
         print(f"wrote {n} selected frames to {args.write_cxi}")
@@ -87,6 +99,27 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet and sys.stderr.isatty():
         print(f"done in {seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def gpu_build(args: argparse.Namespace) -> bool:
+    from spidarknet.engine.locate import find_libdarknet
+    return find_libdarknet(args.libdarknet).gpu
+
+
+def shard_job(args: argparse.Namespace, model, backend: str) -> dict:
+    """What each worker of detect_parallel needs to repeat this detection."""
+    job = {"cfg": model.cfg.dumps(), "weights": str(Path(args.weights).resolve()),
+           "preprocessing": model.preprocessing.to_dict(), "threshold": model.threshold,
+           "backend": backend, "batch": args.batch, "chunk": args.chunk}
+    if backend == "darknet":
+        from spidarknet.engine.locate import find_libdarknet
+        job["libdarknet"] = str(find_libdarknet(args.libdarknet).path)
+        job["gpu"] = args.gpu
+    return job
 
 
 def write_cxi(args: argparse.Namespace, hits) -> int:

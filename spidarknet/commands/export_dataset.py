@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--net", default="yolov2-tiny-spi",
                      help="template: yolov2-tiny-spi (CPU, small inputs), yolov2-spi (the seed's 416x416 "
                           "YOLOv2), or a path to a .cfg (default yolov2-tiny-spi)")
-    net.add_argument("--width-scale", type=float, default=1.0,
-                     help="multiply the filter counts (0.25 = quarter width, fast on CPU; default 1)")
+    net.add_argument("--width-scale", type=float,
+                     help="multiply the filter counts (default: 0.25 for yolov2-tiny-spi, the fast CPU "
+                          "model; 1 for the others)")
     net.add_argument("--batch", type=int, default=16, help="training batch (default 16)")
     net.add_argument("--subdivisions", type=int, default=1, help="darknet subdivisions (default 1)")
     net.add_argument("--max-batches", type=int, default=500, help="training iterations (default 500)")
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     settings = cli.preprocessing_from_args(args)
     net_name = args.net
     template = load_template(net_name)
+    if args.width_scale is None:
+        args.width_scale = 0.25 if net_name == "yolov2-tiny-spi" else 1.0
     cfg = configure_network(template, size=settings.size, batch=args.batch, subdivisions=args.subdivisions,
                             max_batches=args.max_batches, learning_rate=args.learning_rate,
                             burn_in=args.burn_in, width_scale=args.width_scale)

@@ -9,7 +9,6 @@ stay meaningful.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -246,9 +245,7 @@ def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batc
 
 
 def grid_size(cfg: DarknetCfg) -> int:
-    """Side of the output grid: the input width over the product of max-pool strides."""
-    stride = 1
-    for _, layer in cfg.layers_named("maxpool"):
-        stride *= layer.get_int("stride", layer.get_int("size", 2))
-    width = cfg.input_size[0]
-    return int(math.ceil(width / stride))
+    """Side of the detection layer's output grid, as darknet computes the layer shapes."""
+    from spidarknet.engine.weights import layer_shapes
+    index, _ = cfg.detection_layer()
+    return layer_shapes(cfg)[index].out_w

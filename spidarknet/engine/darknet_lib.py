@@ -160,3 +160,50 @@ class Network:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class NetworkDetector:
+    """libdarknet in *this* process, batched; the ``Detector`` protocol.
+
+    Used inside worker processes (which are the crash barrier); the network is loaded
+    once with the batch written into a copy of its cfg, since ``set_batch_network`` does
+    not reallocate.
+    """
+
+    name = "darknet"
+
+    def __init__(self, lib_path, cfg_path, weights_path, spec, *, batch: int = 16, gpu: int | None = None):
+        import tempfile
+        from spidarknet.engine.cfg import DarknetCfg
+        if batch == 2:
+            batch = 3  # get_network_boxes averages flipped pairs when batch == 2
+        self.batch = batch
+        self.spec = spec
+        cfg = DarknetCfg.load(cfg_path)
+        cfg.net.options.update(batch=str(batch), subdivisions="1")
+        self._tmp = tempfile.TemporaryDirectory(prefix="spidarknet-net-")
+        run_cfg = Path(self._tmp.name) / "detect.cfg"
+        cfg.save(run_cfg)
+        self.lib = LibDarknet(lib_path)
+        self.lib.use_gpu(gpu)
+        self.net = self.lib.load(run_cfg, weights_path)
+
+    def detect(self, images: np.ndarray):
+        from spidarknet.engine.detector import Detections, decode_region
+        parts = []
+        for start in range(0, len(images), self.batch):
+            part = images[start:start + self.batch]
+            n = len(part)
+            batch = np.zeros((self.batch, 3) + part.shape[1:3], dtype=np.float32)
+            batch[:n] = part.transpose(0, 3, 1, 2)
+            batch *= 1.0 / 255.0
+            parts.append(decode_region(self.net.predict(batch, self.spec.outputs)[:n], self.spec))
+        return Detections.concat(parts)
+
+    def close(self) -> None:
+        if getattr(self, "net", None) is not None:
+            self.net.close()
+            self.net = None
+        if getattr(self, "_tmp", None) is not None:
+            self._tmp.cleanup()
+            self._tmp = None

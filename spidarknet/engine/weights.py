@@ -137,3 +137,29 @@ def check_weights(cfg: DarknetCfg, path: str | os.PathLike, *, partial: bool = F
                           "are truncated or belong to another network (cfg and weights must match)")
     raise EngineError(f"{path} holds {floats:,} parameters but {name} needs {total:,}: the weights belong to "
                       "another network (a different --net, --size-independent filter counts or classes)")
+
+
+def write_random_weights(cfg: DarknetCfg, path: str | os.PathLike, seed: int = 0) -> None:
+    """Untrained weights for ``cfg`` as darknet would initialise them (for benchmarks).
+
+    Convolution kernels are scaled by sqrt(2 / fan-in), biases 0, batch-norm scales 1
+    with running mean 0 and variance 1.  Scores from such weights mean nothing; their
+    speed is that of trained ones.
+    """
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    parts = []
+    channels = cfg.input_size[2]
+    for layer, shape in zip(cfg.layers, layer_shapes(cfg)):
+        if layer.name in ("convolutional", "conv"):
+            filters, size = layer.get_int("filters"), layer.get_int("size", 1)
+            fan_in = channels // layer.get_int("groups", 1) * size * size
+            parts.append(np.zeros(filters))
+            if layer.get_int("batch_normalize", 0):
+                parts += [np.ones(filters), np.zeros(filters), np.ones(filters)]
+            parts.append(rng.normal(0.0, (2.0 / fan_in) ** 0.5, filters * fan_in))
+        channels = shape.out_c
+    data = np.concatenate(parts).astype("<f4")
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<3iQ", 0, 2, 0, 0))
+        handle.write(data.tobytes())

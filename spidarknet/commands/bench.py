@@ -1,0 +1,140 @@
+"""``spidarknet bench``: frames/s of detect per backend and stage, against the naive pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from spidarknet import cli
+from spidarknet.benchmark import naive_pipeline, run_detect, tile_frames
+from spidarknet.errors import InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "bench",
+        "Measure detect end to end (HDF5 -> hit list) on frames it simulates itself: every backend with "
+        "the same weights on the same 1024x1024 frames, the naive hand-written pipeline as the baseline, "
+        "frames/s per stage, and peak memory on a short and a long file.",
+        "spidarknet bench --frames 2000 --out bench.json")
+    parser.add_argument("--frames", type=int, default=2000, help="frames in the timed file (default 2000)")
+    parser.add_argument("--distinct", type=int, default=300, help="distinct simulated frames tiled (default 300)")
+    parser.add_argument("--weights", help="trained weights with a model card (default: untrained weights "
+                                          "for the default CPU network; speed is the same)")
+    parser.add_argument("--backends", nargs="+", default=["naive", "darknet-cli", "darknet", "opencv"],
+                        choices=["naive", "darknet-cli", "darknet", "opencv"], help="what to time")
+    parser.add_argument("--memory-frames", type=int, nargs="*", default=[1000, 10000],
+                        help="file lengths for the peak-memory check (default 1000 10000; none to skip)")
+    parser.add_argument("--workdir", help="keep the files here (default: a temporary folder, removed)")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidarknet.engine.cfg import configure_network, load_template
+    from spidarknet.engine.locate import find_darknet
+    from spidarknet.engine.model import Model, load_model
+    from spidarknet.engine.weights import write_random_weights
+    from spidarknet.preprocess import Preprocessing
+    from spidarknet.simulate import simulate_file
+    if args.frames < 1 or args.distinct < 1:
+        raise InputError("--frames and --distinct must be at least 1")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    results: dict = {"frames": args.frames, "cores": cores, "runs": {}, "memory": {}}
+    try:
+        base = work / "distinct.cxi"
+        if not base.exists():
+            say(f"simulating {args.distinct} distinct frames ...")
+            simulate_file(base, args.distinct, seed=0)
+        data = work / f"frames-{args.frames}.cxi"
+        if not data.exists():
+            tile_frames(base, data, args.frames)
+        if args.weights:
+            model = load_model(args.weights)
+        else:
+            cfg = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.25)
+            weights = work / "untrained.weights"
+            write_random_weights(cfg, weights)
+            model = Model(weights=weights, cfg=cfg, preprocessing=Preprocessing(size=128))
+            model.save_card({"note": "untrained weights for benchmarking"})
+        results["network"] = {"weights": str(model.weights), "input": model.cfg.input_size[0]}
+        darknet = find_darknet()
+        variants = []
+        for backend in args.backends:
+            if backend == "naive":
+                variants.append(("naive", None))
+            elif backend == "darknet-cli":
+                variants.append(("darknet-cli", ["--backend", "darknet-cli", "--jobs", "1"]))
+            else:
+                for jobs in sorted({1, cores}):
+                    variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs)]))
+        for name, extra in variants:
+            say(f"timing {name} on {args.frames} frames ...")
+            if extra is None:
+                folder = work / "naive"
+                shutil.rmtree(folder, ignore_errors=True)
+                timing = naive_pipeline(data, model, darknet.path, folder)
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                timing = run_detect([str(data)], model.weights, work / "hits.csv", extra)
+            timing["frames_per_s"] = args.frames / timing["total_s"]
+            results["runs"][name] = timing
+        naive = results["runs"].get("naive")
+        for name, timing in results["runs"].items():
+            if naive:
+                timing["vs_naive"] = naive["total_s"] / timing["total_s"]
+        for count in args.memory_frames:
+            path = work / f"memory-{count}.cxi"
+            say(f"peak memory of detect (opencv, {cores} processes) on a {count}-frame file ...")
+            tile_frames(base, path, count)
+            timing = run_detect([str(path)], model.weights, work / "mem.csv", ["--backend", "opencv"])
+            results["memory"][str(count)] = {k: timing[k] for k in ("peak_rss_mb", "parent_rss_mb",
+                                                                     "worker_rss_mb", "frames_per_s")}
+            path.unlink()
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(format_table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"figures written to {args.out}")
+    return 0
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{results['frames']} frames of 1024x1024 uint16, {results['cores']} cores, network input "
+             f"{results['network']['input']}",
+             f"{'variant':<16}{'total f/s':>10}{'read':>9}{'prep':>9}{'write':>9}{'infer':>9}{'vs naive':>10}"
+             f"{'peak MB':>9}"]
+
+    def rate(timing, key):
+        seconds = timing.get(key)
+        return f"{results['frames'] / seconds:9.0f}" if seconds else f"{'-':>9}"
+
+    for name, t in results["runs"].items():
+        ratio = f"{t['vs_naive']:9.1f}x" if "vs_naive" in t else f"{'-':>10}"
+        peak = f"{t['peak_rss_mb']:9.0f}" if "peak_rss_mb" in t else f"{'-':>9}"
+        lines.append(f"{name:<16}{t['frames_per_s']:10.0f}{rate(t, 'read_s')}{rate(t, 'preprocess_s')}"
+                     f"{rate(t, 'write_s')}{rate(t, 'inference_s')}{ratio}{peak}")
+    lines.append("stage columns: frames per second of that stage's own time, summed over processes "
+                 "(per core when several run)")
+    for count, m in results["memory"].items():
+        lines.append(f"peak memory, {count}-frame file: {m['peak_rss_mb']:.0f} MB (largest process; parent "
+                     f"{m['parent_rss_mb']:.0f} MB, worker {m['worker_rss_mb']:.0f} MB), {m['frames_per_s']:.0f} frames/s")
+    if len(results["memory"]) >= 2:
+        peaks = [m["peak_rss_mb"] for m in results["memory"].values()]
+        lines.append(f"memory growth long/short: {100 * (peaks[-1] / peaks[0] - 1):+.1f} %")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

@@ -1,0 +1,151 @@
+"""Detection on all cores: the frames cut into shards, one worker process per shard.
+
+Each worker reads its frames, preprocesses them and runs the network (OpenCV with one
+thread, or libdarknet loaded in the worker) — the whole per-frame path in one process
+per core, with nothing shared, so two cores give twice the frames per second.  Workers
+are fresh interpreters (``python -m spidarknet.parallel``), not ``multiprocessing``
+forks: nothing of the caller's ``__main__`` is re-imported, and a darknet crash ends
+only its worker.  Results come back per chunk (scores and boxes: a few bytes a frame)
+and are joined in frame-key order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from spidarknet.detect import PartialResult, StageTimes, detect_frames
+from spidarknet.errors import EngineError
+from spidarknet.frames import FrameKey, FrameSource
+from spidarknet.hits import HitList
+
+
+def _open_detector(job: dict, cfg_path: Path):
+    from spidarknet.engine.cfg import DarknetCfg
+    from spidarknet.engine.detector import RegionSpec
+    spec = RegionSpec.from_cfg(DarknetCfg.load(cfg_path))
+    if job["backend"] == "opencv":
+        from spidarknet.engine.opencv_backend import OpenCVDetector
+        return OpenCVDetector(cfg_path, Path(job["weights"]), spec, batch=job["batch"], threads=1)
+    if job["backend"] == "darknet":
+        from spidarknet.engine.darknet_lib import NetworkDetector
+        return NetworkDetector(job["libdarknet"], cfg_path, job["weights"], spec, batch=job["batch"],
+                               gpu=job.get("gpu"))
+    raise EngineError(f"backend {job['backend']!r} cannot run in shard workers")
+
+
+def _worker(conn: Connection) -> None:
+    import signal
+    import tempfile
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    from spidarknet.preprocess import Preprocessing
+    job = conn.recv()
+    # darknet prints its layer table and more: keep it out of the user's terminal
+    log_fd = os.open(job.get("log", os.devnull), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    try:
+        with tempfile.TemporaryDirectory(prefix="spidarknet-shard-") as tmp:
+            cfg_path = Path(tmp) / "model.cfg"
+            cfg_path.write_text(job["cfg"])
+            source = FrameSource.from_spec(job["source"])
+            settings = Preprocessing.from_dict(job["preprocessing"])
+            detector = _open_detector(job, cfg_path)
+            try:
+                hits, times = detect_frames(source, settings, detector, job["threshold"],
+                                            chunk_frames=job["chunk"],
+                                            on_chunk=lambda n: conn.send(("progress", n)))
+            finally:
+                detector.close()
+            conn.send(("done", [(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
+                       {"read": times.read, "preprocess": times.preprocess, "inference": times.inference}))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent stopped (Ctrl-C, or another worker failed)
+    except Exception as exc:  # report to the parent, which raises it as one error line
+        conn.send(("error", str(exc) or type(exc).__name__))
+
+
+def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
+                    on_chunk: Callable[[int], None] | None = None) -> tuple[HitList, StageTimes]:
+    """Score ``source`` in ``jobs`` worker processes.
+
+    ``job`` holds: cfg (text), weights, preprocessing (dict), threshold, backend
+    (``opencv`` or ``darknet``), batch, chunk, and for darknet libdarknet (and gpu).
+    """
+    started = time.perf_counter()
+    shards = [s for s in source.shards(jobs) if s]
+    package_root = str(Path(__file__).resolve().parents[1])
+    python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=python_path)
+    workers = []
+    try:
+        for shard in shards:
+            parent, child = socket.socketpair()
+            proc = subprocess.Popen([sys.executable, "-m", "spidarknet.parallel", str(child.fileno())],
+                                    pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
+            child.close()
+            conn = Connection(parent.detach())
+            spec = source.spec()
+            spec["indices"] = {p: v.tolist() for p, v in shard.items()}
+            conn.send(dict(job, source=spec))
+            workers.append((proc, conn))
+        results: list[tuple | None] = [None] * len(workers)
+        times = StageTimes()
+        live = {conn: i for i, (_, conn) in enumerate(workers)}
+        failure = None
+        while live:
+            for conn in wait(list(live)):
+                i = live[conn]
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    code = workers[i][0].wait()
+                    failure = failure or f"detection worker {i + 1} of {len(workers)} died (exit status {code})"
+                    del live[conn]
+                    continue
+                kind = message[0]
+                if kind == "progress" and on_chunk is not None:
+                    on_chunk(message[1])
+                elif kind == "done":
+                    results[i] = message[1:4]
+                    for stage, seconds in message[4].items():
+                        setattr(times, stage, getattr(times, stage) + seconds)
+                    del live[conn]
+                elif kind == "error":
+                    failure = failure or message[1]
+                    del live[conn]
+        keys, scores, boxes = [], [], []
+        for result in results:
+            if result is None:
+                continue
+            keys.extend(FrameKey(*k) for k in result[0])
+            scores.append(result[1])
+            boxes.append(result[2].reshape(-1, 4))
+        hits = HitList(keys, np.concatenate(scores) if scores else np.zeros(0, np.float32),
+                       np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32), job["threshold"])
+        if failure:
+            raise PartialResult(failure, hits.sorted())
+        times.total = time.perf_counter() - started
+        times.extra["workers"] = len(workers)
+        return hits, times
+    finally:
+        for proc, conn in workers:
+            conn.close()
+            try:
+                proc.wait(timeout=2 if proc.poll() is None else 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+if __name__ == "__main__":  # a worker: python -m spidarknet.parallel FD
+    _worker(Connection(int(sys.argv[1])))
