@@ -27,6 +27,10 @@ COMMANDS = {
     "size": ("spidarknet.commands.size", "radial profiles and sphere fits: particle diameter per frame"),
     "select": ("spidarknet.commands.select", "re-threshold a hit list and keep hits in a size window"),
     "report": ("spidarknet.commands.report", "an HTML report with figures of a selection"),
+    "export-hits": ("spidarknet.commands.export_hits",
+                    "hit list -> CrystFEL/OM event list (.lst), CXI score/tags sidecar"),
+    "export-emc": ("spidarknet.commands.export_emc", "selected frames -> Dragonfly photons.emc, detector file, blacklist"),
+    "merge": ("spidarknet.commands.merge", "join the hit lists of a SLURM job array (detect --shard K/N)"),
     "bench": ("spidarknet.commands.bench", "throughput benchmark: detect end to end per backend vs the naive way"),
 }
 
