@@ -4,14 +4,16 @@
 #   make test      set everything up, then run the test suite
 #   make darknet   build only the engine (GPU=1, CUDNN=1, OPENMP=0|1 ...; see mk/darknet.mk)
 #   make install   pip-install spidarknet (editable) with its test tools
-#   make bench     throughput benchmark (see benchmarks/)
+#   make system-deps  Debian packages the tests drive: OpenMPI (mpirun), Chromium (as root)
+#   make bench     throughput benchmark: detect per backend vs the naive pipeline
 
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 
-.PHONY: help install test demo bench
+.PHONY: help install test demo bench system-deps
+SYSTEM_DEPS := openmpi-bin libopenmpi-dev chromium
 help:
-	@sed -n '3,8p' Makefile | sed 's/^#//'
+	@sed -n '3,9p' Makefile | sed 's/^#//'
 
 # ---------------------------------------------------------------------------
 # The Darknet engine: targets darknet, darknet-source, clean-darknet;
@@ -25,6 +27,10 @@ build/.installed: setup.py
 	@mkdir -p build && touch $@
 
 install: build/.installed
+
+system-deps:
+	@if dpkg -s $(SYSTEM_DEPS) >/dev/null 2>&1; then echo "system packages present"; \
+	else apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSTEM_DEPS); fi
 
 test: build/.installed darknet
 	$(PYTHON) -m pytest -q tests

@@ -23,7 +23,7 @@ setup(
         "pillow>=9",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "mpi4py>=3.1"], "mpi": ["mpi4py>=3.1"]},
     data_files=[("share/spidarknet/cfg", templates)],
     entry_points={"console_scripts": ["spidarknet=spidarknet.cli:console_main"]},
 )

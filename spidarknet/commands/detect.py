@@ -8,12 +8,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from spidarknet import __version__, cli
 from spidarknet.detect import PartialResult, detect_frames
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import load_model
-from spidarknet.errors import EngineError, InputError
+from spidarknet.errors import EngineError, InputError, SpidarknetError
+from spidarknet.frames import FrameKey
+from spidarknet.hits import HitList
 from spidarknet.parallel import detect_parallel
+from spidarknet.shards import file_digest, parse_shard, ranges
 from spidarknet.outputs import check_destination
 
 
@@ -41,12 +46,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--darknet", metavar="PATH", help="darknet binary (darknet-cli backend)")
     parser.add_argument("--libdarknet", metavar="PATH", help="libdarknet.so (darknet backend)")
     parser.add_argument("--write-cxi", metavar="CXI", help="also copy the selected frames into this CXI file")
+    parser.add_argument("--mpi", action="store_true",
+                        help="run as one rank of 'mpirun -n N': each rank scores its share, rank 0 writes "
+                             "the one hit list (needs mpi4py)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="score only part K of N (1..N) of the frames, for job arrays; join the parts "
+                             "with 'spidarknet merge'")
     parser.add_argument("--chunk", type=int, default=64, help="frames read at a time (default 64)")
     cli.add_common_args(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.mpi:
+        return run_local(args)
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise InputError("--mpi needs mpi4py: pip install mpi4py (with an MPI library such as Debian's "
+                         "openmpi-bin)") from None
+    comm = MPI.COMM_WORLD
+    try:
+        return run_local(args, comm)
+    except BaseException as exc:  # one rank failing must stop all, never leave a short hit list
+        if comm.Get_size() > 1:
+            what = str(exc) if isinstance(exc, SpidarknetError) else f"{type(exc).__name__}: {exc}"
+            print(f"error: rank {comm.Get_rank()} of {comm.Get_size()}: {what}", file=sys.stderr, flush=True)
+            comm.Abort(1)
+        raise
+
+
+def run_local(args: argparse.Namespace, comm=None) -> int:
     if args.batch < 1 or args.chunk < 1:
         raise InputError("--batch and --chunk must be at least 1")
     model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
@@ -57,19 +87,36 @@ def run(args: argparse.Namespace) -> int:
     if args.write_cxi:
         check_destination(args.write_cxi, args.force, "CXI file")
     source = cli.frame_source_from_args(args)
+    shard_meta = None
+    if args.shard:
+        k, n = parse_shard(args.shard)
+        part = source.shards(n)[k - 1]
+        source.select(part)
+        shard_meta = {"index": k, "count": n, "expected": {p: ranges(v) for p, v in part.items()}}
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    if comm is not None:
+        if args.shard:
+            raise InputError("--mpi and --shard exclude each other: MPI ranks already share the frames")
+        source.select(source.shards(size)[rank])
+        if args.jobs is None:
+            args.jobs = 1
+        args.quiet = args.quiet or rank != 0
     started = time.perf_counter()
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
     jobs = args.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(args)) else cpu_count())
     if jobs < 1:
         raise InputError("--jobs must be at least 1")
     jobs = min(jobs, max(1, len(source) // args.chunk + 1))
+    if len(source) == 0:
+        jobs = 1
     bar = cli.progress(total=len(source), desc=f"detect ({backend})", quiet=args.quiet)
     try:
         if jobs > 1 and backend in ("opencv", "darknet"):
             hits, times = detect_parallel(source, shard_job(args, model, backend), jobs, on_chunk=bar.update)
         else:
+            threads = 1 if size > 1 else None  # one core per MPI rank
             with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
-                                libdarknet=args.libdarknet) as detector:
+                                libdarknet=args.libdarknet, threads=threads) as detector:
                 hits, times = detect_frames(source, settings, detector, model.threshold,
                                             chunk_frames=args.chunk, on_chunk=bar.update)
     except PartialResult as exc:
@@ -82,15 +129,29 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         bar.close()
+    if comm is not None:
+        parts = comm.gather(([(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
+                             times.as_dict(len(hits))), root=0)
+        if rank != 0:
+            return 0
+        hits = HitList([FrameKey(*k) for part in parts for k in part[0]],
+                       np.concatenate([part[1] for part in parts]),
+                       np.concatenate([part[2].reshape(-1, 4) for part in parts]), model.threshold)
+        times.total = time.perf_counter() - started
+        jobs = f"{size} MPI ranks"
     hits.meta.update({
         "backend": backend, "jobs": jobs, "weights": os.path.abspath(args.weights), "model": model.origin,
         "preprocessing": settings.to_dict(), "inputs": [f.path for f in source.files],
         "timing": times.as_dict(len(hits)), "spidarknet_version": __version__,
+        "weights_sha256": file_digest(args.weights),
     })
+    if shard_meta is not None:
+        hits.meta["shard"] = shard_meta
     hits = hits.sorted()
     hits.write_csv(args.out, force=args.force)
     rate = len(hits) / times.total if times.total > 0 else float("inf")
-    print(f"{hits.summary_line()}; {backend} backend, {jobs} process{'es' if jobs > 1 else ''}, "
+    workers = jobs if isinstance(jobs, str) else f"{jobs} process{'es' if jobs > 1 else ''}"
+    print(f"{hits.summary_line()}; {backend} backend, {workers}, "
           f"{rate:.0f} frames/s; wrote {args.out}")
     if args.write_cxi:
         n = write_cxi(args, hits)

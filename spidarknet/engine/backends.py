@@ -26,7 +26,8 @@ class OpenedDetector:
     """A detector with the temporary cfg file it reads; use as a context manager."""
 
     def __init__(self, model: Model, backend: str, *, batch: int = 16, workers: int | None = None,
-                 gpu: int | None = None, darknet: str | None = None, libdarknet: str | None = None):
+                 gpu: int | None = None, darknet: str | None = None, libdarknet: str | None = None,
+                 threads: int | None = None):
         if backend not in BACKENDS:
             raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if backend == "auto":
@@ -38,7 +39,7 @@ class OpenedDetector:
         try:
             if backend == "opencv":
                 from spidarknet.engine.opencv_backend import OpenCVDetector
-                self.detector = OpenCVDetector(cfg_path, model.weights, spec, batch=batch)
+                self.detector = OpenCVDetector(cfg_path, model.weights, spec, batch=batch, threads=threads)
             elif backend == "darknet":
                 from spidarknet.engine.workers import DarknetLibDetector
                 lib = find_libdarknet(libdarknet)
