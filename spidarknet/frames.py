@@ -193,6 +193,11 @@ def open_h5(path: str):
     try:
         return h5py.File(path, "r")
     except OSError as exc:
+        if "already open for write" in str(exc):  # a writer holds it in SWMR mode: read alongside
+            try:
+                return h5py.File(path, "r", swmr=True)
+            except OSError:
+                pass
         raise InputError(f"{path} is not a readable HDF5/CXI file ({exc}); "
                          "is it complete? (a file still being written or truncated by a copy looks like this)") from None
 

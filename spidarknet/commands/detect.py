@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from spidarknet import __version__, cli
-from spidarknet.detect import PartialResult, detect_frames
+from spidarknet.detect import PartialResult, boxes_to_frame_pixels, detect_frames
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import load_model
 from spidarknet.errors import EngineError, InputError, SpidarknetError
@@ -49,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mpi", action="store_true",
                         help="run as one rank of 'mpirun -n N': each rank scores its share, rank 0 writes "
                              "the one hit list (needs mpi4py)")
+    parser.add_argument("--follow", action="store_true",
+                        help="classify a file while it is being written (HDF5 SWMR): rows are appended as "
+                             "frames arrive, until none came for --idle seconds")
+    parser.add_argument("--idle", type=float, default=30.0, metavar="SECONDS",
+                        help="with --follow: stop after this long without new frames (default 30)")
     parser.add_argument("--shard", metavar="K/N",
                         help="score only part K of N (1..N) of the frames, for job arrays; join the parts "
                              "with 'spidarknet merge'")
@@ -58,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.follow:
+        return run_follow(args)
     if not args.mpi:
         return run_local(args)
     try:
@@ -160,6 +168,63 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     if not args.quiet and sys.stderr.isatty():
         print(f"done in {seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+def run_follow(args: argparse.Namespace) -> int:
+    """detect --follow: one file, one process, rows appended as frames arrive."""
+    from spidarknet.follow import RowAppender, follow_chunks
+    from spidarknet.frames import parse_frame_range
+    from spidarknet.preprocess import Preprocessor
+    if len(args.inputs) != 1 or args.mpi or args.shard or args.write_cxi:
+        raise InputError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
+    if args.idle <= 0:
+        raise InputError("--idle must be positive")
+    model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
+    settings = model.preprocessing
+    if args.centre:
+        settings.centre_px = tuple(args.centre)
+    frames = parse_frame_range(args.frames)
+    if frames is not None and (frames.stop is not None or (frames.step or 1) != 1):
+        raise InputError("with --follow, --frames takes only a start (e.g. 100:)")
+    start = (frames.start or 0) if frames is not None else 0
+    if os.path.exists(args.out):
+        if not args.force:
+            raise InputError(f"hit list {args.out} already exists; use --force to replace it")
+        os.unlink(args.out)
+    check_destination(args.out, False, "hit list")
+    args.frames = None
+    info = cli.frame_source_from_args(args).files[0]
+    pre = Preprocessor(settings)
+    backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
+    appender = RowAppender(args.out, model.threshold)
+    started = time.perf_counter()
+    interrupted = False
+    bar = cli.progress(desc=f"follow ({backend})", quiet=args.quiet)
+    try:
+        with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
+                            libdarknet=args.libdarknet) as detector:
+            for chunk in follow_chunks(info, pre.roi(info), args.chunk, start=start, idle_s=args.idle):
+                processed = pre.process(chunk)
+                found = detector.detect(processed.images)
+                boxes = boxes_to_frame_pixels(found.boxes, settings, processed.crop_origin)
+                appender.append(HitList(chunk.keys, found.scores, boxes, model.threshold))
+                bar.update(len(chunk))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        appender.close()
+    seconds = time.perf_counter() - started
+    summary = {"threshold": model.threshold, "frames": appender.rows, "hits": appender.hits, "backend": backend,
+               "weights": os.path.abspath(args.weights), "model": model.origin, "follow": True,
+               "idle_s": args.idle, "interrupted": interrupted, "preprocessing": settings.to_dict(),
+               "inputs": [info.path], "seconds": round(seconds, 3), "spidarknet_version": __version__,
+               "weights_sha256": file_digest(args.weights)}
+    from spidarknet.hits import summary_path
+    summary_path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
+          f"{model.threshold:.3g}; wrote {args.out}" + (" (interrupted)" if interrupted else ""))
+    return cli.EXIT_INTERRUPTED if interrupted else 0
 
 
 def cpu_count() -> int:
