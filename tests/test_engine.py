@@ -247,3 +247,17 @@ def test_ctrl_c_stops_training_cleanly(small_cxi, tmp_path):
     assert "interrupted: darknet stopped" in err and "--resume" in err and "Traceback" not in err
     leftover = subprocess.run(["pgrep", "-f", f"detector train obj.data"], capture_output=True, text=True)
     assert str(ds) not in leftover.stdout
+
+
+def test_pretrained_weights_start_a_new_training(trained, weights, small_cxi, tmp_path):
+    from spidarknet.commands import export_dataset
+    ds = tmp_path / "ds"
+    assert export_dataset.main([str(small_cxi), "--labels-dataset", "/truth/label", "--out", str(ds),
+                                "--width-scale", "0.25", "--max-batches", "3", "--quiet"]) == 0
+    assert train.main([str(ds), "--pretrained", str(weights), "--quiet"]) == 0
+    card = json.loads((ds / WEIGHTS).with_suffix(".json").read_text())
+    assert card["iterations"] == 3  # -clear restarted the count from the pretrained weights' 300
+    assert "-clear" in (ds / "train.log").read_text() and str(weights) in (ds / "train.log").read_text()
+    wrong = tmp_path / "wrong.weights"
+    wrong.write_bytes(weights.read_bytes() + b"\0" * 4000)
+    assert train.main([str(ds), "--pretrained", str(wrong), "--force", "--quiet"]) == 1

@@ -1,0 +1,60 @@
+"""``spidarknet evaluate``: a hit list against the truth — P/R/F1, curves, thresholds."""
+
+from __future__ import annotations
+
+import argparse
+
+from spidarknet import cli
+from spidarknet.outputs import check_destination
+from spidarknet.report.evaluation import evaluate, summary_text, write_json
+from spidarknet.report.selected import read_selected
+from spidarknet.report.truth import load_truth
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "evaluate",
+        "Judge a hit list against the truth: accuracy, precision, recall, F1 and F-beta at its\n"
+        "threshold, the confusion matrix, PR and ROC curves, ROC AUC, average precision, and\n"
+        "two suggested thresholds (max F1; best precision at the target recall).",
+        "spidarknet evaluate hits.csv --truth-dataset /truth/label --out eval.json")
+    parser.add_argument("hits", metavar="HITS.csv", help="hit list written by 'spidarknet detect'")
+    truth = parser.add_mutually_exclusive_group(required=True)
+    truth.add_argument("--truth-dataset", metavar="PATH",
+                       help="0/1 label dataset in the frame files the hit list names (e.g. /truth/label)")
+    truth.add_argument("--truth", metavar="CSV", help="labels as file,index,label rows (header optional)")
+    parser.add_argument("--common-only", action="store_true",
+                        help="evaluate only the frames both the hit list and the truth cover "
+                             "(default: differing coverage is an error)")
+    parser.add_argument("--beta", type=float, default=1.0,
+                        help="beta of the F-beta score also reported (default 1; F1 is always reported)")
+    parser.add_argument("--target-recall", type=float, default=0.9,
+                        help="recall the high-recall threshold must reach (default 0.9)")
+    parser.add_argument("--out", metavar="JSON", help="also write everything as JSON")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out:
+        check_destination(args.out, args.force, "evaluation")
+    hits, flags = read_selected(args.hits)
+    truth = load_truth(hits, dataset=args.truth_dataset, csv_path=args.truth,
+                       common_only=args.common_only)
+    result = evaluate(truth.hits.scores, truth.labels, truth.hits.threshold, beta=args.beta,
+                      target_recall=args.target_recall, selected=flags[truth.index])
+    result = {"hits": args.hits, "truth": truth.source, "frames_without_truth": truth.dropped,
+              "truth_frames_not_scored": truth.unscored, **result}
+    print(summary_text(result))
+    if truth.dropped or truth.unscored:
+        print(f"(--common-only: left out {truth.dropped} hit-list frames without truth and "
+              f"{truth.unscored} truth frames not in the hit list)")
+    if args.out:
+        write_json(result, args.out, force=args.force, what="evaluation")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

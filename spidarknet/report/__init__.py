@@ -1,0 +1,18 @@
+"""Judging a selection: truth, evaluation, comparisons and the HTML report.
+
+Modules, in the direction the data flow:
+
+* :mod:`~spidarknet.report.keys`: matching frames named in different lists (file
+  basename or absolute path, index);
+* :mod:`~spidarknet.report.truth`: 0/1 truth for the frames of a hit list, from a dataset
+  in the frame files or a CSV, with coverage checks;
+* :mod:`~spidarknet.report.evaluation`: P/R/F1/Fβ, confusion matrix, PR and ROC curves,
+  suggested thresholds, as one JSON-ready dict;
+* :mod:`~spidarknet.report.compare`: selections side by side (counts, intersections,
+  Jaccard);
+* :mod:`~spidarknet.report.plot`: small figures drawn with Pillow (axes, lines,
+  histograms, maps, montages);
+* :mod:`~spidarknet.report.page`: the report folder (``index.html`` and PNG figures).
+
+None of them touches the engine; frames are read again from the files a hit list names.
+"""

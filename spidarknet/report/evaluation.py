@@ -1,0 +1,155 @@
+"""A hit list judged against the truth: one JSON-ready dict and a text summary.
+
+At the hit list's own threshold: accuracy, precision, recall, F1, Fβ and the confusion
+matrix.  Over all thresholds: the precision-recall and ROC curves (at most
+``MAX_CURVE_POINTS`` points each, evenly spaced along the curve), ROC AUC and average
+precision.  Two suggested thresholds: the one with the highest F1, and the one with the
+best precision among those whose recall reaches the target ("high recall"), each with
+its precision, recall and F1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from spidarknet import metrics
+from spidarknet.errors import ConfigError
+from spidarknet.outputs import atomic_path
+
+MAX_CURVE_POINTS = 200
+
+
+def _subsample(n: int, limit: int = MAX_CURVE_POINTS) -> np.ndarray:
+    """At most ``limit`` indices of ``range(n)``, evenly spaced, first and last kept."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, limit)).astype(int))
+
+
+def _point(c: metrics.Confusion, beta: float) -> dict:
+    return {"threshold": c.threshold, "precision": c.precision, "recall": c.recall,
+            "f1": c.f1, f"f{beta:g}": c.f_beta(beta), "accuracy": c.accuracy,
+            "selected": c.tp + c.fp}
+
+
+def high_recall_choice(curve: metrics.Curve, target_recall: float) -> tuple[float, bool]:
+    """The threshold with the best precision among those reaching ``target_recall``
+    (the higher threshold on ties); if none reaches it, the lowest threshold.  Returns the
+    threshold and whether the target was reached."""
+    reaching = np.flatnonzero(curve.recall >= target_recall)
+    if not len(reaching):
+        return float(curve.thresholds[-1]), False
+    precision = curve.precision[reaching]
+    return float(curve.thresholds[reaching[int(np.argmax(precision))]]), True
+
+
+def selection_confusion(selected: np.ndarray, labels: np.ndarray, threshold: float) -> metrics.Confusion:
+    """Confusion counts of an explicit selection (a hit list's ``hit`` column)."""
+    selected = np.asarray(selected, dtype=bool)
+    labels = np.asarray(labels, dtype=bool)
+    return metrics.Confusion(float(threshold), int(np.sum(selected & labels)),
+                             int(np.sum(selected & ~labels)), int(np.sum(~selected & ~labels)),
+                             int(np.sum(~selected & labels)))
+
+
+def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: float = 1.0,
+             target_recall: float = 0.9, selected: np.ndarray | None = None) -> dict:
+    """Everything ``spidarknet evaluate`` reports, as plain Python values (NaN stays NaN).
+
+    "At the threshold" means the hit list's selection: ``selected`` when given (its ``hit``
+    column, which ``spidarknet select`` may have narrowed by size), else
+    ``scores >= threshold``.
+    """
+    if not beta > 0:
+        raise ConfigError(f"--beta must be positive, got {beta}")
+    if not 0 < target_recall <= 1:
+        raise ConfigError(f"--target-recall must lie in (0, 1], got {target_recall}")
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    at = (metrics.confusion(scores, labels, threshold) if selected is None
+          else selection_confusion(selected, labels, threshold))
+    c = metrics.curve(scores, labels)
+    pr_index = _subsample(len(c.thresholds))
+    roc_fpr = np.r_[0.0, c.fpr]
+    roc_tpr = np.r_[0.0, c.recall]
+    roc_thr = np.r_[np.inf, c.thresholds]
+    roc_index = _subsample(len(roc_thr))
+    best_f1 = metrics.best_f_threshold(scores, labels, 1.0)
+    high, reached = high_recall_choice(c, target_recall)
+    suggested = {
+        "max_f1": _point(metrics.confusion(scores, labels, best_f1), beta),
+        "high_recall": {**_point(metrics.confusion(scores, labels, high), beta),
+                        "target_recall": target_recall, "target_reached": reached},
+    }
+    if beta != 1.0:
+        best_fb = metrics.best_f_threshold(scores, labels, beta)
+        suggested[f"max_f{beta:g}"] = _point(metrics.confusion(scores, labels, best_fb), beta)
+    return {
+        "frames": int(len(scores)), "positives": int(labels.sum()),
+        "negatives": int((~labels).sum()), "beta": beta,
+        "at_threshold": {**_point(at, beta), "tp": at.tp, "fp": at.fp, "tn": at.tn, "fn": at.fn},
+        "confusion_matrix": {"rows": "truth (negative, positive)",
+                             "columns": "selected (no, yes)",
+                             "matrix": [[at.tn, at.fp], [at.fn, at.tp]]},
+        "roc_auc": metrics.roc_auc(scores, labels),
+        "average_precision": metrics.average_precision(scores, labels),
+        "pr_curve": {"threshold": c.thresholds[pr_index].tolist(),
+                     "precision": c.precision[pr_index].tolist(),
+                     "recall": c.recall[pr_index].tolist()},
+        "roc_curve": {"threshold": roc_thr[roc_index].tolist(), "fpr": roc_fpr[roc_index].tolist(),
+                      "tpr": roc_tpr[roc_index].tolist()},
+        "suggested_thresholds": suggested,
+    }
+
+
+def json_ready(value):
+    """NaN and infinities become ``None`` (JSON has no such numbers); numpy scalars plain."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(data: dict, path: str | os.PathLike, force: bool = False, what: str = "output") -> None:
+    with atomic_path(path, force, what) as tmp:
+        with open(tmp, "w") as handle:
+            json.dump(json_ready(data), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+
+
+def _f(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "n/a"
+
+
+def summary_text(result: dict) -> str:
+    """A few lines for people."""
+    at = result["at_threshold"]
+    beta = result["beta"]
+    lines = [
+        f"{result['frames']} frames, {result['positives']} positive, {result['negatives']} negative",
+        f"at threshold {_f(at['threshold'])}: {at['selected']} selected, "
+        f"precision {_f(at['precision'])}, recall {_f(at['recall'])}, F1 {_f(at['f1'])}"
+        + (f", F{beta:g} {_f(at[f'f{beta:g}'])}" if beta != 1.0 else "")
+        + f", accuracy {_f(at['accuracy'])}",
+        f"confusion (truth x selected): TP {at['tp']}  FP {at['fp']}  TN {at['tn']}  FN {at['fn']}",
+        f"ROC AUC {_f(result['roc_auc'])}, average precision {_f(result['average_precision'])}",
+        "suggested thresholds:",
+    ]
+    for name, point in result["suggested_thresholds"].items():
+        label = {"max_f1": "max F1", "high_recall": f"recall >= {point.get('target_recall', 0):g}"}.get(
+            name, name.replace("max_f", "max F"))
+        note = "" if point.get("target_reached", True) else " (target not reached: lowest threshold)"
+        lines.append(f"  {label:<16} {_f(point['threshold'])}: precision {_f(point['precision'])}, "
+                     f"recall {_f(point['recall'])}, F1 {_f(point['f1'])}"
+                     + (f", F{beta:g} {_f(point[f'f{beta:g}'])}" if beta != 1.0 else "")
+                     + f", {point['selected']} selected{note}")
+    return "\n".join(lines)

@@ -1,0 +1,600 @@
+"""The report folder: ``index.html``, its PNG figures and ``report.json``.
+
+Sections: a summary table (frames, threshold, selected, and with truth precision, recall,
+F1, accuracy, ROC AUC, average precision and the suggested thresholds); the
+precision-recall and ROC curves with the thresholds marked (with truth); score
+histograms (by truth class when there is truth); montages of frames — top hits,
+borderline frames near the threshold and, with truth, the top-scoring negatives and the
+lowest-scoring positives — read again from the files the hit list names and shown as a
+log-scaled crop around the beam centre with the detection box; the radial profiles of the
+selected hits as a map sorted by fitted diameter; and the size histogram.
+
+The folder is built under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from spidarknet import __version__
+from spidarknet.errors import InputError
+from spidarknet.frames import FrameKey
+from spidarknet.hits import HitList
+from spidarknet.outputs import check_destination, staged_dir
+from spidarknet.report import plot
+from spidarknet.report.evaluation import evaluate, json_ready
+from spidarknet.report.keys import Canon
+from spidarknet.report.selected import read_selected
+from spidarknet.report.truth import Truth, load_truth
+from spidarknet.sizing import (SPHERE_FIRST_ZERO_X, SizeResult, SizingSettings, estimate_sizes,
+                               read_sizes, sources_for_keys)
+
+#: the second zero of the sphere amplitude (x = q R)
+SPHERE_SECOND_ZERO_X = 7.725251836937707
+BOX_COLOUR = "#00e5ff"
+MASKED_RGB = (72, 72, 72)
+
+
+@dataclass
+class ReportOptions:
+    """What goes into a report (defaults suit a few thousand frames)."""
+
+    truth_dataset: str | None = None
+    truth_csv: str | None = None
+    sizes_csv: str | None = None
+    common_only: bool = False
+    target_recall: float = 0.9
+    tiles: int = 12              # frames per montage
+    crop_px: int = 256           # side of the square shown around the beam centre, pixels
+    tile_px: int = 160           # side of a montage tile on the page
+    max_sized: int = 300         # selected frames whose radial profiles are computed
+    sizing: SizingSettings = field(default_factory=SizingSettings)
+
+
+@dataclass
+class _Context:
+    hits: HitList
+    flags: np.ndarray
+    labels: np.ndarray | None           # per hit-list row; None without truth
+    truth: Truth | None
+    evaluation: dict | None
+    table_sizes: dict[int, float]       # hit-list row -> diameter (nm) from --sizes
+    sized: list[SizeResult]
+    row_of: dict[tuple[str, int], int]  # (absolute file, index) -> hit-list row
+
+
+def _abs_key(key: FrameKey) -> tuple[str, int]:
+    return os.path.abspath(key.file), int(key.index)
+
+
+def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = None, *,
+                 force: bool = False, on_step: Callable[[str], object] | None = None) -> dict:
+    """Write the report folder ``out_dir`` for the hit list ``hits_path``; returns the
+    summary numbers (also written as ``report.json``)."""
+    o = options or ReportOptions()
+    o.sizing.check()
+    if o.tiles < 1 or o.crop_px < 16 or o.tile_px < 32 or o.max_sized < 1:
+        raise InputError("tiles, crop, tile size and the number of sized frames must be positive "
+                         "(crop ≥ 16 px, tiles ≥ 32 px)")
+    step = on_step or (lambda _text: None)
+    check_destination(out_dir, force, "report folder")
+    hits, flags = read_selected(hits_path)
+    if not len(hits):
+        raise InputError(f"{hits_path} holds no frames; nothing to report")
+    truth = labels = evaluation = None
+    if o.truth_dataset or o.truth_csv:
+        truth = load_truth(hits, dataset=o.truth_dataset, csv_path=o.truth_csv, common_only=o.common_only)
+        labels = np.full(len(hits), -1, dtype=np.int8)
+        labels[truth.index] = truth.labels
+        evaluation = evaluate(truth.hits.scores, truth.labels, hits.threshold,
+                              target_recall=o.target_recall, selected=flags[truth.index])
+    table_sizes = _table_sizes(o.sizes_csv, hits, flags) if o.sizes_csv else {}
+    selected_rows = np.flatnonzero(flags)
+    sample = selected_rows
+    if len(sample) > o.max_sized:
+        sample = selected_rows[np.unique(np.linspace(0, len(selected_rows) - 1, o.max_sized).astype(int))]
+    panels = _choose_tiles(hits, flags, labels, o.tiles)
+    needed = sorted({int(r) for rows in panels.values() for r in rows} | {int(r) for r in sample})
+    checked = sources_for_keys([hits.keys[r] for r in needed])  # fail now: a file gone or too short
+    centres = {info.path: info.geometry.centre_px for source in checked for info in source.files}
+    sides = {name: _panel_side(hits, rows, centres, o.crop_px) for name, rows in panels.items()}
+    ctx = _Context(hits, flags, labels, truth, evaluation, table_sizes, [],
+                   {_abs_key(k): i for i, k in enumerate(hits.keys)})
+    step(f"radial profiles of {len(sample)} selected frames")
+    if len(sample):
+        ctx.sized = estimate_sizes(sources_for_keys([hits.keys[r] for r in sample]), settings=o.sizing,
+                                   keep_profiles=True)
+    step("reading frames for the montages")
+    tile_rows = sorted({int(r) for rows in panels.values() for r in rows})
+    crops = _read_crops([hits.keys[r] for r in tile_rows], max(sides.values()))
+    summary = _summary(hits_path, ctx, o)
+    with staged_dir(out_dir, force) as stage:
+        step("drawing figures")
+        figures = []
+        if evaluation is not None:
+            _pr_figure(evaluation, hits.threshold, hits.meta).save(stage / "pr_curve.png", optimize=True)
+            _roc_figure(evaluation, hits.threshold, hits.meta).save(stage / "roc_curve.png", optimize=True)
+            figures.append(("Precision and recall", [
+                ("pr_curve.png", "Precision-recall curve over all thresholds, with the hit list's threshold "
+                 "and the two suggested ones marked; grey lines are constant F1."),
+                ("roc_curve.png", "ROC curve: true-positive rate against false-positive rate.")]))
+        _score_figure(ctx, evaluation).save(stage / "scores.png", optimize=True)
+        figures.append(("Scores", [("scores.png", "Histogram of the frames' scores"
+                                    + (" by truth class" if labels is not None else "")
+                                    + "; dashed: the hit list's threshold.")]))
+        montages = []
+        for name, (title, note) in _PANEL_TITLES.items():
+            rows = panels.get(name)
+            if rows is None:
+                continue
+            if len(rows) == 0:
+                montages.append((title, None, "No frame of this kind."))
+                continue
+            image = _montage(ctx, rows, crops, sides[name], o)
+            image.save(stage / f"montage_{name}.png", optimize=True)
+            if sides[name] != o.crop_px:
+                note += f" Shown: {sides[name]} × {sides[name]} pixels, so that the boxes fit."
+            montages.append((title, f"montage_{name}.png", note))
+        profile_map = _profile_map(ctx, o)
+        if profile_map is not None:
+            profile_map.save(stage / "profiles.png", optimize=True)
+        size_hist = _size_figure(ctx)
+        if size_hist is not None:
+            size_hist.save(stage / "sizes.png", optimize=True)
+        (stage / "report.json").write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False) + "\n")
+        (stage / "index.html").write_text(_html(hits_path, summary, figures, montages,
+                                                profile_map is not None, size_hist is not None, o, stage),
+                                          encoding="utf-8")
+    return summary
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+def _table_sizes(path: str, hits: HitList, flags: np.ndarray) -> dict[int, float]:
+    rows = read_sizes(path)
+    canon = Canon([k.file for k in hits.keys] + [r.file for r in rows])
+    table = {canon(r.file, r.index): r.diameter_nm for r in rows}
+    out = {}
+    for i in np.flatnonzero(flags):
+        key = hits.keys[i]
+        m = canon(key.file, key.index)
+        if m in table:
+            out[int(i)] = table[m]
+    if flags.any() and not out:
+        raise InputError(f"the size table {path} holds none of the hit list's selected frames; "
+                         "make it with 'spidarknet size ... --hits' on the same hit list")
+    return out
+
+
+_PANEL_TITLES = {
+    "top": ("Top hits", "The selected frames with the highest scores."),
+    "borderline": ("Borderline frames", "The frames scoring closest to the threshold, above and below it."),
+    "negatives": ("Top-scoring negatives", "Frames the truth calls negative, highest scores first "
+                  "(false positives when above the threshold)."),
+    "missed": ("Lowest-scoring positives", "Frames the truth calls positive, lowest scores first "
+               "(missed when below the threshold)."),
+}
+
+
+def _choose_tiles(hits: HitList, flags: np.ndarray, labels: np.ndarray | None, n: int) -> dict[str, np.ndarray]:
+    scores = hits.scores.astype(np.float64)
+    order = np.argsort(-scores, kind="stable")
+    panels = {"top": np.array([i for i in order if flags[i]][:n], dtype=int)}
+    distance = np.abs(scores - hits.threshold) if math.isfinite(hits.threshold) else -scores
+    near = np.argsort(distance, kind="stable")[:n]
+    panels["borderline"] = near[np.argsort(-scores[near], kind="stable")]
+    if labels is not None:
+        panels["negatives"] = np.array([i for i in order if labels[i] == 0][:n], dtype=int)
+        panels["missed"] = np.array([i for i in order[::-1] if labels[i] == 1][:n], dtype=int)
+    return panels
+
+
+def _panel_side(hits: HitList, rows: np.ndarray, centres: dict, crop_px: int) -> int:
+    """Side of the square shown for a montage: ``crop_px``, or larger (up to twice) so
+    that the detection boxes of its frames fit, a multiple of 16."""
+    side = crop_px
+    for row in rows:
+        box = hits.boxes[row]
+        if not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
+            continue
+        cx, cy = centres[os.path.abspath(hits.keys[row].file)]
+        reach = max(abs(box[0] - cx), abs(box[0] + box[2] - cx), abs(box[1] - cy), abs(box[1] + box[3] - cy))
+        side = max(side, int(math.ceil(2 * reach)) + 8)
+    return int(min(math.ceil(side / 16) * 16, 2 * crop_px))
+
+
+def _read_crops(keys: list[FrameKey], crop_px: int) -> dict[tuple[str, int], tuple]:
+    """(photons, usable, origin (row, col), centre) of a ``crop_px`` square around each
+    file's beam centre (smaller where it meets the frame's edge)."""
+    if not keys:
+        return {}
+    half = crop_px // 2
+
+    def region(info):
+        cx, cy = info.geometry.centre_px
+        r0, c0 = int(round(cy)) - half, int(round(cx)) - half
+        return r0, r0 + crop_px, c0, c0 + crop_px
+
+    crops = {}
+    for source in sources_for_keys(keys):
+        for chunk in source.chunks(16, roi=region):
+            for i, key in enumerate(chunk.keys):
+                valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[i]
+                crops[_abs_key(key)] = (np.asarray(chunk.data[i], dtype=np.float32), valid, chunk.origin,
+                                        chunk.info.geometry.centre_px)
+    return crops
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+def _selection_label(ctx_meta: dict, threshold: float) -> str:
+    window = ctx_meta.get("size_range_nm")
+    if isinstance(window, list) and len(window) == 2:
+        return f"hit list: {_num(threshold)} + {window[0]:g}-{window[1]:g} nm"
+    return f"hit list: {_num(threshold)}"
+
+
+def _pr_figure(ev: dict, threshold: float, meta: dict) -> Image.Image:
+    ax = plot.Axes(520, 400, title="Precision-recall", xlabel="recall", ylabel="precision",
+                   xlim=(0, 1.03), ylim=(0, 1.04), legend_at="lower left")
+    r = np.linspace(0.001, 1, 200)
+    for f in (0.2, 0.4, 0.6, 0.8):
+        rr = r[r > f / 2 + 1e-3]
+        ax.line(rr, f * rr / (2 * rr - f), color="#c8c8c8", width=1)
+    pr = ev["pr_curve"]
+    ax.line([pr["recall"][0]] + pr["recall"], [1.0] + pr["precision"], plot.BLUE, 2,
+            label=f"PR curve (AP {ev['average_precision']:.3f})")
+    at = ev["at_threshold"]
+    s = ev["suggested_thresholds"]
+    ax.markers(at["recall"], at["precision"], plot.DARK, "o", 5.5, label=_selection_label(meta, threshold))
+    ax.markers(s["max_f1"]["recall"], s["max_f1"]["precision"], plot.GREEN, "D", 5.5,
+               label=f"max F1: {_num(s['max_f1']['threshold'])}")
+    hr = s["high_recall"]
+    ax.markers(hr["recall"], hr["precision"], plot.RED, "^", 6,
+               label=f"recall >= {hr['target_recall']:g}: {_num(hr['threshold'])}")
+    return ax.image()
+
+
+def _roc_figure(ev: dict, threshold: float, meta: dict) -> Image.Image:
+    ax = plot.Axes(520, 400, title="ROC", xlabel="false-positive rate", ylabel="true-positive rate",
+                   xlim=(-0.02, 1.02), ylim=(0, 1.04), legend_at="lower right")
+    ax.line([0, 1], [0, 1], color="#c8c8c8", width=1, dash=True)
+    roc = ev["roc_curve"]
+    auc = ev["roc_auc"]
+    ax.line(roc["fpr"], roc["tpr"], plot.BLUE, 2, label=f"ROC (AUC {_num(auc)})")
+    at = ev["at_threshold"]
+    negatives = max(ev["negatives"], 1)
+    ax.markers(at["fp"] / negatives, at["recall"], plot.DARK, "o", 5.5, label=_selection_label(meta, threshold))
+    return ax.image()
+
+
+def _score_figure(ctx: _Context, ev: dict | None) -> Image.Image:
+    scores = ctx.hits.scores.astype(np.float64)
+    finite = scores[np.isfinite(scores)]
+    lo = min(0.0, float(finite.min())) if len(finite) else 0.0
+    hi = max(1.0, float(finite.max())) if len(finite) else 1.0
+    edges = np.linspace(lo, hi, 41)
+    series = []
+    if ctx.labels is not None:
+        series.append(("negative (truth)", scores[ctx.labels == 0], plot.BLUE))
+        series.append(("positive (truth)", scores[ctx.labels == 1], plot.ORANGE))
+    else:
+        series.append(("all frames", finite, plot.BLUE))
+    counts = [np.histogram(v, bins=edges)[0] for _, v, _ in series]
+    top = max(int(c.max()) for c in counts) if counts else 1
+    ax = plot.Axes(640, 380, title="Scores", xlabel="score", ylabel="frames (log scale)",
+                   xlim=(lo, hi), ylim=(0.7, max(10.0, top * 1.8)), ylog=True)
+    for (label, _, colour), c in zip(series, counts):
+        ax.bars(edges, c, colour, 0.5, label=f"{label}: {int(c.sum())}")
+    if math.isfinite(ctx.hits.threshold):
+        ax.vline(ctx.hits.threshold, plot.DARK, label=f"threshold {_num(ctx.hits.threshold)}")
+    if ev is not None:
+        ax.vline(ev["suggested_thresholds"]["max_f1"]["threshold"], plot.GREEN,
+                 label=f"max F1 {_num(ev['suggested_thresholds']['max_f1']['threshold'])}")
+    return ax.image()
+
+
+def _tile(crop: tuple, box: np.ndarray, side: int, o: ReportOptions) -> np.ndarray:
+    """A montage tile: the ``side`` square around the beam centre, log scale, mask grey,
+    the detection box drawn."""
+    import cv2
+    photons, valid, origin, (cx, cy) = crop
+    r0 = max(int(round(cy)) - side // 2 - origin[0], 0)
+    c0 = max(int(round(cx)) - side // 2 - origin[1], 0)
+    photons, valid = photons[r0:r0 + side, c0:c0 + side], valid[r0:r0 + side, c0:c0 + side]
+    origin = (origin[0] + r0, origin[1] + c0)
+    image = np.log10(1.0 + np.clip(np.nan_to_num(photons), 0, None))
+    shown = image[valid] if np.any(valid) else image.ravel()
+    top = max(float(np.percentile(shown, 99.8)) if shown.size else 1.0, math.log10(2.0))
+    scaled = np.clip(image / top, 0.0, 1.0)
+    scaled = np.where(valid, scaled, 0.0)
+    size = (o.tile_px, o.tile_px)
+    small = cv2.resize(scaled.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    masked = cv2.resize(valid.astype(np.float32), size, interpolation=cv2.INTER_AREA) < 0.5
+    rgb = plot.colormap(small, "inferno")
+    rgb[masked] = MASKED_RGB
+    picture = Image.fromarray(rgb, "RGB")
+    if np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0:
+        scale_x = o.tile_px / photons.shape[1]
+        scale_y = o.tile_px / photons.shape[0]
+        x0 = (box[0] - origin[1]) * scale_x
+        y0 = (box[1] - origin[0]) * scale_y
+        ImageDraw.Draw(picture).rectangle([x0, y0, x0 + box[2] * scale_x, y0 + box[3] * scale_y],
+                                          outline=BOX_COLOUR, width=2)
+    return np.asarray(picture)
+
+
+def _montage(ctx: _Context, rows: np.ndarray, crops: dict, side: int, o: ReportOptions) -> Image.Image:
+    sized = {_abs_key(r.key): r.diameter_nm for r in ctx.sized}
+    tiles, captions = [], []
+    for row in rows:
+        key = ctx.hits.keys[row]
+        crop = crops[_abs_key(key)]
+        tiles.append(_tile(crop, ctx.hits.boxes[row], side, o))
+        line2 = f"score {ctx.hits.scores[row]:.3f}" + (" · hit" if ctx.flags[row] else "")
+        if ctx.labels is not None and ctx.labels[row] >= 0:
+            line2 += f" · truth {int(ctx.labels[row])}"
+        diameter = ctx.table_sizes.get(int(row), sized.get(_abs_key(key), float("nan")))
+        line3 = f"{diameter:.1f} nm" if math.isfinite(diameter) else ""
+        captions.append([f"{os.path.basename(key.file)} #{key.index}", line2, line3])
+    return plot.montage(tiles, captions, columns=6)
+
+
+def _diameters(ctx: _Context) -> list[tuple[float, SizeResult | None]]:
+    """(diameter, sized result or None) of the selected frames: the --sizes table's values
+    when given, else the fits made here."""
+    if ctx.table_sizes:
+        by_row = {ctx.row_of[_abs_key(r.key)]: r for r in ctx.sized}
+        return [(d, by_row.get(row)) for row, d in ctx.table_sizes.items() if math.isfinite(d)]
+    return [(r.diameter_nm, r) for r in ctx.sized if r.ok]
+
+
+def _profile_map(ctx: _Context, o: ReportOptions) -> Image.Image | None:
+    """Rows: selected frames sorted by diameter; columns: q; colour: log10 of the
+    background-subtracted profile times q⁴, normalised per row (so the fringes of all
+    frames show at every q despite the steep fall-off and the shot-to-shot fluence)."""
+    rows = [(d, r) for d, r in _diameters(ctx) if r is not None and r.profile is not None]
+    if not rows:
+        return None
+    rows.sort(key=lambda item: item[0])
+    s = o.sizing
+    q_grid = np.linspace(0.0, s.q_max_inv_nm, 200)            # nm⁻¹, column centres
+    image = np.full((len(rows), len(q_grid)), np.nan)
+    for k, (_, r) in enumerate(rows):
+        p = r.profile
+        full_ring = 2.0 * math.pi * (np.arange(len(p.n_pixels)) + 0.5) * p.bin_px ** 2
+        good = p.n_pixels >= np.maximum(s.min_ring_fraction * full_ring, 3)
+        if good.sum() < 2:
+            continue
+        q = r.q_inv_m[good] * 1e-9
+        signal = p.mean[good] - (r.background_photons_per_pixel if math.isfinite(
+            r.background_photons_per_pixel) else 0.0)
+        inside = (q_grid >= q.min()) & (q_grid <= q.max())
+        values = np.interp(q_grid, q, signal) * q_grid ** 4
+        scale = np.nanmedian(np.where(values[inside] > 0, values[inside], np.nan))
+        if math.isfinite(scale) and scale > 0:
+            image[k, inside] = values[inside] / scale
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log10(np.where(image > 0, image, np.nan))
+    finite = logs[np.isfinite(logs)]
+    if not finite.size:
+        return None
+    vmin, vmax = np.percentile(finite, [5.0, 99.5])
+    vmax = vmax if vmax > vmin else vmin + 1.0
+    shown = np.where(np.isfinite(image), (np.where(np.isfinite(logs), logs, vmin) - vmin) / (vmax - vmin),
+                     np.nan)
+    n = len(rows)
+    labels, seen = [], set()
+    for k in np.unique(np.linspace(0, n - 1, min(n, 8)).astype(int)):
+        text = f"{rows[k][0]:.0f}"
+        if text not in seen:
+            seen.add(text)
+            labels.append((k + 0.5, text))
+    height = int(min(max(340, 7 * n + 120), 760))
+    ax = plot.Axes(700, height, title=f"Radial profiles of {n} selected frames, sorted by fitted diameter",
+                   xlabel="q (1/nm)", ylabel="fitted diameter (nm)", xlim=(0.0, s.q_max_inv_nm),
+                   ylim=(0, n), margins=(72, 96, 34, 52), yticks=labels)
+    ax.raster(plot.colormap(shown[::-1], "viridis"))
+    d = np.array([item[0] for item in rows])
+    y = np.arange(n) + 0.5
+    for zero in (SPHERE_FIRST_ZERO_X, SPHERE_SECOND_ZERO_X):
+        q_min = 2.0 * zero / d
+        keep = q_min <= s.q_max_inv_nm
+        ax.markers(q_min[keep], y[keep], "#ffffff", "o", 1.4 if n > 30 else 2.2)
+    ax.legend(("1st and 2nd minimum of the fitted sphere", "#ffffff", "o"))
+    ax.colorbar(float(vmin), float(vmax), "log10 (I - background) q^4, per row")
+    return ax.image()
+
+
+def _size_figure(ctx: _Context) -> Image.Image | None:
+    d = np.array([item[0] for item in _diameters(ctx)], dtype=np.float64)
+    if not d.size:
+        return None
+    window = ctx.hits.meta.get("size_range_nm")
+    has_window = isinstance(window, list) and len(window) == 2
+    low, high = float(d.min()), float(d.max())
+    if has_window:
+        low, high = min(low, float(window[0])), max(high, float(window[1]))
+    span = max(high - low, 1.0)
+    width = next((w for w in (0.25, 0.5, 1.0, 2.0, 5.0, 10.0) if span / w <= 30), 20.0)
+    lo = math.floor(low / width) * width - 2 * width
+    hi = math.ceil(high / width) * width + 2 * width
+    edges = np.arange(lo, hi + 0.5 * width, width)
+    counts = np.histogram(d, bins=edges)[0]
+    ax = plot.Axes(560, 360, title=f"Fitted diameters of {len(d)} selected frames",
+                   xlabel="diameter (nm)", ylabel="frames", xlim=(lo, hi),
+                   ylim=(0, max(int(counts.max()) * 1.15, 1)), integer_y=True)
+    if has_window:
+        ax.band(float(window[0]), float(window[1]), plot.GREEN, 0.12,
+                label=f"size window {window[0]:g}-{window[1]:g} nm")
+    ax.bars(edges, counts, plot.BLUE, 0.6, label=f"median {np.median(d):.1f} nm")
+    return ax.image()
+
+
+# -- summary and page --------------------------------------------------------------------------
+
+def _num(value, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
+def _summary(hits_path: str, ctx: _Context, o: ReportOptions) -> dict:
+    hits = ctx.hits
+    out = {"hits": os.path.abspath(hits_path), "frames": len(hits), "selected": int(ctx.flags.sum()),
+           "threshold": hits.threshold,
+           "files": sorted({os.path.abspath(k.file) for k in hits.keys}),
+           "backend": hits.meta.get("backend"), "weights": hits.meta.get("weights"),
+           "size_range_nm": hits.meta.get("size_range_nm")}
+    if ctx.evaluation is not None:
+        ev = {k: v for k, v in ctx.evaluation.items() if k not in ("pr_curve", "roc_curve")}
+        out["truth"] = {"source": ctx.truth.source, "frames_without_truth": ctx.truth.dropped,
+                        "truth_frames_not_scored": ctx.truth.unscored, **ev}
+    reasons: dict[str, int] = {}
+    if ctx.table_sizes:      # the table's verdicts on the selected frames it holds
+        n_sized = len(ctx.table_sizes)
+        n_fitted = sum(1 for d in ctx.table_sizes.values() if math.isfinite(d))
+    else:
+        n_sized = len(ctx.sized)
+        n_fitted = sum(1 for r in ctx.sized if r.ok)
+        for r in ctx.sized:
+            if not r.ok:
+                kind = r.reason.split(":")[0]
+                reasons[kind] = reasons.get(kind, 0) + 1
+    diameters = [d for d, _ in _diameters(ctx)]
+    out["sizes"] = {"source": o.sizes_csv or "fitted for the report", "profiles_computed": len(ctx.sized),
+                    "sized": n_sized, "fitted": n_fitted, "failed": n_sized - n_fitted,
+                    "failure_reasons": reasons,
+                    "median_diameter_nm": float(np.median(diameters)) if diameters else None,
+                    "diameter_p10_p90_nm": ([float(np.percentile(diameters, 10)),
+                                             float(np.percentile(diameters, 90))] if diameters else None)}
+    return out
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
+       max-width: 1160px; padding: 0 1.2rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem;
+     border-bottom: 1px solid #ddd; padding-bottom: .25rem; }
+.sub { color: #666; margin-top: 0; font-size: .92rem; word-break: break-all; }
+table { border-collapse: collapse; font-size: .93rem; } td, th { padding: .28rem .8rem;
+        border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+th { color: #555; font-weight: 600; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.row { display: flex; flex-wrap: wrap; gap: 1.2rem; align-items: flex-start; }
+figure { margin: .6rem 0; } figcaption { color: #555; font-size: .88rem; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+.note { color: #666; font-size: .9rem; }
+"""
+
+
+def _rows_html(rows: list[tuple[str, str]]) -> str:
+    return "\n".join(f"<tr><th>{html.escape(k)}</th><td class=\"n\">{html.escape(v)}</td></tr>" for k, v in rows)
+
+
+_MAP_CAPTION = ("One row per selected frame, sorted by fitted diameter: the azimuthal average around the "
+                "refined beam centre, less the fitted flat background, times q^4 (which flattens the "
+                "fall-off so that fringes show at every q), normalised per row, on a log colour scale; "
+                "grey: no usable pixels (beam stop). White dots: the first and second minima of a sphere "
+                "of the fitted diameter. q = 4π sin(θ)/λ with 2θ = atan(r/D).")
+_SIZES_CAPTION = "Diameters of the best-fitting uniform spheres (Poisson fit of the radial profile)."
+
+
+def _figure_html(stage: Path, name: str, alt: str, caption: str) -> str:
+    """A ``<figure>`` as wide as its image (so the caption wraps under it), with the
+    image's size given so the page does not jump while it loads."""
+    with Image.open(stage / name) as im:
+        w, h = im.size
+    return (f'<figure style="max-width: {w + 2}px"><img src="{html.escape(name)}" width="{w}" height="{h}" '
+            f'alt="{html.escape(alt)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def _html(hits_path: str, summary: dict, figures: list, montages: list, has_map: bool, has_sizes: bool,
+          o: ReportOptions, stage: Path) -> str:
+    esc = html.escape
+    share = 100.0 * summary["selected"] / summary["frames"]
+    rows = [("frames scored", str(summary["frames"])),
+            ("selected (hit = 1)", f"{summary['selected']} ({share:.1f} %)"),
+            ("threshold", _num(summary["threshold"]))]
+    if summary.get("size_range_nm"):
+        lo, hi = summary["size_range_nm"]
+        rows.append(("size window", f"{lo:g}-{hi:g} nm"))
+    if summary.get("backend"):
+        rows.append(("backend", str(summary["backend"])))
+    if summary.get("weights"):
+        rows.append(("weights", os.path.basename(str(summary["weights"]))))
+    rows.append(("frame files", ", ".join(os.path.basename(f) for f in summary["files"][:6])
+                 + (f" and {len(summary['files']) - 6} more" if len(summary["files"]) > 6 else "")))
+    truth_rows = []
+    t = summary.get("truth")
+    if t:
+        at = t["at_threshold"]
+        truth_rows = [("truth", t["source"]), ("positives / negatives", f"{t['positives']} / {t['negatives']}"),
+                      ("precision", _num(at["precision"])), ("recall", _num(at["recall"])),
+                      ("F1", _num(at["f1"])), ("accuracy", _num(at["accuracy"])),
+                      ("TP / FP / TN / FN", f"{at['tp']} / {at['fp']} / {at['tn']} / {at['fn']}"),
+                      ("ROC AUC", _num(t["roc_auc"])), ("average precision", _num(t["average_precision"]))]
+        for name, point in t["suggested_thresholds"].items():
+            label = "max-F1 threshold" if name == "max_f1" else (
+                f"threshold for recall ≥ {point.get('target_recall', 0):g}" if name == "high_recall" else name)
+            truth_rows.append((label, f"{_num(point['threshold'])}: P {_num(point['precision'])}, "
+                                      f"R {_num(point['recall'])}, F1 {_num(point['f1'])}"))
+        if t["frames_without_truth"] or t["truth_frames_not_scored"]:
+            truth_rows.append(("left out (--common-only)", f"{t['frames_without_truth']} without truth, "
+                                                          f"{t['truth_frames_not_scored']} not scored"))
+    s = summary["sizes"]
+    size_rows = [("sizes from", s["source"]), ("radial profiles computed", str(s["profiles_computed"])),
+                 ("fitted / failed", f"{s['fitted']} / {s['failed']}")]
+    size_rows += [(f"failed: {k}", str(v)) for k, v in s["failure_reasons"].items()]
+    if s["median_diameter_nm"] is not None:
+        p10, p90 = s["diameter_p10_p90_nm"]
+        size_rows.append(("median diameter",
+                          f"{s['median_diameter_nm']:.1f} nm (80 % within {p10:.1f}-{p90:.1f} nm)"))
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>spidarknet report: {esc(os.path.basename(hits_path))}</title>", f"<style>{_CSS}</style>",
+        "</head>", "<body>",
+        "<h1>Single-hit selection report</h1>",
+        f'<p class="sub">{esc(summary["hits"])} · made {esc(datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))} '
+        f"by spidarknet {esc(__version__)}</p>",
+        "<h2>Summary</h2>", '<div class="row">',
+        f"<table>{_rows_html(rows)}</table>",
+    ]
+    if truth_rows:
+        parts.append(f"<table>{_rows_html(truth_rows)}</table>")
+    parts.append(f"<table>{_rows_html(size_rows)}</table>")
+    parts.append("</div>")
+    for title, images in figures:
+        parts.append(f"<h2>{esc(title)}</h2>")
+        parts.append('<div class="row">')
+        for name, caption in images:
+            parts.append(_figure_html(stage, name, caption, caption))
+        parts.append("</div>")
+    tile_note = (f"Each tile: the {o.crop_px} × {o.crop_px} pixels around the beam centre, "
+                 "log10(1 + photons), each tile scaled to its own range; grey = masked pixels; "
+                 "cyan box = the detection (x, y, w, h from the hit list).")
+    parts.append("<h2>Frames</h2>")
+    parts.append(f'<p class="note">{esc(tile_note)}</p>')
+    for title, name, note in montages:
+        parts.append(f"<h3>{esc(title)}</h3>")
+        if name is None:
+            parts.append(f'<p class="note">{esc(note)}</p>')
+        else:
+            parts.append(_figure_html(stage, name, title, note))
+    parts.append("<h2>Radial profiles and sizes</h2>")
+    if has_map:
+        parts.append(_figure_html(stage, "profiles.png", "radial profile map", _MAP_CAPTION))
+    else:
+        parts.append('<p class="note">No selected frame has a fitted size to show.</p>')
+    if has_sizes:
+        parts.append(_figure_html(stage, "sizes.png", "size histogram", _SIZES_CAPTION))
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)

@@ -1,0 +1,161 @@
+"""The HTML report, rendered in real headless Chromium: it loads and every figure shows."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from spidarknet.commands import report as report_cmd
+from spidarknet.frames import FrameKey
+from spidarknet.hits import HitList
+
+DATA = "/entry_1/data_1/data"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHECK_SCRIPT = """
+<script>
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var broken = images.filter(function (im) { return !im.complete || im.naturalWidth === 0; });
+  document.body.setAttribute("data-images", String(images.length));
+  document.body.setAttribute("data-broken", broken.map(function (im) { return im.getAttribute("src"); }).join(" "));
+  document.body.setAttribute("data-width", String(document.documentElement.scrollWidth));
+  document.body.setAttribute("data-client", String(document.documentElement.clientWidth));
+});
+</script>
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium; its absence is a failure that says how to install it."""
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("Chromium is needed to render the report: install the Debian package 'chromium' "
+                "(apt-get install -y chromium)", pytrace=False)
+
+
+def _browser_args(chromium, profile):
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}"]
+
+
+def render_checked(chromium, report_dir, tmp_path) -> dict:
+    """Load a copy of index.html with a script that records which images failed to load."""
+    page = (report_dir / "index.html").read_text(encoding="utf-8")
+    probe = report_dir / "_probe.html"
+    probe.write_text(page.replace("</body>", CHECK_SCRIPT + "</body>"), encoding="utf-8")
+    try:
+        done = subprocess.run(_browser_args(chromium, tmp_path / "profile")
+                              + ["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        probe.unlink()
+    assert done.returncode == 0, done.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", done.stdout)
+    assert body, f"no <body> in the DOM Chromium dumped: {done.stdout[:500]!r}"
+    attributes = dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1)))
+    assert "images" in attributes, "the check script did not run: " + body.group(0)
+    return attributes
+
+
+@pytest.fixture(scope="module")
+def report_inputs(small_cxi, tmp_path_factory):
+    """A hit list from the truth plus noise, with boxes around each pattern, and a size table."""
+    root = tmp_path_factory.mktemp("report")
+    with h5py.File(small_cxi) as f:
+        labels = f["truth/label"][()].astype(bool)
+        extent = np.maximum(f["truth/extent_px"][()], 24.0)
+        cx, cy = f["truth/centre_x_px"][()], f["truth/centre_y_px"][()]
+    rng = np.random.default_rng(8)
+    scores = np.clip(0.5 * labels + rng.normal(0.25, 0.17, len(labels)), 0, 1)
+    boxes = np.stack([cx - extent, cy - extent, 2 * extent, 2 * extent], axis=1)
+    keys = [FrameKey(str(small_cxi), DATA, i) for i in range(len(labels))]
+    hits = HitList(keys, scores, boxes, 0.5, {"backend": "opencv"})
+    hits.write_csv(root / "hits.csv")
+    return root, hits, labels
+
+
+def test_report_with_truth_renders_in_chromium(report_inputs, chromium, tmp_path, capsys):
+    root, hits, labels = report_inputs
+    out = tmp_path / "report"
+    assert report_cmd.main(["--hits", str(root / "hits.csv"), "--truth-dataset", "/truth/label",
+                            "--out", str(out), "--tiles", "6"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    page = (out / "index.html").read_text(encoding="utf-8")
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    expected = {"pr_curve.png", "roc_curve.png", "scores.png", "montage_top.png", "montage_borderline.png",
+                "montage_negatives.png", "montage_missed.png", "profiles.png", "sizes.png"}
+    assert expected <= set(sources)
+    for name in sources:
+        with Image.open(out / name) as im:
+            assert im.size[0] >= 200 and im.size[1] >= 100
+            assert np.asarray(im.convert("L")).std() > 5          # not a blank picture
+    summary = json.loads((out / "report.json").read_text())
+    selected = hits.scores >= 0.5
+    assert summary["selected"] == selected.sum()
+    assert summary["truth"]["at_threshold"]["tp"] == int(np.sum(selected & labels))
+    assert summary["sizes"]["fitted"] >= 0.6 * int(np.sum(selected & labels))
+    assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]   # no staging left behind
+    checked = render_checked(chromium, out, tmp_path)
+    assert int(checked["images"]) == len(sources)
+    assert checked["broken"] == "", f"images that did not load: {checked['broken']}"
+    assert int(checked["width"]) <= int(checked["client"])   # nothing forces a horizontal scroll
+    shot = tmp_path / "shot.png"
+    done = subprocess.run(_browser_args(chromium, tmp_path / "profile2")
+                          + ["--window-size=1280,2400", f"--screenshot={shot}", (out / "index.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    with Image.open(shot) as im:
+        grey = np.asarray(im.convert("L"))
+    assert grey.std() > 20                           # text and figures, not an empty page
+
+
+def test_report_without_truth_and_with_a_size_table(report_inputs, small_cxi, chromium, tmp_path):
+    root, hits, _ = report_inputs
+    sizes = tmp_path / "sizes.csv"
+    from spidarknet.commands import size as size_cmd
+    assert size_cmd.main([str(small_cxi), "--hits", str(root / "hits.csv"), "--out", str(sizes), "--quiet"]) == 0
+    out = tmp_path / "plain"
+    assert report_cmd.main(["--hits", str(root / "hits.csv"), "--sizes", str(sizes), "--out", str(out),
+                            "--tiles", "4"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "pr_curve.png" not in page and "montage_negatives.png" not in page
+    assert "scores.png" in page and "profiles.png" in page and "sizes.png" in page
+    summary = json.loads((out / "report.json").read_text())
+    assert summary["sizes"]["source"] == str(sizes) and "truth" not in summary
+    checked = render_checked(chromium, out, tmp_path)
+    assert checked["broken"] == "" and int(checked["images"]) >= 5
+
+
+def test_report_bad_input_leaves_nothing_behind(report_inputs, small_cxi, tmp_path, capsys):
+    root, hits, _ = report_inputs
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier report")
+    assert report_cmd.main(["--hits", str(root / "hits.csv"), "--out", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "earlier report"
+    # a hit list naming a frame file that is gone
+    gone = tmp_path / "gone.cxi"
+    shutil.copy(small_cxi, gone)
+    HitList([FrameKey(str(gone), DATA, i) for i in range(5)], np.linspace(0.2, 0.9, 5), np.zeros((5, 4)),
+            0.5).write_csv(tmp_path / "gone.csv")
+    os.remove(gone)
+    new = tmp_path / "new"
+    assert report_cmd.main(["--hits", str(tmp_path / "gone.csv"), "--out", str(new)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and err.count("\n") == 1
+    assert not new.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    assert report_cmd.main(["--hits", str(root / "hits.csv"), "--truth-dataset", "/truth/nothing",
+                            "--out", str(new)]) == 1
+    assert "no truth dataset" in capsys.readouterr().err
+    assert not new.exists()

@@ -1,0 +1,227 @@
+"""Sizing: q from the geometry, radial profiles, sphere fits on simulated frames, the size
+and select commands, and their bad-input paths."""
+
+import csv
+import math
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from spidarknet.commands import select as select_cmd
+from spidarknet.commands import size as size_cmd
+from spidarknet.frames import FrameKey, FrameSource, Geometry
+from spidarknet.hits import HitList
+from spidarknet.simulate import PNCCD, render_expected, simulate_file
+from spidarknet.simulate.detector import build_mask
+from spidarknet.simulate.physics import Particle, pixel_q_inv_m
+from spidarknet.sizing import (SIZE_COLUMNS, SizingSettings, estimate_sizes, fit_sphere, pixel_weight,
+                               radial_profile, ring_q_inv_m, size_frame, sphere_intensity)
+
+GEOMETRY = Geometry(centre_px=PNCCD.centre_xy, distance_m=PNCCD.distance_m,
+                    pixel_size_m=(PNCCD.pixel_size_m, PNCCD.pixel_size_m), wavelength_m=PNCCD.wavelength_m)
+DATA = "/entry_1/data_1/data"
+
+
+@pytest.fixture(scope="module")
+def singles_cxi(tmp_path_factory):
+    """24 single particles (spheres and icosahedra, 55-80 nm) with noise and centre jitter."""
+    path = tmp_path_factory.mktemp("sizing") / "singles.cxi"
+    simulate_file(path, 24, seed=21, fractions={"single": 1.0})
+    return path
+
+
+@pytest.fixture(scope="module")
+def singles_sized(singles_cxi):
+    results = estimate_sizes(FrameSource([str(singles_cxi)]))
+    with h5py.File(singles_cxi) as f:
+        truth = {name: f["truth"][name][()] for name in ("shape", "diameter_nm", "centre_x_px", "centre_y_px")}
+    return results, truth
+
+
+def test_q_is_4pi_sin_theta_over_lambda_with_2theta_atan_r_over_d():
+    radius_px = np.array([0.0, 10.0, 100.0, 500.0, 700.0])
+    expected = 4 * np.pi / PNCCD.wavelength_m * np.sin(0.5 * np.arctan(radius_px * 75e-6 / 0.125))
+    assert np.allclose(ring_q_inv_m(radius_px, GEOMETRY), expected, rtol=1e-12, atol=1e-3)
+    # and the simulator's own per-pixel map agrees along a row through the centre
+    q_map = pixel_q_inv_m((1, 1024), (511.5, 0.0), 75e-6, 0.125, PNCCD.wavelength_m)[0]
+    assert np.allclose(ring_q_inv_m(np.abs(np.arange(1024) - 511.5), GEOMETRY), q_map, rtol=1e-12)
+    assert ring_q_inv_m([100.0], GEOMETRY)[0] * 1e-9 == pytest.approx(0.5162, abs=1e-4)  # 7.5 mm at 125 mm, 1.7 keV
+
+
+def test_radial_profile_averages_only_usable_pixels():
+    rows, cols = 200, 240
+    yy, xx = np.mgrid[:rows, :cols]
+    centre = (117.3, 96.8)
+    r = np.hypot(xx - centre[0], yy - centre[1])
+    frame = r ** 2
+    valid = np.ones_like(frame, dtype=bool)
+    valid[90:100, :] = False                  # a gap
+    frame[~valid] = 1e9                       # must not leak into the averages
+    profile = radial_profile(frame, valid, centre, bin_px=2.0, r_max_px=80)
+    inside = valid & (r < 80)
+    assert profile.n_pixels.sum() == inside.sum()
+    assert profile.photons.sum() == pytest.approx(frame[inside].sum())
+    ring = (r / 2.0).astype(int)
+    k = 20
+    sel = inside & (ring == k)
+    assert profile.mean[k] == pytest.approx(frame[sel].mean())
+    assert profile.radius_px[k] == pytest.approx(r[sel].mean())
+    # a crop with its origin gives the same profile as the full frame
+    crop = radial_profile(frame[50:180, 10:230], valid[50:180, 10:230], centre, bin_px=2.0, r_max_px=40,
+                          origin=(50, 10))
+    assert np.allclose(crop.photons, profile.photons[:20])
+
+
+def test_noise_free_profile_gives_the_diameter_exactly():
+    radius_px = np.arange(30, 195, dtype=np.float64)
+    q = ring_q_inv_m(radius_px, GEOMETRY)
+    n = np.round(2 * np.pi * radius_px).astype(float)
+    w = pixel_weight(radius_px * 75e-6, 0.125)
+    expected = n * (40.0 * w * sphere_intensity(q, 68.37e-9) + 0.002)
+    fit = fit_sphere(q, expected, n, weight=w)
+    assert fit.ok, fit.reason
+    assert fit.diameter_nm == pytest.approx(68.37, abs=0.03)
+    assert fit.background == pytest.approx(0.002, rel=0.05)
+    assert fit.fit_quality < 0.01
+
+
+@pytest.mark.parametrize("diameter_nm", [60.0, 64.2, 67.5, 71.3, 75.0])
+def test_poisson_sphere_at_an_offset_centre(diameter_nm):
+    """render_expected + background + Poisson noise; the file's centre is 3.4 px off."""
+    rng = np.random.default_rng(int(diameter_nm * 10))
+    true_centre = (514.2, 509.1)
+    valid = build_mask(PNCCD) == 0
+    expected = render_expected([Particle("sphere", diameter_nm * 1e-9)], true_centre,
+                               fluence_photons_per_m2=0.6e22)
+    counts = rng.poisson((expected + 0.002) * valid).astype(np.uint16)
+    result = size_frame(counts, valid, GEOMETRY, FrameKey("x.cxi", DATA, 0))
+    assert result.ok, result.reason
+    assert abs(result.diameter_nm - diameter_nm) <= 2.0
+    assert math.hypot(result.centre_xy[0] - true_centre[0], result.centre_xy[1] - true_centre[1]) < 1.0
+    assert 0.5 < result.fit_quality < 2.0          # a sphere explains it to within the noise
+
+
+def test_simulated_spheres_within_2_nm(singles_sized):
+    results, truth = singles_sized
+    spheres = [r for r in results if truth["shape"][r.key.index] == b"sphere"]
+    assert len(spheres) >= 8
+    errors = np.array([r.diameter_nm - truth["diameter_nm"][r.key.index] for r in spheres])
+    assert np.all(np.isfinite(errors)), [r.reason for r in spheres if not r.ok]
+    assert np.max(np.abs(errors)) <= 2.0, errors
+    assert np.mean(np.abs(errors)) <= 0.5, errors
+    # the refined centre follows the per-shot jitter
+    offsets = [math.hypot(r.centre_xy[0] - truth["centre_x_px"][r.key.index],
+                          r.centre_xy[1] - truth["centre_y_px"][r.key.index]) for r in spheres]
+    assert np.median(offsets) < 0.6
+
+
+def test_icosahedra_give_the_volume_equivalent_size_within_10_percent(singles_sized):
+    results, truth = singles_sized
+    icosahedra = [r for r in results if truth["shape"][r.key.index] == b"icosahedron"]
+    assert len(icosahedra) >= 5
+    for r in icosahedra:
+        assert r.ok, r.reason
+        assert r.diameter_nm == pytest.approx(truth["diameter_nm"][r.key.index], rel=0.10)
+
+
+def test_empty_frames_fail_with_a_reason_and_keep_their_rows(tmp_path, capsys):
+    empty = tmp_path / "empty.cxi"
+    simulate_file(empty, 4, seed=3, fractions={"empty": 1.0})
+    out = tmp_path / "sizes.csv"
+    assert size_cmd.main([str(empty), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 frames sized: 0 fitted" in printed and "4 failed (too few photons: 4)" in printed
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == SIZE_COLUMNS
+    assert [int(r["index"]) for r in rows] == [0, 1, 2, 3]
+    for row in rows:
+        assert row["diameter_nm"] == "" and row["ok"] == "0"
+        assert row["reason"].startswith("too few photons")
+
+
+def test_size_command_on_the_hits_of_a_hit_list(singles_cxi, tmp_path, capsys):
+    keys = [FrameKey(str(singles_cxi), DATA, i) for i in range(24)]
+    scores = np.where(np.arange(24) % 3 == 0, 0.9, 0.1)
+    hits = HitList(keys, scores, np.zeros((24, 4)), 0.5)
+    hits.write_csv(tmp_path / "hits.csv")
+    out = tmp_path / "sizes.csv"
+    assert size_cmd.main([str(singles_cxi), "--hits", str(tmp_path / "hits.csv"), "--out", str(out),
+                          "--quiet"]) == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["index"]) for r in rows] == list(range(0, 24, 3))
+    with h5py.File(singles_cxi) as f:
+        truth = f["truth/diameter_nm"][()]
+    for row in rows:
+        assert float(row["diameter_nm"]) == pytest.approx(truth[int(row["index"])], rel=0.1)
+    capsys.readouterr()
+    # the output exists: refused without --force, and left as it was
+    before = out.read_bytes()
+    assert size_cmd.main([str(singles_cxi), "--out", str(out), "--quiet"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_size_bad_inputs_give_one_error_line(singles_cxi, tmp_path, capsys):
+    no_distance = tmp_path / "nodist.cxi"
+    shutil.copy(singles_cxi, no_distance)
+    with h5py.File(no_distance, "a") as f:
+        del f["/entry_1/instrument_1/detector_1/distance"]
+    out = tmp_path / "s.csv"
+    assert size_cmd.main([str(no_distance), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--distance" in err and err.count("\n") == 1
+    assert not out.exists()
+    assert size_cmd.main([str(no_distance), "--distance", "0.125", "--frames", "0:1", "--out", str(out),
+                          "--quiet"]) == 0
+    assert size_cmd.main([str(singles_cxi), "--out", str(tmp_path / "t.csv"), "--d-range", "90", "30"]) == 1
+    assert "diameter range" in capsys.readouterr().err
+    other = HitList([FrameKey("/elsewhere/run9.cxi", DATA, 0)], [0.9], np.zeros((1, 4)), 0.5)
+    other.write_csv(tmp_path / "other.csv")
+    assert size_cmd.main([str(singles_cxi), "--hits", str(tmp_path / "other.csv"),
+                          "--out", str(tmp_path / "u.csv")]) == 1
+    assert "not among the inputs" in capsys.readouterr().err
+    assert not (tmp_path / "u.csv").exists()
+
+
+def test_select_keeps_hits_in_the_size_window(small_cxi, tmp_path, capsys):
+    with h5py.File(small_cxi) as f:
+        label = f["truth/label"][()].astype(bool)
+        kind = f["truth/kind"][()]
+    n = len(label)
+    # a detector that likes every particle: all singles and multiples score high
+    scores = np.where((kind == b"single") | (kind == b"multiple"), 0.8, 0.2)
+    keys = [FrameKey(str(small_cxi), DATA, i) for i in range(n)]
+    HitList(keys, scores, np.zeros((n, 4)), 0.5).write_csv(tmp_path / "hits.csv")
+    out = tmp_path / "sel.csv"
+    assert select_cmd.main([str(tmp_path / "hits.csv"), "--size-range", "60", "75", "--out", str(out),
+                            "--quiet"]) == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    flags = np.array([int(r["hit"]) for r in rows], dtype=bool)
+    assert flags.sum() < (scores > 0.5).sum()                  # the window removed some
+    assert np.all(scores[flags] > 0.5)
+    single_in_window = label & (scores > 0.5)
+    # the size window recovers the labelled singles, give or take the odd borderline size
+    assert (flags & single_in_window).sum() >= 0.8 * single_in_window.sum()
+    assert (flags & ~label).sum() <= 0.2 * flags.sum()
+    assert "selected; wrote" in capsys.readouterr().out
+    # sizes from a table that does not cover the hits: an error, nothing written
+    sizes = tmp_path / "sizes.csv"
+    assert size_cmd.main([str(small_cxi), "--frames", "0:10", "--out", str(sizes), "--quiet"]) == 0
+    capsys.readouterr()
+    assert select_cmd.main([str(tmp_path / "hits.csv"), "--size-range", "60", "75", "--sizes", str(sizes),
+                            "--out", str(tmp_path / "sel2.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "lacks" in err and "frames above the threshold" in err
+    assert not (tmp_path / "sel2.csv").exists()
+    assert select_cmd.main([str(tmp_path / "hits.csv"), "--out", str(tmp_path / "sel3.csv")]) == 1
+    assert "nothing to select by" in capsys.readouterr().err
+
+
+def test_settings_are_checked():
+    with pytest.raises(Exception, match="q range"):
+        SizingSettings(q_min_inv_nm=1.0, q_max_inv_nm=0.5).check()
