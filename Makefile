@@ -4,14 +4,14 @@
 #   make test      set everything up, then run the test suite
 #   make darknet   build only the engine (GPU=1, CUDNN=1, OPENMP=0|1 ...; see mk/darknet.mk)
 #   make install   pip-install spidarknet (editable) with its test tools
-#   make system-deps  Debian packages the tests drive: OpenMPI (mpirun), Chromium (as root)
+#   make system-deps  Debian packages the tests drive: OpenMPI, Chromium, Dragonfly's build deps (root)
 #   make bench     throughput benchmark: detect per backend vs the naive pipeline
 
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 
 .PHONY: help install test demo bench system-deps
-SYSTEM_DEPS := openmpi-bin libopenmpi-dev chromium
+SYSTEM_DEPS := openmpi-bin libopenmpi-dev chromium libgsl-dev libhdf5-dev pkg-config
 help:
 	@sed -n '3,9p' Makefile | sed 's/^#//'
 
@@ -32,8 +32,19 @@ system-deps:
 	@if dpkg -s $(SYSTEM_DEPS) >/dev/null 2>&1; then echo "system packages present"; \
 	else apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSTEM_DEPS); fi
 
-test: build/.installed darknet
-	$(PYTHON) -m pytest -q tests
+# Dragonfly (the EMC reconstruction package) reads our photons.emc back in the tests. It is
+# heavy (C extensions, PyQt5, matplotlib), so it lives in its own virtual environment that
+# sees the project's packages; the whole suite runs there, Dragonfly's check included.
+DRAGONFLY_VENV := build/dragonfly
+$(DRAGONFLY_VENV)/.installed: build/.installed
+	$(PYTHON) -m venv --system-site-packages $(DRAGONFLY_VENV)
+	CFLAGS="$$(pkg-config --cflags hdf5-serial) $$(pkg-config --cflags ompi)" \
+	LDFLAGS="$$(pkg-config --libs-only-L hdf5-serial)" \
+	$(DRAGONFLY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check dragonfly-spi
+	touch $@
+
+test: build/.installed darknet $(DRAGONFLY_VENV)/.installed
+	SPIDARKNET_REQUIRE_DRAGONFLY=1 $(DRAGONFLY_VENV)/bin/python -m pytest -q tests
 
 demo: build/.installed darknet
 	PYTHON=$(PYTHON) bash tools/demo.sh

@@ -22,6 +22,8 @@ setup(
         "opencv-python-headless>=4.8,<5",
         "pillow>=9",
         "tqdm>=4.60",
+        # HDF5 filters facilities use (bitshuffle-LZ4, Blosc, Zstd, ...) for h5py
+        "hdf5plugin>=4",
     ],
     extras_require={"test": ["pytest>=7", "mpi4py>=3.1"], "mpi": ["mpi4py>=3.1"]},
     data_files=[("share/spidarknet/cfg", templates)],

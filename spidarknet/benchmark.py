@@ -18,18 +18,13 @@ the peak resident memory of detect on two file lengths (memory must stay flat).
 from __future__ import annotations
 
 import json
-import os
-import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from spidarknet.hits import read_hits
 
 PROBE = """
 import json, resource, sys

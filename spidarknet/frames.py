@@ -182,6 +182,10 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
 
 def _h5py():
     import h5py
+    try:
+        import hdf5plugin  # noqa: F401  registers bitshuffle, Blosc, LZ4, Zstd... with h5py's HDF5
+    except ImportError:    # built-in filters only; describe_missing_filter says what to install
+        pass
     return h5py
 
 
@@ -378,6 +382,10 @@ class FrameSource:
                              "(frames, rows, columns)")
         if ds.dtype.kind not in "uif":
             raise InputError(f"{dataset} in {path} holds {ds.dtype}, not numbers")
+        from spidarknet.filters import describe_missing_filter
+        problem = describe_missing_filter(ds, what=f"the frames of {path} ({dataset})")
+        if problem:
+            raise InputError(problem)
         frame_shape = (int(ds.shape[1]), int(ds.shape[2]))
         geometry = overrides.apply(read_geometry(handle, dataset, frame_shape))
         mask_shared = None

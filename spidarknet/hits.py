@@ -19,7 +19,7 @@ import numpy as np
 
 from spidarknet.errors import InputError
 from spidarknet.frames import FrameKey
-from spidarknet.outputs import atomic_path
+from spidarknet.outputs import atomic_path, write_json
 
 COLUMNS = ["file", "dataset", "index", "score", "x", "y", "w", "h", "hit"]
 
@@ -31,19 +31,26 @@ class HitList:
     boxes: np.ndarray                  # (n, 4) x, y, w, h in full-frame pixels
     threshold: float
     meta: dict = field(default_factory=dict)
+    #: the selection when it is narrower than score >= threshold (e.g. a size window)
+    selected: np.ndarray | None = None
 
     def __post_init__(self):
         self.scores = np.asarray(self.scores, dtype=np.float32)
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(len(self.scores), 4)
         if len(self.keys) != len(self.scores):
             raise ValueError("keys and scores differ in length")
+        if self.selected is not None:
+            self.selected = np.asarray(self.selected, dtype=bool)
+            if self.selected.shape != self.scores.shape:
+                raise ValueError("one selection flag per frame is needed")
 
     def __len__(self) -> int:
         return len(self.keys)
 
     @property
     def hits(self) -> np.ndarray:
-        return self.scores >= self.threshold
+        """Selected frames: the explicit selection if there is one, else score >= threshold."""
+        return self.selected if self.selected is not None else self.scores >= self.threshold
 
     @property
     def n_hits(self) -> int:
@@ -55,7 +62,8 @@ class HitList:
     def sorted(self) -> "HitList":
         order = sorted(range(len(self.keys)), key=lambda i: self.keys[i])
         return HitList([self.keys[i] for i in order], self.scores[order], self.boxes[order],
-                       self.threshold, dict(self.meta))
+                       self.threshold, dict(self.meta),
+                       None if self.selected is None else self.selected[order])
 
     def summary_line(self) -> str:
         n = len(self)
@@ -74,11 +82,7 @@ class HitList:
             with open(tmp, "w", newline="") as handle:
                 csv.writer(handle).writerow(COLUMNS)
                 self.write_rows(handle)
-        summary = summary_path(path)
-        with atomic_path(summary, True, "hit list summary") as tmp:
-            with open(tmp, "w") as handle:
-                json.dump(self.summary(), handle, indent=2)
-                handle.write("\n")
+        write_json(self.summary(), summary_path(path), True, "hit list summary")
 
     def summary(self) -> dict:
         return {"threshold": self.threshold, "frames": len(self), "hits": self.n_hits, **self.meta}
@@ -123,4 +127,8 @@ def read_hits(path: str | os.PathLike) -> HitList:
         threshold = float(s[f].min()) if f.any() else float("inf")
     for key in ("frames", "hits"):
         meta.pop(key, None)
-    return HitList(keys, np.asarray(scores), np.asarray(boxes).reshape(-1, 4), threshold, meta)
+    scores = np.asarray(scores)
+    flags = np.asarray(flags, dtype=bool)
+    # keep the selection as written where it is narrower than the threshold (select, size windows)
+    selected = None if np.array_equal(flags, scores >= threshold) else flags
+    return HitList(keys, scores, np.asarray(boxes).reshape(-1, 4), threshold, meta, selected)

@@ -8,11 +8,15 @@ for a single file.  Both refuse an existing destination unless ``force`` is give
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from spidarknet.errors import OutputError
 
@@ -67,3 +71,24 @@ def atomic_path(path: str | os.PathLike, force: bool = False, what: str = "outpu
         raise
     os.chmod(tmp, 0o644)
     os.replace(tmp, final)
+
+
+def json_ready(value):
+    """NaN and infinities become ``None`` (JSON has no such numbers); numpy scalars plain."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(data: dict, path: str | os.PathLike, force: bool = False, what: str = "output") -> None:
+    """``data`` as strict JSON (NaN -> null), written atomically."""
+    with atomic_path(path, force, what) as tmp:
+        with open(tmp, "w") as handle:
+            json.dump(json_ready(data), handle, indent=2, allow_nan=False)
+            handle.write("\n")

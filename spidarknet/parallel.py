@@ -11,7 +11,6 @@ and are joined in frame-key order.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess

@@ -655,3 +655,26 @@ def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read size table {path}: {exc}") from None
     return rows
+
+
+def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
+                  on_frames=None) -> np.ndarray:
+    """Diameters (nm, NaN for failed fits) of ``keys``: from a size table that must hold
+    them, or fitted now from the frame files the keys name."""
+    if sizes_path:
+        from spidarknet.report.keys import Canon, describe_keys
+        rows = read_sizes(sizes_path)
+        canon = Canon([k.file for k in keys] + [r.file for r in rows])
+        table = {canon(r.file, r.index): r.diameter_nm for r in rows}
+        wanted = [canon(k.file, k.index) for k in keys]
+        missing = [m for m in wanted if m not in table]
+        if missing:
+            raise InputError(f"the size table {sizes_path} lacks {len(missing)} of the {len(wanted)} frames "
+                             f"above the threshold ({describe_keys(missing)}); size them with 'spidarknet "
+                             "size ... --hits' or leave out --sizes to fit them now")
+        return np.array([table[m] for m in wanted], dtype=np.float64)
+    if not keys:
+        return np.zeros(0, dtype=np.float64)
+    results = estimate_sizes(sources_for_keys(keys), settings=SizingSettings(), on_frames=on_frames)
+    by_key = {(r.key.file, r.key.index): r.diameter_nm for r in results}
+    return np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64)

@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -245,8 +244,16 @@ def test_ctrl_c_stops_training_cleanly(small_cxi, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted: darknet stopped" in err and "--resume" in err and "Traceback" not in err
-    leftover = subprocess.run(["pgrep", "-f", f"detector train obj.data"], capture_output=True, text=True)
-    assert str(ds) not in leftover.stdout
+    # darknet ran with the data set as its working directory: no such process may be left
+    time.sleep(0.5)
+    left = []
+    for proc_dir in Path("/proc").iterdir():
+        try:
+            if proc_dir.name.isdigit() and os.readlink(proc_dir / "cwd") == str(ds):
+                left.append(proc_dir.name)
+        except OSError:
+            pass
+    assert not left, f"processes still running in {ds}: {left}"
 
 
 def test_pretrained_weights_start_a_new_training(trained, weights, small_cxi, tmp_path):
@@ -261,3 +268,19 @@ def test_pretrained_weights_start_a_new_training(trained, weights, small_cxi, tm
     wrong = tmp_path / "wrong.weights"
     wrong.write_bytes(weights.read_bytes() + b"\0" * 4000)
     assert train.main([str(ds), "--pretrained", str(wrong), "--force", "--quiet"]) == 1
+
+
+def test_size_range_narrows_the_selection_to_the_window(weights, heldout_cxi, tmp_path):
+    plain, sized = tmp_path / "plain.csv", tmp_path / "sized.csv"
+    common = [str(heldout_cxi), "--weights", str(weights), "--frames", "0:40", "--quiet", "--threshold", "0.2"]
+    assert detect.main([*common, "--out", str(plain)]) == 0
+    assert detect.main([*common, "--out", str(sized), "--size-range", "60", "75"]) == 0
+    a, b = read_hits(plain), read_hits(sized)
+    assert a.keys == b.keys and np.array_equal(a.scores, b.scores)
+    assert np.all(b.hits <= a.hits) and b.n_hits < a.n_hits
+    with h5py.File(heldout_cxi) as f:
+        kinds = f["/truth/kind"][()]
+    # what the window dropped is mostly not a 60-75 nm single particle
+    dropped = [k.index for k, x, y in zip(a.keys, a.hits, b.hits) if x and not y]
+    assert sum(kinds[i] != b"single" for i in dropped) >= len(dropped) / 2
+    assert json.loads(sized.with_suffix(".json").read_text())["size_range_nm"] == [60.0, 75.0]

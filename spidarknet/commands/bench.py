@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from spidarknet import cli

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--darknet", metavar="PATH", help="darknet binary (darknet-cli backend)")
     parser.add_argument("--libdarknet", metavar="PATH", help="libdarknet.so (darknet backend)")
     parser.add_argument("--write-cxi", metavar="CXI", help="also copy the selected frames into this CXI file")
+    parser.add_argument("--size-range", nargs=2, type=float, metavar=("MIN_NM", "MAX_NM"),
+                        help="keep only hits whose sphere-fit diameter lies in [MIN, MAX] nm (e.g. 60 75)")
     parser.add_argument("--mpi", action="store_true",
                         help="run as one rank of 'mpirun -n N': each rank scores its share, rank 0 writes "
                              "the one hit list (needs mpi4py)")
@@ -84,9 +86,29 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
+def apply_size_range(hits: HitList, size_range, quiet: bool) -> None:
+    """Narrow the selection to hits whose fitted diameter lies in the window (nm)."""
+    from spidarknet.sizing import diameters_for
+    lo, hi = size_range
+    above = hits.hits
+    index = np.flatnonzero(above)
+    bar = cli.progress(total=len(index), desc="size", quiet=quiet)
+    try:
+        diameters = diameters_for([hits.keys[i] for i in index], on_frames=bar.update)
+    finally:
+        bar.close()
+    inside = np.isfinite(diameters) & (diameters >= lo) & (diameters <= hi)
+    selected = above.copy()
+    selected[index[~inside]] = False
+    hits.selected = selected
+    hits.meta.update(size_range_nm=[lo, hi], size_fit_failed=int(np.count_nonzero(~np.isfinite(diameters))))
+
+
 def run_local(args: argparse.Namespace, comm=None) -> int:
     if args.batch < 1 or args.chunk < 1:
         raise InputError("--batch and --chunk must be at least 1")
+    if args.size_range and not 0 <= args.size_range[0] <= args.size_range[1]:
+        raise InputError(f"--size-range {args.size_range[0]:g} {args.size_range[1]:g}: give MIN <= MAX in nm")
     model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
     settings = model.preprocessing
     if args.centre:
@@ -156,6 +178,8 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     if shard_meta is not None:
         hits.meta["shard"] = shard_meta
     hits = hits.sorted()
+    if args.size_range:
+        apply_size_range(hits, args.size_range, quiet=args.quiet)
     hits.write_csv(args.out, force=args.force)
     rate = len(hits) / times.total if times.total > 0 else float("inf")
     workers = jobs if isinstance(jobs, str) else f"{jobs} process{'es' if jobs > 1 else ''}"

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 
 import numpy as np
 
 from spidarknet import cli
-from spidarknet.errors import ConfigError, InputError
+from spidarknet.errors import ConfigError
 from spidarknet.outputs import check_destination
-from spidarknet.report.keys import Canon, describe_keys
 from spidarknet.report.selected import read_selected, write_selected
-from spidarknet.sizing import SizingSettings, estimate_sizes, read_sizes, sources_for_keys
+from spidarknet.sizing import diameters_for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,20 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     cli.add_common_args(parser)
     return parser
-
-
-def sizes_from_table(path: str, keys: list) -> np.ndarray:
-    """Diameters (nm, NaN for failed fits) of ``keys`` from a size table that must hold them."""
-    rows = read_sizes(path)
-    canon = Canon([k.file for k in keys] + [r.file for r in rows])
-    table = {canon(r.file, r.index): r.diameter_nm for r in rows}
-    wanted = [canon(k.file, k.index) for k in keys]
-    missing = [m for m in wanted if m not in table]
-    if missing:
-        raise InputError(f"the size table {path} lacks {len(missing)} of the {len(wanted)} frames above "
-                         f"the threshold ({describe_keys(missing)}); size them with 'spidarknet size "
-                         "... --hits' or leave out --sizes to fit them now")
-    return np.array([table[m] for m in wanted], dtype=np.float64)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,18 +53,11 @@ def run(args: argparse.Namespace) -> int:
         lo, hi = args.size_range
         index = np.flatnonzero(above)
         keys = [hits.keys[i] for i in index]
-        if args.sizes:
-            diameters = sizes_from_table(args.sizes, keys)
-        else:
-            sources = sources_for_keys(keys)
-            bar = cli.progress(total=len(keys), desc="size", quiet=args.quiet)
-            try:
-                results = estimate_sizes(sources, settings=SizingSettings(), on_frames=bar.update)
-            finally:
-                bar.close()
-            by_key = {(r.key.file, r.key.index): r.diameter_nm for r in results}
-            diameters = np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys],
-                                 dtype=np.float64)
+        bar = cli.progress(total=len(keys), desc="size", quiet=args.quiet or bool(args.sizes))
+        try:
+            diameters = diameters_for(keys, args.sizes, on_frames=bar.update)
+        finally:
+            bar.close()
         fitted = np.isfinite(diameters)
         inside = fitted & (diameters >= lo) & (diameters <= hi)
         flags[index[~inside]] = False

@@ -7,6 +7,7 @@ import os
 
 from spidarknet import cli
 from spidarknet.errors import ConfigError, OutputError
+from spidarknet.simulate.writer import COMPRESSIONS
 
 EXAMPLE = "python -m spidarknet simulate sim.cxi --count 2000 --seed 1 --half-detector"
 
@@ -43,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed and options give identical files")
     parser.add_argument("--half-detector", action="store_true",
                         help="one pnCCD half dead (masked, zero), as in the 2018 PR772 run")
-    parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="none",
-                        help="HDF5 compression of the frames (default none)")
+    parser.add_argument("--compression", choices=(*COMPRESSIONS, "none"), default="none",
+                        help="HDF5 compression of the frames (default none): "
+                        + "; ".join(f"{k}: {v}" for k, v in COMPRESSIONS.items())
+                        + ".  Reading the last three needs the hdf5plugin package")
     parser.add_argument("--fractions", type=_fractions, default=None, metavar="KIND=F,...",
                         help="share of each kind, e.g. single=0.5,empty=0.5 (kinds: single, "
                         "multiple, empty, aggregate, droplet, tiny; others get none)")

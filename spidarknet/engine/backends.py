@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 
 from spidarknet.engine.locate import find_darknet, find_libdarknet
 from spidarknet.engine.model import Model

@@ -10,15 +10,13 @@ its precision, recall and F1.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 
 from spidarknet import metrics
 from spidarknet.errors import ConfigError
-from spidarknet.outputs import atomic_path
+from spidarknet.outputs import atomic_path, json_ready, write_json  # noqa: F401 (re-exported)
 
 MAX_CURVE_POINTS = 200
 
@@ -104,26 +102,6 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: 
                       "tpr": roc_tpr[roc_index].tolist()},
         "suggested_thresholds": suggested,
     }
-
-
-def json_ready(value):
-    """NaN and infinities become ``None`` (JSON has no such numbers); numpy scalars plain."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(data: dict, path: str | os.PathLike, force: bool = False, what: str = "output") -> None:
-    with atomic_path(path, force, what) as tmp:
-        with open(tmp, "w") as handle:
-            json.dump(json_ready(data), handle, indent=2, allow_nan=False)
-            handle.write("\n")
 
 
 def _f(value: float, digits: int = 3) -> str:

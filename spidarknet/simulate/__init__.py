@@ -44,7 +44,7 @@ from spidarknet.errors import ConfigError
 from spidarknet.simulate.detector import PNCCD, PnCCD, build_mask, radial_bins, sample_photons
 from spidarknet.simulate.physics import (Cluster, Particle, Renderer, build_cluster,
                                          random_rotation)
-from spidarknet.simulate.writer import CxiWriter, check_output_path
+from spidarknet.simulate.writer import COMPRESSIONS, CxiWriter, check_output_path
 
 __all__ = ["simulate_file", "SimulationSummary", "PNCCD", "PnCCD", "render_expected",
            "draw_scene", "Scene", "FrameSimulator", "KINDS", "DEFAULT_FRACTIONS",
@@ -332,8 +332,8 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool = Fals
     for name, value in (("count", count), ("chunk_frames", chunk_frames)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
-    if compression not in (None, "gzip", "lzf"):
-        raise ConfigError(f"unknown compression {compression!r}; use 'gzip', 'lzf' or None")
+    if compression is not None and compression not in COMPRESSIONS:
+        raise ConfigError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)} or None")
     path = str(path)
     check_output_path(path)
     frac = _normalise_fractions(fractions)

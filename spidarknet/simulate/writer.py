@@ -4,7 +4,8 @@ Layout (readers elsewhere depend on it)::
 
     /cxi_version                                      150
     /entry_1/instrument_1/detector_1/data             (N, 1024, 1024) uint16 photons,
-                                                      chunks (1, 1024, 1024), attr axes
+                                                      chunks (1, 1024, 1024), attr axes;
+                                                      compressed as :data:`COMPRESSIONS` says
     /entry_1/data_1/data                              soft link to the above
     /entry_1/instrument_1/detector_1/distance         float64, m
     /entry_1/instrument_1/detector_1/x_pixel_size     float64, m
@@ -43,6 +44,42 @@ from spidarknet.simulate.detector import PnCCD
 
 DATA_PATH = "/entry_1/instrument_1/detector_1/data"
 LABEL_RULE = "single=1: one particle, 60-75 nm"
+
+#: frame compressions the writer offers: name -> what it is.  The last four are the filters
+#: facilities use (European XFEL and Dectris detectors write bitshuffle-LZ4); they come
+#: from the ``hdf5plugin`` package, which readers need too.
+COMPRESSIONS = {
+    "gzip": "deflate level 4 (built into HDF5)",
+    "lzf": "LZF (built into h5py)",
+    "shuffle-gzip": "byte shuffle then deflate level 4 (built into HDF5)",
+    "bitshuffle-lz4": "bitshuffle with LZ4 (hdf5plugin, filter 32008)",
+    "blosc": "Blosc with LZ4 and byte shuffle (hdf5plugin, filter 32001)",
+    "zstd": "Zstandard level 3 (hdf5plugin, filter 32015)",
+}
+
+
+def compression_options(name: str | None) -> dict:
+    """Keyword arguments of ``h5py.Group.create_dataset`` for a compression of :data:`COMPRESSIONS`."""
+    if name is None or name == "none":
+        return {}
+    if name not in COMPRESSIONS:
+        raise OutputError(f"unknown compression {name!r}; use one of {', '.join(COMPRESSIONS)} or none")
+    if name == "gzip":
+        return {"compression": "gzip", "compression_opts": 4}
+    if name == "lzf":
+        return {"compression": "lzf"}
+    if name == "shuffle-gzip":
+        return {"shuffle": True, "compression": "gzip", "compression_opts": 4}
+    try:
+        import hdf5plugin
+    except ImportError:
+        raise OutputError(f"compression {name!r} needs the hdf5plugin package: pip install hdf5plugin") from None
+    if name == "bitshuffle-lz4":
+        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+    if name == "blosc":
+        return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+    return dict(hdf5plugin.Zstd(clevel=3))
+
 
 #: truth dataset name -> dtype
 TRUTH_FIELDS = {
@@ -84,8 +121,7 @@ class CxiWriter:
                  compression: str | None = None, attrs: dict | None = None):
         if count < 1:
             raise OutputError("the frame count must be at least 1")
-        if compression not in (None, "gzip", "lzf"):
-            raise OutputError(f"unknown compression {compression!r}; use gzip, lzf or none")
+        opts = compression_options(compression)
         check_output_path(path)
         self.path = os.path.abspath(path)
         self.count = int(count)
@@ -95,19 +131,16 @@ class CxiWriter:
         self._file = None
         try:
             self._file = h5py.File(self.tmp_path, "w")
-            self._create(geometry, mask, compression, attrs or {})
+            self._create(geometry, mask, opts, attrs or {})
         except BaseException:
             self._discard()
             raise
 
-    def _create(self, geometry: PnCCD, mask: np.ndarray, compression, attrs: dict) -> None:
+    def _create(self, geometry: PnCCD, mask: np.ndarray, opts: dict, attrs: dict) -> None:
         f = self._file
         rows, cols = geometry.shape
         f.create_dataset("cxi_version", data=np.int64(150))
         det = f.create_group("entry_1/instrument_1/detector_1")
-        opts = {"compression": compression} if compression else {}
-        if compression == "gzip":
-            opts["compression_opts"] = 4
         self._data = det.create_dataset("data", shape=(self.count, rows, cols), dtype=np.uint16,
                                         chunks=(1, rows, cols), **opts)
         self._data.attrs["axes"] = "experiment_identifier:y:x"
