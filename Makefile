@@ -36,14 +36,14 @@ system-deps:
 # heavy (C extensions, PyQt5, matplotlib), so it lives in its own virtual environment that
 # sees the project's packages; the whole suite runs there, Dragonfly's check included.
 DRAGONFLY_VENV := build/dragonfly
-$(DRAGONFLY_VENV)/.installed: build/.installed
+$(DRAGONFLY_VENV)/.installed: build/.installed | system-deps
 	$(PYTHON) -m venv --system-site-packages $(DRAGONFLY_VENV)
 	CFLAGS="$$(pkg-config --cflags hdf5-serial) $$(pkg-config --cflags ompi)" \
 	LDFLAGS="$$(pkg-config --libs-only-L hdf5-serial)" \
 	$(DRAGONFLY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check dragonfly-spi
 	touch $@
 
-test: build/.installed darknet $(DRAGONFLY_VENV)/.installed
+test: system-deps build/.installed darknet $(DRAGONFLY_VENV)/.installed
 	SPIDARKNET_REQUIRE_DRAGONFLY=1 $(DRAGONFLY_VENV)/bin/python -m pytest -q tests
 
 demo: build/.installed darknet
