@@ -76,3 +76,32 @@ def trained(tmp_path_factory, train_cxi, darknet_bin):
 def pytest_configure(config):
     # darknet's OpenMP would otherwise take every core of a shared CI machine per process
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def _write_untrained(folder: Path, seed: int) -> Path:
+    """Untrained default CPU network (quarter-width yolov2-tiny-spi, 128) with a model card.
+
+    Its scores mean nothing, but they are deterministic and cost what trained ones cost:
+    enough for tests of plumbing, agreement and speed that need no learning.
+    """
+    from spidarknet.engine.cfg import configure_network, load_template
+    from spidarknet.engine.model import Model
+    from spidarknet.engine.weights import write_random_weights
+    from spidarknet.preprocess import Preprocessing
+    cfg = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.25)
+    model = Model(weights=folder / f"untrained-{seed}.weights", cfg=cfg, preprocessing=Preprocessing())
+    write_random_weights(cfg, model.weights, seed=seed)
+    model.save_card()
+    return model.weights
+
+
+@pytest.fixture(scope="session")
+def make_untrained(tmp_path_factory):
+    """A function seed -> path of untrained weights with their card."""
+    folder = tmp_path_factory.mktemp("untrained")
+    return lambda seed=0: _write_untrained(folder, seed)
+
+
+@pytest.fixture(scope="session")
+def untrained_weights(make_untrained) -> Path:
+    return make_untrained(0)

@@ -8,11 +8,7 @@ import h5py
 import pytest
 
 from spidarknet.commands import detect
-from spidarknet.engine.cfg import configure_network, load_template
-from spidarknet.engine.model import Model
-from spidarknet.engine.weights import write_random_weights
 from spidarknet.hits import read_hits
-from spidarknet.preprocess import Preprocessing
 
 WRITER = """
 import sys, time, json, h5py
@@ -34,17 +30,9 @@ with h5py.File(src_path, "r") as src, h5py.File(out_path, "w", libver="latest") 
 """
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("w")
-    cfg = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.25)
-    model = Model(weights=folder / "w.weights", cfg=cfg, preprocessing=Preprocessing())
-    write_random_weights(cfg, model.weights, seed=1)
-    model.save_card()
-    return model.weights
 
 
-def test_every_frame_written_while_following_is_classified_once(weights, small_cxi, tmp_path):
+def test_every_frame_written_while_following_is_classified_once(untrained_weights, small_cxi, tmp_path):
     growing = tmp_path / "live.cxi"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(small_cxi), str(growing), "40", "0.05"])
     try:
@@ -58,7 +46,7 @@ def test_every_frame_written_while_following_is_classified_once(weights, small_c
                 pass
             time.sleep(0.05)
         out = tmp_path / "hits.csv"
-        assert detect.main([str(growing), "--weights", str(weights), "--out", str(out), "--follow",
+        assert detect.main([str(growing), "--weights", str(untrained_weights), "--out", str(out), "--follow",
                             "--idle", "2", "--chunk", "4", "--quiet"]) == 0
     finally:
         assert writer.wait(timeout=60) == 0
@@ -66,17 +54,17 @@ def test_every_frame_written_while_following_is_classified_once(weights, small_c
     assert [k.index for k in hits.keys] == list(range(40))
     # the same frames scored after the fact give the same scores
     again = tmp_path / "again.csv"
-    assert detect.main([str(growing), "--weights", str(weights), "--out", str(again), "--quiet", "--jobs", "1"]) == 0
+    assert detect.main([str(growing), "--weights", str(untrained_weights), "--out", str(again), "--quiet", "--jobs", "1"]) == 0
     assert list(read_hits(again).scores) == pytest.approx(list(hits.scores), abs=1e-6)
 
 
-def test_follow_refuses_several_files_and_stops_when_idle(weights, small_cxi, tmp_path, capsys):
+def test_follow_refuses_several_files_and_stops_when_idle(untrained_weights, small_cxi, tmp_path, capsys):
     out = tmp_path / "h.csv"
-    assert detect.main([str(small_cxi), str(small_cxi), "--weights", str(weights), "--out", str(out),
+    assert detect.main([str(small_cxi), str(small_cxi), "--weights", str(untrained_weights), "--out", str(out),
                         "--follow", "--quiet"]) == 1
     assert "exactly one input file" in capsys.readouterr().err
     started = time.monotonic()
-    assert detect.main([str(small_cxi), "--weights", str(weights), "--out", str(out), "--follow",
+    assert detect.main([str(small_cxi), "--weights", str(untrained_weights), "--out", str(out), "--follow",
                         "--idle", "0.5", "--frames", "50:", "--quiet"]) == 0
     assert time.monotonic() - started < 30
     assert [k.index for k in read_hits(out).keys] == list(range(50, 60))

@@ -11,34 +11,21 @@ import numpy as np
 import pytest
 
 from spidarknet.commands import detect, merge
-from spidarknet.engine.cfg import configure_network, load_template
-from spidarknet.engine.model import Model
-from spidarknet.engine.weights import write_random_weights
 from spidarknet.hits import read_hits
-from spidarknet.preprocess import Preprocessing
 
 REPO = Path(__file__).resolve().parents[1]
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1", PYTHONPATH=str(REPO))
 
 
-def make_weights(folder: Path, seed: int) -> Path:
-    cfg = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.25)
-    model = Model(weights=folder / f"w{seed}.weights", cfg=cfg, preprocessing=Preprocessing())
-    write_random_weights(cfg, model.weights, seed=seed)
-    model.save_card()
-    return model.weights
+
+
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return make_weights(tmp_path_factory.mktemp("w"), 5)
-
-
-@pytest.fixture(scope="module")
-def single(weights, small_cxi, tmp_path_factory):
+def single(untrained_weights, small_cxi, tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "hits.csv"
-    assert detect.main([str(small_cxi), "--weights", str(weights), "--out", str(out), "--frames", "0:50",
+    assert detect.main([str(small_cxi), "--weights", str(untrained_weights), "--out", str(out), "--frames", "0:50",
                         "--quiet"]) == 0
     return read_hits(out)
 
@@ -50,8 +37,8 @@ def run_parts(weights, small_cxi, folder, n, extra=()):
     return [str(folder / f"p{k}.csv") for k in range(1, n + 1)]
 
 
-def test_shards_merge_into_the_single_process_hit_list(weights, small_cxi, single, tmp_path):
-    parts = run_parts(weights, small_cxi, tmp_path, 4)
+def test_shards_merge_into_the_single_process_hit_list(untrained_weights, small_cxi, single, tmp_path):
+    parts = run_parts(untrained_weights, small_cxi, tmp_path, 4)
     sizes = [len(read_hits(p)) for p in parts]
     assert sum(sizes) == 50 and max(sizes) - min(sizes) <= 1
     assert merge.main([*reversed(parts), "--out", str(tmp_path / "all.csv"), "--quiet"]) == 0
@@ -60,11 +47,12 @@ def test_shards_merge_into_the_single_process_hit_list(weights, small_cxi, singl
     assert np.array_equal(merged.scores, single.scores) and np.array_equal(merged.boxes, single.boxes)
 
 
-def test_merge_names_missing_parts_and_refuses_mixed_weights(weights, small_cxi, tmp_path, capsys):
-    parts = run_parts(weights, small_cxi, tmp_path, 3)
+def test_merge_names_missing_parts_and_refuses_mixed_weights(untrained_weights, make_untrained, small_cxi,
+                                                             tmp_path, capsys):
+    parts = run_parts(untrained_weights, small_cxi, tmp_path, 3)
     assert merge.main([parts[0], parts[2], "--out", str(tmp_path / "m.csv")]) == 1
     assert "1 of 3 parts are missing: 2/3" in capsys.readouterr().err
-    other = make_weights(tmp_path, 6)
+    other = make_untrained(6)
     assert detect.main([str(small_cxi), "--weights", str(other), "--out", str(tmp_path / "x.csv"),
                         "--frames", "0:50", "--shard", "2/3", "--quiet"]) == 0
     assert merge.main([parts[0], str(tmp_path / "x.csv"), parts[2], "--out", str(tmp_path / "m.csv")]) == 1
@@ -78,8 +66,8 @@ def test_merge_names_missing_parts_and_refuses_mixed_weights(weights, small_cxi,
 
 
 @pytest.mark.parametrize("spec", ["3/2", "0/4", "a/b", "2"])
-def test_bad_shard_specs(weights, small_cxi, tmp_path, spec, capsys):
-    assert detect.main([str(small_cxi), "--weights", str(weights), "--out", str(tmp_path / "h.csv"),
+def test_bad_shard_specs(untrained_weights, small_cxi, tmp_path, spec, capsys):
+    assert detect.main([str(small_cxi), "--weights", str(untrained_weights), "--out", str(tmp_path / "h.csv"),
                         "--shard", spec, "--quiet"]) == 1
     assert "--shard" in capsys.readouterr().err
 
@@ -90,10 +78,10 @@ def mpirun():
     return path
 
 
-def test_mpirun_two_ranks_equal_one_process(weights, small_cxi, single, tmp_path):
+def test_mpirun_two_ranks_equal_one_process(untrained_weights, small_cxi, single, tmp_path):
     out = tmp_path / "mpi.csv"
     proc = subprocess.run([mpirun(), "-n", "2", sys.executable, "-m", "spidarknet", "detect", str(small_cxi),
-                           "--weights", str(weights), "--out", str(out), "--frames", "0:50", "--mpi", "--quiet"],
+                           "--weights", str(untrained_weights), "--out", str(out), "--frames", "0:50", "--mpi", "--quiet"],
                           env=MPI_ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     hits = read_hits(out)
@@ -101,10 +89,10 @@ def test_mpirun_two_ranks_equal_one_process(weights, small_cxi, single, tmp_path
     assert json.loads(out.with_suffix(".json").read_text())["jobs"] == "2 MPI ranks"
 
 
-def test_a_rank_that_dies_fails_the_run(weights, small_cxi, tmp_path):
+def test_a_rank_that_dies_fails_the_run(untrained_weights, small_cxi, tmp_path):
     out = tmp_path / "mpi.csv"
     proc = subprocess.run([mpirun(), "-n", "1", sys.executable, "-m", "spidarknet", "detect", str(small_cxi),
-                           "--weights", str(weights), "--out", str(out), "--mpi", "--quiet", ":",
+                           "--weights", str(untrained_weights), "--out", str(out), "--mpi", "--quiet", ":",
                            "-n", "1", "bash", "-c", "sleep 1; kill -9 $$"],
                           env=MPI_ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0

@@ -7,22 +7,10 @@ import numpy as np
 import pytest
 
 from spidarknet.commands import bench, detect
-from spidarknet.engine.cfg import configure_network, load_template
-from spidarknet.engine.model import Model
-from spidarknet.engine.weights import write_random_weights
 from spidarknet.frames import FrameSource
 from spidarknet.hits import read_hits
-from spidarknet.preprocess import Preprocessing
 
 
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    cfg = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.25)
-    model = Model(weights=folder / "w.weights", cfg=cfg, preprocessing=Preprocessing())
-    write_random_weights(cfg, model.weights, seed=3)
-    model.save_card()
-    return model.weights
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "gzip"])
@@ -39,11 +27,11 @@ def test_region_reads_match_h5py_for_every_layout(small_cxi, tmp_path, layout):
         assert np.array_equal(got, data[:, 300:556, 400:656])
 
 
-def test_one_process_and_several_give_identical_hit_lists(untrained, heldout_cxi, tmp_path):
+def test_one_process_and_several_give_identical_hit_lists(untrained_weights, heldout_cxi, tmp_path):
     lists = []
     for jobs in ("1", "2", "3"):
         out = tmp_path / f"j{jobs}.csv"
-        assert detect.main([str(heldout_cxi), "--weights", str(untrained), "--out", str(out), "--jobs", jobs,
+        assert detect.main([str(heldout_cxi), "--weights", str(untrained_weights), "--out", str(out), "--jobs", jobs,
                             "--chunk", "16", "--quiet"]) == 0
         lists.append(read_hits(out))
         assert json.loads(out.with_suffix(".json").read_text())["jobs"] == int(jobs)
@@ -52,10 +40,10 @@ def test_one_process_and_several_give_identical_hit_lists(untrained, heldout_cxi
         assert np.array_equal(other.scores, lists[0].scores) and np.array_equal(other.boxes, lists[0].boxes)
 
 
-def test_bench_reports_every_variant_and_memory(untrained, tmp_path, capsys):
+def test_bench_reports_every_variant_and_memory(untrained_weights, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--frames", "40", "--distinct", "8", "--memory-frames", "20", "40",
-                       "--backends", "naive", "opencv", "--weights", str(untrained),
+                       "--backends", "naive", "opencv", "--weights", str(untrained_weights),
                        "--workdir", str(tmp_path / "w"), "--out", str(out), "--quiet"]) == 0
     figures = json.loads(out.read_text())
     assert set(figures["runs"]) >= {"naive", "opencv x1"}
