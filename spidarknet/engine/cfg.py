@@ -32,27 +32,22 @@ class Section:
     def get(self, key: str, default=None):
         return self.options.get(key, default)
 
-    def get_int(self, key: str, default: int | None = None) -> int:
+    def _get_number(self, key: str, default, convert, kind: str):
         value = self.options.get(key)
         if value is None:
             if default is None:
                 raise ConfigError(f"[{self.name}] (line {self.line}) has no {key}=")
             return default
         try:
-            return int(value)
+            return convert(value)
         except ValueError:
-            raise ConfigError(f"[{self.name}] (line {self.line}): {key}={value} is not an integer") from None
+            raise ConfigError(f"[{self.name}] (line {self.line}): {key}={value} is not {kind}") from None
+
+    def get_int(self, key: str, default: int | None = None) -> int:
+        return self._get_number(key, default, int, "an integer")
 
     def get_float(self, key: str, default: float | None = None) -> float:
-        value = self.options.get(key)
-        if value is None:
-            if default is None:
-                raise ConfigError(f"[{self.name}] (line {self.line}) has no {key}=")
-            return default
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"[{self.name}] (line {self.line}): {key}={value} is not a number") from None
+        return self._get_number(key, default, float, "a number")
 
     def get_floats(self, key: str) -> list[float]:
         value = self.options.get(key, "")
