@@ -40,6 +40,20 @@ TRAIN, VALID = "train", "valid"
 
 # -- labels --------------------------------------------------------------------------------
 
+def positive_labels(values, where: str) -> np.ndarray:
+    """The one rule for per-frame label values: > 0 is a single hit (1), else not (0, -1).
+
+    Used for training labels and for the truth that judges a selection alike.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        raise InputError(f"{where} holds {values.dtype} values, not 0/1 labels; name the label dataset "
+                         "(e.g. /truth/label)")
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        raise InputError(f"{where} holds NaN or infinite labels; labels must be 0 or 1")
+    return values > 0
+
+
 def labels_from_dataset(source: FrameSource, dataset: str) -> dict[str, np.ndarray]:
     """Per-file int8 labels (1 single, 0 not) from a per-frame dataset in each file."""
     labels = {}
@@ -52,9 +66,7 @@ def labels_from_dataset(source: FrameSource, dataset: str) -> dict[str, np.ndarr
         if values.ndim != 1 or len(values) != info.n_frames:
             raise InputError(f"label dataset {dataset} in {info.path} has shape {values.shape}; "
                              f"expected ({info.n_frames},), one label per frame")
-        if values.dtype.kind not in "biuf" or (values.dtype.kind == "f" and not np.all(np.isfinite(values))):
-            raise InputError(f"label dataset {dataset} in {info.path} must hold numbers 0/1")
-        labels[info.path] = (values > 0).astype(np.int8)
+        labels[info.path] = positive_labels(values, f"label dataset {dataset} in {info.path}").astype(np.int8)
     return labels
 
 

@@ -19,6 +19,7 @@ from spidarknet.errors import InputError
 from spidarknet.frames import open_h5
 from spidarknet.hits import HitList
 from spidarknet.report.keys import Canon, MatchKey, describe_keys
+from spidarknet.dataset import positive_labels
 from spidarknet.selection import read_selection
 
 
@@ -36,16 +37,6 @@ class Truth:
     @property
     def n_pos(self) -> int:
         return int(np.count_nonzero(self.labels))
-
-
-def _labels_from_values(values: np.ndarray, where: str) -> np.ndarray:
-    values = np.asarray(values)
-    if values.dtype.kind not in "uifb":
-        raise InputError(f"{where} holds {values.dtype} values, not 0/1 labels; "
-                         "name the label dataset (e.g. --truth-dataset /truth/label)")
-    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-        raise InputError(f"{where} holds NaN or infinite labels; labels must be 0 or 1")
-    return values != 0
 
 
 def read_truth_dataset(hits: HitList, dataset: str) -> dict[MatchKey, bool]:
@@ -66,7 +57,7 @@ def read_truth_dataset(hits: HitList, dataset: str) -> dict[MatchKey, bool]:
             if not hasattr(ds, "shape") or len(ds.shape) != 1:
                 raise InputError(f"{dataset} in {path} must be a 1-D dataset of one label per frame, "
                                  f"found shape {getattr(ds, 'shape', '(a group)')}")
-            labels = _labels_from_values(ds[()], f"{dataset} in {path}")
+            labels = positive_labels(ds[()], f"{dataset} in {path}")
         truth.update(((path, i), bool(v)) for i, v in enumerate(labels))
     return truth
 
@@ -81,7 +72,7 @@ def read_truth_csv(path: str) -> dict[MatchKey, bool]:
         except (TypeError, ValueError):
             raise InputError(f"{path}: row {number} ({entry.file},{entry.index}) has label "
                              f"{entry.value!r}; labels must be 0 or 1") from None
-        truth[(entry.file, entry.index)] = value != 0
+        truth[(entry.file, entry.index)] = bool(positive_labels([value], path)[0])
     return truth
 
 
