@@ -63,6 +63,11 @@ def _worker(conn: Connection) -> None:
                 hits, times = detect_frames(source, settings, detector, job["threshold"],
                                             chunk_frames=job["chunk"],
                                             on_chunk=lambda n: conn.send(("progress", n)))
+            except PartialResult as exc:  # hand back what was scored before the engine failed
+                part = exc.hits
+                conn.send(("partial", [(k.file, k.dataset, k.index) for k in part.keys], part.scores,
+                           part.boxes, str(exc)))
+                return
             finally:
                 detector.close()
             conn.send(("done", [(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
@@ -86,6 +91,7 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
     python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=python_path)
     workers = []
+    base_spec = source.spec()
     try:
         for shard in shards:
             parent, child = socket.socketpair()
@@ -93,8 +99,9 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
                                     pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
             child.close()
             conn = Connection(parent.detach())
-            spec = source.spec()
-            spec["indices"] = {p: v.tolist() for p, v in shard.items()}
+            # a worker opens only the files of its own share
+            spec = dict(base_spec, inputs=[p for p in base_spec["inputs"] if p in shard],
+                        indices={p: v.tolist() for p, v in shard.items()})
             conn.send(dict(job, source=spec))
             workers.append((proc, conn))
         results: list[tuple | None] = [None] * len(workers)
@@ -118,6 +125,10 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
                     results[i] = message[1:4]
                     for stage, seconds in message[4].items():
                         setattr(times, stage, getattr(times, stage) + seconds)
+                    del live[conn]
+                elif kind == "partial":
+                    results[i] = message[1:4]
+                    failure = failure or message[4]
                     del live[conn]
                 elif kind == "error":
                     failure = failure or message[1]
