@@ -678,3 +678,21 @@ def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
     results = estimate_sizes(sources_for_keys(keys), settings=SizingSettings(), on_frames=on_frames)
     by_key = {(r.key.file, r.key.index): r.diameter_nm for r in results}
     return np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64)
+
+
+def select_size_window(hits, flags: np.ndarray, size_range: Sequence[float], sizes_path: str | None = None, *,
+                       on_frames=None) -> tuple[np.ndarray, dict]:
+    """``flags`` narrowed to the frames whose diameter lies in ``size_range`` (nm).
+
+    Only flagged frames are sized (from ``sizes_path`` or fitted now); failed fits leave
+    the selection.  Returns the new flags and counts: inside, outside, failed.
+    """
+    lo, hi = size_range
+    flags = np.asarray(flags, dtype=bool).copy()
+    index = np.flatnonzero(flags)
+    diameters = diameters_for([hits.keys[i] for i in index], sizes_path, on_frames=on_frames)
+    fitted = np.isfinite(diameters)
+    inside = fitted & (diameters >= lo) & (diameters <= hi)
+    flags[index[~inside]] = False
+    return flags, {"inside": int(inside.sum()), "outside": int((fitted & ~inside).sum()),
+                   "failed": int((~fitted).sum())}

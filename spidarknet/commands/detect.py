@@ -88,20 +88,13 @@ def run(args: argparse.Namespace) -> int:
 
 def apply_size_range(hits: HitList, size_range, quiet: bool) -> None:
     """Narrow the selection to hits whose fitted diameter lies in the window (nm)."""
-    from spidarknet.sizing import diameters_for
-    lo, hi = size_range
-    above = hits.hits
-    index = np.flatnonzero(above)
-    bar = cli.progress(total=len(index), desc="size", quiet=quiet)
+    from spidarknet.sizing import select_size_window
+    bar = cli.progress(total=hits.n_hits, desc="size", quiet=quiet)
     try:
-        diameters = diameters_for([hits.keys[i] for i in index], on_frames=bar.update)
+        hits.selected, counts = select_size_window(hits, hits.hits, size_range, on_frames=bar.update)
     finally:
         bar.close()
-    inside = np.isfinite(diameters) & (diameters >= lo) & (diameters <= hi)
-    selected = above.copy()
-    selected[index[~inside]] = False
-    hits.selected = selected
-    hits.meta.update(size_range_nm=[lo, hi], size_fit_failed=int(np.count_nonzero(~np.isfinite(diameters))))
+    hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"])
 
 
 def run_local(args: argparse.Namespace, comm=None) -> int:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 
-import numpy as np
 
 from spidarknet import cli
 from spidarknet.errors import ConfigError
 from spidarknet.outputs import check_destination
 from spidarknet.report.selected import read_selected, write_selected
-from spidarknet.sizing import diameters_for
+from spidarknet.sizing import select_size_window
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,20 +50,14 @@ def run(args: argparse.Namespace) -> int:
     message = f"{int(above.sum())} of {len(hits)} frames score ≥ {threshold:.3g}"
     if args.size_range:
         lo, hi = args.size_range
-        index = np.flatnonzero(above)
-        keys = [hits.keys[i] for i in index]
-        bar = cli.progress(total=len(keys), desc="size", quiet=args.quiet or bool(args.sizes))
+        bar = cli.progress(total=int(above.sum()), desc="size", quiet=args.quiet or bool(args.sizes))
         try:
-            diameters = diameters_for(keys, args.sizes, on_frames=bar.update)
+            flags, counts = select_size_window(hits, above, args.size_range, args.sizes, on_frames=bar.update)
         finally:
             bar.close()
-        fitted = np.isfinite(diameters)
-        inside = fitted & (diameters >= lo) & (diameters <= hi)
-        flags[index[~inside]] = False
         meta.update(size_range_nm=[lo, hi], sizes=args.sizes or "fitted by select")
-        message += (f"; {int(inside.sum())} with a diameter in {lo:g}-{hi:g} nm, "
-                    f"{int((fitted & ~inside).sum())} outside, {int((~fitted).sum())} without a size "
-                    "(failed fits, left out)")
+        message += (f"; {counts['inside']} with a diameter in {lo:g}-{hi:g} nm, {counts['outside']} outside, "
+                    f"{counts['failed']} without a size (failed fits, left out)")
     hits.threshold = threshold
     write_selected(hits, flags, args.out, force=args.force, meta=meta)
     print(f"{message}: {int(flags.sum())} selected; wrote {args.out}")
