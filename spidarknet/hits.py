@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ import numpy as np
 from spidarknet.errors import InputError
 from spidarknet.frames import FrameKey
 from spidarknet.outputs import atomic_path, write_json
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ["file", "dataset", "index", "score", "x", "y", "w", "h", "hit"]
 
@@ -118,7 +121,8 @@ def read_hits(path: str | os.PathLike) -> HitList:
     if summary.is_file():
         try:
             meta = json.loads(summary.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("cannot read %s (%s): taking the threshold from the hit column", summary, exc)
             meta = {}
     if "threshold" in meta:
         threshold = float(meta.pop("threshold"))

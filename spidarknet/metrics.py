@@ -142,12 +142,3 @@ def best_f_threshold(scores, labels, beta: float = 1.0) -> float:
     if len(c.thresholds) == 0 or not c.n_pos:
         return float("nan")
     return float(c.thresholds[int(np.argmax(c.f_beta(beta)))])
-
-
-def high_recall_threshold(scores, labels, target_recall: float = 0.9) -> float:
-    """The highest threshold whose recall reaches ``target_recall`` (best precision there)."""
-    c = curve(scores, labels)
-    if not c.n_pos:
-        return float("nan")
-    reaching = np.flatnonzero(c.recall >= target_recall)
-    return float(c.thresholds[reaching[0]]) if len(reaching) else float(c.thresholds[-1])

@@ -32,6 +32,7 @@ import numpy as np
 
 from spidarknet.errors import ConfigError
 from spidarknet.frames import FileInfo, FrameChunk, Roi
+from spidarknet.outputs import write_json
 
 SCALES = ("linear", "log")
 COLORMAPS = ("grey", "viridis", "jet", "inferno", "magma", "plasma", "hot", "turbo", "parula")
@@ -97,11 +98,7 @@ class Preprocessing:
         return cls(**values)
 
     def save(self, path: str | os.PathLike) -> None:
-        tmp = f"{path}.part"
-        with open(tmp, "w") as handle:
-            json.dump(self.to_dict(), handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
+        write_json(self.to_dict(), path, True, "preprocessing settings")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Preprocessing":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -12,6 +11,7 @@ from pathlib import Path
 from spidarknet import cli
 from spidarknet.benchmark import naive_pipeline, run_detect, tile_frames
 from spidarknet.errors import InputError
+from spidarknet.outputs import write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
     print(format_table(results))
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, args.out, True, "benchmark figures")
         print(f"figures written to {args.out}")
     return 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from spidarknet.frames import FrameKey
 from spidarknet.hits import HitList
 from spidarknet.parallel import detect_parallel
 from spidarknet.shards import file_digest, parse_shard, ranges
-from spidarknet.outputs import check_destination
+from spidarknet.outputs import check_destination, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,7 +237,7 @@ def run_follow(args: argparse.Namespace) -> int:
                "inputs": [info.path], "seconds": round(seconds, 3), "spidarknet_version": __version__,
                "weights_sha256": file_digest(args.weights)}
     from spidarknet.hits import summary_path
-    summary_path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(summary, summary_path(args.out), True, "hit list summary")
     print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
           f"{model.threshold:.3g}; wrote {args.out}" + (" (interrupted)" if interrupted else ""))
     return cli.EXIT_INTERRUPTED if interrupted else 0

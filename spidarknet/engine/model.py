@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.detector import RegionSpec
 from spidarknet.engine.weights import check_weights
 from spidarknet.errors import ConfigError
+from spidarknet.outputs import write_json
 from spidarknet.preprocess import Preprocessing
 
 CARD_FORMAT = 1
@@ -69,12 +69,7 @@ class Model:
         }
         values.update(extra or {})
         path = self.card_path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(values, handle, indent=2)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_json(values, path, True, "model card")
         return path
 
 
