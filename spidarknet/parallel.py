@@ -23,28 +23,12 @@ from typing import Callable
 import numpy as np
 
 from spidarknet.detect import PartialResult, StageTimes, detect_frames
-from spidarknet.errors import EngineError
 from spidarknet.frames import FrameKey, FrameSource
 from spidarknet.hits import HitList
 
 
-def _open_detector(job: dict, cfg_path: Path):
-    from spidarknet.engine.cfg import DarknetCfg
-    from spidarknet.engine.detector import RegionSpec
-    spec = RegionSpec.from_cfg(DarknetCfg.load(cfg_path))
-    if job["backend"] == "opencv":
-        from spidarknet.engine.opencv_backend import OpenCVDetector
-        return OpenCVDetector(cfg_path, Path(job["weights"]), spec, batch=job["batch"], threads=1)
-    if job["backend"] == "darknet":
-        from spidarknet.engine.darknet_lib import NetworkDetector
-        return NetworkDetector(job["libdarknet"], cfg_path, job["weights"], spec, batch=job["batch"],
-                               gpu=job.get("gpu"))
-    raise EngineError(f"backend {job['backend']!r} cannot run in shard workers")
-
-
 def _worker(conn: Connection) -> None:
     import signal
-    import tempfile
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     from spidarknet.preprocess import Preprocessing
     job = conn.recv()
@@ -53,12 +37,15 @@ def _worker(conn: Connection) -> None:
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     try:
-        with tempfile.TemporaryDirectory(prefix="spidarknet-shard-") as tmp:
-            cfg_path = Path(tmp) / "model.cfg"
-            cfg_path.write_text(job["cfg"])
-            source = FrameSource.from_spec(job["source"])
-            settings = Preprocessing.from_dict(job["preprocessing"])
-            detector = _open_detector(job, cfg_path)
+        from spidarknet.engine.backends import OpenedDetector
+        from spidarknet.engine.cfg import DarknetCfg
+        from spidarknet.engine.model import Model
+        settings = Preprocessing.from_dict(job["preprocessing"])
+        model = Model(weights=Path(job["weights"]), cfg=DarknetCfg.parse(job["cfg"]), preprocessing=settings)
+        source = FrameSource.from_spec(job["source"])
+        # this process is the crash barrier: load darknet here, one thread per worker
+        with OpenedDetector(model, job["backend"], batch=job["batch"], threads=1, isolate=False,
+                            libdarknet=job.get("libdarknet"), gpu=job.get("gpu")) as detector:
             try:
                 hits, times = detect_frames(source, settings, detector, job["threshold"],
                                             chunk_frames=job["chunk"],
@@ -68,8 +55,6 @@ def _worker(conn: Connection) -> None:
                 conn.send(("partial", [(k.file, k.dataset, k.index) for k in part.keys], part.scores,
                            part.boxes, str(exc)))
                 return
-            finally:
-                detector.close()
             conn.send(("done", [(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
                        {"read": times.read, "preprocess": times.preprocess, "inference": times.inference}))
     except (BrokenPipeError, ConnectionResetError):

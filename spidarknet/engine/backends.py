@@ -26,7 +26,9 @@ class OpenedDetector:
 
     def __init__(self, model: Model, backend: str, *, batch: int = 16, workers: int | None = None,
                  gpu: int | None = None, darknet: str | None = None, libdarknet: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, isolate: bool = True):
+        """``isolate=False`` loads libdarknet in this process: for callers that already are
+        a worker process of their own (the crash barrier), as detection shards are."""
         if backend not in BACKENDS:
             raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if backend == "auto":
@@ -39,6 +41,11 @@ class OpenedDetector:
             if backend == "opencv":
                 from spidarknet.engine.opencv_backend import OpenCVDetector
                 self.detector = OpenCVDetector(cfg_path, model.weights, spec, batch=batch, threads=threads)
+            elif backend == "darknet" and not isolate:
+                from spidarknet.engine.darknet_lib import NetworkDetector
+                lib = find_libdarknet(libdarknet)
+                self.detector = NetworkDetector(lib.path, cfg_path, model.weights, spec, batch=batch,
+                                                gpu=gpu if lib.gpu and gpu is not None and gpu >= 0 else None)
             elif backend == "darknet":
                 from spidarknet.engine.workers import DarknetLibDetector
                 lib = find_libdarknet(libdarknet)
