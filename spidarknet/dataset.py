@@ -266,13 +266,6 @@ class ExportedDataset:
         """The name darknet gives backups: the cfg file name up to its first dot."""
         return self.cfg_path.name.split(".")[0]
 
-    def frame_table(self) -> list[dict[str, str]]:
-        path = self.root / "frames.csv"
-        if not path.exists():
-            return []
-        with open(path, newline="") as handle:
-            return list(csv.DictReader(handle))
-
     @classmethod
     def open(cls, root: str | os.PathLike, cfg: str | os.PathLike | None = None) -> "ExportedDataset":
         from spidarknet.engine.cfg import DarknetCfg

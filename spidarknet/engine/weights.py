@@ -82,10 +82,6 @@ def layer_shapes(cfg: DarknetCfg) -> list[LayerShape]:
     return shapes
 
 
-def expected_floats(cfg: DarknetCfg) -> int:
-    return sum(s.floats for s in layer_shapes(cfg))
-
-
 def read_header(path: str | os.PathLike) -> tuple[tuple[int, int, int], int, int]:
     """((major, minor, revision), images seen, header bytes) of a weights file."""
     path = Path(path)
