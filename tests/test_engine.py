@@ -284,3 +284,15 @@ def test_size_range_narrows_the_selection_to_the_window(weights, heldout_cxi, tm
     dropped = [k.index for k, x, y in zip(a.keys, a.hits, b.hits) if x and not y]
     assert sum(kinds[i] != b"single" for i in dropped) >= len(dropped) / 2
     assert json.loads(sized.with_suffix(".json").read_text())["size_range_nm"] == [60.0, 75.0]
+
+
+def test_openmp_wait_policy_follows_the_load(monkeypatch):
+    from spidarknet.engine import train as engine_train
+    assert engine_train.omp_wait_policy("active") == "active"
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(engine_train.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert engine_train.omp_wait_policy("auto") == "active"
+    monkeypatch.setattr(engine_train.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert engine_train.omp_wait_policy("auto") == "passive"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert engine_train.omp_wait_policy("auto") == "active"

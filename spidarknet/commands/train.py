@@ -12,7 +12,7 @@ from spidarknet.dataset import ExportedDataset
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.locate import describe, find_darknet
 from spidarknet.engine.model import load_model
-from spidarknet.engine.train import final_weights, newest_backup, train
+from spidarknet.engine.train import final_weights, newest_backup, omp_wait_policy, train
 from spidarknet.errors import EngineError, OutputError
 from spidarknet.validate import score_images, threshold_report
 
@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--pretrained", metavar="W",
                        help="start from these (possibly partial) weights; the iteration count restarts")
     parser.add_argument("--force", action="store_true", help="train again over existing final weights")
+    parser.add_argument("--omp-wait", choices=("auto", "active", "passive"), default="auto",
+                        help="OpenMP threads spin (active: fastest on an idle machine) or sleep (passive: far "
+                             "faster when other work shares the cores); auto picks by the current load")
     parser.add_argument("--backend", default="opencv", choices=("opencv", "darknet", "darknet-cli"),
                         help="backend that scores the validation images (default opencv)")
     cli.add_common_args(parser)
@@ -59,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     max_batches = DarknetCfg.load(ds.cfg_path).net.get_int("max_batches", 0) or None
     log_path = ds.root / "train.log"
     started = time.perf_counter()
-    print(f"training {ds.cfg_path.name} on {len(ds.train_images)} images with {describe(darknet)}; "
-          f"log: {log_path}", file=sys.stderr)
+    omp_wait = omp_wait_policy(args.omp_wait)
+    print(f"training {ds.cfg_path.name} on {len(ds.train_images)} images with {describe(darknet)} "
+          f"(OpenMP wait policy {omp_wait}); log: {log_path}", file=sys.stderr)
     bar = cli.progress(total=max_batches, desc="train", quiet=args.quiet, unit="it")
 
     def on_progress(p) -> None:
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = train(ds, darknet, weights=weights, clear=bool(args.pretrained), gpus=args.gpus,
-                       log_path=log_path, on_progress=on_progress)
+                       log_path=log_path, on_progress=on_progress, omp_wait=omp_wait)
     except KeyboardInterrupt:
         bar.close()
         backup = newest_backup(ds)

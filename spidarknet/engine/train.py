@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,14 +59,33 @@ def final_weights(ds: ExportedDataset) -> Path:
     return ds.backup_dir / f"{ds.weights_base}_final.weights"
 
 
+def omp_wait_policy(choice: str = "auto") -> str:
+    """OpenMP's wait policy for darknet's threads: ``active`` or ``passive``.
+
+    Measured here (2 cores, quarter-width tiny net): with the cores to itself, spinning
+    (``active``) trains 1.5x faster than sleeping (``passive``); with one other busy
+    process on the machine, spinning threads starve the working ones and training ran
+    4x slower than ``passive``.  ``auto`` keeps the user's ``OMP_WAIT_POLICY`` if set,
+    else picks ``passive`` when the machine is already busy (1-minute load at least half
+    the cores) and ``active`` otherwise.
+    """
+    if choice in ("active", "passive"):
+        return choice
+    if os.environ.get("OMP_WAIT_POLICY"):
+        return os.environ["OMP_WAIT_POLICY"].lower()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return "passive" if os.getloadavg()[0] >= cores / 2 else "active"
+
+
 def train(ds: ExportedDataset, darknet: Found, *, weights: Path | None = None, clear: bool = False,
           gpus: str | None = None, log_path: Path | None = None,
           on_progress: Callable[[Progress], None] | None = None,
-          on_line: Callable[[str], None] | None = None) -> TrainResult:
+          on_line: Callable[[str], None] | None = None, omp_wait: str | None = None) -> TrainResult:
     """Run darknet's trainer in the data set folder; return where the final weights are.
 
     ``weights`` starts from existing weights (a backup to resume, or pretrained
-    ones; ``clear`` resets their iteration count).  Raises :class:`EngineError` when
+    ones; ``clear`` resets their iteration count).  ``omp_wait`` sets OpenMP's
+    ``OMP_WAIT_POLICY`` for the OpenMP build (see :func:`omp_wait_policy`).  Raises :class:`EngineError` when
     darknet fails, even if it exits with status 0, and when the loss turns NaN.
     """
     cfg = DarknetCfg.load(ds.cfg_path)
@@ -93,7 +113,8 @@ def train(ds: ExportedDataset, darknet: Found, *, weights: Path | None = None, c
         if on_line is not None:
             on_line(line)
 
-    run_darknet(args, cwd=ds.root, log_path=log_path, on_line=handle, what="darknet detector train")
+    env = dict(os.environ, OMP_WAIT_POLICY=omp_wait) if omp_wait else None
+    run_darknet(args, cwd=ds.root, log_path=log_path, on_line=handle, what="darknet detector train", env=env)
     if nan_line:
         raise EngineError(f"training diverged (loss is NaN at '{nan_line[0]}'); lower the learning rate "
                           "with export-dataset --learning-rate, or check the data set")
