@@ -18,6 +18,7 @@ from pathlib import Path
 from spidarknet.errors import ConfigError, InputError
 from spidarknet.outputs import atomic_path
 from spidarknet.report.keys import Canon, MatchKey
+from spidarknet.hits import read_hits
 from spidarknet.selection import read_selection
 
 
@@ -45,16 +46,9 @@ def read_selection_like(path: str, name: str | None = None) -> Selection:
     header = [c.strip().lower() for c in first]
     name = name or Path(path).stem
     if "score" in header and "hit" in header:
-        frames, scored = [], 0
-        with open(path, newline="") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                scored += 1
-                try:
-                    if float(row["hit"]) != 0:
-                        frames.append((row["file"], int(row["index"])))
-                except (TypeError, ValueError, KeyError):
-                    raise InputError(f"{path}:{number}: malformed hit-list row") from None
-        return Selection(name, path, "hit list", frames, scored=scored)
+        hits = read_hits(path)
+        frames = [(k.file, k.index) for k in hits.selected_keys()]
+        return Selection(name, path, "hit list", frames, scored=len(hits))
     entries = read_selection(path)
     return Selection(name, path, "selection", [(e.file, e.index) for e in entries])
 
