@@ -44,15 +44,13 @@ class OpenedDetector:
             elif backend == "darknet" and not isolate:
                 from spidarknet.engine.darknet_lib import NetworkDetector
                 lib = find_libdarknet(libdarknet)
-                self.detector = NetworkDetector(lib.path, cfg_path, model.weights, spec, batch=batch,
-                                                gpu=gpu if lib.gpu and gpu is not None and gpu >= 0 else None)
+                self.detector = NetworkDetector(lib.path, cfg_path, model.weights, spec, batch=batch, gpu=gpu)
             elif backend == "darknet":
                 from spidarknet.engine.workers import DarknetLibDetector
                 lib = find_libdarknet(libdarknet)
-                use_gpu = lib.gpu and gpu is not None and gpu >= 0
-                n_workers = workers or (1 if use_gpu else cores)
+                n_workers = workers or (1 if lib.gpu else cores)
                 self.detector = DarknetLibDetector(lib.path, cfg_path, model.weights, spec, batch=batch,
-                                                   workers=n_workers, gpu=gpu if use_gpu else None)
+                                                   workers=n_workers, gpu=gpu)
                 self.detector.library = str(lib.path)
             else:
                 from spidarknet.engine.cli_backend import DarknetCliDetector

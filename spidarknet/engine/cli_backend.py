@@ -55,10 +55,9 @@ class DarknetCliDetector:
                                            "names = obj.names\nresults = results\n")
             args = [str(self.darknet.path), "detector", "valid", "obj.data", str(self.cfg_path),
                     str(self.weights_path)]
-            if self.darknet.gpu and self.gpu is not None:
-                args[1:1] = ["-i", str(self.gpu)]
-            elif self.darknet.gpu:
-                args[1:1] = ["-nogpu"]
+            if self.darknet.gpu:
+                # never -nogpu: a GPU build's CPU region layer skips its activations
+                args[1:1] = ["-i", str(self.gpu if self.gpu is not None and self.gpu >= 0 else 0)]
             run_darknet(args, cwd=work, log_path=work / "darknet.log", what="darknet detector valid")
             scores = np.zeros(n, dtype=np.float32)
             boxes = np.zeros((n, 4), dtype=np.float32)

@@ -93,11 +93,19 @@ class LibDarknet:
             self.lib.free_image(im)
 
     def use_gpu(self, index: int | None) -> None:
-        """Select a GPU (GPU builds) or force the CPU (index None or negative)."""
+        """Select a GPU: GPU builds must run on one (``None`` means GPU 0); CPU builds ignore it.
+
+        A GPU build run on the CPU gives wrong detections: its CPU region layer skips the
+        logistic and softmax activations (upstream compiles them only without ``GPU``).
+        """
         gpu_index = ctypes.c_int.in_dll(self.lib, "gpu_index")
-        if index is None or index < 0 or not self.gpu:
+        if not self.gpu:
             gpu_index.value = -1
             return
+        index = 0 if index is None else int(index)
+        if index < 0:
+            raise EngineError(f"{self.path} is a GPU build, whose CPU path computes wrong detections; "
+                              "give a GPU index (--gpu 0) or use a CPU build ('make darknet')")
         gpu_index.value = int(index)
         self.lib.cuda_set_device(int(index))
 
