@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import logging
 import mmap
 import os
@@ -340,6 +341,7 @@ class FrameSource:
                       "geometry": dataclasses.asdict(overrides), "mask": mask,
                       "mask_invert": mask_invert, "use_file_mask": use_file_mask}
         external_mask = None
+        masks: dict[tuple, np.ndarray] = {}
         for path in self.paths:
             with open_h5(path) as handle:
                 info = self._inspect(handle, path, dataset, overrides, use_file_mask)
@@ -350,6 +352,10 @@ class FrameSource:
                     raise InputError(f"mask {mask} has shape {external_mask.shape}, {path} has frames "
                                      f"of {info.frame_shape}")
                 info.mask_shared = external_mask if info.mask_shared is None else info.mask_shared & external_mask
+            if info.mask_shared is not None:
+                # the files of a run share one mask: keep one copy (1 MB each for a pnCCD)
+                digest = hashlib.sha1(np.packbits(info.mask_shared).tobytes()).hexdigest()
+                info.mask_shared = masks.setdefault((digest, info.mask_shared.shape), info.mask_shared)
             all_indices = np.arange(info.n_frames, dtype=np.int64)
             info.indices = all_indices[frames] if frames is not None else all_indices
             if frames is not None and len(info.indices) == 0:

@@ -137,3 +137,11 @@ def test_separate_mask_file_is_combined(small_cxi, tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((10, 10)))
     with pytest.raises(InputError, match="has shape"):
         FrameSource([str(small_cxi)], mask=str(tmp_path / "bad.npy"))
+
+
+def test_files_with_the_same_mask_share_one_copy(small_cxi, tmp_path):
+    for name in ("a.cxi", "b.cxi"):
+        shutil.copy(small_cxi, tmp_path / name)
+    files = FrameSource([str(tmp_path / "*.cxi")]).files
+    assert files[0].mask_shared is files[1].mask_shared
+    assert not files[0].mask_shared[512].any()

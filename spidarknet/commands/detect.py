@@ -108,7 +108,12 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     check_destination(args.out, args.force, "hit list")
     if args.write_cxi:
         check_destination(args.write_cxi, args.force, "CXI file")
-    source = cli.frame_source_from_args(args)
+    if comm is not None and comm.Get_size() > 1:
+        # rank 0 inspects the files (shapes, geometry, masks) and hands the result to all,
+        # so a large run does not open every file's metadata once per rank
+        source = comm.bcast(cli.frame_source_from_args(args) if comm.Get_rank() == 0 else None, root=0)
+    else:
+        source = cli.frame_source_from_args(args)
     shard_meta = None
     if args.shard:
         k, n = parse_shard(args.shard)
