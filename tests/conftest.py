@@ -63,12 +63,16 @@ def libdarknet():
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, train_cxi, darknet_bin):
-    """A quarter-width tiny YOLOv2 trained 300 iterations on train_cxi; returns the data set dir."""
+    """A quarter-width tiny YOLOv2 trained 500 iterations on train_cxi; returns the data set dir.
+
+    Darknet seeds its random numbers from the clock, so every run learns a little
+    differently: at 300 iterations held-out AUC ranged 0.74-0.89 over four runs here, at
+    500 it was about 0.92, which keeps the learning test far from its 0.8 bar."""
     from spidarknet.commands import export_dataset, train
     root = tmp_path_factory.mktemp("trained")
     ds = root / "ds"
     assert export_dataset.main([str(train_cxi), "--labels-dataset", "/truth/label", "--out", str(ds),
-                                "--width-scale", "0.25", "--max-batches", "300", "--quiet"]) == 0
+                                "--width-scale", "0.25", "--max-batches", "500", "--quiet"]) == 0
     assert train.main([str(ds), "--quiet"]) == 0
     return ds
 

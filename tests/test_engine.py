@@ -63,7 +63,7 @@ def test_model_card_makes_the_weights_self_contained(trained, weights):
     v = card["validation"]
     assert v["n_frames"] == len((trained / "valid.txt").read_text().split()) and v["n_single"] > 0
     assert v["roc_auc"] > 0.7 and 0 <= v["f1"] <= 1
-    assert card["iterations"] == 300 and card["preprocessing"]["size"] == 128
+    assert card["iterations"] == 500 and card["preprocessing"]["size"] == 128
     assert DarknetCfg.parse(card["cfg"]).input_size == (128, 128, 3)
     model = load_model(weights)
     assert model.threshold == card["threshold"] and model.origin.startswith("model card")
@@ -263,7 +263,7 @@ def test_pretrained_weights_start_a_new_training(trained, weights, small_cxi, tm
                                 "--width-scale", "0.25", "--max-batches", "3", "--quiet"]) == 0
     assert train.main([str(ds), "--pretrained", str(weights), "--quiet"]) == 0
     card = json.loads((ds / WEIGHTS).with_suffix(".json").read_text())
-    assert card["iterations"] == 3  # -clear restarted the count from the pretrained weights' 300
+    assert card["iterations"] == 3  # -clear restarted the count from the pretrained weights' 500
     assert "-clear" in (ds / "train.log").read_text() and str(weights) in (ds / "train.log").read_text()
     wrong = tmp_path / "wrong.weights"
     wrong.write_bytes(weights.read_bytes() + b"\0" * 4000)
