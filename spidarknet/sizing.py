@@ -662,17 +662,14 @@ def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
     """Diameters (nm, NaN for failed fits) of ``keys``: from a size table that must hold
     them, or fitted now from the frame files the keys name."""
     if sizes_path:
-        from spidarknet.report.keys import Canon, describe_keys
-        rows = read_sizes(sizes_path)
-        canon = Canon([k.file for k in keys] + [r.file for r in rows])
-        table = {canon(r.file, r.index): r.diameter_nm for r in rows}
-        wanted = [canon(k.file, k.index) for k in keys]
-        missing = [m for m in wanted if m not in table]
+        from spidarknet.report.keys import describe_keys, match_keys
+        table = {(r.file, r.index): r.diameter_nm for r in read_sizes(sizes_path)}
+        found, missing = match_keys([(k.file, k.index) for k in keys], table)
         if missing:
-            raise InputError(f"the size table {sizes_path} lacks {len(missing)} of the {len(wanted)} frames "
+            raise InputError(f"the size table {sizes_path} lacks {len(missing)} of the {len(keys)} frames "
                              f"above the threshold ({describe_keys(missing)}); size them with 'spidarknet "
                              "size ... --hits' or leave out --sizes to fit them now")
-        return np.array([table[m] for m in wanted], dtype=np.float64)
+        return np.array(found, dtype=np.float64)
     if not keys:
         return np.zeros(0, dtype=np.float64)
     results = estimate_sizes(sources_for_keys(keys), settings=SizingSettings(), on_frames=on_frames)

@@ -7,7 +7,7 @@ import argparse
 from spidarknet import cli
 from spidarknet.errors import InputError
 from spidarknet.outputs import check_destination
-from spidarknet.report.keys import Canon, describe_keys
+from spidarknet.report.keys import describe_keys, match_keys
 from spidarknet.report.selected import read_selected
 from spidarknet.sizing import SizingSettings, estimate_sizes, summary_line, write_sizes_csv
 
@@ -69,15 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if args.hits:
         hits, flags = read_selected(args.hits)
         keys = hits.keys if args.all_frames else [k for k, f in zip(hits.keys, flags) if f]
-        canon = Canon([f.path for f in source.files] + [k.file for k in keys])
-        available = {canon(info.path, i): info.key(i) for info in source.files for i in info.indices}
-        wanted = [canon(k.file, k.index) for k in keys]
-        missing = [m for m in wanted if m not in available]
+        available = {(info.path, int(i)): info.key(i) for info in source.files for i in info.indices}
+        found, missing = match_keys([(k.file, k.index) for k in keys], available)
         if missing:
-            raise InputError(f"{len(missing)} of the {len(wanted)} frames of {args.hits} to size are not "
+            raise InputError(f"{len(missing)} of the {len(keys)} frames of {args.hits} to size are not "
                              f"among the inputs ({describe_keys(missing)}); give the frame files the hit "
                              "list was made from (and the same --frames)")
-        keys = [available[m] for m in wanted]
+        keys = found
         if not keys:
             print(f"{args.hits} selects no frame: nothing to size")
     bar = cli.progress(total=len(keys) if args.hits else len(source), desc="size", quiet=args.quiet)

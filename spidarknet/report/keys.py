@@ -43,6 +43,20 @@ class Canon:
         return self._map[name], int(index)
 
 
+def match_keys(wanted: Iterable[tuple[str, int]], table: dict[tuple[str, int], object]
+               ) -> tuple[list, list[MatchKey]]:
+    """Look up frames named in one list among the entries of another.
+
+    Returns the values of ``table`` for each of ``wanted`` (``None`` where absent) and
+    the canonical keys that are missing, for an error message (:func:`describe_keys`).
+    """
+    wanted = list(wanted)
+    canon = Canon([f for f, _ in wanted] + [f for f, _ in table])
+    found = {canon(f, i): v for (f, i), v in table.items()}
+    keys = [canon(f, i) for f, i in wanted]
+    return [found.get(k) for k in keys], [k for k in keys if k not in found]
+
+
 def describe_keys(keys: Iterable[MatchKey], limit: int = 3) -> str:
     """``name:index, name:index, ...`` for error messages (at most ``limit`` shown)."""
     keys = sorted(keys)

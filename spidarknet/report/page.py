@@ -33,7 +33,7 @@ from spidarknet.hits import HitList
 from spidarknet.outputs import check_destination, staged_dir
 from spidarknet.report import plot
 from spidarknet.report.evaluation import evaluate, json_ready
-from spidarknet.report.keys import Canon
+from spidarknet.report.keys import match_keys
 from spidarknet.report.selected import read_selected
 from spidarknet.report.truth import Truth, load_truth
 from spidarknet.sizing import (SPHERE_FIRST_ZERO_X, SizeResult, SizingSettings, estimate_sizes,
@@ -161,15 +161,10 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
 # -- inputs ------------------------------------------------------------------------------------
 
 def _table_sizes(path: str, hits: HitList, flags: np.ndarray) -> dict[int, float]:
-    rows = read_sizes(path)
-    canon = Canon([k.file for k in hits.keys] + [r.file for r in rows])
-    table = {canon(r.file, r.index): r.diameter_nm for r in rows}
-    out = {}
-    for i in np.flatnonzero(flags):
-        key = hits.keys[i]
-        m = canon(key.file, key.index)
-        if m in table:
-            out[int(i)] = table[m]
+    table = {(r.file, r.index): r.diameter_nm for r in read_sizes(path)}
+    index = np.flatnonzero(flags)
+    found, _ = match_keys([(hits.keys[i].file, hits.keys[i].index) for i in index], table)
+    out = {int(i): d for i, d in zip(index, found) if d is not None}
     if flags.any() and not out:
         raise InputError(f"the size table {path} holds none of the hit list's selected frames; "
                          "make it with 'spidarknet size ... --hits' on the same hit list")
