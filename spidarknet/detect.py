@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -23,7 +23,6 @@ class StageTimes:
     preprocess: float = 0.0
     inference: float = 0.0
     total: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def as_dict(self, frames: int) -> dict:
         out = {"read_s": self.read, "preprocess_s": self.preprocess, "inference_s": self.inference,

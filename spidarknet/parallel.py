@@ -130,7 +130,6 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
         if failure:
             raise PartialResult(failure, hits.sorted())
         times.total = time.perf_counter() - started
-        times.extra["workers"] = len(workers)
         return hits, times
     finally:
         for proc, conn in workers:

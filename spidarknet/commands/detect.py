@@ -101,6 +101,8 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         raise InputError("--batch and --chunk must be at least 1")
     if args.size_range and not 0 <= args.size_range[0] <= args.size_range[1]:
         raise InputError(f"--size-range {args.size_range[0]:g} {args.size_range[1]:g}: give MIN <= MAX in nm")
+    if comm is not None and args.shard:
+        raise InputError("--mpi and --shard exclude each other: MPI ranks already share the frames")
     model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
     settings = model.preprocessing
     if args.centre:
@@ -122,8 +124,6 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         shard_meta = {"index": k, "count": n, "expected": {p: ranges(v) for p, v in part.items()}}
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     if comm is not None:
-        if args.shard:
-            raise InputError("--mpi and --shard exclude each other: MPI ranks already share the frames")
         source.select(source.shards(size)[rank])
         if args.jobs is None:
             args.jobs = 1
