@@ -2,11 +2,11 @@
 
 Each worker process loads libdarknet and one network (a network per process: darknet
 keeps state per network and ``free_network`` leaks, so each is loaded once), receives
-batches of 8-bit images through a pipe, and returns the raw region output, which the
-parent decodes with numpy.  Darknet's own printing goes to a log file.  If a worker dies
-(a segfault, darknet's ``exit()``), :class:`DarknetLibDetector` raises an
-:class:`EngineError` naming the signal and the tail of that log; frames scored before
-stay with the caller.
+batches of 8-bit images through a pipe, and returns each image's score and box, decoded
+by :class:`~spidarknet.engine.darknet_lib.NetworkDetector` in the worker.  Darknet's own
+printing goes to a log file.  If a worker dies (a segfault, darknet's ``exit()``),
+:class:`DarknetLibDetector` raises an :class:`EngineError` naming the signal and the
+tail of that log; frames scored before stay with the caller.
 """
 
 from __future__ import annotations
@@ -25,26 +25,25 @@ from pathlib import Path
 import numpy as np
 
 from spidarknet.engine.cfg import DarknetCfg
-from spidarknet.engine.detector import Detections, RegionSpec, decode_region
+from spidarknet.engine.detector import Detections, RegionSpec
 from spidarknet.errors import EngineError
 
 
-def _worker_main(conn, lib_path: str, cfg_path: str, weights_path: str, outputs: int,
+def _worker_main(conn, lib_path: str, cfg_path: str, weights_path: str, batch: int,
                  gpu: int | None, log_path: str) -> None:
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
-        from spidarknet.engine.darknet_lib import LibDarknet
-        lib = LibDarknet(lib_path)
-        lib.use_gpu(gpu)
-        net = lib.load(cfg_path, weights_path)
+        from spidarknet.engine.darknet_lib import NetworkDetector
+        spec = RegionSpec.from_cfg(DarknetCfg.load(cfg_path))
+        detector = NetworkDetector(lib_path, cfg_path, weights_path, spec, batch=batch, gpu=gpu)
     except Exception as exc:  # report why, then leave
         conn.send(("error", str(exc)))
         return
-    conn.send(("ready", net.width, net.height))
-    shape = (3, net.height, net.width)
+    width, height = detector.net.width, detector.net.height
+    conn.send(("ready", width, height))
     while True:
         try:
             message = conn.recv_bytes()
@@ -52,11 +51,10 @@ def _worker_main(conn, lib_path: str, cfg_path: str, weights_path: str, outputs:
             break
         if not message:
             break
-        images = np.frombuffer(message, dtype=np.uint8).reshape(-1, shape[1], shape[2], 3)
-        batch = images.transpose(0, 3, 1, 2).astype(np.float32)
-        batch *= 1.0 / 255.0
-        conn.send_bytes(net.predict(batch, outputs).tobytes())
-    net.close()
+        images = np.frombuffer(message, dtype=np.uint8).reshape(-1, height, width, 3)
+        found = detector.detect(images)
+        conn.send_bytes(np.concatenate([found.scores[:, None], found.boxes], axis=1).astype(np.float32).tobytes())
+    detector.close()
 
 
 class DarknetLibDetector:
@@ -66,19 +64,13 @@ class DarknetLibDetector:
 
     def __init__(self, lib_path: Path, cfg_path: Path, weights_path: Path, spec: RegionSpec, *,
                  batch: int = 16, workers: int = 1, gpu: int | None = None, threads_per_worker: int = 1):
-        if batch == 2:
-            batch = 3  # darknet's get_network_boxes averages flipped pairs when batch == 2
         self.spec = spec
         self.batch = batch
         self._tmp = tempfile.TemporaryDirectory(prefix="spidarknet-darknet-")
-        cfg = DarknetCfg.load(cfg_path)
-        cfg.net.options.update(batch=str(batch), subdivisions="1")
-        run_cfg = Path(self._tmp.name) / "detect.cfg"
-        cfg.save(run_cfg)
-        self.size = cfg.input_size[0]
+        self.size = DarknetCfg.load(cfg_path).input_size[0]
         self.log_path = Path(self._tmp.name) / "darknet.log"
         self._workers = []
-        settings = json.dumps([str(lib_path), str(run_cfg), str(weights_path), spec.outputs, gpu,
+        settings = json.dumps([str(lib_path), str(cfg_path), str(weights_path), batch, gpu,
                                str(self.log_path)])
         package_root = str(Path(__file__).resolve().parents[2])
         python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
@@ -133,13 +125,8 @@ class DarknetLibDetector:
             return Detections.concat([])
         if images.shape[1:] != (self.size, self.size, 3) or images.dtype != np.uint8:
             raise EngineError(f"expected ({self.size}, {self.size}, 3) uint8 images, got {images.shape} {images.dtype}")
-        batches = []
-        for start in range(0, len(images), self.batch):
-            part = images[start:start + self.batch]
-            if len(part) < self.batch:  # the network's batch is fixed: pad with blanks
-                pad = np.zeros((self.batch - len(part),) + part.shape[1:], dtype=np.uint8)
-                part = np.concatenate([part, pad])
-            batches.append((start, min(self.batch, len(images) - start), part))
+        # the worker pads a short batch itself (NetworkDetector)
+        batches = [images[start:start + self.batch] for start in range(0, len(images), self.batch)]
         results = [None] * len(batches)
         in_flight = collections.deque()
         next_batch = 0
@@ -148,16 +135,16 @@ class DarknetLibDetector:
             while next_batch < len(batches) and len(in_flight) < 2 * len(self._workers):
                 proc, conn = self._workers[next_batch % len(self._workers)]
                 try:
-                    conn.send_bytes(np.ascontiguousarray(batches[next_batch][2]).tobytes())
+                    conn.send_bytes(np.ascontiguousarray(batches[next_batch]).tobytes())
                 except (BrokenPipeError, ConnectionResetError):
                     self._receive(proc, conn, lambda c: c.recv_bytes())  # raises with the reason
                 in_flight.append(next_batch)
                 next_batch += 1
             done = in_flight.popleft()
             proc, conn = self._workers[done % len(self._workers)]
-            raw = self._receive(proc, conn, lambda c: c.recv_bytes())
-            out = np.frombuffer(raw, dtype=np.float32).reshape(self.batch, self.spec.outputs)
-            results[done] = decode_region(out[:batches[done][1]], self.spec)
+            rows = np.frombuffer(self._receive(proc, conn, lambda c: c.recv_bytes()), dtype=np.float32)
+            rows = rows.reshape(len(batches[done]), 5)  # score, cx, cy, w, h
+            results[done] = Detections(rows[:, 0].copy(), rows[:, 1:].copy())
         return Detections.concat(results)
 
     def close(self) -> None:
