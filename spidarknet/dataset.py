@@ -169,10 +169,24 @@ class DarknetDatasetWriter:
         return f"{number:03d}_{index:07d}"
 
     def add(self, info: FileInfo, index: int, image: np.ndarray, label: int, subset: str,
-            box: tuple[float, float, float, float] | None) -> None:
-        """One frame: ``image`` (size, size, 3) RGB uint8; ``box`` normalised (cx, cy, w, h)."""
-        import cv2
+            box: tuple[float, float, float, float] | None, orientations: int = 1) -> None:
+        """One frame: ``image`` (size, size, 3) RGB uint8; ``box`` normalised (cx, cy, w, h).
+
+        ``orientations`` > 1 also writes the frame turned by 90°, 180°, ... and mirrored (the
+        first ``orientations`` of :data:`ORIENTATIONS`) into the training list: a particle's
+        orientation is random, so every turn of a pattern is as likely as the pattern itself.
+        Validation frames are written once, as they are."""
         stem = self.image_name(info, index)
+        copies = ORIENTATIONS[:orientations] if subset == TRAIN else ORIENTATIONS[:1]
+        for turns, mirror in copies:
+            suffix = f"_r{turns}{'m' if mirror else ''}" if (turns or mirror) else ""
+            turned = orient_box(box, turns, mirror) if label == POSITIVE else None
+            self._write(f"{stem}{suffix}", orient_image(image, turns, mirror), label, subset, turned,
+                        (info.path, info.dataset, index))
+        self.counts.add(subset, label)
+
+    def _write(self, stem: str, image: np.ndarray, label: int, subset: str, box, key) -> None:
+        import cv2
         rel_image = f"images/{stem}.png"
         if not cv2.imwrite(str(self.root / rel_image), np.ascontiguousarray(image[..., ::-1]),
                            [cv2.IMWRITE_PNG_COMPRESSION, 1]):
@@ -182,8 +196,7 @@ class DarknetDatasetWriter:
                 handle.write("0 %.6f %.6f %.6f %.6f\n" % box)
         self._lists[subset].write(rel_image + "\n")
         cells = [f"{v:.6f}" for v in box] if label == POSITIVE else ["", "", "", ""]
-        self._frames_csv.writerow([rel_image, info.path, info.dataset, index, label, subset] + cells)
-        self.counts.add(subset, label)
+        self._frames_csv.writerow([rel_image, *key, label, subset] + cells)
 
     def close(self) -> None:
         for handle in (*self._lists.values(), self._frames):
@@ -203,6 +216,29 @@ class DarknetDatasetWriter:
         with open(self.root / "export.json", "w") as handle:
             json.dump(values, handle, indent=2)
             handle.write("\n")
+
+
+#: (quarter turns counter-clockwise, mirrored left-right first) of the eight symmetries of a
+#: square image, in the order ``--orientations N`` takes them
+ORIENTATIONS = ((0, False), (1, False), (2, False), (3, False),
+                (0, True), (1, True), (2, True), (3, True))
+
+
+def orient_image(image: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+    """``image`` (rows, columns, ...) mirrored left-right if ``mirror``, then turned
+    ``turns`` quarter turns counter-clockwise."""
+    out = image[:, ::-1] if mirror else image
+    return np.rot90(out, turns, axes=(0, 1))
+
+
+def orient_box(box: tuple[float, float, float, float], turns: int, mirror: bool):
+    """The normalised box (cx, cy, w, h) of :func:`orient_image`'s output."""
+    cx, cy, w, h = box
+    if mirror:
+        cx = 1.0 - cx
+    for _ in range(turns % 4):  # a counter-clockwise quarter turn: (x, y) -> (y, 1 - x)
+        cx, cy, w, h = cy, 1.0 - cx, h, w
+    return (cx, cy, w, h)
 
 
 def box_for(centre_xy: tuple[float, float], radius: float, size: int,

@@ -9,7 +9,8 @@ Steps, in order, for each frame (all vectorised over a chunk):
    where it leaves the detector);
 4. **bin** - the crop is summed into ``size`` × ``size`` bins (photons per bin) by an
    area-average resize times the bin area, so non-integer factors work too;
-5. **scale** - ``linear`` (photons / vmax) or ``log`` (log1p(photons) / log1p(vmax)), then
+5. **scale** - ``linear`` (photons / vmax), ``log`` (log1p(photons) / log1p(vmax)) or
+   ``sqrt`` (sqrt(photons / vmax): Poisson noise has the same spread at every level), then
    clipped to [0, 1]; ``vmax`` is fixed (photons per bin) or, when ``None``, the
    ``vmax_percentile`` of each frame's bins but at least ``vmax_floor``;
 6. **8-bit image** - ``grey`` replicated to 3 channels (darknet trains on 3 channels) or
@@ -34,7 +35,7 @@ from spidarknet.errors import ConfigError
 from spidarknet.frames import FileInfo, FrameChunk, Roi
 from spidarknet.outputs import write_json
 
-SCALES = ("linear", "log")
+SCALES = ("linear", "log", "sqrt")
 COLORMAPS = ("grey", "viridis", "jet", "inferno", "magma", "plasma", "hot", "turbo", "parula")
 FORMAT_VERSION = 1
 
@@ -47,7 +48,7 @@ class Preprocessing:
     crop: int = 256                     # side of the square cut around the beam centre, detector pixels
     adu_per_photon: float | None = None  # None: the data are already photon counts
     centre_px: tuple[float, float] | None = None  # (x, y) beam centre; None: from the geometry
-    scale: str = "linear"               # linear | log
+    scale: str = "linear"               # linear | log | sqrt
     vmax: float | None = None           # photons per bin shown as full scale; None: per frame
     vmax_percentile: float = 99.5       # per-frame full scale when vmax is None ...
     vmax_floor: float = 5.0             # ... but never below this many photons per bin
@@ -249,6 +250,8 @@ class Preprocessor:
         if s.scale == "log":
             scaled = np.log1p(photons)
             scaled /= np.log1p(vmax)
+        elif s.scale == "sqrt":
+            scaled = np.sqrt(photons / vmax)
         else:
             scaled = photons / vmax
         np.clip(scaled, 0.0, 1.0, out=scaled)

@@ -173,3 +173,44 @@ def test_nan_and_negative_pixels_are_masked_with_a_warning(small_cxi, tmp_path, 
     captured = capsys.readouterr()
     assert "warning: 36 NaN or negative pixel values were masked" in captured.err
     assert json.loads((tmp_path / "ds" / "export.json").read_text())["masked_bad_values"] == 36
+
+
+def test_orientations_write_turned_training_copies_with_turned_boxes(small_cxi, tmp_path):
+    out = tmp_path / "ds4"
+    assert export(small_cxi, "--labels-dataset", "/truth/label", "--out", out, "--max-batches", "2",
+                  "--orientations", "4") == 0
+    train = (out / "train.txt").read_text().split()
+    valid = (out / "valid.txt").read_text().split()
+    assert len(train) == 4 * (60 - len(valid))  # validation frames are written once, as they are
+    assert not any("_r" in p for p in valid)
+    rows = {r["image"]: r for r in csv.DictReader(open(out / "frames.csv"))}
+    assert set(rows) == set(train) | set(valid)
+    assert json.loads((out / "export.json").read_text())["orientations"] == 4
+    stems = [p[len("images/"):-len(".png")] for p in train if "_r" not in p]
+    checked = 0
+    for stem in stems:
+        original = cv2.imread(str(out / "images" / f"{stem}.png"))
+        box = (out / "labels" / f"{stem}.txt").read_text().split()
+        for turns in (1, 2, 3):
+            turned = cv2.imread(str(out / "images" / f"{stem}_r{turns}.png"))
+            assert np.array_equal(turned, np.rot90(original, turns, axes=(0, 1)))
+            assert rows[f"images/{stem}_r{turns}.png"]["index"] == rows[f"images/{stem}.png"]["index"]
+            if box:
+                cx, cy, w, h = map(float, box[1:])
+                tcx, tcy, tw, th = map(float, (out / "labels" / f"{stem}_r{turns}.txt").read_text().split()[1:])
+                for _ in range(turns):
+                    cx, cy, w, h = cy, 1 - cx, h, w
+                assert (tcx, tcy, tw, th) == pytest.approx((cx, cy, w, h), abs=2e-6)
+                checked += 1
+    assert checked >= 3
+
+
+def test_orient_box_matches_the_image_for_a_marked_pixel():
+    from spidarknet.dataset import ORIENTATIONS, orient_box, orient_image
+    image = np.zeros((8, 8), dtype=np.uint8)
+    image[1, 6] = 255  # row 1, column 6: normalised centre (6.5/8, 1.5/8)
+    for turns, mirror in ORIENTATIONS:
+        out = orient_image(image, turns, mirror)
+        row, col = np.argwhere(out == 255)[0]
+        cx, cy, _, _ = orient_box((6.5 / 8, 1.5 / 8, 0.1, 0.2), turns, mirror)
+        assert (col + 0.5) / 8 == pytest.approx(cx) and (row + 0.5) / 8 == pytest.approx(cy)

@@ -69,6 +69,10 @@ def test_adu_conversion_and_scales():
         make_chunk(frames, centre=(3.5, 3.5)))
     assert log.images[0, 0, 0, 0] == round(255 * np.log1p(10) / np.log1p(100))
     assert log.images[0, 0, 0, 0] > lin.images[0, 0, 0, 0]
+    root = Preprocessor(Preprocessing(size=8, crop=8, adu_per_photon=8.0, vmax=100.0, scale="sqrt")).process(
+        make_chunk(frames, centre=(3.5, 3.5)))
+    assert root.images[0, 0, 0, 0] == round(255 * np.sqrt(0.1)) and root.images[0, 0, 1, 0] == 255
+    assert lin.images[0, 0, 0, 0] < root.images[0, 0, 0, 0] < log.images[0, 0, 0, 0]
 
 
 def test_per_frame_full_scale_has_a_floor_so_empty_frames_stay_dark():

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--valid-files", action="append", metavar="FILE",
                        help="validate on these files (globs allowed, repeatable) and train on the others")
     split.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    split.add_argument("--orientations", type=int, default=1, choices=(1, 2, 4, 8),
+                       help="write each training frame in this many of its 8 turns and mirror images "
+                            "(orientation is random in SPI, so all are equally likely; default 1)")
     net = parser.add_argument_group("network")
     net.add_argument("--net", default="yolov2-tiny-spi",
                      help="template: yolov2-tiny-spi (CPU, small inputs), yolov2-spi (the seed's 416x416 "
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                     for j, index in enumerate(chunk.indices):
                         box = box_for(centre_img, radius[j], settings.size) if lab[j] == POSITIVE else None
                         writer.add(chunk.info, int(index), processed.images[j], int(lab[j]),
-                                   subsets[chunk.info.path][index], box)
+                                   subsets[chunk.info.path][index], box, args.orientations)
                     bar.update(len(chunk))
         finally:
             writer.close()
@@ -149,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
                      {"valid_fraction": args.valid_fraction, "seed": args.seed},
             "counts": {"train_single": c.train_pos, "train_other": c.train_neg,
                        "valid_single": c.valid_pos, "valid_other": c.valid_neg},
+            "orientations": args.orientations,
             "cfg": f"{cfg_name}.cfg", "net": net_name, "masked_bad_values": n_bad,
             "seconds": round(seconds, 3),
         })
