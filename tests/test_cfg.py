@@ -66,10 +66,18 @@ def test_configure_sets_size_head_and_scales_width_and_anchors():
     ({"size": 100}, "multiple of 32"),
     ({"size": 128, "batch": 10, "subdivisions": 4}, "multiple of subdivisions"),
     ({"size": 128, "width_scale": 0}, "width-scale"),
+    ({"size": 128, "jitter": 0.7}, "jitter"),
 ])
 def test_configure_rejects_bad_values(kwargs, words):
     with pytest.raises(ConfigError, match=words):
         configure_network(load_template("yolov2-tiny-spi"), **kwargs)
+
+
+def test_jitter_is_set_on_the_detection_layer_only_when_given():
+    template = load_template("yolov2-tiny-spi")
+    kept = configure_network(template, size=128).detection_layer()[1].get_float("jitter")
+    assert kept == template.detection_layer()[1].get_float("jitter")
+    assert configure_network(template, size=128, jitter=0.0).detection_layer()[1].get_float("jitter") == 0.0
 
 
 def test_unknown_template_suggests_the_nearest():

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--max-batches", type=int, default=500, help="training iterations (default 500)")
     net.add_argument("--learning-rate", type=float, help="default: the template's")
     net.add_argument("--burn-in", type=int, help="warm-up iterations (default: the template's)")
+    net.add_argument("--jitter", type=float,
+                     help="darknet's training-time distortion: each image squeezed to a random aspect "
+                          "ratio up to this fraction and padded with grey (default: the template's)")
     cli.add_preprocess_args(parser)
     parser.add_argument("--chunk", type=int, default=32, help="frames read at a time (default 32)")
     cli.add_common_args(parser)
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         args.width_scale = 0.25 if net_name == "yolov2-tiny-spi" else 1.0
     cfg = configure_network(template, size=settings.size, batch=args.batch, subdivisions=args.subdivisions,
                             max_batches=args.max_batches, learning_rate=args.learning_rate,
-                            burn_in=args.burn_in, width_scale=args.width_scale)
+                            burn_in=args.burn_in, width_scale=args.width_scale, jitter=args.jitter)
     cfg_name = os.path.basename(net_name)[:-4] if net_name.endswith(".cfg") else net_name
     cfg_name = cfg_name.split(".")[0]  # darknet names backups after the cfg up to its first dot
     check_destination(args.out, args.force, "output folder")

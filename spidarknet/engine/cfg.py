@@ -186,7 +186,7 @@ def _scaled_filters(filters: int, scale: float) -> int:
 def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batch: int = 16,
                       subdivisions: int = 1, max_batches: int = 500,
                       learning_rate: float | None = None, burn_in: int | None = None,
-                      width_scale: float = 1.0) -> DarknetCfg:
+                      width_scale: float = 1.0, jitter: float | None = None) -> DarknetCfg:
     """A training-ready copy of ``template`` for ``size``×``size`` inputs and ``classes``.
 
     Sets the input size and batch, the step schedule (80 % and 90 % of ``max_batches``),
@@ -204,6 +204,8 @@ def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batc
         raise ConfigError(f"batch {batch} must be a positive multiple of subdivisions {subdivisions}")
     if max_batches < 1:
         raise ConfigError("max_batches must be at least 1")
+    if jitter is not None and not 0 <= jitter < 0.5:
+        raise ConfigError(f"jitter {jitter} must be in [0, 0.5)")
     cfg = template.copy()
     net = cfg.net
     old_w, _, _ = cfg.input_size
@@ -221,6 +223,8 @@ def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batc
     num = region.get_int("num")
     coords = region.get_int("coords", 4)
     region.options.update(classes=str(classes), random="0")
+    if jitter is not None:
+        region.options["jitter"] = repr(float(jitter))
     anchors = region.get_floats("anchors")
     if len(anchors) != 2 * num:
         raise ConfigError(f"{cfg.source}: [region] has {len(anchors) // 2} anchors but num={num}")
