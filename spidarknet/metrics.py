@@ -97,6 +97,24 @@ class Curve:
             f = (1 + b2) * p * r / (b2 * p + r)
         return np.nan_to_num(f)
 
+    def best_f_threshold(self, beta: float = 1.0) -> float:
+        """The threshold with the highest Fβ (the higher one on ties); NaN without points or positives."""
+        if len(self.thresholds) == 0 or not self.n_pos:
+            return float("nan")
+        return float(self.thresholds[int(np.argmax(self.f_beta(beta)))])
+
+    @property
+    def average_precision(self) -> float:
+        """Σ precision × Δrecall over the points, from recall 0 (NaN without positives)."""
+        if not self.n_pos:
+            return float("nan")
+        return float(np.sum(np.diff(np.r_[0.0, self.recall]) * self.precision))
+
+    def above(self, threshold: float) -> "Curve":
+        """The points whose threshold is above ``threshold``."""
+        keep = self.thresholds > threshold
+        return Curve(self.thresholds[keep], self.tp[keep], self.fp[keep], self.n_pos, self.n_neg)
+
 
 def curve(scores, labels) -> Curve:
     scores, labels = _check(scores, labels)
@@ -129,16 +147,9 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def average_precision(scores, labels) -> float:
-    c = curve(scores, labels)
-    if not c.n_pos:
-        return float("nan")
-    recall = np.r_[0.0, c.recall]
-    return float(np.sum(np.diff(recall) * c.precision))
+    return curve(scores, labels).average_precision
 
 
 def best_f_threshold(scores, labels, beta: float = 1.0) -> float:
     """The threshold (a score value) with the highest Fβ; the higher one on ties."""
-    c = curve(scores, labels)
-    if len(c.thresholds) == 0 or not c.n_pos:
-        return float("nan")
-    return float(c.thresholds[int(np.argmax(c.f_beta(beta)))])
+    return curve(scores, labels).best_f_threshold(beta)

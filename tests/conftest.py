@@ -77,6 +77,17 @@ def trained(tmp_path_factory, train_cxi, darknet_bin):
     return ds
 
 
+@pytest.fixture(scope="session")
+def heldout_hits(trained, heldout_cxi, tmp_path_factory) -> Path:
+    """A real hit list: 'spidarknet detect' with the trained model on the held-out file."""
+    from spidarknet.commands import detect
+    path = tmp_path_factory.mktemp("heldout_hits") / "hits.csv"
+    weights = trained / "backup" / "yolov2-tiny-spi_final.weights"
+    assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(path), "--backend", "opencv",
+                        "--quiet"]) == 0
+    return path
+
+
 def pytest_configure(config):
     # darknet's OpenMP would otherwise take every core of a shared CI machine per process
     os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -8,10 +8,13 @@ import h5py
 import numpy as np
 import pytest
 
+from spidarknet import metrics
 from spidarknet.commands import compare as compare_cmd
 from spidarknet.commands import evaluate as evaluate_cmd
+from spidarknet.commands import select as select_cmd
 from spidarknet.frames import FrameKey
-from spidarknet.hits import HitList
+from spidarknet.hits import HitList, read_hits
+from spidarknet.report.breakdown import PHOTON_EDGES, RANGE_BINS
 from spidarknet.report.evaluation import MAX_CURVE_POINTS, evaluate
 from spidarknet.report.selected import write_selected
 
@@ -147,6 +150,134 @@ def test_evaluate_uses_the_hit_column_as_written(hit_list, labels, tmp_path):
                               "--out", str(out)]) == 0
     at = json.loads(out.read_text())["at_threshold"]
     assert at["fp"] == 0 and at["precision"] == 1.0 and at["selected"] == flags.sum()
+
+
+def test_a_size_window_is_part_of_the_threshold_sweep(hit_list, small_cxi, labels, tmp_path, capsys):
+    """A hit column narrowed by a size window: the suggested max-F1 threshold is at least as
+    good as the list itself (before, the sweep ignored the window and suggested a worse one)."""
+    _, hits = hit_list
+    with h5py.File(small_cxi) as f:
+        diameter = f["truth/diameter_nm"][()]
+    window = (diameter >= 60) & (diameter <= 75)            # a sizer that is always right
+    flags = (hits.scores >= 0.5) & window
+    assert ((hits.scores >= 0.5) & ~window).any()             # the window dropped frames above the threshold
+    write_selected(hits, flags, tmp_path / "sized.csv", meta={"size_range_nm": [60.0, 75.0]})
+    out = tmp_path / "e.json"
+    assert evaluate_cmd.main([str(tmp_path / "sized.csv"), "--truth-dataset", "/truth/label",
+                              "--out", str(out)]) == 0
+    assert "as never selected" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    own = result["at_threshold"]["f1"]
+    tp = np.sum(flags & labels)
+    assert own == pytest.approx(2 * tp / (flags.sum() + labels.sum()))
+    # what the old sweep (scores alone, window ignored) suggested is worse than the list
+    old = metrics.best_f_threshold(hits.scores, labels)
+    assert metrics.confusion(hits.scores, labels, old).f1 < own
+    best = result["suggested_thresholds"]["max_f1"]
+    assert best["f1"] >= own
+    # the suggestion's figures are those of the window's rule at that threshold
+    chosen = (hits.scores >= best["threshold"]) & ~((hits.scores >= 0.5) & ~window)
+    assert best["selected"] == chosen.sum() and best["precision"] == pytest.approx(
+        np.sum(chosen & labels) / chosen.sum())
+    assert result["sweep"]["dropped_frames"] == int(np.sum((hits.scores >= 0.5) & ~window))
+    assert max(result["pr_curve"]["recall"]) <= 1.0
+
+
+def test_select_size_range_then_evaluate_a_real_hit_list(heldout_hits, heldout_cxi, tmp_path):
+    """detect, then the real 'select --size-range' (sphere fits), then evaluate: the
+    max-F1 suggestion is never worse than the windowed list's own F1."""
+    sized = tmp_path / "sized.csv"
+    assert select_cmd.main([str(heldout_hits), "--threshold", "0.2", "--size-range", "60", "75",
+                            "--out", str(sized), "--quiet"]) == 0
+    hits = read_hits(sized)
+    assert hits.selected is not None and hits.n_hits < int(np.sum(hits.scores >= 0.2))
+    out = tmp_path / "e.json"
+    assert evaluate_cmd.main([str(sized), "--truth-dataset", "/truth/label", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["at_threshold"]["selected"] == hits.n_hits
+    assert result["sweep"]["dropped_frames"] == int(np.sum(hits.scores >= 0.2)) - hits.n_hits
+    assert result["suggested_thresholds"]["max_f1"]["f1"] >= result["at_threshold"]["f1"]
+
+
+def test_evaluate_by_kind_and_photon_bins_of_a_real_hit_list(heldout_hits, heldout_cxi, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert evaluate_cmd.main([str(heldout_hits), "--truth-dataset", "/truth/label", "--by", "/truth/kind",
+                              "--by", "/truth/n_particles", "--by", "/truth/diameter_nm", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "by /truth/kind" in printed and "by photons per frame" in printed and "single" in printed
+    with h5py.File(heldout_cxi) as f:
+        kind = f["truth/kind"][()]
+        label = f["truth/label"][()].astype(bool)
+        photons = f["truth/photons"][()]
+    hits = read_hits(heldout_hits)
+    assert 0 < hits.n_hits < len(hits)
+    rows = np.array([k.index for k in hits.keys])
+    selected = np.zeros(len(kind), dtype=bool)
+    selected[rows] = hits.hits
+    result = json.loads(out.read_text())
+    by_kind = result["by"]["/truth/kind"]["categories"]
+    names, counts = np.unique(kind, return_counts=True)
+    assert {c["category"]: c["frames"] for c in by_kind} == {n.decode(): int(m) for n, m in zip(names, counts)}
+    assert sum(c["frames"] for c in by_kind) == len(hits) == len(kind)
+    assert sum(c["selected"] for c in by_kind) == hits.n_hits == result["at_threshold"]["selected"]
+    assert sum(c["positives"] for c in by_kind) == label.sum()
+    for c in by_kind:
+        member = kind == c["category"].encode()
+        assert c["selected"] == np.sum(member & selected)
+        assert c["selected_share"] == pytest.approx(c["selected"] / c["frames"])
+        if c["positives"]:
+            assert c["recall"] == pytest.approx(np.sum(member & selected & label) / np.sum(member & label))
+        else:
+            assert c["recall"] is None
+    assert sum(c["frames"] for c in result["by"]["/truth/n_particles"]["categories"]) == len(kind)
+    # a diameter has too many values to list: ranges of about equal counts, NaN (empty shots) apart
+    ranges = result["by"]["/truth/diameter_nm"]["categories"]
+    assert len(ranges) <= RANGE_BINS + 1 and ranges[-1]["category"] == "n/a"
+    assert ranges[-1]["frames"] == np.sum(kind == b"empty")
+    assert sum(c["frames"] for c in ranges) == len(kind)
+    # photon bins (default /truth/photons): counts add up and match the stated edges
+    bins = result["photon_bins"]
+    assert bins["edges"] == list(PHOTON_EDGES) and len(bins["bins"]) == len(PHOTON_EDGES) + 1
+    expected = np.histogram(photons, bins=[0, *PHOTON_EDGES, np.inf])[0]
+    assert [b["frames"] for b in bins["bins"]] == expected.tolist()
+    assert sum(b["selected"] for b in bins["bins"]) == hits.n_hits
+    assert sum(b["positives"] for b in bins["bins"]) == label.sum()
+    assert sum(b["tp"] for b in bins["bins"]) == result["at_threshold"]["tp"]
+    for b in bins["bins"]:
+        assert b["tp"] + b["fp"] + b["tn"] + b["fn"] == b["frames"]
+        if b["positives"]:
+            assert b["f1"] == pytest.approx(2 * b["tp"] / (2 * b["tp"] + b["fp"] + b["fn"]))
+
+
+def test_by_a_truth_csv_column_and_unknown_names(heldout_hits, heldout_cxi, tmp_path, capsys):
+    with h5py.File(heldout_cxi) as f:
+        kind = f["truth/kind"][()]
+        label = f["truth/label"][()]
+    truth = tmp_path / "truth.csv"
+    truth.write_text("file,index,label,kind\n" + "".join(f"heldout.cxi,{i},{label[i]},{k.decode()}\n"
+                                                         for i, k in enumerate(kind)))
+    out = tmp_path / "e.json"
+    assert evaluate_cmd.main([str(heldout_hits), "--truth", str(truth), "--by", "kind", "--out", str(out)]) == 0
+    categories = json.loads(out.read_text())["by"]["kind"]["categories"]
+    assert {c["category"]: c["frames"] for c in categories} == {
+        n.decode(): int(np.sum(kind == n)) for n in np.unique(kind)}
+    capsys.readouterr()
+    # a dataset that does not exist: one error line naming what does
+    assert evaluate_cmd.main([str(heldout_hits), "--truth-dataset", "/truth/label", "--by", "/truth/knd"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --by /truth/knd") and err.count("\n") == 1
+    assert "/truth/kind" in err and "/truth/photons" in err
+    # a column the truth CSV lacks (and no such dataset either): its columns are named
+    assert evaluate_cmd.main([str(heldout_hits), "--truth", str(truth), "--by", "knd"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --by knd") and err.count("\n") == 1 and "file, index, label, kind" in err
+    # a photon dataset that does not exist, and edges that do not increase
+    assert evaluate_cmd.main([str(heldout_hits), "--truth-dataset", "/truth/label",
+                              "--photons-dataset", "/truth/nothing"]) == 1
+    assert "--photons-dataset /truth/nothing" in capsys.readouterr().err
+    assert evaluate_cmd.main([str(heldout_hits), "--truth-dataset", "/truth/label",
+                              "--photon-bins", "1e4", "1e3"]) == 1
+    assert "increasing" in capsys.readouterr().err
 
 
 def test_compare_counts_intersections_and_jaccard(hit_list, small_cxi, labels, tmp_path, capsys):

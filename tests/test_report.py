@@ -159,3 +159,40 @@ def test_report_bad_input_leaves_nothing_behind(report_inputs, small_cxi, tmp_pa
                             "--out", str(new)]) == 1
     assert "no truth dataset" in capsys.readouterr().err
     assert not new.exists()
+
+
+def test_report_by_kind_and_photon_count_of_a_real_hit_list(heldout_hits, heldout_cxi, chromium, tmp_path,
+                                                            capsys):
+    """detect with the trained model, then a report with --by /truth/kind: the table, its
+    chart and the photon-count table are on the page and the chart loads."""
+    out = tmp_path / "by"
+    assert report_cmd.main(["--hits", str(heldout_hits), "--truth-dataset", "/truth/label", "--by", "/truth/kind",
+                            "--out", str(out), "--tiles", "4", "--max-profiles", "20"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    with h5py.File(heldout_cxi) as f:
+        kind = f["truth/kind"][()]
+    assert "<h2>By /truth/kind</h2>" in page and '<table class="by">' in page
+    table = page[page.index('<table class="by">'):]
+    table = table[:table.index("</table>")]
+    for name in np.unique(kind):
+        assert f"<td>{name.decode()}</td><td class=\"n\">{int(np.sum(kind == name))}</td>" in table
+    assert '<img src="by_truth_kind.png"' in page
+    with Image.open(out / "by_truth_kind.png") as im:
+        assert im.size[0] >= 400 and np.asarray(im.convert("L")).std() > 5
+    assert "<h2>By photon count</h2>" in page and '<table class="photons">' in page
+    summary = json.loads((out / "report.json").read_text())
+    by_kind = summary["truth"]["by"]["/truth/kind"]["categories"]
+    assert sum(c["frames"] for c in by_kind) == summary["frames"]
+    assert sum(c["selected"] for c in by_kind) == summary["selected"]
+    assert sum(b["frames"] for b in summary["truth"]["photon_bins"]["bins"]) == summary["frames"]
+    checked = render_checked(chromium, out, tmp_path)
+    assert checked["broken"] == "", f"images that did not load: {checked['broken']}"
+    # --by without the truth, or naming nothing that exists: one clear error, no folder
+    capsys.readouterr()
+    assert report_cmd.main(["--hits", str(heldout_hits), "--by", "/truth/kind", "--out", str(tmp_path / "x")]) == 1
+    assert "needs the truth" in capsys.readouterr().err
+    assert report_cmd.main(["--hits", str(heldout_hits), "--truth-dataset", "/truth/label", "--by", "/truth/knd",
+                            "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --by /truth/knd") and "/truth/kind" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()

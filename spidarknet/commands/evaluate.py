@@ -6,6 +6,7 @@ import argparse
 
 from spidarknet import cli
 from spidarknet.outputs import check_destination
+from spidarknet.report.breakdown import DEFAULT_PHOTONS_DATASET, PHOTON_EDGES, breakdown_text, breakdowns
 from spidarknet.report.evaluation import evaluate, summary_text, write_json
 from spidarknet.report.selected import read_selected
 from spidarknet.report.truth import load_truth
@@ -16,8 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         "Judge a hit list against the truth: accuracy, precision, recall, F1 and F-beta at its\n"
         "threshold, the confusion matrix, PR and ROC curves, ROC AUC, average precision, and\n"
-        "two suggested thresholds (max F1; best precision at the target recall).",
-        "spidarknet evaluate hits.csv --truth-dataset /truth/label --out eval.json")
+        "two suggested thresholds (max F1; best precision at the target recall).  With --by, the\n"
+        "frames, selected share, positives and recall per category (e.g. the kind of shot), and\n"
+        "precision, recall and F1 per photon-count bin (photons per frame: < 1e3, 1e3-3e3, 3e3-1e4,\n"
+        f"1e4-3e4, >= 3e4 by default; from {DEFAULT_PHOTONS_DATASET} when the files have it).\n"
+        "A hit list narrowed by a size window is judged by its own rule: the threshold sweep never\n"
+        "selects the frames the window dropped.",
+        "spidarknet evaluate hits.csv --truth-dataset /truth/label --by /truth/kind --out eval.json")
     parser.add_argument("hits", metavar="HITS.csv", help="hit list written by 'spidarknet detect'")
     truth = parser.add_mutually_exclusive_group(required=True)
     truth.add_argument("--truth-dataset", metavar="PATH",
@@ -30,6 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="beta of the F-beta score also reported (default 1; F1 is always reported)")
     parser.add_argument("--target-recall", type=float, default=0.9,
                         help="recall the high-recall threshold must reach (default 0.9)")
+    parser.add_argument("--by", action="append", default=[], metavar="DATASET|COLUMN",
+                        help="counts per category of frame: a per-frame dataset in the frame files "
+                             "(text or numbers, e.g. /truth/kind) or a column of the --truth CSV; "
+                             "repeat for several")
+    parser.add_argument("--photons-dataset", metavar="PATH",
+                        help="per-frame photon count in the frame files for the photon-count bins "
+                             f"(default: {DEFAULT_PHOTONS_DATASET} when every file has it, else none)")
+    parser.add_argument("--photon-bins", nargs="+", type=float, default=list(PHOTON_EDGES), metavar="EDGE",
+                        help="edges of the photon-count bins, photons per frame (default "
+                             f"{' '.join(f'{e:g}' for e in PHOTON_EDGES)})")
     parser.add_argument("--out", metavar="JSON", help="also write everything as JSON")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     cli.add_common_args(parser)
@@ -44,9 +60,13 @@ def run(args: argparse.Namespace) -> int:
                        common_only=args.common_only)
     result = evaluate(truth.hits.scores, truth.labels, truth.hits.threshold, beta=args.beta,
                       target_recall=args.target_recall, selected=flags[truth.index])
+    parts = breakdowns(truth, flags[truth.index], by=args.by, truth_csv=args.truth,
+                       photons_dataset=args.photons_dataset, photon_edges=args.photon_bins)
     result = {"hits": args.hits, "truth": truth.source, "frames_without_truth": truth.dropped,
-              "truth_frames_not_scored": truth.unscored, **result}
+              "truth_frames_not_scored": truth.unscored, **result, **parts}
     print(summary_text(result))
+    if parts:
+        print(breakdown_text(result))
     if truth.dropped or truth.unscored:
         print(f"(--common-only: left out {truth.dropped} hit-list frames without truth and "
               f"{truth.unscored} truth frames not in the hit list)")

@@ -8,6 +8,8 @@ Modules, in the direction the data flow:
   in the frame files or a CSV, with coverage checks;
 * :mod:`~spidarknet.report.evaluation`: P/R/F1/Fβ, confusion matrix, PR and ROC curves,
   suggested thresholds, as one JSON-ready dict;
+* :mod:`~spidarknet.report.breakdown`: the same selection per category of frame (``--by``)
+  and per photon-count bin;
 * :mod:`~spidarknet.report.compare`: selections side by side (counts, intersections,
   Jaccard);
 * :mod:`~spidarknet.report.plot`: small figures drawn with Pillow (axes, lines,

@@ -6,6 +6,16 @@ matrix.  Over all thresholds: the precision-recall and ROC curves (at most
 precision.  Two suggested thresholds: the one with the highest F1, and the one with the
 best precision among those whose recall reaches the target ("high recall"), each with
 its precision, recall and F1.
+
+A hit list whose selection (its ``hit`` column) is narrower than ``score >= threshold`` —
+``detect --size-range`` or ``select --size-range`` dropped frames outside a size window —
+is judged by the rule it was made with: at a threshold ``t`` it selects the frames scoring
+at least ``t`` that its selection did not drop.  The frames it dropped although they score
+at or above its threshold can never be selected by lowering the threshold, so every figure
+over thresholds (curves, ROC AUC, average precision, suggested thresholds) counts them as
+never selected; at the list's own threshold the sweep gives back the list's own selection,
+so the max-F1 suggestion is never worse than the list.  Frames below the list's threshold
+were never sized: the sweep counts them as inside the window.
 """
 
 from __future__ import annotations
@@ -54,13 +64,28 @@ def selection_confusion(selected: np.ndarray, labels: np.ndarray, threshold: flo
                              int(np.sum(~selected & labels)))
 
 
+def sweep_scores(scores: np.ndarray, threshold: float,
+                 selected: np.ndarray | None) -> tuple[np.ndarray, float, np.ndarray]:
+    """Scores as the threshold sweep sees them, the score below which nothing counts as
+    selected, and which frames the selection dropped.
+
+    Frames the selection dropped although they score at or above ``threshold`` get a
+    score below every other (``floor``): no threshold above ``floor`` selects them."""
+    scores = np.asarray(scores, dtype=np.float64)
+    dropped = (np.zeros(len(scores), dtype=bool) if selected is None
+               else (scores >= threshold) & ~np.asarray(selected, dtype=bool))
+    finite = scores[np.isfinite(scores)]
+    floor = float(finite.min()) - 1.0 if len(finite) else 0.0
+    return np.where(dropped, floor, scores), floor, dropped
+
+
 def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: float = 1.0,
              target_recall: float = 0.9, selected: np.ndarray | None = None) -> dict:
     """Everything ``spidarknet evaluate`` reports, as plain Python values (NaN stays NaN).
 
     "At the threshold" means the hit list's selection: ``selected`` when given (its ``hit``
-    column, which ``spidarknet select`` may have narrowed by size), else
-    ``scores >= threshold``.
+    column, which a size window may have narrowed), else ``scores >= threshold``.  The
+    figures over thresholds follow the list's rule (see the module's docstring).
     """
     if not beta > 0:
         raise ConfigError(f"--beta must be positive, got {beta}")
@@ -70,22 +95,24 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: 
     labels = np.asarray(labels, dtype=bool)
     at = (metrics.confusion(scores, labels, threshold) if selected is None
           else selection_confusion(selected, labels, threshold))
-    c = metrics.curve(scores, labels)
+    swept, floor, dropped = sweep_scores(scores, threshold, selected)
+    c = metrics.curve(swept, labels).above(floor)
     pr_index = _subsample(len(c.thresholds))
     roc_fpr = np.r_[0.0, c.fpr]
     roc_tpr = np.r_[0.0, c.recall]
     roc_thr = np.r_[np.inf, c.thresholds]
     roc_index = _subsample(len(roc_thr))
-    best_f1 = metrics.best_f_threshold(scores, labels, 1.0)
-    high, reached = high_recall_choice(c, target_recall)
+
+    def at_threshold(t: float) -> dict:
+        return _point(metrics.confusion(swept, labels, t), beta)
+
+    high, reached = high_recall_choice(c, target_recall) if len(c.thresholds) else (float("nan"), False)
     suggested = {
-        "max_f1": _point(metrics.confusion(scores, labels, best_f1), beta),
-        "high_recall": {**_point(metrics.confusion(scores, labels, high), beta),
-                        "target_recall": target_recall, "target_reached": reached},
+        "max_f1": at_threshold(c.best_f_threshold(1.0)),
+        "high_recall": {**at_threshold(high), "target_recall": target_recall, "target_reached": reached},
     }
     if beta != 1.0:
-        best_fb = metrics.best_f_threshold(scores, labels, beta)
-        suggested[f"max_f{beta:g}"] = _point(metrics.confusion(scores, labels, best_fb), beta)
+        suggested[f"max_f{beta:g}"] = at_threshold(c.best_f_threshold(beta))
     return {
         "frames": int(len(scores)), "positives": int(labels.sum()),
         "negatives": int((~labels).sum()), "beta": beta,
@@ -93,8 +120,11 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: 
         "confusion_matrix": {"rows": "truth (negative, positive)",
                              "columns": "selected (no, yes)",
                              "matrix": [[at.tn, at.fp], [at.fn, at.tp]]},
-        "roc_auc": metrics.roc_auc(scores, labels),
-        "average_precision": metrics.average_precision(scores, labels),
+        "sweep": {"rule": "score >= threshold, less the frames the hit list's selection dropped above "
+                          "its threshold (never selected)",
+                  "dropped_frames": int(dropped.sum()), "dropped_positives": int((dropped & labels).sum())},
+        "roc_auc": metrics.roc_auc(swept, labels),
+        "average_precision": c.average_precision,
         "pr_curve": {"threshold": c.thresholds[pr_index].tolist(),
                      "precision": c.precision[pr_index].tolist(),
                      "recall": c.recall[pr_index].tolist()},
@@ -120,8 +150,13 @@ def summary_text(result: dict) -> str:
         + f", accuracy {_f(at['accuracy'])}",
         f"confusion (truth x selected): TP {at['tp']}  FP {at['fp']}  TN {at['tn']}  FN {at['fn']}",
         f"ROC AUC {_f(result['roc_auc'])}, average precision {_f(result['average_precision'])}",
-        "suggested thresholds:",
     ]
+    sweep = result.get("sweep", {})
+    if sweep.get("dropped_frames"):
+        lines.append(f"the threshold sweep counts the {sweep['dropped_frames']} frames "
+                     f"({sweep['dropped_positives']} positive) that the hit list's selection dropped above "
+                     "its threshold (a size window) as never selected; frames below it count as kept")
+    lines.append("suggested thresholds:")
     for name, point in result["suggested_thresholds"].items():
         label = {"max_f1": "max F1", "high_recall": f"recall >= {point.get('target_recall', 0):g}"}.get(
             name, name.replace("max_f", "max F"))

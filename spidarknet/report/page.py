@@ -2,7 +2,9 @@
 
 Sections: a summary table (frames, threshold, selected, and with truth precision, recall,
 F1, accuracy, ROC AUC, average precision and the suggested thresholds); the
-precision-recall and ROC curves with the thresholds marked (with truth); score
+precision-recall and ROC curves with the thresholds marked (with truth); with truth and
+``by``, a table and a bar chart of the selected share (and recall) per category of frame;
+with truth and a per-frame photon count, precision, recall and F1 per photon-count bin; score
 histograms (by truth class when there is truth); montages of frames — top hits,
 borderline frames near the threshold and, with truth, the top-scoring negatives and the
 lowest-scoring positives — read again from the files the hit list names and shown as a
@@ -19,6 +21,7 @@ import html
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,11 +30,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from spidarknet import __version__
-from spidarknet.errors import InputError
+from spidarknet.errors import ConfigError, InputError
 from spidarknet.frames import FrameKey
 from spidarknet.hits import HitList
 from spidarknet.outputs import check_destination, staged_dir
 from spidarknet.report import plot
+from spidarknet.report.breakdown import PHOTON_EDGES, breakdowns, check_photon_edges
 from spidarknet.report.evaluation import evaluate, json_ready
 from spidarknet.report.keys import match_keys
 from spidarknet.report.selected import read_selected
@@ -58,6 +62,9 @@ class ReportOptions:
     crop_px: int = 256           # side of the square shown around the beam centre, pixels
     tile_px: int = 160           # side of a montage tile on the page
     max_sized: int = 300         # selected frames whose radial profiles are computed
+    by: tuple[str, ...] = ()     # with truth: per-frame datasets (or truth CSV columns) to count by
+    photons_dataset: str | None = None   # with truth: per-frame photon count (None: /truth/photons if there)
+    photon_edges: tuple[float, ...] = PHOTON_EDGES   # photon-count bin edges, photons per frame
     sizing: SizingSettings = field(default_factory=SizingSettings)
 
 
@@ -87,6 +94,10 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
         raise InputError("tiles, crop, tile size and the number of sized frames must be positive "
                          "(crop ≥ 16 px, tiles ≥ 32 px)")
     step = on_step or (lambda _text: None)
+    if o.by and not (o.truth_dataset or o.truth_csv):
+        raise ConfigError("--by counts positives and recall per category, so it needs the truth: "
+                          "give --truth-dataset PATH or --truth CSV as well")
+    check_photon_edges(o.photon_edges)
     check_destination(out_dir, force, "report folder")
     hits, flags = read_selected(hits_path)
     if not len(hits):
@@ -98,6 +109,8 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
         labels[truth.index] = truth.labels
         evaluation = evaluate(truth.hits.scores, truth.labels, hits.threshold,
                               target_recall=o.target_recall, selected=flags[truth.index])
+        evaluation.update(breakdowns(truth, flags[truth.index], by=o.by, truth_csv=o.truth_csv,
+                                     photons_dataset=o.photons_dataset, photon_edges=o.photon_edges))
     table_sizes = _table_sizes(o.sizes_csv, hits, flags) if o.sizes_csv else {}
     selected_rows = np.flatnonzero(flags)
     sample = selected_rows
@@ -128,6 +141,8 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
                 ("pr_curve.png", "Precision-recall curve over all thresholds, with the hit list's threshold "
                  "and the two suggested ones marked; grey lines are constant F1."),
                 ("roc_curve.png", "ROC curve: true-positive rate against false-positive rate.")]))
+        for name, section in (evaluation or {}).get("by", {}).items():
+            _by_figure(name, section).save(stage / _by_file(name), optimize=True)
         _score_figure(ctx, evaluation).save(stage / "scores.png", optimize=True)
         figures.append(("Scores", [("scores.png", "Histogram of the frames' scores"
                                     + (" by truth class" if labels is not None else "")
@@ -270,6 +285,38 @@ def _roc_figure(ev: dict, threshold: float, meta: dict) -> Image.Image:
     at = ev["at_threshold"]
     negatives = max(ev["negatives"], 1)
     ax.markers(at["fp"] / negatives, at["recall"], plot.DARK, "o", 5.5, label=_selection_label(meta, threshold))
+    return ax.image()
+
+
+def _by_file(name: str) -> str:
+    """The chart's file name for ``--by NAME``: by_truth_kind.png for /truth/kind."""
+    return "by_" + (re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "category") + ".png"
+
+
+def _short(text: str, limit: int = 22) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _by_figure(name: str, section: dict) -> Image.Image:
+    """Horizontal bars: the share of each category's frames the hit list selected (blue with
+    positives, red without), recall as green diamonds, selected / frames at the bar's end."""
+    rows = section["categories"]
+    n = len(rows)
+    names = [_short(r["category"]) for r in rows]
+    left = int(min(max(72, 16 + 7 * max(len(t) for t in names)), 190))
+    ax = plot.Axes(600, int(min(max(180, 26 * n + 96), 900)), title=f"Selected share by {_short(name, 48)}",
+                   xlabel="share of the category's frames selected", xlim=(0.0, 1.2), ylim=(0, n),
+                   margins=(left, 24, 34, 52), yticks=[(n - k - 0.5, t) for k, t in enumerate(names)],
+                   xticks=[(v, f"{100 * v:.0f} %") for v in (0.0, 0.25, 0.5, 0.75, 1.0)])
+    y = np.array([n - k - 0.5 for k in range(n)])
+    share = np.array([r["selected_share"] for r in rows], dtype=np.float64)
+    positive = np.array([r["positives"] > 0 for r in rows], dtype=bool)
+    ax.hbars(y[positive], share[positive], plot.BLUE)
+    ax.hbars(y[~positive], share[~positive], plot.RED)
+    recall = np.array([r["recall"] for r in rows], dtype=np.float64)
+    ax.markers(recall[positive], y[positive], plot.GREEN, "D", 4.5)
+    for yk, sk, r in zip(y, share, rows):
+        ax.text(max(sk if math.isfinite(sk) else 0.0, 0.0), yk, f"{r['selected']} / {r['frames']}")
     return ax.image()
 
 
@@ -494,6 +541,51 @@ def _rows_html(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"<tr><th>{html.escape(k)}</th><td class=\"n\">{html.escape(v)}</td></tr>" for k, v in rows)
 
 
+def _table_html(header: list[str], rows: list[list[str]], css_class: str) -> str:
+    """A table with a header row; the first column is text, the others numbers."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "\n".join("<tr>" + f"<td>{html.escape(r[0])}</td>" + "".join(f'<td class="n">{html.escape(v)}</td>'
+                                                                    for v in r[1:]) + "</tr>" for r in rows)
+    return f'<table class="{css_class}"><tr>{head}</tr>\n{body}</table>'
+
+
+_BY_CAPTION = ("Bars: the share of each category's frames that the hit list selected (blue: a category "
+               "holding positives; red: one without, so every frame selected from it is a false "
+               "positive); green diamonds: recall of the category's positives; numbers: selected / frames.")
+
+
+def _breakdown_html(truth: dict, stage: Path) -> list[str]:
+    """The per-category tables and charts and the photon-count table of an evaluation."""
+    esc = html.escape
+    parts = []
+    for name, section in truth.get("by", {}).items():
+        parts.append(f"<h2>By {esc(name)}</h2>")
+        parts.append(f'<p class="note">Categories from {esc(name)} ({esc(section["source"])}); '
+                     "selected means the hit list's own selection (its hit column).</p>")
+        rows = [[r["category"], str(r["frames"]), str(r["selected"]), f"{100 * r['selected_share']:.1f} %",
+                 str(r["positives"]), _num(r["recall"])] for r in section["categories"]]
+        rows.append(["all", str(section["frames"]), str(section["selected"]),
+                     f"{100 * section['selected'] / max(section['frames'], 1):.1f} %", str(section["positives"]),
+                     _num(sum(r["selected_positives"] for r in section["categories"]) / section["positives"]
+                          if section["positives"] else float("nan"))])
+        parts.append('<div class="row">')
+        parts.append(_table_html(["category", "frames", "selected", "share", "positives", "recall"], rows, "by"))
+        parts.append(_figure_html(stage, _by_file(name), f"selected share by {name}", _BY_CAPTION))
+        parts.append("</div>")
+    photons = truth.get("photon_bins")
+    if photons:
+        parts.append("<h2>By photon count</h2>")
+        parts.append(f'<p class="note">Photons per frame from {esc(photons["source"])}; bins on a log '
+                     f"scale. Precision where a bin has selected frames, recall and F1 where it has "
+                     "positives.</p>")
+        rows = [[b["photons"], str(b["frames"]), str(b["positives"]), str(b["selected"]), str(b["tp"]),
+                 str(b["fp"]), str(b["fn"]), _num(b["precision"]), _num(b["recall"]), _num(b["f1"])]
+                for b in photons["bins"]]
+        parts.append(_table_html(["photons", "frames", "positives", "selected", "TP", "FP", "FN", "precision",
+                                  "recall", "F1"], rows, "photons"))
+    return parts
+
+
 _MAP_CAPTION = ("One row per selected frame, sorted by fitted diameter: the azimuthal average around the "
                 "refined beam centre, less the fitted flat background, times q^4 (which flattens the "
                 "fall-off so that fringes show at every q), normalised per row, on a log colour scale; "
@@ -573,6 +665,8 @@ def _html(hits_path: str, summary: dict, figures: list, montages: list, has_map:
         for name, caption in images:
             parts.append(_figure_html(stage, name, caption, caption))
         parts.append("</div>")
+    if t:
+        parts += _breakdown_html(t, stage)
     tile_note = (f"Each tile: the {o.crop_px} × {o.crop_px} pixels around the beam centre, "
                  "log10(1 + photons), each tile scaled to its own range; grey = masked pixels; "
                  "cyan box = the detection (x, y, w, h from the hit list).")

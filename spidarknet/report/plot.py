@@ -98,6 +98,7 @@ class Axes:
     def __init__(self, width: int = 560, height: int = 380, *, title: str = "", xlabel: str = "",
                  ylabel: str = "", xlim=(0.0, 1.0), ylim=(0.0, 1.0), ylog: bool = False,
                  margins=(72, 24, 34, 52), yticks: Sequence[tuple[float, str]] | None = None,
+                 xticks: Sequence[tuple[float, str]] | None = None,
                  legend_at: str = "upper right", integer_y: bool = False):
         s = SUPERSAMPLE
         self.size = (width * s, height * s)
@@ -113,6 +114,7 @@ class Axes:
         if ylog and self.ylim[0] <= 0:
             raise ValueError("a log axis needs positive limits")
         self.custom_yticks = yticks
+        self.custom_xticks = xticks
         self.legend_items: list[tuple[str, str, str]] = []
         self.legend_at = legend_at  # "upper right", "upper left", "lower right" or "lower left"
         self.integer_y = integer_y  # counts: whole-number ticks only
@@ -134,8 +136,11 @@ class Axes:
         ys = y1 - (self._fy(y) - lo) / (hi - lo) * (y1 - y0)
         return xs, ys
 
-    def _xticks(self) -> list[float]:
-        return nice_ticks(*self.xlim, count=max(4, (self.box[2] - self.box[0]) // (60 * SUPERSAMPLE)))
+    def _xticks(self) -> list[tuple[float, str]]:
+        if self.custom_xticks is not None:
+            return list(self.custom_xticks)
+        ticks = nice_ticks(*self.xlim, count=max(4, (self.box[2] - self.box[0]) // (60 * SUPERSAMPLE)))
+        return [(t, tick_label(t, ticks)) for t in ticks]
 
     def _yticks(self) -> list[tuple[float, str]]:
         if self.custom_yticks is not None:
@@ -151,7 +156,7 @@ class Axes:
 
     def _grid(self) -> None:
         x0, y0, x1, y1 = self.box
-        for t in self._xticks():
+        for t, _ in self._xticks():
             x, _ = self.px(t, self.ylim[0])
             self.draw.line([(float(x), y0), (float(x), y1)], fill=GRID, width=SUPERSAMPLE)
         for t, _ in self._yticks():
@@ -198,6 +203,28 @@ class Axes:
         if label:
             self.legend_items.append((label, color, "bar"))
 
+    def hbars(self, y, widths, color: str = BLUE, alpha: float = 0.55, height: float = 0.7,
+              label: str | None = None) -> None:
+        """Horizontal bars from the left end of the x range to ``widths``, centred at ``y``,
+        ``height`` high (in y units)."""
+        rgba = _rgba(color, alpha)
+        for centre, width in zip(np.atleast_1d(y), np.atleast_1d(widths)):
+            if not (math.isfinite(width) and width > self.xlim[0]):
+                continue
+            (xa, xb), (ya, yb) = self.px([self.xlim[0], width], [centre + height / 2, centre - height / 2])
+            self.draw.rectangle([float(xa), float(ya), float(xb), float(yb)], fill=rgba,
+                                outline=color, width=SUPERSAMPLE)
+        if label:
+            self.legend_items.append((label, color, "bar"))
+
+    def text(self, x: float, y: float, text: str, color: str = DARK, size_px: int = 11,
+             anchor: str = "lm", offset_px: float = 4.0) -> None:
+        """``text`` at data point (x, y), moved ``offset_px`` to the right (Pillow anchors)."""
+        xs, ys = self.px(x, y)
+        if math.isfinite(float(xs)) and math.isfinite(float(ys)):
+            self.draw.text((float(xs) + offset_px * SUPERSAMPLE, float(ys)), text, fill=color,
+                           font=font(size_px * SUPERSAMPLE), anchor=anchor)
+
     def vline(self, x: float, color: str = DARK, label: str | None = None, dash: bool = True,
               width: float = 1.5) -> None:
         xs, _ = self.px(x, self.ylim[0])
@@ -238,11 +265,11 @@ class Axes:
         draw = ImageDraw.Draw(canvas, "RGBA")
         small, normal = font(12 * s), font(13 * s)
         draw.rectangle([x0, y0, x1, y1], outline=DARK, width=s)
-        for t in self._xticks():
+        for t, text in self._xticks():
             x, _ = self.px(t, self.ylim[0])
             x = float(x)
             draw.line([(x, y1), (x, y1 + 5 * s)], fill=DARK, width=s)
-            draw.text((x, y1 + 7 * s), tick_label(t, self._xticks()), fill=DARK, font=small, anchor="mt")
+            draw.text((x, y1 + 7 * s), text, fill=DARK, font=small, anchor="mt")
         for t, text in self._yticks():
             _, y = self.px(self.xlim[0], t)
             y = float(y)
