@@ -283,3 +283,224 @@ def test_bad_fractions_and_interrupt_leave_nothing(tmp_path, capsys):
     with pytest.raises(KeyboardInterrupt):
         simulate_file(tmp_path / "i.cxi", 4, chunk_frames=2, progress=interrupt)
     assert os.listdir(tmp_path) == []
+
+
+# -- settings ---------------------------------------------------------------------------------
+def _digest(path):
+    """sha256 of the frames, the truth (sorted by name) and the mask of a simulated file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        h.update(f[f"{DET}/data"][()].tobytes())
+        for name in sorted(f["/truth"]):
+            h.update(f["/truth"][name][()].tobytes())
+        h.update(f[f"{DET}/mask_shared"][()].tobytes())
+    return h.hexdigest()
+
+
+def test_default_settings_give_the_files_of_before(tmp_path):
+    """Frames, truth and mask of the simulator before it had settings (same seed), and
+    every setting recorded in /truth's attributes."""
+    import json
+
+    from spidarknet.simulate import DEFAULT_SETTINGS, SimulationSettings
+
+    path = tmp_path / "c.cxi"
+    simulate_file(path, 12, seed=3, chunk_frames=5, settings=SimulationSettings())
+    assert _digest(path) == "da049b3d2f96b8c789ed64adbe449bf04f7e5bf7ba245729e8e8e271373ead64"
+    with h5py.File(path, "r") as f:
+        attrs = dict(f["/truth"].attrs)
+    assert attrs["label_rule"] == "single=1: one particle, 60-75 nm"
+    recorded = json.loads(attrs["settings_json"])
+    assert recorded["fluence_sigma"] == 0.4 and recorded["binning"] == 1
+    assert recorded["centre_xy"] == [511.5, 511.5] and recorded["photons"] is None
+    assert np.isnan(attrs["photons"]) and attrs["mean_fluence_photons_per_m2"] == 1e22
+    assert list(attrs["size_range_nm"]) == [55, 80] and attrs["distance_m"] == 0.125
+    for name in ("background_photons_per_pixel", "centre_jitter_px", "label_range_nm",
+                 "off_size_fraction", "separation_diameters", "pixel_size_m", "photon_energy_J",
+                 "shape", "half_detector", "like"):
+        assert name in attrs, name
+    with pytest.raises(ConfigError, match="did you mean 'binning'"):
+        DEFAULT_SETTINGS.with_options(binnig=2)
+
+
+def _signal_median(path):
+    """Median photons above the expected background over the labelled singles."""
+    with h5py.File(path, "r") as f:
+        t = f["/truth"]
+        labelled = t["label"][()] == 1
+        n_valid = np.count_nonzero(f[f"{DET}/mask_shared"][()] == 0)
+        b = int(t.attrs["binning"])
+        background = t.attrs["background_photons_per_pixel"] * b * b * n_valid
+        return float(np.median(t["photons"][()][labelled] - background)), int(labelled.sum())
+
+
+@pytest.mark.parametrize("photons, half", [(1500, True), (20000, False)])
+def test_photons_sets_the_median_labelled_single(tmp_path, photons, half):
+    path = tmp_path / "p.cxi"
+    args = [str(path), "-n", "400", "--seed", "2", "--fractions", "single=1", "-q",
+            "--photons", str(photons)] + (["--half-detector"] if half else [])
+    assert simulate_cmd.main(args) == 0
+    median, n = _signal_median(path)
+    assert n > 200
+    assert median == pytest.approx(photons, rel=0.10)
+    with h5py.File(path, "r") as f:
+        assert f["/truth"].attrs["photons"] == photons
+        assert bool(f["/truth"].attrs["half_detector"]) == half
+
+
+def _read_back(path):
+    from spidarknet.frames import FrameSource
+
+    source = FrameSource([str(path)])
+    info = source.files[0]
+    return info, next(iter(source.chunks(64)))
+
+
+def test_geometry_options_are_read_back_by_frame_source(tmp_path):
+    path = tmp_path / "g.cxi"
+    args = [str(path), "-n", "3", "--seed", "4", "--fractions", "empty=1", "-q",
+            "--distance", "0.3", "--pixel-size", "1e-4", "--energy-ev", "1200",
+            "--shape", "256", "384"]
+    assert simulate_cmd.main(args) == 0
+    info, chunk = _read_back(path)
+    g = info.geometry
+    assert info.frame_shape == (256, 384) and chunk.data.shape == (3, 256, 384)
+    assert g.distance_m == pytest.approx(0.3) and g.pixel_size_m == pytest.approx((1e-4, 1e-4))
+    assert g.wavelength_m == pytest.approx(H_J_S * C_M_S / (1200 * EV_J), rel=1e-12)
+    assert g.centre_px == pytest.approx((191.5, 127.5))
+    with h5py.File(path, "r") as f:
+        mask = f[f"{DET}/mask_shared"][()]
+        assert f["/truth"].attrs["photon_energy_eV"] == pytest.approx(1200)
+        assert list(f["/truth"].attrs["shape"]) == [256, 384]
+    assert np.array_equal(info.mask_shared, mask == 0)
+    # the pnCCD's 0.9 mm gap and 1.875 mm beam stop at 100 µm pixels: 9 rows, 18.75 px
+    gap = np.flatnonzero(np.all(mask & 0x200, axis=1))
+    assert list(gap) == list(range(124, 133))
+    assert mask[127, 191 + 18] & 0x1 and not mask[127, 191 + 20] & 0x1
+
+
+def test_binning_sums_pixels_and_updates_pixel_size_centre_and_mask(tmp_path):
+    from spidarknet.simulate.detector import bin_mask
+
+    fine, binned = tmp_path / "fine.cxi", tmp_path / "binned.cxi"
+    common = ["-n", "24", "--seed", "6", "--fractions", "empty=1,single=2", "-q",
+              "--shape", "512", "512", "--half-detector"]
+    assert simulate_cmd.main([str(fine)] + common) == 0
+    assert simulate_cmd.main([str(binned), "--binning", "4"] + common) == 0
+    info_f, _ = _read_back(fine)
+    info_b, chunk = _read_back(binned)
+    assert info_b.frame_shape == (128, 128)
+    assert info_b.geometry.pixel_size_m == pytest.approx((300e-6, 300e-6))
+    assert info_b.geometry.centre_px == pytest.approx((63.5, 63.5))
+    assert info_b.geometry.distance_m == info_f.geometry.distance_m
+    with h5py.File(fine, "r") as f, h5py.File(binned, "r") as b:
+        mask_f, mask_b = f[f"{DET}/mask_shared"][()], b[f"{DET}/mask_shared"][()]
+        t = {name: b["/truth"][name][()] for name in b["/truth"]}
+        frames = b[f"{DET}/data"][()]
+    assert np.array_equal(mask_b, bin_mask(mask_f, 4))  # same seed: the same bad pixels
+    assert np.array_equal(info_b.mask_shared, mask_b == 0)
+    assert not np.any(frames[:, mask_b != 0])
+    # truth in written pixels; the background is per detector pixel, 16 per written one
+    assert np.all(np.abs(t["centre_x_px"] - 63.5) < 3) and np.all(t["extent_px"] <= 64)
+    empty = np.char.decode(t["kind"]) == "empty"
+    assert np.mean(t["photons"][empty]) == pytest.approx(
+        0.002 * 16 * np.count_nonzero(mask_b == 0), rel=0.1)
+    single = ~empty
+    assert np.all(t["extent_px"][single] > 30 / 4)
+
+
+def _first_minimum_px(image, centre, bin_px=0.25, r_max=200):
+    yy, xx = np.indices(image.shape, dtype=np.float64)
+    r = np.hypot(xx - centre[0], yy - centre[1])
+    sel = (r > 4) & (r < r_max)
+    index = (r[sel] / bin_px).astype(int)
+    profile = np.bincount(index, weights=image[sel]) / np.maximum(np.bincount(index), 1)
+    radius = (np.arange(profile.size) + 0.5) * bin_px
+    ok = np.bincount(index) > 0
+    profile, radius = profile[ok], radius[ok]
+    inner = profile[1:-1]
+    is_min = (inner < profile[:-2]) & (inner < profile[2:]) & (inner < 0.02 * profile.max())
+    return float(radius[1:-1][is_min][0])
+
+
+@pytest.mark.parametrize("distance, energy_ev", [(0.125, 1700), (0.25, 1700), (0.125, 1200)])
+def test_sphere_minimum_moves_with_distance_and_energy(tmp_path, distance, energy_ev):
+    """The 70 nm sphere's first minimum (qR = 4.493) sits where the geometry that
+    FrameSource reads back from the file puts it."""
+    from spidarknet.simulate import SimulationSettings
+
+    path = tmp_path / "m.cxi"
+    assert simulate_cmd.main([str(path), "-n", "1", "--fractions", "empty=1", "-q",
+                              "--distance", str(distance), "--energy-ev", str(energy_ev),
+                              "--shape", "512", "512"]) == 0
+    info, _ = _read_back(path)
+    g = info.geometry
+    settings = SimulationSettings(distance_m=distance, photon_energy_J=energy_ev * EV_J,
+                                  shape=(512, 512))
+    image = render_expected([Particle("sphere", 70e-9)], geometry=settings.detector)
+    found = _first_minimum_px(image, g.centre_px)
+    q = 4.493 / 35e-9
+    two_theta = 2 * np.arcsin(q * g.wavelength_m / (4 * np.pi))
+    expected = g.distance_m * np.tan(two_theta) / g.pixel_size_m[0]
+    assert found == pytest.approx(expected, abs=0.5)
+    # and it scales: ∝ distance and ≈ ∝ wavelength
+    base = 0.125 * np.tan(2 * np.arcsin(q * PNCCD.wavelength_m / (4 * np.pi))) / 75e-6
+    assert found / base == pytest.approx(distance / 0.125 * 1700 / energy_ev, rel=0.02)
+
+
+def test_sample_options(tmp_path):
+    path = tmp_path / "s.cxi"
+    args = [str(path), "-n", "240", "--seed", "8", "--fractions", "single=3,empty=1", "-q",
+            "--shape", "256", "256", "--size-range", "40", "100", "--label-range", "50", "60",
+            "--off-size-fraction", "0.2", "--centre-jitter", "5", "--background", "0.01",
+            "--fluence-sigma", "0.1"]
+    assert simulate_cmd.main(args) == 0
+    with h5py.File(path, "r") as f:
+        t = {name: f["/truth"][name][()] for name in f["/truth"]}
+        attrs = dict(f["/truth"].attrs)
+        n_valid = np.count_nonzero(f[f"{DET}/mask_shared"][()] == 0)
+    assert attrs["label_rule"] == "single=1: one particle, 50-60 nm"
+    assert attrs["off_size_fraction"] == 0.2 and list(attrs["label_range_nm"]) == [50, 60]
+    kind = np.char.decode(t["kind"])
+    single, d = kind == "single", t["diameter_nm"]
+    assert np.all((d[single] >= 40) & (d[single] <= 100))
+    labelled = t["label"] == 1
+    assert np.array_equal(labelled, single & (d >= 50) & (d <= 60))
+    assert np.mean(labelled[single]) == pytest.approx(0.8, abs=0.07)
+    assert np.std(np.concatenate([t["centre_x_px"], t["centre_y_px"]]) - 127.5) == pytest.approx(5, rel=0.15)
+    assert np.mean(t["photons"][kind == "empty"]) == pytest.approx(0.01 * n_valid, rel=0.05)
+
+
+def test_separation_and_fluence_sigma():
+    from spidarknet.simulate import FrameSimulator, draw_scene
+
+    sim = FrameSimulator(seed=1, separation_diameters=(2.0, 2.5), fluence_sigma=0.2,
+                         shape=(64, 64))
+    ratios, fluences = [], []
+    for _ in range(300):
+        scene = draw_scene("multiple", sim.rng, sim.detector, sim.settings)
+        fluences.append(scene.fluence_photons_per_m2)
+        if len(scene.particles) == 2:
+            a, b = scene.particles
+            ratios.append(np.linalg.norm(np.subtract(a.position_m, b.position_m))
+                          / (0.5 * (a.diameter_m + b.diameter_m)))
+    assert len(ratios) > 150 and min(ratios) >= 2 - 1e-9 and max(ratios) <= 2.5 + 1e-9
+    assert np.std(np.log(fluences)) == pytest.approx(0.2, rel=0.15)
+    assert np.mean(fluences) == pytest.approx(1e22, rel=0.05)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--binning", "3"], "does not divide"),
+    (["--off-size-fraction", "0.5", "--size-range", "60", "70"], "widen --size-range"),
+    (["--size-range", "80", "90", "--photons", "100"], "do not overlap"),
+    (["--separation", "0.5", "2"], "overlap"),
+    (["--photons", "-5"], "photons must be > 0"),
+])
+def test_bad_settings_are_one_error_line(tmp_path, capsys, args, message):
+    path = tmp_path / "bad.cxi"
+    assert simulate_cmd.main([str(path), "-n", "2", "-q"] + args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert not path.exists()

@@ -24,61 +24,97 @@ photons/pixel; masked pixels read 0 (see :mod:`spidarknet.simulate.detector`).  
 centre jitters per frame (σ = 1.5 px) around the nominal centre.  The output layout is
 described in :mod:`spidarknet.simulate.writer`.
 
-Public API: :func:`simulate_file`, :class:`SimulationSummary`, :data:`PNCCD`,
-:func:`render_expected`, :func:`draw_scene`, :class:`FrameSimulator`.
+These numbers are the defaults of :class:`SimulationSettings`
+(:mod:`spidarknet.simulate.settings`), which the keyword arguments of
+:func:`simulate_file` and :class:`FrameSimulator` and the options of ``spidarknet
+simulate`` change:
+
+============================ ========================== ===============================
+setting                      option                     default
+============================ ========================== ===============================
+photons                      ``--photons N``            unset: the mean fluence 1e22/m²
+fluence_sigma                ``--fluence-sigma S``      0.4 (log-normal, mean 1)
+background_photons_per_pixel ``--background B``         0.002 per detector pixel
+centre_jitter_px             ``--centre-jitter PX``     1.5 (σ, detector pixels)
+size_range_nm                ``--size-range LO HI``     55 80 (singles, multiples)
+label_range_nm               ``--label-range LO HI``    60 75
+off_size_fraction            ``--off-size-fraction F``  unset: uniform over the sizes
+separation_diameters         ``--separation LO HI``     1 3 (multiples)
+distance_m                   ``--distance M``           0.125
+pixel_size_m                 ``--pixel-size M``         75e-6 (before binning)
+photon_energy_J              ``--energy-ev EV``         1700 eV
+shape                        ``--shape ROWS COLS``      1024 1024 (before binning)
+binning                      ``--binning B``            1
+half_detector                ``--half-detector``        off
+mask, centre_xy, like        ``--like FILE.cxi``        the built pnCCD mask, centred
+============================ ========================== ===============================
+
+``photons`` is the median photon count of a labelled single hit: the particle's signal
+on the valid pixels, without the background.  It is realised by scaling the mean fluence,
+calibrated once per file on the detector's own mask (see
+:meth:`FrameSimulator.median_single_photons`).  A detector of another shape or pixel size
+keeps the pnCCD's two halves, its 0.9 mm gap and 1.875 mm beam stop at their physical
+sizes.  ``binning`` B renders the detector at its own pixels and writes B x B sums: the
+fringes are integrated over the large pixel as a binned detector does, at the cost of the
+unbinned render (sampling and writing get cheaper).  Every setting is recorded in the
+attributes of ``/truth``.
+
+Public API: :func:`simulate_file`, :class:`SimulationSettings`, :class:`SimulationSummary`,
+:data:`PNCCD`, :func:`render_expected`, :func:`draw_scene`, :class:`FrameSimulator`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import math
 import time
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Callable, Mapping
 
 import cv2
 import numpy as np
 
 from spidarknet.errors import ConfigError
-from spidarknet.simulate.detector import PNCCD, PnCCD, build_mask, radial_bins, sample_photons
+from spidarknet.simulate.detector import (MASK_INVALID, PNCCD, PnCCD, bin_mask, bin_sum,
+                                          build_mask, radial_bins, sample_photons, unbin)
 from spidarknet.simulate.physics import (Cluster, Particle, Renderer, build_cluster,
                                          random_rotation)
+from spidarknet.simulate.settings import DEFAULT_SETTINGS, SimulationSettings
 from spidarknet.simulate.writer import COMPRESSIONS, CxiWriter, check_output_path
 
-__all__ = ["simulate_file", "SimulationSummary", "PNCCD", "PnCCD", "render_expected",
-           "draw_scene", "Scene", "FrameSimulator", "KINDS", "DEFAULT_FRACTIONS",
-           "LABEL_RANGE_NM", "label_for"]
+__all__ = ["simulate_file", "SimulationSettings", "DEFAULT_SETTINGS", "SimulationSummary",
+           "PNCCD", "PnCCD", "render_expected", "draw_scene", "Scene", "FrameSimulator",
+           "KINDS", "DEFAULT_FRACTIONS", "LABEL_RANGE_NM", "label_for"]
 
 KINDS = ("single", "multiple", "empty", "aggregate", "droplet", "tiny")
 DEFAULT_FRACTIONS = {"single": 0.35, "multiple": 0.15, "empty": 0.25,
                      "aggregate": 0.10, "droplet": 0.07, "tiny": 0.08}
-#: diameters (nm, inclusive) of a single particle that count as a positive
-LABEL_RANGE_NM = (60.0, 75.0)
-
-#: mean fluence at the particle (photons/m², i.e. 1e10 per µm²): a 70 nm protein sphere
-#: puts ≈ 3,000 photons on the pnCCD outside the beam stop (the central speckle behind the
-#: beam stop holds ~20x more)
-MEAN_FLUENCE_PHOTONS_PER_M2 = 1.0e22
-#: σ of the log-normal shot-to-shot fluence factor (mean 1)
-FLUENCE_SIGMA = 0.4
-#: uniform background, expected photons per pixel
-BACKGROUND_PHOTONS_PER_PIXEL = 0.002
-#: σ of the per-frame beam-centre jitter (pixels)
-CENTRE_JITTER_PX = 1.5
+#: the defaults of :class:`SimulationSettings`, under their historical names
+LABEL_RANGE_NM = DEFAULT_SETTINGS.label_range_nm
+MEAN_FLUENCE_PHOTONS_PER_M2 = DEFAULT_SETTINGS.mean_fluence_photons_per_m2
+FLUENCE_SIGMA = DEFAULT_SETTINGS.fluence_sigma
+BACKGROUND_PHOTONS_PER_PIXEL = DEFAULT_SETTINGS.background_photons_per_pixel
+CENTRE_JITTER_PX = DEFAULT_SETTINGS.centre_jitter_px
 #: a pixel counts as "signal" for ``extent_px`` while the azimuthally averaged expected
 #: signal exceeds this multiple of the background
 EXTENT_BACKGROUND_FACTOR = 2.0
 
-_SIZE_NM = {"single": (55.0, 80.0), "multiple": (55.0, 80.0), "aggregate": (150.0, 400.0),
-            "droplet": (200.0, 600.0), "tiny": (10.0, 30.0)}
+_SIZE_NM = {"aggregate": (150.0, 400.0), "droplet": (200.0, 600.0), "tiny": (10.0, 30.0)}
 _AGGREGATE_SUB_NM = (50.0, 80.0)
 _ICOSAHEDRON_PROBABILITY = 0.5
+#: the photon calibration: rendered singles, fluence quantiles, the design's own seed
+_CALIBRATION_SAMPLES = 64
+_CALIBRATION_QUANTILES = 64
+_CALIBRATION_SEED = 20180101
 
 
-def label_for(kind: str, diameter_nm: float) -> int:
-    """The truth label: 1 for one particle of 60-75 nm (inclusive), else 0."""
-    lo, hi = LABEL_RANGE_NM
+def label_for(kind: str, diameter_nm: float, label_range_nm=LABEL_RANGE_NM) -> int:
+    """The truth label: 1 for one particle with a diameter in ``label_range_nm``
+    (inclusive; 60-75 nm by default), else 0."""
+    lo, hi = label_range_nm
     return int(kind == "single" and lo <= diameter_nm <= hi)
 
 
@@ -101,9 +137,24 @@ class Scene:
         return len(self.particles)
 
 
-def _diameter_nm(rng: np.random.Generator, kind: str) -> float:
-    lo, hi = _SIZE_NM[kind]
-    return float(np.float32(rng.uniform(lo, hi)))  # the value stored is the value labelled
+def _stored(value: float) -> float:
+    return float(np.float32(value))  # the value stored is the value labelled
+
+
+def _single_diameter_nm(rng: np.random.Generator, settings: SimulationSettings) -> float:
+    """A single's diameter: uniform over the size range, or (``off_size_fraction`` F)
+    outside the label range with probability F, else uniform inside it."""
+    lo, hi = settings.size_range_nm
+    f = settings.off_size_fraction
+    if f is None:
+        return _stored(rng.uniform(lo, hi))
+    label_lo, label_hi = settings.label_range_nm
+    if rng.random() < f:
+        below = max(0.0, min(hi, label_lo) - lo)
+        above = max(0.0, hi - max(lo, label_hi))
+        u = rng.uniform(0.0, below + above)
+        return _stored(lo + u if u < below else max(lo, label_hi) + (u - below))
+    return _stored(rng.uniform(max(lo, label_lo), min(hi, label_hi)))
 
 
 def _random_shape(rng: np.random.Generator) -> str:
@@ -122,14 +173,15 @@ def _unit_vector(rng: np.random.Generator) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _multiple(rng: np.random.Generator) -> list:
+def _multiple(rng: np.random.Generator, settings: SimulationSettings) -> list:
     n = 2 if rng.random() < 0.7 else 3
-    diam = [_diameter_nm(rng, "multiple") for _ in range(n)]
+    diam = [_stored(rng.uniform(*settings.size_range_nm)) for _ in range(n)]
+    sep_lo, sep_hi = settings.separation_diameters
     pos = [np.zeros(3)]
     for i in range(1, n):
-        for _ in range(100):  # separation 1-3 diameters from a random earlier particle
+        for _ in range(100):  # separation from a random earlier particle, no overlaps
             j = int(rng.integers(i))
-            sep = rng.uniform(1.0, 3.0) * 0.5 * (diam[i] + diam[j]) * 1e-9
+            sep = rng.uniform(sep_lo, sep_hi) * 0.5 * (diam[i] + diam[j]) * 1e-9
             p = pos[j] + sep * _unit_vector(rng)
             if all(np.linalg.norm(p - q) >= 0.5 * (diam[i] + diam[k]) * 1e-9
                    for k, q in enumerate(pos)):
@@ -139,24 +191,33 @@ def _multiple(rng: np.random.Generator) -> list:
     return [_particle(rng, _random_shape(rng), d, p - centroid) for d, p in zip(diam, pos)]
 
 
-def draw_scene(kind: str, rng: np.random.Generator, geometry: PnCCD = PNCCD) -> Scene:
-    """Draw the content, beam centre and fluence of one frame of ``kind``."""
+def draw_scene(kind: str, rng: np.random.Generator, geometry: PnCCD = PNCCD,
+               settings: SimulationSettings = DEFAULT_SETTINGS) -> Scene:
+    """Draw the content, beam centre (detector pixels) and fluence of one frame of ``kind``.
+
+    ``settings.mean_fluence_photons_per_m2`` is used as it is: a ``photons`` target is
+    turned into a fluence by :class:`FrameSimulator`.
+    """
     if kind not in KINDS:
         raise ConfigError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     cx, cy = geometry.centre_xy
-    centre = (float(np.float32(cx + CENTRE_JITTER_PX * rng.normal())),
-              float(np.float32(cy + CENTRE_JITTER_PX * rng.normal())))
-    fluence = MEAN_FLUENCE_PHOTONS_PER_M2 * math.exp(
-        FLUENCE_SIGMA * rng.normal() - 0.5 * FLUENCE_SIGMA ** 2)
+    jitter, sigma = settings.centre_jitter_px, settings.fluence_sigma
+    centre = (_stored(cx + jitter * rng.normal()), _stored(cy + jitter * rng.normal()))
+    fluence = settings.mean_fluence_photons_per_m2 * math.exp(
+        sigma * rng.normal() - 0.5 * sigma ** 2)
     if kind == "empty":
         particles, diameter, shape = [], float("nan"), ""
-    elif kind in ("single", "tiny", "droplet"):
-        diameter = _diameter_nm(rng, kind)
-        shape = _random_shape(rng) if kind == "single" else "sphere"
+    elif kind == "single":
+        diameter = _single_diameter_nm(rng, settings)
+        shape = _random_shape(rng)
+        particles = [_particle(rng, shape, diameter)]
+    elif kind in ("tiny", "droplet"):
+        diameter = _stored(rng.uniform(*_SIZE_NM[kind]))
+        shape = "sphere"
         material = "water" if kind == "droplet" else "protein"
         particles = [_particle(rng, shape, diameter, material=material)]
     elif kind == "multiple":
-        particles = _multiple(rng)
+        particles = _multiple(rng, settings)
         diameter = float(np.mean([p.diameter_m for p in particles]) * 1e9)
         shapes = {p.shape for p in particles}
         shape = shapes.pop() if len(shapes) == 1 else "mixed"
@@ -169,7 +230,7 @@ def draw_scene(kind: str, rng: np.random.Generator, geometry: PnCCD = PNCCD) -> 
         diameter, shape = float(np.mean(cluster.diameters_m) * 1e9), "cluster"
     return Scene(kind=kind, particles=particles, centre_xy=centre,
                  fluence_photons_per_m2=fluence, diameter_nm=diameter, shape=shape,
-                 label=label_for(kind, diameter))
+                 label=label_for(kind, diameter, settings.label_range_nm))
 
 
 @functools.lru_cache(maxsize=4)
@@ -187,7 +248,8 @@ def render_expected(particles: list, centre_xy=None, rng: np.random.Generator | 
     coherently) or a single :class:`~spidarknet.simulate.physics.Cluster`; ``centre_xy``:
     beam centre in pixel-index coordinates (default: the nominal centre).  Only the
     particles' signal: no background, no mask, no noise.  ``rng`` is accepted for API
-    symmetry and unused (rendering is deterministic).
+    symmetry and unused (rendering is deterministic).  ``geometry``: any detector, e.g.
+    ``SimulationSettings(distance_m=0.3).detector``.
     """
     del rng
     centre = geometry.centre_xy if centre_xy is None else centre_xy
@@ -197,31 +259,110 @@ def render_expected(particles: list, centre_xy=None, rng: np.random.Generator | 
 class FrameSimulator:
     """Frames and truth, one after another, for one detector mask and one random stream.
 
-    ``seed`` seeds two independent streams: one for the detector (its bad pixels), one for
-    the frames, so the output is a deterministic function of (seed, kinds, settings).
+    ``settings`` (default :data:`DEFAULT_SETTINGS`) with ``options`` (field names of
+    :class:`SimulationSettings`, e.g. ``half_detector=True, photons=1500``) applied on
+    top.  ``geometry`` replaces the detector the settings describe (a :class:`PnCCD`,
+    before binning).  ``seed`` seeds two independent streams: one for the detector (its
+    bad pixels), one for the frames, so the output is a deterministic function of (seed,
+    kinds, settings).
+
+    Attributes: ``settings`` (as used: with ``photons`` set, its mean fluence is the
+    calibrated one), ``detector`` (the rendered geometry), ``geometry`` and ``mask`` (of
+    the written frames, CXI bits).  Frames, truth centres and extents are in written pixels.
     """
 
-    def __init__(self, *, seed: int = 0, half_detector: bool = False,
-                 geometry: PnCCD = PNCCD,
-                 background_photons_per_pixel: float = BACKGROUND_PHOTONS_PER_PIXEL):
+    def __init__(self, *, seed: int = 0, settings: SimulationSettings | None = None,
+                 geometry: PnCCD | None = None, **options):
+        settings = (DEFAULT_SETTINGS if settings is None else settings).with_options(**options)
         detector_seq, frame_seq = np.random.SeedSequence(seed).spawn(2)
-        self.geometry = geometry
-        self.mask = build_mask(geometry, half_detector=half_detector,
-                               rng=np.random.default_rng(detector_seq))
+        b = self.binning = settings.binning
+        self.detector = settings.detector if geometry is None else geometry
+        if self.detector.shape[0] % b or self.detector.shape[1] % b:
+            raise ConfigError(f"--binning {b} does not divide the detector shape {self.detector.shape}")
+        self.geometry = self.detector.binned(b)
+        if settings.mask is None:
+            mask = build_mask(self.detector, half_detector=settings.half_detector,
+                              rng=np.random.default_rng(detector_seq))
+            self.mask = bin_mask(mask, b)
+        else:
+            if settings.mask.shape != tuple(self.geometry.shape):
+                raise ConfigError(f"the mask has shape {settings.mask.shape}, the frames are "
+                                  f"{tuple(self.geometry.shape)}")
+            self.mask = settings.mask.astype(np.uint32, copy=True)
+            if settings.half_detector:
+                self.mask[self.geometry.half_rows:, :] |= MASK_INVALID
         self.rng = np.random.default_rng(frame_seq)
-        self.renderer = _renderer(geometry)
-        self.valid = (self.mask == 0).astype(np.float32)
-        self.background_photons_per_pixel = float(background_photons_per_pixel)
-        self._background = self.valid * np.float32(self.background_photons_per_pixel)
+        self.renderer = _renderer(self.detector)
+        self.valid = unbin(self.mask == 0, b).astype(np.float32)  # detector pixels
+        if settings.centre_xy is None:  # record where the beam is
+            settings = dataclasses.replace(settings, centre_xy=tuple(self.detector.centre_xy))
+        self.settings = settings
+        if settings.photons is not None:
+            per_fluence = self.median_single_photons(1.0)
+            self.settings = dataclasses.replace(
+                settings, mean_fluence_photons_per_m2=settings.photons / per_fluence)
+        self.background_photons_per_pixel = float(settings.background_photons_per_pixel)
+        self._background = (self.mask == 0).astype(np.float32) * np.float32(
+            b * b * self.background_photons_per_pixel)
         self._bin_px = 2.0
         self._binning = 4
-        self._bin_index, counts, _ = radial_bins(geometry, bin_px=self._bin_px,
+        self._bin_index, counts, _ = radial_bins(self.detector, bin_px=self._bin_px,
                                                  binning=self._binning)
         self._bin_counts = np.maximum(counts, 1)
 
+    def median_single_photons(self, mean_fluence_photons_per_m2: float | None = None) -> float:
+        """Median signal photons on the valid pixels of a labelled single hit (no
+        background, no noise) at this mean fluence (default: the settings').
+
+        Estimated once per simulator, apart from the frame stream: 64 labelled singles of a
+        stratified design (diameters across the labelled range, beam-centre offsets from
+        the jitter's normal distribution, spheres and randomly oriented icosahedra in their
+        proportion) are rendered on this detector's mask; the median is that of their
+        photon counts mixed with the log-normal fluence factor (64 quantiles).  The jitter
+        matters: the pattern's bright centre moves against the fixed beam stop.
+        """
+        if mean_fluence_photons_per_m2 is None:
+            mean_fluence_photons_per_m2 = self.settings.mean_fluence_photons_per_m2
+        if not hasattr(self, "_log_median"):
+            self._log_median = self._log_median_per_fluence()
+        return float(mean_fluence_photons_per_m2 * math.exp(self._log_median))
+
+    def _log_median_per_fluence(self) -> float:
+        settings = self.settings
+        lo = max(settings.size_range_nm[0], settings.label_range_nm[0])
+        hi = min(settings.size_range_nm[1], settings.label_range_nm[1])
+        n = _CALIBRATION_SAMPLES
+        rng = np.random.default_rng(_CALIBRATION_SEED)
+
+        def strata() -> np.ndarray:  # one value in each 1/n of (0, 1), shuffled
+            return (rng.permutation(n) + rng.uniform(0.02, 0.98, n)) / n
+
+        normal = NormalDist()
+        diameters = lo + (hi - lo) * strata()
+        offsets = np.array([[normal.inv_cdf(u) for u in strata()] for _ in range(2)])
+        icosahedron = strata() < _ICOSAHEDRON_PROBABILITY
+        cx, cy = self.detector.centre_xy
+        jitter = settings.centre_jitter_px
+        reference = MEAN_FLUENCE_PHOTONS_PER_M2  # render at a float32-friendly fluence
+        totals = np.empty(n)
+        for i in range(n):
+            shape = "icosahedron" if icosahedron[i] else "sphere"
+            particle = _particle(rng, shape, diameters[i])
+            centre = (cx + jitter * offsets[0, i], cy + jitter * offsets[1, i])
+            image = self.renderer.expected_photons([particle], centre, reference)
+            totals[i] = np.sum(image * self.valid, dtype=np.float64) / reference
+        if np.any(totals <= 0):
+            raise ConfigError("a labelled single puts no photon on the valid pixels of this "
+                              "detector (is everything masked?); --photons cannot be met")
+        sigma = settings.fluence_sigma
+        z = np.array([normal.inv_cdf((k + 0.5) / _CALIBRATION_QUANTILES)
+                      for k in range(_CALIBRATION_QUANTILES)])
+        values = np.log(totals)[:, None] + (sigma * z - 0.5 * sigma * sigma)[None, :]
+        return float(np.median(values))
+
     def extent_px(self, signal: np.ndarray, centre_xy) -> float:
-        """Radius (px) beyond which the azimuthally averaged expected signal stays below
-        ``EXTENT_BACKGROUND_FACTOR`` × background; clipped so that the square of that
+        """Radius (detector px) beyond which the azimuthally averaged expected signal stays
+        below ``EXTENT_BACKGROUND_FACTOR`` × background; clipped so that the square of that
         half-width around the centre stays inside the frame."""
         rows, cols = signal.shape
         b = self._binning
@@ -237,24 +378,30 @@ class FrameSimulator:
         return float(min(extent, limit))
 
     def frame(self, kind: str):
-        """One frame of ``kind``: (uint16 photon counts, truth dict of scalars, Scene)."""
-        scene = draw_scene(kind, self.rng, self.geometry)
+        """One frame of ``kind``: (uint16 photon counts, truth dict of scalars, Scene).
+
+        The Scene is in detector pixels; frame and truth are in written (binned) pixels.
+        """
+        scene = draw_scene(kind, self.rng, self.detector, self.settings)
+        b = self.binning
         if scene.particles:
             signal = self.renderer.expected_photons(scene.particles, scene.centre_xy,
                                                     scene.fluence_photons_per_m2)
             extent = self.extent_px(signal, scene.centre_xy)
             signal *= self.valid
+            signal = bin_sum(signal, b)
             signal += self._background
         else:
             signal, extent = self._background, 0.0
         counts = sample_photons(signal, self.rng)
+        cx, cy = scene.centre_xy
+        if b > 1:
+            cx, cy, extent = (cx + 0.5) / b - 0.5, (cy + 0.5) / b - 0.5, extent / b
         truth = {"label": scene.label, "kind": scene.kind.encode(),
                  "diameter_nm": scene.diameter_nm, "n_particles": scene.n_particles,
-                 "shape": scene.shape.encode(), "centre_x_px": scene.centre_xy[0],
-                 "centre_y_px": scene.centre_xy[1],
+                 "shape": scene.shape.encode(), "centre_x_px": cx, "centre_y_px": cy,
                  "photons": int(counts.sum(dtype=np.int64)), "extent_px": extent}
         return counts, truth, scene
-
 
 def _normalise_fractions(fractions: Mapping[str, float] | None) -> dict:
     if fractions is None:
@@ -314,10 +461,11 @@ class SimulationSummary:
                 "n_single_label": self.n_single_label, "seconds": self.seconds}
 
 
-def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool = False,
+def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None = None,
                   compression: str | None = None, chunk_frames: int = 16,
                   fractions: Mapping[str, float] | None = None,
-                  progress: Callable[[int], object] | None = None) -> SimulationSummary:
+                  progress: Callable[[int], object] | None = None,
+                  settings: SimulationSettings | None = None, **options) -> SimulationSummary:
     """Write ``count`` simulated, labelled frames to the CXI file ``path``.
 
     Frames are generated and written ``chunk_frames`` at a time (memory stays flat), into a
@@ -325,8 +473,13 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool = Fals
     ``path`` is replaced: refusing to overwrite is the caller's job, see the CLI's
     ``--force``).  ``fractions`` overrides the share of each kind (a dict kind -> weight;
     kinds left out get none; weights are normalised).  ``progress``, if given, is called
-    with the number of frames finished after each chunk.  The same ``seed`` and settings
-    give identical files.
+    with the number of frames finished after each chunk.
+
+    ``settings`` (default :data:`DEFAULT_SETTINGS`) and ``options`` on top of it (field
+    names of :class:`SimulationSettings`: ``photons=1500, binning=4, distance_m=0.3``,
+    ...; ``half_detector`` is one of them) shape the frames; all of them are recorded in
+    the attributes of ``/truth``.  The same ``seed`` and settings give identical frames,
+    truth and mask; the defaults give those of the simulator before it had settings.
     """
     t0 = time.perf_counter()
     for name, value in (("count", count), ("chunk_frames", chunk_frames)):
@@ -334,15 +487,20 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool = Fals
             raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
     if compression is not None and compression not in COMPRESSIONS:
         raise ConfigError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)} or None")
+    settings = (DEFAULT_SETTINGS if settings is None else settings).with_options(
+        half_detector=half_detector, **options)
     path = str(path)
     check_output_path(path)
     frac = _normalise_fractions(fractions)
     count = int(count)
-    sim = FrameSimulator(seed=seed, half_detector=half_detector)
+    sim = FrameSimulator(seed=seed, settings=settings)
     kinds = allocate_kinds(count, frac, sim.rng)
     geometry = sim.geometry
-    attrs = {"seed": int(seed), "half_detector": bool(half_detector),
-             "fractions": ",".join(f"{k}={v:.6g}" for k, v in frac.items())}
+    label_lo, label_hi = sim.settings.label_range_nm
+    attrs = {"seed": int(seed), "half_detector": sim.settings.half_detector,
+             "fractions": ",".join(f"{k}={v:.6g}" for k, v in frac.items()),
+             "label_rule": f"single=1: one particle, {label_lo:g}-{label_hi:g} nm"}
+    attrs.update(sim.settings.to_attrs())
     counts = {k: 0 for k in KINDS}
     n_label = 0
     buffer = np.empty((min(chunk_frames, count),) + tuple(geometry.shape), dtype=np.uint16)

@@ -2,7 +2,10 @@
 
 Geometry of the LCLS AMO pnCCD as used for the 2018 PR772 experiment: 1024 x 1024 pixels
 of 75 µm, 125 mm from the interaction point, 1.7 keV photons.  The detector is stored as
-two 512 x 1024 halves (rows 0-511 and 512-1023).
+two 512 x 1024 halves (rows 0-511 and 512-1023).  :meth:`PnCCD.scaled` makes a detector
+of another shape, pixel size, distance or energy with the same layout (two halves, the gap
+and the beam stop at their physical sizes); :meth:`PnCCD.binned`, :func:`bin_mask` and
+:func:`bin_sum` describe the frames of B x B summed pixels.
 
 Simplifications (documented, deliberate):
 
@@ -13,6 +16,8 @@ Simplifications (documented, deliberate):
   the nominal beam centre (CXI bit 0x1), fixed while the beam centre jitters per shot.
 * A few random dead/hot pixels (bit 0x1).  ``half_detector``: the second half (rows
   512-1023) is dead (bit 0x1), as only one half worked in the 2018 PR772 run.
+* Binned frames: a written pixel carries the OR of its detector pixels' mask bits, so one
+  bad pixel excludes the whole sum.
 * Masked pixels read 0.  Counts are ideal photon counts (no gain, no read noise, no
   charge sharing), clipped to the uint16 range.
 """
@@ -69,9 +74,77 @@ class PnCCD:
         cx, cy = self.centre_xy
         return (-(cx + 0.5) * self.pixel_size_m, -(cy + 0.5) * self.pixel_size_m, self.distance_m)
 
+    @classmethod
+    def scaled(cls, *, shape=(1024, 1024), pixel_size_m: float = 75e-6, distance_m: float = 0.125,
+               photon_energy_J: float = 1700.0 * ELEMENTARY_CHARGE_C,
+               centre_xy=None) -> "PnCCD":
+        """A pnCCD-like detector of any shape and pixel size: two halves of ``rows // 2``
+        rows, the gap (0.9 mm) and the beam stop (1.875 mm radius) kept at their physical
+        sizes, the beam in the middle unless ``centre_xy`` says otherwise.  The default
+        arguments give :data:`PNCCD` exactly."""
+        rows, cols = int(shape[0]), int(shape[1])
+        scale = _PNCCD_PIXEL_M / pixel_size_m
+        n_gap = max(1, int(round(_PNCCD_GAP_ROWS * scale)))
+        half = rows // 2
+        centre = ((cols - 1) / 2.0, (rows - 1) / 2.0) if centre_xy is None else centre_xy
+        return cls(shape=(rows, cols), pixel_size_m=float(pixel_size_m),
+                   distance_m=float(distance_m), photon_energy_J=float(photon_energy_J),
+                   gap_rows=range(half - n_gap // 2, half - n_gap // 2 + n_gap),
+                   centre_xy=(float(centre[0]), float(centre[1])),
+                   beamstop_radius_px=_PNCCD_BEAMSTOP_PX * scale, half_rows=half)
+
+    def binned(self, binning: int) -> "PnCCD":
+        """The geometry of frames of ``binning`` x ``binning`` summed pixels: the same
+        detector plane, pixels ``binning`` times larger, the centre in the new pixel-index
+        coordinates (``(c + 0.5) / binning - 0.5``)."""
+        b = int(binning)
+        if b == 1:
+            return self
+        rows, cols = self.shape
+        cx, cy = self.centre_xy
+        gap = self.gap_rows
+        return PnCCD(shape=(rows // b, cols // b), pixel_size_m=self.pixel_size_m * b,
+                     distance_m=self.distance_m, photon_energy_J=self.photon_energy_J,
+                     gap_rows=range(gap.start // b, -(-gap.stop // b)),
+                     centre_xy=((cx + 0.5) / b - 0.5, (cy + 0.5) / b - 0.5),
+                     beamstop_radius_px=self.beamstop_radius_px / b, half_rows=self.half_rows // b)
+
 
 #: the detector the simulator writes
 PNCCD = PnCCD()
+_PNCCD_PIXEL_M = PNCCD.pixel_size_m
+_PNCCD_GAP_ROWS = len(PNCCD.gap_rows)
+_PNCCD_BEAMSTOP_PX = PNCCD.beamstop_radius_px
+
+
+def bin_mask(mask: np.ndarray, binning: int) -> np.ndarray:
+    """The mask of ``binning`` x ``binning``-summed frames: each written pixel carries the
+    OR of its detector pixels' CXI bits (one bad detector pixel excludes the sum)."""
+    b = int(binning)
+    if b == 1:
+        return mask
+    rows, cols = mask.shape
+    blocks = mask.reshape(rows // b, b, cols // b, b)
+    return np.bitwise_or.reduce(np.bitwise_or.reduce(blocks, axis=3), axis=1)
+
+
+def unbin(image: np.ndarray, binning: int) -> np.ndarray:
+    """Each written pixel repeated over its ``binning`` x ``binning`` detector pixels."""
+    b = int(binning)
+    if b == 1:
+        return image
+    return np.repeat(np.repeat(image, b, axis=0), b, axis=1)
+
+
+def bin_sum(image: np.ndarray, binning: int) -> np.ndarray:
+    """Sum of ``binning`` x ``binning`` blocks (float32), the written frame of a binned detector."""
+    b = int(binning)
+    if b == 1:
+        return image
+    rows, cols = image.shape
+    out = cv2.resize(image, (cols // b, rows // b), interpolation=cv2.INTER_AREA)
+    out *= np.float32(b * b)
+    return out
 
 
 def build_mask(geometry: PnCCD = PNCCD, *, half_detector: bool = False,

@@ -30,16 +30,18 @@ Anomalous dispersion and absorption at 1.7 keV are ignored (scattering factor �
   at the exact ``|q|`` of every pixel (through a radial look-up table sampled every 1/16
   pixel, so fringe positions are exact to well below a pixel).
 * Icosahedra and aggregates: the projection approximation.  The projected electron
-  density is rasterised on a 2D grid (0.8 nm cells, so the grid's q range π/Δx covers the
-  whole detector), Fourier transformed with zero padding (≥ 4x the icosahedron's
+  density is rasterised on a 2D grid (0.8 nm cells, finer for a detector whose largest
+  |q| exceeds the grid's range π/Δx), Fourier transformed with zero padding (≥ 4x the icosahedron's
   circumdiameter, ≥ 1.6x an aggregate's extent) and sampled at the transverse vector
   ``|q| (cos φ, sin φ)`` of each pixel (``φ`` the pixel's azimuth).  Using the exact
   ``|q|`` rather than the true transverse component keeps the result exact for spheres;
   what is neglected is the curvature phase ``q_z z`` inside one object, small where the
-  signal lies.  The sampling uses Lanczos interpolation on a 4 x 4- (icosahedra ≤ 100 nm)
-  or 2 x 2-binned (aggregates) pixel grid followed by Lanczos upsampling, as these
-  amplitudes vary over many pixels; measured against 5-6x finer references the intensity
-  is within ~1-2 % (mean) where the signal is above the background.
+  signal lies.  The sampling uses Lanczos interpolation on a binned pixel grid followed by
+  Lanczos upsampling, as these amplitudes vary over many pixels: icosahedra 4 x 4 while
+  their amplitude's zeros (π/R apart) are ≥ 12 pixels apart (all up to 100 nm on the
+  pnCCD), 2 x 2 while ≥ 6; aggregates 2 x 2 where a pixel spans no more q than the
+  pnCCD's, else unbinned.  Measured on the pnCCD against 5-6x finer references the
+  intensity is within ~1-2 % (mean) where the signal is above the background.
 * Several separate particles ("multiple") are summed coherently with the full 3D phase
   ``exp(-i q·r_i)`` (Ewald curvature included); their amplitudes come from the two
   recipes above.
@@ -405,8 +407,13 @@ class Renderer:
 
     LUT_STEP_PX = 1.0 / 16.0
     #: real-space sampling of the projection grids (m); the grid's q range π/Δx must cover
-    #: the detector's largest |q| (≈ 3.6e9 1/m for the pnCCD at 1.7 keV)
+    #: the detector's largest |q| (≈ 3.6e9 1/m for the pnCCD at 1.7 keV); detectors that
+    #: reach further get a finer grid (``grid_step_m``, larger DFTs)
     GRID_STEP_M = 0.8e-9
+    #: q per pixel near the beam of the pnCCD (75 µm, 125 mm, 1.7 keV), 1/m: the scale the
+    #: sampling choices below were measured at
+    PNCCD_Q_PER_PX_INV_M = (2.0 * math.pi * 1700.0 * ELEMENTARY_CHARGE_C
+                            / (PLANCK_J_S * SPEED_OF_LIGHT_M_S) * 75e-6 / 0.125)
     #: icosahedra up to this volume-equivalent diameter share one grid size (fewer maps)
     ICOSAHEDRON_GRID_DIAMETER_M = 80e-9
 
@@ -439,8 +446,11 @@ class Renderer:
         r_far = math.hypot(max(cx, cols - 1 - cx), max(cy, rows - 1 - cy)) + 16.0
         self.q_max_inv_m = float(q_from_radius_inv_m(r_far * self.pixel_size_m, self.distance_m,
                                                      self.wavelength_m))
-        if math.pi / self.GRID_STEP_M < self.q_max_inv_m:
-            raise ValueError("projection grid too coarse for this detector's q range")
+        self.grid_step_m = self.GRID_STEP_M
+        if math.pi / self.grid_step_m < self.q_max_inv_m:
+            self.grid_step_m = 0.99 * math.pi / self.q_max_inv_m
+        #: |q| per pixel near the beam (1/m)
+        self.q_per_px_inv_m = self.k_inv_m * self.pixel_size_m / self.distance_m
         self._nominal_weight = self.pixel_weight(self.nominal_centre_xy)
         self._zero_maps = {}
 
@@ -479,7 +489,7 @@ class Renderer:
 
     def _icosahedron_amplitude(self, particle: Particle, fg: _FrameGeometry) -> np.ndarray:
         """n_e A(q) of an icosahedron (projection approximation, see the module notes)."""
-        step = self.GRID_STEP_M
+        step = self.grid_step_m
         radius = icosahedron_circumradius_m(particle.diameter_m)
         r_grid = max(radius, icosahedron_circumradius_m(self.ICOSAHEDRON_GRID_DIAMETER_M))
         n = _dft_size(8.0 * r_grid / step)  # ≥ 4x oversampled
@@ -493,9 +503,19 @@ class Renderer:
         grid[np.ix_(idx, idx)] = thick
         # a centrosymmetric object centred on the origin has a real transform
         spectrum = cv2.dft(grid, flags=cv2.DFT_COMPLEX_OUTPUT)[..., 0]
-        # the amplitude varies over ≥ ~13 px (its zeros are π/R apart): sample it coarser
-        binning = 4 if radius <= 50e-9 else 2 if radius <= 100e-9 else 1
+        # the amplitude's zeros are π/R apart (≥ ~13 px on the pnCCD): sample it on a grid
+        # binned so that they stay ≥ 3 binned pixels apart
+        zero_spacing_px = math.pi / (radius * self.q_per_px_inv_m)
+        binning = self._sampling_binning(4 if zero_spacing_px >= 12.0
+                                         else 2 if zero_spacing_px >= 6.0 else 1)
         return fg.sample_spectrum(spectrum, 2.0 * math.pi / (n * step), binning)
+
+    def _sampling_binning(self, wanted: int) -> int:
+        """The largest of ``wanted``, its halves and 1 that divides the detector shape."""
+        b = int(wanted)
+        while b > 1 and (self.shape[0] % b or self.shape[1] % b):
+            b //= 2
+        return b
 
     def _amplitude(self, particle: Particle, fg: _FrameGeometry) -> np.ndarray:
         """n_e A(q) per pixel: spheres from the exact radial table at every pixel,
@@ -508,7 +528,7 @@ class Renderer:
 
     def _cluster_intensity(self, cluster: Cluster, fg: _FrameGeometry) -> np.ndarray:
         """|F|² (electrons²) of an aggregate in the projection approximation."""
-        step = self.GRID_STEP_M
+        step = self.grid_step_m
         pos = cluster.positions_m
         rad = 0.5 * cluster.diameters_m
         extent = 2.0 * float(np.max(np.hypot(pos[:, 0], pos[:, 1]) + rad))
@@ -531,7 +551,10 @@ class Renderer:
             thick *= 2.0 * density
             grid[np.ix_(rows % n, cols % n)] += thick.astype(np.float32)  # origin at index 0
         spectrum = cv2.dft(grid, flags=cv2.DFT_COMPLEX_OUTPUT)
-        f = fg.sample_spectrum(spectrum, 2.0 * math.pi / (n * step), 2)  # speckles ≥ 2 px
+        # speckles cover ≥ 2 px where a pixel spans no more q than the pnCCD's
+        coarse = self.q_per_px_inv_m > 1.01 * self.PNCCD_Q_PER_PX_INV_M
+        f = fg.sample_spectrum(spectrum, 2.0 * math.pi / (n * step),
+                               self._sampling_binning(1 if coarse else 2))
         re, im = f[..., 0], f[..., 1]
         return re * re + im * im
 

@@ -1,0 +1,249 @@
+"""The simulator's settings: one table of typed, commented defaults (today's behaviour).
+
+:class:`SimulationSettings` gathers everything that shapes a simulated data set apart from
+the seed, the frame count and the kind fractions.  Its defaults reproduce the simulator's
+fixed behaviour bit for bit (the same seed gives the same frames, truth and mask).  Build
+variations with :meth:`SimulationSettings.with_options` (a typo in a name gets the nearest
+valid one suggested) and record them with :meth:`SimulationSettings.to_attrs`.
+
+Units: SI (metres, joules, photons per m²), sizes of particles in nm, pixel quantities in
+*detector* pixels, i.e. before ``binning``: ``binning`` only changes how the frames are
+written (B x B detector pixels summed into one), not what is measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spidarknet.errors import ConfigError
+from spidarknet.simulate.detector import PNCCD, PnCCD
+from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
+
+#: the largest detector diagonal (pixels) the renderer's radial look-up table covers
+MAX_DIAGONAL_PX = 2040
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """Everything that shapes the simulated frames (see the module notes for the units).
+
+    ``photons`` (if set) replaces ``mean_fluence_photons_per_m2``: the mean fluence is then
+    calibrated so that the median labelled single hit puts ``photons`` photons on the valid
+    pixels (its signal, without the background).  ``mask`` (CXI bits, the shape of the
+    *written* frames) replaces the built pnCCD mask (gap, beam stop, bad pixels); ``like``
+    names the file it and the geometry were copied from (:mod:`spidarknet.simulate.like`).
+    """
+
+    #: median photons of a labelled single hit on the valid pixels (None: use the fluence)
+    photons: float | None = None
+    #: mean fluence at the particle (photons/m²): a 70 nm sphere puts ≈ 3,000 photons on
+    #: the pnCCD outside the beam stop
+    mean_fluence_photons_per_m2: float = 1.0e22
+    #: σ of the log-normal shot-to-shot fluence factor (mean 1)
+    fluence_sigma: float = 0.4
+    #: uniform background, expected photons per detector pixel
+    background_photons_per_pixel: float = 0.002
+    #: σ of the per-frame beam-centre offset in x and in y (detector pixels)
+    centre_jitter_px: float = 1.5
+    #: diameters of the sample's particles (nm): singles and the members of multiples
+    size_range_nm: tuple = (55.0, 80.0)
+    #: diameters (nm, inclusive) of a single particle that count as a positive
+    label_range_nm: tuple = (60.0, 75.0)
+    #: share of singles drawn outside the label range (None: as the uniform draw over
+    #: ``size_range_nm`` falls, 40 % with the defaults)
+    off_size_fraction: float | None = None
+    #: centre distance of neighbours in a multiple, in mean diameters of the pair
+    separation_diameters: tuple = (1.0, 3.0)
+    #: detector distance from the interaction point (m)
+    distance_m: float = PNCCD.distance_m
+    #: detector pixel size (m), before binning
+    pixel_size_m: float = PNCCD.pixel_size_m
+    #: photon energy (J); 1.7 keV
+    photon_energy_J: float = PNCCD.photon_energy_J
+    #: detector shape (rows, columns) before binning: two halves of rows // 2 with a gap
+    shape: tuple = PNCCD.shape
+    #: nominal beam centre (x, y) in detector pixel-index coordinates (None: the middle)
+    centre_xy: tuple | None = None
+    #: B: write frames of B x B summed detector pixels (pixel size x B, mask OR-ed)
+    binning: int = 1
+    #: the second half of the rows is dead (masked, zero), as in the 2018 PR772 run
+    half_detector: bool = False
+    #: a mask to use instead of the built one (uint32 CXI bits, the written shape)
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: the CXI file geometry, mask and photon level were copied from ("" if none)
+    like: str = ""
+
+    # -- building ------------------------------------------------------------------------
+    def with_options(self, **options) -> "SimulationSettings":
+        """A copy with ``options`` (field names) changed, checked; ``None`` leaves a field
+        as it is.  An unknown name raises :class:`ConfigError` naming the nearest field."""
+        names = [f.name for f in dataclasses.fields(self)]
+        changes = {}
+        for name, value in options.items():
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown simulation setting {name!r}{hint}; "
+                                  f"settings are {', '.join(names)}")
+            if value is not None:
+                changes[name] = value
+        return dataclasses.replace(self, **changes).checked() if changes else self.checked()
+
+    def checked(self) -> "SimulationSettings":
+        """These settings with numbers normalised (floats, tuples); raise
+        :class:`ConfigError` naming the option to fix when a value cannot work."""
+        s = self
+        out = {}
+        for name in ("mean_fluence_photons_per_m2", "distance_m", "pixel_size_m",
+                     "photon_energy_J"):
+            out[name] = _positive(name, getattr(s, name))
+        if s.photons is not None:
+            out["photons"] = _positive("photons", s.photons)
+        for name in ("fluence_sigma", "background_photons_per_pixel", "centre_jitter_px"):
+            out[name] = _non_negative(name, getattr(s, name))
+        for name in ("size_range_nm", "label_range_nm", "separation_diameters"):
+            out[name] = _range(name, getattr(s, name))
+        if out["separation_diameters"][0] < 1.0:
+            raise ConfigError("separation_diameters (--separation) must start at ≥ 1 diameter: "
+                              "closer particles would overlap")
+        size_lo, size_hi = out["size_range_nm"]
+        label_lo, label_hi = out["label_range_nm"]
+        inside = (max(size_lo, label_lo), min(size_hi, label_hi))
+        if s.off_size_fraction is not None:
+            f = _non_negative("off_size_fraction", s.off_size_fraction)
+            if f > 1.0:
+                raise ConfigError(f"off_size_fraction (--off-size-fraction) is a share, 0 to 1; got {f}")
+            if f > 0 and not (size_lo < label_lo or size_hi > label_hi):
+                raise ConfigError(f"--off-size-fraction {f} needs sizes outside the label range "
+                                  f"{label_lo:g}-{label_hi:g} nm: widen --size-range "
+                                  f"(now {size_lo:g}-{size_hi:g})")
+            if f < 1 and inside[0] > inside[1]:
+                raise ConfigError(f"--size-range {size_lo:g}-{size_hi:g} nm and --label-range "
+                                  f"{label_lo:g}-{label_hi:g} nm do not overlap: no single "
+                                  "could be labelled; make them overlap or use --off-size-fraction 1")
+            out["off_size_fraction"] = f
+        if s.photons is not None and inside[0] > inside[1]:
+            raise ConfigError("--photons is the level of a labelled single, but --size-range and "
+                              "--label-range do not overlap; make them overlap or give no --photons")
+        shape = s.shape
+        try:
+            shape = (int(shape[0]), int(shape[1]))
+            ok = len(s.shape) == 2 and all(float(a) == b for a, b in zip(s.shape, shape))
+        except (TypeError, ValueError, IndexError):
+            ok = False
+        if not ok or min(shape) < 8:
+            raise ConfigError(f"shape (--shape ROWS COLS) must be two whole numbers ≥ 8, got {s.shape!r}")
+        if math.hypot(*shape) > MAX_DIAGONAL_PX:
+            raise ConfigError(f"shape {shape} is too large for the renderer (diagonal ≤ "
+                              f"{MAX_DIAGONAL_PX} px); use fewer, larger pixels (--pixel-size)")
+        out["shape"] = shape
+        b = s.binning
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise ConfigError(f"binning (--binning) must be a whole number ≥ 1, got {b!r}")
+        if shape[0] % b or shape[1] % b:
+            raise ConfigError(f"--binning {b} does not divide the detector shape {shape}; "
+                              f"choose a shape that is a multiple of {b}")
+        out["binning"] = int(b)
+        if s.centre_xy is not None:
+            cx, cy = (float(v) for v in s.centre_xy)
+            if not (-0.5 <= cx <= shape[1] - 0.5 and -0.5 <= cy <= shape[0] - 0.5):
+                raise ConfigError(f"beam centre ({cx:g}, {cy:g}) lies outside the {shape} detector; "
+                                  "the simulator needs the beam on the detector")
+            out["centre_xy"] = (cx, cy)
+        if s.mask is not None:
+            written = (shape[0] // b, shape[1] // b)
+            mask = np.asarray(s.mask)
+            if mask.shape != written or mask.dtype.kind not in "uib":
+                raise ConfigError(f"mask must be integer CXI bits of the written shape {written}, "
+                                  f"got {mask.dtype} {mask.shape}")
+            out["mask"] = mask.astype(np.uint32)
+        out["half_detector"] = bool(s.half_detector)
+        out["like"] = str(s.like)
+        return dataclasses.replace(s, **out)
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def photon_energy_eV(self) -> float:
+        return self.photon_energy_J / ELEMENTARY_CHARGE_C
+
+    @property
+    def detector(self) -> PnCCD:
+        """The detector (before binning) these settings describe; :data:`PNCCD` itself
+        when the geometry is the default one."""
+        return PnCCD.scaled(shape=tuple(self.shape), pixel_size_m=self.pixel_size_m,
+                            distance_m=self.distance_m, photon_energy_J=self.photon_energy_J,
+                            centre_xy=self.centre_xy)
+
+    @property
+    def written(self) -> PnCCD:
+        """The geometry of the frames as written: the detector binned ``binning`` times."""
+        return self.detector.binned(self.binning)
+
+    def to_dict(self) -> dict:
+        """JSON-ready values (the mask is left out: it is the file's mask dataset)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "mask":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        out["photon_energy_eV"] = self.photon_energy_eV
+        out["mask_from_like"] = self.mask is not None
+        return out
+
+    def to_attrs(self) -> dict:
+        """HDF5 attributes recording every setting (``None`` is written as NaN, tuples as
+        arrays) plus the whole table as JSON under ``settings_json``."""
+        attrs = {}
+        for name, value in self.to_dict().items():
+            if value is None:
+                value = float("nan")
+            attrs[name] = np.asarray(value, dtype=np.float64) if isinstance(value, list) else value
+        attrs["settings_json"] = json.dumps(self.to_dict(), sort_keys=True)
+        return attrs
+
+
+DEFAULT_SETTINGS = SimulationSettings()
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return out
+
+
+def _positive(name: str, value) -> float:
+    out = _number(name, value)
+    if out <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    return out
+
+
+def _non_negative(name: str, value) -> float:
+    out = _number(name, value)
+    if out < 0:
+        raise ConfigError(f"{name} must be ≥ 0, got {value!r}")
+    return out
+
+
+def _range(name: str, value) -> tuple:
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be two numbers LO HI, got {value!r}") from None
+    lo, hi = _positive(name, lo), _positive(name, hi)
+    if lo > hi:
+        raise ConfigError(f"{name} must be LO ≤ HI, got {lo:g} {hi:g}")
+    return (lo, hi)
