@@ -99,9 +99,14 @@ def run(args: argparse.Namespace) -> int:
     loss = f", final avg loss {last.avg_loss:.3f}" if last else ""
     print(f"trained {result.iterations} iterations in {seconds:.0f} s{loss}; weights: {result.weights}")
     if validation:
+        spread = ""
+        if "threshold_interval" in validation:
+            (t0, t1), (f0, f1) = validation["threshold_interval"], validation["f1_interval"]
+            spread = (f"; 68 % bootstrap intervals: threshold {t0:.3f}-{t1:.3f}, F1 {f0:.3f}-{f1:.3f} "
+                      f"({validation['n_single']} single hits among them)")
         print(f"validation ({validation['n_frames']} frames): precision {validation['precision']:.3f}, "
               f"recall {validation['recall']:.3f}, F1 {validation['f1']:.3f} at threshold "
-              f"{validation['threshold']:.3f} (ROC AUC {validation['roc_auc']:.3f})")
+              f"{validation['threshold']:.3f} (ROC AUC {validation['roc_auc']:.3f}){spread}")
     else:
         print(f"no validation images: threshold left at {model.threshold}")
     print(f"model card: {card}")
