@@ -1,0 +1,76 @@
+"""The science benchmark, end to end on a tiny scale: simulate, export, train, detect, judge."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from spidarknet.science import (DEV_SETS, KIND_ROWS, TEST_SETS, TRAIN_SETS, ScienceConfig,
+                                format_result, run_science)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, darknet_bin):
+    work = tmp_path_factory.mktemp("science")
+    config = ScienceConfig(workdir=work, scale_counts=0.04, export_args=("--max-batches", "20"),
+                           positives="single", label="tiny")
+    return work, run_science(config, say=lambda *a: None)
+
+
+def test_seeds_of_training_dev_and_test_files_never_meet():
+    seeds = [s.seed for s in (*TRAIN_SETS, *DEV_SETS, *TEST_SETS)]
+    assert len(set(seeds)) == len(seeds)
+    assert {s.half_detector for s in TEST_SETS} == {True, False}
+
+
+def test_every_frame_is_judged_once_per_kind_and_photon_bin(tiny_run):
+    work, result = tiny_run
+    assert set(result["tests"]) == {s.name for s in TEST_SETS}
+    assert set(result["dev"]) == {s.name for s in DEV_SETS}
+    for name, figures in {**result["dev"], **result["tests"]}.items():
+        path = next((work / "data").glob(f"{name}-s*.cxi"))
+        with h5py.File(path) as f:
+            kinds = f["truth/kind"][()].astype(str)
+            labels = f["truth/label"][()]
+        assert figures["frames"] == len(kinds)
+        assert figures["positives"] == int(labels.sum())
+        rows = figures["kinds"]
+        assert set(rows) == set(KIND_ROWS)
+        assert sum(r["frames"] for r in rows.values()) == len(kinds)
+        assert rows["single"]["frames"] == int(labels.sum())
+        assert rows["multiple"]["frames"] == int(np.count_nonzero(kinds == "multiple"))
+        assert sum(r["selected"] for r in rows.values()) == figures["selected"]
+        assert sum(b["frames"] for b in figures["photon_bins"]) == len(kinds)
+        assert sum(b["positives"] for b in figures["photon_bins"]) == figures["positives"]
+        p, r = figures["precision"], figures["recall"]
+        assert figures["f1"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0)
+        assert figures["detect_frames_per_s"] > 0
+
+
+def test_single_positives_list_every_one_particle_frame(tiny_run):
+    work, result = tiny_run
+    assert result["positives"] == "single"
+    listed = (work / "runs" / "tiny" / "singles.csv").read_text().split()[1:]
+    expected = 0
+    for path in sorted((work / "data").glob("train-*.cxi")):
+        with h5py.File(path) as f:
+            expected += int(np.count_nonzero(f["truth/kind"][()] == b"single"))
+    assert len(listed) == expected > 0
+
+
+def test_figures_are_written_as_json_and_printed(tiny_run):
+    work, result = tiny_run
+    saved = json.loads((work / "runs" / "tiny" / "science.json").read_text())
+    assert saved["tests"]["dim"]["f1"] == pytest.approx(result["tests"]["dim"]["f1"])
+    assert saved["train_seconds"] > 0
+    text = format_result(result)
+    assert "dim" in text and "bright" in text and "multiple" in text
+
+
+def test_reuse_judges_the_same_weights_again(tiny_run):
+    work, result = tiny_run
+    again = run_science(ScienceConfig(workdir=work, scale_counts=0.04, positives="single", label="tiny",
+                                      reuse=True), say=lambda *a: None)
+    assert again["weights"] == result["weights"]
+    assert again["tests"]["dim"]["f1"] == pytest.approx(result["tests"]["dim"]["f1"], abs=1e-9)
