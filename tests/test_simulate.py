@@ -504,3 +504,100 @@ def test_bad_settings_are_one_error_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert not path.exists()
+
+
+# -- like a run of yours ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def like_source(tmp_path_factory):
+    """A 'run' with non-default options: 128 x 128 frames of 150 µm (a 256 x 256 detector
+    binned 2 x 2), half dead, 200 mm, 1.2 keV, 4,000 photons, background 0.01/pixel."""
+    path = tmp_path_factory.mktemp("like") / "run.cxi"
+    args = [str(path), "-n", "600", "--seed", "1", "--fractions", "single=0.6,empty=0.4", "-q",
+            "--shape", "256", "256", "--binning", "2", "--half-detector", "--distance", "0.2",
+            "--energy-ev", "1200", "--photons", "4000", "--background", "0.01",
+            "--centre-jitter", "2"]
+    assert simulate_cmd.main(args) == 0
+    return path
+
+
+def test_like_copies_shape_geometry_mask_and_photon_level(like_source, tmp_path, capsys):
+    from spidarknet.simulate.like import measure_photon_level
+
+    out = tmp_path / "pretrain.cxi"
+    args = [str(out), "-n", "600", "--seed", "2", "--fractions", "single=0.6,empty=0.4", "-q",
+            "--like", str(like_source), "--centre-jitter", "2"]
+    assert simulate_cmd.main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"like {like_source}: 128 x 128 pixels of 150 µm")
+    info_s, _ = _read_back(like_source)
+    info_o, _ = _read_back(out)
+    assert info_o.frame_shape == info_s.frame_shape == (128, 128)
+    gs, go = info_s.geometry, info_o.geometry
+    assert go.distance_m == pytest.approx(gs.distance_m) == pytest.approx(0.2)
+    assert go.pixel_size_m == pytest.approx(gs.pixel_size_m)
+    assert go.wavelength_m == pytest.approx(gs.wavelength_m, rel=1e-9)
+    assert go.centre_px == pytest.approx(gs.centre_px)
+    with h5py.File(like_source, "r") as s, h5py.File(out, "r") as o:
+        assert np.array_equal(s[f"{DET}/mask_shared"][()], o[f"{DET}/mask_shared"][()])
+        attrs = dict(o["/truth"].attrs)
+    assert attrs["like"] == str(like_source) and attrs["binning"] == 1
+    level_s, level_o = measure_photon_level(like_source), measure_photon_level(out)
+    assert level_s.median_hit_photons == pytest.approx(4000, rel=0.10)
+    assert attrs["photons"] == pytest.approx(level_s.median_hit_photons)
+    assert level_o.median_hit_photons == pytest.approx(level_s.median_hit_photons, rel=0.10)
+    assert level_s.background_photons_per_pixel == pytest.approx(0.04, rel=0.10)  # 4 x 0.01
+    assert level_o.background_photons_per_pixel == pytest.approx(0.04, rel=0.10)
+    assert attrs["like_n_hits"] == level_s.n_hits
+    median, _ = _signal_median(out)
+    assert median == pytest.approx(level_s.median_hit_photons, rel=0.10)
+
+
+def test_like_with_binning_renders_finer_and_writes_the_files_pixels(like_source, tmp_path):
+    out = tmp_path / "fine.cxi"
+    assert simulate_cmd.main([str(out), "-n", "8", "-q", "--like", str(like_source),
+                              "--binning", "2", "--distance", "0.25"]) == 0
+    info_s, _ = _read_back(like_source)
+    info_o, _ = _read_back(out)
+    assert info_o.frame_shape == (128, 128)
+    assert info_o.geometry.pixel_size_m == pytest.approx(info_s.geometry.pixel_size_m)
+    assert info_o.geometry.centre_px == pytest.approx(info_s.geometry.centre_px)
+    assert info_o.geometry.distance_m == pytest.approx(0.25)  # given explicitly: it wins
+    with h5py.File(out, "r") as o, h5py.File(like_source, "r") as s:
+        attrs = o["/truth"].attrs
+        assert attrs["binning"] == 2 and list(attrs["shape"]) == [256, 256]
+        assert attrs["pixel_size_m"] == pytest.approx(75e-6)
+        assert np.array_equal(s[f"{DET}/mask_shared"][()], o[f"{DET}/mask_shared"][()])
+        assert attrs["background_photons_per_pixel"] == pytest.approx(0.01, rel=0.1)
+
+
+def test_like_a_plain_hdf5_file_needs_the_geometry_it_lacks(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(0.05, size=(60, 64, 64)).astype(np.uint16)
+    yy, xx = np.indices((64, 64))
+    blob = np.exp(-((xx - 31.5) ** 2 + (yy - 31.5) ** 2) / 50.0)
+    for i in range(0, 60, 4):  # 15 hits of ~800 photons
+        frames[i] += rng.poisson(800 * blob / blob.sum()).astype(np.uint16)
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["data"] = frames
+    out = tmp_path / "o.cxi"
+    base = [str(out), "-n", "4", "-q", "--like", str(plain), "--like-dataset", "/data"]
+    assert simulate_cmd.main(base) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--distance" in err
+    assert simulate_cmd.main(base + ["--distance", "0.1", "--pixel-size", "2e-4",
+                                     "--energy-ev", "2000"]) == 0
+    with h5py.File(out, "r") as f:
+        attrs = f["/truth"].attrs
+        assert f[f"{DET}/data"].shape == (4, 64, 64)
+        assert not np.any(f[f"{DET}/mask_shared"][()])  # no mask in the file: all valid
+        assert attrs["photons"] == pytest.approx(800, rel=0.1)
+        assert attrs["background_photons_per_pixel"] == pytest.approx(0.05, rel=0.1)
+        assert list(attrs["centre_xy"]) == [31.5, 31.5]
+    for extra, message in ((["--shape", "64", "64"], "--shape cannot be combined"),
+                           (["--like", str(tmp_path / "nope.cxi")], "no such file")):
+        assert simulate_cmd.main(base + ["--distance", "0.1", "--pixel-size", "2e-4",
+                                         "--energy-ev", "2000", "--force"] + extra) == 1
+        assert message in capsys.readouterr().err
+    assert simulate_cmd.main([str(out), "-n", "2", "--like-dataset", "/data", "--force"]) == 1
+    assert "give --like FILE" in capsys.readouterr().err

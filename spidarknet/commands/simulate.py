@@ -12,7 +12,9 @@ from spidarknet.simulate.writer import COMPRESSIONS
 EXAMPLE = ("python -m spidarknet simulate sim.cxi --count 2000 --seed 1 --half-detector\n"
            "  python -m spidarknet simulate pr772.cxi --count 2000 --half-detector --photons 1500 "
            "--shape 512 512 --binning 4 --centre-jitter 5\n"
-           "      (128 x 128 frames of 300 µm pixels, a median labelled single of 1,500 photons)")
+           "      (128 x 128 frames of 300 µm pixels, a median labelled single of 1,500 photons)\n"
+           "  python -m spidarknet simulate pretrain.cxi --count 5000 --like r0123.cxi\n"
+           "      (the shape, geometry, mask, photon level and background of your own run)")
 
 def _fractions(text: str) -> dict:
     """Parse ``single=0.5,empty=0.5`` into a dict (kinds left out get none)."""
@@ -100,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     geom.add_argument("--binning", type=int, metavar="B",
                       help="write frames of B x B summed detector pixels: pixel size x B, a "
                       "written pixel is masked if any of its pixels is (default 1)")
+    like = parser.add_argument_group("like a run of yours")
+    like.add_argument("--like", metavar="FILE.cxi",
+                      help="copy frame shape, distance, pixel size, wavelength, beam centre and "
+                      "mask from FILE, and its photon level as --photons: the median, over "
+                      "its hits (frames > 6σ above the background), of the photons above the "
+                      "background; its background as --background.  Frames must be photon "
+                      "counts; options given explicitly win; --binning B: FILE's pixels are "
+                      "B x B detector pixels")
+    like.add_argument("--like-dataset", metavar="PATH",
+                      help="frame dataset inside the --like file (default: the CXI locations)")
     cli.add_common_args(parser)
     return parser
 
@@ -127,15 +139,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise ConfigError(f"--count must be at least 1, got {args.count}")
-    settings = DEFAULT_SETTINGS.with_options(**settings_from_args(args))
+    if args.like_dataset and not args.like:
+        raise ConfigError("--like-dataset names the frames of the --like file: give --like FILE too")
+    options = settings_from_args(args)
+    if not args.like:
+        DEFAULT_SETTINGS.with_options(**options)  # a bad value fails before anything is read
     if os.path.exists(args.output) and not args.force:
         raise OutputError(f"{args.output} exists; use --force to overwrite it "
                           "or choose another name")
     compression = None if args.compression == "none" else args.compression
     with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
-        summary = simulate_file(args.output, args.count, seed=args.seed, settings=settings,
-                                compression=compression, chunk_frames=args.chunk_frames,
-                                fractions=args.fractions, progress=bar.update)
+        summary = simulate_file(args.output, args.count, seed=args.seed, like=args.like,
+                                like_dataset=args.like_dataset, compression=compression,
+                                chunk_frames=args.chunk_frames, fractions=args.fractions,
+                                progress=bar.update, **options)
+    if summary.like_line:
+        print(summary.like_line)
     print(summary.line())
     return 0
 

@@ -445,6 +445,8 @@ class SimulationSummary:
     counts: dict = field(default_factory=dict)
     n_single_label: int = 0
     seconds: float = 0.0
+    #: what ``like`` took from its file (one line), "" without ``like``
+    like_line: str = ""
 
     @property
     def frames_per_s(self) -> float:
@@ -458,14 +460,16 @@ class SimulationSummary:
 
     def to_dict(self) -> dict:
         return {"path": self.path, "count": self.count, "counts": dict(self.counts),
-                "n_single_label": self.n_single_label, "seconds": self.seconds}
+                "n_single_label": self.n_single_label, "seconds": self.seconds,
+                "like_line": self.like_line}
 
 
 def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None = None,
                   compression: str | None = None, chunk_frames: int = 16,
                   fractions: Mapping[str, float] | None = None,
                   progress: Callable[[int], object] | None = None,
-                  settings: SimulationSettings | None = None, **options) -> SimulationSummary:
+                  settings: SimulationSettings | None = None, like=None,
+                  like_dataset: str | None = None, **options) -> SimulationSummary:
     """Write ``count`` simulated, labelled frames to the CXI file ``path``.
 
     Frames are generated and written ``chunk_frames`` at a time (memory stays flat), into a
@@ -480,6 +484,10 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
     ...; ``half_detector`` is one of them) shape the frames; all of them are recorded in
     the attributes of ``/truth``.  The same ``seed`` and settings give identical frames,
     truth and mask; the defaults give those of the simulator before it had settings.
+
+    ``like`` (a CXI file; its frames at ``like_dataset`` or the CXI default) replaces the
+    geometry, mask, frame shape, photon level and background by those of that file, see
+    :func:`spidarknet.simulate.like.settings_like`; ``options`` given still win.
     """
     t0 = time.perf_counter()
     for name, value in (("count", count), ("chunk_frames", chunk_frames)):
@@ -487,8 +495,16 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
             raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
     if compression is not None and compression not in COMPRESSIONS:
         raise ConfigError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)} or None")
-    settings = (DEFAULT_SETTINGS if settings is None else settings).with_options(
-        half_detector=half_detector, **options)
+    like_result = None
+    if like is not None:
+        from spidarknet.simulate.like import settings_like
+
+        like_result = settings_like(like, dataset=like_dataset, settings=settings,
+                                    half_detector=half_detector, **options)
+        settings = like_result.settings
+    else:
+        settings = (DEFAULT_SETTINGS if settings is None else settings).with_options(
+            half_detector=half_detector, **options)
     path = str(path)
     check_output_path(path)
     frac = _normalise_fractions(fractions)
@@ -501,6 +517,8 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
              "fractions": ",".join(f"{k}={v:.6g}" for k, v in frac.items()),
              "label_rule": f"single=1: one particle, {label_lo:g}-{label_hi:g} nm"}
     attrs.update(sim.settings.to_attrs())
+    if like_result is not None:
+        attrs.update(like_result.to_attrs())
     counts = {k: 0 for k in KINDS}
     n_label = 0
     buffer = np.empty((min(chunk_frames, count),) + tuple(geometry.shape), dtype=np.uint16)
@@ -518,4 +536,5 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
             if progress is not None:
                 progress(len(chunk))
     return SimulationSummary(path=path, count=count, counts=counts, n_single_label=n_label,
-                             seconds=time.perf_counter() - t0)
+                             seconds=time.perf_counter() - t0,
+                             like_line=like_result.line() if like_result else "")

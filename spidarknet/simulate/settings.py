@@ -204,7 +204,7 @@ class SimulationSettings:
         for name, value in self.to_dict().items():
             if value is None:
                 value = float("nan")
-            attrs[name] = np.asarray(value, dtype=np.float64) if isinstance(value, list) else value
+            attrs[name] = np.asarray(value) if isinstance(value, list) else value
         attrs["settings_json"] = json.dumps(self.to_dict(), sort_keys=True)
         return attrs
 

@@ -17,6 +17,11 @@ Layout (readers elsewhere depend on it)::
     /entry_1/instrument_1/source_1/wavelength         float64, m
     /truth/{label, kind, diameter_nm, n_particles, shape, centre_x_px, centre_y_px,
             photons, extent_px}                       (N,) each, attr label_rule
+    /truth attributes                                 seed, fractions and every setting of
+                                                      SimulationSettings (settings_json too)
+
+The frame shape and the geometry are those of the written frames (after any binning);
+1024 x 1024 pixels of 75 µm by default.
 
 ``corner_position`` convention: the position (x, y, z) in metres of the outer corner of
 pixel (0, 0) — the corner at pixel-index coordinates (-0.5, -0.5) — in a frame whose origin
