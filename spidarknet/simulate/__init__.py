@@ -297,6 +297,7 @@ class FrameSimulator:
         if settings.centre_xy is None:  # record where the beam is
             settings = dataclasses.replace(settings, centre_xy=tuple(self.detector.centre_xy))
         self.settings = settings
+        self._log_median = None  # of a labelled single's photons per unit fluence, when asked
         if settings.photons is not None:
             per_fluence = self.median_single_photons(1.0)
             self.settings = dataclasses.replace(
@@ -323,7 +324,7 @@ class FrameSimulator:
         """
         if mean_fluence_photons_per_m2 is None:
             mean_fluence_photons_per_m2 = self.settings.mean_fluence_photons_per_m2
-        if not hasattr(self, "_log_median"):
+        if self._log_median is None:
             self._log_median = self._log_median_per_fluence()
         return float(mean_fluence_photons_per_m2 * math.exp(self._log_median))
 
