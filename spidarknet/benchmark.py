@@ -8,8 +8,12 @@ Every variant scores the same frames with the same weights in this process's run
 
 * ``naive``: what users write by hand today: read whole frames with h5py, crop and bin
   with numpy, write PNGs, run ``darknet detector valid``, parse its text output;
-* ``darknet-cli``, ``darknet``, ``opencv``: ``spidarknet detect`` with that backend,
-  1 process and one per core.
+* ``darknet-cli``, ``darknet``, ``opencv``: ``spidarknet detect`` with that backend and
+  no prefilter (the network alone), 1 process and one per core;
+* ``cascade``: ``spidarknet detect`` as it runs by default, OpenCV behind the prefilter
+  that keeps background-like frames from the network, 1 process and one per core.
+
+Each is timed on the mixes of :data:`MIXES`.
 
 Figures: frames/s per stage and in total, the ratio of each to the naive pipeline, and
 the peak resident memory of detect on two file lengths (memory must stay flat).
@@ -36,6 +40,15 @@ children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"code": code, "peak_rss_mb": max(own, children) / 1024.0,
                   "parent_rss_mb": own / 1024.0, "worker_rss_mb": children / 1024.0}))
 """
+
+
+#: the frame mixes timed: what is in the beam (simulator kinds and shares)
+MIXES = {
+    "realistic": {"fractions": {"single": 0.1, "empty": 0.6, "tiny": 0.3},
+             "about": "10 % single hits, 60 % empty shots, 30 % weak shots of tiny particles"},
+    "hits": {"fractions": {"single": 1.0}, "about": "single hits only"},
+    "default": {"fractions": None, "about": "the simulator's default mix of six kinds"},
+}
 
 
 def tile_frames(source: Path, out: Path, count: int) -> None:
@@ -126,6 +139,7 @@ def run_detect(inputs: list[str], weights: Path, out: Path, extra: list[str]) ->
     if probe["code"] != 0:
         raise RuntimeError(f"detect failed: {proc.stderr.strip()[-2000:]}")
     summary = json.loads(out.with_suffix(".json").read_text())
+    rejected = summary.get("prefilter", {}).get("rejected", 0)
     return {**summary["timing"], "peak_rss_mb": round(probe["peak_rss_mb"], 1),
             "parent_rss_mb": round(probe["parent_rss_mb"], 1), "worker_rss_mb": round(probe["worker_rss_mb"], 1),
-            "jobs": summary.get("jobs"), "frames": summary["frames"]}
+            "jobs": summary.get("jobs"), "frames": summary["frames"], "network_frames": summary["frames"] - rejected}

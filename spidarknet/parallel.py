@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from spidarknet.detect import PartialResult, StageTimes, detect_frames
+from spidarknet.detect import PartialResult, Prefilter, StageTimes, detect_frames
 from spidarknet.frames import FrameKey, FrameSource
 from spidarknet.hits import HitList
 
@@ -43,11 +43,12 @@ def _worker(conn: Connection) -> None:
         settings = Preprocessing.from_dict(job["preprocessing"])
         model = Model(weights=Path(job["weights"]), cfg=DarknetCfg.parse(job["cfg"]), preprocessing=settings)
         source = FrameSource.from_spec(job["source"])
+        prefilter = Prefilter.from_dict(job["prefilter"]) if job.get("prefilter") else None
         # this process is the crash barrier: load darknet here, one thread per worker
         with OpenedDetector(model, job["backend"], batch=job["batch"], threads=1, isolate=False,
                             libdarknet=job.get("libdarknet"), gpu=job.get("gpu")) as detector:
             try:
-                hits, times = detect_frames(source, settings, detector, job["threshold"],
+                hits, times = detect_frames(source, settings, detector, job["threshold"], prefilter=prefilter,
                                             chunk_frames=job["chunk"],
                                             on_chunk=lambda n: conn.send(("progress", n)))
             except PartialResult as exc:  # hand back what was scored before the engine failed
@@ -56,7 +57,8 @@ def _worker(conn: Connection) -> None:
                            part.boxes, str(exc)))
                 return
             conn.send(("done", [(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
-                       {"read": times.read, "preprocess": times.preprocess, "inference": times.inference}))
+                       {"read": times.read, "preprocess": times.preprocess, "prefilter": times.prefilter,
+                        "inference": times.inference}, hits.meta.get("prefilter", {}).get("rejected", 0)))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent stopped (Ctrl-C, or another worker failed)
     except Exception as exc:  # report to the parent, which raises it as one error line
@@ -68,7 +70,8 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
     """Score ``source`` in ``jobs`` worker processes.
 
     ``job`` holds: cfg (text), weights, preprocessing (dict), threshold, backend
-    (``opencv`` or ``darknet``), batch, chunk, and for darknet libdarknet (and gpu).
+    (``opencv`` or ``darknet``), batch, chunk, prefilter (:meth:`Prefilter.to_dict`, or
+    None for none), and for darknet libdarknet (and gpu).
     """
     started = time.perf_counter()
     shards = [s for s in source.shards(jobs) if s]
@@ -91,6 +94,7 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
             workers.append((proc, conn))
         results: list[tuple | None] = [None] * len(workers)
         times = StageTimes()
+        rejected = 0
         live = {conn: i for i, (_, conn) in enumerate(workers)}
         failure = None
         while live:
@@ -110,6 +114,7 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
                     results[i] = message[1:4]
                     for stage, seconds in message[4].items():
                         setattr(times, stage, getattr(times, stage) + seconds)
+                    rejected += message[5]
                     del live[conn]
                 elif kind == "partial":
                     results[i] = message[1:4]
@@ -127,6 +132,8 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
             boxes.append(result[2].reshape(-1, 4))
         hits = HitList(keys, np.concatenate(scores) if scores else np.zeros(0, np.float32),
                        np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32), job["threshold"])
+        if job.get("prefilter"):
+            hits.meta["prefilter"] = {**job["prefilter"], "rejected": rejected}
         if failure:
             raise PartialResult(failure, hits.sorted())
         times.total = time.perf_counter() - started

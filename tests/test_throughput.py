@@ -40,17 +40,26 @@ def test_one_process_and_several_give_identical_hit_lists(untrained_weights, hel
         assert np.array_equal(other.scores, lists[0].scores) and np.array_equal(other.boxes, lists[0].boxes)
 
 
-def test_bench_reports_every_variant_and_memory(untrained_weights, tmp_path, capsys):
+def test_bench_reports_every_variant_on_every_mix_and_memory(untrained_weights, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--frames", "40", "--distinct", "8", "--memory-frames", "20", "40",
-                       "--backends", "naive", "opencv", "--weights", str(untrained_weights),
+                       "--backends", "naive", "opencv", "cascade", "--weights", str(untrained_weights),
                        "--workdir", str(tmp_path / "w"), "--out", str(out), "--quiet"]) == 0
     figures = json.loads(out.read_text())
-    assert set(figures["runs"]) >= {"naive", "opencv x1"}
-    for timing in figures["runs"].values():
-        assert timing["frames_per_s"] > 0 and timing["vs_naive"] > 0
-    assert figures["runs"]["naive"]["vs_naive"] == pytest.approx(1.0)
+    assert set(figures["mixes"]) == {"realistic", "hits"}
+    for mix in figures["mixes"].values():
+        runs = mix["runs"]
+        assert set(runs) == {"naive", "opencv x1", "opencv x2", "cascade x1", "cascade x2"}
+        for timing in runs.values():
+            assert timing["frames_per_s"] > 0 and timing["vs_naive"] > 0
+            assert 0 <= timing["network_frames"] <= 40
+        assert runs["naive"]["vs_naive"] == pytest.approx(1.0)
+        assert runs["opencv x1"]["network_frames"] == 40
+    # the prefilter keeps the empty shots of the realistic mix from the network, no single hit
+    assert figures["mixes"]["realistic"]["runs"]["cascade x1"]["network_frames"] < 30
+    assert figures["mixes"]["hits"]["runs"]["cascade x1"]["network_frames"] == 40
     assert set(figures["memory"]) == {"20", "40"}
     assert all(m["peak_rss_mb"] > 10 for m in figures["memory"].values())
     table = capsys.readouterr().out
     assert "vs naive" in table and "memory growth long/short" in table
+    assert "cascade x1 vs opencv x1" in table and "realistic mix" in table

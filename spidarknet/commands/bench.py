@@ -1,4 +1,9 @@
-"""``spidarknet bench``: frames/s of detect per backend and stage, against the naive pipeline."""
+"""``spidarknet bench``: frames/s of detect per backend and stage, against the naive pipeline.
+
+Each variant is timed on every mix of frames asked for (``--mixes``): the beam-time
+mix (10 % single hits, 60 % empty shots, 30 % weak ones from tiny particles), a file of
+single hits only (the most the network has to do), or the simulator's default mix.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from spidarknet import cli
-from spidarknet.benchmark import naive_pipeline, run_detect, tile_frames
+from spidarknet.benchmark import MIXES, naive_pipeline, run_detect, tile_frames
 from spidarknet.errors import InputError
 from spidarknet.outputs import write_json
 
@@ -19,14 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         "Measure detect end to end (HDF5 -> hit list) on frames it simulates itself: every backend with "
         "the same weights on the same 1024x1024 frames, the naive hand-written pipeline as the baseline, "
-        "frames/s per stage, and peak memory on a short and a long file.",
+        "the network behind its prefilter (cascade), on a beam-time mix and on hits only; frames/s per stage, "
+        "and peak memory on a short and a long file.",
         "spidarknet bench --frames 2000 --out bench.json")
     parser.add_argument("--frames", type=int, default=2000, help="frames in the timed file (default 2000)")
     parser.add_argument("--distinct", type=int, default=300, help="distinct simulated frames tiled (default 300)")
     parser.add_argument("--weights", help="trained weights with a model card (default: untrained weights "
                                           "for the default CPU network; speed is the same)")
-    parser.add_argument("--backends", nargs="+", default=["naive", "darknet-cli", "darknet", "opencv"],
-                        choices=["naive", "darknet-cli", "darknet", "opencv"], help="what to time")
+    parser.add_argument("--backends", nargs="+", default=["naive", "darknet-cli", "darknet", "opencv", "cascade"],
+                        choices=["naive", "darknet-cli", "darknet", "opencv", "cascade"],
+                        help="what to time: the network alone per backend, and 'cascade' (OpenCV behind "
+                             "detect's prefilter, its default)")
+    parser.add_argument("--mixes", nargs="+", default=["realistic", "hits"], choices=list(MIXES),
+                        help="frame mixes to time on: " + "; ".join(f"{k}: {v['about']}" for k, v in MIXES.items())
+                             + " (default realistic hits)")
     parser.add_argument("--memory-frames", type=int, nargs="*", default=[1000, 10000],
                         help="file lengths for the peak-memory check (default 1000 10000; none to skip)")
     parser.add_argument("--workdir", help="keep the files here (default: a temporary folder, removed)")
@@ -48,15 +59,8 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    results: dict = {"frames": args.frames, "cores": cores, "runs": {}, "memory": {}}
+    results: dict = {"frames": args.frames, "cores": cores, "mixes": {}, "memory": {}}
     try:
-        base = work / "distinct.cxi"
-        if not base.exists():
-            say(f"simulating {args.distinct} distinct frames ...")
-            simulate_file(base, args.distinct, seed=0)
-        data = work / f"frames-{args.frames}.cxi"
-        if not data.exists():
-            tile_frames(base, data, args.frames)
         if args.weights:
             model = load_model(args.weights)
         else:
@@ -72,25 +76,44 @@ def run(args: argparse.Namespace) -> int:
             if backend == "naive":
                 variants.append(("naive", None))
             elif backend == "darknet-cli":
-                variants.append(("darknet-cli", ["--backend", "darknet-cli", "--jobs", "1"]))
+                variants.append(("darknet-cli", ["--backend", "darknet-cli", "--jobs", "1", "--no-prefilter"]))
+            elif backend == "cascade":
+                for jobs in sorted({1, cores}):
+                    variants.append((f"cascade x{jobs}", ["--backend", "opencv", "--jobs", str(jobs)]))
             else:
                 for jobs in sorted({1, cores}):
-                    variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs)]))
-        for name, extra in variants:
-            say(f"timing {name} on {args.frames} frames ...")
-            if extra is None:
-                folder = work / "naive"
-                shutil.rmtree(folder, ignore_errors=True)
-                timing = naive_pipeline(data, model, darknet.path, folder)
-                shutil.rmtree(folder, ignore_errors=True)
-            else:
-                timing = run_detect([str(data)], model.weights, work / "hits.csv", extra)
-            timing["frames_per_s"] = args.frames / timing["total_s"]
-            results["runs"][name] = timing
-        naive = results["runs"].get("naive")
-        for name, timing in results["runs"].items():
-            if naive:
-                timing["vs_naive"] = naive["total_s"] / timing["total_s"]
+                    variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs),
+                                                            "--no-prefilter"]))
+        base = None
+        for mix in args.mixes:
+            distinct = work / f"distinct-{mix}.cxi"
+            if not distinct.exists():
+                say(f"simulating {args.distinct} distinct frames of the {mix} mix ...")
+                simulate_file(distinct, args.distinct, seed=0, fractions=MIXES[mix]["fractions"])
+            base = base or distinct
+            data = work / f"frames-{mix}-{args.frames}.cxi"
+            if not data.exists():
+                tile_frames(distinct, data, args.frames)
+            runs = {}
+            results["mixes"][mix] = {"about": MIXES[mix]["about"], "runs": runs}
+            for name, extra in variants:
+                say(f"timing {name} on {args.frames} frames of the {mix} mix ...")
+                if extra is None:
+                    folder = work / "naive"
+                    shutil.rmtree(folder, ignore_errors=True)
+                    timing = naive_pipeline(data, model, darknet.path, folder)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    timing["network_frames"] = args.frames
+                else:
+                    timing = run_detect([str(data)], model.weights, work / "hits.csv", extra)
+                timing["frames_per_s"] = args.frames / timing["total_s"]
+                runs[name] = timing
+            naive = runs.get("naive")
+            for name, timing in runs.items():
+                if naive:
+                    timing["vs_naive"] = naive["total_s"] / timing["total_s"]
+            if not args.workdir:
+                data.unlink()  # 2 GB per 1,000 frames
         for count in args.memory_frames:
             path = work / f"memory-{count}.cxi"
             say(f"peak memory of detect (opencv, {cores} processes) on a {count}-frame file ...")
@@ -111,21 +134,30 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(results: dict) -> str:
     lines = [f"{results['frames']} frames of 1024x1024 uint16, {results['cores']} cores, network input "
-             f"{results['network']['input']}",
-             f"{'variant':<16}{'total f/s':>10}{'read':>9}{'prep':>9}{'write':>9}{'infer':>9}{'vs naive':>10}"
-             f"{'peak MB':>9}"]
+             f"{results['network']['input']}"]
 
     def rate(timing, key):
         seconds = timing.get(key)
         return f"{results['frames'] / seconds:9.0f}" if seconds else f"{'-':>9}"
 
-    for name, t in results["runs"].items():
-        ratio = f"{t['vs_naive']:9.1f}x" if "vs_naive" in t else f"{'-':>10}"
-        peak = f"{t['peak_rss_mb']:9.0f}" if "peak_rss_mb" in t else f"{'-':>9}"
-        lines.append(f"{name:<16}{t['frames_per_s']:10.0f}{rate(t, 'read_s')}{rate(t, 'preprocess_s')}"
-                     f"{rate(t, 'write_s')}{rate(t, 'inference_s')}{ratio}{peak}")
+    for mix, figures in results["mixes"].items():
+        lines += [f"{mix} mix ({figures['about']}):",
+                  f"{'variant':<16}{'total f/s':>10}{'read':>9}{'prep':>9}{'filter':>9}{'write':>9}{'infer':>9}"
+                  f"{'to net':>9}{'vs naive':>10}{'peak MB':>9}"]
+        for name, t in figures["runs"].items():
+            ratio = f"{t['vs_naive']:9.1f}x" if "vs_naive" in t else f"{'-':>10}"
+            peak = f"{t['peak_rss_mb']:9.0f}" if "peak_rss_mb" in t else f"{'-':>9}"
+            lines.append(f"{name:<16}{t['frames_per_s']:10.0f}{rate(t, 'read_s')}{rate(t, 'preprocess_s')}"
+                         f"{rate(t, 'prefilter_s')}{rate(t, 'write_s')}{rate(t, 'inference_s')}"
+                         f"{t['network_frames']:9d}{ratio}{peak}")
+        for name, t in figures["runs"].items():
+            alone = name.replace("cascade", "opencv")
+            if name.startswith("cascade") and alone in figures["runs"]:
+                ratio = t["frames_per_s"] / figures["runs"][alone]["frames_per_s"]
+                lines.append(f"{name} vs {alone}: {ratio:.2f}x the frames/s, {t['network_frames']} of "
+                             f"{results['frames']} frames reached the network")
     lines.append("stage columns: frames per second of that stage's own time, summed over processes "
-                 "(per core when several run)")
+                 "(per core when several run); to net: frames that reached the network")
     for count, m in results["memory"].items():
         lines.append(f"peak memory, {count}-frame file: {m['peak_rss_mb']:.0f} MB (largest process; parent "
                      f"{m['parent_rss_mb']:.0f} MB, worker {m['worker_rss_mb']:.0f} MB), {m['frames_per_s']:.0f} frames/s")

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from spidarknet import __version__, cli
-from spidarknet.detect import PartialResult, boxes_to_frame_pixels, detect_frames
+from spidarknet.detect import (PREFILTER_SIGMA, PartialResult, Prefilter, PrefilterGate, detect_frames,
+                               score_chunk)
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import load_model
 from spidarknet.errors import EngineError, InputError, SpidarknetError
@@ -60,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score only part K of N (1..N) of the frames, for job arrays; join the parts "
                              "with 'spidarknet merge'")
     parser.add_argument("--chunk", type=int, default=64, help="frames read at a time (default 64)")
+    parser.add_argument("--no-prefilter", action="store_true",
+                        help="send every frame to the network (default: frames whose crop holds no more photons "
+                             "than their own background are given score 0 without it)")
+    parser.add_argument("--prefilter-photons", type=float, metavar="N",
+                        help="reject frames with fewer than N photons in the crop, instead of the background test")
+    parser.add_argument("--prefilter-sigma", type=float, default=PREFILTER_SIGMA, metavar="Z",
+                        help="the background test: a frame reaches the network when its inner crop holds more than "
+                             f"Z standard deviations above its outer crop's background (default {PREFILTER_SIGMA:g}; "
+                             "lower is more cautious)")
     cli.add_common_args(parser)
     return parser
 
@@ -96,9 +106,19 @@ def apply_size_range(hits: HitList, size_range, quiet: bool) -> None:
     hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"])
 
 
+def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
+    """The prefilter the options ask for (None: every frame goes to the network)."""
+    if args.no_prefilter:
+        if args.prefilter_photons is not None:
+            raise InputError("--no-prefilter and --prefilter-photons exclude each other: choose one")
+        return None
+    return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma)
+
+
 def run_local(args: argparse.Namespace, comm=None) -> int:
     if args.batch < 1 or args.chunk < 1:
         raise InputError("--batch and --chunk must be at least 1")
+    prefilter = prefilter_from_args(args)
     if args.size_range and not 0 <= args.size_range[0] <= args.size_range[1]:
         raise InputError(f"--size-range {args.size_range[0]:g} {args.size_range[1]:g}: give MIN <= MAX in nm")
     if comm is not None and args.shard:
@@ -139,12 +159,13 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     bar = cli.progress(total=len(source), desc=f"detect ({backend})", quiet=args.quiet)
     try:
         if jobs > 1 and backend in ("opencv", "darknet"):
-            hits, times = detect_parallel(source, shard_job(args, model, backend), jobs, on_chunk=bar.update)
+            hits, times = detect_parallel(source, shard_job(args, model, backend, prefilter), jobs,
+                                          on_chunk=bar.update)
         else:
             threads = 1 if size > 1 else None  # one core per MPI rank
             with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
                                 libdarknet=args.libdarknet, threads=threads) as detector:
-                hits, times = detect_frames(source, settings, detector, model.threshold,
+                hits, times = detect_frames(source, settings, detector, model.threshold, prefilter=prefilter,
                                             chunk_frames=args.chunk, on_chunk=bar.update)
     except PartialResult as exc:
         bar.close()
@@ -158,12 +179,14 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         bar.close()
     if comm is not None:
         parts = comm.gather(([(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
-                             times.as_dict(len(hits))), root=0)
+                             times.as_dict(len(hits)), hits.meta.get("prefilter")), root=0)
         if rank != 0:
             return 0
         hits = HitList([FrameKey(*k) for part in parts for k in part[0]],
                        np.concatenate([part[1] for part in parts]),
                        np.concatenate([part[2].reshape(-1, 4) for part in parts]), model.threshold)
+        if prefilter is not None:
+            hits.meta["prefilter"] = {**prefilter.to_dict(), "rejected": sum(part[4]["rejected"] for part in parts)}
         times.total = time.perf_counter() - started
         jobs = f"{size} MPI ranks"
     hits.meta.update({
@@ -180,8 +203,10 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     hits.write_csv(args.out, force=args.force)
     rate = len(hits) / times.total if times.total > 0 else float("inf")
     workers = jobs if isinstance(jobs, str) else f"{jobs} process{'es' if jobs > 1 else ''}"
+    screened = (f", {hits.meta['prefilter']['rejected']} background-like frames kept from the network"
+                if prefilter is not None else "")
     print(f"{hits.summary_line()}; {backend} backend, {workers}, "
-          f"{rate:.0f} frames/s; wrote {args.out}")
+          f"{rate:.0f} frames/s{screened}; wrote {args.out}")
     if args.write_cxi:
         n = write_cxi(args, hits)
         print(f"wrote {n} selected frames to {args.write_cxi}")
@@ -200,6 +225,7 @@ def run_follow(args: argparse.Namespace) -> int:
         raise InputError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
     if args.idle <= 0:
         raise InputError("--idle must be positive")
+    prefilter = prefilter_from_args(args)
     model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
     settings = model.preprocessing
     if args.centre:
@@ -216,6 +242,8 @@ def run_follow(args: argparse.Namespace) -> int:
     args.frames = None
     info = cli.frame_source_from_args(args).files[0]
     pre = Preprocessor(settings)
+    gate = PrefilterGate(prefilter, settings) if prefilter is not None else None
+    rejected = 0
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
     appender = RowAppender(args.out, model.threshold)
     started = time.perf_counter()
@@ -226,9 +254,11 @@ def run_follow(args: argparse.Namespace) -> int:
                             libdarknet=args.libdarknet) as detector:
             for chunk in follow_chunks(info, pre.roi(info), args.chunk, start=start, idle_s=args.idle):
                 processed = pre.process(chunk)
-                found = detector.detect(processed.images)
-                boxes = boxes_to_frame_pixels(found.boxes, settings, processed.crop_origin)
-                appender.append(HitList(chunk.keys, found.scores, boxes, model.threshold))
+                passed = gate.passes(chunk, processed.photons) if gate is not None else None
+                scores, boxes = score_chunk(detector, processed, passed, settings)
+                appender.append(HitList(chunk.keys, scores, boxes, model.threshold))
+                if passed is not None:
+                    rejected += len(chunk) - int(np.count_nonzero(passed))
                 bar.update(len(chunk))
     except KeyboardInterrupt:
         interrupted = True
@@ -241,6 +271,8 @@ def run_follow(args: argparse.Namespace) -> int:
                "idle_s": args.idle, "interrupted": interrupted, "preprocessing": settings.to_dict(),
                "inputs": [info.path], "seconds": round(seconds, 3), "spidarknet_version": __version__,
                "weights_sha256": file_digest(args.weights)}
+    if prefilter is not None:
+        summary["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
     from spidarknet.hits import summary_path
     write_json(summary, summary_path(args.out), True, "hit list summary")
     print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
@@ -257,11 +289,12 @@ def gpu_build(args: argparse.Namespace) -> bool:
     return find_libdarknet(args.libdarknet).gpu
 
 
-def shard_job(args: argparse.Namespace, model, backend: str) -> dict:
+def shard_job(args: argparse.Namespace, model, backend: str, prefilter: Prefilter | None = None) -> dict:
     """What each worker of detect_parallel needs to repeat this detection."""
     job = {"cfg": model.cfg.dumps(), "weights": str(Path(args.weights).resolve()),
            "preprocessing": model.preprocessing.to_dict(), "threshold": model.threshold,
-           "backend": backend, "batch": args.batch, "chunk": args.chunk}
+           "backend": backend, "batch": args.batch, "chunk": args.chunk,
+           "prefilter": prefilter.to_dict() if prefilter is not None else None}
     if backend == "darknet":
         from spidarknet.engine.locate import find_libdarknet
         job["libdarknet"] = str(find_libdarknet(args.libdarknet).path)
