@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -12,9 +13,22 @@ from spidarknet.dataset import ExportedDataset
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.locate import describe, find_darknet
 from spidarknet.engine.model import load_model
-from spidarknet.engine.train import final_weights, newest_backup, omp_wait_policy, train
+from spidarknet.engine.train import SEED_MAX, final_weights, newest_backup, omp_wait_policy, takes_seed, train
 from spidarknet.errors import EngineError, OutputError
 from spidarknet.validate import score_images, threshold_report
+
+
+def seed_arg(text: str) -> int | str:
+    """``--seed``: a whole number 0 to 2**32 - 2, or ``random``."""
+    if text == "random":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither a whole number nor 'random'") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0 to {SEED_MAX})")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--pretrained", metavar="W",
                        help="start from these (possibly partial) weights; the iteration count restarts")
     parser.add_argument("--force", action="store_true", help="train again over existing final weights")
+    parser.add_argument("--seed", type=seed_arg, default=0, metavar="N|random",
+                        help="seed of darknet's initial weights and data augmentation (default 0: training "
+                             "the same data set again gives the same weights); 'random' draws a new one, "
+                             "recorded in the model card like any other")
     parser.add_argument("--omp-wait", choices=("auto", "active", "passive"), default="auto",
                         help="OpenMP threads spin (active: fastest on an idle machine) or sleep (passive: far "
                              "faster when other work shares the cores); auto picks by the current load")
@@ -59,12 +77,16 @@ def run(args: argparse.Namespace) -> int:
                           "--force to train again, or export a new data set")
     if args.pretrained:
         weights = Path(args.pretrained)
+    seed = args.seed
+    if seed == "random":  # an engine without our seed patch seeds from the clock, unrecorded
+        seed = secrets.randbelow(SEED_MAX + 1) if takes_seed(darknet) else None
     max_batches = DarknetCfg.load(ds.cfg_path).net.get_int("max_batches", 0) or None
     log_path = ds.root / "train.log"
     started = time.perf_counter()
     omp_wait = omp_wait_policy(args.omp_wait)
     print(f"training {ds.cfg_path.name} on {len(ds.train_images)} images with {describe(darknet)} "
-          f"(OpenMP wait policy {omp_wait}); log: {log_path}", file=sys.stderr)
+          f"(OpenMP wait policy {omp_wait}, seed {'from the clock' if seed is None else seed}); log: {log_path}",
+          file=sys.stderr)
     bar = cli.progress(total=max_batches, desc="train", quiet=args.quiet, unit="it")
 
     def on_progress(p) -> None:
@@ -74,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = train(ds, darknet, weights=weights, clear=bool(args.pretrained), gpus=args.gpus,
-                       log_path=log_path, on_progress=on_progress, omp_wait=omp_wait)
+                       log_path=log_path, on_progress=on_progress, omp_wait=omp_wait, seed=seed)
     except KeyboardInterrupt:
         bar.close()
         backup = newest_backup(ds)
@@ -93,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         validation = threshold_report(scores, labels)
         model.threshold = validation["threshold"]
     model.validation = validation
-    card = model.save_card({"dataset": str(ds.root.resolve()), "iterations": result.iterations,
+    card = model.save_card({"dataset": str(ds.root.resolve()), "iterations": result.iterations, "seed": seed,
                             "final_avg_loss": last.avg_loss if last else None,
                             "train_seconds": round(seconds, 1)})
     loss = f", final avg loss {last.avg_loss:.3f}" if last else ""

@@ -16,6 +16,11 @@ from spidarknet.engine.runner import run_darknet
 from spidarknet.engine.weights import check_weights
 from spidarknet.errors import EngineError
 
+#: the environment variable our darknet build (patch 0004) seeds its random numbers from
+SEED_ENV = "SPIDARKNET_SEED"
+#: the largest seed: darknet calls srand(seed + 1), as glibc takes srand(0) for srand(1)
+SEED_MAX = 2**32 - 2
+
 #: "12: 3.456789, 4.567890 avg, 0.001000 rate, 0.512345 seconds, 192 images"
 PROGRESS = re.compile(r"^\s*(\d+):\s*(\S+),\s*(\S+)\s+avg,\s*(\S+)\s+rate,\s*(\S+)\s+seconds,\s*(\d+)\s+images")
 BACKUP_N = re.compile(r"_(\d+)\.weights$")
@@ -59,6 +64,20 @@ def final_weights(ds: ExportedDataset) -> Path:
     return ds.backup_dir / f"{ds.weights_base}_final.weights"
 
 
+def takes_seed(darknet: Found) -> bool:
+    """True when this darknet seeds its random numbers from ``$SPIDARKNET_SEED``.
+
+    Upstream seeds from the clock and draws the augmentation of every training image
+    from one generator shared by 64 loading threads, so no two trainings agree;
+    ``patches/0004-reproducible-random-numbers.patch`` fixes both.  Builds from before
+    that patch (and Debian's binary) do not contain the variable's name.
+    """
+    try:
+        return SEED_ENV.encode() in Path(darknet.path).read_bytes()
+    except OSError:
+        return False
+
+
 def omp_wait_policy(choice: str = "auto") -> str:
     """OpenMP's wait policy for darknet's threads: ``active`` or ``passive``.
 
@@ -80,14 +99,26 @@ def omp_wait_policy(choice: str = "auto") -> str:
 def train(ds: ExportedDataset, darknet: Found, *, weights: Path | None = None, clear: bool = False,
           gpus: str | None = None, log_path: Path | None = None,
           on_progress: Callable[[Progress], None] | None = None,
-          on_line: Callable[[str], None] | None = None, omp_wait: str | None = None) -> TrainResult:
+          on_line: Callable[[str], None] | None = None, omp_wait: str | None = None,
+          seed: int | None = None) -> TrainResult:
     """Run darknet's trainer in the data set folder; return where the final weights are.
 
     ``weights`` starts from existing weights (a backup to resume, or pretrained
     ones; ``clear`` resets their iteration count).  ``omp_wait`` sets OpenMP's
-    ``OMP_WAIT_POLICY`` for the OpenMP build (see :func:`omp_wait_policy`).  Raises :class:`EngineError` when
-    darknet fails, even if it exits with status 0, and when the loss turns NaN.
+    ``OMP_WAIT_POLICY`` for the OpenMP build (see :func:`omp_wait_policy`).  ``seed``
+    (0 to 2**32 - 2) seeds darknet's initial weights and data augmentation: the same
+    seed, data set, build and CPU give byte-identical weights, whatever the number of
+    OpenMP threads; ``None`` leaves darknet to seed from the clock.  Raises
+    :class:`EngineError` when darknet fails, even if it exits with status 0, when the
+    loss turns NaN, and before starting when ``seed`` is given to a darknet that
+    cannot take it.
     """
+    if seed is not None:
+        if not 0 <= seed <= SEED_MAX:
+            raise EngineError(f"seed {seed} is out of range: darknet takes 0 to {SEED_MAX}")
+        if not takes_seed(darknet):
+            raise EngineError(f"{darknet.path} cannot be seeded (it predates our seed patch); rebuild it "
+                              "with 'make darknet', or train with --seed random to let it seed from the clock")
     cfg = DarknetCfg.load(ds.cfg_path)
     if weights is not None:
         check_weights(cfg, weights, partial=True)
@@ -113,7 +144,12 @@ def train(ds: ExportedDataset, darknet: Found, *, weights: Path | None = None, c
         if on_line is not None:
             on_line(line)
 
-    env = dict(os.environ, OMP_WAIT_POLICY=omp_wait) if omp_wait else None
+    env = dict(os.environ)
+    env.pop(SEED_ENV, None)  # only an explicit seed applies
+    if omp_wait:
+        env["OMP_WAIT_POLICY"] = omp_wait
+    if seed is not None:
+        env[SEED_ENV] = str(seed)
     run_darknet(args, cwd=ds.root, log_path=log_path, on_line=handle, what="darknet detector train", env=env)
     if nan_line:
         raise EngineError(f"training diverged (loss is NaN at '{nan_line[0]}'); lower the learning rate "
