@@ -273,3 +273,23 @@ def format_result(result: dict) -> str:
     lines.append("detect frames/s: " + ", ".join(f"{n} {t['detect_frames_per_s']:.0f}"
                                                  for n, t in sets.items()))
     return "\n".join(lines)
+
+
+def comparison_markdown(results: Sequence[dict], sets: Sequence[str] = ("dev-dim", "dev-bright")) -> str:
+    """Variants side by side as a Markdown table: F1 and the share of each kind selected
+    on ``sets`` (the development files by default: what recipes are chosen on)."""
+    head = ["variant", "train s"]
+    for name in sets:
+        head += [f"{name} F1", f"{name} AUC"] + [f"{name} {k}" for k in KIND_ROWS[1:6]]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in results:
+        cells = [r["label"], f"{r['train_seconds']:.0f}"]
+        for name in sets:
+            t = {**r.get("dev", {}), **r["tests"]}.get(name)
+            if t is None:
+                cells += [""] * (2 + 5)
+                continue
+            cells += [f"{t['f1']:.3f}", f"{t['roc_auc']:.3f}"]
+            cells += [_pct(t["kinds"][k]["rate"]).strip() for k in KIND_ROWS[1:6]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
