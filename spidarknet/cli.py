@@ -171,13 +171,29 @@ def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str]
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
-    from spidarknet.preprocess import COLORMAPS, SCALES, Preprocessing
+    from spidarknet.preprocess import (COLORMAPS, DEFAULT_CROP, DEFAULT_Q_MAX_INV_NM, MAX_UPSAMPLING, SCALES,
+                                       Preprocessing)
     d = Preprocessing()
     group = parser.add_argument_group("preprocessing (saved with the data set; detection repeats it)")
     group.add_argument("--size", type=int, default=d.size,
                        help=f"image side in pixels = network input, a multiple of 32 (default {d.size})")
-    group.add_argument("--crop", type=int, default=d.crop,
-                       help=f"side of the square cut around the beam centre, detector pixels (default {d.crop})")
+    group.add_argument("--q-max", type=float, metavar="INV_NM",
+                       help="half-width of the crop around the beam centre in scattering vector q, nm⁻¹: the "
+                            "crop and binning in pixels follow each file's distance, pixel size and wavelength, "
+                            "so the model applies to other geometries whose detector reaches this q and whose "
+                            f"pixels are at most {MAX_UPSAMPLING:g}x an image pixel (default "
+                            f"{DEFAULT_Q_MAX_INV_NM:g}: the {DEFAULT_CROP}-pixel crop on the pnCCD at 1.7 keV, "
+                            "125 mm, 75 µm; files without that geometry, or that it does not fit, fall back to "
+                            f"--crop {DEFAULT_CROP} with a warning)")
+    group.add_argument("--q-min", type=float, metavar="INV_NM",
+                       help="pixels nearer the beam than this q, nm⁻¹, are blanked like masked ones (default "
+                            "with the crop in q: the q of the input files' usable pixel nearest the beam, i.e. "
+                            "their beam stop, so that frames whose beam stop is smaller in q look the same; "
+                            "0: none)")
+    group.add_argument("--crop", type=int, metavar="PIXELS",
+                       help="side of the square cut around the beam centre in detector pixels instead of "
+                            "--q-max: the model then fits only frames of the same geometry (as before q; "
+                            "--centre is then saved with the settings)")
     group.add_argument("--adu-per-photon", type=float, help="detector units per photon (default: data are photons)")
     group.add_argument("--scale", choices=SCALES, default=d.scale, help=f"intensity scale (default {d.scale})")
     group.add_argument("--vmax", type=float,
@@ -187,8 +203,41 @@ def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
                        help=f"grey or a colour map for the 3 channels (default {d.colormap})")
 
 
-def preprocessing_from_args(args: argparse.Namespace):
-    from spidarknet.preprocess import Preprocessing
-    return Preprocessing(size=args.size, crop=args.crop, adu_per_photon=args.adu_per_photon,
-                         centre_px=tuple(args.centre) if args.centre else None, scale=args.scale,
-                         vmax=args.vmax, colormap=args.colormap)
+def preprocessing_from_args(args: argparse.Namespace, files=None):
+    """The :class:`~spidarknet.preprocess.Preprocessing` the options ask for.
+
+    ``--crop`` gives pixel settings, ``--q-max`` q settings, both checked against ``files``
+    (the :class:`~spidarknet.frames.FileInfo` of the inputs) when given, from which the
+    default ``--q-min`` is taken too.  Without ``--crop``, ``--q-max`` or ``--q-min``: the q
+    default, or, for ``files`` that it does not fit (no geometry, say), the pixel default
+    with a warning on stderr.
+    """
+    from spidarknet.errors import InputError
+    from spidarknet.preprocess import DEFAULT_CROP, DEFAULT_Q_MAX_INV_NM, Preprocessing, masked_centre_q_inv_nm
+    common = dict(size=args.size, adu_per_photon=args.adu_per_photon, scale=args.scale, vmax=args.vmax,
+                  colormap=args.colormap)
+    centre = tuple(args.centre) if args.centre else None
+    if args.crop is not None and args.q_max is not None:
+        raise InputError("give the crop in detector pixels (--crop) or in q (--q-max), not both")
+    q_min = args.q_min if args.q_min else None  # 0: none
+    if args.crop is not None:
+        settings = Preprocessing(crop=args.crop, centre_px=centre, q_min_inv_nm=q_min, **common)
+    else:
+        # the centre is the files' geometry (--centre overrides it there), not the model's
+        q_max = DEFAULT_Q_MAX_INV_NM if args.q_max is None else args.q_max
+        if args.q_min is None and files is not None:
+            try:
+                q_min = masked_centre_q_inv_nm(files)
+            except InputError:
+                q_min = None  # the check below says what is wrong
+        settings = Preprocessing(crop=None, q_max_inv_nm=q_max, q_min_inv_nm=q_min, **common)
+    if files is not None:
+        try:
+            settings.check_files(files)
+        except InputError as exc:
+            if args.crop is not None or args.q_max is not None or args.q_min is not None:
+                raise
+            print(f"warning: {exc}\nwarning: cropping {DEFAULT_CROP} detector pixels instead (--crop "
+                  f"{DEFAULT_CROP}): a model trained on it fits only this geometry", file=sys.stderr)
+            return Preprocessing(crop=DEFAULT_CROP, centre_px=centre, **common)
+    return settings

@@ -11,7 +11,7 @@ import pytest
 from spidarknet.commands import export_dataset
 from spidarknet.dataset import ExportedDataset, darknet_label_path
 from spidarknet.engine.cfg import DarknetCfg
-from spidarknet.preprocess import Preprocessing
+from spidarknet.preprocess import DEFAULT_Q_MAX_INV_NM, Preprocessing
 
 
 def export(*args):
@@ -38,7 +38,11 @@ def test_layout_lists_and_definitions(exported, small_cxi):
     assert cfg.input_size == (128, 128, 3) and cfg.classes == 1
     region_index, region = cfg.detection_layer()
     assert cfg.layers[region_index - 1].get_int("filters") == 30 and region.get("random") == "0"
-    assert Preprocessing.load(exported / "preprocess.json") == Preprocessing()
+    # the default crop is in q, the pixel default's 256 pixels on the simulator's pnCCD geometry,
+    # with the beam stop in q of its 25-pixel beam stop (rounded down)
+    settings = Preprocessing.load(exported / "preprocess.json")
+    assert settings == Preprocessing(crop=None, q_max_inv_nm=DEFAULT_Q_MAX_INV_NM, q_min_inv_nm=0.1297)
+    assert json.loads((exported / "export.json").read_text())["inputs"][0]["crop_px"] == 256
     train = (exported / "train.txt").read_text().split()
     valid = (exported / "valid.txt").read_text().split()
     assert len(train) + len(valid) == 60 and not set(train) & set(valid)

@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         valid_paths = set(expand_inputs(args.valid_files))
         extra = sorted(valid_paths - set(expand_inputs(args.inputs)))
     source = cli.frame_source_from_args(args, extra_inputs=extra)
+    settings = cli.preprocessing_from_args(args, source.files)  # checked against each file's geometry
 
     if args.labels_dataset:
         labels = labels_from_dataset(source, args.labels_dataset)
@@ -127,9 +128,10 @@ def run(args: argparse.Namespace) -> int:
                 for chunk in source.chunks(args.chunk, roi=pre.roi):
                     processed = pre.process(chunk)
                     n_bad += processed.n_bad_values
-                    cx, cy = settings.centre_for(chunk.info)
+                    in_pixels = processed.settings  # the crop in this file's pixels
+                    cx, cy = in_pixels.centre_for(chunk.info)
                     r0, c0 = processed.crop_origin
-                    f = settings.bin_factor
+                    f = in_pixels.bin_factor
                     centre_img = ((cx - c0 + 0.5) / f, (cy - r0 + 0.5) / f)
                     lab = labels[chunk.info.path][chunk.indices]
                     radius = np.zeros(len(chunk), dtype=np.float32)
@@ -149,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
         c = writer.counts
         writer.write_summary({
             "spidarknet_version": __version__,
-            "inputs": [{"file": f.path, "dataset": f.dataset, "frames": len(f.indices)} for f in source.files],
+            "inputs": [{"file": f.path, "dataset": f.dataset, "frames": len(f.indices),
+                        "crop_px": pre.for_file(f).crop} for f in source.files],
             "labels": args.labels_dataset or {"positives": args.positives, "negatives": args.negatives},
             "split": {"valid_files": sorted(valid_paths)} if valid_paths else
                      {"valid_fraction": args.valid_fraction, "seed": args.seed},
