@@ -139,7 +139,10 @@ def run_detect(inputs: list[str], weights: Path, out: Path, extra: list[str]) ->
     if probe["code"] != 0:
         raise RuntimeError(f"detect failed: {proc.stderr.strip()[-2000:]}")
     summary = json.loads(out.with_suffix(".json").read_text())
+    timing = dict(summary["timing"])
+    if "prefilter" not in summary:
+        timing.pop("prefilter_s", None)  # no prefilter ran
     rejected = summary.get("prefilter", {}).get("rejected", 0)
-    return {**summary["timing"], "peak_rss_mb": round(probe["peak_rss_mb"], 1),
+    return {**timing, "peak_rss_mb": round(probe["peak_rss_mb"], 1),
             "parent_rss_mb": round(probe["parent_rss_mb"], 1), "worker_rss_mb": round(probe["worker_rss_mb"], 1),
             "jobs": summary.get("jobs"), "frames": summary["frames"], "network_frames": summary["frames"] - rejected}
