@@ -467,10 +467,10 @@ def format_learning_curve(result: dict) -> str:
              f"labels from {e['labelled_file']} ({result['labels']}, hit ratio {e['hit_ratio']:.2f}); "
              f"{s['iterations']} iterations, orientations {s['orientations']}, valid share {s['valid_fraction']:g}",
              f"crop reaches q (nm⁻¹): {qtext or 'unknown'}",
-             f"{'labels':>6}  {'start':<28}{'thr':>6}{'P':>7}{'R':>7}{'F1':>7}{'AUC':>7}{'train s':>9}{'loss@1':>9}"]
+             f"{'labels':>6}  {'start':<31}{'thr':>6}{'P':>7}{'R':>7}{'F1':>7}{'AUC':>7}{'train s':>9}{'loss@1':>9}"]
 
     def line(n, start, t, train_s=None, loss=None):
-        lines.append(f"{n:>6}  {start:<28}{_num(t['threshold'])}{_num(t['precision'], '7.3f')}"
+        lines.append(f"{n:>6}  {start:<31}{_num(t['threshold'])}{_num(t['precision'], '7.3f')}"
                      f"{_num(t['recall'], '7.3f')}{_num(t['f1'], '7.3f')}{_num(t['roc_auc'], '7.3f')}"
                      f"{_num(train_s, '9.0f')}{_num(loss, '9.2f')}")
 
