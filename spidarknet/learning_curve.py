@@ -131,10 +131,14 @@ def preprocess_args(settings) -> list[str]:
                           f"{settings.vmax_floor}) has no export-dataset option; export its frames "
                           "through the library with those settings")
     args = ["--size", str(settings.size), "--scale", settings.scale, "--colormap", settings.colormap]
+    q_min = getattr(settings, "q_min_inv_nm", None)
     if settings.q_max_inv_nm is not None:
-        args += ["--q-max", repr(settings.q_max_inv_nm)]
+        # --q-min always: left out, export would take it from the user's files' beam stop
+        args += ["--q-max", repr(settings.q_max_inv_nm), "--q-min", repr(q_min) if q_min else "0"]
     else:
         args += ["--crop", str(settings.crop)]
+        if q_min:
+            args += ["--q-min", repr(q_min)]
         if settings.centre_px is not None:
             args += ["--centre", *(repr(v) for v in settings.centre_px)]
     if settings.vmax is not None:

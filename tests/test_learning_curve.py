@@ -16,11 +16,12 @@ SHAPE = (512, 512)
 
 
 def test_learning_curve_structure(tmp_path, darknet_bin):
-    # pretrained on the default geometry, pixel crop: 128 px of 75 µm at 0.125 m
+    # pretrained on the default geometry with export's default crop in q (and the beam stop's
+    # q as --q-min), which fine-tuning must repeat on the experiment's files
     weights = pretrain(tmp_path, frames=96, seed=11, options={"shape": SHAPE}, say=lambda _: None,
-                       export_args=["--crop", "128", "--size", "64", "--scale", "log", "--batch", "8",
+                       export_args=["--size", "64", "--scale", "log", "--batch", "8",
                                     "--max-batches", "60", "--burn-in", "10"])
-    # the experiment: 2 x 2-binned at 0.25 m, so the same 128-pixel crop covers the same q
+    # the experiment: 2 x 2-binned at 0.25 m, so its pixels span the angle of the pretraining's
     experiment = Experiment(labelled_frames=60, test_frames=40, labelled_seed=21, test_seed=22,
                             options={"shape": SHAPE, "binning": 2, "distance_m": 0.25, "photons": 800.0,
                                      "half_detector": True})
@@ -32,7 +33,7 @@ def test_learning_curve_structure(tmp_path, darknet_bin):
     q = result["crop_q_max_inv_nm"]
     assert abs(q["experiment"] - q["pretraining"]) < 1e-3 * q["pretraining"]
     pre = Preprocessing.from_dict(result["pretrained"]["preprocessing"])
-    assert (pre.crop, pre.size, pre.scale) == (128, 64, "log")
+    assert (pre.q_max_inv_nm, pre.size, pre.scale) == (0.66, 64, "log") and pre.q_min_inv_nm > 0
 
     rows = {(r["labels"], r["arm"]): r for r in result["rows"]}
     assert sorted(rows) == [(10, "pretrained"), (10, "scratch"), (20, "pretrained"), (20, "scratch")]
@@ -84,3 +85,18 @@ def test_pick_labels_stratified_and_enriched():
     assert set(sets[20]) < set(sets[100])
     enriched = pick_labels(labels, (20,), positive_share=0.5)
     assert labels[enriched[20]].sum() == 10
+
+
+def test_preprocess_args_round_trip():
+    from spidarknet import cli
+    from spidarknet.commands import export_dataset
+    from spidarknet.learning_curve import preprocess_args
+    parser = export_dataset.build_parser()
+    for settings in (Preprocessing(size=128, crop=256, scale="log"),
+                     Preprocessing(size=64, crop=200, q_min_inv_nm=0.05, vmax=40.0, colormap="viridis",
+                                   centre_px=(100.5, 99.0), adu_per_photon=12.5),
+                     Preprocessing(size=128, crop=None, q_max_inv_nm=0.66, scale="sqrt"),
+                     Preprocessing(size=128, crop=None, q_max_inv_nm=0.5, q_min_inv_nm=0.04)):
+        args = parser.parse_args(["x.cxi", "--out", "ds", "--labels-dataset", "/truth/label",
+                                  *preprocess_args(settings)])
+        assert cli.preprocessing_from_args(args) == settings
