@@ -14,7 +14,7 @@ from spidarknet import __version__, cli
 from spidarknet.detect import (PREFILTER_SIGMA, PartialResult, Prefilter, PrefilterGate, detect_frames,
                                score_chunk)
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
-from spidarknet.engine.model import load_model
+from spidarknet.engine.model import builtin_weights, load_model
 from spidarknet.errors import EngineError, InputError, SpidarknetError
 from spidarknet.frames import FrameKey
 from spidarknet.hits import HitList
@@ -28,15 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
         "detect",
         "Score every frame with trained weights, repeating the preprocessing recorded for them, and "
         "write a hit list: CSV (file,dataset,index,score,x,y,w,h,hit) plus a JSON summary.",
-        "spidarknet detect 'run*.cxi' --weights ds/backup/yolov2-tiny-spi_final.weights --out hits.csv")
+        "spidarknet detect 'run*.cxi' --weights ds/backup/yolov2-tiny-spi_final.weights --out hits.csv\n"
+        "  spidarknet detect run7.cxi --out hits.csv --expected-hit-rate 0.03   # the built-in model")
     cli.add_input_args(parser)
-    parser.add_argument("--weights", required=True, help="trained weights (their model card JSON beside them)")
+    parser.add_argument("--weights", help="trained weights (their model card JSON beside them); default: the "
+                                           "built-in model trained on simulation (see --expected-hit-rate)")
     parser.add_argument("--out", required=True, metavar="CSV", help="hit list to write")
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="auto (GPU darknet if built, else OpenCV), darknet (libdarknet via ctypes), "
                              "darknet-cli (images + 'darknet detector valid'), opencv (default auto)")
     parser.add_argument("--threshold", type=float, help="score threshold (default: the model card's)")
+    parser.add_argument("--expected-hit-rate", type=float, metavar="F",
+                        help="set the threshold so that this share of the frames (0-1) is selected, e.g. 0.03 "
+                             "for a run whose single-hit rate is about 3 %%: a threshold learnt on simulation "
+                             "does not carry over to measured frames (or label a few frames and use "
+                             "'evaluate --truth' for its max-F1 threshold)")
     parser.add_argument("--cfg", help="network cfg, for weights without a model card")
     parser.add_argument("--preprocess", metavar="JSON", help="preprocessing settings, for weights without a card")
     parser.add_argument("--batch", type=int, default=16, help="frames per inference batch (default 16)")
@@ -75,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.expected_hit_rate is not None:
+        if not 0 < args.expected_hit_rate < 1:
+            raise InputError(f"--expected-hit-rate {args.expected_hit_rate:g} must lie between 0 and 1")
+        if args.threshold is not None:
+            raise InputError("--threshold and --expected-hit-rate exclude each other: choose one")
+        if args.follow or args.shard:
+            raise InputError("--expected-hit-rate needs every frame's score at once: it cannot be used with "
+                             "--follow or --shard (set --threshold instead)")
+    if args.weights is None:
+        if args.cfg or args.preprocess:
+            raise InputError("--cfg and --preprocess describe weights you give: add --weights")
+        args.weights = str(builtin_weights())
+        print(f"using the built-in model {args.weights} (trained on simulated frames)", file=sys.stderr)
     if args.follow:
         return run_follow(args)
     if not args.mpi:
@@ -104,6 +124,16 @@ def apply_size_range(hits: HitList, size_range, quiet: bool) -> None:
     finally:
         bar.close()
     hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"])
+
+
+def threshold_for_rate(scores: np.ndarray, rate: float) -> float:
+    """The threshold that selects the ``rate`` share of the highest-scoring frames (ties
+    at the threshold are all selected; frames scored 0, e.g. by the prefilter, never are)."""
+    if len(scores) == 0:
+        return 1.0
+    k = max(1, int(round(rate * len(scores))))
+    kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
+    return max(kth, float(np.nextafter(np.float32(0), np.float32(1))))
 
 
 def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
@@ -198,6 +228,9 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     if shard_meta is not None:
         hits.meta["shard"] = shard_meta
     hits = hits.sorted()
+    if args.expected_hit_rate is not None:
+        hits.threshold = threshold_for_rate(hits.scores, args.expected_hit_rate)
+        hits.meta["threshold_from"] = {"expected_hit_rate": args.expected_hit_rate}
     if args.size_range:
         apply_size_range(hits, args.size_range, quiet=args.quiet)
     hits.write_csv(args.out, force=args.force)

@@ -24,6 +24,17 @@ from spidarknet.preprocess import Preprocessing
 
 CARD_FORMAT = 1
 DEFAULT_THRESHOLD = 0.5
+#: the simulation-trained model shipped with spidarknet (rebuilt by 'make model'); its card
+#: holds the science benchmark's figures
+BUILTIN_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "spi-default.weights"
+
+
+def builtin_weights() -> Path:
+    """The shipped model's weights; a clear error where this installation has none."""
+    if not BUILTIN_WEIGHTS.is_file() or not card_path(BUILTIN_WEIGHTS).is_file():
+        raise ConfigError(f"this installation has no built-in model ({BUILTIN_WEIGHTS} with its card); "
+                          "build it with 'make model' or give --weights")
+    return BUILTIN_WEIGHTS
 
 
 @dataclass

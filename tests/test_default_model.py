@@ -1,0 +1,43 @@
+"""Scoring without training: the built-in model, and thresholds set on the user's own run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spidarknet.commands import detect
+from spidarknet.commands.detect import threshold_for_rate
+from spidarknet.hits import read_hits
+
+
+def test_threshold_for_rate_selects_that_share_and_never_the_prefiltered():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    t = threshold_for_rate(scores, 0.2)
+    assert np.count_nonzero(scores >= t) == 2
+    t = threshold_for_rate(scores, 0.9)  # more than the frames that reached the network
+    assert np.count_nonzero(scores >= t) == 4
+
+
+def test_expected_hit_rate_sets_the_threshold_from_the_run(trained, heldout_cxi, tmp_path):
+    weights = trained / "backup" / "yolov2-tiny-spi_final.weights"
+    out = tmp_path / "rate.csv"
+    assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(out), "--backend", "opencv",
+                        "--expected-hit-rate", "0.25", "--quiet"]) == 0
+    hits = read_hits(out)
+    assert hits.n_hits == pytest.approx(0.25 * len(hits), abs=2)
+    chosen = hits.hits
+    assert hits.scores[chosen].min() >= hits.scores[~chosen].max()  # the top-scoring frames
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["threshold_from"] == {"expected_hit_rate": 0.25}
+    assert summary["threshold"] == pytest.approx(hits.threshold)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--expected-hit-rate", "1.5"], "between 0 and 1"),
+    (["--expected-hit-rate", "0.1", "--threshold", "0.3"], "exclude each other"),
+    (["--expected-hit-rate", "0.1", "--shard", "1/2"], "--follow or --shard"),
+])
+def test_expected_hit_rate_mistakes_are_one_error_line(small_cxi, tmp_path, capsys, extra, words):
+    assert detect.main([str(small_cxi), "--out", str(tmp_path / "h.csv"), *extra]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and words in err[0]
