@@ -17,6 +17,8 @@ setup(
     packages=find_packages(include=["spidarknet", "spidarknet.*"]),
     install_requires=[
         "numpy>=1.22",
+        # the sizing fit's 1-D optimiser (scipy.optimize)
+        "scipy>=1.8",
         "h5py>=3.6",
         # OpenCV 5 removed the Darknet importer (cv2.dnn.readNetFromDarknet)
         "opencv-python-headless>=4.8,<5",

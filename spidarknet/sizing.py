@@ -1,42 +1,58 @@
-"""Particle size per frame: beam centre, radial profile and a sphere form-factor fit.
+"""Particle size per frame: a Poisson fit of a sphere, its beam centre and its uncertainty.
 
 For each frame (photon counts, with its usable-pixel mask and the file's geometry):
 
-1. **Centre.**  The beam centre the file states is refined per frame, within
-   ``centre_search_px``, to the point about which the pattern is most nearly
-   centrosymmetric (Friedel's law, ``I(c + r) = I(c - r)``): the maximum of the masked,
-   normalised autocorrelation of the smoothed frame, ``Σ f(x) f(s - x) / Σ f(x)² W(s - x)``
-   with ``s = 2c``, computed by FFT (about 0.3 px on the simulated pnCCD frames, whose
-   centre jitters by 1.5 px from shot to shot).
-2. **Radial profile.**  Photons summed in rings ``bin_px`` wide around that centre over the
-   usable pixels (``np.bincount``), with the number of usable pixels and their mean radius
-   per ring.
-3. **q.**  ``q = 4π sin(θ)/λ`` with ``2θ = atan(ρ/D)``, ρ the ring's mean radius in metres
-   and D the detector distance (SI units throughout; printed in nm⁻¹).
-4. **Fit.**  Expected photons in ring k: ``μ_k = n_k (a w_k |F(q_k; d)|² + b)``, with the
+1. **Pixels.**  The fit region is fixed first: the usable pixels whose q, seen from the
+   beam centre the file states, lies in ``q_min_inv_nm``-``q_max_inv_nm`` (the mask
+   removes the beam stop, the gap and, on a pnCCD with one half dead as in the 2018 PR772
+   run, that half).  Every likelihood below is one of these same pixels' photons.
+2. **q.**  ``q = 4π sin(θ)/λ`` with ``2θ = atan(ρ/D)``, ρ the distance in metres of a
+   pixel from the beam centre and D the detector distance (SI units throughout; printed
+   in nm⁻¹).
+3. **Model.**  Expected photons of pixel j: ``μ_j = a w_j |F(q_j; d)|² + b`` with the
    sphere form factor ``F = 3 (sin x − x cos x) / x³``, ``x = q d / 2``, the pixel weight
-   ``w_k = (D/L)³ (1 − ½ sin² 2θ)`` (solid angle relative to the beam centre times the
-   azimuthal mean of the polarisation factor), a scale ``a ≥ 0`` and a flat background
-   ``b ≥ 0`` photons/pixel.  For every diameter of a grid (``d_min_nm`` … ``d_max_nm`` every
-   ``coarse_step_nm``) ``a`` and ``b`` maximise the Poisson likelihood of the ring sums
-   (EM iterations, all diameters at once); the grid is then refined around the best one.
+   ``w_j = (D/L)³ (1 − ½ sin² 2θ)`` (solid angle relative to the beam centre times the
+   azimuthal mean of the polarisation factor), a free scale ``a ≥ 0`` and a flat
+   background ``b ≥ 0`` photons/pixel.  The counts are Poisson: the log-likelihood is
+   ``Σ_j C_j log μ_j − Σ_j μ_j``.
+4. **Search.**  For every beam centre on a grid (``centre_step_px``) within
+   ``centre_search_px`` of the file's and every diameter of a grid (``d_min_nm`` …
+   ``d_max_nm``, every ``coarse_step_nm``), ``a`` and ``b`` maximise the likelihood of the
+   ring sums (the sufficient statistic of a round pattern about that centre); the best
+   centre and diameter start Fisher scoring of the per-pixel likelihood over all five
+   parameters (a, b, d and the centre x, y).  No fringe detection gates the fit: a round
+   pattern fixes its own centre on whatever part of the detector works, one half included.
+5. **Uncertainty.**  ``diameter_err_nm`` is the 1σ error of the diameter: from the inverse
+   Fisher information ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` of all five parameters (the curvature of the
+   log-likelihood, its correlation with the centre included), and in quadrature a shape
+   term ``SHAPE_ERROR_PER_ROOT_MISFIT · d · √misfit`` for patterns that a sphere does not
+   quite explain (icosahedra: their fringe positions depend on the orientation by ~0.7 %).
 
-``fit_quality`` is the reduced Pearson χ² of the best fit,
-``Σ_k (C_k − μ_k)² / μ_k / (N − 3)`` over the N rings fitted: about 1 when a sphere
-explains the profile to within the Poisson noise, larger for worse fits (non-spherical
-particles, several particles, a wrong centre); smaller is better.
+``fit_quality`` is the reduced Pearson χ² of the ring sums about the fitted centre,
+``Σ_k (C_k − μ_k)² / μ_k / (N − 5)`` over the N rings fitted: about 1 when a sphere
+explains the pattern to within the Poisson noise, larger for worse fits; smaller is better.
+It grows with the photons for any misfit; ``misfit``, the same Pearson χ² in excess of its
+degrees of freedom per signal photon, does not: about the signal-weighted mean square
+relative deviation of the ring profile from the sphere, ≈ 0 (± √(2N)/signal) for a sphere,
+0.05-0.4 for a single icosahedron, larger for several particles or clusters.  A size window
+(:func:`select_size_window`) drops fits above ``SIZE_WINDOW_MAX_MISFIT``.
 
-A fit fails, with a reason and an empty diameter, when the frame holds too few signal
-photons in the fitted q range; when the best diameter lies at the edge of the searched
-range; when the fitted sphere has no form-factor minimum inside the fitted q range (then
-the profile cannot fix the size); or when a featureless power law ``a q^-p + b`` explains
-the profile about as well as the sphere (twice the log-likelihood ratio below
-``min_fringe_evidence``: no fringes, as for droplets, aggregates or several particles).
-Failures are results too: nothing is dropped.
+What is measured is the diameter of the sphere whose fringes match (the fringe-equivalent
+sphere).  For a sphere that is its diameter; for a regular icosahedron it is
+``ICOSAHEDRON_SPHERE_DIAMETER_RATIO`` (0.998) times the diameter of the sphere of equal
+volume, to ±0.7 % with the orientation.  That ratio (the median) and the shape term (so
+that ±1σ covers the error of 68 % of the icosahedra; then 72 % of the spheres) were
+calibrated once by ``tools/sizing_bench.py --calibrate``: 175 simulated icosahedra with
+≥ 500 photons on the half detector, beam jitter σ = 5 px, seeds 5001-5004.
+
+A fit fails, with a reason and an empty diameter, only when the frame carries no size:
+when the fit region holds no usable pixels; when the fitted sphere holds fewer than
+``min_signal_photons`` photons (empty shots); or when the best diameter is the edge of
+the range searched (a particle outside it).  Failures are results too: nothing is dropped.
 
 Public API: :class:`SizingSettings`, :func:`radial_profile`, :func:`ring_q_inv_m`,
 :func:`fit_sphere`, :func:`size_frame`, :func:`estimate_sizes`, :func:`write_sizes_csv`,
-:func:`read_sizes`.
+:func:`read_sizes`, :func:`sizes_for`, :func:`select_size_window`.
 """
 
 from __future__ import annotations
@@ -50,6 +66,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from scipy import optimize
 
 from spidarknet.errors import ConfigError, InputError
 from spidarknet.frames import FileInfo, FrameKey, FrameSource, Geometry
@@ -58,40 +75,45 @@ from spidarknet.outputs import atomic_path
 #: first zero of the sphere amplitude, x = q R (tan x = x)
 SPHERE_FIRST_ZERO_X = 4.493409457909064
 
-SIZE_COLUMNS = ["file", "dataset", "index", "diameter_nm", "fit_quality", "ok", "reason",
-                "signal_photons", "background_photons_per_pixel", "centre_x_px", "centre_y_px"]
+#: fringe-equivalent sphere diameter of a regular icosahedron over its volume-equivalent
+#: diameter (the sphere fit's measure of an icosahedron; see the module notes)
+ICOSAHEDRON_SPHERE_DIAMETER_RATIO = 0.998
+#: the shape term of the diameter error, per diameter and per √misfit (module notes)
+SHAPE_ERROR_PER_ROOT_MISFIT = 0.025
+#: a size window (``select --size-range``) drops fits whose misfit is above this
+SIZE_WINDOW_MAX_MISFIT = 0.5
+
+SIZE_COLUMNS = ["file", "dataset", "index", "diameter_nm", "diameter_err_nm", "fit_quality", "misfit",
+                "ok", "reason", "signal_photons", "background_photons_per_pixel", "centre_x_px",
+                "centre_y_px"]
 
 
 @dataclass
 class SizingSettings:
     """How sizes are estimated (defaults suit a pnCCD at 1.7 keV and 125 mm)."""
 
-    d_min_nm: float = 20.0            # smallest diameter searched
+    d_min_nm: float = 30.0            # smallest diameter searched
     d_max_nm: float = 150.0           # largest diameter searched
     coarse_step_nm: float = 0.5       # grid step of the global search
-    fine_step_nm: float = 0.02        # grid step of the refinement (± 2 coarse steps)
-    q_min_inv_nm: float = 0.0         # fit rings from this q (the mask usually decides)
+    q_min_inv_nm: float = 0.0         # fit pixels from this q (the mask usually decides)
     q_max_inv_nm: float = 1.0         # ... up to this q (≈ 195 px on the simulated pnCCD)
-    bin_px: float = 1.0               # ring width in pixels
-    min_ring_fraction: float = 0.2    # a ring is fitted when this share of it is usable
-    min_signal_photons: float = 200.0  # fitted sphere photons needed in the fit range
+    bin_px: float = 1.0               # ring width of the grid search and of the profiles
+    min_ring_fraction: float = 0.2    # profiles shown (report): rings at least this usable
+    min_signal_photons: float = 100.0  # fitted sphere photons needed in the fit region
     background: bool = True           # fit a flat background b (else b = 0)
-    refine_centre: bool = True        # refine the beam centre per frame (Friedel symmetry)
-    centre_search_px: float = 10.0    # ... at most this far from the file's centre
+    refine_centre: bool = True        # fit the beam centre per frame
+    centre_search_px: float = 15.0    # ... at most this far from the file's centre
+    centre_step_px: float = 5.0       # ... starting from a grid this coarse
     adu_per_photon: float | None = None  # detector units per photon (None: data are photons)
-    min_fringe_evidence: float = 25.0  # sphere vs smooth power law: 2 Δ log-likelihood needed
-    em_iterations: int = 40           # EM iterations of the Poisson fit (refinement: twice)
 
     def check(self) -> "SizingSettings":
         """Raise :class:`ConfigError` on values that cannot work."""
         if not 0 < self.d_min_nm < self.d_max_nm:
             raise ConfigError(f"the diameter range {self.d_min_nm}-{self.d_max_nm} nm must be "
-                              "positive and increasing (e.g. --d-range 20 150)")
+                              "positive and increasing (e.g. --d-range 30 150)")
         if not 0 < self.coarse_step_nm <= (self.d_max_nm - self.d_min_nm) / 4:
             raise ConfigError(f"the diameter step {self.coarse_step_nm} nm must be positive and "
                               "small against the range")
-        if not 0 < self.fine_step_nm <= self.coarse_step_nm:
-            raise ConfigError("the fine diameter step must be positive and at most the coarse step")
         if not 0 <= self.q_min_inv_nm < self.q_max_inv_nm:
             raise ConfigError(f"the q range {self.q_min_inv_nm}-{self.q_max_inv_nm} nm⁻¹ must be "
                               "increasing (e.g. --q-range 0 1.0)")
@@ -101,10 +123,11 @@ class SizingSettings:
             raise ConfigError("the usable share of a ring must lie in (0, 1]")
         if self.centre_search_px < 0:
             raise ConfigError("the centre search radius must be ≥ 0 pixels")
+        if not 0 < self.centre_step_px <= max(self.centre_search_px, 0.1) * 2:
+            raise ConfigError("the centre grid step must be positive and at most twice the "
+                              "search radius (pixels)")
         if self.adu_per_photon is not None and not self.adu_per_photon > 0:
             raise ConfigError("--adu-per-photon must be positive")
-        if self.em_iterations < 10:
-            raise ConfigError("at least 10 EM iterations are needed")
         return self
 
 
@@ -223,96 +246,195 @@ def radial_profile(frame: np.ndarray, valid: np.ndarray | None, centre_xy: Seque
                          bin_px=float(bin_px))
 
 
-# -- beam centre --------------------------------------------------------------------------------
+# -- the Poisson fit ------------------------------------------------------------------------------
 
-def _smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
-    import cv2
-    return cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_CONSTANT)
+def _scale_background(counts: np.ndarray, shapes: np.ndarray, shape_sums: np.ndarray,
+                      n_pixels: float, *, background: bool = True,
+                      newton_steps: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum-likelihood ``a, b ≥ 0`` of ``μ = a s + b`` photons per pixel, for every row
+    of ``shapes``.
 
-
-def refine_centre(frame: np.ndarray, valid: np.ndarray, centre_xy: Sequence[float], *,
-                  search_px: float = 6.0, window_px: int = 128, origin: tuple[int, int] = (0, 0),
-                  smooth_px: float = 2.0) -> tuple[tuple[float, float], float]:
-    """The centre of Friedel symmetry near ``centre_xy``, and its normalised correlation.
-
-    Within a square of ``2 window_px`` around ``centre_xy`` the frame is smoothed
-    (Gaussian, ``smooth_px``, normalised by the smoothed mask) and correlated with its own
-    point reflection: ``ncc(s) = Σ f(x) f(s − x) / Σ f(x)² W(s − x)``, which is 1 for a
-    pattern symmetric about ``s / 2``.  The maximum within ``search_px`` is refined to
-    sub-pixel precision by a parabola.  Returns the input centre and NaN when the frame
-    holds no signal there or the maximum lies on the edge of the search.
+    The Poisson log-likelihood of the counts ``C_j`` of the pixels of a fit region is
+    ``Σ_j C_j log μ_j − Σ_j μ_j`` (plus a term free of the model).  Only cells holding
+    photons enter the first sum, so ``counts`` (K,) and ``shapes`` (D, K) cover just those
+    cells (pixels, or rings with ``s`` per pixel and ``C`` the ring's sum), while
+    ``shape_sums`` (D,) is ``Σ_j s_j`` and ``n_pixels`` the number of pixels over the whole
+    region.  Three EM steps, then Newton steps kept inside ``a, b ≥ 0``; all D rows at
+    once (without background ``a`` is exact: ``ΣC / Σs``).  Returns ``a``, ``b`` and
+    ``nll = Σ μ − Σ C log μ``.
     """
-    cx, cy = float(centre_xy[0]), float(centre_xy[1])
-    rows, cols = frame.shape
-    r0 = int(round(cy - origin[0])) - window_px
-    c0 = int(round(cx - origin[1])) - window_px
-    side = 2 * window_px
-    if r0 < 0 or c0 < 0 or r0 + side > rows or c0 + side > cols:
-        # pad the window with unusable pixels where it leaves the region read
-        f = np.zeros((side, side))
-        w = np.zeros((side, side))
-        rr0, cc0 = max(r0, 0), max(c0, 0)
-        rr1, cc1 = min(r0 + side, rows), min(c0 + side, cols)
-        if rr1 <= rr0 or cc1 <= cc0:
-            return (cx, cy), float("nan")
-        f[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = frame[rr0:rr1, cc0:cc1]
-        w[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = valid[rr0:rr1, cc0:cc1]
+    counts = np.asarray(counts, dtype=np.float64)
+    shapes = np.atleast_2d(np.asarray(shapes, dtype=np.float64))
+    rows = len(shapes)
+    shape_sums = np.asarray(shape_sums, dtype=np.float64).reshape(rows)
+    total = float(counts.sum())
+    if total <= 0 or n_pixels <= 0:
+        return np.zeros(rows), np.zeros(rows), np.zeros(rows)
+    sums = np.maximum(shape_sums, 1e-300)
+    if not background:
+        a, b = total / sums, np.zeros(rows)
     else:
-        f = frame[r0:r0 + side, c0:c0 + side].astype(np.float64)
-        w = valid[r0:r0 + side, c0:c0 + side].astype(np.float64)
-    f = np.where(np.isfinite(f) & (w > 0), f, 0.0)
-    if not np.any(f > 0):
-        return (cx, cy), float("nan")
-    fs = _smooth(f, smooth_px)
-    ws = _smooth(w, smooth_px)
-    fs = np.where(ws > 0.3, fs / np.maximum(ws, 1e-12), 0.0) * w
-    # a circular correlation of size n is free of wrap-around near s = 2 * window_px
-    n = int(2 ** math.ceil(math.log2(1.5 * side + 4 * search_px + 8)))
-    spectrum = np.fft.rfft2(fs, (n, n))
-    num = np.fft.irfft2(spectrum * spectrum, (n, n))
-    den = np.fft.irfft2(np.fft.rfft2(fs * fs, (n, n)) * np.fft.rfft2(w, (n, n)), (n, n))
-    s0x = 2.0 * (cx - origin[1] - c0)
-    s0y = 2.0 * (cy - origin[0] - r0)
-    reach = int(math.ceil(2 * search_px))
-    ix0, iy0 = int(round(s0x)), int(round(s0y))
-    ys = slice(iy0 - reach - 1, iy0 + reach + 2)
-    xs = slice(ix0 - reach - 1, ix0 + reach + 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ncc = np.where(den[ys, xs] > 1e-12 * den.max(), num[ys, xs] / den[ys, xs], 0.0)
-    inner = ncc[1:-1, 1:-1]
-    j, i = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    if j in (0, inner.shape[0] - 1) or i in (0, inner.shape[1] - 1):
-        return (cx, cy), float("nan")
-    j, i = j + 1, i + 1
-
-    def vertex(a: float, b: float, c: float) -> float:
-        curvature = a - 2.0 * b + c
-        return 0.5 * (a - c) / curvature if curvature < 0 else 0.0
-
-    sy = iy0 - reach - 1 + j + vertex(ncc[j - 1, i], ncc[j, i], ncc[j + 1, i])
-    sx = ix0 - reach - 1 + i + vertex(ncc[j, i - 1], ncc[j, i], ncc[j, i + 1])
-    new = (origin[1] + c0 + 0.5 * sx, origin[0] + r0 + 0.5 * sy)
-    if math.hypot(new[0] - cx, new[1] - cy) > search_px:
-        return (cx, cy), float("nan")
-    return new, float(ncc[j, i])
+        a, b = 0.9 * total / sums, np.full(rows, 0.1 * total / n_pixels)
+        for _ in range(3):  # EM: multiplicative, stays positive
+            ratio = counts / (a[:, None] * shapes + b[:, None])
+            a, b = a * (ratio * shapes).sum(axis=1) / sums, b * ratio.sum(axis=1) / n_pixels
+    for _ in range(newton_steps if background else 0):
+        mu = a[:, None] * shapes + b[:, None]
+        ratio = counts / mu
+        ratio2 = ratio / mu
+        grad_a = (ratio * shapes).sum(axis=1) - shape_sums
+        grad_b = ratio.sum(axis=1) - n_pixels
+        rs = ratio2 * shapes
+        h_aa, h_ab, h_bb = (rs * shapes).sum(axis=1), rs.sum(axis=1), ratio2.sum(axis=1)
+        det = h_aa * h_bb - h_ab * h_ab
+        regular = det > 1e-9 * h_aa * h_bb
+        safe = np.where(regular, det, 1.0)
+        step_a = np.where(regular, (h_bb * grad_a - h_ab * grad_b) / safe, grad_a / np.maximum(h_aa, 1e-300))
+        step_b = np.where(regular, (h_aa * grad_b - h_ab * grad_a) / safe, grad_b / np.maximum(h_bb, 1e-300))
+        t = np.ones(rows)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(step_a < 0, np.minimum(t, 0.9 * a / -step_a), t)
+            t = np.where(step_b < 0, np.minimum(t, 0.9 * b / -step_b), t)
+        a, b = a + t * step_a, b + t * step_b
+    mu = a[:, None] * shapes + b[:, None]
+    nll = a * shape_sums + b * n_pixels - (counts * np.log(np.maximum(mu, 1e-300))).sum(axis=1)
+    return a, b, nll
 
 
-# -- the sphere fit -----------------------------------------------------------------------------
+def _sphere_amplitude(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sphere amplitude ``A = 3 (sin x − x cos x) / x³`` and its slope
+    ``A' = 3 (sin x / x − A) / x`` (series below x = 0.01)."""
+    x = np.asarray(x, dtype=np.float64)
+    small = np.abs(x) < 1e-2
+    xs = np.where(small, 1.0, x)
+    sin_x, cos_x = np.sin(xs), np.cos(xs)
+    inv_x = 1.0 / xs
+    amp = np.where(small, 1.0 - x * x / 10.0, 3.0 * (sin_x - xs * cos_x) * (inv_x * inv_x * inv_x))
+    return amp, np.where(small, -x / 5.0, 3.0 * (sin_x * inv_x - amp) * inv_x)
+
+
+@dataclass(frozen=True)
+class _Optics:
+    """Radius on the detector (x pixels) → q, pixel weight and the sphere model."""
+
+    pixel_m: float
+    distance_m: float
+    wavelength_m: float
+
+    @classmethod
+    def of(cls, geometry: Geometry) -> "_Optics":
+        geometry.require_scattering()
+        return cls(float(geometry.pixel_size_m[0]), float(geometry.distance_m),
+                   float(geometry.wavelength_m))
+
+    def q_inv_m(self, radius_px) -> np.ndarray:
+        return scattering_q_inv_m(np.asarray(radius_px) * self.pixel_m, self.distance_m,
+                                  self.wavelength_m)
+
+    def radius_px(self, q_inv_m: float) -> float:
+        return radius_for_q_m(q_inv_m, self.distance_m, self.wavelength_m) / self.pixel_m
+
+    def shape_and_derivatives(self, radius_px: np.ndarray, diameter_m: float):
+        """``s = w |F|²`` at ``radius_px`` and its derivatives by the diameter (per m) and by
+        the radius (per x pixel), analytically: ``A' = 3 (j0 − A) / x`` for the sphere
+        amplitude ``A``, ``j0 = sin x / x``."""
+        rho = np.asarray(radius_px, dtype=np.float64) * self.pixel_m
+        dist = self.distance_m
+        length = np.sqrt(dist * dist + rho * rho)
+        sin_theta = rho / np.sqrt(2.0 * length * (length + dist))
+        k4 = 4.0 * math.pi / self.wavelength_m
+        q = k4 * sin_theta
+        c = dist / length                                   # cos 2θ
+        c2 = c * c
+        w = 0.5 * c2 * c * (1.0 + c2)
+        dw_drho = -0.5 * c2 * (3.0 + 5.0 * c2) * c * rho / (length * length)
+        dq_drho = 0.5 * k4 * np.sqrt(1.0 - sin_theta * sin_theta) * dist / (length * length)
+        amp, amp_dx = _sphere_amplitude(0.5 * q * diameter_m)
+        shape = w * amp * amp
+        d_diameter = w * 2.0 * amp * amp_dx * 0.5 * q
+        d_radius = (dw_drho * amp * amp + w * 2.0 * amp * amp_dx * 0.5 * diameter_m * dq_drho) * self.pixel_m
+        return shape, d_diameter, d_radius
+
+    def shape(self, radius_px, diameter_m) -> np.ndarray:
+        """``w(ρ) |F(q(ρ); d)|²``: the sphere's photons per pixel at ``radius_px`` per unit
+        scale (broadcasts the radii against the diameters)."""
+        rho = np.asarray(radius_px, dtype=np.float64) * self.pixel_m
+        return (pixel_weight(rho, self.distance_m)
+                * sphere_intensity(scattering_q_inv_m(rho, self.distance_m, self.wavelength_m),
+                                   diameter_m))
+
+
+class _FitPixels:
+    """The usable pixels of one frame's fit region and the photons on them.
+
+    The region is fixed before the fit (the pixels whose radius from the file's beam
+    centre ``centre_xy`` lies in ``r_in_px``-``r_out_px``, x pixels), so the likelihoods of
+    all centres and diameters are those of the same data.  ``x`` and ``y`` are the pixels'
+    offsets from ``centre_xy`` (x = column, y = row times ``aspect``, in x pixels; float32);
+    ``lit`` indexes those holding photons, ``counts`` their photons.
+    """
+
+    def __init__(self, photons: np.ndarray, usable: np.ndarray, origin: tuple[int, int],
+                 centre_xy: Sequence[float], r_in_px: float, r_out_px: float, aspect: float):
+        rows, cols = photons.shape
+        cx, cy = float(centre_xy[0]), float(centre_xy[1])
+        self.aspect = aspect
+        r0 = max(int(math.floor(cy - origin[0] - r_out_px / aspect)), 0)
+        r1 = min(int(math.ceil(cy - origin[0] + r_out_px / aspect)) + 1, rows)
+        c0 = max(int(math.floor(cx - origin[1] - r_out_px)), 0)
+        c1 = min(int(math.ceil(cx - origin[1] + r_out_px)) + 1, cols)
+        block = photons[r0:r1, c0:c1] if r1 > r0 and c1 > c0 else np.zeros((0, 0))
+        good = np.isfinite(block) & usable[r0:r1, c0:c1] if block.size else np.zeros((0, 0), bool)
+        yy, xx = np.nonzero(good)
+        # offsets in float32: exact to ~1e-5 px this close to the centre, and fast
+        x = (xx + (c0 + origin[1] - cx)).astype(np.float32)
+        y = ((yy + (r0 + origin[0] - cy)) * aspect).astype(np.float32)
+        r = np.sqrt(x * x + y * y)
+        near = (r >= r_in_px) & (r <= r_out_px)
+        self.centre_xy = (cx, cy)
+        self.x, self.y = x[near], y[near]
+        values = block[yy[near], xx[near]]
+        self.lit = np.flatnonzero(values > 0)   # the pixels holding photons
+        self.photon_x, self.photon_y = self.x[self.lit], self.y[self.lit]
+        self.counts = values[self.lit].astype(np.float64)
+
+    @property
+    def n_pixels(self) -> int:
+        return len(self.x)
+
+    def offsets(self, centre_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """x and (aspect-scaled) y of the usable pixels seen from ``centre_xy``."""
+        dx = np.float32(centre_xy[0] - self.centre_xy[0])
+        dy = np.float32((centre_xy[1] - self.centre_xy[1]) * self.aspect)
+        return self.x - dx, self.y - dy
+
+    def radii(self, centre_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """Radii (x pixels) of the usable pixels and of the photon pixels from ``centre_xy``."""
+        dx = np.float32(centre_xy[0] - self.centre_xy[0])
+        dy = np.float32((centre_xy[1] - self.centre_xy[1]) * self.aspect)
+        x, y = self.x - dx, self.y - dy
+        px, py = self.photon_x - dx, self.photon_y - dy
+        return np.sqrt(x * x + y * y), np.sqrt(px * px + py * py)
+
 
 @dataclass
 class SphereFit:
-    """The best sphere for one radial profile (see the module notes for the model)."""
+    """The best sphere for one frame or one radial profile (see the module notes)."""
 
     diameter_m: float          # NaN when the fit failed
-    scale: float               # a: photons per pixel at q = 0
+    scale: float               # a: photons per pixel at q = 0 (times the pixel weight)
     background: float          # b: photons per pixel
-    fit_quality: float         # reduced Pearson χ² (≈ 1 good, larger worse)
-    signal_photons: float      # Σ n_k a w_k |F|² over the rings fitted
+    fit_quality: float         # reduced Pearson χ² of the ring sums (≈ 1 good, larger worse)
+    signal_photons: float      # a Σ w |F|² over the pixels fitted
     n_rings: int
     q_range_inv_m: tuple[float, float]
-    fringe_evidence: float = float("nan")  # 2 Δ log L of the sphere over a smooth power law
+    diameter_err_m: float = float("nan")   # 1σ: the likelihood's, widened by the shape term
+    diameter_stat_err_m: float = float("nan")  # 1σ from the likelihood's curvature alone
+    misfit: float = float("nan")   # excess Pearson χ² of the ring sums per signal photon
+    centre_xy: tuple[float, float] | None = None
+    nll: float = float("nan")  # Σ μ − Σ C log μ at the optimum
     reason: str = ""           # why the fit failed ("" when it did not)
-    model: np.ndarray | None = None  # μ_k / n_k, photons per pixel of the best fit
+    model: np.ndarray | None = None  # μ_k / n_k, photons per pixel of the best fit per ring
 
     @property
     def ok(self) -> bool:
@@ -322,46 +444,70 @@ class SphereFit:
     def diameter_nm(self) -> float:
         return self.diameter_m * 1e9
 
+    @property
+    def diameter_err_nm(self) -> float:
+        return self.diameter_err_m * 1e9
 
-def _poisson_fit(counts: np.ndarray, n_pixels: np.ndarray, shapes: np.ndarray, *,
-                 background: bool, iterations: int):
-    """Maximum-likelihood a, b ≥ 0 of ``μ = n (a·shape + b)`` for every row of ``shapes``.
+    def fail(self, reason: str) -> "SphereFit":
+        self.reason = reason
+        self.diameter_m = self.diameter_err_m = self.diameter_stat_err_m = float("nan")
+        return self
 
-    EM (multiplicative) updates, which keep a and b non-negative and raise the Poisson
-    likelihood at each step; all rows (diameters) at once.  Returns a, b, deviance.
-    """
-    sum_n = n_pixels.sum()
-    n_shape = shapes * n_pixels                       # (d, k)
-    sum_n_shape = np.maximum(n_shape.sum(axis=1), 1e-300)
-    total = counts.sum()
-    # start: background from the outer third of the rings, the rest as signal
-    outer = slice(2 * len(counts) // 3, None)
-    b = np.full(len(shapes), max(counts[outer].sum() / max(n_pixels[outer].sum(), 1), 1e-6)
-                if background else 0.0)
-    a = np.maximum(total - b * sum_n, 0.1 * total + 1e-6) / sum_n_shape
-    for _ in range(iterations):
-        mu = a[:, None] * shapes + b[:, None]          # per pixel
-        ratio = counts / np.maximum(mu, 1e-300)        # C_k / (μ_k / n_k)
-        a = a * (ratio * shapes).sum(axis=1) / sum_n_shape
-        if background:
-            b = b * ratio.sum(axis=1) / sum_n
-    mu = n_pixels * (a[:, None] * shapes + b[:, None])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(counts > 0, counts * np.log(counts / np.maximum(mu, 1e-300)), 0.0)
-    deviance = 2.0 * np.sum(term - (counts - mu), axis=1)
-    return a, b, deviance
+
+def _ring_quality(counts: np.ndarray, mu: np.ndarray, n_params: int, signal: float) -> tuple[float, float]:
+    """Reduced Pearson χ² of ring sums and the misfit: the χ² in excess of its degrees of
+    freedom per signal photon, about the signal-weighted mean square relative deviation of
+    the pattern from the model (≈ 0 ± √(2N)/signal for a sphere, whatever its brightness)."""
+    dof = max(len(counts) - n_params, 1)
+    pearson = float(np.sum((counts - mu) ** 2 / np.maximum(mu, 1e-12)))
+    return pearson / dof, (pearson - dof) / signal if signal > 0 else float("nan")
+
+
+def _diameter_error(stat_err_m: float, diameter_m: float, misfit: float) -> float:
+    """The 1σ diameter error: the likelihood's, and in quadrature the shape term
+    ``SHAPE_ERROR_PER_ROOT_MISFIT · d · √misfit`` for patterns a sphere does not quite
+    explain (zero for a misfit ≤ 0)."""
+    if not math.isfinite(misfit):
+        return stat_err_m
+    return math.hypot(stat_err_m, SHAPE_ERROR_PER_ROOT_MISFIT * diameter_m * math.sqrt(max(misfit, 0.0)))
+
+
+def _judge(fit: SphereFit, s: SizingSettings) -> SphereFit:
+    """The fit, failed with a reason where the frame carries no size."""
+    if not fit.signal_photons >= s.min_signal_photons:
+        return fit.fail(f"too few photons: {fit.signal_photons:.0f} signal photons in the fitted q "
+                        f"range (need >= {s.min_signal_photons:.0f})")
+    edge = _edge_reason(fit.diameter_m, s)
+    return fit.fail(edge) if edge else fit
+
+
+def _diameter_grid(s: SizingSettings) -> np.ndarray:
+    return np.arange(s.d_min_nm, s.d_max_nm + 0.5 * s.coarse_step_nm, s.coarse_step_nm) * 1e-9
+
+
+def _edge_reason(diameter_m: float, s: SizingSettings) -> str:
+    if diameter_m - s.d_min_nm * 1e-9 <= 0.5 * s.coarse_step_nm * 1e-9:
+        side = "smallest"
+    elif s.d_max_nm * 1e-9 - diameter_m <= 0.5 * s.coarse_step_nm * 1e-9:
+        side = "largest"
+    else:
+        return ""
+    return (f"outside the diameters searched: the best fit is the {side} one ({s.d_min_nm:g}-"
+            f"{s.d_max_nm:g} nm); widen --d-range if such particles are expected")
 
 
 def fit_sphere(q_inv_m: np.ndarray, photons: np.ndarray, n_pixels: np.ndarray, *,
                weight: np.ndarray | None = None,
                settings: SizingSettings | None = None) -> SphereFit:
-    """Fit the sphere model to ring sums ``photons`` of ``n_pixels`` usable pixels at ``q_inv_m``.
+    """Fit the sphere model to ring sums ``photons`` of ``n_pixels`` usable pixels at ``q_inv_m``
+    (the centre known; :func:`size_frame` fits the centre too).
 
     ``weight`` is the per-ring pixel weight (:func:`pixel_weight`; default 1).  Rings must
-    already be restricted to the q range wanted.  The diameter is searched on a grid of
-    ``coarse_step_nm`` from ``d_min_nm`` to ``d_max_nm``, then on a grid of
-    ``fine_step_nm`` around the best value.  A failed fit comes back with ``reason`` set
-    and a NaN diameter (see the module notes for the reasons).
+    already be restricted to the q range wanted.  The Poisson likelihood of the ring sums,
+    with a free scale and background, is maximised over the diameter grid
+    (``coarse_step_nm`` from ``d_min_nm`` to ``d_max_nm``), then over a continuous diameter
+    around the best grid value; the uncertainty comes from the Fisher information of
+    (a, b, d).  A failed fit comes back with ``reason`` set and a NaN diameter.
     """
     s = (settings or SizingSettings()).check()
     q = np.asarray(q_inv_m, dtype=np.float64)
@@ -373,62 +519,218 @@ def fit_sphere(q_inv_m: np.ndarray, photons: np.ndarray, n_pixels: np.ndarray, *
     q_range = (float(q.min()), float(q.max())) if len(q) else (float("nan"),) * 2
     if len(q) < 10:
         return SphereFit(float("nan"), 0.0, 0.0, float("nan"), 0.0, len(q), q_range,
-                         reason=f"too few usable rings: {len(q)} in the q range (need >= 10); "
+                         reason=f"no usable pixels: {len(q)} rings in the q range (need >= 10); "
                                 "check the mask and --q-range")
-    coarse = np.arange(s.d_min_nm, s.d_max_nm + 0.5 * s.coarse_step_nm, s.coarse_step_nm) * 1e-9
-    shapes = w * sphere_intensity(q[None, :], coarse[:, None])
-    a, b, dev = _poisson_fit(counts, n, shapes, background=s.background, iterations=s.em_iterations)
-    best = int(np.argmin(dev))
-    at_edge = best in (0, len(coarse) - 1)
-    lo = max(coarse[best] - 2 * s.coarse_step_nm * 1e-9, coarse[0])
-    hi = min(coarse[best] + 2 * s.coarse_step_nm * 1e-9, coarse[-1])
-    fine = np.arange(lo, hi + 0.5 * s.fine_step_nm * 1e-9, s.fine_step_nm * 1e-9)
-    fine_shapes = w * sphere_intensity(q[None, :], fine[:, None])
-    fa, fb, fdev = _poisson_fit(counts, n, fine_shapes, background=s.background,
-                                iterations=2 * s.em_iterations)
-    k = int(np.argmin(fdev))
-    diameter, scale, bg = float(fine[k]), float(fa[k]), float(fb[k])
-    per_pixel = scale * fine_shapes[k] + bg
-    mu = n * per_pixel
-    dof = max(len(q) - 3, 1)
-    chi2 = float(np.sum((counts - mu) ** 2 / np.maximum(mu, 1e-12)) / dof)
-    signal = float(np.sum(n * scale * fine_shapes[k]))
-    # the same model with a featureless fall-off, a q^-p power law, instead of the sphere
-    exponents = np.arange(1.0, 6.01, 0.25)
-    q_pos = np.maximum(q, max(q_range[0], 1e-3 * q_range[1]))
-    smooth = w * (q_pos[None, :] / q_pos.min()) ** -exponents[:, None]
-    _, _, smooth_dev = _poisson_fit(counts, n, smooth, background=s.background,
-                                    iterations=s.em_iterations)
-    evidence = float(np.min(smooth_dev) - fdev[k])
-    fit = SphereFit(diameter, scale, bg, chi2, signal, len(q), q_range, fringe_evidence=evidence,
-                    model=per_pixel)
-    first_minimum = 2.0 * SPHERE_FIRST_ZERO_X / diameter
-    if signal < s.min_signal_photons:
-        fit.reason = (f"too few photons: {signal:.0f} signal photons in the fitted q range "
-                      f"(need >= {s.min_signal_photons:.0f})")
-    elif at_edge:
-        side = "smallest" if best == 0 else "largest"
-        fit.reason = (f"no size minimum: the best fit is the {side} diameter searched "
-                      f"({s.d_min_nm:g}-{s.d_max_nm:g} nm); not a single sphere in that range?")
-    elif first_minimum > q_range[1]:
-        fit.reason = (f"no form-factor minimum in the q range: the first one of a "
-                      f"{diameter * 1e9:.0f} nm sphere lies at {first_minimum * 1e-9:.2f} 1/nm, "
-                      f"beyond {q_range[1] * 1e-9:.2f} 1/nm (size not determined)")
-    elif evidence < s.min_fringe_evidence:
-        fit.reason = (f"no sphere fringes: a smooth q^-p fall-off fits about as well as a "
-                      f"{diameter * 1e9:.0f} nm sphere (2 delta log L = {evidence:.0f}, need >= "
-                      f"{s.min_fringe_evidence:g}); particle too large, clustered or not spherical?")
-    if fit.reason:
-        fit.diameter_m = float("nan")
-    return fit
+    lit = counts > 0
+
+    def profile(diameters_m):
+        shapes = w * sphere_intensity(q[None, :], np.atleast_1d(diameters_m)[:, None])
+        return _scale_background(counts[lit], shapes[:, lit], shapes @ n, n.sum(),
+                                 background=s.background)
+
+    grid = _diameter_grid(s)
+    _, _, nll = profile(grid)
+    best = int(np.argmin(nll))
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    found = optimize.minimize_scalar(lambda d: float(profile(d)[2][0]), bounds=(lo, hi),
+                                     method="bounded", options={"xatol": 1e-13})
+    diameter = float(found.x)
+    a, b, nll_best = (float(v[0]) for v in profile(diameter))
+    amp, amp_dx = _sphere_amplitude(0.5 * q * diameter)
+    shape, d_shape = w * amp * amp, w * amp * amp_dx * q
+    mu = n * (a * shape + b)
+    gradients = [n * shape] + ([n] if s.background else []) + [n * a * d_shape * 1e-9]
+    cov = _inverse_scaled((np.array(gradients) / np.maximum(mu, 1e-300)) @ np.array(gradients).T)
+    var = cov[-1, -1]
+    sigma = math.sqrt(var) * 1e-9 if np.isfinite(var) and var > 0 else float("nan")
+    signal = float(np.sum(n * a * shape))
+    chi2, misfit = _ring_quality(counts, mu, 2 + s.background, signal)
+    fit = SphereFit(diameter, a, b, chi2, signal, len(q), q_range,
+                    diameter_err_m=_diameter_error(sigma, diameter, misfit), diameter_stat_err_m=sigma,
+                    misfit=misfit, nll=nll_best, model=a * shape + b)
+    return _judge(fit, s)
+
+
+def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,
+                    search_centre: Sequence[float] | None, reach_px: float, *, max_steps: int = 30):
+    """Maximum-likelihood (a, b, d, cx, cy) of the photons of every pixel of ``pixels``.
+
+    Fisher scoring, ``θ ← θ + I⁻¹ ∇ log L`` with the expected information
+    ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j``; a step that lowers the likelihood is halved, and a, b
+    stay ≥ 0, the diameter in the range searched and the centre within ``reach_px`` (+1)
+    of ``search_centre`` (the centre is fixed when that is None, b when there is no
+    background).  ``start`` is (a, b, d in m, cx, cy).  Returns a, b, d (m), cx, cy, the
+    covariance of the free parameters (a, [b,] d in nm[, cx, cy]), the negative
+    log-likelihood, μ per pixel and the pixels' radii.
+    """
+    a, b, d_nm, cx, cy = (float(v) for v in start)
+    d_nm *= 1e9
+    fit_b, fit_c = s.background, search_centre is not None
+    b = b if fit_b else 0.0
+    counts, lit = pixels.counts, pixels.lit
+
+    def evaluate(a, b, d_nm, cx, cy):
+        off_x, off_y = (v.astype(np.float64) for v in pixels.offsets((cx, cy)))
+        r = np.sqrt(off_x * off_x + off_y * off_y)
+        shape, d_shape_d, d_shape_r = optics.shape_and_derivatives(r, d_nm * 1e-9)
+        mu = a * shape + b
+        nll = float(mu.sum() - np.sum(counts * np.log(np.maximum(mu[lit], 1e-300))))
+        grads = [shape] + ([np.ones_like(shape)] if fit_b else []) + [a * d_shape_d * 1e-9]
+        if fit_c:
+            inv_r = 1.0 / np.maximum(r, 1e-9)
+            grads += [-a * d_shape_r * off_x * inv_r, -a * d_shape_r * off_y * pixels.aspect * inv_r]
+        grads = np.array(grads)
+        info = (grads / np.maximum(mu, 1e-300)) @ grads.T
+        return nll, mu, r, grads, info
+
+    def unpack(theta):
+        values = list(theta)
+        a_new = values.pop(0)
+        b_new = values.pop(0) if fit_b else 0.0
+        d_new = values.pop(0)
+        return (a_new, b_new, d_new) + ((values[0], values[1]) if fit_c else (cx, cy))
+
+    def allowed(a, b, d_nm, cx, cy):
+        inside = not fit_c or math.hypot(cx - search_centre[0], cy - search_centre[1]) <= reach_px + 1.0
+        return a >= 0 and b >= 0 and s.d_min_nm <= d_nm <= s.d_max_nm and inside
+
+    nll, mu, r, grads, info = evaluate(a, b, d_nm, cx, cy)
+    for _ in range(max_steps):
+        residual = -np.ones_like(mu)
+        residual[lit] += counts / np.maximum(mu[lit], 1e-300)
+        step = _solve_scaled(info, grads @ residual)
+        if step is None:
+            break
+        theta = np.array([a] + ([b] if fit_b else []) + [d_nm] + ([cx, cy] if fit_c else []))
+        t = 1.0
+        for i in range(1 + fit_b):  # a and b stay positive: at most 90 % of the way to zero
+            if step[i] < 0:
+                t = min(t, 0.9 * theta[i] / -step[i])
+        for _ in range(12):
+            trial = unpack(theta + t * step)
+            if allowed(*trial):
+                evaluated = evaluate(*trial)
+                if evaluated[0] <= nll + 1e-9:
+                    break
+            t *= 0.5
+        else:
+            break
+        moved_d, moved_c = abs(trial[2] - d_nm), math.hypot(trial[3] - cx, trial[4] - cy)
+        a, b, d_nm, cx, cy = trial
+        nll, mu, r, grads, info = evaluated
+        if moved_d < 3e-3 and moved_c < 3e-2:
+            break
+    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu, r
+
+
+def _solve_scaled(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray | None:
+    """``matrix⁻¹ vector`` for a positive (semi-)definite matrix of badly mixed units."""
+    scale = np.sqrt(np.maximum(np.diag(matrix), 1e-300))
+    try:
+        return np.linalg.solve(matrix / np.outer(scale, scale), vector / scale) / scale
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _inverse_scaled(matrix: np.ndarray) -> np.ndarray:
+    scale = np.sqrt(np.maximum(np.diag(matrix), 1e-300))
+    try:
+        return np.linalg.inv(matrix / np.outer(scale, scale)) / np.outer(scale, scale)
+    except np.linalg.LinAlgError:
+        return np.full(matrix.shape, np.nan)
+
+
+def _centre_candidates(centre_xy: Sequence[float], search_px: float, step_px: float) -> np.ndarray:
+    """Grid points (x, y) every ``step_px`` within ``search_px`` of ``centre_xy``."""
+    m = int(math.floor(search_px / step_px + 1e-9))
+    offsets = np.arange(-m, m + 1) * step_px
+    dx, dy = np.meshgrid(offsets, offsets)
+    inside = np.hypot(dx, dy) <= search_px + 1e-9
+    return np.column_stack([dx[inside] + centre_xy[0], dy[inside] + centre_xy[1]])
+
+
+def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float],
+                     settings: SizingSettings | None = None) -> SphereFit:
+    """Beam centre, diameter, scale and background of one frame's photons (module notes, 4-5).
+
+    1. For each centre on a grid of ``centre_step_px`` within ``centre_search_px`` of
+       ``centre_xy`` (just ``centre_xy`` without centre refinement) and each diameter of
+       the grid (every other one), the Poisson likelihood of the sums in rings
+       ``2 bin_px`` wide with the best scale and background; then the same on the 3 × 3
+       pixels around the best centre, rings ``bin_px`` wide and the full diameter grid
+       near the best diameter.
+    2. From there, Fisher scoring of the per-pixel likelihood over (a, b, d, cx, cy).
+    3. The uncertainty of the diameter from the inverse Fisher information of all five
+       (so it includes the freedom of the centre), widened by the shape term.
+    """
+    s = (settings or SizingSettings()).check()
+    refine = s.refine_centre and s.centre_search_px > 0
+    reach = s.centre_search_px if refine else 0.0
+    counts, n_total = pixels.counts, pixels.n_pixels
+    radii = pixels.radii(centre_xy)[0]
+    q_range = ((float(optics.q_inv_m(radii.min())), float(optics.q_inv_m(radii.max()))) if n_total
+               else (float("nan"),) * 2)
+    if n_total < 100:
+        return SphereFit(float("nan"), 0.0, 0.0, float("nan"), 0.0, 0, q_range,
+                         centre_xy=tuple(centre_xy)).fail(
+            f"no usable pixels: {n_total} in the q range around the beam centre (need >= 100); "
+            "check the mask, --centre and --q-range")
+    # 1. centre grid x diameter grid on ring sums, coarse then fine
+    grid = _diameter_grid(s)
+    ring_limit = float(radii.max()) + reach + 2.0
+
+    def ring_search(centres, diameters, width, newton_steps):
+        n_rings = int(math.ceil(ring_limit / width)) + 1
+        table = optics.shape(((np.arange(n_rings) + 0.5) * width)[None, :], diameters[:, None])
+        best = (math.inf, 0, 0.0, 0.0, None)
+        for centre in centres:
+            r_pix, r_lit = pixels.radii(centre)
+            n = np.bincount((r_pix / width).astype(np.intp), minlength=n_rings)[:n_rings]
+            c = np.bincount((r_lit / width).astype(np.intp), weights=counts, minlength=n_rings)[:n_rings]
+            lit = c > 0
+            a, b, nll = _scale_background(c[lit], table[:, lit], table @ n, n_total,
+                                          background=s.background, newton_steps=newton_steps)
+            k = int(np.argmin(nll))
+            if nll[k] < best[0]:
+                best = (float(nll[k]), k, float(a[k]), float(b[k]), tuple(centre))
+        _, k, a, b, centre = best
+        return centre, float(diameters[k]), a, b
+
+    if refine:
+        coarse = _centre_candidates(centre_xy, reach, s.centre_step_px)
+        centre, d0, _, _ = ring_search(coarse, grid[::2], 2.0 * s.bin_px, 3)
+        near = _centre_candidates(centre, 1.5, 1.0)
+        near = near[np.hypot(near[:, 0] - centre_xy[0], near[:, 1] - centre_xy[1]) <= reach]
+        local = grid[np.abs(grid - d0) <= 3 * s.coarse_step_nm * 1e-9]
+        centre, d0, a0, b0 = ring_search(np.vstack([near, [centre]]), local, s.bin_px, 6)
+    else:
+        centre, d0, a0, b0 = ring_search([tuple(centre_xy)], grid, s.bin_px, 6)
+    # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
+    a, b, d, cx, cy, cov, nll, mu, r_pix = _fisher_scoring(
+        pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
+    # 3. fit quality and uncertainty
+    ring = (r_pix / s.bin_px).astype(np.intp)
+    mu_k, n_k = np.bincount(ring, weights=mu), np.bincount(ring)
+    c_k = np.bincount(ring[pixels.lit], weights=counts, minlength=len(mu_k))[:len(mu_k)]
+    used = n_k > 0
+    signal = float(mu.sum() - b * n_total)
+    chi2, misfit = _ring_quality(c_k[used], mu_k[used], 2 + s.background + 2 * refine, signal)
+    var = cov[1 + s.background, 1 + s.background]
+    sigma = math.sqrt(var) * 1e-9 if np.isfinite(var) and var > 0 else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        model = np.where(n_k > 0, mu_k / np.maximum(n_k, 1), np.nan)
+    fit = SphereFit(d, a, b, chi2, signal, int(used.sum()), q_range,
+                    diameter_err_m=_diameter_error(sigma, d, misfit), diameter_stat_err_m=sigma,
+                    misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model)
+    return _judge(fit, s)
 
 
 # -- frames -----------------------------------------------------------------------------------
 
 @dataclass
 class SizeResult:
-    """The size estimate of one frame; ``diameter_nm`` is NaN and ``reason`` says why when
-    the fit failed."""
+    """The size estimate of one frame; ``diameter_nm`` (and its 1σ ``diameter_err_nm``) is
+    NaN and ``reason`` says why when the fit failed."""
 
     key: FrameKey
     diameter_nm: float
@@ -437,6 +739,8 @@ class SizeResult:
     signal_photons: float
     background_photons_per_pixel: float
     centre_xy: tuple[float, float]
+    diameter_err_nm: float = float("nan")
+    misfit: float = float("nan")
     profile: RadialProfile | None = None
     q_inv_m: np.ndarray | None = None      # q of every ring of ``profile``
     fit: SphereFit | None = None
@@ -449,9 +753,10 @@ class SizeResult:
         def fmt(value: float, digits: int) -> str:
             return f"{value:.{digits}f}" if math.isfinite(value) else ""
         return [self.key.file, self.key.dataset, self.key.index, fmt(self.diameter_nm, 2),
-                fmt(self.fit_quality, 3), int(self.ok), self.reason, fmt(self.signal_photons, 0),
-                fmt(self.background_photons_per_pixel, 5), fmt(self.centre_xy[0], 2),
-                fmt(self.centre_xy[1], 2)]
+                fmt(self.diameter_err_nm, 2), fmt(self.fit_quality, 3), fmt(self.misfit, 3),
+                int(self.ok), self.reason,
+                fmt(self.signal_photons, 0), fmt(self.background_photons_per_pixel, 5),
+                fmt(self.centre_xy[0], 2), fmt(self.centre_xy[1], 2)]
 
 
 def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
@@ -462,36 +767,34 @@ def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
 
 
 def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, key: FrameKey,
-               settings: SizingSettings | None = None, *, origin: tuple[int, int] = (0, 0)
-               ) -> SizeResult:
-    """Centre, radial profile and sphere fit of one frame (``frame`` may be a region whose
-    top-left pixel is ``origin`` = (row, column) of the full frame)."""
-    s = settings or SizingSettings()
-    geometry.require_scattering()
+               settings: SizingSettings | None = None, *, origin: tuple[int, int] = (0, 0),
+               with_profile: bool = True) -> SizeResult:
+    """Centre, diameter and (``with_profile``) radial profile about the fitted centre of one
+    frame (``frame`` may be a region whose top-left pixel is ``origin`` = (row, column) of
+    the full frame)."""
+    s = (settings or SizingSettings()).check()
+    optics = _Optics.of(geometry)
     photons = np.asarray(frame, dtype=np.float64)
     if s.adu_per_photon is not None:
         photons = photons / s.adu_per_photon
     photons = np.where(photons < 0, 0.0, photons)  # negative pixel noise counts as no photon
     usable = np.ones(photons.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-    centre = geometry.centre_px
-    if s.refine_centre and s.centre_search_px > 0:
-        centre, _ = refine_centre(photons, usable, centre, search_px=s.centre_search_px,
-                                  origin=origin)
     px, py = geometry.pixel_size_m
-    r_max = r_max_px(geometry, s)
-    profile = radial_profile(photons, usable, centre, bin_px=s.bin_px, r_max_px=r_max,
-                             origin=origin, pixel_aspect=py / px)
-    radius_m = np.nan_to_num(profile.radius_px) * px
-    q = scattering_q_inv_m(radius_m, geometry.distance_m, geometry.wavelength_m)
-    full_ring = 2.0 * math.pi * (np.arange(len(q)) + 0.5) * s.bin_px ** 2
-    use = ((profile.n_pixels >= np.maximum(s.min_ring_fraction * full_ring, 3))
-           & (q >= s.q_min_inv_nm * 1e9) & (q <= s.q_max_inv_nm * 1e9))
-    fit = fit_sphere(q[use], profile.photons[use], profile.n_pixels[use],
-                     weight=pixel_weight(radius_m[use], geometry.distance_m), settings=s)
+    r_in = optics.radius_px(s.q_min_inv_nm * 1e9)
+    r_out = optics.radius_px(s.q_max_inv_nm * 1e9)
+    pixels = _FitPixels(photons, usable, origin, geometry.centre_px, r_in, r_out, py / px)
+    fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s)
+    centre = fit.centre_xy or geometry.centre_px
+    profile = q = None
+    if with_profile:
+        profile = radial_profile(photons, usable, centre, bin_px=s.bin_px, r_max_px=r_max_px(geometry, s),
+                                 origin=origin, pixel_aspect=py / px)
+        q = optics.q_inv_m(np.nan_to_num(profile.radius_px))
     return SizeResult(key=key, diameter_nm=fit.diameter_nm, fit_quality=fit.fit_quality,
                       reason=fit.reason, signal_photons=fit.signal_photons,
                       background_photons_per_pixel=fit.background, centre_xy=centre,
-                      profile=profile, q_inv_m=q, fit=fit)
+                      diameter_err_nm=fit.diameter_err_nm, misfit=fit.misfit, profile=profile,
+                      q_inv_m=q, fit=fit)
 
 
 def _group_keys(keys: Iterable[FrameKey]) -> dict[tuple[str, str], list[int]]:
@@ -573,7 +876,7 @@ def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[F
             for i, key in enumerate(chunk.keys):
                 valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[i]
                 result = size_frame(chunk.data[i], valid, chunk.info.geometry, key, s,
-                                    origin=chunk.origin)
+                                    origin=chunk.origin, with_profile=keep_profiles)
                 if not keep_profiles:
                     result.profile = result.q_inv_m = None
                     result.fit = None
@@ -590,8 +893,10 @@ def summary_line(results: Sequence[SizeResult]) -> str:
     text = f"{len(results)} frames sized: {len(ok)} fitted"
     if ok:
         d = np.array([r.diameter_nm for r in ok])
+        err = np.array([r.diameter_err_nm for r in ok])
         text += (f" (diameter median {np.median(d):.1f} nm, "
-                 f"{np.percentile(d, 10):.1f}-{np.percentile(d, 90):.1f} nm for 80 %)")
+                 f"{np.percentile(d, 10):.1f}-{np.percentile(d, 90):.1f} nm for 80 %, "
+                 f"median 1σ {np.nanmedian(err) if np.isfinite(err).any() else float('nan'):.2f} nm)")
     if failed:
         kinds = defaultdict(int)
         for r in failed:
@@ -603,8 +908,8 @@ def summary_line(results: Sequence[SizeResult]) -> str:
 # -- CSV --------------------------------------------------------------------------------------
 
 def write_sizes_csv(results: Sequence[SizeResult], path: str | os.PathLike, force: bool = False) -> None:
-    """``file,dataset,index,diameter_nm,fit_quality,ok,reason,...``: one row per frame,
-    failed fits included (empty diameter, ``ok`` 0 and the reason)."""
+    """``file,dataset,index,diameter_nm,diameter_err_nm,fit_quality,ok,reason,...``: one row
+    per frame, failed fits included (empty diameter, ``ok`` 0 and the reason)."""
     with atomic_path(path, force, "size table") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -623,6 +928,8 @@ class SizeRow:
     diameter_nm: float       # NaN for a failed fit
     fit_quality: float
     reason: str
+    diameter_err_nm: float = float("nan")  # 1σ; NaN for a failed fit or an older table
+    misfit: float = float("nan")           # NaN for a failed fit or an older table
 
     @property
     def ok(self) -> bool:
@@ -647,9 +954,12 @@ def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
                 try:
                     diameter = float(row["diameter_nm"]) if row["diameter_nm"].strip() else float("nan")
                     quality = row.get("fit_quality") or ""
+                    error, misfit = row.get("diameter_err_nm") or "", row.get("misfit") or ""
                     rows.append(SizeRow(row["file"], row.get("dataset") or "", int(row["index"]),
                                         diameter, float(quality) if quality.strip() else float("nan"),
-                                        row.get("reason") or ""))
+                                        row.get("reason") or "",
+                                        float(error) if error.strip() else float("nan"),
+                                        float(misfit) if misfit.strip() else float("nan")))
                 except (TypeError, ValueError, AttributeError):
                     raise InputError(f"{path}:{number}: malformed row") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -657,39 +967,51 @@ def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
     return rows
 
 
-def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
-                  on_frames=None) -> np.ndarray:
-    """Diameters (nm, NaN for failed fits) of ``keys``: from a size table that must hold
-    them, or fitted now from the frame files the keys name."""
+def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
+              on_frames=None) -> tuple[np.ndarray, np.ndarray]:
+    """Diameters (nm, NaN for failed fits) and misfits (NaN where unknown) of ``keys``: from
+    a size table that must hold them, or fitted now from the frame files the keys name."""
     if sizes_path:
         from spidarknet.report.keys import describe_keys, match_keys
-        table = {(r.file, r.index): r.diameter_nm for r in read_sizes(sizes_path)}
+        table = {(r.file, r.index): (r.diameter_nm, r.misfit) for r in read_sizes(sizes_path)}
         found, missing = match_keys([(k.file, k.index) for k in keys], table)
         if missing:
             raise InputError(f"the size table {sizes_path} lacks {len(missing)} of the {len(keys)} frames "
                              f"above the threshold ({describe_keys(missing)}); size them with 'spidarknet "
                              "size ... --hits' or leave out --sizes to fit them now")
-        return np.array(found, dtype=np.float64)
+        values = np.array(found, dtype=np.float64).reshape(len(keys), 2)
+        return values[:, 0], values[:, 1]
     if not keys:
-        return np.zeros(0, dtype=np.float64)
+        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
     results = estimate_sizes(sources_for_keys(keys), settings=SizingSettings(), on_frames=on_frames)
-    by_key = {(r.key.file, r.key.index): r.diameter_nm for r in results}
-    return np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64)
+    by_key = {(r.key.file, r.key.index): (r.diameter_nm, r.misfit) for r in results}
+    values = np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64)
+    return values[:, 0], values[:, 1]
+
+
+def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
+                  on_frames=None) -> np.ndarray:
+    """Diameters (nm, NaN for failed fits) of ``keys`` (see :func:`sizes_for`)."""
+    return sizes_for(keys, sizes_path, on_frames=on_frames)[0]
 
 
 def select_size_window(hits, flags: np.ndarray, size_range: Sequence[float], sizes_path: str | None = None, *,
-                       on_frames=None) -> tuple[np.ndarray, dict]:
+                       on_frames=None, max_misfit: float = SIZE_WINDOW_MAX_MISFIT) -> tuple[np.ndarray, dict]:
     """``flags`` narrowed to the frames whose diameter lies in ``size_range`` (nm).
 
-    Only flagged frames are sized (from ``sizes_path`` or fitted now); failed fits leave
-    the selection.  Returns the new flags and counts: inside, outside, failed.
+    Only flagged frames are sized (from ``sizes_path`` or fitted now).  Failed fits leave
+    the selection, and so do frames whose sphere fit has a misfit above ``max_misfit``
+    (the pattern is not that of one round particle: several particles, clusters; single
+    icosahedra stay below 0.4).  Returns the new flags and counts: inside, outside,
+    failed (no size, or misfit above ``max_misfit``; of these ``misfit``).
     """
     lo, hi = size_range
     flags = np.asarray(flags, dtype=bool).copy()
     index = np.flatnonzero(flags)
-    diameters = diameters_for([hits.keys[i] for i in index], sizes_path, on_frames=on_frames)
-    fitted = np.isfinite(diameters)
+    diameters, misfits = sizes_for([hits.keys[i] for i in index], sizes_path, on_frames=on_frames)
+    poor = np.isfinite(diameters) & (misfits > max_misfit)   # NaN (older tables) is no verdict
+    fitted = np.isfinite(diameters) & ~poor
     inside = fitted & (diameters >= lo) & (diameters <= hi)
     flags[index[~inside]] = False
     return flags, {"inside": int(inside.sum()), "outside": int((fitted & ~inside).sum()),
-                   "failed": int((~fitted).sum())}
+                   "failed": int((~fitted).sum()), "misfit": int(poor.sum())}

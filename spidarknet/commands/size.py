@@ -1,4 +1,4 @@
-"""``spidarknet size``: radial profile and sphere fit per frame -> particle diameter table."""
+"""``spidarknet size``: a Poisson sphere fit per frame -> particle diameter table."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = SizingSettings()
     parser = cli.new_parser(
         "size",
-        "Particle diameter per frame: the beam centre refined by Friedel symmetry, the masked\n"
-        "radial average, q = 4π sin(θ)/λ with 2θ = atan(r/D), and a Poisson fit of a sphere form\n"
-        "factor (scale and flat background).  Writes file,dataset,index,diameter_nm,fit_quality,\n"
-        "ok,reason,... ; fit_quality is the reduced χ² (≈1: the sphere explains the profile to\n"
-        "within the photon noise; larger is worse).  Failed fits keep their row, with a reason.",
+        "Particle diameter per frame: a Poisson likelihood fit of the photons of every usable\n"
+        "pixel (one pnCCD half is enough) to a sphere form factor with a free scale, flat\n"
+        "background and beam centre, q = 4π sin(θ)/λ with 2θ = atan(r/D); diameters searched on\n"
+        "a grid, then refined.  One row per frame: diameter_nm; diameter_err_nm (1σ: the\n"
+        "likelihood's curvature and a shape term); fit_quality (reduced χ² of the ring sums, ≈1\n"
+        "for a sphere); misfit (excess χ² per signal photon: ≈0 sphere, <0.4 icosahedron, more:\n"
+        "not one particle); ok; reason; ...  Frames without a size (too few photons, no usable\n"
+        "pixels, a size outside --d-range) keep their row, with the reason.",
         "spidarknet size run1.cxi --hits hits.csv --out sizes.csv")
     cli.add_input_args(parser)
     parser.add_argument("--hits", metavar="CSV", help="size only the selected frames (hit=1) of this hit list")
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="use the file's beam centre as it is")
     fit.add_argument("--centre-search", type=float, default=d.centre_search_px, metavar="PX",
                      help=f"how far the centre may move from the file's, pixels (default {d.centre_search_px:g})")
+    fit.add_argument("--centre-step", type=float, default=d.centre_step_px, metavar="PX",
+                     help=f"grid step of the first centre search, pixels (default {d.centre_step_px:g}; "
+                          "smaller is slower and safer for particles above ~150 nm)")
     fit.add_argument("--min-photons", type=float, default=d.min_signal_photons,
                      help=f"signal photons a fit needs in the q range (default {d.min_signal_photons:g})")
     fit.add_argument("--adu-per-photon", type=float, help="detector units per photon (default: data are photons)")
@@ -54,7 +60,8 @@ def settings_from_args(args: argparse.Namespace) -> SizingSettings:
                           q_min_inv_nm=args.q_range[0], q_max_inv_nm=args.q_range[1],
                           background=not args.no_background,
                           refine_centre=not args.no_centre_refinement,
-                          centre_search_px=args.centre_search, min_signal_photons=args.min_photons,
+                          centre_search_px=args.centre_search, centre_step_px=args.centre_step,
+                          min_signal_photons=args.min_photons,
                           adu_per_photon=args.adu_per_photon).check()
 
 
