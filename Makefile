@@ -6,14 +6,16 @@
 #   make install   pip-install spidarknet (editable) with its test tools
 #   make system-deps  Debian packages the tests drive: OpenMPI, Chromium, Dragonfly's build deps (root)
 #   make bench     throughput benchmark: detect per backend vs the naive pipeline
+#   make science   science benchmark: train the default recipe, judge it on held-out regimes (~15 min)
+#   make model     rebuild the built-in model (spidarknet/models/) with its figures (~15 min)
 
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 
-.PHONY: help install test demo bench system-deps
+.PHONY: help install test demo bench science model system-deps
 SYSTEM_DEPS := openmpi-bin libopenmpi-dev chromium libgsl-dev libhdf5-dev pkg-config
 help:
-	@sed -n '3,9p' Makefile | sed 's/^#//'
+	@sed -n '3,11p' Makefile | sed 's/^#//'
 
 # ---------------------------------------------------------------------------
 # The Darknet engine: targets darknet, darknet-source, clean-darknet;
@@ -51,3 +53,14 @@ demo: build/.installed darknet
 
 bench: build/.installed darknet
 	$(PYTHON) -m spidarknet bench
+
+# The science benchmark keeps its simulated files in build/science and reuses them.
+SCIENCE_DIR := build/science
+science: build/.installed darknet
+	$(PYTHON) -m spidarknet bench --science --workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science.json
+
+# The built-in model: the default recipe trained by the science benchmark (seeded, so the
+# same build gives the same weights), its figures in the card.
+model: build/.installed darknet
+	$(PYTHON) -m spidarknet bench --science --workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science.json \
+		--save-model spidarknet/models/spi-default.weights

@@ -74,3 +74,31 @@ def test_reuse_judges_the_same_weights_again(tiny_run):
                                       reuse=True), say=lambda *a: None)
     assert again["weights"] == result["weights"]
     assert again["tests"]["dim"]["f1"] == pytest.approx(result["tests"]["dim"]["f1"], abs=1e-9)
+
+
+def test_save_model_carries_the_figures_and_scores_frames(tiny_run, tmp_path, small_cxi):
+    from spidarknet.commands import detect
+    from spidarknet.engine.model import load_model
+    from spidarknet.science import save_model
+    _, result = tiny_run
+    card = save_model(result, tmp_path / "m.weights")
+    values = json.loads(card.read_text())
+    assert values["science"]["tests"]["dim"]["f1"] == pytest.approx(result["tests"]["dim"]["f1"])
+    assert "expected-hit-rate" in values["threshold_note"]
+    model = load_model(tmp_path / "m.weights")
+    assert model.threshold == pytest.approx(result["validation"]["threshold"])
+    assert detect.main([str(small_cxi), "--weights", str(tmp_path / "m.weights"), "--out",
+                        str(tmp_path / "h.csv"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--variant", "noequals"], "NAME=OPTIONS"),
+    (["--no-default"], "nothing to judge"),
+    (["--save-model", "x.weights", "--no-default", "--variant", "a=--scale log"], "drop --no-default"),
+    (["--scale-counts", "0"], "must be positive"),
+])
+def test_bench_science_option_mistakes_are_one_error_line(argv, words, capsys, tmp_path):
+    from spidarknet.commands import bench
+    assert bench.main(["--science", "--workdir", str(tmp_path), *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and words in err[0]

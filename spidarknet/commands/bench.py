@@ -16,7 +16,7 @@ from pathlib import Path
 from spidarknet import cli
 from spidarknet.benchmark import MIXES, naive_pipeline, run_detect, tile_frames
 from spidarknet.errors import InputError
-from spidarknet.outputs import write_json
+from spidarknet.outputs import check_destination, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,13 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
                              + " (default realistic hits)")
     parser.add_argument("--memory-frames", type=int, nargs="*", default=[1000, 10000],
                         help="file lengths for the peak-memory check (default 1000 10000; none to skip)")
-    parser.add_argument("--workdir", help="keep the files here (default: a temporary folder, removed)")
+    science = parser.add_argument_group(
+        "science benchmark (--science): is the selection right? simulate training, development and held-out "
+        "test files (dim half-detector and bright regimes), export-dataset + train with the defaults, detect, judge")
+    science.add_argument("--science", action="store_true", help="run the science benchmark instead of the "
+                                                               "throughput one (about 15 min on 2 cores)")
+    science.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
+                         help="also judge a recipe variant: NAME=export-dataset options, e.g. "
+                              "'linear=--scale linear --max-batches 500' (repeatable)")
+    science.add_argument("--no-default", action="store_true", help="judge only the --variant recipes")
+    science.add_argument("--scale-counts", type=float, default=1.0, metavar="F",
+                         help="multiply every simulated file's frame count (quick look: 0.25)")
+    science.add_argument("--save-model", metavar="WEIGHTS",
+                         help="copy the default recipe's model here with a card holding the figures "
+                              "('make model' writes the built-in one)")
+    parser.add_argument("--workdir", help="keep the files here (default: a temporary folder, removed; "
+                                          "--science reuses the simulated files it finds there)")
     parser.add_argument("--out", help="write the figures as JSON here")
     cli.add_common_args(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.science:
+        return run_science_bench(args)
     from spidarknet.engine.cfg import configure_network, load_template
     from spidarknet.engine.locate import find_darknet
     from spidarknet.engine.model import Model, load_model
@@ -129,6 +146,53 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_json(results, args.out, True, "benchmark figures")
         print(f"figures written to {args.out}")
+    return 0
+
+
+def run_science_bench(args: argparse.Namespace) -> int:
+    """bench --science: each recipe trained and judged on the same simulated files."""
+    import shlex
+
+    from spidarknet.science import ScienceConfig, comparison_markdown, format_result, run_science, save_model
+    if not args.scale_counts > 0:
+        raise InputError("--scale-counts must be positive")
+    recipes = [] if args.no_default else [("default", [])]
+    for text in args.variant:
+        name, sep, options = text.partition("=")
+        if not sep or not name.strip() or "/" in name:
+            raise InputError(f"--variant {text!r}: give NAME=OPTIONS, e.g. 'linear=--scale linear'")
+        recipes.append((name.strip(), shlex.split(options)))
+    if not recipes:
+        raise InputError("--no-default without --variant leaves nothing to judge")
+    if args.save_model and args.no_default:
+        raise InputError("--save-model saves the default recipe's model: drop --no-default")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-science-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        check_destination(args.out, True, "benchmark figures")
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    results = []
+    try:
+        for name, options in recipes:
+            say(f"recipe {name}: export-dataset {' '.join(options) or '(defaults)'}")
+            result = run_science(ScienceConfig(workdir=work, export_args=options, label=name,
+                                               scale_counts=args.scale_counts), say=say)
+            say(format_result(result))
+            results.append(result)
+        if len(results) > 1:
+            say("\nrecipes on the development files (what a recipe is chosen on):")
+            say(comparison_markdown(results))
+            say("\nthe same on the held-out test files (reported, never chosen on):")
+            say(comparison_markdown(results, sets=("dim", "bright")))
+        if args.save_model:
+            card = save_model(results[0], args.save_model)
+            say(f"saved the default recipe's model: {args.save_model} (card {card})")
+        if args.out:
+            write_json({"recipes": results}, args.out, True, "benchmark figures")
+            say(f"wrote {args.out}")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
