@@ -114,7 +114,7 @@ class Preprocessing:
                                         # masked: the training files' beam stop
     adu_per_photon: float | None = None  # None: the data are already photon counts
     centre_px: tuple[float, float] | None = None  # (x, y) beam centre; None: from the geometry
-    scale: str = "linear"               # linear | log | sqrt
+    scale: str = "log"                  # log | linear | sqrt (log: the science benchmark's choice)
     vmax: float | None = None           # photons per bin shown as full scale; None: per frame
     vmax_percentile: float = 99.5       # per-frame full scale when vmax is None ...
     vmax_floor: float = 5.0             # ... but never below this many photons per bin

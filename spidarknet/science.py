@@ -88,12 +88,14 @@ class ScienceConfig:
     dev_sets: Sequence[SimSet] = DEV_SETS
     export_args: Sequence[str] = ()      # extra export-dataset options (a variant of the recipe)
     train_args: Sequence[str] = ()
-    detect_args: Sequence[str] = ()
+    #: detect options; the default keeps hits whose sphere-fit diameter lies in the label's
+    #: size window (the network learns "one particle", the fit says which size)
+    detect_args: Sequence[str] = ("--size-range", "60", "75")
     scale_counts: float = 1.0            # multiply every file's frame count (quick runs)
     #: what the network learns as positive: "window" (the truth label: one particle in the
     #: label's size window) or "single" (one particle of any size; the size window is then
     #: left to detect's sphere fit, e.g. detect_args=("--size-range", "60", "75"))
-    positives: str = "window"
+    positives: str = "single"
     #: judge weights trained by an earlier run of the same label instead of training again
     reuse: bool = False
     label: str = "default"

@@ -22,7 +22,7 @@ def export(*args):
 def exported(small_cxi, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "ds"
     assert export(small_cxi, "--labels-dataset", "/truth/label", "--out", out, "--max-batches", "2",
-                  "--width-scale", "0.25", "--burn-in", "1") == 0
+                  "--width-scale", "0.25", "--burn-in", "1", "--orientations", "1") == 0
     return out
 
 
@@ -107,7 +107,7 @@ def test_force_replaces_and_no_staging_folder_is_left(small_cxi, tmp_path):
     out = tmp_path / "ds"
     assert export(small_cxi, "--labels-dataset", "/truth/label", "--out", out, "--frames", "0:30") == 0
     assert export(small_cxi, "--labels-dataset", "/truth/label", "--out", out, "--frames", "0:40",
-                  "--force", "--size", "160", "--colormap", "viridis") == 0
+                  "--force", "--size", "160", "--colormap", "viridis", "--orientations", "1") == 0
     assert len((out / "train.txt").read_text().split()) + len((out / "valid.txt").read_text().split()) == 40
     assert DarknetCfg.load(out / "yolov2-tiny-spi.cfg").input_size[0] == 160
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
@@ -127,7 +127,7 @@ def test_selection_csvs_and_split_by_file(small_cxi, tmp_path):
                          + "".join(f"{other},{i}\n" for i in range(5) if not truth[i]))
     out = tmp_path / "ds"
     assert export(small_cxi, other, "--positives", positives, "--negatives", negatives,
-                  "--valid-files", other, "--out", out) == 0
+                  "--valid-files", other, "--out", out, "--orientations", "1") == 0
     rows = list(csv.DictReader(open(out / "frames.csv")))
     n_neg = sum(1 for i in range(5) if not truth[i])
     assert len(rows) == 2 * (int(truth.sum()) + n_neg)  # unlisted frames are left out

@@ -66,7 +66,7 @@ def test_adu_conversion_and_scales():
     frames = np.zeros((1, 8, 8), dtype=np.float32)
     frames[0, 0, 0] = 80.0   # 10 photons at 8 ADU/photon
     frames[0, 0, 1] = 800.0  # 100 photons
-    lin = Preprocessor(Preprocessing(size=8, crop=8, adu_per_photon=8.0, vmax=100.0)).process(
+    lin = Preprocessor(Preprocessing(size=8, crop=8, adu_per_photon=8.0, vmax=100.0, scale="linear")).process(
         make_chunk(frames, centre=(3.5, 3.5)))
     assert lin.photons[0, 0, 0] == pytest.approx(10.0)
     assert lin.images[0, 0, 0, 0] == round(255 * 0.1) and lin.images[0, 0, 1, 0] == 255
@@ -84,7 +84,7 @@ def test_per_frame_full_scale_has_a_floor_so_empty_frames_stay_dark():
     frames = np.zeros((2, 16, 16), dtype=np.uint16)
     frames[0, 3, 3] = 1            # an "empty" frame: one background photon
     frames[1] = 50                 # a bright frame
-    out = Preprocessor(Preprocessing(size=16, crop=16)).process(make_chunk(frames, centre=(7.5, 7.5)))
+    out = Preprocessor(Preprocessing(size=16, crop=16, scale="linear")).process(make_chunk(frames, centre=(7.5, 7.5)))
     assert out.images[0].max() == round(255 / 5.0)  # 1 photon over the floor of 5
     assert out.images[1].min() == 255
 
@@ -138,7 +138,7 @@ def test_pixel_settings_are_written_as_before_and_old_files_load_unchanged(tmp_p
            "vmax": None, "vmax_percentile": 99.5, "vmax_floor": 5.0, "colormap": "grey", "version": 1}
     (tmp_path / "old.json").write_text(json.dumps(old))
     loaded = Preprocessing.load(tmp_path / "old.json")
-    assert loaded == Preprocessing() and loaded.q_max_inv_nm is None and loaded.to_dict() == old
+    assert loaded == Preprocessing(scale="linear") and loaded.q_max_inv_nm is None and loaded.to_dict() == old
     # a pixel model needs no geometry and crops what it always cropped, whatever the pixels
     chunk = make_chunk(np.zeros((1, 1024, 1024), np.uint16), centre=(511.5, 511.5))
     assert loaded.for_file(chunk.info) is loaded and loaded.crop_box(chunk.info) == (384, 640, 384, 640)

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also judge a recipe variant: NAME=export-dataset options, e.g. "
                               "'linear=--scale linear --max-batches 500' (repeatable)")
     science.add_argument("--no-default", action="store_true", help="judge only the --variant recipes")
+    science.add_argument("--positives", choices=("single", "window"), default="single",
+                         help="what the network learns as a single hit: one particle of any size, the size "
+                              "window left to detect's sphere fit (single, default), or only particles in the "
+                              "label's 60-75 nm window (window)")
+    science.add_argument("--no-size-window", action="store_true",
+                         help="judge the network's selection alone (default: detect --size-range 60 75)")
     science.add_argument("--scale-counts", type=float, default=1.0, metavar="F",
                          help="multiply every simulated file's frame count (quick look: 0.25)")
     science.add_argument("--save-model", metavar="WEIGHTS",
@@ -175,7 +181,9 @@ def run_science_bench(args: argparse.Namespace) -> int:
     try:
         for name, options in recipes:
             say(f"recipe {name}: export-dataset {' '.join(options) or '(defaults)'}")
+            detect_args = () if args.no_size_window else ScienceConfig.detect_args
             result = run_science(ScienceConfig(workdir=work, export_args=options, label=name,
+                                               positives=args.positives, detect_args=detect_args,
                                                scale_counts=args.scale_counts), say=say)
             say(format_result(result))
             results.append(result)

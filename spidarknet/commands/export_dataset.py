@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--valid-files", action="append", metavar="FILE",
                        help="validate on these files (globs allowed, repeatable) and train on the others")
     split.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
-    split.add_argument("--orientations", type=int, default=1, choices=(1, 2, 4, 8),
+    split.add_argument("--orientations", type=int, default=4, choices=(1, 2, 4, 8),
                        help="write each training frame in this many of its 8 turns and mirror images "
-                            "(orientation is random in SPI, so all are equally likely; default 1)")
+                            "(orientation is random in SPI, so all are equally likely; default 4: with "
+                            "darknet's own random mirror in training that covers all 8)")
     net = parser.add_argument_group("network")
     net.add_argument("--net", default="yolov2-tiny-spi",
                      help="template: yolov2-tiny-spi (CPU, small inputs), yolov2-spi (the seed's 416x416 "
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "model; 1 for the others)")
     net.add_argument("--batch", type=int, default=16, help="training batch (default 16)")
     net.add_argument("--subdivisions", type=int, default=1, help="darknet subdivisions (default 1)")
-    net.add_argument("--max-batches", type=int, default=500, help="training iterations (default 500)")
+    net.add_argument("--max-batches", type=int, default=1500,
+                     help="training iterations (default 1500: about 6 min for the default network on 2 cores)")
     net.add_argument("--learning-rate", type=float, help="default: the template's")
     net.add_argument("--burn-in", type=int, help="warm-up iterations (default: the template's)")
     net.add_argument("--jitter", type=float,
