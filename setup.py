@@ -15,6 +15,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["spidarknet", "spidarknet.*"]),
+    # the built-in model (make model): weights and their card
+    package_data={"spidarknet": ["models/*.weights", "models/*.json"]},
     install_requires=[
         "numpy>=1.22",
         # the sizing fit's 1-D optimiser (scipy.optimize)

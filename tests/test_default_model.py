@@ -41,3 +41,31 @@ def test_expected_hit_rate_mistakes_are_one_error_line(small_cxi, tmp_path, caps
     assert detect.main([str(small_cxi), "--out", str(tmp_path / "h.csv"), *extra]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0]
+
+
+def test_the_built_in_model_scores_frames_without_weights(small_cxi, tmp_path, capsys):
+    from spidarknet.engine.model import builtin_weights, load_model
+    weights = builtin_weights()
+    assert weights.stat().st_size <= 5 * 2 ** 20
+    card = json.loads(weights.with_suffix(".json").read_text())
+    science = card["science"]
+    assert set(science["tests"]) == {"dim", "bright"} and science["positives"] == "single"
+    for figures in science["tests"].values():
+        assert 0 <= figures["f1"] <= 1 and sum(k["frames"] for k in figures["kinds"].values()) == figures["frames"]
+    model = load_model(weights)
+    assert model.preprocessing.scale == "log"
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(small_cxi), "--out", str(out), "--quiet"]) == 0
+    assert "using the built-in model" in capsys.readouterr().err
+    hits = read_hits(out)
+    assert len(hits) == 60 and np.isfinite(hits.scores).all() and hits.scores.max() > 0
+    assert json.loads(out.with_suffix(".json").read_text())["weights_sha256"]
+    # it has learnt something: single hits score above empty shots on average
+    import h5py
+    with h5py.File(small_cxi) as f:
+        kind = f["truth/kind"][()].astype(str)
+    index = np.array([k.index for k in hits.keys])
+    scores = dict(zip(index, hits.scores))
+    singles = [scores[i] for i in np.flatnonzero(kind == "single")]
+    empties = [scores[i] for i in np.flatnonzero(kind == "empty")]
+    assert np.mean(singles) > np.mean(empties) + 0.3
