@@ -265,14 +265,6 @@ def _figures(scores: np.ndarray, threshold: float, truth: dict, background: floa
     return out
 
 
-def _truth(path: Path) -> dict:
-    from spidarknet.frames import open_h5
-    from spidarknet.science import _truth as read_truth
-    with open_h5(str(path)) as h:
-        n = len(h[LABELS_DATASET])
-    return read_truth(path, np.arange(n))
-
-
 def _clean(value):
     """JSON-comparable (tuples as lists, NaN kept)."""
     return json.loads(json.dumps(value, default=str))
@@ -349,7 +341,8 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
                                experiment.labelled_frames, experiment.labelled_seed, experiment.options, say)
     test = simulate_cached(data / f"test-s{experiment.test_seed}-n{experiment.test_frames}.cxi",
                            experiment.test_frames, experiment.test_seed, experiment.options, say)
-    label_truth, test_truth = _truth(labelled), _truth(test)
+    from spidarknet.science import read_truth
+    label_truth, test_truth = read_truth(labelled), read_truth(test)
     background = experiment.background_per_written_pixel
     chosen = pick_labels(label_truth["label"], counts, seed=seed, positive_share=positive_share)
 

@@ -124,7 +124,9 @@ def ensure_simulated(work: Path, sets: Sequence[SimSet], scale: float,
     return paths
 
 
-def _truth(path: Path, indices: np.ndarray) -> dict:
+def read_truth(path: Path, indices: np.ndarray | None = None) -> dict:
+    """The simulator's truth of ``indices`` (all frames when None): label, kind, photons,
+    and the number of valid pixels ``n_valid``."""
     from spidarknet.frames import open_h5
     with open_h5(str(path)) as h:
         t = h["truth"]
@@ -133,7 +135,8 @@ def _truth(path: Path, indices: np.ndarray) -> dict:
                "photons": t["photons"][()].astype(float)}
         mask = h["entry_1/instrument_1/detector_1/mask_shared"][()]
     n_valid = int(np.count_nonzero(mask == 0))
-    out = {k: v[indices] for k, v in out.items()}
+    if indices is not None:
+        out = {k: v[indices] for k, v in out.items()}
     out["n_valid"] = n_valid
     return out
 
@@ -202,7 +205,7 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
     ds = run_dir / "ds"
     quiet = ["--quiet"]
     trained = sorted((ds / "backup").glob("*_final.weights"))
-    if config.reuse and trained:
+    if config.reuse and trained and (run_dir / "science.json").is_file():
         old = json.loads((run_dir / "science.json").read_text())
         export_s, train_s = old["export_seconds"], old["train_seconds"]
     else:
@@ -240,7 +243,7 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
         detect_s = time.perf_counter() - t0
         hits = read_hits(str(out))
         indices = np.array([k.index for k in hits.keys])
-        truth = _truth(path, indices)
+        truth = read_truth(path, indices)
         figures = judge(hits.scores, hits.hits, truth, spec.background)
         figures["threshold"] = float(hits.threshold)
         figures["detect_frames_per_s"] = round(len(hits) / detect_s, 1)
