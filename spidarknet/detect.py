@@ -27,13 +27,23 @@ it cannot see: a pattern that is flat across the crop (particles of ~10 nm and l
 far off the crop's centre; background that rises towards the centre only makes more
 empty frames pass.  ``Prefilter(min_photons=N)`` replaces the test by a fixed floor of
 ``N`` photons in the crop.
+
+**Frames the model does not fit.**  Where the crop reaches beyond a frame's pixels (a
+frame smaller than the crop, or a beam centre near its edge) preprocessing pads it with
+zeros; such frames are scored and marked ``padded`` in the hit list.  Frames without a
+single usable pixel in the crop (all NaN, negative or masked) never reach the network
+and are marked ``no-valid-pixels`` (see :mod:`spidarknet.hits`).  :class:`FrameChecks`
+counts both per file, and the NaN or negative pixel values preprocessing masked, for
+the hit list's JSON (``frame_checks``) and one warning line each.  Boxes are clipped to
+the detector.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -41,8 +51,8 @@ import numpy as np
 from spidarknet.engine.detector import Detector
 from spidarknet.errors import ConfigError, EngineError
 from spidarknet.frames import FrameChunk, FrameSource
-from spidarknet.hits import HitList
-from spidarknet.preprocess import Preprocessing, Preprocessor
+from spidarknet.hits import NO_VALID_PIXELS, OK, PADDED, HitList
+from spidarknet.preprocess import Preprocessing, Preprocessor, Processed
 
 #: the background test: standard deviations of inner excess a frame needs to reach the network
 PREFILTER_SIGMA = 3.0
@@ -167,23 +177,48 @@ def crop_valid_area(chunk: FrameChunk, settings: Preprocessing) -> np.ndarray:
                      for frame in crop])
 
 
-def boxes_to_frame_pixels(boxes: np.ndarray, settings: Preprocessing, crop_origin: tuple[int, int]) -> np.ndarray:
-    """Normalised (cx, cy, w, h) network-input boxes -> (x, y, w, h) full-frame pixels."""
+def boxes_to_frame_pixels(boxes: np.ndarray, settings: Preprocessing, crop_origin: tuple[int, int],
+                          frame_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Normalised (cx, cy, w, h) network-input boxes -> (x, y, w, h) full-frame pixels.
+
+    With ``frame_shape`` (rows, columns) the boxes are clipped to the detector: pixel
+    centres lie at whole numbers, so its edges are at -0.5 and ``columns - 0.5`` (rows
+    likewise); a box wholly outside becomes an empty one on the nearest edge."""
     r0, c0 = crop_origin
     crop = settings.crop
     x = c0 - 0.5 + (boxes[:, 0] - boxes[:, 2] / 2) * crop
     y = r0 - 0.5 + (boxes[:, 1] - boxes[:, 3] / 2) * crop
-    return np.stack([x, y, boxes[:, 2] * crop, boxes[:, 3] * crop], axis=1).astype(np.float32)
+    w, h = boxes[:, 2] * crop, boxes[:, 3] * crop
+    if frame_shape is not None:
+        rows, cols = frame_shape
+        x, w = _clip_span(x, w, cols)
+        y, h = _clip_span(y, h, rows)
+    return np.stack([x, y, w, h], axis=1).astype(np.float32)
 
 
-def score_chunk(detector: Detector, processed, passed: np.ndarray | None,
+def _clip_span(start: np.ndarray, length: np.ndarray, pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``start`` and ``length`` cut to [-0.5, pixels - 0.5]; untouched where already inside."""
+    lo, hi = -0.5, pixels - 0.5
+    outside = (start < lo) | (start + length > hi)
+    if not outside.any():
+        return start, length
+    begin = np.clip(start, lo, hi)
+    return np.where(outside, begin, start), np.where(outside, np.clip(start + length, lo, hi) - begin, length)
+
+
+def score_chunk(detector: Detector, processed: Processed, passed: np.ndarray | None,
                 settings: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and full-frame boxes of a preprocessed chunk; only ``passed`` frames (all
-    when None) reach the network, the others get score 0 and an empty box at the crop's centre."""
+    """Scores and full-frame boxes (clipped to the detector) of a preprocessed chunk; only
+    ``passed`` frames (all when None) with a usable pixel reach the network, the others
+    get score 0 and an empty box at the crop's centre."""
     settings = processed.settings or settings  # a crop in q: in this file's pixels
+    if processed.valid_pixels is not None and not processed.valid_pixels.all():
+        seen = processed.valid_pixels > 0
+        passed = seen if passed is None else passed & seen
     if passed is None:
         found = detector.detect(processed.images)
-        return found.scores, boxes_to_frame_pixels(found.boxes, settings, processed.crop_origin)
+        return found.scores, boxes_to_frame_pixels(found.boxes, settings, processed.crop_origin,
+                                                   processed.frame_shape)
     n = len(processed.images)
     scores = np.zeros(n, dtype=np.float32)
     network_boxes = np.tile(np.array([0.5, 0.5, 0.0, 0.0], dtype=np.float32), (n, 1))
@@ -191,7 +226,103 @@ def score_chunk(detector: Detector, processed, passed: np.ndarray | None,
         found = detector.detect(processed.images[passed])
         scores[passed] = found.scores
         network_boxes[passed] = found.boxes
-    return scores, boxes_to_frame_pixels(network_boxes, settings, processed.crop_origin)
+    return scores, boxes_to_frame_pixels(network_boxes, settings, processed.crop_origin, processed.frame_shape)
+
+
+@dataclass
+class FrameChecks:
+    """Frames the model does not fit and masked bad values, counted per file (absolute path).
+
+    ``padded``: path -> {"frames", "frame_shape" [rows, columns], "crop_px"};
+    ``no_valid_pixels``: path -> frames; ``bad_values``: path -> NaN or negative pixel
+    values masked.  Counts of several processes add up with :meth:`merge`."""
+
+    padded: dict = field(default_factory=dict)
+    no_valid_pixels: dict = field(default_factory=dict)
+    bad_values: dict = field(default_factory=dict)
+
+    def add(self, chunk: FrameChunk, processed: Processed) -> np.ndarray:
+        """Count one preprocessed chunk; returns its frames' status (see :mod:`spidarknet.hits`)."""
+        n = len(chunk)
+        status = np.full(n, PADDED if processed.padded else OK, dtype=np.int8)
+        if processed.valid_pixels is not None:
+            status[processed.valid_pixels == 0] = NO_VALID_PIXELS
+        path = chunk.info.path
+        n_padded = int(np.count_nonzero(status == PADDED))
+        if n_padded:
+            s = processed.settings
+            entry = self.padded.setdefault(path, {"frames": 0, "frame_shape": list(chunk.info.frame_shape),
+                                                  "crop_px": s.crop if s is not None else None})
+            entry["frames"] += n_padded
+        n_empty = int(np.count_nonzero(status == NO_VALID_PIXELS))
+        if n_empty:
+            self.no_valid_pixels[path] = self.no_valid_pixels.get(path, 0) + n_empty
+        if processed.n_bad_values:
+            self.bad_values[path] = self.bad_values.get(path, 0) + int(processed.n_bad_values)
+        return status
+
+    def to_dict(self) -> dict:
+        """The hit list's ``frame_checks``: totals and counts per file."""
+        def in_order(counts: dict) -> dict:  # by path, as the hit list: the same whatever the shards
+            return {p: (dict(counts[p]) if isinstance(counts[p], dict) else counts[p]) for p in sorted(counts)}
+        return {"padded": {"frames": sum(v["frames"] for v in self.padded.values()),
+                           "files": in_order(self.padded)},
+                "no_valid_pixels": {"frames": sum(self.no_valid_pixels.values()),
+                                    "files": in_order(self.no_valid_pixels)},
+                "masked_bad_values": {"values": sum(self.bad_values.values()), "files": in_order(self.bad_values)}}
+
+    def merge(self, values: dict) -> None:
+        """Add the counts of another :meth:`to_dict` (a worker's, a rank's, a shard's)."""
+        for path, entry in values["padded"]["files"].items():
+            mine = self.padded.setdefault(path, {**entry, "frames": 0})
+            mine["frames"] += entry["frames"]
+        for path, count in values["no_valid_pixels"]["files"].items():
+            self.no_valid_pixels[path] = self.no_valid_pixels.get(path, 0) + count
+        for path, count in values["masked_bad_values"]["files"].items():
+            self.bad_values[path] = self.bad_values.get(path, 0) + count
+
+    @classmethod
+    def from_dicts(cls, parts) -> "FrameChecks":
+        checks = cls()
+        for values in parts:
+            if values:
+                checks.merge(values)
+        return checks
+
+    def warnings(self) -> list[str]:
+        """One line each (without ``warning:``) for padded frames, frames without valid
+        pixels and masked bad values; none where there were none."""
+        lines = []
+        if self.padded:
+            total = sum(v["frames"] for v in self.padded.values())
+            crops = {v["crop_px"] for v in self.padded.values()}
+            crop = f" ({next(iter(crops))}x{next(iter(crops))} px)" if len(crops) == 1 and None not in crops else ""
+            smaller = all(v["crop_px"] is not None and (v["frame_shape"][0] < v["crop_px"]
+                                                        or v["frame_shape"][1] < v["crop_px"])
+                          for v in self.padded.values())
+            what = "are smaller than" if smaller else "do not fill"
+            lines.append(f"{total} frames of {_files({p: v['frames'] for p, v in self.padded.items()})} {what} "
+                         f"the model's crop{crop}: padded with zeros (marked padded in the hit list, their "
+                         "scores may be low; boxes clipped to the detector)")
+        if self.no_valid_pixels:
+            lines.append(f"{sum(self.no_valid_pixels.values())} frames of {_files(self.no_valid_pixels)} have no "
+                         "valid pixel in the model's crop (all NaN, negative or masked): marked no-valid-pixels "
+                         "in the hit list, never selected")
+        if self.bad_values:
+            lines.append(f"{sum(self.bad_values.values())} NaN or negative pixel values of "
+                         f"{_files(self.bad_values)} were masked")
+        return lines
+
+
+def _files(counts: dict) -> str:
+    """``run7.cxi`` for one file; ``run7.cxi (120), run8.cxi (30)`` for several (at most 3 named)."""
+    counts = {p: counts[p] for p in sorted(counts)}
+    names = [os.path.basename(p) for p in counts]
+    if len(counts) == 1:
+        return names[0]
+    shown = ", ".join(f"{name} ({n if isinstance(n, int) else n['frames']})"
+                      for name, n in list(zip(names, counts.values()))[:3])
+    return shown + (f" and {len(counts) - 3} more files" if len(counts) > 3 else "")
 
 
 def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detector, threshold: float, *,
@@ -200,17 +331,21 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
     """Score every selected frame of ``source``; returns the hit list and stage timings.
 
     With a ``prefilter`` the hit list's ``meta["prefilter"]`` holds its rule and the
-    number of frames it rejected.
+    number of frames it rejected; ``meta["frame_checks"]`` always holds
+    :meth:`FrameChecks.to_dict`, and each frame's status is in the hit list.
     """
     pre = Preprocessor(settings)
     gate = PrefilterGate(prefilter, settings) if prefilter is not None else None
-    keys, scores, boxes = [], [], []
+    checks = FrameChecks()
+    keys, scores, boxes, status = [], [], [], []
     rejected = 0
     times = StageTimes()
 
     def collected() -> HitList:
         hits = HitList(keys, np.concatenate(scores) if scores else np.zeros(0, np.float32),
-                       np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32), threshold)
+                       np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32), threshold,
+                       status=np.concatenate(status) if status else np.zeros(0, np.int8))
+        hits.meta["frame_checks"] = checks.to_dict()
         if prefilter is not None:
             hits.meta["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
         return hits
@@ -238,6 +373,7 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         keys.extend(chunk.keys)
         scores.append(chunk_scores)
         boxes.append(chunk_boxes)
+        status.append(checks.add(chunk, processed))
         if passed is not None:
             rejected += len(chunk) - int(np.count_nonzero(passed))
         if on_chunk is not None:

@@ -35,16 +35,22 @@ def follow_chunks(info: FileInfo, roi: Roi | None, chunk_frames: int, *, start: 
         raise InputError(f"cannot open {info.path} for following: {exc}") from None
     with handle:
         ds = handle[info.dataset]
+        mask_ds = handle[info.mask_dataset] if info.mask_dataset else None  # per-frame masks (CXI bits)
         done = start
         last_new = clock()
         while True:
             ds.refresh()
             available = ds.shape[0]
+            if mask_ds is not None:  # a frame is taken once its mask is written too
+                mask_ds.refresh()
+                available = min(available, mask_ds.shape[0])
             if available > done:
                 for first in range(done, available, chunk_frames):
                     stop = min(first + chunk_frames, available)
                     data = ds[first:stop, r0:r1, c0:c1]
-                    yield FrameChunk(info=info, indices=np.arange(first, stop), data=data, valid=valid_shared,
+                    valid = (valid_shared if mask_ds is None
+                             else valid_shared & (mask_ds[first:stop, r0:r1, c0:c1] == 0))
+                    yield FrameChunk(info=info, indices=np.arange(first, stop), data=data, valid=valid,
                                      origin=(r0, c0))
                 done = available
                 last_new = clock()

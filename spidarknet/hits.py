@@ -1,10 +1,27 @@
 """Hit lists: a score and a box for every frame, the threshold, and how they were made.
 
-CSV columns: ``file,dataset,index,score,x,y,w,h,hit`` — one row per frame scored, in
-frame-key order; ``x, y`` is the top-left corner (column, row) and ``w, h`` the size of
-the best detection's box in full-frame detector pixels; ``hit`` is 1 where
-``score >= threshold``.  The JSON summary beside it (``hits.json`` for ``hits.csv``)
-holds the threshold, counts, backend, model and timing.
+CSV columns: ``file,dataset,index,score,x,y,w,h,hit,status`` — one row per frame scored,
+in frame-key order; ``x, y`` is the top-left corner (column, row) and ``w, h`` the size
+of the best detection's box in full-frame detector pixels, clipped to the detector (pixel
+centres at whole numbers, so ``-0.5 <= x`` and ``x + w <= columns - 0.5``, likewise for
+rows); ``hit`` is 1 where ``score >= threshold`` and the frame could be judged.
+
+``status`` says whether the model could see the frame as it was trained to:
+
+- ``ok``: the model's crop lies on the detector;
+- ``padded``: the crop reaches beyond the frame's pixels (a frame smaller than the crop,
+  or a beam centre near its edge): the missing pixels were padded with zeros, the frame
+  was scored all the same (read its score with care);
+- ``no-valid-pixels``: no pixel of the crop is usable (all NaN, negative or masked): the
+  frame never reached the network, its score is written as 0 and its box as an empty one
+  at the crop's centre (what readers without the column see: an empty shot), and it is
+  never selected, whatever the threshold.
+
+Lists written before the column existed read as all ``ok``; readers that do not know the
+column (it is the last) see the same rows as before.  The JSON summary beside the CSV
+(``hits.json`` for ``hits.csv``) holds the threshold, counts, backend, model and timing,
+and under ``frame_checks`` how many frames were padded or had no valid pixel and how many
+NaN or negative pixel values were masked, per file.
 """
 
 from __future__ import annotations
@@ -24,7 +41,10 @@ from spidarknet.outputs import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["file", "dataset", "index", "score", "x", "y", "w", "h", "hit"]
+COLUMNS = ["file", "dataset", "index", "score", "x", "y", "w", "h", "hit", "status"]
+#: the values of the ``status`` column; a HitList keeps their index (int8)
+STATUSES = ("ok", "padded", "no-valid-pixels")
+OK, PADDED, NO_VALID_PIXELS = 0, 1, 2
 
 
 @dataclass
@@ -36,6 +56,8 @@ class HitList:
     meta: dict = field(default_factory=dict)
     #: the selection when it is narrower than score >= threshold (e.g. a size window)
     selected: np.ndarray | None = None
+    #: per frame an index into :data:`STATUSES` (None: all ``ok``)
+    status: np.ndarray | None = None
 
     def __post_init__(self):
         self.scores = np.asarray(self.scores, dtype=np.float32)
@@ -46,14 +68,27 @@ class HitList:
             self.selected = np.asarray(self.selected, dtype=bool)
             if self.selected.shape != self.scores.shape:
                 raise ValueError("one selection flag per frame is needed")
+        self.status = (np.zeros(len(self.scores), dtype=np.int8) if self.status is None
+                       else np.asarray(self.status, dtype=np.int8).reshape(len(self.scores)))
 
     def __len__(self) -> int:
         return len(self.keys)
 
     @property
+    def unusable(self) -> np.ndarray:
+        """Frames without a valid pixel in the crop (status ``no-valid-pixels``): never selected."""
+        return self.status == NO_VALID_PIXELS
+
+    @property
+    def n_unusable(self) -> int:
+        return int(np.count_nonzero(self.unusable))
+
+    @property
     def hits(self) -> np.ndarray:
-        """Selected frames: the explicit selection if there is one, else score >= threshold."""
-        return self.selected if self.selected is not None else self.scores >= self.threshold
+        """Selected frames: the explicit selection if there is one, else score >= threshold;
+        never a frame without valid pixels."""
+        chosen = self.selected if self.selected is not None else self.scores >= self.threshold
+        return chosen & ~self.unusable
 
     @property
     def n_hits(self) -> int:
@@ -66,7 +101,7 @@ class HitList:
         order = sorted(range(len(self.keys)), key=lambda i: self.keys[i])
         return HitList([self.keys[i] for i in order], self.scores[order], self.boxes[order],
                        self.threshold, dict(self.meta),
-                       None if self.selected is None else self.selected[order])
+                       None if self.selected is None else self.selected[order], self.status[order])
 
     def summary_line(self) -> str:
         n = len(self)
@@ -76,9 +111,9 @@ class HitList:
     # -- writing -------------------------------------------------------------------------
     def write_rows(self, handle) -> None:
         writer = csv.writer(handle)
-        for key, score, box, hit in zip(self.keys, self.scores, self.boxes, self.hits):
+        for key, score, box, hit, status in zip(self.keys, self.scores, self.boxes, self.hits, self.status):
             writer.writerow([key.file, key.dataset, key.index, f"{score:.6f}",
-                             *(f"{v:.1f}" for v in box), int(hit)])
+                             *(f"{v:.1f}" for v in box), int(hit), STATUSES[status]])
 
     def write_csv(self, path: str | os.PathLike, force: bool = False) -> None:
         with atomic_path(path, force, "hit list") as tmp:
@@ -96,11 +131,12 @@ def summary_path(csv_path: str | os.PathLike) -> Path:
 
 
 def read_hits(path: str | os.PathLike) -> HitList:
-    """A hit list written by :meth:`HitList.write_csv` (its JSON summary is optional)."""
+    """A hit list written by :meth:`HitList.write_csv` (its JSON summary is optional; a
+    list without the ``status`` column reads as all ``ok``)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"hit list {path} does not exist")
-    keys, scores, boxes, flags = [], [], [], []
+    keys, scores, boxes, flags, status = [], [], [], [], []
     try:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
@@ -112,8 +148,10 @@ def read_hits(path: str | os.PathLike) -> HitList:
                     scores.append(float(row["score"]))
                     boxes.append([float(row.get(c) or "nan") for c in ("x", "y", "w", "h")])
                     flags.append(int(row.get("hit") or 0))
+                    status.append(STATUSES.index(row.get("status") or "ok"))
                 except (TypeError, ValueError):
-                    raise InputError(f"{path}:{number}: malformed row") from None
+                    raise InputError(f"{path}:{number}: malformed row (status must be one of "
+                                     f"{', '.join(STATUSES)})") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read hit list {path}: {exc}") from None
     meta = {}
@@ -133,6 +171,7 @@ def read_hits(path: str | os.PathLike) -> HitList:
         meta.pop(key, None)
     scores = np.asarray(scores)
     flags = np.asarray(flags, dtype=bool)
+    status = np.asarray(status, dtype=np.int8)
     # keep the selection as written where it is narrower than the threshold (select, size windows)
-    selected = None if np.array_equal(flags, scores >= threshold) else flags
-    return HitList(keys, scores, np.asarray(boxes).reshape(-1, 4), threshold, meta, selected)
+    selected = None if np.array_equal(flags, (scores >= threshold) & (status != NO_VALID_PIXELS)) else flags
+    return HitList(keys, scores, np.asarray(boxes).reshape(-1, 4), threshold, meta, selected, status)

@@ -12,7 +12,8 @@ dataset, ``DIR/<input stem>-scores.cxi``, written beside and never into the raw 
     /cxi_version                                   150
     /entry_1/instrument_1/detector_1/data          external link to the frames (file, dataset)
     /entry_1/instrument_1/detector_1/score         (N,) float32, one per frame of that dataset;
-                                                   NaN where the hit list has no score;
+                                                   NaN where the hit list has no score
+                                                   (or marks the frame no-valid-pixels);
                                                    attr headings = ["spidarknet_score"]
     /entry_1/instrument_1/detector_1/tags          (N,) uint8, 1 = selected single hit;
                                                    attr headings = ["single_hit"]
@@ -188,9 +189,9 @@ def write_score_sidecars(hits: HitList, flags: np.ndarray, out_dir: str | os.Pat
             score = np.full(info.n_frames, np.nan, dtype=np.float32)
             tags = np.zeros(info.n_frames, dtype=np.uint8)
             scored = np.zeros(info.n_frames, dtype=np.uint8)
-            score[index] = hits.scores[rows[group]]
+            score[index] = np.where(hits.unusable[rows[group]], np.nan, hits.scores[rows[group]])  # not judged
             tags[index] = flags[rows[group]]
-            scored[index] = 1
+            scored[index] = ~hits.unusable[rows[group]]  # no valid pixel: never judged
             with h5py.File(stage / name, "w") as f:
                 f["cxi_version"] = 150
                 det = f.create_group(DETECTOR)

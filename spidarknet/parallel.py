@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from spidarknet.detect import PartialResult, Prefilter, StageTimes, detect_frames
+from spidarknet.detect import FrameChecks, PartialResult, Prefilter, StageTimes, detect_frames
 from spidarknet.frames import FrameKey, FrameSource
 from spidarknet.hits import HitList
 
@@ -54,9 +54,10 @@ def _worker(conn: Connection) -> None:
             except PartialResult as exc:  # hand back what was scored before the engine failed
                 part = exc.hits
                 conn.send(("partial", [(k.file, k.dataset, k.index) for k in part.keys], part.scores,
-                           part.boxes, str(exc)))
+                           part.boxes, part.status, part.meta["frame_checks"], str(exc)))
                 return
             conn.send(("done", [(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
+                       hits.status, hits.meta["frame_checks"],
                        {"read": times.read, "preprocess": times.preprocess, "prefilter": times.prefilter,
                         "inference": times.inference}, hits.meta.get("prefilter", {}).get("rejected", 0)))
     except (BrokenPipeError, ConnectionResetError):
@@ -111,27 +112,32 @@ def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
                 if kind == "progress" and on_chunk is not None:
                     on_chunk(message[1])
                 elif kind == "done":
-                    results[i] = message[1:4]
-                    for stage, seconds in message[4].items():
+                    results[i] = message[1:6]
+                    for stage, seconds in message[6].items():
                         setattr(times, stage, getattr(times, stage) + seconds)
-                    rejected += message[5]
+                    rejected += message[7]
                     del live[conn]
                 elif kind == "partial":
-                    results[i] = message[1:4]
-                    failure = failure or message[4]
+                    results[i] = message[1:6]
+                    failure = failure or message[6]
                     del live[conn]
                 elif kind == "error":
                     failure = failure or message[1]
                     del live[conn]
-        keys, scores, boxes = [], [], []
+        keys, scores, boxes, status = [], [], [], []
+        checks = FrameChecks()  # the workers' counts summed: one warning for the run
         for result in results:
             if result is None:
                 continue
             keys.extend(FrameKey(*k) for k in result[0])
             scores.append(result[1])
             boxes.append(result[2].reshape(-1, 4))
+            status.append(result[3])
+            checks.merge(result[4])
         hits = HitList(keys, np.concatenate(scores) if scores else np.zeros(0, np.float32),
-                       np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32), job["threshold"])
+                       np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32), job["threshold"],
+                       status=np.concatenate(status) if status else np.zeros(0, np.int8))
+        hits.meta["frame_checks"] = checks.to_dict()
         if job.get("prefilter"):
             hits.meta["prefilter"] = {**job["prefilter"], "rejected": rejected}
         if failure:

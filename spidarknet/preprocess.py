@@ -6,9 +6,10 @@ Steps, in order, for each frame (all vectorised over a chunk):
 2. **mask** - pixels excluded by the mask, NaN or negative values are set to 0 (the
    NaN/negative ones are counted so that the caller can warn);
 3. **crop** - a square around the beam centre (padded with zeros where it leaves the
-   detector): ``crop`` detector pixels on a side, or, with ``q_max_inv_nm``, the square
-   reaching that scattering vector q along the detector axes, worked out from each file's
-   own distance, pixel size and wavelength (see below);
+   detector; :attr:`Processed.padded` says so, and ``valid_pixels`` counts the usable
+   pixels per frame): ``crop`` detector pixels on a side, or, with ``q_max_inv_nm``, the
+   square reaching that scattering vector q along the detector axes, worked out from each
+   file's own distance, pixel size and wavelength (see below);
 4. **bin** - the crop is summed into ``size`` × ``size`` bins (photons per bin) by an
    area-average resize times the bin area, so non-integer factors, and crops of fewer
    pixels than ``size`` (each pixel's photons shared by the bins it covers), work too;
@@ -346,6 +347,9 @@ class Processed:
     crop_origin: tuple[int, int]  # (row, column) of the crop's corner in the full frame
     n_bad_values: int       # NaN or negative pixels that were masked
     settings: Preprocessing | None = None  # the settings in this file's pixels (crop, bin_factor)
+    valid_pixels: np.ndarray | None = None  # (n,) usable detector pixels in each frame's crop
+    padded: bool = False    # the crop reaches beyond the frame's pixels (zeros stand in for them)
+    frame_shape: tuple[int, int] | None = None  # (rows, columns) of the full frame
 
 
 def _hint(value, options) -> str:
@@ -471,10 +475,17 @@ class Preprocessor:
         else:
             usable = valid
         np.copyto(target, 0.0, where=~usable)
+        if usable.ndim == 3:
+            valid_pixels = np.count_nonzero(usable.reshape(n, -1), axis=1)
+        else:
+            valid_pixels = np.full(n, np.count_nonzero(usable), dtype=np.int64)
+        rows, cols = chunk.info.frame_shape
+        padded = r0 < 0 or c0 < 0 or r1 > rows or c1 > cols
         photons = self._bin(crop, s)
         images = self._to_images(photons)
         return Processed(images=images, photons=photons, crop_origin=(r0, c0), n_bad_values=n_bad,
-                         settings=s)
+                         settings=s, valid_pixels=valid_pixels, padded=padded,
+                         frame_shape=(rows, cols))
 
     @staticmethod
     def _bin(crop: np.ndarray, s: Preprocessing) -> np.ndarray:

@@ -114,14 +114,19 @@ def merge_parts(paths: list[str]) -> tuple[HitList, dict]:
             problems.append(f"{path} holds frames of files outside its shard: {sorted(extra)[:2]}")
     if problems:
         raise InputError("the parts do not cover the frames exactly once: " + "; ".join(problems[:5]))
-    keys, scores, boxes = [], [], []
+    keys, scores, boxes, status = [], [], [], []
     for _, hits, _ in sorted(parts, key=lambda p: p[2]["shard"]["index"]):
         keys.extend(hits.keys)
         scores.append(hits.scores)
         boxes.append(hits.boxes)
-    merged = HitList(keys, np.concatenate(scores), np.concatenate(boxes), float(first["threshold"]))
+        status.append(hits.status)
+    merged = HitList(keys, np.concatenate(scores), np.concatenate(boxes), float(first["threshold"]),
+                     status=np.concatenate(status))
     if len(set(merged.keys)) != len(merged.keys):
         raise InputError("two parts score the same frames: were they made with different --frames or inputs?")
     meta = {k: v for k, v in first.items() if k not in ("threshold", "frames", "hits", "shard", "timing", "jobs")}
+    if any("frame_checks" in p[2] for p in parts):  # the parts' counts add up
+        from spidarknet.detect import FrameChecks
+        meta["frame_checks"] = FrameChecks.from_dicts(p[2].get("frame_checks") for p in parts).to_dict()
     meta["merged_from"] = [p[0] for p in sorted(parts, key=lambda p: p[2]["shard"]["index"])]
     return merged.sorted(), meta

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from spidarknet import __version__, cli
-from spidarknet.detect import (PREFILTER_SIGMA, PartialResult, Prefilter, PrefilterGate, detect_frames,
-                               score_chunk)
+from spidarknet.detect import (PREFILTER_SIGMA, FrameChecks, PartialResult, Prefilter, PrefilterGate,
+                               detect_frames, score_chunk)
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import builtin_weights, load_model
 from spidarknet.errors import EngineError, InputError, SpidarknetError
@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.new_parser(
         "detect",
         "Score every frame with trained weights, repeating the preprocessing recorded for them, and "
-        "write a hit list: CSV (file,dataset,index,score,x,y,w,h,hit) plus a JSON summary.",
+        "write a hit list: CSV (file,dataset,index,score,x,y,w,h,hit,status) plus a JSON summary.\n"
+        "Frames whose crop leaves the detector are padded and marked 'padded'; frames without a valid "
+        "pixel in the crop are marked 'no-valid-pixels' and never selected (one warning line each).",
         "spidarknet detect 'run*.cxi' --weights ds/backup/yolov2-tiny-spi_final.weights --out hits.csv\n"
         "  spidarknet detect run7.cxi --out hits.csv --expected-hit-rate 0.03   # the built-in model")
     cli.add_input_args(parser)
@@ -209,12 +211,15 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         bar.close()
     if comm is not None:
         parts = comm.gather(([(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
-                             times.as_dict(len(hits)), hits.meta.get("prefilter")), root=0)
+                             times.as_dict(len(hits)), hits.meta.get("prefilter"), hits.status,
+                             hits.meta["frame_checks"]), root=0)
         if rank != 0:
             return 0
         hits = HitList([FrameKey(*k) for part in parts for k in part[0]],
                        np.concatenate([part[1] for part in parts]),
-                       np.concatenate([part[2].reshape(-1, 4) for part in parts]), model.threshold)
+                       np.concatenate([part[2].reshape(-1, 4) for part in parts]), model.threshold,
+                       status=np.concatenate([part[5] for part in parts]))
+        hits.meta["frame_checks"] = FrameChecks.from_dicts(part[6] for part in parts).to_dict()
         if prefilter is not None:
             hits.meta["prefilter"] = {**prefilter.to_dict(), "rejected": sum(part[4]["rejected"] for part in parts)}
         times.total = time.perf_counter() - started
@@ -229,11 +234,12 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         hits.meta["shard"] = shard_meta
     hits = hits.sorted()
     if args.expected_hit_rate is not None:
-        hits.threshold = threshold_for_rate(hits.scores, args.expected_hit_rate)
+        hits.threshold = threshold_for_rate(hits.scores[~hits.unusable], args.expected_hit_rate)
         hits.meta["threshold_from"] = {"expected_hit_rate": args.expected_hit_rate}
     if args.size_range:
         apply_size_range(hits, args.size_range, quiet=args.quiet)
     hits.write_csv(args.out, force=args.force)
+    warn_frame_checks(hits.meta["frame_checks"])
     rate = len(hits) / times.total if times.total > 0 else float("inf")
     workers = jobs if isinstance(jobs, str) else f"{jobs} process{'es' if jobs > 1 else ''}"
     screened = (f", {hits.meta['prefilter']['rejected']} background-like frames kept from the network"
@@ -247,6 +253,12 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     if not args.quiet and sys.stderr.isatty():
         print(f"done in {seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+def warn_frame_checks(values: dict) -> None:
+    """The run's one warning line per kind of frame the model does not fit (stderr)."""
+    for line in FrameChecks.from_dicts([values]).warnings():
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def run_follow(args: argparse.Namespace) -> int:
@@ -276,6 +288,7 @@ def run_follow(args: argparse.Namespace) -> int:
     info = cli.frame_source_from_args(args).files[0]
     pre = Preprocessor(settings)
     gate = PrefilterGate(prefilter, settings) if prefilter is not None else None
+    checks = FrameChecks()
     rejected = 0
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
     appender = RowAppender(args.out, model.threshold)
@@ -289,7 +302,8 @@ def run_follow(args: argparse.Namespace) -> int:
                 processed = pre.process(chunk)
                 passed = gate.passes(chunk, processed.photons) if gate is not None else None
                 scores, boxes = score_chunk(detector, processed, passed, settings)
-                appender.append(HitList(chunk.keys, scores, boxes, model.threshold))
+                status = checks.add(chunk, processed)
+                appender.append(HitList(chunk.keys, scores, boxes, model.threshold, status=status))
                 if passed is not None:
                     rejected += len(chunk) - int(np.count_nonzero(passed))
                 bar.update(len(chunk))
@@ -303,11 +317,12 @@ def run_follow(args: argparse.Namespace) -> int:
                "weights": os.path.abspath(args.weights), "model": model.origin, "follow": True,
                "idle_s": args.idle, "interrupted": interrupted, "preprocessing": settings.to_dict(),
                "inputs": [info.path], "seconds": round(seconds, 3), "spidarknet_version": __version__,
-               "weights_sha256": file_digest(args.weights)}
+               "weights_sha256": file_digest(args.weights), "frame_checks": checks.to_dict()}
     if prefilter is not None:
         summary["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
     from spidarknet.hits import summary_path
     write_json(summary, summary_path(args.out), True, "hit list summary")
+    warn_frame_checks(summary["frame_checks"])
     print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
           f"{model.threshold:.3g}; wrote {args.out}" + (" (interrupted)" if interrupted else ""))
     return cli.EXIT_INTERRUPTED if interrupted else 0

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     truth = load_truth(hits, dataset=args.truth_dataset, csv_path=args.truth,
                        common_only=args.common_only)
     result = evaluate(truth.hits.scores, truth.labels, truth.hits.threshold, beta=args.beta,
-                      target_recall=args.target_recall, selected=flags[truth.index])
+                      target_recall=args.target_recall, selected=flags[truth.index],
+                      unusable=truth.hits.unusable)
     parts = breakdowns(truth, flags[truth.index], by=args.by, truth_csv=args.truth,
                        photons_dataset=args.photons_dataset, photon_edges=args.photon_bins)
     result = {"hits": args.hits, "truth": truth.source, "frames_without_truth": truth.dropped,

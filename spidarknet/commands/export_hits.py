@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cxi_scores:
         check_destination(args.cxi_scores, args.force, "sidecar folder")
     hits, flags = read_selection(args.hits)
+    flags = flags & ~hits.unusable
+    if hits.n_unusable:
+        print(f"{hits.n_unusable} frames without a valid pixel (status no-valid-pixels): not selected, "
+              "score NaN in the sidecars")
     if args.lst:
         n = write_event_list(hits, flags, args.lst, force=args.force)
         print(f"{n} of {len(hits)} frames -> {args.lst}")

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = build_report(args.hits, args.out, options, force=args.force, on_step=step)
     line = f"{summary['selected']} of {summary['frames']} frames selected"
+    if summary.get("no_valid_pixel_frames"):
+        line += f" ({summary['no_valid_pixel_frames']} without a valid pixel, never selected)"
     if "truth" in summary:
         at = summary["truth"]["at_threshold"]
         line += f"; precision {at['precision']:.3f}, recall {at['recall']:.3f}, F1 {at['f1']:.3f}"

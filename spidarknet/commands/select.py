@@ -44,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
     threshold = hits.threshold if args.threshold is None else args.threshold
     if not math.isfinite(threshold):
         raise ConfigError(f"{args.hits} records no usable threshold; give --threshold")
-    above = hits.scores >= threshold
+    above = (hits.scores >= threshold) & ~hits.unusable  # frames without a valid pixel: never
     flags = above.copy()
     meta = {"selected_from": args.hits}
     message = f"{int(above.sum())} of {len(hits)} frames score ≥ {threshold:.3g}"
+    if hits.n_unusable:
+        message += f" ({hits.n_unusable} without a valid pixel, never selected)"
     if args.size_range:
         lo, hi = args.size_range
         bar = cli.progress(total=int(above.sum()), desc="size", quiet=args.quiet or bool(args.sizes))

@@ -64,28 +64,33 @@ def selection_confusion(selected: np.ndarray, labels: np.ndarray, threshold: flo
                              int(np.sum(~selected & labels)))
 
 
-def sweep_scores(scores: np.ndarray, threshold: float,
-                 selected: np.ndarray | None) -> tuple[np.ndarray, float, np.ndarray]:
+def sweep_scores(scores: np.ndarray, threshold: float, selected: np.ndarray | None,
+                 unusable: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
     """Scores as the threshold sweep sees them, the score below which nothing counts as
     selected, and which frames the selection dropped.
 
-    Frames the selection dropped although they score at or above ``threshold`` get a
-    score below every other (``floor``): no threshold above ``floor`` selects them."""
+    Frames the selection dropped although they score at or above ``threshold``, and the
+    ``unusable`` ones (no valid pixel: never selected), get a score below every other
+    (``floor``): no threshold above ``floor`` selects them."""
     scores = np.asarray(scores, dtype=np.float64)
     dropped = (np.zeros(len(scores), dtype=bool) if selected is None
                else (scores >= threshold) & ~np.asarray(selected, dtype=bool))
+    if unusable is not None:
+        dropped = dropped | np.asarray(unusable, dtype=bool)
     finite = scores[np.isfinite(scores)]
     floor = float(finite.min()) - 1.0 if len(finite) else 0.0
     return np.where(dropped, floor, scores), floor, dropped
 
 
 def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: float = 1.0,
-             target_recall: float = 0.9, selected: np.ndarray | None = None) -> dict:
+             target_recall: float = 0.9, selected: np.ndarray | None = None,
+             unusable: np.ndarray | None = None) -> dict:
     """Everything ``spidarknet evaluate`` reports, as plain Python values (NaN stays NaN).
 
     "At the threshold" means the hit list's selection: ``selected`` when given (its ``hit``
     column, which a size window may have narrowed), else ``scores >= threshold``.  The
-    figures over thresholds follow the list's rule (see the module's docstring).
+    figures over thresholds follow the list's rule (see the module's docstring);
+    ``unusable`` frames (no valid pixel, see :mod:`spidarknet.hits`) are never selected.
     """
     if not beta > 0:
         raise ConfigError(f"--beta must be positive, got {beta}")
@@ -95,7 +100,11 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: 
     labels = np.asarray(labels, dtype=bool)
     at = (metrics.confusion(scores, labels, threshold) if selected is None
           else selection_confusion(selected, labels, threshold))
-    swept, floor, dropped = sweep_scores(scores, threshold, selected)
+    unusable = np.zeros(len(scores), dtype=bool) if unusable is None else np.asarray(unusable, dtype=bool)
+    if unusable.any():
+        selected = (scores >= threshold if selected is None else np.asarray(selected, dtype=bool)) & ~unusable
+    swept, floor, dropped = sweep_scores(scores, threshold, selected, unusable)
+    dropped = dropped & ~unusable  # what the selection's own rule (a size window) dropped
     c = metrics.curve(swept, labels).above(floor)
     pr_index = _subsample(len(c.thresholds))
     roc_fpr = np.r_[0.0, c.fpr]
@@ -114,7 +123,8 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: 
     if beta != 1.0:
         suggested[f"max_f{beta:g}"] = at_threshold(c.best_f_threshold(beta))
     return {
-        "frames": int(len(scores)), "positives": int(labels.sum()),
+        "frames": int(len(scores)), "no_valid_pixel_frames": int(unusable.sum()),
+        "positives": int(labels.sum()),
         "negatives": int((~labels).sum()), "beta": beta,
         "at_threshold": {**_point(at, beta), "tp": at.tp, "fp": at.fp, "tn": at.tn, "fn": at.fn},
         "confusion_matrix": {"rows": "truth (negative, positive)",
@@ -151,6 +161,9 @@ def summary_text(result: dict) -> str:
         f"confusion (truth x selected): TP {at['tp']}  FP {at['fp']}  TN {at['tn']}  FN {at['fn']}",
         f"ROC AUC {_f(result['roc_auc'])}, average precision {_f(result['average_precision'])}",
     ]
+    if result.get("no_valid_pixel_frames"):
+        lines.append(f"{result['no_valid_pixel_frames']} frames have no valid pixel (status no-valid-pixels): "
+                     "never selected, at any threshold")
     sweep = result.get("sweep", {})
     if sweep.get("dropped_frames"):
         lines.append(f"the threshold sweep counts the {sweep['dropped_frames']} frames "

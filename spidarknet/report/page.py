@@ -108,7 +108,8 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
         labels = np.full(len(hits), -1, dtype=np.int8)
         labels[truth.index] = truth.labels
         evaluation = evaluate(truth.hits.scores, truth.labels, hits.threshold,
-                              target_recall=o.target_recall, selected=flags[truth.index])
+                              target_recall=o.target_recall, selected=flags[truth.index],
+                              unusable=truth.hits.unusable)
         evaluation.update(breakdowns(truth, flags[truth.index], by=o.by, truth_csv=o.truth_csv,
                                      photons_dataset=o.photons_dataset, photon_edges=o.photon_edges))
     table_sizes = _table_sizes(o.sizes_csv, hits, flags) if o.sizes_csv else {}
@@ -492,6 +493,7 @@ def _num(value, digits: int = 3) -> str:
 def _summary(hits_path: str, ctx: _Context, o: ReportOptions) -> dict:
     hits = ctx.hits
     out = {"hits": os.path.abspath(hits_path), "frames": len(hits), "selected": int(ctx.flags.sum()),
+           "no_valid_pixel_frames": hits.n_unusable,
            "threshold": hits.threshold,
            "files": sorted({os.path.abspath(k.file) for k in hits.keys}),
            "backend": hits.meta.get("backend"), "weights": hits.meta.get("weights"),

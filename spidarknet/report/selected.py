@@ -26,5 +26,6 @@ def write_selected(hits: HitList, flags: np.ndarray, path: str | os.PathLike, *,
     flags = np.asarray(flags, dtype=bool)
     if flags.shape != (len(hits),):
         raise ValueError("one flag per frame is needed")
-    out = HitList(hits.keys, hits.scores, hits.boxes, hits.threshold, {**hits.meta, **(meta or {})}, flags)
+    out = HitList(hits.keys, hits.scores, hits.boxes, hits.threshold, {**hits.meta, **(meta or {})}, flags,
+                  hits.status)
     out.write_csv(path, force=force)

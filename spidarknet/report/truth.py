@@ -107,7 +107,7 @@ def align_truth(hits: HitList, truth: dict[MatchKey, bool], source: str, *,
     labels = np.array([labelled[m] for m, k in zip(wanted, keep) if k], dtype=bool)
     index = np.flatnonzero(keep)
     subset = HitList([hits.keys[i] for i in index], hits.scores[index], hits.boxes[index],
-                     hits.threshold, dict(hits.meta))
+                     hits.threshold, dict(hits.meta), status=hits.status[index])
     return Truth(hits=subset, labels=labels, source=source, index=index, dropped=int(len(wanted) - keep.sum()),
                  unscored=len(unscored))
 
