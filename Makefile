@@ -2,6 +2,7 @@
 #
 #   make demo      set everything up, then simulate -> export -> train -> detect (a few minutes, CPU)
 #   make test      set everything up, then run the test suite
+#   make test-fast the same without the tests marked slow (no training; under a minute)
 #   make darknet   build only the engine (GPU=1, CUDNN=1, OPENMP=0|1 ...; see mk/darknet.mk)
 #   make install   pip-install spidarknet (editable) with its test tools
 #   make system-deps  Debian packages the tests drive: OpenMPI, Chromium, Dragonfly's build deps (root)
@@ -12,10 +13,10 @@
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 
-.PHONY: help install test demo bench science model system-deps
+.PHONY: help install test test-fast demo bench science model system-deps
 SYSTEM_DEPS := openmpi-bin libopenmpi-dev chromium libgsl-dev libhdf5-dev pkg-config
 help:
-	@sed -n '3,11p' Makefile | sed 's/^#//'
+	@sed -n '3,12p' Makefile | sed 's/^#//'
 
 # ---------------------------------------------------------------------------
 # The Darknet engine: targets darknet, darknet-source, clean-darknet;
@@ -47,6 +48,10 @@ $(DRAGONFLY_VENV)/.installed: build/.installed | system-deps
 
 test: system-deps build/.installed darknet $(DRAGONFLY_VENV)/.installed
 	SPIDARKNET_REQUIRE_DRAGONFLY=1 $(DRAGONFLY_VENV)/bin/python -m pytest -q tests
+
+# the tests that train no network and need no trained one (pytest -m 'not slow'; see tests/conftest.py)
+test-fast: system-deps build/.installed darknet $(DRAGONFLY_VENV)/.installed
+	SPIDARKNET_REQUIRE_DRAGONFLY=1 $(DRAGONFLY_VENV)/bin/python -m pytest -q -m "not slow" tests
 
 demo: build/.installed darknet
 	PYTHON=$(PYTHON) bash tools/demo.sh

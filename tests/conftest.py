@@ -2,7 +2,9 @@
 
 Everything here is real: files come from spidarknet's own simulator, the engine is the
 one 'make darknet' builds, training runs darknet itself.  Expensive fixtures are
-session-scoped so the whole suite trains once.
+session-scoped so the whole suite trains once.  Tests that train, need the trained model
+(marked here, by their fixtures) or do other long work (marked where they are) carry the
+'slow' marker: 'make test-fast' (pytest -m "not slow") leaves them out.
 """
 
 from __future__ import annotations
@@ -88,9 +90,23 @@ def heldout_hits(trained, heldout_cxi, tmp_path_factory) -> Path:
     return path
 
 
+#: session fixtures that train a network (minutes): every test that needs one is 'slow'
+TRAINING_FIXTURES = frozenset({"trained", "heldout_hits"})
+
+
 def pytest_configure(config):
     # darknet's OpenMP would otherwise take every core of a shared CI machine per process
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    config.addinivalue_line("markers", "slow: trains a network or needs one trained (the session's 'trained', "
+                                       "'heldout_hits'), or other long work; 'make test-fast' runs "
+                                       "pytest -m 'not slow'")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark 'slow' every test whose fixtures, directly or through others, include a trained model."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def _write_untrained(folder: Path, seed: int) -> Path:

@@ -85,6 +85,7 @@ def test_single_hits_are_brighter_than_empty_frames(exported, small_cxi):
     assert mean[b"single"] > 2 * mean[b"empty"]
 
 
+@pytest.mark.slow
 def test_darknet_trains_on_the_export(exported, darknet_bin):
     """The format is proven by the engine itself: two real training iterations."""
     from spidarknet.engine.train import train

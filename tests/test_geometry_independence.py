@@ -84,6 +84,7 @@ def processed(path, settings, frames=slice(0, 24)):
     return pre.process(chunk), source.files[0]
 
 
+@pytest.mark.slow
 def test_the_q_default_is_the_pixel_default_on_the_pnccd(variants):
     """Same crop, same binning, a beam stop in q that blanks only masked pixels: the q
     settings export-dataset writes by default give bit-identical images to the pixel ones."""
@@ -97,6 +98,7 @@ def test_the_q_default_is_the_pixel_default_on_the_pnccd(variants):
     assert np.array_equal(by_q.images, by_px.images) and by_q.crop_origin == by_px.crop_origin
 
 
+@pytest.mark.slow
 def test_every_geometry_gets_the_crop_of_the_same_q(variants):
     expected = {"original": (256, 75e-6, 0.125), "2x2": (128, 150e-6, 0.125), "4x4": (64, 300e-6, 0.125),
                 "1.5x distance": (384, 75e-6, 0.1875)}
@@ -113,6 +115,7 @@ def test_every_geometry_gets_the_crop_of_the_same_q(variants):
             assert (r0 * b, r1 * b, c0 * b, c1 * b) == (384, 640, 384, 640), name
 
 
+@pytest.mark.slow
 def test_binning_keeps_the_photons_of_every_bin(variants):
     """A bin holds the same photons whatever the pixels: exactly for 2x2 (one file pixel per
     bin), over blocks of 2x2 bins for 4x4 (each file pixel shared by four bins), wherever the
@@ -226,6 +229,7 @@ def test_files_the_model_cannot_fit_are_refused_before_anything_is_written(train
                         "--energy-ev", "1700", "--frames", "0:4", "--quiet"]) == 0
 
 
+@pytest.mark.slow
 def test_export_falls_back_to_pixels_for_files_without_geometry(variants, tmp_path, capsys):
     bare = rewrite_cxi(variants["original"], tmp_path / "bare.cxi", 1, drop_source=True)
     common = ["--labels-dataset", "/truth/label", "--frames", "0:40", "--max-batches", "2", "--quiet"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from spidarknet.learning_curve import (Experiment, format_learning_curve, pick_labels, pretrain,
                                        run_learning_curve)
@@ -15,6 +16,7 @@ from spidarknet.preprocess import Preprocessing
 SHAPE = (512, 512)
 
 
+@pytest.mark.slow
 def test_learning_curve_structure(tmp_path, darknet_bin):
     # pretrained on the default geometry with export's default crop in q (and the beam stop's
     # q as --q-min), which fine-tuning must repeat on the experiment's files

@@ -84,6 +84,7 @@ def report_inputs(small_cxi, tmp_path_factory):
     return root, hits, labels
 
 
+@pytest.mark.slow
 def test_report_with_truth_renders_in_chromium(report_inputs, chromium, tmp_path, capsys):
     root, hits, labels = report_inputs
     out = tmp_path / "report"
@@ -119,6 +120,7 @@ def test_report_with_truth_renders_in_chromium(report_inputs, chromium, tmp_path
     assert grey.std() > 20                           # text and figures, not an empty page
 
 
+@pytest.mark.slow
 def test_report_without_truth_and_with_a_size_table(report_inputs, small_cxi, chromium, tmp_path):
     root, hits, _ = report_inputs
     sizes = tmp_path / "sizes.csv"

@@ -24,6 +24,7 @@ def test_seeds_of_training_dev_and_test_files_never_meet():
     assert {s.half_detector for s in TEST_SETS} == {True, False}
 
 
+@pytest.mark.slow
 def test_every_frame_is_judged_once_per_kind_and_photon_bin(tiny_run):
     work, result = tiny_run
     assert set(result["tests"]) == {s.name for s in TEST_SETS}
@@ -48,6 +49,7 @@ def test_every_frame_is_judged_once_per_kind_and_photon_bin(tiny_run):
         assert figures["detect_frames_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_single_positives_list_every_one_particle_frame(tiny_run):
     work, result = tiny_run
     assert result["positives"] == "single"
@@ -59,6 +61,7 @@ def test_single_positives_list_every_one_particle_frame(tiny_run):
     assert len(listed) == expected > 0
 
 
+@pytest.mark.slow
 def test_figures_are_written_as_json_and_printed(tiny_run):
     work, result = tiny_run
     saved = json.loads((work / "runs" / "tiny" / "science.json").read_text())
@@ -68,6 +71,7 @@ def test_figures_are_written_as_json_and_printed(tiny_run):
     assert "dim" in text and "bright" in text and "multiple" in text
 
 
+@pytest.mark.slow
 def test_reuse_judges_the_same_weights_again(tiny_run):
     work, result = tiny_run
     again = run_science(ScienceConfig(workdir=work, scale_counts=0.04, positives="single", label="tiny",
@@ -76,6 +80,7 @@ def test_reuse_judges_the_same_weights_again(tiny_run):
     assert again["tests"]["dim"]["f1"] == pytest.approx(result["tests"]["dim"]["f1"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_save_model_carries_the_figures_and_scores_frames(tiny_run, tmp_path, small_cxi):
     from spidarknet.commands import detect
     from spidarknet.engine.model import load_model

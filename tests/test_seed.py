@@ -32,6 +32,7 @@ def _copy(exported, tmp_path, name):
     return shutil.copytree(exported, tmp_path / name)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_whatever_the_threads(exported, darknet_bin, tmp_path, monkeypatch):
     assert engine_train.takes_seed(darknet_bin), f"{darknet_bin.path} lacks the seed patch: run 'make darknet'"
     # the command line, with its default seed, on two OpenMP threads ...

@@ -336,6 +336,7 @@ def _signal_median(path):
         return float(np.median(t["photons"][()][labelled] - background)), int(labelled.sum())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("photons, half", [(1500, True), (20000, False)])
 def test_photons_sets_the_median_labelled_single(tmp_path, photons, half):
     path = tmp_path / "p.cxi"

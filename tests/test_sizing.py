@@ -74,6 +74,7 @@ def dim_half_sized(tmp_path_factory):
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("photons", sorted(DIM_LEVELS))
 @pytest.mark.parametrize("shape, p90_nm", [("sphere", 2.0), ("icosahedron", 3.0)])
 def test_dim_half_detector_singles_get_a_size(dim_half_sized, photons, shape, p90_nm):
@@ -87,6 +88,7 @@ def test_dim_half_detector_singles_get_a_size(dim_half_sized, photons, shape, p9
     assert np.percentile(errors, 90) <= p90_nm, np.sort(errors)[-5:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["sphere", "icosahedron"])
 def test_dim_half_detector_uncertainty_covers_about_68_percent(dim_half_sized, shape):
     group = [r for r in dim_half_sized if r[1] == shape and r[2] >= 500 and math.isfinite(r[4])]
@@ -97,6 +99,7 @@ def test_dim_half_detector_uncertainty_covers_about_68_percent(dim_half_sized, s
     assert 0.50 <= np.mean(errors <= sigma) <= 0.85, (np.mean(errors <= sigma), np.median(sigma))
 
 
+@pytest.mark.slow
 def test_dim_half_detector_centre_is_found_on_one_half(dim_half_sized):
     """The file's centre is off by σ = 5 px per axis; the fit finds the true one."""
     offsets = [r[6] for r in dim_half_sized if r[1] == "sphere" and r[2] >= 500 and math.isfinite(r[4])]
@@ -111,6 +114,7 @@ def test_half_detector_empty_frames_fail_as_too_few_photons(tmp_path):
     assert all(math.isnan(r.diameter_nm) and math.isnan(r.diameter_err_nm) for r in results)
 
 
+@pytest.mark.slow
 def test_size_table_keeps_uncertainty_and_misfit(singles_sized, tmp_path):
     results, _ = singles_sized
     write_sizes_csv(results, tmp_path / "sizes.csv")
@@ -186,6 +190,7 @@ def test_poisson_sphere_at_an_offset_centre(diameter_nm):
     assert 0.5 < result.fit_quality < 2.0          # a sphere explains it to within the noise
 
 
+@pytest.mark.slow
 def test_simulated_spheres_within_2_nm(singles_sized):
     results, truth = singles_sized
     spheres = [r for r in results if truth["shape"][r.key.index] == b"sphere"]
@@ -200,6 +205,7 @@ def test_simulated_spheres_within_2_nm(singles_sized):
     assert np.median(offsets) < 0.6
 
 
+@pytest.mark.slow
 def test_icosahedra_give_the_volume_equivalent_size_within_10_percent(singles_sized):
     results, truth = singles_sized
     icosahedra = [r for r in results if truth["shape"][r.key.index] == b"icosahedron"]
@@ -225,6 +231,7 @@ def test_empty_frames_fail_with_a_reason_and_keep_their_rows(tmp_path, capsys):
         assert row["reason"].startswith("too few photons")
 
 
+@pytest.mark.slow
 def test_size_command_on_the_hits_of_a_hit_list(singles_cxi, tmp_path, capsys):
     keys = [FrameKey(str(singles_cxi), DATA, i) for i in range(24)]
     scores = np.where(np.arange(24) % 3 == 0, 0.9, 0.1)
@@ -270,6 +277,7 @@ def test_size_bad_inputs_give_one_error_line(singles_cxi, tmp_path, capsys):
     assert not (tmp_path / "u.csv").exists()
 
 
+@pytest.mark.slow
 def test_select_keeps_hits_in_the_size_window(small_cxi, tmp_path, capsys):
     with h5py.File(small_cxi) as f:
         label = f["truth/label"][()].astype(bool)

@@ -40,6 +40,7 @@ def test_one_process_and_several_give_identical_hit_lists(untrained_weights, hel
         assert np.array_equal(other.scores, lists[0].scores) and np.array_equal(other.boxes, lists[0].boxes)
 
 
+@pytest.mark.slow
 def test_bench_reports_every_variant_on_every_mix_and_memory(untrained_weights, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--frames", "40", "--distinct", "8", "--memory-frames", "20", "40",
