@@ -1,18 +1,28 @@
 """detect --follow on a file that another process is still writing (HDF5 SWMR)."""
 
+import select
 import subprocess
 import sys
 import time
 
-import h5py
 import pytest
 
 from spidarknet.commands import detect
 from spidarknet.hits import read_hits
 
 WRITER = """
-import sys, time, json, h5py
-src_path, out_path, n, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+import sys, time, h5py
+src_path, out_path, n, step, hits_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+
+
+def rows_scored():
+    try:
+        with open(hits_path) as handle:
+            return max(0, sum(1 for _ in handle) - 1)  # less the header
+    except FileNotFoundError:
+        return 0
+
+
 with h5py.File(src_path, "r") as src, h5py.File(out_path, "w", libver="latest") as out:
     det = out.create_group("entry_1/instrument_1/detector_1")
     for name in ("distance", "x_pixel_size", "y_pixel_size", "corner_position", "mask_shared"):
@@ -21,35 +31,35 @@ with h5py.File(src_path, "r") as src, h5py.File(out_path, "w", libver="latest") 
                               chunks=(1, 1024, 1024), dtype="u2")
     out["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
     out.swmr_mode = True
+    print("ready", flush=True)
     frames = src["entry_1/data_1/data"]
     for i in range(n):
         data.resize((i + 1, 1024, 1024))
         data[i] = frames[i % frames.shape[0]]
         data.flush()
-        time.sleep(pause)
+        if (i + 1) % step == 0 and i + 1 < n:
+            # the next frames only once the follower has scored these: written while it follows
+            deadline = time.monotonic() + 60
+            while rows_scored() < i + 1:
+                if time.monotonic() > deadline:
+                    sys.exit(f"the follower scored {rows_scored()} of {i + 1} frames within 60 s")
+                time.sleep(0.01)
 """
 
 
-
-
 def test_every_frame_written_while_following_is_classified_once(untrained_weights, small_cxi, tmp_path):
-    growing = tmp_path / "live.cxi"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(small_cxi), str(growing), "40", "0.05"])
+    growing, out = tmp_path / "live.cxi", tmp_path / "hits.csv"
+    # 40 frames in steps of 8, each step written once the rows of the one before are in the hit list
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(small_cxi), str(growing), "40", "8", str(out)],
+                              stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with h5py.File(growing, "r", swmr=True) as f:
-                    if "entry_1/data_1/data" in f:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.05)
-        out = tmp_path / "hits.csv"
+        ready, _, _ = select.select([writer.stdout], [], [], 60)
+        assert ready and writer.stdout.readline() == "ready\n", "the writer did not open its file for SWMR"
         assert detect.main([str(growing), "--weights", str(untrained_weights), "--out", str(out), "--follow",
                             "--idle", "2", "--chunk", "4", "--quiet"]) == 0
     finally:
         assert writer.wait(timeout=60) == 0
+        writer.stdout.close()
     hits = read_hits(out)
     assert [k.index for k in hits.keys] == list(range(40))
     # the same frames scored after the fact give the same scores

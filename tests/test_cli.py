@@ -1,0 +1,31 @@
+"""The command dispatcher: a mistyped command name is one error line with the nearest name."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from spidarknet import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_mistyped_command_suggests_the_nearest_in_one_line(capsys):
+    assert cli.dispatch(["detetc", "run.cxi", "--out", "hits.csv"]) == cli.EXIT_USAGE == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: unknown command 'detetc'") and "did you mean 'detect'" in lines[0]
+    # a name like no command gets no guess, still one line
+    assert cli.dispatch(["zzzz"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "unknown command 'zzzz'" in lines[0] and "did you mean" not in lines[0]
+
+
+def test_python_m_spidarknet_exits_2_on_a_typo():
+    done = subprocess.run([sys.executable, "-m", "spidarknet", "detetc"], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "did you mean 'detect'" in done.stderr, done.stderr
