@@ -16,7 +16,7 @@ import pytest
 
 from spidarknet.commands import export_emc, export_hits
 from spidarknet.frames import FrameKey
-from spidarknet.hits import HitList
+from spidarknet.hits import HitList, read_hits
 from spidarknet.report.selected import write_selected
 
 DET = "/entry_1/instrument_1/detector_1"
@@ -168,6 +168,13 @@ def read_emc_independently(path):
     _read_binaryframe): a 1024-byte header of int32 (num_data, num_pix, type 0 = sparse),
     then int32 ones[num_data], multi[num_data], place_ones[sum ones], place_multi[sum multi],
     count_multi[sum multi].  Returns (header, dense frames (num_data, num_pix))."""
+    header, rows = emc_rows(path)
+    return header, np.array(list(rows), dtype=np.int64).reshape(int(header[0]), int(header[1]))
+
+
+def emc_rows(path):
+    """(header, iterator of the dense frames, one at a time) of photons.emc, read as
+    :func:`read_emc_independently` describes: for files too large to hold densely."""
     blob = open(path, "rb").read()
     header = np.frombuffer(blob[:1024], dtype="<i4")
     num_data, num_pix = int(header[0]), int(header[1])
@@ -177,15 +184,18 @@ def read_emc_independently(path):
     rest = body[2 * num_data:]
     assert rest.size == n1 + 2 * nm, "file length disagrees with its counts"
     place_ones, place_multi, count_multi = rest[:n1], rest[n1:n1 + nm], rest[n1 + nm:]
-    frames = np.zeros((num_data, num_pix), dtype=np.int64)
-    o = m = 0
-    for d in range(num_data):
-        frames[d, place_ones[o:o + ones[d]]] += 1
-        frames[d, place_multi[m:m + multi[d]]] += count_multi[m:m + multi[d]]
-        assert np.all(count_multi[m:m + multi[d]] > 1)
-        o += ones[d]
-        m += multi[d]
-    return header, frames
+
+    def rows():
+        o = m = 0
+        for d in range(num_data):
+            frame = np.zeros(num_pix, dtype=np.int64)
+            frame[place_ones[o:o + ones[d]]] += 1
+            frame[place_multi[m:m + multi[d]]] += count_multi[m:m + multi[d]]
+            assert np.all(count_multi[m:m + multi[d]] > 1)
+            o += ones[d]
+            m += multi[d]
+            yield frame
+    return header, rows()
 
 
 @pytest.fixture(scope="module")
@@ -328,3 +338,60 @@ def test_emc_with_dragonfly_own_reader(exported_emc, adu_file):
         np.testing.assert_array_equal(reader.get_frame(row, raw=True), expected[row].ravel())
     # Dragonfly's assembled view puts x (our column) first: the frame, transposed
     np.testing.assert_array_equal(np.asarray(reader.get_frame(0).data), expected[0].T)
+
+
+# -- a real detect output, end to end ---------------------------------------------------------------
+
+def test_a_real_hit_list_through_evaluate_report_export_hits_and_export_emc(heldout_hits, heldout_cxi,
+                                                                             tmp_path, capsys):
+    """The trained session model's hit list of the held-out file, handed on by each command's
+    main(argv): every output agrees with the hit list's selection."""
+    from spidarknet.commands import evaluate, report
+    hits = read_hits(heldout_hits)
+    selected = hits.hits
+    chosen = [k for k, s in zip(hits.keys, selected) if s]
+    n = len(chosen)
+    with h5py.File(heldout_cxi, "r") as f:
+        label = f["/truth/label"][()].astype(bool)[[k.index for k in hits.keys]]
+        usable = f[f"{DET}/mask_shared"][()] == 0
+    assert len(hits) == 120 and 0 < n < len(hits) and n == hits.n_hits
+    tp = int(np.sum(selected & label))
+    # evaluate: the selected count and the confusion at the hit list's own threshold
+    assert evaluate.main([str(heldout_hits), "--truth-dataset", "/truth/label", "--out",
+                          str(tmp_path / "e.json")]) == 0
+    ev = json.loads((tmp_path / "e.json").read_text())
+    at = ev["at_threshold"]
+    assert ev["frames"] == len(hits) and at["selected"] == at["tp"] + at["fp"] == n
+    assert at["tp"] == tp and at["fn"] == int(label.sum()) - tp and ev["positives"] == int(label.sum())
+    # report: the same counts on its summary line and in report.json
+    capsys.readouterr()
+    assert report.main(["--hits", str(heldout_hits), "--truth-dataset", "/truth/label", "--out",
+                        str(tmp_path / "report"), "--tiles", "4", "--max-profiles", "8"]) == 0
+    assert f"{n} of {len(hits)} frames selected" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert summary["frames"] == len(hits) and summary["selected"] == n
+    assert summary["threshold"] == pytest.approx(hits.threshold)
+    assert summary["truth"]["at_threshold"]["tp"] == tp and summary["truth"]["at_threshold"]["selected"] == n
+    assert (tmp_path / "report" / "index.html").is_file()
+    # export-hits: the event list names exactly the selected frames, in order
+    assert export_hits.main([str(heldout_hits), "--lst", str(tmp_path / "hits.lst"), "-q"]) == 0
+    assert (tmp_path / "hits.lst").read_text().splitlines() == [
+        f"{os.path.abspath(k.file)} //{k.index}" for k in chosen]
+    # export-emc: one photons.emc row per selected frame, that frame's photons on its usable pixels
+    emc = tmp_path / "emc"
+    assert export_emc.main([str(heldout_hits), "--out", str(emc), "-q"]) == 0
+    header, rows = emc_rows(emc / "photons.emc")
+    assert header[0] == n and header[1] == usable.size
+    with h5py.File(heldout_cxi, "r") as f:
+        data = f["/entry_1/data_1/data"]
+        got = 0
+        for key, row in zip(chosen, rows):
+            np.testing.assert_array_equal(row, np.where(usable, data[key.index], 0).ravel(),
+                                          err_msg=f"photons.emc row {got} is not frame {key.index}")
+            got += 1
+    assert got == n
+    table = list(csv.DictReader(open(emc / "frames.csv")))
+    assert [int(r["index"]) for r in table] == [k.index for k in hits.keys]
+    assert [int(r["emc_row"]) for r in table] == [int(v) for v in np.where(selected, np.cumsum(selected) - 1, -1)]
+    meta = json.loads((emc / "export.json").read_text())
+    assert meta["frames_in_photons_emc"] == n and meta["frames_in_hit_list"] == len(hits)
