@@ -68,7 +68,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from scipy import optimize
 
-from spidarknet.errors import ConfigError, InputError
+from spidarknet.errors import ConfigError, InputError, SpidarknetError
 from spidarknet.frames import FileInfo, FrameKey, FrameSource, Geometry
 from spidarknet.outputs import atomic_path
 
@@ -301,16 +301,78 @@ def _scale_background(counts: np.ndarray, shapes: np.ndarray, shape_sums: np.nda
     return a, b, nll
 
 
+#: the table of :func:`_sincos`: sin and cos of every multiple of ``_SINCOS_STEP``
+_SINCOS_STEP = 1.0 / 64.0
+_sincos_table: list[np.ndarray] = [np.zeros(0), np.zeros(0)]
+
+
+def _sincos(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sin x`` and ``cos x`` of float64 ``x ≥ 0`` to within ~2e-16 (absolute), a few times
+    faster than ``np.sin`` and ``np.cos`` of float64 (which have no vector code here).
+
+    ``x = k h + r`` with ``h = 1/64``, ``|r| ≤ h/2`` (exact: powers of two); ``sin`` and
+    ``cos`` of ``k h`` from a table (``np.sin``, ``np.cos``: correctly rounded to 1 ulp),
+    of ``r`` from their Taylor series (error < 1e-18), joined by the addition theorems.
+    Negative, huge or non-finite ``x`` go to ``np.sin`` and ``np.cos``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = x * (1.0 / _SINCOS_STEP)
+    k = np.rint(m)
+    top = float(k.max()) if k.size else 0.0
+    if not (k.size and 0.0 <= float(k.min()) and top < 2.0 ** 22):
+        return np.sin(x), np.cos(x)
+    if top >= len(_sincos_table[0]):
+        n = int(max(top + 1, 2 * len(_sincos_table[0]), 8192))
+        angles = np.arange(n, dtype=np.float64) * _SINCOS_STEP
+        _sincos_table[:] = [np.sin(angles), np.cos(angles)]
+    index = k.astype(np.intp)
+    sin_k, cos_k = _sincos_table[0].take(index), _sincos_table[1].take(index)
+    r = m - k
+    r *= _SINCOS_STEP
+    r2 = r * r
+    sin_r = r2 * (1.0 / 120.0)       # sin r = r + r³ (−1/6 + r²/120)
+    sin_r -= 1.0 / 6.0
+    sin_r *= r2
+    sin_r *= r
+    sin_r += r
+    cos_r1 = r2 * (-1.0 / 720.0)     # cos r − 1 = r² (−1/2 + r² (1/24 − r²/720))
+    cos_r1 += 1.0 / 24.0
+    cos_r1 *= r2
+    cos_r1 -= 0.5
+    cos_r1 *= r2
+    sin_x = sin_k * cos_r1            # sin(kh + r) = sin kh + (sin kh (cos r − 1) + cos kh sin r)
+    sin_x += cos_k * sin_r
+    sin_x += sin_k
+    cos_x = cos_k * cos_r1            # cos(kh + r) = cos kh + (cos kh (cos r − 1) − sin kh sin r)
+    sin_k *= sin_r
+    cos_x -= sin_k
+    cos_x += cos_k
+    return sin_x, cos_x
+
+
 def _sphere_amplitude(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sphere amplitude ``A = 3 (sin x − x cos x) / x³`` and its slope
     ``A' = 3 (sin x / x − A) / x`` (series below x = 0.01)."""
     x = np.asarray(x, dtype=np.float64)
     small = np.abs(x) < 1e-2
-    xs = np.where(small, 1.0, x)
-    sin_x, cos_x = np.sin(xs), np.cos(xs)
+    any_small = bool(small.any())
+    xs = np.where(small, 1.0, x) if any_small else x
+    sin_x, cos_x = _sincos(xs)
     inv_x = 1.0 / xs
-    amp = np.where(small, 1.0 - x * x / 10.0, 3.0 * (sin_x - xs * cos_x) * (inv_x * inv_x * inv_x))
-    return amp, np.where(small, -x / 5.0, 3.0 * (sin_x * inv_x - amp) * inv_x)
+    amp = cos_x
+    amp *= -xs
+    amp += sin_x
+    amp *= 3.0
+    amp *= inv_x * inv_x * inv_x
+    slope = sin_x
+    slope *= inv_x
+    slope -= amp
+    slope *= 3.0
+    slope *= inv_x
+    if any_small:
+        amp = np.where(small, 1.0 - x * x / 10.0, amp)
+        slope = np.where(small, -x / 5.0, slope)
+    return amp, slope
 
 
 @dataclass(frozen=True)
@@ -350,9 +412,16 @@ class _Optics:
         dw_drho = -0.5 * c2 * (3.0 + 5.0 * c2) * c * rho / (length * length)
         dq_drho = 0.5 * k4 * np.sqrt(1.0 - sin_theta * sin_theta) * dist / (length * length)
         amp, amp_dx = _sphere_amplitude(0.5 * q * diameter_m)
-        shape = w * amp * amp
-        d_diameter = w * 2.0 * amp * amp_dx * 0.5 * q
-        d_radius = (dw_drho * amp * amp + w * 2.0 * amp * amp_dx * 0.5 * diameter_m * dq_drho) * self.pixel_m
+        w_amp = w * amp
+        shape = w_amp * amp
+        w_amp *= amp_dx                                     # w A A' (the 2 · ½ is exact)
+        d_diameter = w_amp * q
+        w_amp *= diameter_m
+        w_amp *= dq_drho
+        d_radius = dw_drho * amp
+        d_radius *= amp
+        d_radius += w_amp
+        d_radius *= self.pixel_m
         return shape, d_diameter, d_radius
 
     def shape(self, radius_px, diameter_m) -> np.ndarray:
@@ -362,6 +431,41 @@ class _Optics:
         return (pixel_weight(rho, self.distance_m)
                 * sphere_intensity(scattering_q_inv_m(rho, self.distance_m, self.wavelength_m),
                                    diameter_m))
+
+
+class _FitRegion:
+    """Where the fit pixels of frames with one mask, region and centre lie (worked out once
+    per file, not per frame): the row and column of every usable pixel whose radius from
+    ``centre_xy`` lies in ``r_in_px``-``r_out_px`` (x pixels) in row-major order, and its
+    offsets ``x``, ``y`` from that centre (x pixels, float32: exact to ~1e-5 px this close
+    to the centre, and fast)."""
+
+    def __init__(self, usable: np.ndarray, shape: tuple[int, int], origin: tuple[int, int],
+                 centre_xy: Sequence[float], r_in_px: float, r_out_px: float, aspect: float):
+        rows, cols = shape
+        cx, cy = float(centre_xy[0]), float(centre_xy[1])
+        self.key = (tuple(shape), tuple(origin), (cx, cy), float(r_in_px), float(r_out_px), float(aspect))
+        self.usable = np.array(usable, dtype=bool)
+        self.centre_xy = (cx, cy)
+        r0 = max(int(math.floor(cy - origin[0] - r_out_px / aspect)), 0)
+        r1 = min(int(math.ceil(cy - origin[0] + r_out_px / aspect)) + 1, rows)
+        c0 = max(int(math.floor(cx - origin[1] - r_out_px)), 0)
+        c1 = min(int(math.ceil(cx - origin[1] + r_out_px)) + 1, cols)
+        good = self.usable[r0:r1, c0:c1] if r1 > r0 and c1 > c0 else np.zeros((0, 0), bool)
+        yy, xx = np.nonzero(good)
+        x = (xx + (c0 + origin[1] - cx)).astype(np.float32)
+        y = ((yy + (r0 + origin[0] - cy)) * aspect).astype(np.float32)
+        r = np.sqrt(x * x + y * y)
+        near = (r >= r_in_px) & (r <= r_out_px)
+        self.rows, self.cols = yy[near] + r0, xx[near] + c0
+        self.x, self.y = x[near], y[near]
+
+    def fits(self, usable: np.ndarray, shape, origin, centre_xy, r_in_px, r_out_px, aspect) -> bool:
+        """Whether this region is the one of these arguments (the same mask included)."""
+        key = (tuple(shape), tuple(origin), (float(centre_xy[0]), float(centre_xy[1])), float(r_in_px),
+               float(r_out_px), float(aspect))
+        return (key == self.key and usable.shape == self.usable.shape
+                and (usable is self.usable or np.array_equal(usable, self.usable)))
 
 
 class _FitPixels:
@@ -375,25 +479,19 @@ class _FitPixels:
     """
 
     def __init__(self, photons: np.ndarray, usable: np.ndarray, origin: tuple[int, int],
-                 centre_xy: Sequence[float], r_in_px: float, r_out_px: float, aspect: float):
-        rows, cols = photons.shape
-        cx, cy = float(centre_xy[0]), float(centre_xy[1])
+                 centre_xy: Sequence[float], r_in_px: float, r_out_px: float, aspect: float, *,
+                 region: "_FitRegion | None" = None):
+        if region is None or not region.fits(usable, photons.shape, origin, centre_xy, r_in_px, r_out_px, aspect):
+            region = _FitRegion(usable, photons.shape, origin, centre_xy, r_in_px, r_out_px, aspect)
+        self.region = region
         self.aspect = aspect
-        r0 = max(int(math.floor(cy - origin[0] - r_out_px / aspect)), 0)
-        r1 = min(int(math.ceil(cy - origin[0] + r_out_px / aspect)) + 1, rows)
-        c0 = max(int(math.floor(cx - origin[1] - r_out_px)), 0)
-        c1 = min(int(math.ceil(cx - origin[1] + r_out_px)) + 1, cols)
-        block = photons[r0:r1, c0:c1] if r1 > r0 and c1 > c0 else np.zeros((0, 0))
-        good = np.isfinite(block) & usable[r0:r1, c0:c1] if block.size else np.zeros((0, 0), bool)
-        yy, xx = np.nonzero(good)
-        # offsets in float32: exact to ~1e-5 px this close to the centre, and fast
-        x = (xx + (c0 + origin[1] - cx)).astype(np.float32)
-        y = ((yy + (r0 + origin[0] - cy)) * aspect).astype(np.float32)
-        r = np.sqrt(x * x + y * y)
-        near = (r >= r_in_px) & (r <= r_out_px)
-        self.centre_xy = (cx, cy)
-        self.x, self.y = x[near], y[near]
-        values = block[yy[near], xx[near]]
+        self.centre_xy = region.centre_xy
+        values = photons[region.rows, region.cols]
+        finite = np.isfinite(values)
+        if finite.all():
+            self.x, self.y = region.x, region.y
+        else:   # NaN pixels of this frame leave its fit, in the same order
+            self.x, self.y, values = region.x[finite], region.y[finite], values[finite]
         self.lit = np.flatnonzero(values > 0)   # the pixels holding photons
         self.photon_x, self.photon_y = self.x[self.lit], self.y[self.lit]
         self.counts = values[self.lit].astype(np.float64)
@@ -598,7 +696,8 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
     for _ in range(max_steps):
         residual = -np.ones_like(mu)
         residual[lit] += counts / np.maximum(mu[lit], 1e-300)
-        step = _solve_scaled(info, grads @ residual)
+        # not BLAS: a threaded gemv of 5 x N costs 100 times more on a busy machine
+        step = _solve_scaled(info, np.einsum("ij,j->i", grads, residual))
         if step is None:
             break
         theta = np.array([a] + ([b] if fit_b else []) + [d_nm] + ([cx, cy] if fit_c else []))
@@ -768,10 +867,11 @@ def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
 
 def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, key: FrameKey,
                settings: SizingSettings | None = None, *, origin: tuple[int, int] = (0, 0),
-               with_profile: bool = True) -> SizeResult:
+               with_profile: bool = True, regions: dict | None = None) -> SizeResult:
     """Centre, diameter and (``with_profile``) radial profile about the fitted centre of one
     frame (``frame`` may be a region whose top-left pixel is ``origin`` = (row, column) of
-    the full frame)."""
+    the full frame).  ``regions``, a dict kept from frame to frame of a file, keeps the
+    fit region (its pixels and their offsets) for the next frame of the same mask."""
     s = (settings or SizingSettings()).check()
     optics = _Optics.of(geometry)
     photons = np.asarray(frame, dtype=np.float64)
@@ -782,7 +882,10 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
     px, py = geometry.pixel_size_m
     r_in = optics.radius_px(s.q_min_inv_nm * 1e9)
     r_out = optics.radius_px(s.q_max_inv_nm * 1e9)
-    pixels = _FitPixels(photons, usable, origin, geometry.centre_px, r_in, r_out, py / px)
+    pixels = _FitPixels(photons, usable, origin, geometry.centre_px, r_in, r_out, py / px,
+                        region=None if regions is None else regions.get("last"))
+    if regions is not None:
+        regions["last"] = pixels.region
     fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s)
     centre = fit.centre_xy or geometry.centre_px
     profile = q = None
@@ -835,17 +938,149 @@ def sources_for_keys(keys: Sequence[FrameKey], **source_options) -> list[FrameSo
     return sources
 
 
+def default_jobs() -> int:
+    """Processes a size fit uses by default: one per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+#: frames per task handed to a sizing worker (small: even shares of a few hundred hits)
+_FRAMES_PER_TASK = 4
+#: fit regions kept by a worker process from task to task (see :func:`size_frame`)
+_worker_regions: dict = {}
+
+
+def _size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], geometry: Geometry,
+                 keys: Sequence[FrameKey], settings: SizingSettings, keep_profiles: bool,
+                 regions: dict | None = None) -> list[SizeResult]:
+    """:func:`size_frame` of consecutive frames of one file (``valid`` (h, w) or (n, h, w))."""
+    regions = _worker_regions if regions is None else regions
+    results = []
+    for i, key in enumerate(keys):
+        result = size_frame(data[i], valid if valid.ndim == 2 else valid[i], geometry, key, settings,
+                            origin=origin, with_profile=keep_profiles, regions=regions)
+        if not keep_profiles:
+            result.profile = result.q_inv_m = None
+            result.fit = None
+        results.append(result)
+    return results
+
+
+def _serve(fd: int) -> None:
+    """A sizing worker (``python -m spidarknet.sizing FD``): tasks of :func:`_size_frames`
+    come in on the socket ``fd``, their results (or the exception) go back, until None."""
+    import signal
+    from multiprocessing.connection import Connection
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    conn = Connection(fd)
+    try:
+        while (task := conn.recv()) is not None:
+            try:
+                conn.send(("done", _size_frames(*task)))
+            except Exception as exc:  # handed to the parent, which raises it
+                conn.send(("error", exc))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent stopped
+
+
+class _SizingPool:
+    """``workers`` fresh interpreters fitting tasks of :func:`_size_frames` (not
+    ``multiprocessing`` forks or spawns: nothing of the caller's ``__main__`` is
+    re-imported, and a process that holds darknet, OpenCV threads or open HDF5 files is
+    never forked).  One BLAS thread each: the workers already fill the cores."""
+
+    def __init__(self, workers: int):
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+        package_root = str(Path(__file__).resolve().parents[1])
+        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   PYTHONPATH=python_path)
+        self.workers = []
+        try:
+            for _ in range(workers):
+                parent, child = socket.socketpair()
+                proc = subprocess.Popen([sys.executable, "-c", "import sys; from spidarknet.sizing import "
+                                         "_serve; _serve(int(sys.argv[1]))", str(child.fileno())],
+                                        pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
+                child.close()
+                self.workers.append((proc, Connection(parent.detach())))
+        except BaseException:
+            self.close()
+            raise
+
+    def map(self, tasks: Iterable[tuple], on_done: Callable[[list], object]) -> None:
+        """Every task fitted, ``on_done`` called with the results of each in the order of
+        ``tasks``; at most two tasks in flight per worker (memory stays flat)."""
+        from multiprocessing.connection import wait
+        done: dict[int, list] = {}
+        busy: dict = {}          # connection -> indices of its tasks in flight, oldest first
+        idle = [conn for _, conn in self.workers] * 2
+        tasks = iter(tasks)
+        sent = delivered = 0
+        exhausted = False
+        while True:
+            while idle and not exhausted:
+                task = next(tasks, None)
+                if task is None:
+                    exhausted = True
+                    break
+                conn = idle.pop()
+                conn.send(task)
+                busy.setdefault(conn, []).append(sent)
+                sent += 1
+            while delivered in done:
+                on_done(done.pop(delivered))
+                delivered += 1
+            if exhausted and delivered == sent:
+                return
+            for conn in wait([c for c, queued in busy.items() if queued]):
+                try:
+                    kind, value = conn.recv()
+                except (EOFError, OSError):
+                    code = next(p for p, c in self.workers if c is conn).wait()
+                    raise SpidarknetError(f"a size-fit worker died (exit status {code}); "
+                                          "run again with --jobs 1 to see why") from None
+                if kind == "error":
+                    raise value
+                done[busy[conn].pop(0)] = value
+                idle.append(conn)
+
+    def close(self) -> None:
+        for proc, conn in self.workers:
+            try:
+                conn.send(None)
+                conn.close()
+            except OSError:
+                pass
+        for proc, _ in self.workers:
+            try:
+                proc.wait(timeout=10)
+            except Exception:
+                proc.kill()
+                proc.wait()
+        self.workers = []
+
+
 def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[FrameKey] | None = None,
                    settings: SizingSettings | None = None, *, chunk_frames: int = 16,
                    keep_profiles: bool = False,
-                   on_frames: Callable[[int], object] | None = None) -> list[SizeResult]:
+                   on_frames: Callable[[int], object] | None = None,
+                   jobs: int | None = None) -> list[SizeResult]:
     """Size every frame of ``source`` (or only ``keys``, which must be frames of it).
 
     Returns one :class:`SizeResult` per frame in the source's order; failed fits are
     results with a ``reason``.  Reads only the square around each file's beam centre that
     the fit needs.  ``keep_profiles`` keeps each frame's radial profile and q (for plots).
+    ``jobs`` processes fit the frames (default :func:`default_jobs`; 1: in this process):
+    this process reads the frames, a few at a time, and the workers fit them, each frame
+    exactly as in one process, so the results do not depend on ``jobs``.
     """
     s = (settings or SizingSettings()).check()
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: give at least 1 process for the size fits")
     sources = [source] if isinstance(source, FrameSource) else list(source)
     for src in sources:
         for info in src.files:
@@ -870,19 +1105,34 @@ def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[F
         return (int(round(cy)) - half, int(round(cy)) + half + 1,
                 int(round(cx)) - half, int(round(cx)) + half + 1)
 
-    results = []
-    for src in sources:
-        for chunk in src.chunks(chunk_frames, roi=region):
-            for i, key in enumerate(chunk.keys):
-                valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[i]
-                result = size_frame(chunk.data[i], valid, chunk.info.geometry, key, s,
-                                    origin=chunk.origin, with_profile=keep_profiles)
-                if not keep_profiles:
-                    result.profile = result.q_inv_m = None
-                    result.fit = None
-                results.append(result)
+    def tasks():
+        for src in sources:
+            for chunk in src.chunks(chunk_frames, roi=region):
+                for i in range(0, len(chunk), _FRAMES_PER_TASK if jobs > 1 else len(chunk)):
+                    part = slice(i, i + _FRAMES_PER_TASK) if jobs > 1 else slice(None)
+                    valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[part]
+                    yield (chunk.data[part], valid, chunk.origin, chunk.info.geometry, chunk.keys[part],
+                           s, keep_profiles)
+
+    n_frames = sum(len(src) for src in sources)
+    workers = min(jobs, -(-n_frames // _FRAMES_PER_TASK))
+    results: list[SizeResult] = []
+    if workers <= 1:
+        regions: dict = {}
+        for task in tasks():
+            results.extend(_size_frames(*task, regions=regions))
             if on_frames is not None:
-                on_frames(len(chunk))
+                on_frames(len(task[4]))
+        return results
+    pool = _SizingPool(workers)
+    try:
+        def collect(part: list) -> None:
+            results.extend(part)
+            if on_frames is not None:
+                on_frames(len(part))
+        pool.map(tasks(), collect)
+    finally:
+        pool.close()
     return results
 
 
@@ -968,9 +1218,10 @@ def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
 
 
 def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
-              on_frames=None) -> tuple[np.ndarray, np.ndarray]:
+              on_frames=None, jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Diameters (nm, NaN for failed fits) and misfits (NaN where unknown) of ``keys``: from
-    a size table that must hold them, or fitted now from the frame files the keys name."""
+    a size table that must hold them, or fitted now from the frame files the keys name (in
+    ``jobs`` processes, see :func:`estimate_sizes`)."""
     if sizes_path:
         from spidarknet.report.keys import describe_keys, match_keys
         table = {(r.file, r.index): (r.diameter_nm, r.misfit) for r in read_sizes(sizes_path)}
@@ -983,7 +1234,8 @@ def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
         return values[:, 0], values[:, 1]
     if not keys:
         return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
-    results = estimate_sizes(sources_for_keys(keys), settings=SizingSettings(), on_frames=on_frames)
+    results = estimate_sizes(sources_for_keys(keys), settings=SizingSettings(), on_frames=on_frames,
+                             jobs=jobs)
     by_key = {(r.key.file, r.key.index): (r.diameter_nm, r.misfit) for r in results}
     values = np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64)
     return values[:, 0], values[:, 1]
@@ -996,19 +1248,21 @@ def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
 
 
 def select_size_window(hits, flags: np.ndarray, size_range: Sequence[float], sizes_path: str | None = None, *,
-                       on_frames=None, max_misfit: float = SIZE_WINDOW_MAX_MISFIT) -> tuple[np.ndarray, dict]:
+                       on_frames=None, max_misfit: float = SIZE_WINDOW_MAX_MISFIT,
+                       jobs: int | None = None) -> tuple[np.ndarray, dict]:
     """``flags`` narrowed to the frames whose diameter lies in ``size_range`` (nm).
 
     Only flagged frames are sized (from ``sizes_path`` or fitted now).  Failed fits leave
     the selection, and so do frames whose sphere fit has a misfit above ``max_misfit``
     (the pattern is not that of one round particle: several particles, clusters; single
-    icosahedra stay below 0.4).  Returns the new flags and counts: inside, outside,
+    icosahedra stay below 0.4).  ``jobs`` processes fit them (default: one per core; the
+    selection does not depend on it).  Returns the new flags and counts: inside, outside,
     failed (no size, or misfit above ``max_misfit``; of these ``misfit``).
     """
     lo, hi = size_range
     flags = np.asarray(flags, dtype=bool).copy()
     index = np.flatnonzero(flags)
-    diameters, misfits = sizes_for([hits.keys[i] for i in index], sizes_path, on_frames=on_frames)
+    diameters, misfits = sizes_for([hits.keys[i] for i in index], sizes_path, on_frames=on_frames, jobs=jobs)
     poor = np.isfinite(diameters) & (misfits > max_misfit)   # NaN (older tables) is no verdict
     fitted = np.isfinite(diameters) & ~poor
     inside = fitted & (diameters >= lo) & (diameters <= hi)

@@ -19,7 +19,8 @@ from spidarknet.simulate.detector import build_mask
 from spidarknet.simulate.physics import Particle, pixel_q_inv_m
 from spidarknet.sizing import (ICOSAHEDRON_SPHERE_DIAMETER_RATIO, SIZE_COLUMNS, SizingSettings,
                                estimate_sizes, fit_sphere, pixel_weight, radial_profile, read_sizes,
-                               ring_q_inv_m, size_frame, sphere_intensity, write_sizes_csv)
+                               ring_q_inv_m, select_size_window, size_frame, sphere_intensity,
+                               write_sizes_csv)
 
 GEOMETRY = Geometry(centre_px=PNCCD.centre_xy, distance_m=PNCCD.distance_m,
                     pixel_size_m=(PNCCD.pixel_size_m, PNCCD.pixel_size_m), wavelength_m=PNCCD.wavelength_m)
@@ -115,6 +116,25 @@ def test_half_detector_empty_frames_fail_as_too_few_photons(tmp_path):
 
 
 @pytest.mark.slow
+def test_sizes_and_the_size_window_do_not_depend_on_the_processes(singles_cxi, singles_sized):
+    """Fits in 2 worker processes (and in the default, one per core) are exactly those of 1:
+    the same diameters, errors, misfits, centres and reasons, and the same size window."""
+    serial = estimate_sizes(FrameSource([str(singles_cxi)]), jobs=1)
+    parallel = estimate_sizes(FrameSource([str(singles_cxi)]), jobs=2)
+    for results in (parallel, singles_sized[0]):
+        assert [r.key for r in results] == [r.key for r in serial]
+        for name in ("diameter_nm", "diameter_err_nm", "misfit", "fit_quality", "signal_photons"):
+            assert np.array_equal([getattr(r, name) for r in results], [getattr(r, name) for r in serial],
+                                  equal_nan=True), name
+        assert [r.centre_xy for r in results] == [r.centre_xy for r in serial]
+        assert [r.reason for r in results] == [r.reason for r in serial]
+    keys = [r.key for r in serial]
+    hits = HitList(keys, np.full(len(keys), 0.9), np.zeros((len(keys), 4)), 0.5)
+    windows = [select_size_window(hits, np.ones(len(keys), bool), (60, 75), jobs=jobs) for jobs in (1, 2)]
+    assert np.array_equal(windows[0][0], windows[1][0]) and windows[0][1] == windows[1][1]
+    assert 0 < windows[0][1]["inside"] < len(keys)
+
+
 def test_size_table_keeps_uncertainty_and_misfit(singles_sized, tmp_path):
     results, _ = singles_sized
     write_sizes_csv(results, tmp_path / "sizes.csv")

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"signal photons a fit needs in the q range (default {d.min_signal_photons:g})")
     fit.add_argument("--adu-per-photon", type=float, help="detector units per photon (default: data are photons)")
     parser.add_argument("--chunk", type=int, default=16, help="frames read at a time (default 16)")
+    parser.add_argument("--jobs", "-j", type=int,
+                        help="processes fitting in parallel (default: one per core; the sizes do not "
+                             "depend on it)")
     cli.add_common_args(parser)
     return parser
 
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.chunk < 1:
         raise InputError("--chunk must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError("--jobs must be at least 1")
     if args.all_frames and not args.hits:
         raise InputError("--all-frames goes with --hits")
     check_destination(args.out, args.force, "size table")
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     bar = cli.progress(total=len(keys) if args.hits else len(source), desc="size", quiet=args.quiet)
     try:
         results = estimate_sizes(source, keys if args.hits else None, settings,
-                                 chunk_frames=args.chunk, on_frames=bar.update)
+                                 chunk_frames=args.chunk, on_frames=bar.update, jobs=args.jobs)
     finally:
         bar.close()
     write_sizes_csv(results, args.out, force=args.force)
