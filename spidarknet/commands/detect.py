@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=16, help="frames per inference batch (default 16)")
     parser.add_argument("--jobs", "-j", type=int,
                         help="processes reading, preprocessing and detecting in parallel (default: one per "
-                             "core for the CPU backends, 1 for a GPU or darknet-cli)")
+                             "core for the CPU backends, 1 for a GPU or darknet-cli); also the processes "
+                             "of the --size-range fits (default: one per core)")
     parser.add_argument("--gpu", type=int, help="GPU index for a GPU build of darknet")
     parser.add_argument("--darknet", metavar="PATH", help="darknet binary (darknet-cli backend)")
     parser.add_argument("--libdarknet", metavar="PATH", help="libdarknet.so (darknet backend)")
@@ -117,12 +118,14 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def apply_size_range(hits: HitList, size_range, quiet: bool) -> None:
-    """Narrow the selection to hits whose fitted diameter lies in the window (nm)."""
+def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = None) -> None:
+    """Narrow the selection to hits whose fitted diameter lies in the window (nm), the fits
+    in ``jobs`` processes (default: one per core)."""
     from spidarknet.sizing import select_size_window
     bar = cli.progress(total=hits.n_hits, desc="size", quiet=quiet)
     try:
-        hits.selected, counts = select_size_window(hits, hits.hits, size_range, on_frames=bar.update)
+        hits.selected, counts = select_size_window(hits, hits.hits, size_range, on_frames=bar.update,
+                                                   jobs=jobs)
     finally:
         bar.close()
     hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"])
@@ -237,7 +240,7 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         hits.threshold = threshold_for_rate(hits.scores[~hits.unusable], args.expected_hit_rate)
         hits.meta["threshold_from"] = {"expected_hit_rate": args.expected_hit_rate}
     if args.size_range:
-        apply_size_range(hits, args.size_range, quiet=args.quiet)
+        apply_size_range(hits, args.size_range, quiet=args.quiet, jobs=args.jobs)
     hits.write_csv(args.out, force=args.force)
     warn_frame_checks(hits.meta["frame_checks"])
     rate = len(hits) / times.total if times.total > 0 else float("inf")
