@@ -40,8 +40,8 @@ from spidarknet.errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: photon bins (signal photons of a frame, background removed) for F1 per bin
-PHOTON_BINS = (-float("inf"), 1_000.0, 3_000.0, 10_000.0, 30_000.0, float("inf"))
+#: edges of the photon bins (signal photons of a frame, background removed) for F1 per bin
+PHOTON_EDGES = (1_000.0, 3_000.0, 10_000.0, 30_000.0)
 #: per-kind rows of the table; "single" is split by the truth label
 KIND_ROWS = ("single", "single off-size", "multiple", "aggregate", "droplet", "tiny", "empty")
 
@@ -154,12 +154,12 @@ def _write_singles(path: Path, files: Sequence[Path]) -> Path:
 
 
 def judge(scores: np.ndarray, selected: np.ndarray, truth: dict, background: float) -> dict:
-    """Figures of one selection: overall, per kind, per photon bin."""
+    """Figures of one selection: overall, per kind, per photon bin (the evaluate command's
+    per-bin figures, on the signal photons: the frame's photons less its expected background)."""
+    from spidarknet.report.breakdown import by_photons
+    from spidarknet.report.evaluation import selection_confusion
     labels = truth["label"].astype(bool)
-    tp = int(np.count_nonzero(selected & labels))
-    fp = int(np.count_nonzero(selected & ~labels))
-    fn = int(np.count_nonzero(~selected & labels))
-    c = metrics.Confusion(threshold=float('nan'), tp=tp, fp=fp, fn=fn, tn=len(labels) - tp - fp - fn)
+    c = selection_confusion(selected, labels, float("nan"))
     out = {"frames": int(len(labels)), "positives": int(labels.sum()), "selected": int(selected.sum()),
            "precision": c.precision, "recall": c.recall, "f1": c.f1,
            "roc_auc": metrics.roc_auc(scores, labels) if 0 < labels.sum() < len(labels) else float("nan"),
@@ -177,18 +177,7 @@ def judge(scores: np.ndarray, selected: np.ndarray, truth: dict, background: flo
                       "rate": float(np.count_nonzero(selected & m) / n) if n else float("nan")}
     out["kinds"] = kinds
     signal = truth["photons"] - background * truth["n_valid"]
-    bins = []
-    for lo, hi in zip(PHOTON_BINS[:-1], PHOTON_BINS[1:]):
-        m = (signal >= lo) & (signal < hi)
-        pos = labels & m
-        btp = int(np.count_nonzero(selected & pos))
-        bfp = int(np.count_nonzero(selected & m & ~labels))
-        bfn = int(np.count_nonzero(~selected & pos))
-        bc = metrics.Confusion(threshold=float('nan'), tp=btp, fp=bfp, fn=bfn, tn=int(m.sum()) - btp - bfp - bfn)
-        bins.append({"photons": [lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None], "frames": int(m.sum()),
-                     "positives": int(pos.sum()), "selected": int(np.count_nonzero(selected & m)),
-                     "precision": bc.precision, "recall": bc.recall, "f1": bc.f1})
-    out["photon_bins"] = bins
+    out["photon_bins"] = by_photons(signal, labels, selected, "signal photons", PHOTON_EDGES)["bins"]
     return out
 
 
@@ -270,10 +259,8 @@ def format_result(result: dict) -> str:
     for name, t in sets.items():
         cells = []
         for b in t["photon_bins"]:
-            lo, hi = b["photons"]
             if b["positives"]:
-                span = f"<{int(hi)}" if lo is None else f">={int(lo)}" if hi is None else f"{int(lo)}-{int(hi)}"
-                cells.append(f"{span}: {b['f1']:.2f} (n+={b['positives']})")
+                cells.append(f"{b['photons']}: {b['f1']:.2f} (n+={b['positives']})")
         lines.append(f"  {name:<11}" + "; ".join(cells))
     lines.append("detect frames/s: " + ", ".join(f"{n} {t['detect_frames_per_s']:.0f}"
                                                  for n, t in sets.items()))
