@@ -66,7 +66,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from scipy import optimize
 
 from spidarknet.errors import ConfigError, InputError, SpidarknetError
 from spidarknet.frames import FileInfo, FrameKey, FrameSource, Geometry
@@ -626,6 +625,7 @@ def fit_sphere(q_inv_m: np.ndarray, photons: np.ndarray, n_pixels: np.ndarray, *
         return _scale_background(counts[lit], shapes[:, lit], shapes @ n, n.sum(),
                                  background=s.background)
 
+    from scipy import optimize  # here, not at the top: sizing workers start without scipy
     grid = _diameter_grid(s)
     _, _, nll = profile(grid)
     best = int(np.argmin(nll))
