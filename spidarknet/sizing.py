@@ -14,7 +14,11 @@ For each frame (photon counts, with its usable-pixel mask and the file's geometr
    ``w_j = (D/L)³ (1 − ½ sin² 2θ)`` (solid angle relative to the beam centre times the
    azimuthal mean of the polarisation factor), a free scale ``a ≥ 0`` and a flat
    background ``b ≥ 0`` photons/pixel.  The counts are Poisson: the log-likelihood is
-   ``Σ_j C_j log μ_j − Σ_j μ_j``.
+   ``Σ_j C_j log μ_j − Σ_j μ_j``.  ``|F|²`` is taken at the pixel centre when a pixel spans
+   at most ``SUBPIXEL_FRINGE_SHARE`` of the fringe period ``2π/d`` at ``d_max_nm`` (a
+   pnCCD's 75 µm at 125 mm); binned frames (150, 300 µm) average it over s × s points of
+   each pixel (:func:`subpixels_for`: s = 2, 4), and the grid search below uses rings
+   narrower than such pixels and a ring model averaged over the pixel area.
 4. **Search.**  For every beam centre on a grid (``centre_step_px``) within
    ``centre_search_px`` of the file's and every diameter of a grid (``d_min_nm`` …
    ``d_max_nm``, every ``coarse_step_nm``), ``a`` and ``b`` maximise the likelihood of the
@@ -381,12 +385,16 @@ class _Optics:
     pixel_m: float
     distance_m: float
     wavelength_m: float
+    subpixels: int = 1    # the model is averaged over subpixels x subpixels points per pixel
 
     @classmethod
-    def of(cls, geometry: Geometry) -> "_Optics":
+    def of(cls, geometry: Geometry, d_max_nm: float | None = None) -> "_Optics":
+        """The optics of ``geometry``; with ``d_max_nm``, pixels coarse against the fringes
+        of that diameter are integrated over (see :func:`subpixels_for`)."""
         geometry.require_scattering()
+        subpixels = 1 if d_max_nm is None else subpixels_for(geometry, d_max_nm)
         return cls(float(geometry.pixel_size_m[0]), float(geometry.distance_m),
-                   float(geometry.wavelength_m))
+                   float(geometry.wavelength_m), subpixels)
 
     def q_inv_m(self, radius_px) -> np.ndarray:
         return scattering_q_inv_m(np.asarray(radius_px) * self.pixel_m, self.distance_m,
@@ -430,6 +438,83 @@ class _Optics:
         return (pixel_weight(rho, self.distance_m)
                 * sphere_intensity(scattering_q_inv_m(rho, self.distance_m, self.wavelength_m),
                                    diameter_m))
+
+    def _subpixel_steps(self) -> np.ndarray:
+        """Offsets (pixels) of the sub-pixel points from a pixel's centre along one axis."""
+        n = self.subpixels
+        return (np.arange(n, dtype=np.float64) + 0.5) / n - 0.5
+
+    def pixel_shape_and_derivatives(self, off_x: np.ndarray, off_y: np.ndarray, aspect: float,
+                                    diameter_m: float):
+        """The model averaged over the area of pixels whose centres lie at ``off_x``,
+        ``off_y`` (x pixels; y already times ``aspect``) from the beam centre: ``s`` and its
+        derivatives by the diameter (per m) and by the centre's column and row (per
+        pixel), from ``subpixels`` x ``subpixels`` points on each pixel."""
+        steps = self._subpixel_steps()
+        shape = np.zeros(np.shape(off_x))
+        d_diameter, d_cx, d_cy = np.zeros_like(shape), np.zeros_like(shape), np.zeros_like(shape)
+        for u in steps:
+            sx = off_x + u
+            for v in steps:
+                sy = off_y + v * aspect
+                r = np.sqrt(sx * sx + sy * sy)
+                sh, dd, dr = self.shape_and_derivatives(r, diameter_m)
+                dr /= np.maximum(r, 1e-9)
+                shape += sh
+                d_diameter += dd
+                d_cx -= dr * sx
+                d_cy -= dr * sy * aspect
+        norm = 1.0 / (len(steps) * len(steps))
+        return shape * norm, d_diameter * norm, d_cx * norm, d_cy * norm
+
+    def ring_shape(self, radius_px: np.ndarray, diameters_m: np.ndarray) -> np.ndarray:
+        """The model (diameters x rings) of a pixel at ``radius_px`` (1-D) from the beam,
+        averaged over its area and over its orientation about the beam; just
+        :meth:`shape` for point-like pixels (``subpixels`` 1)."""
+        radius = np.asarray(radius_px, dtype=np.float64)
+        diameters = np.asarray(diameters_m, dtype=np.float64).reshape(-1)
+        if self.subpixels == 1:
+            return self.shape(radius[None, :], diameters[:, None])
+        key = (self, radius.tobytes(), diameters.tobytes())
+        table = _ring_shape_cache.get(key)
+        if table is not None:
+            return table
+        steps = self._subpixel_steps()
+        u, v = (a.ravel() for a in np.meshgrid(steps, steps))
+        radii = []
+        for phi in (np.arange(3) + 0.5) * (math.pi / 12.0):   # a square's orientations, 0-45°
+            along = radius[:, None] + u * math.cos(phi) - v * math.sin(phi)
+            across = u * math.sin(phi) + v * math.cos(phi)
+            radii.append(np.sqrt(along * along + across * across))
+        radii = np.concatenate(radii, axis=1)                  # rings x points
+        table = self.shape(radii[None, :, :], diameters[:, None, None]).mean(axis=2)
+        if len(_ring_shape_cache) >= 16:
+            _ring_shape_cache.clear()
+        _ring_shape_cache[key] = table
+        return table
+
+
+#: ring tables of :meth:`_Optics.ring_shape` for integrated pixels (the same for every frame)
+_ring_shape_cache: dict = {}
+
+#: a pixel is integrated over when it spans more than this share of a fringe period
+SUBPIXEL_FRINGE_SHARE = 0.15
+#: ... on this many points per fringe period and axis
+SUBPIXELS_PER_FRINGE = 8.0
+
+
+def subpixels_for(geometry: Geometry, d_max_nm: float) -> int:
+    """Points per axis at which the sizing model samples each pixel: 1 (the pixel centre)
+    for pixels small against the fringe period ``2π / d`` in q at the largest diameter
+    searched, as a pnCCD's 75 µm at 125 mm (0.12 of a period at 150 nm); more for binned
+    frames, ``ceil(8 × share)``: 2 for 2 x 2-binned, 4 for 4 x 4-binned pnCCD pixels."""
+    geometry.require_scattering()
+    pixel_m = max(float(geometry.pixel_size_m[0]), float(geometry.pixel_size_m[1]))
+    pixel_q = 2.0 * math.pi / geometry.wavelength_m * pixel_m / geometry.distance_m  # at the beam
+    share = pixel_q * d_max_nm * 1e-9 / (2.0 * math.pi)
+    if share <= SUBPIXEL_FRINGE_SHARE:
+        return 1
+    return int(min(math.ceil(SUBPIXELS_PER_FRINGE * share - 1e-9), 8))
 
 
 class _FitRegion:
@@ -670,13 +755,19 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
     def evaluate(a, b, d_nm, cx, cy):
         off_x, off_y = (v.astype(np.float64) for v in pixels.offsets((cx, cy)))
         r = np.sqrt(off_x * off_x + off_y * off_y)
-        shape, d_shape_d, d_shape_r = optics.shape_and_derivatives(r, d_nm * 1e-9)
+        if optics.subpixels == 1:   # point samples at the pixel centres
+            shape, d_shape_d, d_shape_r = optics.shape_and_derivatives(r, d_nm * 1e-9)
+        else:                       # averages over the pixels' area
+            shape, d_shape_d, d_shape_cx, d_shape_cy = optics.pixel_shape_and_derivatives(
+                off_x, off_y, pixels.aspect, d_nm * 1e-9)
         mu = a * shape + b
         nll = float(mu.sum() - np.sum(counts * np.log(np.maximum(mu[lit], 1e-300))))
         grads = [shape] + ([np.ones_like(shape)] if fit_b else []) + [a * d_shape_d * 1e-9]
-        if fit_c:
+        if fit_c and optics.subpixels == 1:
             inv_r = 1.0 / np.maximum(r, 1e-9)
             grads += [-a * d_shape_r * off_x * inv_r, -a * d_shape_r * off_y * pixels.aspect * inv_r]
+        elif fit_c:
+            grads += [a * d_shape_cx, a * d_shape_cy]
         grads = np.array(grads)
         info = (grads / np.maximum(mu, 1e-300)) @ grads.T
         return nll, mu, r, grads, info
@@ -780,7 +871,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
 
     def ring_search(centres, diameters, width, newton_steps):
         n_rings = int(math.ceil(ring_limit / width)) + 1
-        table = optics.shape(((np.arange(n_rings) + 0.5) * width)[None, :], diameters[:, None])
+        table = optics.ring_shape((np.arange(n_rings) + 0.5) * width, diameters)
         best = (math.inf, 0, 0.0, 0.0, None)
         for centre in centres:
             r_pix, r_lit = pixels.radii(centre)
@@ -795,15 +886,17 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
         _, k, a, b, centre = best
         return centre, float(diameters[k]), a, b
 
+    # rings narrower than the pixels where these span much of a fringe (binned frames)
+    width = s.bin_px * min(1.0, 2.0 / optics.subpixels)
     if refine:
         coarse = _centre_candidates(centre_xy, reach, s.centre_step_px)
-        centre, d0, _, _ = ring_search(coarse, grid[::2], 2.0 * s.bin_px, 3)
+        centre, d0, _, _ = ring_search(coarse, grid[::2], 2.0 * width, 3)
         near = _centre_candidates(centre, 1.5, 1.0)
         near = near[np.hypot(near[:, 0] - centre_xy[0], near[:, 1] - centre_xy[1]) <= reach]
         local = grid[np.abs(grid - d0) <= 3 * s.coarse_step_nm * 1e-9]
-        centre, d0, a0, b0 = ring_search(np.vstack([near, [centre]]), local, s.bin_px, 6)
+        centre, d0, a0, b0 = ring_search(np.vstack([near, [centre]]), local, width, 6)
     else:
-        centre, d0, a0, b0 = ring_search([tuple(centre_xy)], grid, s.bin_px, 6)
+        centre, d0, a0, b0 = ring_search([tuple(centre_xy)], grid, width, 6)
     # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
     a, b, d, cx, cy, cov, nll, mu, r_pix = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
@@ -873,7 +966,7 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
     the full frame).  ``regions``, a dict kept from frame to frame of a file, keeps the
     fit region (its pixels and their offsets) for the next frame of the same mask."""
     s = (settings or SizingSettings()).check()
-    optics = _Optics.of(geometry)
+    optics = _Optics.of(geometry, s.d_max_nm)
     photons = np.asarray(frame, dtype=np.float64)
     if s.adu_per_photon is not None:
         photons = photons / s.adu_per_photon
