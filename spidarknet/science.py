@@ -37,6 +37,7 @@ import numpy as np
 
 from spidarknet import metrics
 from spidarknet.errors import InputError
+from spidarknet.outputs import write_json
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +144,9 @@ def read_truth(path: Path, indices: np.ndarray | None = None) -> dict:
 
 def _write_singles(path: Path, files: Sequence[Path]) -> Path:
     """A selection CSV (file,index) of every frame with one particle, whatever its size."""
-    from spidarknet.frames import open_h5
     rows = ["file,index"]
     for f in files:
-        with open_h5(str(f)) as h:
-            kinds = h["truth/kind"][()]
-        rows += [f"{f},{i}" for i in np.flatnonzero(kinds == b"single")]
+        rows += [f"{f},{i}" for i in np.flatnonzero(read_truth(f)["kind"] == "single")]
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -237,7 +235,7 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
         figures["threshold"] = float(hits.threshold)
         figures["detect_frames_per_s"] = round(len(hits) / detect_s, 1)
         result["dev" if spec in config.dev_sets else "tests"][spec.name] = figures
-    (run_dir / "science.json").write_text(json.dumps(result, indent=1, default=float))
+    write_json(result, run_dir / "science.json", True, "science figures")
     return result
 
 
