@@ -492,6 +492,23 @@ def test_separation_and_fluence_sigma():
     assert np.mean(fluences) == pytest.approx(1e22, rel=0.05)
 
 
+def test_particle_shape_fixes_the_shape():
+    """--particle-shape: every single and every member of a multiple has the shape asked
+    for (an icosahedron's orientation takes draws a sphere does not, so the streams part)."""
+    from spidarknet.simulate import FrameSimulator, draw_scene
+
+    draws = {}
+    for shape in ("mixed", "icosahedron", "sphere"):
+        sim = FrameSimulator(seed=4, shape=(64, 64), particle_shape=shape)
+        scenes = [draw_scene(kind, sim.rng, sim.detector, sim.settings)
+                  for kind in ("single", "multiple") * 40]
+        draws[shape] = scenes
+        if shape != "mixed":
+            assert {p.shape for s in scenes for p in s.particles} == {shape}
+    assert {s.shape for s in draws["mixed"]} >= {"sphere", "icosahedron"}
+    assert all(s.particles[0].rotation is not None for s in draws["icosahedron"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--binning", "3"], "does not divide"),
     (["--off-size-fraction", "0.5", "--size-range", "60", "70"], "widen --size-range"),

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     beam.add_argument("--off-size-fraction", type=float, metavar="F",
                       help="share of singles drawn outside the label range (default: as a "
                       "uniform draw over --size-range falls, 0.4 with the defaults)")
+    beam.add_argument("--particle-shape", choices=("mixed", "sphere", "icosahedron"),
+                      help="shape of the particles: a sphere or a randomly oriented "
+                      "icosahedron, half and half (mixed, the default), or only one of them")
     beam.add_argument("--separation", type=float, nargs=2, metavar=("LO", "HI"),
                       help="centre distance of neighbours in a multiple, in diameters "
                       "(default %g %g)" % d.separation_diameters)
@@ -128,6 +131,7 @@ def settings_from_args(args: argparse.Namespace) -> dict:
             "label_range_nm": tuple(args.label_range) if args.label_range else None,
             "off_size_fraction": args.off_size_fraction,
             "separation_diameters": tuple(args.separation) if args.separation else None,
+            "particle_shape": args.particle_shape,
             "distance_m": args.distance, "pixel_size_m": args.pixel_size,
             "photon_energy_J": None if energy is None else energy * ELEMENTARY_CHARGE_C,
             "shape": tuple(args.shape) if args.shape else None, "binning": args.binning,

@@ -157,8 +157,9 @@ def _single_diameter_nm(rng: np.random.Generator, settings: SimulationSettings) 
     return _stored(rng.uniform(max(lo, label_lo), min(hi, label_hi)))
 
 
-def _random_shape(rng: np.random.Generator) -> str:
-    return "icosahedron" if rng.random() < _ICOSAHEDRON_PROBABILITY else "sphere"
+def _random_shape(rng: np.random.Generator, settings: SimulationSettings = DEFAULT_SETTINGS) -> str:
+    drawn = "icosahedron" if rng.random() < _ICOSAHEDRON_PROBABILITY else "sphere"
+    return drawn if settings.particle_shape == "mixed" else settings.particle_shape
 
 
 def _particle(rng: np.random.Generator, shape: str, diameter_nm: float, position_m=(0.0, 0.0, 0.0),
@@ -188,7 +189,7 @@ def _multiple(rng: np.random.Generator, settings: SimulationSettings) -> list:
                 break
         pos.append(p)
     centroid = np.mean(pos, axis=0)
-    return [_particle(rng, _random_shape(rng), d, p - centroid) for d, p in zip(diam, pos)]
+    return [_particle(rng, _random_shape(rng, settings), d, p - centroid) for d, p in zip(diam, pos)]
 
 
 def draw_scene(kind: str, rng: np.random.Generator, geometry: PnCCD = PNCCD,
@@ -209,7 +210,7 @@ def draw_scene(kind: str, rng: np.random.Generator, geometry: PnCCD = PNCCD,
         particles, diameter, shape = [], float("nan"), ""
     elif kind == "single":
         diameter = _single_diameter_nm(rng, settings)
-        shape = _random_shape(rng)
+        shape = _random_shape(rng, settings)
         particles = [_particle(rng, shape, diameter)]
     elif kind in ("tiny", "droplet"):
         diameter = _stored(rng.uniform(*_SIZE_NM[kind]))

@@ -25,6 +25,8 @@ from spidarknet.errors import ConfigError
 from spidarknet.simulate.detector import PNCCD, PnCCD
 from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
 
+#: what --particle-shape may name
+PARTICLE_SHAPES = ("mixed", "sphere", "icosahedron")
 #: the largest detector diagonal (pixels) the renderer's radial look-up table covers
 MAX_DIAGONAL_PX = 2040
 
@@ -58,6 +60,9 @@ class SimulationSettings:
     #: share of singles drawn outside the label range (None: as the uniform draw over
     #: ``size_range_nm`` falls, 40 % with the defaults)
     off_size_fraction: float | None = None
+    #: shape of the sample's particles (singles and the members of multiples): "mixed"
+    #: (sphere or randomly oriented icosahedron, half and half), "sphere" or "icosahedron"
+    particle_shape: str = "mixed"
     #: centre distance of neighbours in a multiple, in mean diameters of the pair
     separation_diameters: tuple = (1.0, 3.0)
     #: detector distance from the interaction point (m)
@@ -131,6 +136,9 @@ class SimulationSettings:
         if s.photons is not None and inside[0] > inside[1]:
             raise ConfigError("--photons is the level of a labelled single, but --size-range and "
                               "--label-range do not overlap; make them overlap or give no --photons")
+        if s.particle_shape not in PARTICLE_SHAPES:
+            raise ConfigError(f"particle_shape (--particle-shape) must be one of "
+                              f"{', '.join(PARTICLE_SHAPES)}, got {s.particle_shape!r}")
         shape = s.shape
         try:
             shape = (int(shape[0]), int(shape[1]))
