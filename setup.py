@@ -16,7 +16,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["spidarknet", "spidarknet.*"]),
     # the built-in model (make model): weights and their card
-    package_data={"spidarknet": ["models/*.weights", "models/*.json"]},
+    package_data={"spidarknet": ["models/*.weights", "models/*.json", "templates/*.html"]},
     install_requires=[
         "numpy>=1.22",
         # the sizing fit's 1-D optimiser (scipy.optimize)
@@ -26,6 +26,9 @@ setup(
         "opencv-python-headless>=4.8,<5",
         "pillow>=9",
         "tqdm>=4.60",
+        # figures (report, reconstructions) and the HTML pages' templates
+        "matplotlib>=3.5",
+        "jinja2>=3",
         # HDF5 filters facilities use (bitshuffle-LZ4, Blosc, Zstd, ...) for h5py
         "hdf5plugin>=4",
     ],
