@@ -31,6 +31,8 @@ COMMANDS = {
                     "hit list -> CrystFEL/OM event list (.lst), CXI score/tags sidecar"),
     "export-emc": ("spidarknet.commands.export_emc", "selected frames -> Dragonfly photons.emc, detector file, blacklist"),
     "merge": ("spidarknet.commands.merge", "join the hit lists of a SLURM job array (detect --shard K/N)"),
+    "seed-questions": ("spidarknet.commands.seed_questions",
+                       "the seed's three questions on a simulated beamtime: F1 per run, table, structure"),
     "bench": ("spidarknet.commands.bench", "throughput benchmark: detect end to end per backend vs the naive way"),
 }
 

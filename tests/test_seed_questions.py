@@ -1,0 +1,86 @@
+"""The seed's three questions: the table, the answers' rules, and a small run end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spidarknet import seed_questions as sq
+
+
+def test_seed_table_counts_and_intersections():
+    truth = np.array([1, 1, 1, 0, 0, 0], dtype=bool)
+    a = np.array([1, 1, 0, 1, 0, 0], dtype=bool)
+    b = np.array([1, 1, 1, 1, 1, 1], dtype=bool)
+    rows = {r["selection"]: r for r in sq.seed_table({"truth": truth, "a": a, "b": b}, truth)}
+    assert rows["truth"]["frames"] == 3 and rows["truth"]["share_true"] == 1.0
+    assert rows["a"]["frames"] == 3 and rows["a"]["with_truth"] == 2
+    assert rows["a"]["truth_found"] == pytest.approx(2 / 3)
+    assert rows["b"]["share_true"] == 0.5 and rows["b"]["truth_found"] == 1.0
+    assert rows["a"]["jaccard"]["b"] == pytest.approx(3 / 6)
+    assert rows["a"]["jaccard"]["truth"] == pytest.approx(2 / 4)
+
+
+def _result(f1: dict, structure=None):
+    runs = [{"name": f"run{i}"} for i in range(1, 6)]
+    per_run = {name: {f"run{i}": {"f1": v[i - 1]} for i in range(1, 6)} for name, v in f1.items()}
+    return {"runs": runs, "first_runs": 2, "per_run_f1": per_run, "structure": structure or {}}
+
+
+def test_answers_follow_their_rules():
+    good = [0.95] * 5
+    drop = [0.95, 0.95, 0.80, 0.75, 0.70]
+    out = sq.answers(_result({"all-log": good, "all-linear": [0.9] * 5,
+                              "first-log": drop, "first-linear": [0.9] * 5}))
+    assert out["reasonable_selection"].startswith("yes") and "all-log" in out["reasonable_selection"]
+    assert out["first_runs_enough"].startswith("no")       # log loses 0.20 on runs 3-5
+    assert out["linear_or_log"].startswith("either")        # log (0.95 + 0.83) / 2 vs linear 0.9
+    out = sq.answers(_result({"all-log": good, "all-linear": [0.5] * 5,
+                              "first-log": good, "first-linear": [0.52] * 5}))
+    assert out["first_runs_enough"].startswith("yes") and out["linear_or_log"].startswith("log")
+    assert sq.answers(_result({"all-log": [0.6] * 5}))["reasonable_selection"].startswith("no")
+
+
+def test_structure_within_ten_percent_up_to_the_truths_resolution():
+    q = np.linspace(0.05, 0.5, 10)
+    truth = {"q_inv_nm": q, "cc": np.linspace(0.99, 0.2, 10), "resolution_q_inv_nm": q[6]}
+    close = {"q_inv_nm": q, "cc": truth["cc"] * 0.92}
+    far = {"q_inv_nm": q, "cc": np.where(q < 0.2, truth["cc"], truth["cc"] * 0.8)}
+    beyond = {"q_inv_nm": q, "cc": np.where(q > q[6], 0.0, truth["cc"])}  # worse only past the limit
+    assert sq._structure_within(close, truth, 0.10)
+    assert not sq._structure_within(far, truth, 0.10)
+    assert sq._structure_within(beyond, truth, 0.10)
+    result = _result({"all-log": [0.95] * 5}, {"truth": truth, "all-log": far})
+    assert sq.answers(result)["reasonable_selection"].startswith("no")
+
+
+@pytest.mark.slow
+def test_a_small_beamtime_end_to_end(tmp_path, capsys):
+    """Simulate a small beamtime, train the four recipes briefly, detect, tabulate (no EMC)."""
+    from spidarknet.commands import seed_questions as command
+
+    args = ["--workdir", str(tmp_path), "--frames-per-run", "60", "--labelled-frames", "100",
+            "--max-batches", "10", "--no-reconstruct", "-q"]
+    assert command.main(args) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "seed-questions.json").read_text())
+    assert set(result["per_run_f1"]) == {"all-log", "all-linear", "first-log", "first-linear"}
+    assert all(set(v) == {f"run{i}" for i in range(1, 6)} for v in result["per_run_f1"].values())
+    truth = result["table"][0]
+    assert truth["selection"] == "truth" and truth["frames"] == truth["with_truth"] > 0
+    # the true selection holds every single particle of the runs' files, and nothing else
+    from spidarknet.science import read_truth
+    singles = sum(int(np.sum(read_truth(tmp_path / "data" / f"run{i}.cxi")["kind"] == "single"))
+                  for i in range(1, 6))
+    assert truth["frames"] == singles
+    assert set(result["answers"]) == {"reasonable_selection", "first_runs_enough", "linear_or_log"}
+    assert "the seed's table" in out and "answers:" in out
+    # the first-runs recipes learnt from run1 and run2 only
+    recipe = json.loads((tmp_path / "recipes" / "first-log" / "recipe.json").read_text())
+    assert [p.rsplit("/", 1)[-1] for p in recipe["files"]] == ["train-first-run1.cxi", "train-first-run2.cxi"]
+    # a second run reuses the files and models: the same figures
+    assert command.main(args) == 0
+    again = json.loads((tmp_path / "seed-questions.json").read_text())
+    assert again["per_run_f1"] == result["per_run_f1"]
