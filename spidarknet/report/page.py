@@ -1,4 +1,5 @@
-"""The report folder: ``index.html``, its PNG figures and ``report.json``.
+"""The report folder: ``index.html``, its figures (PNG, and SVG beside each plot) and
+``report.json``.
 
 Sections: a summary table (frames, threshold, selected, and with truth precision, recall,
 F1, accuracy, ROC AUC, average precision and the suggested thresholds); the
@@ -11,13 +12,16 @@ lowest-scoring positives — read again from the files the hit list names and sh
 log-scaled crop around the beam centre with the detection box; the radial profiles of the
 selected hits as a map sorted by fitted diameter; and the size histogram.
 
-The folder is built under a temporary name and renamed when complete.
+The figures are drawn by :mod:`spidarknet.report.plot` (matplotlib); the page is the
+Jinja2 template ``spidarknet/templates/report.html``, filled from the dict that
+:func:`page_context` builds.  The folder is built under a temporary name and renamed
+when complete.
 """
 
 from __future__ import annotations
 
 import datetime
-import html
+import functools
 import json
 import math
 import os
@@ -67,6 +71,18 @@ class ReportOptions:
     photon_edges: tuple[float, ...] = PHOTON_EDGES   # photon-count bin edges, photons per frame
     sizing: SizingSettings = field(default_factory=SizingSettings)
 
+    def check(self) -> "ReportOptions":
+        """Raise :class:`InputError` or :class:`ConfigError` on values that cannot work."""
+        self.sizing.check()
+        if self.tiles < 1 or self.crop_px < 16 or self.tile_px < 32 or self.max_sized < 1:
+            raise InputError("tiles, crop, tile size and the number of sized frames must be positive "
+                             "(crop ≥ 16 px, tiles ≥ 32 px)")
+        if self.by and not (self.truth_dataset or self.truth_csv):
+            raise ConfigError("--by counts positives and recall per category, so it needs the truth: "
+                              "give --truth-dataset PATH or --truth CSV as well")
+        check_photon_edges(self.photon_edges)
+        return self
+
 
 @dataclass
 class _Context:
@@ -88,20 +104,41 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
                  force: bool = False, on_step: Callable[[str], object] | None = None) -> dict:
     """Write the report folder ``out_dir`` for the hit list ``hits_path``; returns the
     summary numbers (also written as ``report.json``)."""
-    o = options or ReportOptions()
-    o.sizing.check()
-    if o.tiles < 1 or o.crop_px < 16 or o.tile_px < 32 or o.max_sized < 1:
-        raise InputError("tiles, crop, tile size and the number of sized frames must be positive "
-                         "(crop ≥ 16 px, tiles ≥ 32 px)")
+    o = (options or ReportOptions()).check()
     step = on_step or (lambda _text: None)
-    if o.by and not (o.truth_dataset or o.truth_csv):
-        raise ConfigError("--by counts positives and recall per category, so it needs the truth: "
-                          "give --truth-dataset PATH or --truth CSV as well")
-    check_photon_edges(o.photon_edges)
     check_destination(out_dir, force, "report folder")
     hits, flags = read_selected(hits_path)
     if not len(hits):
         raise InputError(f"{hits_path} holds no frames; nothing to report")
+    ctx = _context(hits, flags, o)
+    selected_rows = np.flatnonzero(flags)
+    sample = selected_rows
+    if len(sample) > o.max_sized:
+        sample = selected_rows[np.unique(np.linspace(0, len(selected_rows) - 1, o.max_sized).astype(int))]
+    panels = _choose_tiles(hits, flags, ctx.labels, o.tiles)
+    tile_rows = sorted({int(r) for rows in panels.values() for r in rows})
+    checked = sources_for_keys([hits.keys[r] for r in sorted(set(tile_rows) | {int(r) for r in sample})])
+    centres = {info.path: info.geometry.centre_px for source in checked for info in source.files}
+    sides = {name: _panel_side(hits, rows, centres, o.crop_px) for name, rows in panels.items()}
+    step(f"radial profiles of {len(sample)} selected frames")
+    if len(sample):
+        ctx.sized = estimate_sizes(sources_for_keys([hits.keys[r] for r in sample]), settings=o.sizing,
+                                   keep_profiles=True)
+    step("reading frames for the montages")
+    crops = _read_crops([hits.keys[r] for r in tile_rows], max(sides.values()))
+    summary = _summary(hits_path, ctx, o)
+    with staged_dir(out_dir, force) as stage:
+        step("drawing figures")
+        drawn = _draw_figures(stage, ctx, o)
+        drawn["montages"] = _draw_montages(stage, ctx, panels, crops, sides, o)
+        (stage / "report.json").write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False) + "\n")
+        (stage / "index.html").write_text(render_page(page_context(hits_path, summary, drawn, o, stage)),
+                                          encoding="utf-8")
+    return summary
+
+
+def _context(hits: HitList, flags: np.ndarray, o: ReportOptions) -> _Context:
+    """The hit list with its truth, evaluation and size table (the fits come later)."""
     truth = labels = evaluation = None
     if o.truth_dataset or o.truth_csv:
         truth = load_truth(hits, dataset=o.truth_dataset, csv_path=o.truth_csv, common_only=o.common_only)
@@ -113,65 +150,8 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
         evaluation.update(breakdowns(truth, flags[truth.index], by=o.by, truth_csv=o.truth_csv,
                                      photons_dataset=o.photons_dataset, photon_edges=o.photon_edges))
     table_sizes = _table_sizes(o.sizes_csv, hits, flags) if o.sizes_csv else {}
-    selected_rows = np.flatnonzero(flags)
-    sample = selected_rows
-    if len(sample) > o.max_sized:
-        sample = selected_rows[np.unique(np.linspace(0, len(selected_rows) - 1, o.max_sized).astype(int))]
-    panels = _choose_tiles(hits, flags, labels, o.tiles)
-    needed = sorted({int(r) for rows in panels.values() for r in rows} | {int(r) for r in sample})
-    checked = sources_for_keys([hits.keys[r] for r in needed])  # fail now: a file gone or too short
-    centres = {info.path: info.geometry.centre_px for source in checked for info in source.files}
-    sides = {name: _panel_side(hits, rows, centres, o.crop_px) for name, rows in panels.items()}
-    ctx = _Context(hits, flags, labels, truth, evaluation, table_sizes, [],
-                   {_abs_key(k): i for i, k in enumerate(hits.keys)})
-    step(f"radial profiles of {len(sample)} selected frames")
-    if len(sample):
-        ctx.sized = estimate_sizes(sources_for_keys([hits.keys[r] for r in sample]), settings=o.sizing,
-                                   keep_profiles=True)
-    step("reading frames for the montages")
-    tile_rows = sorted({int(r) for rows in panels.values() for r in rows})
-    crops = _read_crops([hits.keys[r] for r in tile_rows], max(sides.values()))
-    summary = _summary(hits_path, ctx, o)
-    with staged_dir(out_dir, force) as stage:
-        step("drawing figures")
-        figures = []
-        if evaluation is not None:
-            _pr_figure(evaluation, hits.threshold, hits.meta).save(stage / "pr_curve.png", optimize=True)
-            _roc_figure(evaluation, hits.threshold, hits.meta).save(stage / "roc_curve.png", optimize=True)
-            figures.append(("Precision and recall", [
-                ("pr_curve.png", "Precision-recall curve over all thresholds, with the hit list's threshold "
-                 "and the two suggested ones marked; grey lines are constant F1."),
-                ("roc_curve.png", "ROC curve: true-positive rate against false-positive rate.")]))
-        for name, section in (evaluation or {}).get("by", {}).items():
-            _by_figure(name, section).save(stage / _by_file(name), optimize=True)
-        _score_figure(ctx, evaluation).save(stage / "scores.png", optimize=True)
-        figures.append(("Scores", [("scores.png", "Histogram of the frames' scores"
-                                    + (" by truth class" if labels is not None else "")
-                                    + "; dashed: the hit list's threshold.")]))
-        montages = []
-        for name, (title, note) in _PANEL_TITLES.items():
-            rows = panels.get(name)
-            if rows is None:
-                continue
-            if len(rows) == 0:
-                montages.append((title, None, "No frame of this kind."))
-                continue
-            image = _montage(ctx, rows, crops, sides[name], o)
-            image.save(stage / f"montage_{name}.png", optimize=True)
-            if sides[name] != o.crop_px:
-                note += f" Shown: {sides[name]} × {sides[name]} pixels, so that the boxes fit."
-            montages.append((title, f"montage_{name}.png", note))
-        profile_map = _profile_map(ctx, o)
-        if profile_map is not None:
-            profile_map.save(stage / "profiles.png", optimize=True)
-        size_hist = _size_figure(ctx)
-        if size_hist is not None:
-            size_hist.save(stage / "sizes.png", optimize=True)
-        (stage / "report.json").write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False) + "\n")
-        (stage / "index.html").write_text(_html(hits_path, summary, figures, montages,
-                                                profile_map is not None, size_hist is not None, o, stage),
-                                          encoding="utf-8")
-    return summary
+    return _Context(hits, flags, labels, truth, evaluation, table_sizes, [],
+                    {_abs_key(k): i for i, k in enumerate(hits.keys)})
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -248,6 +228,37 @@ def _read_crops(keys: list[FrameKey], crop_px: int) -> dict[tuple[str, int], tup
 
 # -- figures -----------------------------------------------------------------------------------
 
+_PR_CAPTION = ("Precision-recall curve over all thresholds, with the hit list's threshold and the two "
+               "suggested ones marked; grey lines are constant F1.")
+_ROC_CAPTION = "ROC curve: true-positive rate against false-positive rate."
+
+
+def _draw_figures(stage: Path, ctx: _Context, o: ReportOptions) -> dict:
+    """Every plot of the report into ``stage`` (PNG and SVG); returns what the page shows:
+    ``sections`` of (PNG name, caption) and whether the profile map and the size
+    histogram were drawn."""
+    ev, hits = ctx.evaluation, ctx.hits
+    sections = []
+    if ev is not None:
+        label = _selection_label(hits.meta, hits.threshold)
+        plot.save(plot.pr_curve(ev, label, _num), stage, "pr_curve.png")
+        plot.save(plot.roc_curve(ev, label, _num), stage, "roc_curve.png")
+        sections.append(("Precision and recall", [("pr_curve.png", _PR_CAPTION), ("roc_curve.png", _ROC_CAPTION)]))
+    for name, section in (ev or {}).get("by", {}).items():
+        plot.save(plot.by_category(name, section), stage, _by_file(name))
+    plot.save(_score_figure(ctx), stage, "scores.png")
+    sections.append(("Scores", [("scores.png", "Histogram of the frames' scores"
+                                 + (" by truth class" if ctx.labels is not None else "")
+                                 + "; dashed: the hit list's threshold.")]))
+    profiles = _profile_map(ctx, o)
+    if profiles is not None:
+        plot.save(profiles, stage, "profiles.png")
+    sizes = _size_figure(ctx)
+    if sizes is not None:
+        plot.save(sizes, stage, "sizes.png")
+    return {"sections": sections, "profile_map": profiles is not None, "size_histogram": sizes is not None}
+
+
 def _selection_label(ctx_meta: dict, threshold: float) -> str:
     window = ctx_meta.get("size_range_nm")
     if isinstance(window, list) and len(window) == 2:
@@ -255,96 +266,34 @@ def _selection_label(ctx_meta: dict, threshold: float) -> str:
     return f"hit list: {_num(threshold)}"
 
 
-def _pr_figure(ev: dict, threshold: float, meta: dict) -> Image.Image:
-    ax = plot.Axes(520, 400, title="Precision-recall", xlabel="recall", ylabel="precision",
-                   xlim=(0, 1.03), ylim=(0, 1.04), legend_at="lower left")
-    r = np.linspace(0.001, 1, 200)
-    for f in (0.2, 0.4, 0.6, 0.8):
-        rr = r[r > f / 2 + 1e-3]
-        ax.line(rr, f * rr / (2 * rr - f), color="#c8c8c8", width=1)
-    pr = ev["pr_curve"]
-    ax.line([pr["recall"][0]] + pr["recall"], [1.0] + pr["precision"], plot.BLUE, 2,
-            label=f"PR curve (AP {ev['average_precision']:.3f})")
-    at = ev["at_threshold"]
-    s = ev["suggested_thresholds"]
-    ax.markers(at["recall"], at["precision"], plot.DARK, "o", 5.5, label=_selection_label(meta, threshold))
-    ax.markers(s["max_f1"]["recall"], s["max_f1"]["precision"], plot.GREEN, "D", 5.5,
-               label=f"max F1: {_num(s['max_f1']['threshold'])}")
-    hr = s["high_recall"]
-    ax.markers(hr["recall"], hr["precision"], plot.RED, "^", 6,
-               label=f"recall >= {hr['target_recall']:g}: {_num(hr['threshold'])}")
-    return ax.image()
-
-
-def _roc_figure(ev: dict, threshold: float, meta: dict) -> Image.Image:
-    ax = plot.Axes(520, 400, title="ROC", xlabel="false-positive rate", ylabel="true-positive rate",
-                   xlim=(-0.02, 1.02), ylim=(0, 1.04), legend_at="lower right")
-    ax.line([0, 1], [0, 1], color="#c8c8c8", width=1, dash=True)
-    roc = ev["roc_curve"]
-    auc = ev["roc_auc"]
-    ax.line(roc["fpr"], roc["tpr"], plot.BLUE, 2, label=f"ROC (AUC {_num(auc)})")
-    at = ev["at_threshold"]
-    negatives = max(ev["negatives"], 1)
-    ax.markers(at["fp"] / negatives, at["recall"], plot.DARK, "o", 5.5, label=_selection_label(meta, threshold))
-    return ax.image()
-
-
 def _by_file(name: str) -> str:
     """The chart's file name for ``--by NAME``: by_truth_kind.png for /truth/kind."""
     return "by_" + (re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "category") + ".png"
 
 
-def _short(text: str, limit: int = 22) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _by_figure(name: str, section: dict) -> Image.Image:
-    """Horizontal bars: the share of each category's frames the hit list selected (blue with
-    positives, red without), recall as green diamonds, selected / frames at the bar's end."""
-    rows = section["categories"]
-    n = len(rows)
-    names = [_short(r["category"]) for r in rows]
-    left = int(min(max(72, 16 + 7 * max(len(t) for t in names)), 190))
-    ax = plot.Axes(600, int(min(max(180, 26 * n + 96), 900)), title=f"Selected share by {_short(name, 48)}",
-                   xlabel="share of the category's frames selected", xlim=(0.0, 1.2), ylim=(0, n),
-                   margins=(left, 24, 34, 52), yticks=[(n - k - 0.5, t) for k, t in enumerate(names)],
-                   xticks=[(v, f"{100 * v:.0f} %") for v in (0.0, 0.25, 0.5, 0.75, 1.0)])
-    y = np.array([n - k - 0.5 for k in range(n)])
-    share = np.array([r["selected_share"] for r in rows], dtype=np.float64)
-    positive = np.array([r["positives"] > 0 for r in rows], dtype=bool)
-    ax.hbars(y[positive], share[positive], plot.BLUE)
-    ax.hbars(y[~positive], share[~positive], plot.RED)
-    recall = np.array([r["recall"] for r in rows], dtype=np.float64)
-    ax.markers(recall[positive], y[positive], plot.GREEN, "D", 4.5)
-    for yk, sk, r in zip(y, share, rows):
-        ax.text(max(sk if math.isfinite(sk) else 0.0, 0.0), yk, f"{r['selected']} / {r['frames']}")
-    return ax.image()
-
-
-def _score_figure(ctx: _Context, ev: dict | None) -> Image.Image:
+def _score_figure(ctx: _Context):
+    """Score histograms (by truth class with truth), the threshold and max-F1 threshold dashed."""
     scores = ctx.hits.scores.astype(np.float64)
     finite = scores[np.isfinite(scores)]
     lo = min(0.0, float(finite.min())) if len(finite) else 0.0
     hi = max(1.0, float(finite.max())) if len(finite) else 1.0
     edges = np.linspace(lo, hi, 41)
-    series = []
     if ctx.labels is not None:
-        series.append(("negative (truth)", scores[ctx.labels == 0], plot.BLUE))
-        series.append(("positive (truth)", scores[ctx.labels == 1], plot.ORANGE))
+        groups = [("negative (truth)", scores[ctx.labels == 0], plot.BLUE),
+                  ("positive (truth)", scores[ctx.labels == 1], plot.ORANGE)]
     else:
-        series.append(("all frames", finite, plot.BLUE))
-    counts = [np.histogram(v, bins=edges)[0] for _, v, _ in series]
-    top = max(int(c.max()) for c in counts) if counts else 1
-    ax = plot.Axes(640, 380, title="Scores", xlabel="score", ylabel="frames (log scale)",
-                   xlim=(lo, hi), ylim=(0.7, max(10.0, top * 1.8)), ylog=True)
-    for (label, _, colour), c in zip(series, counts):
-        ax.bars(edges, c, colour, 0.5, label=f"{label}: {int(c.sum())}")
+        groups = [("all frames", finite, plot.BLUE)]
+    series = []
+    for label, values, colour in groups:
+        counts = np.histogram(values, bins=edges)[0]
+        series.append((f"{label}: {int(counts.sum())}", counts, colour))
+    lines = []
     if math.isfinite(ctx.hits.threshold):
-        ax.vline(ctx.hits.threshold, plot.DARK, label=f"threshold {_num(ctx.hits.threshold)}")
-    if ev is not None:
-        ax.vline(ev["suggested_thresholds"]["max_f1"]["threshold"], plot.GREEN,
-                 label=f"max F1 {_num(ev['suggested_thresholds']['max_f1']['threshold'])}")
-    return ax.image()
+        lines.append((ctx.hits.threshold, plot.DARK, f"threshold {_num(ctx.hits.threshold)}"))
+    if ctx.evaluation is not None:
+        best = ctx.evaluation["suggested_thresholds"]["max_f1"]["threshold"]
+        lines.append((best, plot.GREEN, f"max F1 {_num(best)}"))
+    return plot.score_histogram(edges, series, lines)
 
 
 def _tile(crop: tuple, box: np.ndarray, side: int, o: ReportOptions) -> np.ndarray:
@@ -402,7 +351,26 @@ def _diameters(ctx: _Context) -> list[tuple[float, SizeResult | None]]:
     return [(r.diameter_nm, r) for r in ctx.sized if r.ok]
 
 
-def _profile_map(ctx: _Context, o: ReportOptions) -> Image.Image | None:
+def _draw_montages(stage: Path, ctx: _Context, panels: dict, crops: dict, sides: dict,
+                   o: ReportOptions) -> list[dict]:
+    """The montages into ``stage``; per panel its title, PNG name (None when the panel is
+    empty) and note."""
+    montages = []
+    for name, (title, note) in _PANEL_TITLES.items():
+        rows = panels.get(name)
+        if rows is None:
+            continue
+        if len(rows) == 0:
+            montages.append({"title": title, "png": None, "note": "No frame of this kind."})
+            continue
+        _montage(ctx, rows, crops, sides[name], o).save(stage / f"montage_{name}.png", optimize=True)
+        if sides[name] != o.crop_px:
+            note += f" Shown: {sides[name]} × {sides[name]} pixels, so that the boxes fit."
+        montages.append({"title": title, "png": f"montage_{name}.png", "note": note})
+    return montages
+
+
+def _profile_map(ctx: _Context, o: ReportOptions):
     """Rows: selected frames sorted by diameter; columns: q; colour: log10 of the
     background-subtracted profile times q⁴, normalised per row (so the fringes of all
     frames show at every q despite the steep fall-off and the shot-to-shot fluence)."""
@@ -434,54 +402,27 @@ def _profile_map(ctx: _Context, o: ReportOptions) -> Image.Image | None:
         return None
     vmin, vmax = np.percentile(finite, [5.0, 99.5])
     vmax = vmax if vmax > vmin else vmin + 1.0
-    shown = np.where(np.isfinite(image), (np.where(np.isfinite(logs), logs, vmin) - vmin) / (vmax - vmin),
-                     np.nan)
-    n = len(rows)
-    labels, seen = [], set()
-    for k in np.unique(np.linspace(0, n - 1, min(n, 8)).astype(int)):
-        text = f"{rows[k][0]:.0f}"
-        if text not in seen:
-            seen.add(text)
-            labels.append((k + 0.5, text))
-    height = int(min(max(340, 7 * n + 120), 760))
-    ax = plot.Axes(700, height, title=f"Radial profiles of {n} selected frames, sorted by fitted diameter",
-                   xlabel="q (1/nm)", ylabel="fitted diameter (nm)", xlim=(0.0, s.q_max_inv_nm),
-                   ylim=(0, n), margins=(72, 96, 34, 52), yticks=labels)
-    ax.raster(plot.colormap(shown[::-1], "viridis"))
-    d = np.array([item[0] for item in rows])
-    y = np.arange(n) + 0.5
-    for zero in (SPHERE_FIRST_ZERO_X, SPHERE_SECOND_ZERO_X):
-        q_min = 2.0 * zero / d
-        keep = q_min <= s.q_max_inv_nm
-        ax.markers(q_min[keep], y[keep], "#ffffff", "o", 1.4 if n > 30 else 2.2)
-    ax.legend(("1st and 2nd minimum of the fitted sphere", "#ffffff", "o"))
-    ax.colorbar(float(vmin), float(vmax), "log10 (I - background) q^4, per row")
-    return ax.image()
+    shown = np.where(np.isfinite(image), np.where(np.isfinite(logs), logs, vmin), np.nan)
+    return plot.profile_map(shown, s.q_max_inv_nm, np.array([item[0] for item in rows]),
+                            (SPHERE_FIRST_ZERO_X, SPHERE_SECOND_ZERO_X), float(vmin), float(vmax))
 
 
-def _size_figure(ctx: _Context) -> Image.Image | None:
+def _size_figure(ctx: _Context):
+    """The histogram of the selected frames' diameters, in bins of 0.25-20 nm (at most 30
+    across the diameters and the size window)."""
     d = np.array([item[0] for item in _diameters(ctx)], dtype=np.float64)
     if not d.size:
         return None
     window = ctx.hits.meta.get("size_range_nm")
-    has_window = isinstance(window, list) and len(window) == 2
+    window = (float(window[0]), float(window[1])) if isinstance(window, list) and len(window) == 2 else None
     low, high = float(d.min()), float(d.max())
-    if has_window:
-        low, high = min(low, float(window[0])), max(high, float(window[1]))
+    if window is not None:
+        low, high = min(low, window[0]), max(high, window[1])
     span = max(high - low, 1.0)
     width = next((w for w in (0.25, 0.5, 1.0, 2.0, 5.0, 10.0) if span / w <= 30), 20.0)
     lo = math.floor(low / width) * width - 2 * width
     hi = math.ceil(high / width) * width + 2 * width
-    edges = np.arange(lo, hi + 0.5 * width, width)
-    counts = np.histogram(d, bins=edges)[0]
-    ax = plot.Axes(560, 360, title=f"Fitted diameters of {len(d)} selected frames",
-                   xlabel="diameter (nm)", ylabel="frames", xlim=(lo, hi),
-                   ylim=(0, max(int(counts.max()) * 1.15, 1)), integer_y=True)
-    if has_window:
-        ax.band(float(window[0]), float(window[1]), plot.GREEN, 0.12,
-                label=f"size window {window[0]:g}-{window[1]:g} nm")
-    ax.bars(edges, counts, plot.BLUE, 0.6, label=f"median {np.median(d):.1f} nm")
-    return ax.image()
+    return plot.size_histogram(d, np.arange(lo, hi + 0.5 * width, width), window)
 
 
 # -- summary and page --------------------------------------------------------------------------
@@ -523,71 +464,11 @@ def _summary(hits_path: str, ctx: _Context, o: ReportOptions) -> dict:
     return out
 
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
-       max-width: 1160px; padding: 0 1.2rem; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem;
-     border-bottom: 1px solid #ddd; padding-bottom: .25rem; }
-.sub { color: #666; margin-top: 0; font-size: .92rem; word-break: break-all; }
-table { border-collapse: collapse; font-size: .93rem; } td, th { padding: .28rem .8rem;
-        border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
-th { color: #555; font-weight: 600; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
-.row { display: flex; flex-wrap: wrap; gap: 1.2rem; align-items: flex-start; }
-figure { margin: .6rem 0; } figcaption { color: #555; font-size: .88rem; }
-img { max-width: 100%; height: auto; border: 1px solid #eee; }
-.note { color: #666; font-size: .9rem; }
-"""
-
-
-def _rows_html(rows: list[tuple[str, str]]) -> str:
-    return "\n".join(f"<tr><th>{html.escape(k)}</th><td class=\"n\">{html.escape(v)}</td></tr>" for k, v in rows)
-
-
-def _table_html(header: list[str], rows: list[list[str]], css_class: str) -> str:
-    """A table with a header row; the first column is text, the others numbers."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "\n".join("<tr>" + f"<td>{html.escape(r[0])}</td>" + "".join(f'<td class="n">{html.escape(v)}</td>'
-                                                                    for v in r[1:]) + "</tr>" for r in rows)
-    return f'<table class="{css_class}"><tr>{head}</tr>\n{body}</table>'
 
 
 _BY_CAPTION = ("Bars: the share of each category's frames that the hit list selected (blue: a category "
                "holding positives; red: one without, so every frame selected from it is a false "
                "positive); green diamonds: recall of the category's positives; numbers: selected / frames.")
-
-
-def _breakdown_html(truth: dict, stage: Path) -> list[str]:
-    """The per-category tables and charts and the photon-count table of an evaluation."""
-    esc = html.escape
-    parts = []
-    for name, section in truth.get("by", {}).items():
-        parts.append(f"<h2>By {esc(name)}</h2>")
-        parts.append(f'<p class="note">Categories from {esc(name)} ({esc(section["source"])}); '
-                     "selected means the hit list's own selection (its hit column).</p>")
-        rows = [[r["category"], str(r["frames"]), str(r["selected"]), f"{100 * r['selected_share']:.1f} %",
-                 str(r["positives"]), _num(r["recall"])] for r in section["categories"]]
-        rows.append(["all", str(section["frames"]), str(section["selected"]),
-                     f"{100 * section['selected'] / max(section['frames'], 1):.1f} %", str(section["positives"]),
-                     _num(sum(r["selected_positives"] for r in section["categories"]) / section["positives"]
-                          if section["positives"] else float("nan"))])
-        parts.append('<div class="row">')
-        parts.append(_table_html(["category", "frames", "selected", "share", "positives", "recall"], rows, "by"))
-        parts.append(_figure_html(stage, _by_file(name), f"selected share by {name}", _BY_CAPTION))
-        parts.append("</div>")
-    photons = truth.get("photon_bins")
-    if photons:
-        parts.append("<h2>By photon count</h2>")
-        parts.append(f'<p class="note">Photons per frame from {esc(photons["source"])}; bins on a log '
-                     f"scale. Precision where a bin has selected frames, recall and F1 where it has "
-                     "positives.</p>")
-        rows = [[b["photons"], str(b["frames"]), str(b["positives"]), str(b["selected"]), str(b["tp"]),
-                 str(b["fp"]), str(b["fn"]), _num(b["precision"]), _num(b["recall"]), _num(b["f1"])]
-                for b in photons["bins"]]
-        parts.append(_table_html(["photons", "frames", "positives", "selected", "TP", "FP", "FN", "precision",
-                                  "recall", "F1"], rows, "photons"))
-    return parts
-
-
 _MAP_CAPTION = ("One row per selected frame, sorted by fitted diameter: the azimuthal average around the "
                 "refined beam centre, less the fitted flat background, times q^4 (which flattens the "
                 "fall-off so that fringes show at every q), normalised per row, on a log colour scale; "
@@ -596,96 +477,122 @@ _MAP_CAPTION = ("One row per selected frame, sorted by fitted diameter: the azim
 _SIZES_CAPTION = "Diameters of the best-fitting uniform spheres (Poisson fit of the radial profile)."
 
 
-def _figure_html(stage: Path, name: str, alt: str, caption: str) -> str:
-    """A ``<figure>`` as wide as its image (so the caption wraps under it), with the
-    image's size given so the page does not jump while it loads."""
+@functools.lru_cache(maxsize=1)
+def _templates():
+    import jinja2
+    return jinja2.Environment(loader=jinja2.PackageLoader("spidarknet", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True)
+
+
+def render_page(context: dict) -> str:
+    """``index.html``: the template ``templates/report.html`` filled with :func:`page_context`."""
+    return _templates().get_template("report.html").render(context)
+
+
+def page_context(hits_path: str, summary: dict, drawn: dict, o: ReportOptions, stage: Path) -> dict:
+    """What the page shows, as plain values: the summary tables, the figures of ``drawn``
+    (as :func:`_draw_figures` and :func:`_draw_montages` return them) with their sizes, the
+    per-category and photon-count tables."""
+    truth = summary.get("truth") or {}
+    montages = [{**m, "figure": _figure(stage, m["png"], m["title"], m["note"]) if m["png"] else None}
+                for m in drawn["montages"]]
+    return {
+        "title": os.path.basename(hits_path), "hits": summary["hits"], "version": __version__,
+        "made": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "summary_tables": _summary_tables(summary),
+        "sections": [{"title": title, "figures": [_figure(stage, name, caption, caption) for name, caption in images]}
+                     for title, images in drawn["sections"]],
+        "by": [_by_context(name, section, stage) for name, section in truth.get("by", {}).items()],
+        "photons": _photons_context(truth["photon_bins"]) if truth.get("photon_bins") else None,
+        "tile_note": (f"Each tile: the {o.crop_px} × {o.crop_px} pixels around the beam centre, "
+                      "log10(1 + photons), each tile scaled to its own range; grey = masked pixels; "
+                      "cyan box = the detection (x, y, w, h from the hit list)."),
+        "montages": montages,
+        "profile_map": (_figure(stage, "profiles.png", "radial profile map", _MAP_CAPTION)
+                        if drawn["profile_map"] else None),
+        "size_histogram": (_figure(stage, "sizes.png", "size histogram", _SIZES_CAPTION)
+                           if drawn["size_histogram"] else None),
+    }
+
+
+def _figure(stage: Path, name: str, alt: str, caption: str) -> dict:
+    """A figure of the page: its PNG with the PNG's size (so that the page does not jump
+    while it loads) and the SVG beside it, if any."""
     with Image.open(stage / name) as im:
-        w, h = im.size
-    return (f'<figure style="max-width: {w + 2}px"><img src="{html.escape(name)}" width="{w}" height="{h}" '
-            f'alt="{html.escape(alt)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+        width, height = im.size
+    svg = Path(name).with_suffix(".svg").name
+    return {"src": name, "width": width, "height": height, "alt": alt, "caption": caption,
+            "svg": svg if (stage / svg).is_file() else None}
 
 
-def _html(hits_path: str, summary: dict, figures: list, montages: list, has_map: bool, has_sizes: bool,
-          o: ReportOptions, stage: Path) -> str:
-    esc = html.escape
+def _summary_tables(summary: dict) -> list[list[tuple[str, str]]]:
+    """The summary's tables of (name, value): the run, the truth (when there is one), the sizes."""
     share = 100.0 * summary["selected"] / summary["frames"]
-    rows = [("frames scored", str(summary["frames"])),
-            ("selected (hit = 1)", f"{summary['selected']} ({share:.1f} %)"),
-            ("threshold", _num(summary["threshold"]))]
+    run = [("frames scored", str(summary["frames"])),
+           ("selected (hit = 1)", f"{summary['selected']} ({share:.1f} %)"),
+           ("threshold", _num(summary["threshold"]))]
     if summary.get("size_range_nm"):
         lo, hi = summary["size_range_nm"]
-        rows.append(("size window", f"{lo:g}-{hi:g} nm"))
+        run.append(("size window", f"{lo:g}-{hi:g} nm"))
     if summary.get("backend"):
-        rows.append(("backend", str(summary["backend"])))
+        run.append(("backend", str(summary["backend"])))
     if summary.get("weights"):
-        rows.append(("weights", os.path.basename(str(summary["weights"]))))
-    rows.append(("frame files", ", ".join(os.path.basename(f) for f in summary["files"][:6])
-                 + (f" and {len(summary['files']) - 6} more" if len(summary["files"]) > 6 else "")))
-    truth_rows = []
-    t = summary.get("truth")
-    if t:
-        at = t["at_threshold"]
-        truth_rows = [("truth", t["source"]), ("positives / negatives", f"{t['positives']} / {t['negatives']}"),
-                      ("precision", _num(at["precision"])), ("recall", _num(at["recall"])),
-                      ("F1", _num(at["f1"])), ("accuracy", _num(at["accuracy"])),
-                      ("TP / FP / TN / FN", f"{at['tp']} / {at['fp']} / {at['tn']} / {at['fn']}"),
-                      ("ROC AUC", _num(t["roc_auc"])), ("average precision", _num(t["average_precision"]))]
-        for name, point in t["suggested_thresholds"].items():
-            label = "max-F1 threshold" if name == "max_f1" else (
-                f"threshold for recall ≥ {point.get('target_recall', 0):g}" if name == "high_recall" else name)
-            truth_rows.append((label, f"{_num(point['threshold'])}: P {_num(point['precision'])}, "
-                                      f"R {_num(point['recall'])}, F1 {_num(point['f1'])}"))
-        if t["frames_without_truth"] or t["truth_frames_not_scored"]:
-            truth_rows.append(("left out (--common-only)", f"{t['frames_without_truth']} without truth, "
-                                                          f"{t['truth_frames_not_scored']} not scored"))
+        run.append(("weights", os.path.basename(str(summary["weights"]))))
+    files = summary["files"]
+    run.append(("frame files", ", ".join(os.path.basename(f) for f in files[:6])
+                + (f" and {len(files) - 6} more" if len(files) > 6 else "")))
     s = summary["sizes"]
-    size_rows = [("sizes from", s["source"]), ("radial profiles computed", str(s["profiles_computed"])),
-                 ("fitted / failed", f"{s['fitted']} / {s['failed']}")]
-    size_rows += [(f"failed: {k}", str(v)) for k, v in s["failure_reasons"].items()]
+    sizes = [("sizes from", s["source"]), ("radial profiles computed", str(s["profiles_computed"])),
+             ("fitted / failed", f"{s['fitted']} / {s['failed']}")]
+    sizes += [(f"failed: {k}", str(v)) for k, v in s["failure_reasons"].items()]
     if s["median_diameter_nm"] is not None:
         p10, p90 = s["diameter_p10_p90_nm"]
-        size_rows.append(("median diameter",
-                          f"{s['median_diameter_nm']:.1f} nm (80 % within {p10:.1f}-{p90:.1f} nm)"))
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>spidarknet report: {esc(os.path.basename(hits_path))}</title>", f"<style>{_CSS}</style>",
-        "</head>", "<body>",
-        "<h1>Single-hit selection report</h1>",
-        f'<p class="sub">{esc(summary["hits"])} · made {esc(datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))} '
-        f"by spidarknet {esc(__version__)}</p>",
-        "<h2>Summary</h2>", '<div class="row">',
-        f"<table>{_rows_html(rows)}</table>",
-    ]
-    if truth_rows:
-        parts.append(f"<table>{_rows_html(truth_rows)}</table>")
-    parts.append(f"<table>{_rows_html(size_rows)}</table>")
-    parts.append("</div>")
-    for title, images in figures:
-        parts.append(f"<h2>{esc(title)}</h2>")
-        parts.append('<div class="row">')
-        for name, caption in images:
-            parts.append(_figure_html(stage, name, caption, caption))
-        parts.append("</div>")
-    if t:
-        parts += _breakdown_html(t, stage)
-    tile_note = (f"Each tile: the {o.crop_px} × {o.crop_px} pixels around the beam centre, "
-                 "log10(1 + photons), each tile scaled to its own range; grey = masked pixels; "
-                 "cyan box = the detection (x, y, w, h from the hit list).")
-    parts.append("<h2>Frames</h2>")
-    parts.append(f'<p class="note">{esc(tile_note)}</p>')
-    for title, name, note in montages:
-        parts.append(f"<h3>{esc(title)}</h3>")
-        if name is None:
-            parts.append(f'<p class="note">{esc(note)}</p>')
-        else:
-            parts.append(_figure_html(stage, name, title, note))
-    parts.append("<h2>Radial profiles and sizes</h2>")
-    if has_map:
-        parts.append(_figure_html(stage, "profiles.png", "radial profile map", _MAP_CAPTION))
-    else:
-        parts.append('<p class="note">No selected frame has a fitted size to show.</p>')
-    if has_sizes:
-        parts.append(_figure_html(stage, "sizes.png", "size histogram", _SIZES_CAPTION))
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)
+        sizes.append(("median diameter", f"{s['median_diameter_nm']:.1f} nm (80 % within {p10:.1f}-{p90:.1f} nm)"))
+    truth = _truth_rows(summary["truth"]) if summary.get("truth") else []
+    return [run] + ([truth] if truth else []) + [sizes]
+
+
+def _truth_rows(t: dict) -> list[tuple[str, str]]:
+    """The evaluation against the truth: counts, P/R/F1, AUC, AP and the suggested thresholds."""
+    at = t["at_threshold"]
+    rows = [("truth", t["source"]), ("positives / negatives", f"{t['positives']} / {t['negatives']}"),
+            ("precision", _num(at["precision"])), ("recall", _num(at["recall"])),
+            ("F1", _num(at["f1"])), ("accuracy", _num(at["accuracy"])),
+            ("TP / FP / TN / FN", f"{at['tp']} / {at['fp']} / {at['tn']} / {at['fn']}"),
+            ("ROC AUC", _num(t["roc_auc"])), ("average precision", _num(t["average_precision"]))]
+    for name, point in t["suggested_thresholds"].items():
+        label = "max-F1 threshold" if name == "max_f1" else (
+            f"threshold for recall ≥ {point.get('target_recall', 0):g}" if name == "high_recall" else name)
+        rows.append((label, f"{_num(point['threshold'])}: P {_num(point['precision'])}, "
+                            f"R {_num(point['recall'])}, F1 {_num(point['f1'])}"))
+    if t["frames_without_truth"] or t["truth_frames_not_scored"]:
+        rows.append(("left out (--common-only)", f"{t['frames_without_truth']} without truth, "
+                                                f"{t['truth_frames_not_scored']} not scored"))
+    return rows
+
+
+def _by_context(name: str, section: dict, stage: Path) -> dict:
+    """One ``--by`` section: its table (a row per category and one for all) and its chart."""
+    rows = [[r["category"], str(r["frames"]), str(r["selected"]), f"{100 * r['selected_share']:.1f} %",
+             str(r["positives"]), _num(r["recall"])] for r in section["categories"]]
+    recall = (sum(r["selected_positives"] for r in section["categories"]) / section["positives"]
+              if section["positives"] else float("nan"))
+    rows.append(["all", str(section["frames"]), str(section["selected"]),
+                 f"{100 * section['selected'] / max(section['frames'], 1):.1f} %", str(section["positives"]),
+                 _num(recall)])
+    return {"name": name, "source": section["source"],
+            "table": {"css": "by", "header": ["category", "frames", "selected", "share", "positives", "recall"],
+                      "rows": rows},
+            "figure": _figure(stage, _by_file(name), f"selected share by {name}", _BY_CAPTION)}
+
+
+def _photons_context(photons: dict) -> dict:
+    """The photon-count section: where the counts come from and a row per bin."""
+    rows = [[b["photons"], str(b["frames"]), str(b["positives"]), str(b["selected"]), str(b["tp"]),
+             str(b["fp"]), str(b["fn"]), _num(b["precision"]), _num(b["recall"]), _num(b["f1"])]
+            for b in photons["bins"]]
+    return {"source": photons["source"],
+            "table": {"css": "photons", "rows": rows,
+                      "header": ["photons", "frames", "positives", "selected", "TP", "FP", "FN", "precision",
+                                 "recall", "F1"]}}
