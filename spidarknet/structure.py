@@ -1,0 +1,609 @@
+"""Judge a selection by the 3D structure it gives: truth intensities, alignment, shell correlations.
+
+A reconstruction (Dragonfly's EMC, see :mod:`spidarknet.reconstruct`) is a 3D intensity on a
+cubic voxel grid ``n × n × n`` with q = 0 at index ``n // 2`` and one voxel step worth
+``q_per_voxel_inv_nm`` (nm⁻¹).  Volume axes ``(0, 1, 2)`` are ``(q_x, q_y, q_z)``, the
+simulator's convention: ``x`` along the detector's columns, ``y`` along its rows, ``z`` along
+the beam.  Everything in q here is in nm⁻¹ (``q = 4π sin θ / λ``), sizes in nm.
+
+The three steps of judging
+--------------------------
+* :func:`truth_intensity` — the model particle's normalised ``|A(q)|²`` (``A(0) = 1``) on
+  the reconstruction's grid.  Spheres analytically; icosahedra by the exact (analytic)
+  form factor of a polyhedron (:func:`icosahedron_amplitude`, divergence theorem twice:
+  a sum over the 60 edges of the 20 faces), in the simulator's standard orientation
+  (face normals :data:`spidarknet.simulate.physics.ICOSAHEDRON_FACE_NORMALS`, sizes as
+  volume-equivalent sphere diameters).  A size spread (``sizes_nm``) averages the intensity
+  over the sizes, each weighted by its scattering power ``n_e² ∝ D⁶`` (what EMC's
+  photon-weighted average of the frames gives).
+* :func:`align` — EMC leaves the orientation of its volume arbitrary: a coarse search over
+  a uniform sample of rotations on a few shells, then a local refinement, maximising the
+  mean per-shell Pearson correlation with the reference; returns the rotated volume.
+* :func:`shell_correlation` and :func:`resolution` — per shell of ``shell_width`` voxels,
+  the Pearson correlation of the two intensities over the voxels valid in both (valid:
+  finite and > 0; Dragonfly leaves voxels no pixel reached at exactly 0, and some tools
+  write -1), and the first q where it falls below a threshold.
+
+Conventions (stated once, used everywhere)
+------------------------------------------
+* Shell ``k`` holds the voxels with ``(k - 1/2) w ≤ |q|/Δq < (k + 1/2) w`` (``w`` =
+  ``shell_width`` in voxels, ``Δq`` = ``q_per_voxel``); its q is ``k w Δq``.
+* Resolution: the q (nm⁻¹) where the per-shell figure first drops below the threshold
+  (default 0.5), linearly interpolated between the last shell above and the first below,
+  scanning outwards from the first shell with data; quoted as the full period
+  ``d = 2π / q`` (nm; the Bragg spacing; the half-period is ``π / q``).  When it never
+  drops, the resolution is the last shell's (a bound: ``reached_edge``).
+* Spheres: a sphere's intensity is constant on a shell, so a per-shell Pearson correlation
+  over the shell's voxels is undefined.  For spheres the per-shell figure is the Pearson
+  correlation of the two *radial profiles* (``log`` of the shell means on quarter-voxel
+  bins) over a band of ``± band`` shells around the shell (``method = "radial-band"``): it
+  is 1 where the fringes sit at the same q with the same depth, whatever the scale.
+* Half sets (measured data): the selection split into even and odd frames, each half
+  reconstructed, half 2 aligned to half 1; the figure is their shell correlation, the
+  resolution quoted at 0.5.  It measures the consistency of half the data; the full set's
+  correlation with the (unknown) truth is not this number (for a noise-limited shell
+  ``CC_full ≈ sqrt(2 CC_half / (1 + CC_half))``, not applied here).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from spidarknet.errors import ConfigError, InputError
+from spidarknet.simulate.physics import (ICOSAHEDRON_FACE_NORMALS, _ICOSAHEDRON_INRADIUS_PER_EDGE,
+                                         icosahedron_edge_m, sphere_amplitude)
+
+log = logging.getLogger(__name__)
+
+SHAPES = ("sphere", "icosahedron")
+#: the per-shell threshold of the resolution
+DEFAULT_THRESHOLD = 0.5
+#: at most this many representative sizes for an icosahedron's size average
+MAX_SIZE_SAMPLES = 6
+
+
+# -- the icosahedron's form factor -----------------------------------------------------------------
+
+def icosahedron_faces(diameter_nm: float) -> np.ndarray:
+    """The 20 triangular faces (20 x 3 x 3, nm) of the simulator's icosahedron, centred at 0.
+
+    Each face's vertices run anticlockwise seen from outside (along its outward normal).
+    The body is ``|n·r| ≤ r_in`` for the ten normals ``n`` of
+    :data:`~spidarknet.simulate.physics.ICOSAHEDRON_FACE_NORMALS`, ``r_in`` the in-radius of
+    the icosahedron whose volume equals a sphere of ``diameter_nm``.
+    """
+    r_in = icosahedron_edge_m(diameter_nm * 1e-9) * 1e9 * _ICOSAHEDRON_INRADIUS_PER_EDGE
+    normals = np.vstack([ICOSAHEDRON_FACE_NORMALS, -ICOSAHEDRON_FACE_NORMALS])
+    vertices = []
+    for i, j, k in combinations(range(len(normals)), 3):
+        m = normals[[i, j, k]]
+        if abs(np.linalg.det(m)) < 1e-6:
+            continue
+        v = np.linalg.solve(m, np.full(3, r_in))
+        if np.all(normals @ v <= r_in * (1 + 1e-9)) and not any(np.allclose(v, w) for w in vertices):
+            vertices.append(v)
+    vertices = np.array(vertices)
+    if len(vertices) != 12:
+        raise RuntimeError(f"the icosahedron came out with {len(vertices)} vertices, not 12")
+    faces = []
+    for n in normals:
+        on = vertices[np.abs(vertices @ n - r_in) < 1e-9 * r_in]
+        centre = on.mean(axis=0)
+        u = on[0] - centre
+        u /= np.linalg.norm(u)
+        w = np.cross(n, u)
+        angle = np.arctan2((on - centre) @ w, (on - centre) @ u)
+        faces.append(on[np.argsort(angle)])
+    return np.array(faces)
+
+
+def icosahedron_amplitude(q_inv_nm: np.ndarray, diameter_nm: float, *, chunk: int = 1 << 18) -> np.ndarray:
+    """Normalised form factor amplitude ``A(q)`` (``A(0) = 1``, real) of the uniform icosahedron
+    of volume-equivalent ``diameter_nm`` in the simulator's standard orientation.
+
+    ``q_inv_nm``: (..., 3) scattering vectors (nm⁻¹).  Exact for the polyhedron: with the
+    divergence theorem ``∫_V e^{-iq·r} dV = (i/q²) Σ_f (q·n_f) ∫_f e^{-iq·r} dS`` and, inside
+    each face, again ``∫_f e^{-iq·r} dS = (i/q_t²) Σ_e (q·m_e) L_e e^{-iq·c_e} sinc(q·(b-a)/2)``
+    (``q_t`` the part of q in the face's plane, ``m_e`` the edge's outward in-plane normal,
+    ``c_e`` its midpoint, ``a → b`` its ends).  Where ``|q_t| L < 1e-3`` a face's integral is
+    taken as ``area · e^{-iq·centroid}`` (error ~1e-7), and ``A = 1`` where ``|q| R < 1e-6``.
+    """
+    q = np.asarray(q_inv_nm, dtype=np.float64)
+    shape = q.shape[:-1]
+    q = q.reshape(-1, 3)
+    faces = icosahedron_faces(diameter_nm)
+    volume = math.pi / 6.0 * diameter_nm ** 3
+    radius = float(np.max(np.linalg.norm(faces.reshape(-1, 3), axis=1)))
+    # per face: normal, area, centroid; per edge: a -> b, midpoint, length, outward normal
+    normals = np.cross(faces[:, 1] - faces[:, 0], faces[:, 2] - faces[:, 0])
+    areas = 0.5 * np.linalg.norm(normals, axis=1)
+    normals /= (2.0 * areas)[:, None]
+    centroids = faces.mean(axis=1)
+    starts = faces
+    ends = np.roll(faces, -1, axis=1)
+    half_edges = 0.5 * (ends - starts)                           # (20, 3, 3)
+    mids = 0.5 * (ends + starts)
+    lengths = np.linalg.norm(ends - starts, axis=2)               # (20, 3)
+    edge_normals = np.cross(ends - starts, normals[:, None, :]) / lengths[..., None]
+    edge_max = float(lengths.max())
+    # the body is centrosymmetric: face f + 10 is face f mirrored, and its term is the complex
+    # conjugate of face f's, so the sum over 20 faces is twice the real part over 10
+    half = len(faces) // 2
+    if not np.allclose(faces[half:].mean(axis=1), -centroids[:half]):
+        raise RuntimeError("the icosahedron's faces are not in antipodal pairs")
+    # per face one (3, 9) matrix: q·m_e, q·(b-a)/2, q·c_e for its three edges at once
+    mats = [np.concatenate([edge_normals[f].T, half_edges[f].T, mids[f].T], axis=1) for f in range(half)]
+    out = np.empty(len(q))
+    for lo in range(0, len(q), chunk):
+        qc = q[lo:lo + chunk]
+        q2 = np.einsum("ij,ij->i", qc, qc)
+        total = np.zeros(len(qc))
+        for f in range(half):
+            qn = qc @ normals[f]
+            qt2 = np.maximum(q2 - qn * qn, 0.0)
+            small = qt2 * edge_max ** 2 < 1e-6
+            p = qc @ mats[f]
+            qm, x, phase = p[:, 0:3], p[:, 3:6], p[:, 6:9]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sinc = np.where(np.abs(x) < 1e-8, 1.0, np.sin(x) / x)
+                edges = (qm * lengths[f] * sinc * np.cos(phase)).sum(axis=1)
+                # Re[(i/q²) qn (i/qt²) Σ_e ...] = -qn Σ_e (q·m) L sinc cos(q·c) / (q² qt²)
+                term = -qn * edges / qt2
+            # Re[(i/q²) qn · area e^{-iq·c}] = qn area sin(q·c) / q² for q_t → 0
+            term[small] = (qn * areas[f] * np.sin(qc @ centroids[f]))[small]
+            total += term
+        with np.errstate(divide="ignore", invalid="ignore"):
+            amp = 2.0 * total / q2 / volume
+        amp[q2 * radius ** 2 < 1e-12] = 1.0
+        out[lo:lo + chunk] = amp
+    return out.reshape(shape)
+
+
+# -- truth on a voxel grid -------------------------------------------------------------------------
+
+def voxel_q(n: int, q_per_voxel_inv_nm: float) -> np.ndarray:
+    """The (n, n, n, 3) q vectors (nm⁻¹) of the voxels, q = 0 at index ``n // 2``."""
+    axis = (np.arange(n) - n // 2) * float(q_per_voxel_inv_nm)
+    return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1)
+
+
+def _size_samples(diameter_nm: float, sizes_nm, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Representative sizes and weights (∝ D⁶, normalised): all sizes, or ``limit`` quantile
+    bins of them (each at its D⁶-weighted mean size)."""
+    if sizes_nm is None:
+        return np.array([float(diameter_nm)]), np.array([1.0])
+    sizes = np.sort(np.asarray(sizes_nm, dtype=np.float64).ravel())
+    sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+    if sizes.size == 0:
+        raise InputError("sizes_nm holds no positive size; give the selection's particle diameters in nm")
+    weights = sizes ** 6
+    if limit is not None and sizes.size > limit:
+        parts = np.array_split(np.arange(sizes.size), limit)
+        reps = np.array([np.sum(sizes[p] * weights[p]) / np.sum(weights[p]) for p in parts])
+        weights = np.array([np.sum(weights[p]) for p in parts])
+        sizes = reps
+    return sizes, weights / weights.sum()
+
+
+def truth_intensity(shape: str, diameter_nm: float, n: int, q_per_voxel_inv_nm: float, *,
+                    sizes_nm: Sequence[float] | None = None,
+                    rotation: np.ndarray | None = None) -> np.ndarray:
+    """The model particle's normalised intensity ``|A(q)|²`` (float64, n × n × n, 1 at q = 0).
+
+    ``shape``: "sphere" or "icosahedron" (volume-equivalent ``diameter_nm``, the simulator's
+    standard orientation); ``n`` voxels a side, q = 0 at index ``n // 2``, axes (q_x, q_y,
+    q_z); ``q_per_voxel_inv_nm``: |q| of one voxel step (nm⁻¹).  ``sizes_nm``: the true
+    diameters of the selection's particles; the intensity is then averaged over them, each
+    weighted by ``D⁶`` (spheres exactly, icosahedra over at most :data:`MAX_SIZE_SAMPLES`
+    quantile bins).  ``rotation`` (3x3): the intensity of the body rotated by it,
+    ``I(Rᵀq)`` — the truth in the frame of a volume :func:`align` found rotated by ``R``.
+    """
+    if shape not in SHAPES:
+        raise ConfigError(f"unknown particle shape {shape!r}; use one of {', '.join(SHAPES)}")
+    if not (diameter_nm > 0 and q_per_voxel_inv_nm > 0 and int(n) >= 3):
+        raise ConfigError("truth_intensity needs diameter_nm > 0, q_per_voxel_inv_nm > 0 and n ≥ 3")
+    n = int(n)
+    if shape == "sphere":
+        axis = (np.arange(n) - n // 2) * float(q_per_voxel_inv_nm)
+        q = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+        sizes, weights = _size_samples(diameter_nm, sizes_nm, None)
+        # a table in |q| (exact at every voxel to 1e-6 relative: 64 steps per voxel)
+        table_q = np.linspace(0.0, float(q.max()) * 1.0001, 64 * n * 2)
+        table = np.zeros_like(table_q)
+        for d, w in zip(sizes, weights):
+            table += w * sphere_amplitude(table_q * 1e9, d * 1e-9) ** 2
+        return np.interp(q, table_q, table)
+    sizes, weights = _size_samples(diameter_nm, sizes_nm, MAX_SIZE_SAMPLES)
+    q = voxel_q(n, q_per_voxel_inv_nm)
+    if rotation is not None:
+        q = q @ np.asarray(rotation, dtype=np.float64)      # rows Rᵀ q
+    out = np.zeros((n, n, n))
+    for d, w in zip(sizes, weights):
+        out += w * icosahedron_amplitude(q, d) ** 2
+    return out
+
+
+# -- valid voxels, shells --------------------------------------------------------------------------
+
+def valid_voxels(volume: np.ndarray) -> np.ndarray:
+    """Voxels that hold a measurement: finite and > 0 (Dragonfly leaves voxels no pixel
+    reached at 0; some tools write -1; a NaN marks voxels :func:`align` rotated in from
+    outside the measured volume)."""
+    v = np.asarray(volume)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(v) & (v > 0)
+
+
+def _check_cube(volume: np.ndarray, what: str) -> np.ndarray:
+    v = np.asarray(volume, dtype=np.float64)
+    if v.ndim != 3 or len(set(v.shape)) != 1:
+        raise InputError(f"{what} must be a cubic n x n x n volume, got shape {v.shape}")
+    return v
+
+
+def _radius_voxels(n: int) -> np.ndarray:
+    axis = np.arange(n) - n // 2
+    return np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 3:
+        return float("nan")
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 0 else float("nan")
+
+
+@dataclass
+class ShellCorrelation:
+    """Per-shell figures of two volumes (see the module notes for the definitions)."""
+
+    q_inv_nm: np.ndarray        # shell centres
+    cc: np.ndarray              # per-shell figure (NaN: too few voxels)
+    n_voxels: np.ndarray        # voxels valid in both volumes
+    shell_width: float          # voxels
+    method: str                 # "pearson" or "radial-band"
+    band: int = 0               # radial-band: shells each side
+
+    def at(self, q_inv_nm: float) -> float:
+        """The figure of the shell holding ``q_inv_nm`` (NaN outside)."""
+        if len(self.q_inv_nm) < 2:
+            return float("nan")
+        step = self.q_inv_nm[1] - self.q_inv_nm[0]
+        k = int(round((q_inv_nm - self.q_inv_nm[0]) / step))
+        return float(self.cc[k]) if 0 <= k < len(self.cc) else float("nan")
+
+    def rows(self) -> list[dict]:
+        return [{"q_inv_nm": float(q), "d_nm": 2 * math.pi / q if q > 0 else float("inf"),
+                 "cc": float(c), "n_voxels": int(m)}
+                for q, c, m in zip(self.q_inv_nm, self.cc, self.n_voxels)]
+
+
+def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, shell_width: float = 1.0, *,
+                      method: str = "pearson", band: int = 2, min_voxels: int = 10) -> ShellCorrelation:
+    """Per resolution shell, how well two intensities on the same grid agree.
+
+    Shell ``k``: voxels with ``(k - ½) w ≤ r < (k + ½) w`` (``r = |q|/Δq`` in voxels, ``w =
+    shell_width``), at ``q = k w Δq`` (nm⁻¹).  Only voxels valid in both (:func:`valid_voxels`).
+    ``method``: "pearson" — the Pearson correlation of the shell's voxels (NaN below
+    ``min_voxels``); "radial-band" — for spherically symmetric intensities: the Pearson
+    correlation of the two log radial profiles (shell means on quarter-shell bins) over the
+    bins within ``± band`` shells of shell ``k`` (NaN where fewer than 4 bins have data).
+    """
+    a = _check_cube(a, "the first volume")
+    b = _check_cube(b, "the second volume")
+    if a.shape != b.shape:
+        raise InputError(f"the volumes differ in shape ({a.shape} and {b.shape}); put them on one grid first")
+    if not shell_width > 0:
+        raise ConfigError(f"shell_width must be > 0 voxels, got {shell_width}")
+    if method not in ("pearson", "radial-band"):
+        raise ConfigError(f"unknown method {method!r}; use 'pearson' or 'radial-band'")
+    n = a.shape[0]
+    r = _radius_voxels(n) / shell_width
+    both = valid_voxels(a) & valid_voxels(b)
+    shells = np.rint(r).astype(np.int64)
+    n_shells = int(shells.max()) + 1
+    q = np.arange(n_shells) * shell_width * float(q_per_voxel_inv_nm)
+    counts = np.bincount(shells[both], minlength=n_shells)
+    cc = np.full(n_shells, np.nan)
+    if method == "pearson":
+        order = np.argsort(shells[both], kind="stable")
+        sa, sb = a[both][order], b[both][order]
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        for k in range(n_shells):
+            if counts[k] >= min_voxels:
+                cc[k] = _pearson(sa[bounds[k]:bounds[k + 1]], sb[bounds[k]:bounds[k + 1]])
+        return ShellCorrelation(q, cc, counts, float(shell_width), method)
+    fine = np.floor(r[both] * 4.0 + 2.0).astype(np.int64)   # quarter-shell bins, bin 4k+2 centred on shell k
+    n_fine = 4 * n_shells + 4
+    m = np.bincount(fine, minlength=n_fine)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pa = np.log(np.bincount(fine, weights=a[both], minlength=n_fine) / m)
+        pb = np.log(np.bincount(fine, weights=b[both], minlength=n_fine) / m)
+    ok = (m > 0) & np.isfinite(pa) & np.isfinite(pb)
+    for k in range(n_shells):
+        lo, hi = max(0, 4 * (k - band)), min(n_fine, 4 * (k + band) + 5)
+        sel = np.flatnonzero(ok[lo:hi]) + lo
+        if sel.size >= 4 and counts[k] > 0:
+            cc[k] = _pearson(pa[sel], pb[sel])
+    return ShellCorrelation(q, cc, counts, float(shell_width), method, int(band))
+
+
+@dataclass
+class Resolution:
+    """Where a per-shell figure first drops below ``threshold`` (see the module notes)."""
+
+    q_inv_nm: float             # nm⁻¹ (NaN: no shell with data)
+    threshold: float
+    reached_edge: bool          # never dropped: q is the last shell with data (a bound)
+
+    @property
+    def d_nm(self) -> float:
+        """Full-period resolution 2π/q (nm)."""
+        return 2 * math.pi / self.q_inv_nm if self.q_inv_nm > 0 else float("nan")
+
+    @property
+    def half_period_nm(self) -> float:
+        return 0.5 * self.d_nm
+
+    def text(self) -> str:
+        if not math.isfinite(self.q_inv_nm):
+            return "no resolution (no shell with data)"
+        bound = "beyond " if self.reached_edge else ""
+        return (f"{bound}q = {self.q_inv_nm:.3f} nm⁻¹ (d = 2π/q = {self.d_nm:.1f} nm) "
+                f"at CC {self.threshold:g}")
+
+
+def resolution(q_inv_nm: np.ndarray, cc: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *,
+               q_min_inv_nm: float = 0.0) -> Resolution:
+    """The q where ``cc`` first falls below ``threshold``, scanning outwards from the first
+    shell with data at or above ``q_min_inv_nm``; linear between the last shell at or above
+    and the first below (the first shell itself below: its q).  Shells without data (NaN)
+    are skipped."""
+    q = np.asarray(q_inv_nm, dtype=np.float64)
+    c = np.asarray(cc, dtype=np.float64)
+    use = np.flatnonzero(np.isfinite(c) & (q >= q_min_inv_nm))
+    if use.size == 0:
+        return Resolution(float("nan"), float(threshold), False)
+    prev = None
+    for k in use:
+        if c[k] < threshold:
+            if prev is None:
+                return Resolution(float(q[k]), float(threshold), False)
+            t = (c[prev] - threshold) / (c[prev] - c[k])
+            return Resolution(float(q[prev] + t * (q[k] - q[prev])), float(threshold), False)
+        prev = k
+    return Resolution(float(q[use[-1]]), float(threshold), True)
+
+
+# -- rotations and alignment -----------------------------------------------------------------------
+
+def uniform_rotations(count: int) -> np.ndarray:
+    """``count`` rotation matrices (count x 3 x 3) spread evenly over SO(3): the
+    super-Fibonacci spiral of unit quaternions (Alexa, CVPR 2022), deterministic."""
+    s = np.arange(count) + 0.5
+    phi, psi = math.sqrt(2.0), 1.533751168755204288118041
+    r, big = np.sqrt(s / count), np.sqrt(1.0 - s / count)
+    alpha, beta = 2 * math.pi * s / phi, 2 * math.pi * s / psi
+    quats = np.stack([r * np.sin(alpha), r * np.cos(alpha), big * np.sin(beta), big * np.cos(beta)], axis=1)
+    return quaternions_to_matrices(quats)
+
+
+def quaternions_to_matrices(quats: np.ndarray) -> np.ndarray:
+    q = np.asarray(quats, dtype=np.float64)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+
+
+def rotation_from_vector(v: np.ndarray) -> np.ndarray:
+    """Rotation matrix of the rotation vector ``v`` (axis × angle in radians), Rodrigues."""
+    v = np.asarray(v, dtype=np.float64)
+    angle = float(np.linalg.norm(v))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = v / angle
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(angle) * kx + (1 - math.cos(angle)) * kx @ kx
+
+
+def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle (degrees) of the rotation taking ``b`` to ``a`` (``a bᵀ``)."""
+    c = (np.trace(np.asarray(a) @ np.asarray(b).T) - 1.0) / 2.0
+    return math.degrees(math.acos(min(1.0, max(-1.0, c))))
+
+
+def icosahedral_group() -> np.ndarray:
+    """The 60 rotations (60 x 3 x 3) that map the simulator's icosahedron onto itself."""
+    vertices = np.unique(np.round(icosahedron_faces(1.0).reshape(-1, 3), 12), axis=0)
+    axis = vertices[0] / np.linalg.norm(vertices[0])
+    generators = [np.diag([-1.0, -1.0, 1.0]),                      # two-fold about z
+                  np.array([[0.0, 0, 1], [1, 0, 0], [0, 1, 0]]),      # three-fold about (1,1,1)
+                  rotation_from_vector(axis * 2 * math.pi / 5)]      # five-fold about a vertex
+    group = [np.eye(3)]
+    frontier = [np.eye(3)]
+    while frontier:
+        fresh = []
+        for g in frontier:
+            for h in generators:
+                m = h @ g
+                if not any(np.allclose(m, k, atol=1e-9) for k in group):
+                    group.append(m)
+                    fresh.append(m)
+        frontier = fresh
+    if len(group) != 60:
+        raise RuntimeError(f"the icosahedral group came out with {len(group)} elements, not 60")
+    return np.array(group)
+
+
+def _sphere_points(count: int) -> np.ndarray:
+    """``count`` unit vectors evenly on the sphere (Fibonacci lattice)."""
+    i = np.arange(count) + 0.5
+    z = 1.0 - 2.0 * i / count
+    rho = np.sqrt(1.0 - z * z)
+    t = math.pi * (3.0 - math.sqrt(5.0)) * i
+    return np.stack([rho * np.cos(t), rho * np.sin(t), z], axis=1)
+
+
+def _with_nan(volume: np.ndarray) -> np.ndarray:
+    v = np.array(volume, dtype=np.float64)
+    v[~valid_voxels(v)] = np.nan
+    return v
+
+
+class _ShellSampler:
+    """Points on a few shells (voxel units), the reference's values there, and a batched
+    mean-over-shells Pearson correlation of a volume sampled at rotated points."""
+
+    def __init__(self, reference: np.ndarray, radii: Sequence[float], density: float):
+        from scipy.ndimage import map_coordinates
+
+        self._map = map_coordinates
+        self.centre = reference.shape[0] // 2
+        self.radii = list(radii)
+        pts, ids = [], []
+        for s, r in enumerate(self.radii):
+            count = max(64, int(density * 4 * math.pi * r * r))
+            pts.append(_sphere_points(count) * r)
+            ids.append(np.full(count, s))
+        self.points = np.vstack(pts)
+        self.shell = np.concatenate(ids)
+        self.ref = self.sample(reference, np.eye(3)[None])[0]
+
+    def sample(self, volume: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+        """(n_rot, n_points) trilinear values of ``volume`` at ``R p`` (NaN where a corner is
+        not valid)."""
+        coords = np.einsum("rij,pj->rpi", rotations, self.points) + self.centre
+        flat = coords.reshape(-1, 3).T
+        values = self._map(volume, flat, order=1, mode="constant", cval=np.nan, prefilter=False)
+        return values.reshape(len(rotations), len(self.points))
+
+    def score(self, values: np.ndarray) -> np.ndarray:
+        """Mean over shells of the Pearson correlation with the reference (n_rot,)."""
+        out = np.zeros(len(values))
+        used = np.zeros(len(values))
+        for s in range(len(self.radii)):
+            cols = self.shell == s
+            v = values[:, cols]
+            t = np.broadcast_to(self.ref[cols], v.shape)
+            ok = np.isfinite(v) & np.isfinite(t)
+            n = ok.sum(axis=1)
+            v0 = np.where(ok, v, 0.0)
+            t0 = np.where(ok, t, 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mv = v0.sum(1) / n
+                mt = t0.sum(1) / n
+                dv = np.where(ok, v0 - mv[:, None], 0.0)
+                dt = np.where(ok, t0 - mt[:, None], 0.0)
+                cc = (dv * dt).sum(1) / np.sqrt((dv * dv).sum(1) * (dt * dt).sum(1))
+            good = (n >= 16) & np.isfinite(cc)
+            out[good] += cc[good]
+            used[good] += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(used > 0, out / used, -np.inf)
+
+
+@dataclass
+class Alignment:
+    """What :func:`align` found: ``rotated(q) = recon(R q)`` ≈ the reference."""
+
+    rotated: np.ndarray         # the reconstruction rotated onto the reference (NaN: unmeasured)
+    rotation: np.ndarray        # R (3 x 3)
+    score: float                # mean per-shell correlation on the alignment shells
+    coarse_score: float
+    seconds: float
+    n_rotations: int
+
+    def line(self) -> str:
+        return (f"aligned: mean shell correlation {self.score:.3f} (coarse {self.coarse_score:.3f}, "
+                f"{self.n_rotations} rotations) in {self.seconds:.1f} s")
+
+
+def _alignment_radii(n: int, q_per_voxel: float, q_range, count: int) -> np.ndarray:
+    lo, hi = (float(v) / q_per_voxel for v in q_range)
+    hi = min(hi, n // 2 - 1.5)
+    lo = max(lo, 1.5)
+    if not hi > lo:
+        raise ConfigError(f"the alignment q range {tuple(q_range)} nm⁻¹ holds no shell of this "
+                          f"{n}³ volume (q per voxel {q_per_voxel:.4g} nm⁻¹)")
+    return np.linspace(lo, hi, count)
+
+
+def align(recon: np.ndarray, truth: np.ndarray, q_per_voxel_inv_nm: float, q_range: Sequence[float], *,
+          n_rotations: int = 3000, coarse_shells: int = 3, fine_shells: int = 6, candidates: int = 4,
+          rotate_volume: bool = True) -> Alignment:
+    """Rotate ``recon`` onto ``truth`` (same grid): ``R`` maximising the mean per-shell Pearson
+    correlation between ``recon(R q)`` and ``truth(q)`` on shells in ``q_range`` (nm⁻¹; pick
+    the range of good signal: past the beam stop, before the noise).
+
+    Coarse: ``n_rotations`` rotations spread evenly over SO(3) (3000: ≈ 9° apart; a body with
+    icosahedral symmetry has 60 equivalent answers, so the nearest lies ≈ 2° away), scored
+    on ``coarse_shells`` shells in the lower half of the range, ~0.5 points per voxel².
+    Refinement: from the ``candidates`` best, Nelder-Mead on a rotation vector over
+    ``fine_shells`` shells across the whole range, 1 point per voxel².  Friedel symmetry
+    makes proper rotations enough (a mirror of an intensity is a rotation of it).
+    Trilinear interpolation throughout; the rotated volume has NaN where a corner voxel is
+    unmeasured.
+    """
+    from scipy.optimize import minimize
+
+    t0 = time.perf_counter()
+    recon = _check_cube(recon, "the reconstruction")
+    truth = _check_cube(truth, "the reference volume")
+    if recon.shape != truth.shape:
+        raise InputError(f"the reconstruction ({recon.shape}) and the reference ({truth.shape}) must share one grid")
+    n = recon.shape[0]
+    rec = _with_nan(recon)
+    ref = _with_nan(truth)
+    radii = _alignment_radii(n, q_per_voxel_inv_nm, q_range, fine_shells)
+    coarse_radii = np.linspace(radii[0], radii[0] + 0.5 * (radii[-1] - radii[0]), coarse_shells)
+    coarse = _ShellSampler(ref, coarse_radii, density=0.5)
+    rotations = uniform_rotations(int(n_rotations))
+    scores = np.concatenate([coarse.score(coarse.sample(rec, rotations[i:i + 256]))
+                             for i in range(0, len(rotations), 256)])
+    best = np.argsort(scores)[::-1][:max(1, candidates)]
+    fine = _ShellSampler(ref, radii, density=1.0)
+
+    def cost(v, base):
+        return -float(fine.score(fine.sample(rec, (base @ rotation_from_vector(v))[None]))[0])
+
+    found = []
+    for k in best:
+        base = rotations[k]
+        res = minimize(cost, np.zeros(3), args=(base,), method="Nelder-Mead",
+                       options={"initial_simplex": np.vstack([np.zeros(3), 0.08 * np.eye(3)]),
+                                "xatol": 2e-3, "fatol": 1e-5, "maxiter": 300})
+        found.append((-res.fun, base @ rotation_from_vector(res.x)))
+    score, rotation = max(found, key=lambda item: item[0])
+    rotated = rotate(recon, rotation) if rotate_volume else recon
+    seconds = time.perf_counter() - t0
+    log.info("alignment: coarse %.3f, refined %.3f, %.1f s", scores[best[0]], score, seconds)
+    return Alignment(rotated, rotation, float(score), float(scores[best[0]]), seconds, int(n_rotations))
+
+
+def rotate(volume: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """``out(q) = volume(R q)`` on the same grid (trilinear; NaN where a corner is unmeasured)."""
+    from scipy.ndimage import map_coordinates
+
+    v = _with_nan(_check_cube(volume, "the volume"))
+    n = v.shape[0]
+    axis = np.arange(n, dtype=np.float64) - n // 2
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    coords = grid @ np.asarray(rotation, dtype=np.float64).T + n // 2
+    out = map_coordinates(v, coords.T, order=1, mode="constant", cval=np.nan, prefilter=False)
+    return out.reshape(v.shape)
