@@ -5,6 +5,8 @@ import os
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
+from xml.etree import ElementTree
 
 import h5py
 import numpy as np
@@ -198,3 +200,60 @@ def test_report_by_kind_and_photon_count_of_a_real_hit_list(heldout_hits, heldou
     err = capsys.readouterr().err
     assert err.startswith("error: --by /truth/knd") and "/truth/kind" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+VOID_ELEMENTS = {"meta", "img", "br", "hr", "link", "input", "source", "wbr"}
+
+
+class _PageChecker(HTMLParser):
+    """Every element closed in order, and the files that <img src> and <a href> name."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.open, self.errors, self.images, self.links = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        if tag == "a":
+            self.links.append(attrs["href"])
+        if tag not in VOID_ELEMENTS:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.open or self.open[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.open[-1:] or 'nothing'}")
+        else:
+            self.open.pop()
+
+
+def test_report_figures_are_png_and_svg_and_the_page_is_well_formed(report_inputs, tmp_path):
+    """Each plot is written as PNG (shown) and SVG (for restyling, text kept as text) and the
+    page links it; the page's elements nest, and every image and link it names exists, at
+    the size the page states."""
+    root, _, _ = report_inputs
+    out = tmp_path / "report"
+    assert report_cmd.main(["--hits", str(root / "hits.csv"), "--truth-dataset", "/truth/label",
+                            "--by", "/truth/kind", "--out", str(out), "--tiles", "3", "--max-profiles", "8",
+                            "--quiet"]) == 0
+    plots = {"pr_curve", "roc_curve", "scores", "profiles", "sizes", "by_truth_kind"}
+    for name in plots:
+        with Image.open(out / f"{name}.png") as im:
+            assert im.format == "PNG" and im.size[0] >= 400
+        svg = ElementTree.parse(out / f"{name}.svg").getroot()
+        assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+        assert any(e.tag.endswith("text") for e in svg.iter()), f"{name}.svg keeps no text"
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    checker = _PageChecker()
+    checker.feed(page)
+    checker.close()
+    assert checker.errors == [] and checker.open == [], (checker.errors, checker.open)
+    assert {im["src"] for im in checker.images} >= {f"{name}.png" for name in plots}
+    for im in checker.images:
+        with Image.open(out / im["src"]) as shown:
+            assert shown.size == (int(im["width"]), int(im["height"])), im["src"]
+        assert im["alt"]
+    assert set(checker.links) == {f"{name}.svg" for name in plots}
+    assert all((out / link).is_file() for link in checker.links)
