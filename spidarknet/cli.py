@@ -30,6 +30,7 @@ COMMANDS = {
     "export-hits": ("spidarknet.commands.export_hits",
                     "hit list -> CrystFEL/OM event list (.lst), CXI score/tags sidecar"),
     "export-emc": ("spidarknet.commands.export_emc", "selected frames -> Dragonfly photons.emc, detector file, blacklist"),
+    "reconstruct": ("spidarknet.commands.reconstruct", "Dragonfly EMC on the selected frames -> 3D intensity, figures"),
     "merge": ("spidarknet.commands.merge", "join the hit lists of a SLURM job array (detect --shard K/N)"),
     "seed-questions": ("spidarknet.commands.seed_questions",
                        "the seed's three questions on a simulated beamtime: F1 per run, table, structure"),

@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  export.json    counts, settings and the matching Dragonfly config entries\n\n"
         "With --all-frames photons.emc holds every frame of the hit list and blacklist.dat lines\n"
         "up with it (Dragonfly's blacklist_file); without it photons.emc holds only the selected\n"
-        "frames and needs no blacklist.",
+        "frames and needs no blacklist.\n\n"
+        "--binning B sums B x B pixels and --q-max keeps only the (binned) pixels below that |q|:\n"
+        "a smaller detector for EMC (full pnCCD frames are far too big for it on a CPU);\n"
+        "'spidarknet reconstruct' chooses both by itself.",
         EXAMPLE)
     parser.add_argument("hits", metavar="HITS.csv", help="hit list (from detect, select or merge)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create")
@@ -48,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "Dragonfly's make_detector)")
     group.add_argument("--polarization", choices=POLARIZATIONS, default="x",
                        help="beam polarisation for the detector's correction factor (default x)")
+    reduce = parser.add_argument_group("a smaller detector (default: every pixel as it is)")
+    reduce.add_argument("--binning", type=int, default=1, metavar="B",
+                        help="sum B x B pixels into one (a binned pixel is masked if any of its pixels is)")
+    reduce.add_argument("--q-max", type=float, metavar="INV_NM",
+                        help="keep only pixels whose |q| = 4π sin(θ)/λ lies below this, in nm⁻¹")
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder")
     cli.add_common_args(parser)
     return parser
@@ -59,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
     from spidarknet.frames import GeometryOverrides
     from spidarknet.interchange import read_selection
 
-    for name in ("distance", "pixel_size", "adu_per_photon", "ewald_rad"):
+    for name in ("distance", "pixel_size", "adu_per_photon", "ewald_rad", "q_max"):
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise InputError(f"--{name.replace('_', '-')} must be positive")
+    if args.binning < 1:
+        raise InputError(f"--binning must be a whole number >= 1, got {args.binning}")
     check_destination(args.out, args.force, "output folder")
     hits, flags = read_selection(args.hits)
     overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,
@@ -73,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                             all_frames=args.all_frames, geometry=overrides, mask=args.mask,
                             mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask,
                             ewald_rad=args.ewald_rad, polarization=args.polarization,
-                            force=args.force, hit_list_name=str(args.hits), on_frames=bar.update)
+                            binning=args.binning, q_max_inv_nm=args.q_max, force=args.force,
+                            hit_list_name=str(args.hits), on_frames=bar.update)
     print(result.line())
     return 0
 
