@@ -352,12 +352,14 @@ def _prune_outputs(data: Path, latest: int, keep: int = PRUNE_KEEP) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """End Dragonfly (its process group) and wait for it."""
-    if proc.poll() is not None:
-        return
+    """End Dragonfly and wait for it (it shares our process group, so a Ctrl-C at the
+    terminal has reached it already; if we are killed outright, its next line of output
+    meets a closed pipe and ends it)."""
     for sig, wait in ((signal.SIGINT, 5), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            return
         try:
-            os.killpg(proc.pid, sig)
+            proc.send_signal(sig)
         except ProcessLookupError:
             return
         try:
@@ -400,7 +402,7 @@ def run_dragonfly(folder: Path, iterations: int, *, threads: int, dragonfly: Pat
               disable=not progress or not sys.stderr.isatty()) as bar:
         try:
             proc = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+                                    stderr=subprocess.STDOUT, text=True, bufsize=1)
         except OSError as exc:
             raise DragonflyError(f"cannot start Dragonfly ({' '.join(command)}): {exc}; {DRAGONFLY_INSTALL}") from None
         try:
@@ -579,6 +581,39 @@ def _finish_run(run_dir: Path, state: dict, settings: dict, timing: dict, frames
     return summary
 
 
+def _start(source: Path, work: Path, settings: dict, progress: bool) -> tuple[dict, dict]:
+    """Prepare the input, choose the defaults, write the Dragonfly configs and state.json."""
+    settings = dict(settings)
+    num_div, halves = settings["num_div"], settings["halves"]
+    t_prep = time.perf_counter()
+    state = _prepare(source, work, settings, progress)
+    state["prepare_seconds"] = time.perf_counter() - t_prep
+    radius = _model_radius_vox(work / "dragonfly" / "detector.h5")
+    state["model_radius_vox"] = radius
+    if num_div is None:
+        settings["num_div"] = default_num_div(radius)
+        state["num_div_rule"] = (f"0.944 R / n ≈ {DEFAULTS['edge_arc_voxels']:g} voxels at the model "
+                                 f"edge R = {radius:.1f}, within {DEFAULTS['num_div_range']}")
+    else:
+        state["num_div_rule"] = "given"
+    settings["binning"] = state["reduction"]["binning"]
+    settings["q_max_inv_nm"] = state["reduction"]["q_max_inv_nm"]
+    state["settings"] = settings
+    _write_config(work / "dragonfly", work / "dragonfly" / "photons.emc", work / "dragonfly" / "detector.h5",
+                  settings)
+    n = state["frames"]
+    if halves:
+        for k in (1, 2):
+            half = work / f"half{k}" / "dragonfly"
+            half.mkdir(parents=True)
+            with open(half / "blacklist.dat", "w") as handle:
+                handle.writelines("0\n" if d % 2 == k - 1 else "1\n" for d in range(n))
+            _write_config(half, work / "dragonfly" / "photons.emc", work / "dragonfly" / "detector.h5",
+                          settings, blacklist=half / "blacklist.dat")
+    (work / "state.json").write_text(json.dumps(state, indent=2, default=float) + "\n")
+    return state, settings
+
+
 # -- the whole job ---------------------------------------------------------------------------------
 
 def reconstruct(source: str | os.PathLike, out: str | os.PathLike, *, binning: int | None = None,
@@ -645,36 +680,15 @@ def reconstruct(source: str | os.PathLike, out: str | os.PathLike, *, binning: i
         if work.exists():
             shutil.rmtree(work)
         work.mkdir()
-        settings = {"iterations": iterations, "binning": binning, "q_max_inv_nm": q_max_inv_nm,
-                    "num_div": num_div, "need_scaling": bool(need_scaling), "beta": beta,
-                    "beta_schedule": [float(beta_schedule[0]), int(beta_schedule[1])], "halves": bool(halves),
-                    "adu_per_photon": adu_per_photon}
-        t_prep = time.perf_counter()
-        state = _prepare(source, work, settings, progress)
-        state["prepare_seconds"] = time.perf_counter() - t_prep
-        radius = _model_radius_vox(work / "dragonfly" / "detector.h5")
-        state["model_radius_vox"] = radius
-        if num_div is None:
-            settings["num_div"] = default_num_div(radius)
-            state["num_div_rule"] = (f"0.944 R / n ≈ {DEFAULTS['edge_arc_voxels']:g} voxels at the model "
-                                     f"edge R = {radius:.1f}, within {DEFAULTS['num_div_range']}")
-        else:
-            state["num_div_rule"] = "given"
-        settings["binning"] = state["reduction"]["binning"]
-        settings["q_max_inv_nm"] = state["reduction"]["q_max_inv_nm"]
-        state["settings"] = settings
-        _write_config(work / "dragonfly", work / "dragonfly" / "photons.emc", work / "dragonfly" / "detector.h5",
-                      settings)
-        n = state["frames"]
-        if halves:
-            for k in (1, 2):
-                half = work / f"half{k}" / "dragonfly"
-                half.mkdir(parents=True)
-                with open(half / "blacklist.dat", "w") as handle:
-                    handle.writelines("0\n" if d % 2 == k - 1 else "1\n" for d in range(n))
-                _write_config(half, work / "dragonfly" / "photons.emc", work / "dragonfly" / "detector.h5",
-                              settings, blacklist=half / "blacklist.dat")
-        (work / "state.json").write_text(json.dumps(state, indent=2, default=float) + "\n")
+        try:
+            state, settings = _start(source, work, {
+                "iterations": iterations, "binning": binning, "q_max_inv_nm": q_max_inv_nm, "num_div": num_div,
+                "need_scaling": bool(need_scaling), "beta": beta,
+                "beta_schedule": [float(beta_schedule[0]), int(beta_schedule[1])], "halves": bool(halves),
+                "adu_per_photon": adu_per_photon}, progress)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)      # nothing ran yet: leave nothing behind
+            raise
 
     n = state["frames"]
     runs = [(work, n, "all selected frames")]

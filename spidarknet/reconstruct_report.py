@@ -31,23 +31,24 @@ def slices_figure(volume: np.ndarray, q_per_voxel_inv_nm: float, path: str | Pat
     c = n // 2
     half = c * q_per_voxel_inv_nm
     extent = (-half, (n - 1 - c) * q_per_voxel_inv_nm, -half, (n - 1 - c) * q_per_voxel_inv_nm)
-    cuts = [(volume[c, :, :], "q_x = 0", "q_z", "q_y"), (volume[:, c, :], "q_y = 0", "q_z", "q_x"),
-            (volume[:, :, c], "q_z = 0", "q_y", "q_x")]
+    cuts = [(volume[c, :, :], "x", "z", "y"), (volume[:, c, :], "y", "z", "x"), (volume[:, :, c], "z", "y", "x")]
     positive = volume[volume > 0]
     vmax = float(positive.max()) if positive.size else 1.0
     vmin = float(np.percentile(positive, 1)) if positive.size else 1e-3
     vmin = min(max(vmin, vmax * 1e-7), vmax * 0.5)
-    fig = _figure(12, 4.2)
+    fig = _figure(13, 4.2)
+    fig.subplots_adjust(left=0.06, right=0.86, wspace=0.35, bottom=0.14)
     image = None
     for k, (plane, name, xlabel, ylabel) in enumerate(cuts):
         ax = fig.add_subplot(1, 3, k + 1)
         image = ax.imshow(np.where(plane > 0, plane, vmin), origin="lower", extent=extent, cmap="viridis",
                           norm=LogNorm(vmin=vmin, vmax=vmax), interpolation="nearest")
-        ax.set_title(f"{name}")
-        ax.set_xlabel(f"${xlabel[0]}_{xlabel[2]}$ (nm⁻¹)")
-        ax.set_ylabel(f"${ylabel[0]}_{ylabel[2]}$ (nm⁻¹)")
+        ax.set_title(f"$q_{name} = 0$")
+        ax.set_xlabel(f"$q_{xlabel}$ (nm⁻¹)")
+        ax.set_ylabel(f"$q_{ylabel}$ (nm⁻¹)")
     if image is not None:
-        fig.colorbar(image, ax=fig.axes, shrink=0.85, label="intensity (photons per pixel, log scale)")
+        fig.colorbar(image, cax=fig.add_axes((0.89, 0.14, 0.015, 0.72)),
+                     label="intensity (photons per pixel, log scale)")
     if title:
         fig.suptitle(title)
     fig.savefig(path)
@@ -59,7 +60,7 @@ def convergence_figure(rows, path: str | Path, title: str = "") -> None:
     data = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     it = data[:, 0]
     fig = _figure(12, 3.6)
-    panels = [(4, "log-likelihood", "linear"), (3, "mutual information (bits)", "linear"),
+    panels = [(4, "log-likelihood", "linear"), (3, "mutual information", "linear"),
               (2, "rms change of the model", "log")]
     for k, (col, label, scale) in enumerate(panels):
         ax = fig.add_subplot(1, 3, k + 1)
