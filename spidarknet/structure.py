@@ -70,6 +70,8 @@ SHAPES = ("sphere", "icosahedron")
 DEFAULT_THRESHOLD = 0.5
 #: at most this many representative sizes for an icosahedron's size average
 MAX_SIZE_SAMPLES = 6
+#: the first shell (voxels from q = 0) a resolution scan and a ranking look at
+MIN_SHELL = 3
 
 
 # -- the icosahedron's form factor -----------------------------------------------------------------
@@ -214,15 +216,15 @@ def truth_intensity(shape: str, diameter_nm: float, n: int, q_per_voxel_inv_nm: 
         raise ConfigError("truth_intensity needs diameter_nm > 0, q_per_voxel_inv_nm > 0 and n ≥ 3")
     n = int(n)
     if shape == "sphere":
-        axis = (np.arange(n) - n // 2) * float(q_per_voxel_inv_nm)
-        q = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+        axis = np.arange(n) - n // 2
+        r2 = axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2
+        # exact: |q|² = Δq² (i² + j² + k²) takes at most 3 (n/2)² + 1 values, evaluated once each
+        table_q = np.sqrt(np.arange(int(r2.max()) + 1)) * float(q_per_voxel_inv_nm)
         sizes, weights = _size_samples(diameter_nm, sizes_nm, None)
-        # a table in |q| (exact at every voxel to 1e-6 relative: 64 steps per voxel)
-        table_q = np.linspace(0.0, float(q.max()) * 1.0001, 64 * n * 2)
         table = np.zeros_like(table_q)
         for d, w in zip(sizes, weights):
             table += w * sphere_amplitude(table_q * 1e9, d * 1e-9) ** 2
-        return np.interp(q, table_q, table)
+        return table[r2]
     sizes, weights = _size_samples(diameter_nm, sizes_nm, MAX_SIZE_SAMPLES)
     q = voxel_q(n, q_per_voxel_inv_nm)
     if rotation is not None:
@@ -607,3 +609,259 @@ def rotate(volume: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     coords = grid @ np.asarray(rotation, dtype=np.float64).T + n // 2
     out = map_coordinates(v, coords.T, order=1, mode="constant", cval=np.nan, prefilter=False)
     return out.reshape(v.shape)
+
+
+# -- reading reconstructions and truth -------------------------------------------------------------
+
+def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """(intensity, q_per_voxel_inv_nm) of a reconstruction folder or its ``intensity.h5``.
+
+    Through :func:`spidarknet.reconstruct.read_intensity` where that module is installed;
+    otherwise from the folder contract: ``intensity.h5`` with dataset ``/intensity`` (n³) and
+    attribute ``q_per_voxel_inv_nm``.
+    """
+    try:
+        from spidarknet.reconstruct import read_intensity
+    except ImportError:
+        read_intensity = None
+    if read_intensity is not None:
+        volume, dq = read_intensity(path)
+        return np.asarray(volume, dtype=np.float64), float(dq)
+    from spidarknet.frames import open_h5
+
+    p = Path(path)
+    h5 = p / "intensity.h5" if p.is_dir() else p
+    if not h5.is_file():
+        raise InputError(f"{path}: no intensity.h5 there; give a folder written by 'spidarknet reconstruct'")
+    with open_h5(str(h5)) as f:
+        if "intensity" not in f:
+            raise InputError(f"{h5} has no /intensity dataset; is it a 'spidarknet reconstruct' output?")
+        volume = f["intensity"][()]
+        dq = f["intensity"].attrs.get("q_per_voxel_inv_nm", f.attrs.get("q_per_voxel_inv_nm"))
+    if dq is None:
+        raise InputError(f"{h5}: /intensity has no q_per_voxel_inv_nm attribute; rewrite it with 'spidarknet reconstruct'")
+    return _check_cube(volume, str(h5)), float(dq)
+
+
+@dataclass
+class TruthModel:
+    """The particle a simulated selection should give: ``shape``, nominal ``diameter_nm``
+    and, when known, the true diameters of the selection's particles (``sizes_nm``)."""
+
+    shape: str
+    diameter_nm: float
+    sizes_nm: np.ndarray | None = None
+    source: str = ""
+
+    def intensity(self, n: int, q_per_voxel_inv_nm: float, rotation: np.ndarray | None = None) -> np.ndarray:
+        return truth_intensity(self.shape, self.diameter_nm, n, q_per_voxel_inv_nm,
+                               sizes_nm=self.sizes_nm, rotation=rotation)
+
+    def text(self) -> str:
+        if self.sizes_nm is not None and len(self.sizes_nm):
+            s = np.asarray(self.sizes_nm)
+            return (f"{self.shape} {s.min():.1f}-{s.max():.1f} nm ({len(s)} sizes"
+                    f"{', ' + self.source if self.source else ''})")
+        return f"{self.shape} {self.diameter_nm:.1f} nm"
+
+
+def truth_from_simulation(path: str | os.PathLike, indices: Sequence[int] | None = None) -> TruthModel:
+    """The model particle of a file written by ``spidarknet simulate --particle-shape
+    sphere|icosahedron``: its shape from ``/truth``'s settings and the true diameters of the
+    single hits among ``indices`` (frames of that file; None: the size range's spread,
+    sampled evenly)."""
+    from spidarknet.frames import open_h5
+
+    with open_h5(str(path)) as f:
+        if "truth" not in f or "settings_json" not in f["truth"].attrs:
+            raise InputError(f"{path} holds no simulator truth (/truth with settings_json); give the "
+                             "CXI file 'spidarknet simulate' wrote")
+        settings = json.loads(f["truth"].attrs["settings_json"])
+        t = f["truth"]
+        kind = np.array([k.decode() if isinstance(k, bytes) else str(k) for k in t["kind"][()]])
+        diameters = t["diameter_nm"][()].astype(np.float64)
+    shape = settings.get("particle_shape", "mixed")
+    if shape not in SHAPES:
+        raise InputError(f"{path} is a {shape!r} sample (spheres and icosahedra): it has no single "
+                         "truth structure; simulate with --particle-shape sphere or icosahedron")
+    lo, hi = settings.get("size_range_nm", (55.0, 80.0))
+    if indices is None:
+        sizes = np.linspace(lo, hi, 16)
+        return TruthModel(shape, float(0.5 * (lo + hi)), sizes, "the size range")
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= len(kind)):
+        raise InputError(f"frame indices outside {path}'s {len(kind)} frames")
+    singles = idx[kind[idx] == "single"]
+    if singles.size == 0:
+        sizes = np.linspace(lo, hi, 16)
+        return TruthModel(shape, float(0.5 * (lo + hi)), sizes, "no single hit selected: the size range")
+    sizes = diameters[singles]
+    return TruthModel(shape, float(np.mean(sizes)), sizes, "the selection's single hits")
+
+
+# -- judging ---------------------------------------------------------------------------------------
+
+def measured_range(volume: np.ndarray, q_per_voxel_inv_nm: float) -> tuple[float, float]:
+    """(q_lo, q_hi) nm⁻¹: from the first shell with ≥ 90 % of its voxels measured (past
+    the beam stop), and at least :data:`MIN_SHELL` voxels out (the shells within hold under
+    ~100 voxels, too few for a correlation), to the last with ≥ 50 % (the detector's edge)."""
+    v = _check_cube(volume, "the volume")
+    shells = np.rint(_radius_voxels(v.shape[0])).astype(np.int64)
+    total = np.bincount(shells.ravel())
+    valid = np.bincount(shells[valid_voxels(v)], minlength=len(total))
+    frac = valid / np.maximum(total, 1)
+    good = np.flatnonzero(frac >= 0.9)
+    good = good[good >= MIN_SHELL]
+    edge = np.flatnonzero(frac >= 0.5)
+    if good.size == 0 or edge.size == 0:
+        raise InputError("the reconstruction has no well-measured shell (≥ 90 % of voxels > 0); "
+                         "is it empty? rerun 'spidarknet reconstruct' with more frames")
+    return float(good[0] * q_per_voxel_inv_nm), float(edge[-1] * q_per_voxel_inv_nm)
+
+
+def default_alignment_range(q_lo: float, q_hi: float) -> tuple[float, float]:
+    """The shells the alignment works on: from q_lo over the inner 60 % of the measured range."""
+    return q_lo, q_lo + 0.6 * (q_hi - q_lo)
+
+
+@dataclass
+class StructureJudgement:
+    """A reconstruction judged against a reference (the truth, or the other half set)."""
+
+    name: str
+    folder: str
+    reference: str              # what it was compared with
+    shells: ShellCorrelation
+    resolution: Resolution
+    q_measured_inv_nm: tuple    # (q_lo, q_hi) of the well-measured shells
+    alignment: dict = field(default_factory=dict)   # score, seconds, rotation (empty: none)
+    n_frames: int | None = None
+    note: str = ""
+
+    def figure(self, q_lo: float | None = None, q_hi: float | None = None) -> float:
+        """Mean per-shell figure over [q_lo, q_hi] (default: the measured range)."""
+        lo = self.q_measured_inv_nm[0] if q_lo is None else q_lo
+        hi = self.q_measured_inv_nm[1] if q_hi is None else q_hi
+        q, cc = self.shells.q_inv_nm, self.shells.cc
+        use = (q >= lo - 1e-12) & (q <= hi + 1e-12) & np.isfinite(cc)
+        return float(np.mean(cc[use])) if use.any() else float("nan")
+
+    def line(self) -> str:
+        frames = f"{self.n_frames} frames, " if self.n_frames is not None else ""
+        what = "CC" if self.shells.method == "pearson" else "radial-band CC"
+        return (f"{self.name}: {frames}{what} vs {self.reference}: mean {self.figure():.3f} over "
+                f"q {self.q_measured_inv_nm[0]:.3f}-{self.q_measured_inv_nm[1]:.3f} nm⁻¹; "
+                f"resolution {self.resolution.text()}")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "folder": self.folder, "reference": self.reference,
+                "n_frames": self.n_frames, "method": self.shells.method, "band_shells": self.shells.band,
+                "shell_width_voxels": self.shells.shell_width,
+                "q_measured_inv_nm": list(self.q_measured_inv_nm), "mean_cc": self.figure(),
+                "resolution": {"q_inv_nm": self.resolution.q_inv_nm, "d_nm": self.resolution.d_nm,
+                               "convention": "d = 2π/q (full period)",
+                               "threshold": self.resolution.threshold,
+                               "reached_edge": self.resolution.reached_edge},
+                "alignment": self.alignment, "note": self.note, "shells": self.shells.rows(),
+                "summary": self.line()}
+
+
+def _alignment_dict(al: Alignment) -> dict:
+    return {"score": al.score, "coarse_score": al.coarse_score, "seconds": al.seconds,
+            "n_rotations": al.n_rotations, "rotation": al.rotation.tolist()}
+
+
+def judge_selection(recon_folder: str | os.PathLike, truth: TruthModel | str | os.PathLike, *,
+                    name: str | None = None, q_range: Sequence[float] | None = None,
+                    shell_width: float = 1.0, threshold: float = DEFAULT_THRESHOLD, band: int = 2,
+                    n_frames: int | None = None) -> StructureJudgement:
+    """A simulated selection's reconstruction against the truth intensity of its particle.
+
+    ``truth``: a :class:`TruthModel`, or the simulated CXI file (its size range's spread).
+    Icosahedra: the truth in its standard orientation is aligned onto the reconstruction
+    (:func:`align` over ``q_range``, default :func:`default_alignment_range`), then computed
+    exactly in the found orientation, and the per-shell Pearson correlation taken with the
+    reconstruction as it is (no interpolation of the measured volume).  Spheres: the
+    "radial-band" figure (module notes), no alignment.  The resolution scans from the first
+    well-measured shell (:func:`measured_range`).
+    """
+    if not isinstance(truth, TruthModel):
+        truth = truth_from_simulation(truth)
+    volume, dq = read_volume(recon_folder)
+    n = volume.shape[0]
+    q_lo, q_hi = measured_range(volume, dq)
+    alignment = {}
+    if truth.shape == "sphere":
+        reference = truth.intensity(n, dq)
+        shells = shell_correlation(volume, reference, dq, shell_width, method="radial-band", band=band)
+    else:
+        standard = truth.intensity(n, dq)
+        al = align(volume, standard, dq, q_range or default_alignment_range(q_lo, q_hi),
+                   rotate_volume=False)
+        # recon(R q) ≈ truth(q), so in the reconstruction's frame the truth is I(Rᵀ q)
+        reference = truth.intensity(n, dq, rotation=al.rotation)
+        shells = shell_correlation(volume, reference, dq, shell_width, method="pearson")
+        alignment = _alignment_dict(al)
+    res = resolution(shells.q_inv_nm, shells.cc, threshold, q_min_inv_nm=q_lo)
+    return StructureJudgement(name or Path(recon_folder).name, str(recon_folder), f"truth ({truth.text()})",
+                              shells, res, (q_lo, q_hi), alignment, n_frames)
+
+
+def judge_halves(recon_folder: str | os.PathLike, *, name: str | None = None, method: str = "pearson",
+                 q_range: Sequence[float] | None = None, shell_width: float = 1.0,
+                 threshold: float = DEFAULT_THRESHOLD, band: int = 2,
+                 n_frames: int | None = None) -> StructureJudgement:
+    """Measured data: half 1 against half 2 of a reconstruction made with ``halves=True``
+    (sub-folders ``half1/`` and ``half2/``).
+
+    Half 2 is aligned onto half 1 (:func:`align`, no symmetry assumed) and rotated
+    (trilinear), then the per-shell figure taken (``method``: "pearson"; "radial-band" for
+    spherical particles, whose halves then need no alignment); resolution at ``threshold``
+    (0.5).  A half-set correlation measures the consistency of half the data, not the full
+    set's agreement with the truth (see the module notes).
+    """
+    folder = Path(recon_folder)
+    halves = [folder / "half1", folder / "half2"]
+    missing = [str(h) for h in halves if not h.is_dir()]
+    if missing:
+        raise InputError(f"{folder} has no {' and '.join(Path(m).name for m in missing)}; "
+                         "reconstruct with --halves to judge measured data by its half sets")
+    a, dqa = read_volume(halves[0])
+    b, dqb = read_volume(halves[1])
+    if a.shape != b.shape or not math.isclose(dqa, dqb, rel_tol=1e-6):
+        raise InputError(f"{folder}: half1 and half2 lie on different grids; reconstruct both with one setting")
+    q_lo, q_hi = measured_range(a, dqa)
+    alignment = {}
+    if method == "pearson":
+        al = align(b, a, dqa, q_range or default_alignment_range(q_lo, q_hi))
+        b = al.rotated
+        alignment = _alignment_dict(al)
+    shells = shell_correlation(a, b, dqa, shell_width, method=method, band=band)
+    res = resolution(shells.q_inv_nm, shells.cc, threshold, q_min_inv_nm=q_lo)
+    return StructureJudgement(name or folder.name, str(folder), "its other half (half1 vs half2)", shells, res,
+                              (q_lo, q_hi), alignment, n_frames,
+                              note="half-set correlation: consistency of half the frames, not the full "
+                                   "set's correlation with the truth")
+
+
+def rank(judgements: Sequence[StructureJudgement]) -> list[int]:
+    """Indices of ``judgements``, best structure first: by the mean per-shell figure over the
+    shells every one of them measured well (the largest q_lo to the smallest q_hi), ties by
+    resolution."""
+    lo = max(j.q_measured_inv_nm[0] for j in judgements)
+    hi = min(j.q_measured_inv_nm[1] for j in judgements)
+    if not hi > lo:
+        lo, hi = None, None
+    scores = [j.figure(lo, hi) for j in judgements]
+    order = sorted(range(len(judgements)),
+                   key=lambda i: (-(scores[i] if math.isfinite(scores[i]) else -np.inf),
+                                  -(judgements[i].resolution.q_inv_nm
+                                    if math.isfinite(judgements[i].resolution.q_inv_nm) else 0.0)))
+    return order
+
+
+def common_range(judgements: Sequence[StructureJudgement]) -> tuple[float, float]:
+    lo = max(j.q_measured_inv_nm[0] for j in judgements)
+    hi = min(j.q_measured_inv_nm[1] for j in judgements)
+    return (lo, hi) if hi > lo else (min(j.q_measured_inv_nm[0] for j in judgements),
+                                     max(j.q_measured_inv_nm[1] for j in judgements))
