@@ -104,7 +104,11 @@ class SeedConfig:
     train_options: Sequence[str] = ("--max-batches", "600")
     scales: Sequence[str] = ("log", "linear")
     recon_iterations: int = 20
-    recon_binning: int = 2
+    recon_binning: int | None = None          # None: reconstruct's own choice
+    #: Dragonfly's orientation sampling: 4 (3,240 orientations) keeps a reconstruction of a
+    #: few hundred frames to 1-2 minutes on two cores; the same for every selection
+    recon_num_div: int = 4
+    bootstrap: int = 1000
     reconstruct: bool = True
     progress: bool = True
 
@@ -235,6 +239,53 @@ def seed_table(selections: dict, labels: np.ndarray) -> list[dict]:
     return rows
 
 
+def _f1(selected: np.ndarray, labels: np.ndarray) -> float:
+    tp = np.count_nonzero(selected & labels)
+    denom = np.count_nonzero(selected) + np.count_nonzero(labels)
+    return 2.0 * tp / denom if denom else float("nan")
+
+
+def differences(selections: dict, labels: np.ndarray, run_of: np.ndarray, later: Sequence[int],
+                n_boot: int = 1000, seed: int = 0) -> dict:
+    """The differences the answers rest on, with bootstrap intervals (frames resampled within
+    each run, the same draw for every recipe: a paired bootstrap).
+
+    ``first_runs_<scale>``: mean F1 over the ``later`` runs of all-<scale> minus first-<scale>;
+    ``log_minus_linear``: mean F1 over all runs and both training sets, log minus linear.
+    """
+    runs = np.unique(run_of)
+    pairs = {}
+    scales = sorted({name.split("-", 1)[1] for name in selections})
+    for scale in scales:
+        if f"all-{scale}" in selections and f"first-{scale}" in selections:
+            pairs[f"first_runs_{scale}"] = ([f"all-{scale}"], [f"first-{scale}"], list(later))
+    if {"log", "linear"} <= set(scales):
+        logs = [n for n in selections if n.endswith("-log")]
+        pairs["log_minus_linear"] = (logs, [n.replace("-log", "-linear") for n in logs], list(runs))
+
+    def stat(rows_by_run: dict) -> dict:
+        out = {}
+        for key, (plus, minus, which) in pairs.items():
+            def mean_f1(names):
+                return np.mean([np.mean([_f1(selections[n][rows_by_run[r]], labels[rows_by_run[r]])
+                                         for r in which]) for n in names])
+            out[key] = float(mean_f1(plus) - mean_f1(minus))
+        return out
+
+    index = {r: np.flatnonzero(run_of == r) for r in runs}
+    point = stat(index)
+    rng = np.random.default_rng(seed)
+    draws = {k: [] for k in pairs}
+    for _ in range(n_boot):
+        sample = {r: rng.choice(rows, size=len(rows)) for r, rows in index.items()}
+        for k, v in stat(sample).items():
+            draws[k].append(v)
+    return {k: {"difference": point[k], "interval_68": [float(np.percentile(draws[k], 16)),
+                                                         float(np.percentile(draws[k], 84))],
+                "interval_95": [float(np.percentile(draws[k], 2.5)), float(np.percentile(draws[k], 97.5))]}
+            for k in pairs}
+
+
 # -- structure ---------------------------------------------------------------------------------
 
 def _reconstruct(hit_list: Path, out: Path, config: SeedConfig) -> dict:
@@ -243,7 +294,7 @@ def _reconstruct(hit_list: Path, out: Path, config: SeedConfig) -> dict:
     t0 = time.perf_counter()
     done = out / "intensity.h5"
     if not done.exists():
-        reconstruct(str(hit_list), out, binning=config.recon_binning,
+        reconstruct(str(hit_list), out, binning=config.recon_binning, num_div=config.recon_num_div,
                     iterations=config.recon_iterations, force=True, progress=config.progress)
     seconds = time.perf_counter() - t0
     judged = judge_selection(out, truth=PARTICLE)
@@ -284,6 +335,9 @@ def run_seed_questions(config: SeedConfig, say: Callable[[str], None] = print) -
         per_run[name] = _per_run(hits.hits, labels, kinds, names, config.runs, data)
         timings[name] = {"train_s": round(t1 - t0, 1), "detect_s": round(time.perf_counter() - t1, 1)}
     table = seed_table({"truth": labels, **selections}, labels)
+    run_of = np.array([[str(p) for p in data].index(f) for f in names])
+    uncertainty = differences(selections, labels, run_of, range(config.first_runs, len(config.runs)),
+                              config.bootstrap)
     structure = {}
     if config.reconstruct:
         for name, path in hit_lists.items():
@@ -292,6 +346,7 @@ def run_seed_questions(config: SeedConfig, say: Callable[[str], None] = print) -
     result = {"runs": [asdict(r) for r in config.runs], "frames_per_run": config.frames_per_run,
               "labelled_frames": config.labelled_frames, "first_runs": config.first_runs,
               "train_options": list(config.train_options), "per_run_f1": per_run, "table": table,
+              "differences": uncertainty,
               "structure": structure, "timings": timings,
               "total_seconds": round(time.perf_counter() - t_start, 1)}
     result["answers"] = answers(result)
@@ -323,15 +378,20 @@ def answers(result: dict) -> dict:
     out["reasonable_selection"] = ("yes" if verdict else "no") + f" -- {line} (rule: F1 >= 0.8" + (
         " and structure within 10 %)" if "truth" in structure else ")")
     # 2. first runs only: on the later runs, first-* vs all-* of the same scale
-    lines = []
-    worse = []
+    diffs = result.get("differences", {})
+    lines, worse = [], []
     for scale in ("log", "linear"):
         a, f = per_run.get(f"all-{scale}"), per_run.get(f"first-{scale}")
         if a is None or f is None:
             continue
         fa, ff = _mean_f1(a, later), _mean_f1(f, later)
         worse.append(fa - ff)
-        lines.append(f"{scale}: F1 on runs {later[0]}-{later[-1]} {ff:.3f} (first runs) vs {fa:.3f} (all runs)")
+        line = f"{scale}: F1 on runs {later[0]}-{later[-1]} {ff:.3f} (first runs) vs {fa:.3f} (all runs)"
+        d = diffs.get(f"first_runs_{scale}")
+        if d:
+            lo, hi = d["interval_95"]
+            line += f", loss {d['difference']:+.3f} (95 % {lo:+.3f} to {hi:+.3f})"
+        lines.append(line)
     if worse:
         ok = max(worse) <= 0.05
         out["first_runs_enough"] = (("yes" if ok else "no") + " -- " + "; ".join(lines)
@@ -340,10 +400,18 @@ def answers(result: dict) -> dict:
     lin = [mean[k] for k in mean if k.endswith("-linear")]
     lg = [mean[k] for k in mean if k.endswith("-log")]
     if lin and lg:
-        d = float(np.mean(lg) - np.mean(lin))
-        choice = "log" if d > 0.02 else "linear" if d < -0.02 else "either (within 0.02)"
-        out["linear_or_log"] = (f"{choice} -- mean F1 log {np.mean(lg):.3f}, linear {np.mean(lin):.3f} "
-                                "(rule: the better by more than 0.02 F1 over all runs and both training sets)")
+        d = diffs.get("log_minus_linear")
+        if d:
+            lo, hi = d["interval_95"]
+            choice = "log" if lo > 0 else "linear" if hi < 0 else "either (the difference is within its noise)"
+            detail = f", log - linear {d['difference']:+.3f} (95 % {lo:+.3f} to {hi:+.3f})"
+            rule = "the better where the 95 % bootstrap interval of the difference excludes 0"
+        else:
+            diff = float(np.mean(lg) - np.mean(lin))
+            choice = "log" if diff > 0.02 else "linear" if diff < -0.02 else "either (within 0.02)"
+            detail, rule = "", "the better by more than 0.02 F1"
+        out["linear_or_log"] = (f"{choice} -- mean F1 log {np.mean(lg):.3f}, linear {np.mean(lin):.3f}{detail} "
+                                f"(rule: {rule}, over all runs and both training sets)")
     return out
 
 

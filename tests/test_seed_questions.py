@@ -84,3 +84,21 @@ def test_a_small_beamtime_end_to_end(tmp_path, capsys):
     assert command.main(args) == 0
     again = json.loads((tmp_path / "seed-questions.json").read_text())
     assert again["per_run_f1"] == result["per_run_f1"]
+
+
+def test_differences_are_paired_and_their_intervals_cover_the_point():
+    rng = np.random.default_rng(3)
+    labels = rng.random(600) < 0.4
+    run_of = np.repeat(np.arange(5), 120)
+    perfect = labels.copy()
+    noisy = labels ^ (rng.random(600) < 0.15)
+    sel = {"all-log": perfect, "first-log": noisy, "all-linear": noisy, "first-linear": noisy}
+    d = sq.differences(sel, labels, run_of, later=[2, 3, 4], n_boot=200)
+    assert set(d) == {"first_runs_log", "first_runs_linear", "log_minus_linear"}
+    assert d["first_runs_linear"]["difference"] == 0.0 and d["first_runs_linear"]["interval_95"] == [0.0, 0.0]
+    lo, hi = d["first_runs_log"]["interval_95"]
+    assert 0 < lo <= d["first_runs_log"]["difference"] <= hi
+    # log - linear: (1 + F1(noisy)) / 2 - F1(noisy) > 0, clearly
+    assert d["log_minus_linear"]["interval_95"][0] > 0
+    out = sq.answers({**_result({k: [0.9] * 5 for k in sel}), "differences": d})
+    assert out["linear_or_log"].startswith("log") and "95 %" in out["linear_or_log"]
