@@ -9,14 +9,15 @@
 #   make bench     throughput benchmark: detect per backend vs the naive pipeline
 #   make science   science benchmark: train the default recipe, judge it on held-out regimes (~15 min)
 #   make model     rebuild the built-in model (spidarknet/models/) with its figures (~15 min)
+#   make seed-questions  the seed's three questions on a simulated beamtime, EMC included (~25 min)
 
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 
-.PHONY: help install test test-fast demo bench science model system-deps
+.PHONY: help install test test-fast demo bench science model seed-questions system-deps
 SYSTEM_DEPS := openmpi-bin libopenmpi-dev chromium libgsl-dev libhdf5-dev pkg-config
 help:
-	@sed -n '3,12p' Makefile | sed 's/^#//'
+	@sed -n '3,13p' Makefile | sed 's/^#//'
 
 # ---------------------------------------------------------------------------
 # The Darknet engine: targets darknet, darknet-source, clean-darknet;
@@ -69,3 +70,8 @@ science: build/.installed darknet
 model: build/.installed darknet
 	$(PYTHON) -m spidarknet bench --science --workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science.json \
 		--save-model spidarknet/models/spi-default.weights
+
+# The seed's three questions: a simulated beamtime, four recipes, EMC reconstructions of each
+# selection judged against the particle's true intensity; files kept in build/seed-questions.
+seed-questions: build/.installed darknet $(DRAGONFLY_VENV)/.installed
+	$(PYTHON) -m spidarknet seed-questions --workdir build/seed-questions
