@@ -30,7 +30,8 @@ Conventions (stated once, used everywhere)
   ``shell_width`` in voxels, ``Δq`` = ``q_per_voxel``); its q is ``k w Δq``.
 * Resolution: the q (nm⁻¹) where the per-shell figure first drops below the threshold
   (default 0.5), linearly interpolated between the last shell above and the first below,
-  scanning outwards from the first shell with data; quoted as the full period
+  scanning outwards from the first well-measured shell that reaches the threshold (shells
+  at the beam stop's edge are often poorly measured); quoted as the full period
   ``d = 2π / q`` (nm; the Bragg spacing; the half-period is ``π / q``).  When it never
   drops, the resolution is the last shell's (a bound: ``reached_edge``).
 * Spheres: a sphere's intensity is constant on a shell, so a per-shell Pearson correlation
@@ -69,7 +70,7 @@ SHAPES = ("sphere", "icosahedron")
 #: the per-shell threshold of the resolution
 DEFAULT_THRESHOLD = 0.5
 #: at most this many representative sizes for an icosahedron's size average
-MAX_SIZE_SAMPLES = 6
+MAX_SIZE_SAMPLES = 4
 #: the first shell (voxels from q = 0) a resolution scan and a ranking look at
 MIN_SHELL = 3
 
@@ -197,9 +198,27 @@ def _size_samples(diameter_nm: float, sizes_nm, limit: int | None) -> tuple[np.n
     return sizes, weights / weights.sum()
 
 
+def truth_values(shape: str, diameter_nm: float, q_inv_nm: np.ndarray, *,
+                 sizes_nm: Sequence[float] | None = None) -> np.ndarray:
+    """The model particle's normalised intensity ``|A(q)|²`` at the (..., 3) vectors
+    ``q_inv_nm`` (nm⁻¹), standard orientation; sizes as in :func:`truth_intensity`."""
+    if shape not in SHAPES:
+        raise ConfigError(f"unknown particle shape {shape!r}; use one of {', '.join(SHAPES)}")
+    q = np.asarray(q_inv_nm, dtype=np.float64)
+    out = np.zeros(q.shape[:-1])
+    if shape == "sphere":
+        qm = np.linalg.norm(q, axis=-1) * 1e9
+        for d, w in zip(*_size_samples(diameter_nm, sizes_nm, None)):
+            out += w * sphere_amplitude(qm, d * 1e-9) ** 2
+        return out
+    for d, w in zip(*_size_samples(diameter_nm, sizes_nm, MAX_SIZE_SAMPLES)):
+        out += w * icosahedron_amplitude(q, d) ** 2
+    return out
+
+
 def truth_intensity(shape: str, diameter_nm: float, n: int, q_per_voxel_inv_nm: float, *,
-                    sizes_nm: Sequence[float] | None = None,
-                    rotation: np.ndarray | None = None) -> np.ndarray:
+                    sizes_nm: Sequence[float] | None = None, rotation: np.ndarray | None = None,
+                    r_max_voxels: float | None = None) -> np.ndarray:
     """The model particle's normalised intensity ``|A(q)|²`` (float64, n × n × n, 1 at q = 0).
 
     ``shape``: "sphere" or "icosahedron" (volume-equivalent ``diameter_nm``, the simulator's
@@ -209,29 +228,42 @@ def truth_intensity(shape: str, diameter_nm: float, n: int, q_per_voxel_inv_nm: 
     weighted by ``D⁶`` (spheres exactly, icosahedra over at most :data:`MAX_SIZE_SAMPLES`
     quantile bins).  ``rotation`` (3x3): the intensity of the body rotated by it,
     ``I(Rᵀq)`` — the truth in the frame of a volume :func:`align` found rotated by ``R``.
+    ``r_max_voxels``: only voxels within this radius are computed, the rest are 0 (the
+    icosahedron costs ~1 s per 100,000 voxels and size; Friedel's law halves that).
     """
     if shape not in SHAPES:
         raise ConfigError(f"unknown particle shape {shape!r}; use one of {', '.join(SHAPES)}")
     if not (diameter_nm > 0 and q_per_voxel_inv_nm > 0 and int(n) >= 3):
         raise ConfigError("truth_intensity needs diameter_nm > 0, q_per_voxel_inv_nm > 0 and n ≥ 3")
     n = int(n)
+    c = n // 2
+    axis = np.arange(n) - c
+    r2 = axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2
     if shape == "sphere":
-        axis = np.arange(n) - n // 2
-        r2 = axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2
         # exact: |q|² = Δq² (i² + j² + k²) takes at most 3 (n/2)² + 1 values, evaluated once each
         table_q = np.sqrt(np.arange(int(r2.max()) + 1)) * float(q_per_voxel_inv_nm)
-        sizes, weights = _size_samples(diameter_nm, sizes_nm, None)
-        table = np.zeros_like(table_q)
-        for d, w in zip(sizes, weights):
-            table += w * sphere_amplitude(table_q * 1e9, d * 1e-9) ** 2
-        return table[r2]
-    sizes, weights = _size_samples(diameter_nm, sizes_nm, MAX_SIZE_SAMPLES)
-    q = voxel_q(n, q_per_voxel_inv_nm)
+        table = truth_values("sphere", diameter_nm, np.stack([table_q, 0 * table_q, 0 * table_q], -1),
+                             sizes_nm=sizes_nm)
+        out = table[r2]
+        if r_max_voxels is not None:
+            out[r2 > r_max_voxels ** 2] = 0.0
+        return out
+    inside = np.ones(r2.shape, dtype=bool) if r_max_voxels is None else r2 <= r_max_voxels ** 2
+    offsets = np.argwhere(inside) - c                        # (m, 3) voxel offsets from q = 0
+    mirror = c - offsets                                     # index of -offset
+    has_mirror = np.all((mirror >= 0) & (mirror < n), axis=1)
+    key = offsets[:, 2] * (4 * n * n) + offsets[:, 1] * (2 * n) + offsets[:, 0]
+    primary = (key >= 0) | ~has_mirror                       # I(q) = I(-q): one of each pair
+    q = offsets[primary] * float(q_per_voxel_inv_nm)
     if rotation is not None:
         q = q @ np.asarray(rotation, dtype=np.float64)      # rows Rᵀ q
+    values = truth_values("icosahedron", diameter_nm, q, sizes_nm=sizes_nm)
     out = np.zeros((n, n, n))
-    for d, w in zip(sizes, weights):
-        out += w * icosahedron_amplitude(q, d) ** 2
+    p = offsets[primary] + c
+    out[p[:, 0], p[:, 1], p[:, 2]] = values
+    both = has_mirror[primary]
+    m = mirror[primary][both]
+    out[m[:, 0], m[:, 1], m[:, 2]] = values[both]
     return out
 
 
@@ -301,7 +333,8 @@ def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, s
     ``method``: "pearson" — the Pearson correlation of the shell's voxels (NaN below
     ``min_voxels``); "radial-band" — for spherically symmetric intensities: the Pearson
     correlation of the two log radial profiles (shell means on quarter-shell bins) over the
-    bins within ``± band`` shells of shell ``k`` (NaN where fewer than 4 bins have data).
+    bins within ``± band`` shells of shell ``k`` that are ≥ 90 % measured (NaN where fewer
+    than 4 bins are).
     """
     a = _check_cube(a, "the first volume")
     b = _check_cube(b, "the second volume")
@@ -327,13 +360,16 @@ def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, s
             if counts[k] >= min_voxels:
                 cc[k] = _pearson(sa[bounds[k]:bounds[k + 1]], sb[bounds[k]:bounds[k + 1]])
         return ShellCorrelation(q, cc, counts, float(shell_width), method)
-    fine = np.floor(r[both] * 4.0 + 2.0).astype(np.int64)   # quarter-shell bins, bin 4k+2 centred on shell k
+    fine_all = np.floor(r * 4.0 + 2.0).astype(np.int64)      # quarter-shell bins, bin 4k+2 centred on shell k
+    fine = fine_all[both]
     n_fine = 4 * n_shells + 4
     m = np.bincount(fine, minlength=n_fine)
+    total = np.bincount(fine_all.ravel(), minlength=n_fine)
     with np.errstate(invalid="ignore", divide="ignore"):
         pa = np.log(np.bincount(fine, weights=a[both], minlength=n_fine) / m)
         pb = np.log(np.bincount(fine, weights=b[both], minlength=n_fine) / m)
-    ok = (m > 0) & np.isfinite(pa) & np.isfinite(pb)
+    # bins mostly measured only: at the beam stop's edge a few voxels hold what a few pixels gave
+    ok = (m >= 0.9 * total) & (m > 0) & np.isfinite(pa) & np.isfinite(pb)
     for k in range(n_shells):
         lo, hi = max(0, 4 * (k - band)), min(n_fine, 4 * (k + band) + 5)
         sel = np.flatnonzero(ok[lo:hi]) + lo
@@ -346,9 +382,10 @@ def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, s
 class Resolution:
     """Where a per-shell figure first drops below ``threshold`` (see the module notes)."""
 
-    q_inv_nm: float             # nm⁻¹ (NaN: no shell with data)
+    q_inv_nm: float             # nm⁻¹ (NaN: no shell reaches the threshold)
     threshold: float
     reached_edge: bool          # never dropped: q is the last shell with data (a bound)
+    start_q_inv_nm: float = float("nan")   # the shell the scan started from
 
     @property
     def d_nm(self) -> float:
@@ -361,7 +398,7 @@ class Resolution:
 
     def text(self) -> str:
         if not math.isfinite(self.q_inv_nm):
-            return "no resolution (no shell with data)"
+            return f"none (no shell reaches CC {self.threshold:g})"
         bound = "beyond " if self.reached_edge else ""
         return (f"{bound}q = {self.q_inv_nm:.3f} nm⁻¹ (d = 2π/q = {self.d_nm:.1f} nm) "
                 f"at CC {self.threshold:g}")
@@ -370,23 +407,25 @@ class Resolution:
 def resolution(q_inv_nm: np.ndarray, cc: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *,
                q_min_inv_nm: float = 0.0) -> Resolution:
     """The q where ``cc`` first falls below ``threshold``, scanning outwards from the first
-    shell with data at or above ``q_min_inv_nm``; linear between the last shell at or above
-    and the first below (the first shell itself below: its q).  Shells without data (NaN)
-    are skipped."""
+    shell at or above ``q_min_inv_nm`` whose figure reaches the threshold (the shells next to
+    the beam stop are often poorly measured: low ones below the threshold before the curve
+    first reaches it are passed over); linear between the last shell at or above and the
+    first below.  Shells without data (NaN) are skipped.  No shell reaching the threshold:
+    q is NaN."""
     q = np.asarray(q_inv_nm, dtype=np.float64)
     c = np.asarray(cc, dtype=np.float64)
     use = np.flatnonzero(np.isfinite(c) & (q >= q_min_inv_nm))
-    if use.size == 0:
+    above = use[c[use] >= threshold]
+    if above.size == 0:
         return Resolution(float("nan"), float(threshold), False)
+    use = use[use >= above[0]]
     prev = None
     for k in use:
         if c[k] < threshold:
-            if prev is None:
-                return Resolution(float(q[k]), float(threshold), False)
             t = (c[prev] - threshold) / (c[prev] - c[k])
-            return Resolution(float(q[prev] + t * (q[k] - q[prev])), float(threshold), False)
+            return Resolution(float(q[prev] + t * (q[k] - q[prev])), float(threshold), False, float(q[above[0]]))
         prev = k
-    return Resolution(float(q[use[-1]]), float(threshold), True)
+    return Resolution(float(q[use[-1]]), float(threshold), True, float(q[above[0]]))
 
 
 # -- rotations and alignment -----------------------------------------------------------------------
@@ -472,11 +511,11 @@ class _ShellSampler:
     """Points on a few shells (voxel units), the reference's values there, and a batched
     mean-over-shells Pearson correlation of a volume sampled at rotated points."""
 
-    def __init__(self, reference: np.ndarray, radii: Sequence[float], density: float):
+    def __init__(self, reference, radii: Sequence[float], density: float, centre: int):
         from scipy.ndimage import map_coordinates
 
         self._map = map_coordinates
-        self.centre = reference.shape[0] // 2
+        self.centre = centre
         self.radii = list(radii)
         pts, ids = [], []
         for s, r in enumerate(self.radii):
@@ -485,7 +524,10 @@ class _ShellSampler:
             ids.append(np.full(count, s))
         self.points = np.vstack(pts)
         self.shell = np.concatenate(ids)
-        self.ref = self.sample(reference, np.eye(3)[None])[0]
+        if callable(reference):
+            self.ref = np.asarray(reference(self.points), dtype=np.float64)
+        else:
+            self.ref = self.sample(reference, np.eye(3)[None])[0]
 
     def sample(self, volume: np.ndarray, rotations: np.ndarray) -> np.ndarray:
         """(n_rot, n_points) trilinear values of ``volume`` at ``R p`` (NaN where a corner is
@@ -546,7 +588,7 @@ def _alignment_radii(n: int, q_per_voxel: float, q_range, count: int) -> np.ndar
     return np.linspace(lo, hi, count)
 
 
-def align(recon: np.ndarray, truth: np.ndarray, q_per_voxel_inv_nm: float, q_range: Sequence[float], *,
+def align(recon: np.ndarray, truth, q_per_voxel_inv_nm: float, q_range: Sequence[float], *,
           n_rotations: int = 3000, coarse_shells: int = 3, fine_shells: int = 6, candidates: int = 4,
           rotate_volume: bool = True) -> Alignment:
     """Rotate ``recon`` onto ``truth`` (same grid): ``R`` maximising the mean per-shell Pearson
@@ -559,27 +601,32 @@ def align(recon: np.ndarray, truth: np.ndarray, q_per_voxel_inv_nm: float, q_ran
     Refinement: from the ``candidates`` best, Nelder-Mead on a rotation vector over
     ``fine_shells`` shells across the whole range, 1 point per voxel².  Friedel symmetry
     makes proper rotations enough (a mirror of an intensity is a rotation of it).
-    Trilinear interpolation throughout; the rotated volume has NaN where a corner voxel is
+    ``truth``: a volume on the same grid, or a function of (m, 3) points in voxels (offsets
+    from q = 0) giving the reference there (an analytic truth: no interpolation on its side).
+    Trilinear interpolation of ``recon``; the rotated volume has NaN where a corner voxel is
     unmeasured.
     """
     from scipy.optimize import minimize
 
     t0 = time.perf_counter()
     recon = _check_cube(recon, "the reconstruction")
-    truth = _check_cube(truth, "the reference volume")
-    if recon.shape != truth.shape:
-        raise InputError(f"the reconstruction ({recon.shape}) and the reference ({truth.shape}) must share one grid")
     n = recon.shape[0]
+    if callable(truth):
+        ref = truth
+    else:
+        truth = _check_cube(truth, "the reference volume")
+        if recon.shape != truth.shape:
+            raise InputError(f"the reconstruction ({recon.shape}) and the reference ({truth.shape}) must share one grid")
+        ref = _with_nan(truth)
     rec = _with_nan(recon)
-    ref = _with_nan(truth)
     radii = _alignment_radii(n, q_per_voxel_inv_nm, q_range, fine_shells)
     coarse_radii = np.linspace(radii[0], radii[0] + 0.5 * (radii[-1] - radii[0]), coarse_shells)
-    coarse = _ShellSampler(ref, coarse_radii, density=0.5)
+    coarse = _ShellSampler(ref, coarse_radii, density=0.5, centre=n // 2)
     rotations = uniform_rotations(int(n_rotations))
     scores = np.concatenate([coarse.score(coarse.sample(rec, rotations[i:i + 256]))
                              for i in range(0, len(rotations), 256)])
     best = np.argsort(scores)[::-1][:max(1, candidates)]
-    fine = _ShellSampler(ref, radii, density=1.0)
+    fine = _ShellSampler(ref, radii, density=1.0, centre=n // 2)
 
     def cost(v, base):
         return -float(fine.score(fine.sample(rec, (base @ rotation_from_vector(v))[None]))[0])
@@ -653,9 +700,14 @@ class TruthModel:
     sizes_nm: np.ndarray | None = None
     source: str = ""
 
-    def intensity(self, n: int, q_per_voxel_inv_nm: float, rotation: np.ndarray | None = None) -> np.ndarray:
+    def intensity(self, n: int, q_per_voxel_inv_nm: float, rotation: np.ndarray | None = None,
+                  r_max_voxels: float | None = None) -> np.ndarray:
         return truth_intensity(self.shape, self.diameter_nm, n, q_per_voxel_inv_nm,
-                               sizes_nm=self.sizes_nm, rotation=rotation)
+                               sizes_nm=self.sizes_nm, rotation=rotation, r_max_voxels=r_max_voxels)
+
+    def values(self, q_inv_nm: np.ndarray) -> np.ndarray:
+        """The intensity at (..., 3) vectors (nm⁻¹), standard orientation."""
+        return truth_values(self.shape, self.diameter_nm, q_inv_nm, sizes_nm=self.sizes_nm)
 
     def text(self) -> str:
         if self.sizes_nm is not None and len(self.sizes_nm):
@@ -761,7 +813,8 @@ class StructureJudgement:
                 "resolution": {"q_inv_nm": self.resolution.q_inv_nm, "d_nm": self.resolution.d_nm,
                                "convention": "d = 2π/q (full period)",
                                "threshold": self.resolution.threshold,
-                               "reached_edge": self.resolution.reached_edge},
+                               "reached_edge": self.resolution.reached_edge,
+                               "scan_from_q_inv_nm": self.resolution.start_q_inv_nm},
                 "alignment": self.alignment, "note": self.note, "shells": self.shells.rows(),
                 "summary": self.line()}
 
@@ -791,15 +844,15 @@ def judge_selection(recon_folder: str | os.PathLike, truth: TruthModel | str | o
     n = volume.shape[0]
     q_lo, q_hi = measured_range(volume, dq)
     alignment = {}
+    r_max = q_hi / dq + band + 2.0          # beyond the measured shells nothing is compared
     if truth.shape == "sphere":
-        reference = truth.intensity(n, dq)
+        reference = truth.intensity(n, dq, r_max_voxels=r_max)
         shells = shell_correlation(volume, reference, dq, shell_width, method="radial-band", band=band)
     else:
-        standard = truth.intensity(n, dq)
-        al = align(volume, standard, dq, q_range or default_alignment_range(q_lo, q_hi),
+        al = align(volume, lambda p: truth.values(p * dq), dq, q_range or default_alignment_range(q_lo, q_hi),
                    rotate_volume=False)
         # recon(R q) ≈ truth(q), so in the reconstruction's frame the truth is I(Rᵀ q)
-        reference = truth.intensity(n, dq, rotation=al.rotation)
+        reference = truth.intensity(n, dq, rotation=al.rotation, r_max_voxels=r_max)
         shells = shell_correlation(volume, reference, dq, shell_width, method="pearson")
         alignment = _alignment_dict(al)
     res = resolution(shells.q_inv_nm, shells.cc, threshold, q_min_inv_nm=q_lo)

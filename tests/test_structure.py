@@ -171,6 +171,11 @@ def test_shell_correlation_uses_valid_voxels_only_and_resolution_interpolates():
     edge = resolution(q, [1, 0.9, 0.8, 0.7, 0.6, 0.55])
     assert edge.reached_edge and edge.q_inv_nm == pytest.approx(0.5)
     assert resolution(q, [0.9, 0.9, 0.9, 0.4, 0.9, 0.9], q_min_inv_nm=0.35).q_inv_nm == pytest.approx(0.5)
+    # low shells below the threshold before the curve first reaches it are passed over
+    late = resolution(q, [0.1, 0.3, 0.8, 0.9, 0.2, 0.9])
+    assert late.q_inv_nm == pytest.approx(0.3 + 0.1 * 4 / 7) and late.start_q_inv_nm == pytest.approx(0.2)
+    never = resolution(q, [0.1, 0.3, 0.2, 0.1, 0.2, 0.4])
+    assert math.isnan(never.q_inv_nm) and "none" in never.text()
 
 
 def test_radial_band_figure_tells_sphere_sizes_apart():
