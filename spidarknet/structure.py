@@ -22,7 +22,11 @@ The three steps of judging
 * :func:`shell_correlation` and :func:`resolution` — per shell of ``shell_width`` voxels,
   the Pearson correlation of the two intensities over the voxels valid in both (valid:
   finite and > 0; Dragonfly leaves voxels no pixel reached at exactly 0, and some tools
-  write -1), and the first q where it falls below a threshold.
+  write -1), and the first q where it falls below a threshold.  Beside it the per-shell
+  *contrast* (the share of the truth's anisotropy the reconstruction reproduces): a Pearson
+  correlation is blind to what adds the same to every orientation — exactly what 30 %
+  multiples do to an EMC average — and the contrast is not, so selections judged against
+  the truth are ranked by it (:func:`rank`).
 
 Conventions (stated once, used everywhere)
 ------------------------------------------
@@ -309,6 +313,7 @@ class ShellCorrelation:
     shell_width: float          # voxels
     method: str                 # "pearson" or "radial-band"
     band: int = 0               # radial-band: shells each side
+    contrast: np.ndarray | None = None   # pearson: the share of b's anisotropy a reproduces
 
     def at(self, q_inv_nm: float) -> float:
         """The figure of the shell holding ``q_inv_nm`` (NaN outside)."""
@@ -318,10 +323,17 @@ class ShellCorrelation:
         k = int(round((q_inv_nm - self.q_inv_nm[0]) / step))
         return float(self.cc[k]) if 0 <= k < len(self.cc) else float("nan")
 
+    def contrast_at(self, q_inv_nm: float) -> float:
+        if self.contrast is None or len(self.q_inv_nm) < 2:
+            return float("nan")
+        k = int(round((q_inv_nm - self.q_inv_nm[0]) / (self.q_inv_nm[1] - self.q_inv_nm[0])))
+        return float(self.contrast[k]) if 0 <= k < len(self.contrast) else float("nan")
+
     def rows(self) -> list[dict]:
+        contrast = self.contrast if self.contrast is not None else np.full(len(self.cc), np.nan)
         return [{"q_inv_nm": float(q), "d_nm": 2 * math.pi / q if q > 0 else float("inf"),
-                 "cc": float(c), "n_voxels": int(m)}
-                for q, c, m in zip(self.q_inv_nm, self.cc, self.n_voxels)]
+                 "cc": float(c), "contrast": float(k), "n_voxels": int(m)}
+                for q, c, k, m in zip(self.q_inv_nm, self.cc, contrast, self.n_voxels)]
 
 
 def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, shell_width: float = 1.0, *,
@@ -331,7 +343,13 @@ def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, s
     Shell ``k``: voxels with ``(k - ½) w ≤ r < (k + ½) w`` (``r = |q|/Δq`` in voxels, ``w =
     shell_width``), at ``q = k w Δq`` (nm⁻¹).  Only voxels valid in both (:func:`valid_voxels`).
     ``method``: "pearson" — the Pearson correlation of the shell's voxels (NaN below
-    ``min_voxels``); "radial-band" — for spherically symmetric intensities: the Pearson
+    ``min_voxels``), and beside it the *contrast*: the regression slope of ``a`` on ``b`` in
+    units of the shell means, ``cov(a, b) / var(b) · mean(b) / mean(a)`` = CC × (relative
+    spread of ``a``) / (relative spread of ``b``): the share of ``b``'s anisotropy that ``a``
+    reproduces (1: all of it).  Noise in ``a`` leaves it unbiased (it raises CC's denominator,
+    not this slope); a contamination that adds the same to every orientation, blurring and
+    misalignment lower it, which the Pearson correlation, blind to offsets, does not see;
+    "radial-band" — for spherically symmetric intensities: the Pearson
     correlation of the two log radial profiles (shell means on quarter-shell bins) over the
     bins within ``± band`` shells of shell ``k`` that are ≥ 90 % measured (NaN where fewer
     than 4 bins are).
@@ -356,10 +374,15 @@ def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, s
         order = np.argsort(shells[both], kind="stable")
         sa, sb = a[both][order], b[both][order]
         bounds = np.concatenate([[0], np.cumsum(counts)])
+        contrast = np.full(n_shells, np.nan)
         for k in range(n_shells):
             if counts[k] >= min_voxels:
-                cc[k] = _pearson(sa[bounds[k]:bounds[k + 1]], sb[bounds[k]:bounds[k + 1]])
-        return ShellCorrelation(q, cc, counts, float(shell_width), method)
+                x, y = sa[bounds[k]:bounds[k + 1]], sb[bounds[k]:bounds[k + 1]]
+                cc[k] = _pearson(x, y)
+                var = float(np.var(y))
+                if var > 0:
+                    contrast[k] = float(np.mean((x - x.mean()) * (y - y.mean()))) / var * y.mean() / x.mean()
+        return ShellCorrelation(q, cc, counts, float(shell_width), method, contrast=contrast)
     fine_all = np.floor(r * 4.0 + 2.0).astype(np.int64)      # quarter-shell bins, bin 4k+2 centred on shell k
     fine = fine_all[both]
     n_fine = 4 * n_shells + 4
@@ -790,26 +813,55 @@ class StructureJudgement:
     n_frames: int | None = None
     note: str = ""
 
+    def q_range(self) -> tuple[float, float]:
+        """The shells the means are taken over: from where the resolution scan starts (the
+        first well-measured shell that reaches the threshold; else the first well-measured
+        one) to the last well-measured one."""
+        lo, hi = self.q_measured_inv_nm
+        start = self.resolution.start_q_inv_nm
+        return (max(lo, start) if math.isfinite(start) else lo), hi
+
+    def _mean(self, values, q_lo, q_hi) -> float:
+        if values is None:
+            return float("nan")
+        own = self.q_range()
+        lo = own[0] if q_lo is None else q_lo
+        hi = own[1] if q_hi is None else q_hi
+        q = self.shells.q_inv_nm
+        use = (q >= lo - 1e-12) & (q <= hi + 1e-12) & np.isfinite(values)
+        return float(np.mean(values[use])) if use.any() else float("nan")
+
     def figure(self, q_lo: float | None = None, q_hi: float | None = None) -> float:
-        """Mean per-shell figure over [q_lo, q_hi] (default: the measured range)."""
-        lo = self.q_measured_inv_nm[0] if q_lo is None else q_lo
-        hi = self.q_measured_inv_nm[1] if q_hi is None else q_hi
-        q, cc = self.shells.q_inv_nm, self.shells.cc
-        use = (q >= lo - 1e-12) & (q <= hi + 1e-12) & np.isfinite(cc)
-        return float(np.mean(cc[use])) if use.any() else float("nan")
+        """Mean per-shell figure (CC) over [q_lo, q_hi] (default: :meth:`q_range`)."""
+        return self._mean(self.shells.cc, q_lo, q_hi)
+
+    def contrast(self, q_lo: float | None = None, q_hi: float | None = None) -> float:
+        """Mean per-shell contrast (Pearson mode; NaN otherwise) over [q_lo, q_hi]."""
+        return self._mean(self.shells.contrast, q_lo, q_hi)
+
+    def rank_figure(self, q_lo: float | None = None, q_hi: float | None = None) -> float:
+        """What :func:`rank` sorts by: against the truth in Pearson mode the mean contrast
+        (it sees contamination and blurring, and noise does not raise it), otherwise the
+        mean per-shell figure."""
+        if self.shells.method == "pearson" and self.reference.startswith("truth"):
+            return self.contrast(q_lo, q_hi)
+        return self.figure(q_lo, q_hi)
 
     def line(self) -> str:
         frames = f"{self.n_frames} frames, " if self.n_frames is not None else ""
         what = "CC" if self.shells.method == "pearson" else "radial-band CC"
-        return (f"{self.name}: {frames}{what} vs {self.reference}: mean {self.figure():.3f} over "
-                f"q {self.q_measured_inv_nm[0]:.3f}-{self.q_measured_inv_nm[1]:.3f} nm⁻¹; "
-                f"resolution {self.resolution.text()}")
+        lo, hi = self.q_range()
+        contrast = self.contrast()
+        extra = f", contrast {contrast:.3f}" if math.isfinite(contrast) else ""
+        return (f"{self.name}: {frames}{what} vs {self.reference}: mean {self.figure():.3f}{extra} over "
+                f"q {lo:.3f}-{hi:.3f} nm⁻¹; resolution {self.resolution.text()}")
 
     def to_dict(self) -> dict:
         return {"name": self.name, "folder": self.folder, "reference": self.reference,
                 "n_frames": self.n_frames, "method": self.shells.method, "band_shells": self.shells.band,
                 "shell_width_voxels": self.shells.shell_width,
-                "q_measured_inv_nm": list(self.q_measured_inv_nm), "mean_cc": self.figure(),
+                "q_measured_inv_nm": list(self.q_measured_inv_nm), "q_mean_range_inv_nm": list(self.q_range()),
+                "mean_cc": self.figure(), "mean_contrast": self.contrast(),
                 "resolution": {"q_inv_nm": self.resolution.q_inv_nm, "d_nm": self.resolution.d_nm,
                                "convention": "d = 2π/q (full period)",
                                "threshold": self.resolution.threshold,
@@ -898,23 +950,20 @@ def judge_halves(recon_folder: str | os.PathLike, *, name: str | None = None, me
 
 
 def rank(judgements: Sequence[StructureJudgement]) -> list[int]:
-    """Indices of ``judgements``, best structure first: by the mean per-shell figure over the
-    shells every one of them measured well (the largest q_lo to the smallest q_hi), ties by
-    resolution."""
-    lo = max(j.q_measured_inv_nm[0] for j in judgements)
-    hi = min(j.q_measured_inv_nm[1] for j in judgements)
-    if not hi > lo:
-        lo, hi = None, None
-    scores = [j.figure(lo, hi) for j in judgements]
-    order = sorted(range(len(judgements)),
-                   key=lambda i: (-(scores[i] if math.isfinite(scores[i]) else -np.inf),
-                                  -(judgements[i].resolution.q_inv_nm
-                                    if math.isfinite(judgements[i].resolution.q_inv_nm) else 0.0)))
-    return order
+    """Indices of ``judgements``, best structure first, by :meth:`StructureJudgement.rank_figure`
+    over the shells all of them measured (:func:`common_range`), ties by resolution."""
+    lo, hi = common_range(judgements)
+    scores = [j.rank_figure(lo, hi) for j in judgements]
+    return sorted(range(len(judgements)),
+                  key=lambda i: (-(scores[i] if math.isfinite(scores[i]) else -np.inf),
+                                 -(judgements[i].resolution.q_inv_nm
+                                   if math.isfinite(judgements[i].resolution.q_inv_nm) else 0.0)))
 
 
 def common_range(judgements: Sequence[StructureJudgement]) -> tuple[float, float]:
-    lo = max(j.q_measured_inv_nm[0] for j in judgements)
-    hi = min(j.q_measured_inv_nm[1] for j in judgements)
-    return (lo, hi) if hi > lo else (min(j.q_measured_inv_nm[0] for j in judgements),
-                                     max(j.q_measured_inv_nm[1] for j in judgements))
+    """The shells every judgement's means cover (:meth:`StructureJudgement.q_range`); where
+    they share none, the union."""
+    ranges = [j.q_range() for j in judgements]
+    lo = max(r[0] for r in ranges)
+    hi = min(r[1] for r in ranges)
+    return (lo, hi) if hi > lo else (min(r[0] for r in ranges), max(r[1] for r in ranges))

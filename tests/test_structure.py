@@ -161,6 +161,19 @@ def test_shell_correlation_uses_valid_voxels_only_and_resolution_interpolates():
     sc2 = shell_correlation(a, c, dq)
     assert np.all(sc2.cc[2:15] > 0.99)
     assert sc2.n_voxels.sum() < sc.n_voxels.sum()
+    # contrast: noise leaves it at 1, what adds the same to every orientation lowers it, CC does not see that
+    truth = truth_intensity("icosahedron", 60.0, n, 2 * math.pi / 60 / 3)
+    noisy = truth * (1 + 0.3 * rng.normal(size=truth.shape))
+    shells = slice(4, 15)
+    k = shell_correlation(noisy, truth, dq).contrast[shells]
+    assert np.all(np.abs(k - 1) < 0.15), k
+    r2 = np.sum((voxel_q(n, 1.0)) ** 2, axis=-1)
+    flat = np.bincount(np.rint(np.sqrt(r2)).astype(int).ravel(), weights=truth.ravel()) / np.bincount(
+        np.rint(np.sqrt(r2)).astype(int).ravel())
+    diluted = 0.7 * truth + 0.3 * flat[np.rint(np.sqrt(r2)).astype(int)] * 2.0     # an isotropic part
+    both = shell_correlation(diluted, truth, dq)
+    np.testing.assert_allclose(both.cc[shells], 1.0, atol=1e-9)
+    assert np.all(both.contrast[shells] < 0.7)
     noise = shell_correlation(a, rng.uniform(1, 2, a.shape), dq)
     assert np.nanmax(np.abs(noise.cc[4:16])) < 0.2
     # resolution: linear between the last shell above and the first below the threshold
@@ -258,6 +271,7 @@ def test_judge_selection_against_a_truth_model(tmp_path):
     folder = write_recon(tmp_path / "good", noisy, dq)
     j = judge_selection(folder, model, n_frames=500)
     assert j.shells.method == "pearson" and j.figure() > 0.9
+    assert abs(j.contrast() - 1) < 0.1 and j.rank_figure() == j.contrast()
     assert j.resolution.reached_edge
     d_ = j.to_dict()
     assert d_["resolution"]["convention"].startswith("d = 2π/q")
@@ -306,6 +320,7 @@ def test_compare_ranks_selections_by_structure(sphere_set, tmp_path, capsys):
     assert "radial-band" in text and "resolution" in text
     data = json.loads((out / "structure.json").read_text())
     assert data["rank"] == ["true", "diluted"]
+    assert "mean per-shell CC" in data["ranked_by"]          # spheres: the radial-band figure
     first = data["selections"][1]
     assert first["name"] == "true" and first["rank"] == 1 and first["method"] == "radial-band"
     assert len(first["cc_at_q"]) == 4

@@ -169,29 +169,39 @@ class StructureComparison:
     def to_dict(self) -> dict:
         lo, hi = self.q_range()
         return {"reference": self.reference, "rank": [self.judgements[i].name for i in self.order],
-                "ranked_by": f"mean per-shell figure over q {lo:.4g}-{hi:.4g} nm⁻¹ (shells all measured), "
+                "ranked_by": f"{self.rank_what()} over q {lo:.4g}-{hi:.4g} nm⁻¹ (shells all measured), "
                              "ties by resolution",
                 "q_points_inv_nm": self.q_points,
                 "selections": [dict(j.to_dict(), rank=self.order.index(i) + 1,
-                                    cc_at_q=[j.shells.at(q) for q in self.q_points])
+                                    rank_figure=j.rank_figure(*self.q_range()),
+                                    cc_at_q=[j.shells.at(q) for q in self.q_points],
+                                    contrast_at_q=[j.shells.contrast_at(q) for q in self.q_points])
                                for i, j in enumerate(self.judgements)]}
 
     def q_range(self) -> tuple[float, float]:
         from spidarknet.structure import common_range
         return common_range(self.judgements)
 
+    def has_contrast(self) -> bool:
+        return self.reference == "truth" and self.judgements[0].shells.method == "pearson"
+
+    def rank_what(self) -> str:
+        return "mean per-shell contrast" if self.has_contrast() else "mean per-shell CC"
+
     def table(self) -> str:
         """Frames, the per-shell figure at a few q, mean, resolution and rank, for people."""
-        head = ["rank", "selection", "frames"] + [f"CC@{q:.3g}" for q in self.q_points] + [
-            "mean CC", "resolution q (nm⁻¹)", "d=2π/q (nm)"]
+        contrast = self.has_contrast()
+        head = (["rank", "selection", "frames"] + [f"CC@{q:.3g}" for q in self.q_points] + ["mean CC"]
+                + (["mean contrast"] if contrast else []) + ["resolution q (nm⁻¹)", "d=2π/q (nm)"])
         rows = []
+        lo, hi = self.q_range()
         for pos, i in enumerate(self.order, 1):
             j = self.judgements[i]
-            lo, hi = self.q_range()
             res = j.resolution
             rows.append([str(pos), j.name, "" if j.n_frames is None else str(j.n_frames)]
                         + [f"{j.shells.at(q):.3f}" for q in self.q_points]
-                        + [f"{j.figure(lo, hi):.3f}", ("≥" if res.reached_edge else "") + f"{res.q_inv_nm:.3f}",
+                        + [f"{j.figure(lo, hi):.3f}"] + ([f"{j.contrast(lo, hi):.3f}"] if contrast else [])
+                        + [("≥" if res.reached_edge else "") + f"{res.q_inv_nm:.3f}",
                            ("≤" if res.reached_edge else "") + f"{res.d_nm:.1f}"])
         widths = [max(len(r[c]) for r in rows + [head]) for c in range(len(head))]
         lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
@@ -202,7 +212,8 @@ class StructureComparison:
                 f"radial-band CC (log radial profiles within ±{j0.shells.band} shells)")
         against = "the truth intensity" if self.reference == "truth" else "half 1 vs half 2 (half-set CC)"
         lines.append(f"structure: {what} against {against}; resolution where it first drops below "
-                     f"{j0.resolution.threshold:g}")
+                     f"{j0.resolution.threshold:g}; ranked by the {self.rank_what()} over q {lo:.3f}-{hi:.3f} nm⁻¹"
+                     + (" (contrast: the share of the truth's anisotropy reproduced, 1 = all)" if contrast else ""))
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -216,10 +227,11 @@ class StructureComparison:
             if j.alignment:
                 out += [f"aligned in {j.alignment['seconds']:.1f} s (mean shell correlation "
                         f"{j.alignment['score']:.3f} on the alignment shells)", ""]
-            out += ["| q (nm⁻¹) | d = 2π/q (nm) | CC | voxels |", "| ---: | ---: | ---: | ---: |"]
+            out += ["| q (nm⁻¹) | d = 2π/q (nm) | CC | contrast | voxels |", "| ---: | ---: | ---: | ---: | ---: |"]
             for r in j.shells.rows():
                 if r["n_voxels"] and math.isfinite(r["cc"]):
-                    out.append(f"| {r['q_inv_nm']:.4f} | {r['d_nm']:.1f} | {r['cc']:.3f} | {r['n_voxels']} |")
+                    k = f"{r['contrast']:.3f}" if math.isfinite(r["contrast"]) else ""
+                    out.append(f"| {r['q_inv_nm']:.4f} | {r['d_nm']:.1f} | {r['cc']:.3f} | {k} | {r['n_voxels']} |")
             out.append("")
         return "\n".join(out)
 
