@@ -88,6 +88,8 @@ BEAMTIME = (
 )
 #: the runs the "first runs" recipes may learn from
 FIRST_RUNS = 2
+#: the project's default recipe (log scale, labelled frames from every run)
+DEFAULT_RECIPE = "all-log"
 #: the particle the true intensity is computed for: the sample's mean diameter
 PARTICLE = {"shape": "icosahedron", "diameter_nm": 70.0}
 
@@ -288,25 +290,47 @@ def differences(selections: dict, labels: np.ndarray, run_of: np.ndarray, later:
 
 # -- structure ---------------------------------------------------------------------------------
 
-def _reconstruct(hit_list: Path, out: Path, config: SeedConfig) -> dict:
+def beamtime_truth(data: Sequence[Path]):
+    """The particle every selection should give: icosahedra with the diameters of all the
+    beamtime's single particles (16 quantiles of them), one reference for every selection."""
+    from spidarknet.frames import open_h5
+    from spidarknet.structure import TruthModel
+    sizes = []
+    for path in data:
+        with open_h5(str(path)) as f:
+            t = f["truth"]
+            kind = np.array([k.decode() if isinstance(k, bytes) else str(k) for k in t["kind"][()]])
+            sizes.append(t["diameter_nm"][()][(kind == "single") & (t["label"][()] == 1)])
+    sizes = np.concatenate(sizes).astype(np.float64)
+    if sizes.size == 0:
+        raise InputError("the beamtime holds no single particle: nothing to reconstruct")
+    return TruthModel(PARTICLE["shape"], float(sizes.mean()),
+                      np.quantile(sizes, np.linspace(0.02, 0.98, 16)), "the beamtime's single particles")
+
+
+def _reconstruct(hit_list: Path, out: Path, truth, config: SeedConfig) -> dict:
+    """Reconstruct one selection (kept: a second run reuses it) and judge it against ``truth``."""
     from spidarknet.reconstruct import reconstruct
     from spidarknet.structure import judge_selection
     t0 = time.perf_counter()
-    done = out / "intensity.h5"
-    if not done.exists():
+    if not (out / "intensity.h5").exists():
         reconstruct(str(hit_list), out, binning=config.recon_binning, num_div=config.recon_num_div,
                     iterations=config.recon_iterations, force=True, progress=config.progress)
     seconds = time.perf_counter() - t0
-    judged = judge_selection(out, truth=PARTICLE)
-    return {"seconds": round(seconds, 1), **_jsonable(judged)}
-
-
-def _jsonable(judged) -> dict:
-    if isinstance(judged, dict):
-        return judged
-    if hasattr(judged, "to_dict"):
-        return judged.to_dict()
-    return asdict(judged)
+    t1 = time.perf_counter()
+    judged = judge_selection(out, truth, name=out.name)
+    rows = [r for r in judged.shells.rows() if np.isfinite(r["cc"])]
+    lo, hi = judged.q_range()
+    rows = [r for r in rows if lo - 1e-9 <= r["q_inv_nm"] <= hi + 1e-9]
+    res = judged.resolution
+    return {"summary": judged.line(), "q_inv_nm": [float(r["q_inv_nm"]) for r in rows],
+            "cc": [float(r["cc"]) for r in rows],
+            "contrast": [float(r["contrast"]) for r in rows],
+            "mean_cc": judged.figure(), "mean_contrast": judged.contrast(),
+            "resolution_q_inv_nm": None if res.reached_edge else float(res.q_inv_nm),
+            "resolution_reached_edge": bool(res.reached_edge), "edge_q_inv_nm": float(hi),
+            "reconstruct_seconds": round(seconds, 1), "judge_seconds": round(time.perf_counter() - t1, 1),
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 # -- the whole experiment ----------------------------------------------------------------------
@@ -340,9 +364,12 @@ def run_seed_questions(config: SeedConfig, say: Callable[[str], None] = print) -
                               config.bootstrap)
     structure = {}
     if config.reconstruct:
+        truth = beamtime_truth(data)
         for name, path in hit_lists.items():
             say(f"reconstructing the {name} selection ...")
-            structure[name] = _reconstruct(path, work / "recon" / name, config)
+            structure[name] = _reconstruct(path, work / "recon" / name, truth, config)
+        for name, s in structure.items():
+            s["within_10_percent_of_truth"] = _structure_within(s, structure["truth"], 0.10)
     result = {"runs": [asdict(r) for r in config.runs], "frames_per_run": config.frames_per_run,
               "labelled_frames": config.labelled_frames, "first_runs": config.first_runs,
               "train_options": list(config.train_options), "per_run_f1": per_run, "table": table,
@@ -375,6 +402,10 @@ def answers(result: dict) -> dict:
         line += (f"; its reconstruction is {'within' if ok else 'not within'} 10 % of the true "
                  f"selection's correlation at every shell up to the truth's 0.5 resolution")
         verdict = verdict and ok
+    if DEFAULT_RECIPE in structure and DEFAULT_RECIPE != best and "truth" in structure:
+        ok = _structure_within(structure[DEFAULT_RECIPE], structure["truth"], 0.10)
+        line += (f"; the default recipe ({DEFAULT_RECIPE}, mean F1 {mean[DEFAULT_RECIPE]:.3f}) is "
+                 f"{'within' if ok else 'not within'} 10 %")
     out["reasonable_selection"] = ("yes" if verdict else "no") + f" -- {line} (rule: F1 >= 0.8" + (
         " and structure within 10 %)" if "truth" in structure else ")")
     # 2. first runs only: on the later runs, first-* vs all-* of the same scale
@@ -421,7 +452,7 @@ def _structure_within(judged: dict, truth: dict, tolerance: float) -> bool:
     q_t, cc_t = np.asarray(truth["q_inv_nm"]), np.asarray(truth["cc"])
     q_j, cc_j = np.asarray(judged["q_inv_nm"]), np.asarray(judged["cc"])
     limit = truth.get("resolution_q_inv_nm")
-    limit = q_t.max() if limit is None or not np.isfinite(limit) else limit
+    limit = q_t.max() if limit is None or not np.isfinite(limit) else limit   # None: never below 0.5
     shells = q_t <= limit
     cc_j = np.interp(q_t[shells], q_j, cc_j)
     return bool(np.all(cc_j >= (1.0 - tolerance) * cc_t[shells]))
@@ -445,9 +476,17 @@ def format_result(result: dict) -> str:
         lines += ["", "structure (correlation with the true intensity per shell):"]
         for name, s in result["structure"].items():
             res = s.get("resolution_q_inv_nm")
-            cells = " ".join(f"{c:.2f}" for c in s["cc"][:12])
-            lines.append(f"{name:<14} q(cc<0.5) = {res if res is None else round(res, 3)} nm⁻¹  "
-                         f"cc: {cells}  ({s['seconds']:.0f} s)")
+            where = f"{res:.3f} nm⁻¹" if res is not None else f"> {s['edge_q_inv_nm']:.3f} nm⁻¹ (edge)"
+            ok = s.get("within_10_percent_of_truth")
+            lines.append(f"{name:<14} mean CC {s['mean_cc']:.3f}, contrast {s['mean_contrast']:.3f}, "
+                         f"CC < 0.5 at {where}; within 10 % of the truth's at every shell: "
+                         f"{'yes' if ok else 'no'} ({s['reconstruct_seconds']:.0f} s EMC)")
+        q = result["structure"]["truth"]["q_inv_nm"]
+        picks = sorted({int(round(x)) for x in np.linspace(0, len(q) - 1, 8)})
+        lines.append(f"{'CC at q (nm⁻¹)':<14}" + "".join(f"{q[i]:7.3f}" for i in picks))
+        for name, s in result["structure"].items():
+            cc = np.interp([q[i] for i in picks], s["q_inv_nm"], s["cc"])
+            lines.append(f"{name:<14}" + "".join(f"{c:7.3f}" for c in cc))
     lines += ["", "answers:"] + [f"  {k}: {v}" for k, v in result["answers"].items()]
     lines.append(f"total {result['total_seconds']:.0f} s")
     return "\n".join(lines)
