@@ -24,7 +24,8 @@ For each frame (photon counts, with its usable-pixel mask and the file's geometr
    ``d_max_nm``, every ``coarse_step_nm``), ``a`` and ``b`` maximise the likelihood of the
    ring sums (the sufficient statistic of a round pattern about that centre); the best
    centre and diameter start Fisher scoring of the per-pixel likelihood over all five
-   parameters (a, b, d and the centre x, y).  No fringe detection gates the fit: a round
+   parameters (a, b, d and the centre x, y): ``scipy.optimize.minimize``'s trust-exact
+   method with the Fisher information as the Hessian.  No fringe detection gates the fit: a round
    pattern fixes its own centre on whatever part of the detector works, one half included.
 5. **Uncertainty.**  ``diameter_err_nm`` is the 1σ error of the diameter: from the inverse
    Fisher information ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` of all five parameters (the curvature of the
@@ -710,7 +711,7 @@ def fit_sphere(q_inv_m: np.ndarray, photons: np.ndarray, n_pixels: np.ndarray, *
         return _scale_background(counts[lit], shapes[:, lit], shapes @ n, n.sum(),
                                  background=s.background)
 
-    from scipy import optimize  # here, not at the top: sizing workers start without scipy
+    from scipy import optimize  # on first use: commands that size nothing do not load it
     grid = _diameter_grid(s)
     _, _, nll = profile(grid)
     best = int(np.argmin(nll))
@@ -734,25 +735,39 @@ def fit_sphere(q_inv_m: np.ndarray, photons: np.ndarray, n_pixels: np.ndarray, *
     return _judge(fit, s)
 
 
-def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,
-                    search_centre: Sequence[float] | None, reach_px: float, *, max_steps: int = 30):
-    """Maximum-likelihood (a, b, d, cx, cy) of the photons of every pixel of ``pixels``.
+class _PixelModel:
+    """The Poisson likelihood of every pixel of ``pixels`` as a function of the free
+    parameters θ = (a, [b,] d in nm[, cx, cy]) (b fixed at 0 without a background, the
+    centre fixed at ``centre_xy`` when ``fit_centre`` is false): :meth:`at` gives the
+    negative log-likelihood, μ per pixel, the pixels' radii, ∂μ/∂θ and the expected
+    (Fisher) information ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j``; the last few points are kept, as the
+    optimiser asks for value, gradient and information one at a time."""
 
-    Fisher scoring, ``θ ← θ + I⁻¹ ∇ log L`` with the expected information
-    ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j``; a step that lowers the likelihood is halved, and a, b
-    stay ≥ 0, the diameter in the range searched and the centre within ``reach_px`` (+1)
-    of ``search_centre`` (the centre is fixed when that is None, b when there is no
-    background).  ``start`` is (a, b, d in m, cx, cy).  Returns a, b, d (m), cx, cy, the
-    covariance of the free parameters (a, [b,] d in nm[, cx, cy]), the negative
-    log-likelihood, μ per pixel and the pixels' radii.
-    """
-    a, b, d_nm, cx, cy = (float(v) for v in start)
-    d_nm *= 1e9
-    fit_b, fit_c = s.background, search_centre is not None
-    b = b if fit_b else 0.0
-    counts, lit = pixels.counts, pixels.lit
+    def __init__(self, pixels: _FitPixels, optics: _Optics, fit_background: bool, fit_centre: bool,
+                 centre_xy: Sequence[float]):
+        self.pixels, self.optics = pixels, optics
+        self.fit_b, self.fit_c = fit_background, fit_centre
+        self.centre_xy = (float(centre_xy[0]), float(centre_xy[1]))
+        self._kept: dict[bytes, tuple] = {}
 
-    def evaluate(a, b, d_nm, cx, cy):
+    def unpack(self, theta: np.ndarray) -> tuple[float, float, float, float, float]:
+        """(a, b, d in nm, cx, cy) of the free parameters ``theta``."""
+        values = [float(v) for v in theta]
+        a = values.pop(0)
+        b = values.pop(0) if self.fit_b else 0.0
+        d_nm = values.pop(0)
+        return (a, b, d_nm) + ((values[0], values[1]) if self.fit_c else self.centre_xy)
+
+    def at(self, theta: np.ndarray) -> tuple:
+        key = np.asarray(theta, dtype=np.float64).tobytes()
+        if key not in self._kept:
+            if len(self._kept) >= 4:
+                self._kept.pop(next(iter(self._kept)))
+            self._kept[key] = self._evaluate(*self.unpack(theta))
+        return self._kept[key]
+
+    def _evaluate(self, a, b, d_nm, cx, cy) -> tuple:
+        pixels, optics = self.pixels, self.optics
         off_x, off_y = (v.astype(np.float64) for v in pixels.offsets((cx, cy)))
         r = np.sqrt(off_x * off_x + off_y * off_y)
         if optics.subpixels == 1:   # point samples at the pixel centres
@@ -761,65 +776,69 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
             shape, d_shape_d, d_shape_cx, d_shape_cy = optics.pixel_shape_and_derivatives(
                 off_x, off_y, pixels.aspect, d_nm * 1e-9)
         mu = a * shape + b
-        nll = float(mu.sum() - np.sum(counts * np.log(np.maximum(mu[lit], 1e-300))))
-        grads = [shape] + ([np.ones_like(shape)] if fit_b else []) + [a * d_shape_d * 1e-9]
-        if fit_c and optics.subpixels == 1:
+        nll = float(mu.sum() - np.sum(pixels.counts * np.log(np.maximum(mu[pixels.lit], 1e-300))))
+        grads = [shape] + ([np.ones_like(shape)] if self.fit_b else []) + [a * d_shape_d * 1e-9]
+        if self.fit_c and optics.subpixels == 1:
             inv_r = 1.0 / np.maximum(r, 1e-9)
             grads += [-a * d_shape_r * off_x * inv_r, -a * d_shape_r * off_y * pixels.aspect * inv_r]
-        elif fit_c:
+        elif self.fit_c:
             grads += [a * d_shape_cx, a * d_shape_cy]
         grads = np.array(grads)
         info = (grads / np.maximum(mu, 1e-300)) @ grads.T
         return nll, mu, r, grads, info
 
-    def unpack(theta):
-        values = list(theta)
-        a_new = values.pop(0)
-        b_new = values.pop(0) if fit_b else 0.0
-        d_new = values.pop(0)
-        return (a_new, b_new, d_new) + ((values[0], values[1]) if fit_c else (cx, cy))
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """∇ of the negative log-likelihood: ``Σ_j ∇μ_j (1 − C_j / μ_j)``."""
+        _, mu, _, grads, _ = self.at(theta)
+        residual = np.ones_like(mu)
+        residual[self.pixels.lit] -= self.pixels.counts / np.maximum(mu[self.pixels.lit], 1e-300)
+        # not BLAS: a threaded gemv of 5 x N costs 100 times more on a busy machine
+        return np.einsum("ij,j->i", grads, residual)
 
-    def allowed(a, b, d_nm, cx, cy):
+
+def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,
+                    search_centre: Sequence[float] | None, reach_px: float, *, max_steps: int = 30):
+    """Maximum-likelihood (a, b, d, cx, cy) of the photons of every pixel of ``pixels``.
+
+    Fisher scoring in a trust region: ``scipy.optimize.minimize(method="trust-exact")`` of
+    the negative log-likelihood with the expected information ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j``
+    as its Hessian, in units of the starting point's standard errors (so that one trust
+    radius suits the scale, the background, the diameter and the centre).  Points outside
+    a, b ≥ 0, the diameter range searched and ``reach_px`` (+1) of ``search_centre`` are
+    refused (the centre is fixed when that is None, b when there is no background).
+    ``start`` is (a, b, d in m, cx, cy).  Returns a, b, d (m), cx, cy, the covariance of
+    the free parameters (a, [b,] d in nm[, cx, cy]), the negative log-likelihood, μ per
+    pixel and the pixels' radii.
+    """
+    from scipy import optimize  # on first use: commands that size nothing do not load it
+    a, b, d_m, cx, cy = (float(v) for v in start)
+    fit_c = search_centre is not None
+    model = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy))
+    theta = np.array([a] + ([b] if s.background else []) + [d_m * 1e9] + ([cx, cy] if fit_c else []))
+    unit = 1.0 / np.sqrt(np.maximum(np.diag(model.at(theta)[4]), 1e-300))   # 1σ of each, at the start
+
+    def allowed(a, b, d_nm, cx, cy) -> bool:
         inside = not fit_c or math.hypot(cx - search_centre[0], cy - search_centre[1]) <= reach_px + 1.0
         return a >= 0 and b >= 0 and s.d_min_nm <= d_nm <= s.d_max_nm and inside
 
-    nll, mu, r, grads, info = evaluate(a, b, d_nm, cx, cy)
-    for _ in range(max_steps):
-        residual = -np.ones_like(mu)
-        residual[lit] += counts / np.maximum(mu[lit], 1e-300)
-        # not BLAS: a threaded gemv of 5 x N costs 100 times more on a busy machine
-        step = _solve_scaled(info, np.einsum("ij,j->i", grads, residual))
-        if step is None:
-            break
-        theta = np.array([a] + ([b] if fit_b else []) + [d_nm] + ([cx, cy] if fit_c else []))
-        t = 1.0
-        for i in range(1 + fit_b):  # a and b stay positive: at most 90 % of the way to zero
-            if step[i] < 0:
-                t = min(t, 0.9 * theta[i] / -step[i])
-        for _ in range(12):
-            trial = unpack(theta + t * step)
-            if allowed(*trial):
-                evaluated = evaluate(*trial)
-                if evaluated[0] <= nll + 1e-9:
-                    break
-            t *= 0.5
-        else:
-            break
-        moved_d, moved_c = abs(trial[2] - d_nm), math.hypot(trial[3] - cx, trial[4] - cy)
-        a, b, d_nm, cx, cy = trial
-        nll, mu, r, grads, info = evaluated
-        if moved_d < 3e-3 and moved_c < 3e-2:
-            break
-    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu, r
+    def nll(z):   # refused outside (the optimiser then shrinks its trust region)
+        return model.at(z * unit)[0] if allowed(*model.unpack(z * unit)) else math.inf
 
+    def jac(z):
+        return model.gradient(z * unit) * unit if allowed(*model.unpack(z * unit)) else np.zeros_like(z)
 
-def _solve_scaled(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray | None:
-    """``matrix⁻¹ vector`` for a positive (semi-)definite matrix of badly mixed units."""
-    scale = np.sqrt(np.maximum(np.diag(matrix), 1e-300))
-    try:
-        return np.linalg.solve(matrix / np.outer(scale, scale), vector / scale) / scale
-    except np.linalg.LinAlgError:
-        return None
+    def hess(z):
+        inside = allowed(*model.unpack(z * unit))
+        return model.at(z * unit)[4] * np.outer(unit, unit) if inside else np.eye(len(z))
+
+    # converged when the gradient, in standard errors, is 1 % of one (float32 pixel offsets
+    # leave a floor near 1e-3); the grid's start may lie many standard errors away
+    found = optimize.minimize(nll, theta / unit, method="trust-exact", jac=jac, hess=hess,
+                              options={"gtol": 1e-2, "maxiter": max_steps, "initial_trust_radius": 100.0})
+    best = found.x * unit
+    value, mu, r, _, info = model.at(best)
+    a, b, d_nm, cx, cy = model.unpack(best)
+    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), value, mu, r
 
 
 def _inverse_scaled(matrix: np.ndarray) -> np.ndarray:
@@ -839,6 +858,28 @@ def _centre_candidates(centre_xy: Sequence[float], search_px: float, step_px: fl
     return np.column_stack([dx[inside] + centre_xy[0], dy[inside] + centre_xy[1]])
 
 
+def _ring_search(pixels: _FitPixels, optics: _Optics, s: SizingSettings, centres, diameters: np.ndarray,
+                 width: float, newton_steps: int, ring_limit_px: float):
+    """The best (centre, diameter, a, b) of ``centres`` x ``diameters`` by the Poisson
+    likelihood of the photons summed in rings ``width`` wide (out to ``ring_limit_px``)
+    about each centre, with the best scale and background of each."""
+    n_rings = int(math.ceil(ring_limit_px / width)) + 1
+    table = optics.ring_shape((np.arange(n_rings) + 0.5) * width, diameters)
+    best = (math.inf, 0, 0.0, 0.0, None)
+    for centre in centres:
+        r_pix, r_lit = pixels.radii(centre)
+        n = np.bincount((r_pix / width).astype(np.intp), minlength=n_rings)[:n_rings]
+        c = np.bincount((r_lit / width).astype(np.intp), weights=pixels.counts, minlength=n_rings)[:n_rings]
+        lit = c > 0
+        a, b, nll = _scale_background(c[lit], table[:, lit], table @ n, pixels.n_pixels,
+                                      background=s.background, newton_steps=newton_steps)
+        k = int(np.argmin(nll))
+        if nll[k] < best[0]:
+            best = (float(nll[k]), k, float(a[k]), float(b[k]), tuple(centre))
+    _, k, a, b, centre = best
+    return centre, float(diameters[k]), a, b
+
+
 def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float],
                      settings: SizingSettings | None = None) -> SphereFit:
     """Beam centre, diameter, scale and background of one frame's photons (module notes, 4-5).
@@ -849,7 +890,8 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        ``2 bin_px`` wide with the best scale and background; then the same on the 3 × 3
        pixels around the best centre, rings ``bin_px`` wide and the full diameter grid
        near the best diameter.
-    2. From there, Fisher scoring of the per-pixel likelihood over (a, b, d, cx, cy).
+    2. From there, Fisher scoring (in scipy's trust region) of the per-pixel likelihood
+       over (a, b, d, cx, cy).
     3. The uncertainty of the diameter from the inverse Fisher information of all five
        (so it includes the freedom of the centre), widened by the shape term.
     """
@@ -868,35 +910,18 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     # 1. centre grid x diameter grid on ring sums, coarse then fine
     grid = _diameter_grid(s)
     ring_limit = float(radii.max()) + reach + 2.0
-
-    def ring_search(centres, diameters, width, newton_steps):
-        n_rings = int(math.ceil(ring_limit / width)) + 1
-        table = optics.ring_shape((np.arange(n_rings) + 0.5) * width, diameters)
-        best = (math.inf, 0, 0.0, 0.0, None)
-        for centre in centres:
-            r_pix, r_lit = pixels.radii(centre)
-            n = np.bincount((r_pix / width).astype(np.intp), minlength=n_rings)[:n_rings]
-            c = np.bincount((r_lit / width).astype(np.intp), weights=counts, minlength=n_rings)[:n_rings]
-            lit = c > 0
-            a, b, nll = _scale_background(c[lit], table[:, lit], table @ n, n_total,
-                                          background=s.background, newton_steps=newton_steps)
-            k = int(np.argmin(nll))
-            if nll[k] < best[0]:
-                best = (float(nll[k]), k, float(a[k]), float(b[k]), tuple(centre))
-        _, k, a, b, centre = best
-        return centre, float(diameters[k]), a, b
-
     # rings narrower than the pixels where these span much of a fringe (binned frames)
     width = s.bin_px * min(1.0, 2.0 / optics.subpixels)
     if refine:
         coarse = _centre_candidates(centre_xy, reach, s.centre_step_px)
-        centre, d0, _, _ = ring_search(coarse, grid[::2], 2.0 * width, 3)
+        centre, d0, _, _ = _ring_search(pixels, optics, s, coarse, grid[::2], 2.0 * width, 3, ring_limit)
         near = _centre_candidates(centre, 1.5, 1.0)
         near = near[np.hypot(near[:, 0] - centre_xy[0], near[:, 1] - centre_xy[1]) <= reach]
         local = grid[np.abs(grid - d0) <= 3 * s.coarse_step_nm * 1e-9]
-        centre, d0, a0, b0 = ring_search(np.vstack([near, [centre]]), local, width, 6)
+        centre, d0, a0, b0 = _ring_search(pixels, optics, s, np.vstack([near, [centre]]), local, width, 6,
+                                          ring_limit)
     else:
-        centre, d0, a0, b0 = ring_search([tuple(centre_xy)], grid, width, 6)
+        centre, d0, a0, b0 = _ring_search(pixels, optics, s, [tuple(centre_xy)], grid, width, 6, ring_limit)
     # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
     a, b, d, cx, cy, cov, nll, mu, r_pix = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
@@ -1156,6 +1181,29 @@ class _SizingPool:
         self.workers = []
 
 
+def _sources_to_size(source: FrameSource | Sequence[FrameSource],
+                     keys: Sequence[FrameKey] | None) -> list[FrameSource]:
+    """The sources of :func:`estimate_sizes`, their geometry checked, cut down to ``keys``."""
+    sources = [source] if isinstance(source, FrameSource) else list(source)
+    for src in sources:
+        for info in src.files:
+            try:
+                info.geometry.require_scattering()
+            except InputError as exc:
+                raise InputError(f"{info.path}: {exc}") from None
+    if keys is not None:
+        wanted = _group_keys(keys)
+        for src in sources:
+            known = {(info.path, info.dataset) for info in src.files}
+            unknown = [k for k in wanted if k not in known]
+            if len(sources) == 1 and unknown:
+                raise InputError(f"{len(unknown)} files of the frames to size are not among the "
+                                 f"inputs, e.g. {unknown[0][0]}")
+            src.select({path: np.asarray(indices) for (path, dataset), indices in wanted.items()
+                        if (path, dataset) in known})
+    return sources
+
+
 def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[FrameKey] | None = None,
                    settings: SizingSettings | None = None, *, chunk_frames: int = 16,
                    keep_profiles: bool = False,
@@ -1174,23 +1222,7 @@ def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[F
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give at least 1 process for the size fits")
-    sources = [source] if isinstance(source, FrameSource) else list(source)
-    for src in sources:
-        for info in src.files:
-            try:
-                info.geometry.require_scattering()
-            except InputError as exc:
-                raise InputError(f"{info.path}: {exc}") from None
-    if keys is not None:
-        wanted = _group_keys(keys)
-        for src in sources:
-            known = {(info.path, info.dataset) for info in src.files}
-            unknown = [k for k in wanted if k not in known]
-            if len(sources) == 1 and unknown:
-                raise InputError(f"{len(unknown)} files of the frames to size are not among the "
-                                 f"inputs, e.g. {unknown[0][0]}")
-            src.select({path: np.asarray(indices) for (path, dataset), indices in wanted.items()
-                        if (path, dataset) in known})
+    sources = _sources_to_size(source, keys)
 
     def region(info: FileInfo):
         half = int(math.ceil(max(r_max_px(info.geometry, s), 128) + s.centre_search_px + 2))
