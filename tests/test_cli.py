@@ -29,3 +29,19 @@ def test_python_m_spidarknet_exits_2_on_a_typo():
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and "did you mean 'detect'" in done.stderr, done.stderr
+
+
+def test_every_command_has_a_help_with_an_example(capsys):
+    """``CMD --help`` prints (a stray '%' in a help text once broke argparse) and ends with
+    an example of the command."""
+    import importlib
+
+    import pytest
+
+    for name, (module, _) in cli.COMMANDS.items():
+        parser = importlib.import_module(module).build_parser()
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args(["--help"])
+        assert done.value.code == 0, name
+        text = capsys.readouterr().out
+        assert "example" in text.lower() and f"spidarknet {name}" in text, name

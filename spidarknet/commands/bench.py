@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what to time: the network alone per backend, and 'cascade' (OpenCV behind "
                              "detect's prefilter, its default)")
     parser.add_argument("--mixes", nargs="+", default=["realistic", "hits"], choices=list(MIXES),
-                        help="frame mixes to time on: " + "; ".join(f"{k}: {v['about']}" for k, v in MIXES.items())
+                        help="frame mixes to time on: " + "; ".join(f"{k}: {v['about']}".replace('%', '%%') for k, v in MIXES.items())
                              + " (default realistic hits)")
     parser.add_argument("--memory-frames", type=int, nargs="*", default=[1000, 10000],
                         help="file lengths for the peak-memory check (default 1000 10000; none to skip)")
