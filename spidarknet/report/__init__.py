@@ -12,9 +12,10 @@ Modules, in the direction the data flow:
   and per photon-count bin;
 * :mod:`~spidarknet.report.compare`: selections side by side (counts, intersections,
   Jaccard);
-* :mod:`~spidarknet.report.plot`: small figures drawn with Pillow (axes, lines,
-  histograms, maps, montages);
-* :mod:`~spidarknet.report.page`: the report folder (``index.html`` and PNG figures).
+* :mod:`~spidarknet.report.plot`: the figures, drawn with matplotlib (PR and ROC curves,
+  histograms, profile maps; PNG with an SVG beside each) and the montages of frame crops;
+* :mod:`~spidarknet.report.page`: the report folder: ``index.html`` filled from the Jinja2
+  template ``spidarknet/templates/report.html``, and the figures.
 
 None of them touches the engine; frames are read again from the files a hit list names.
 """
