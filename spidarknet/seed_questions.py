@@ -314,6 +314,7 @@ def _reconstruct(hit_list: Path, out: Path, truth, config: SeedConfig) -> dict:
     from spidarknet.structure import judge_selection
     t0 = time.perf_counter()
     if not (out / "intensity.h5").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
         reconstruct(str(hit_list), out, binning=config.recon_binning, num_div=config.recon_num_div,
                     iterations=config.recon_iterations, force=True, progress=config.progress)
     seconds = time.perf_counter() - t0
