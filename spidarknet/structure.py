@@ -852,7 +852,8 @@ class StructureJudgement:
         what = "CC" if self.shells.method == "pearson" else "radial-band CC"
         lo, hi = self.q_range()
         contrast = self.contrast()
-        extra = f", contrast {contrast:.3f}" if math.isfinite(contrast) else ""
+        extra = (f", contrast {contrast:.3f}" if math.isfinite(contrast) and self.reference.startswith("truth")
+                 else "")
         return (f"{self.name}: {frames}{what} vs {self.reference}: mean {self.figure():.3f}{extra} over "
                 f"q {lo:.3f}-{hi:.3f} nm⁻¹; resolution {self.resolution.text()}")
 
