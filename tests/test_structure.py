@@ -340,6 +340,8 @@ def test_compare_structure_bad_inputs(sphere_set, tmp_path, capsys):
     assert "one reconstruction folder per input" in capsys.readouterr().err
     assert compare_cmd.main([a, b, "--truth", str(sim)]) == 1
     assert "give --recon" in capsys.readouterr().err
+    assert compare_cmd.main([a, b, "--threshold", "1.5"]) == 1
+    assert "between 0 and 1" in capsys.readouterr().err
     assert compare_cmd.main([a, b, "--recon", str(root / "recon_true"), str(tmp_path / "nope")]) == 1
     assert "is not a folder" in capsys.readouterr().err
     # no truth: half sets are needed

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         check_destination(args.out, args.force, "comparison table")
     if args.recon is None and (args.truth or args.structure_out):
         raise ConfigError("--truth and --structure-out judge reconstructions: give --recon with one folder per input")
+    if not 0 < args.threshold < 1:
+        raise ConfigError(f"--threshold {args.threshold}: give a correlation between 0 and 1 (e.g. 0.5)")
     if args.recon is not None:
         if len(args.recon) != len(args.inputs):
             raise ConfigError(f"--recon gives {len(args.recon)} folders for {len(args.inputs)} inputs; "
