@@ -334,6 +334,9 @@ def _write_config(folder: Path, photons: Path, detector: Path, settings: dict,
              "output_folder = data",
              "log_file = EMC.log",
              f"need_scaling = {int(settings['need_scaling'])}",
+             # Dragonfly's fixed seed for its random start model: the same frames and settings
+             # give the same reconstruction, so figures made from it can be repeated
+             "fixed_seed = 1",
              f"beta_schedule = {settings['beta_schedule'][0]:g} {int(settings['beta_schedule'][1])}"]
     if settings.get("beta") is not None:
         lines.append(f"beta = {settings['beta']:g}")

@@ -218,6 +218,11 @@ def test_an_export_folder_binned_and_cropped_is_reconstructed_as_it_is(sphere_hi
     # a reduced export cannot be reduced again
     assert reconstruct_cmd.main([str(emc), "--out", str(tmp_path / "r2"), "--binning", "3", "-q"]) == 1
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r2.partial").exists()
+    # Dragonfly's random start is seeded: the same frames and settings give the same volume
+    assert reconstruct_cmd.main([str(emc), "--out", str(tmp_path / "r3"), "--num-div", "2", "--iterations", "2",
+                                 "-q"]) == 0
+    again, _ = read_intensity(tmp_path / "r3")
+    assert np.allclose(again, volume, rtol=1e-6, atol=1e-9)
 
 
 # -- errors, no EMC ----------------------------------------------------------------------------------
