@@ -52,6 +52,9 @@ def test_structure_within_ten_percent_up_to_the_truths_resolution():
     assert sq._structure_within(close, truth, 0.10)
     assert not sq._structure_within(far, truth, 0.10)
     assert sq._structure_within(beyond, truth, 0.10)
+    with_contrast = {**close, "contrast": np.full(10, 0.5)}
+    assert not sq._structure_within(with_contrast, {**truth, "contrast": np.full(10, 0.7)}, 0.10, "contrast")
+    assert sq._structure_within(with_contrast, {**truth, "contrast": np.full(10, 0.54)}, 0.10, "contrast")
     result = _result({"all-log": [0.95] * 5}, {"truth": truth, "all-log": far})
     assert sq.answers(result)["reasonable_selection"].startswith("no")
 
