@@ -1,4 +1,4 @@
-"""``python -m spidarknet CMD ...``: dispatch to ``spidarknet.commands.CMD.main``."""
+"""``python -m spidarknet CMD ...``: dispatch to ``spidarknet.cli.CMD.main``."""
 
 import sys
 

@@ -22,6 +22,10 @@ column (it is the last) see the same rows as before.  The JSON summary beside th
 (``hits.json`` for ``hits.csv``) holds the threshold, counts, backend, model and timing,
 and under ``frame_checks`` how many frames were padded or had no valid pixel and how many
 NaN or negative pixel values were masked, per file.
+
+:func:`read_selected` gives a hit list with its ``hit`` column as written (``spidarknet select``
+may have narrowed it below ``score >= threshold``); :func:`write_selected` writes one whose
+``hit`` column is given explicitly.
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spidarknet.errors import InputError
-from spidarknet.frames import FrameKey
-from spidarknet.outputs import atomic_path, write_json
+from spidarknet.core.errors import InputError
+from spidarknet.core.outputs import atomic_path, write_json
+from spidarknet.frames.source import FrameKey
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +179,22 @@ def read_hits(path: str | os.PathLike) -> HitList:
     # keep the selection as written where it is narrower than the threshold (select, size windows)
     selected = None if np.array_equal(flags, (scores >= threshold) & (status != NO_VALID_PIXELS)) else flags
     return HitList(keys, scores, np.asarray(boxes).reshape(-1, 4), threshold, meta, selected, status)
+
+
+# -- the selection as written (``hit`` column; ``spidarknet select`` may narrow it) ----------
+
+def read_selected(path: str | os.PathLike) -> tuple[HitList, np.ndarray]:
+    """The hit list and its ``hit`` column (bool, row order)."""
+    hits = read_hits(path)
+    return hits, hits.hits
+
+
+def write_selected(hits: HitList, flags: np.ndarray, path: str | os.PathLike, *, force: bool = False,
+                   meta: dict | None = None) -> None:
+    """Write ``hits`` with ``hit`` = ``flags`` (CSV) and its JSON summary, atomically."""
+    flags = np.asarray(flags, dtype=bool)
+    if flags.shape != (len(hits),):
+        raise ValueError("one flag per frame is needed")
+    out = HitList(hits.keys, hits.scores, hits.boxes, hits.threshold, {**hits.meta, **(meta or {})}, flags,
+                  hits.status)
+    out.write_csv(path, force=force)

@@ -79,9 +79,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spidarknet.errors import ConfigError, InputError
-from spidarknet.frames import FileInfo, FrameChunk, Geometry, Roi
-from spidarknet.outputs import write_json
+from spidarknet.core.errors import ConfigError, InputError
+from spidarknet.core.outputs import write_json
+from spidarknet.frames.source import FileInfo, FrameChunk, Geometry, Roi
 
 log = logging.getLogger(__name__)
 

@@ -72,9 +72,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from spidarknet.errors import ConfigError, InputError, SpidarknetError
-from spidarknet.frames import FileInfo, FrameKey, FrameSource, Geometry
-from spidarknet.outputs import atomic_path
+from spidarknet.core.errors import ConfigError, InputError, SpidarknetError
+from spidarknet.core.outputs import atomic_path
+from spidarknet.frames.source import FileInfo, FrameKey, FrameSource, Geometry
 
 #: first zero of the sphere amplitude, x = q R (tan x = x)
 SPHERE_FIRST_ZERO_X = 4.493409457909064
@@ -1348,7 +1348,7 @@ def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
     a size table that must hold them, or fitted now from the frame files the keys name (in
     ``jobs`` processes, see :func:`estimate_sizes`)."""
     if sizes_path:
-        from spidarknet.report.keys import describe_keys, match_keys
+        from spidarknet.core.keys import describe_keys, match_keys
         table = {(r.file, r.index): (r.diameter_nm, r.misfit) for r in read_sizes(sizes_path)}
         found, missing = match_keys([(k.file, k.index) for k in keys], table)
         if missing:

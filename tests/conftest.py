@@ -70,7 +70,7 @@ def trained(tmp_path_factory, train_cxi, darknet_bin):
     With the default recipe (log scale, no aspect jitter, 4 turned copies per frame) and
     train's default seed 0 the run is reproducible; 500 iterations (the recipe's default is
     1500) keep the suite short."""
-    from spidarknet.commands import export_dataset, train
+    from spidarknet.cli import export_dataset, train
     root = tmp_path_factory.mktemp("trained")
     ds = root / "ds"
     assert export_dataset.main([str(train_cxi), "--labels-dataset", "/truth/label", "--out", str(ds),
@@ -82,7 +82,7 @@ def trained(tmp_path_factory, train_cxi, darknet_bin):
 @pytest.fixture(scope="session")
 def heldout_hits(trained, heldout_cxi, tmp_path_factory) -> Path:
     """A real hit list: 'spidarknet detect' with the trained model on the held-out file."""
-    from spidarknet.commands import detect
+    from spidarknet.cli import detect
     path = tmp_path_factory.mktemp("heldout_hits") / "hits.csv"
     weights = trained / "backup" / "yolov2-tiny-spi_final.weights"
     assert detect.main([str(heldout_cxi), "--weights", str(weights), "--out", str(path), "--backend", "opencv",

@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import detect
-from spidarknet.detect import Prefilter, PrefilterGate, crop_valid_area
-from spidarknet.frames import FrameSource
+from spidarknet.cli import detect
+from spidarknet.detection.local import Prefilter, PrefilterGate, crop_valid_area
+from spidarknet.frames.source import FrameSource
 from spidarknet.hits import read_hits
 from spidarknet.preprocess import Preprocessing, Preprocessor
 from spidarknet.simulate import simulate_file

@@ -2,8 +2,9 @@
 
 import pytest
 
-from spidarknet.engine.cfg import DarknetCfg, configure_network, grid_size, load_template
-from spidarknet.errors import ConfigError
+from spidarknet.core.errors import ConfigError
+from spidarknet.engine.cfg import DarknetCfg, configure_network, load_template
+from spidarknet.engine.weights import grid_size
 
 
 def test_parse_follows_darknets_blank_and_comment_rules():

@@ -6,14 +6,14 @@ import subprocess
 import sys
 
 import h5py
-import hdf5plugin  # noqa: F401  registers bitshuffle, Blosc, Zstd... (spidarknet.frames will do this itself)
+import hdf5plugin  # noqa: F401  registers bitshuffle, Blosc, Zstd... (spidarknet.frames.source will do this itself)
 import numpy as np
 import pytest
 
-from spidarknet.commands import simulate as simulate_cmd
-from spidarknet.errors import ConfigError, OutputError
-from spidarknet.filters import describe_missing_filter
-from spidarknet.frames import FrameSource
+from spidarknet.cli import simulate as simulate_cmd
+from spidarknet.core.errors import ConfigError, OutputError
+from spidarknet.frames.filters import describe_missing_filter
+from spidarknet.frames.source import FrameSource
 from spidarknet.simulate import PNCCD, simulate_file
 from spidarknet.simulate.writer import COMPRESSIONS, TRUTH_FIELDS, CxiWriter, compression_options
 
@@ -63,7 +63,7 @@ def test_frame_source_reads_each_compression(compressed, name):
 
 MISSING_SCRIPT = """
 import sys, h5py
-from spidarknet.filters import describe_missing_filter
+from spidarknet.frames.filters import describe_missing_filter
 for path in sys.argv[1:]:
     with h5py.File(path, "r") as f:
         ds = f["/entry_1/instrument_1/detector_1/data"]
@@ -146,8 +146,8 @@ def test_simulate_command_writes_facility_compressions(tmp_path, name):
 FRAMESOURCE_SCRIPT = """
 import sys
 sys.modules["hdf5plugin"] = None          # as on a machine where it is not installed
-from spidarknet.errors import InputError
-from spidarknet.frames import FrameSource
+from spidarknet.core.errors import InputError
+from spidarknet.frames.source import FrameSource
 try:
     source = FrameSource([sys.argv[1]])
     for chunk in source.chunks():
@@ -161,12 +161,12 @@ except InputError as exc:
 def _frames_checks_filters() -> bool:
     import inspect
 
-    import spidarknet.frames
-    return "describe_missing_filter" in inspect.getsource(spidarknet.frames)
+    import spidarknet.frames.source
+    return "describe_missing_filter" in inspect.getsource(spidarknet.frames.source)
 
 
 @pytest.mark.xfail(not _frames_checks_filters(), strict=True,
-                   reason="spidarknet/frames.py must import hdf5plugin in _h5py() and raise "
+                   reason="spidarknet/frames/source.py must import hdf5plugin in _h5py() and raise "
                           "describe_missing_filter's sentence when FrameSource opens a file")
 def test_frame_source_names_the_missing_filter_before_reading(compressed):
     paths, _ = compressed

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from spidarknet.report.truth import read_truth_csv
-from spidarknet.selection import read_selection
+from spidarknet.core.selection import read_selection
+from spidarknet.judge.truth import read_truth_csv
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

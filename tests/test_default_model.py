@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from spidarknet.commands import detect
-from spidarknet.commands.detect import threshold_for_rate
+from spidarknet.cli import detect
+from spidarknet.cli.detect import threshold_for_rate
 from spidarknet.hits import read_hits
 
 

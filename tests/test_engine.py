@@ -13,17 +13,17 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet import metrics
-from spidarknet.commands import detect, train
-from spidarknet.dataset import ExportedDataset
-from spidarknet.detect import PartialResult, detect_frames
+from spidarknet.cli import detect, train
+from spidarknet.core import metrics
+from spidarknet.core.errors import EngineError
+from spidarknet.detection.local import PartialResult, detect_frames
 from spidarknet.engine.cfg import DarknetCfg, configure_network, load_template
+from spidarknet.engine.data_folder import ExportedDataset
 from spidarknet.engine.detector import RegionSpec, clip_boxes, decode_region
 from spidarknet.engine.model import load_model
 from spidarknet.engine.weights import check_weights
 from spidarknet.engine.workers import DarknetLibDetector
-from spidarknet.errors import EngineError
-from spidarknet.frames import FrameSource
+from spidarknet.frames.source import FrameSource
 from spidarknet.hits import COLUMNS, read_hits
 
 WEIGHTS = "backup/yolov2-tiny-spi_final.weights"
@@ -126,7 +126,7 @@ def test_numpy_decoding_matches_darknets_own(trained, weights, libdarknet, tmp_p
     cfg.net.options.update(batch="1", subdivisions="1")
     cfg.save(tmp_path / "b1.cfg")
     spec = RegionSpec.from_cfg(cfg)
-    from spidarknet.validate import load_images
+    from spidarknet.detection.threshold import load_images
     ds = ExportedDataset.open(trained)
     image = load_images(ds, ds.valid_images[:1])
     lib = LibDarknet(libdarknet.path)
@@ -308,7 +308,7 @@ def test_training_refuses_to_overwrite_and_resumes(trained, capsys):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_training_cleanly(small_cxi, tmp_path):
-    from spidarknet.commands import export_dataset
+    from spidarknet.cli import export_dataset
     ds = tmp_path / "ds"
     assert export_dataset.main([str(small_cxi), "--labels-dataset", "/truth/label", "--out", str(ds),
                                 "--width-scale", "0.25", "--max-batches", "5000", "--quiet"]) == 0
@@ -338,7 +338,7 @@ def test_ctrl_c_stops_training_cleanly(small_cxi, tmp_path):
 
 
 def test_pretrained_weights_start_a_new_training(trained, weights, small_cxi, tmp_path):
-    from spidarknet.commands import export_dataset
+    from spidarknet.cli import export_dataset
     ds = tmp_path / "ds"
     assert export_dataset.main([str(small_cxi), "--labels-dataset", "/truth/label", "--out", str(ds),
                                 "--width-scale", "0.25", "--max-batches", "3", "--quiet"]) == 0

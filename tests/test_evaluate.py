@@ -8,15 +8,15 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet import metrics
-from spidarknet.commands import compare as compare_cmd
-from spidarknet.commands import evaluate as evaluate_cmd
-from spidarknet.commands import select as select_cmd
-from spidarknet.frames import FrameKey
+from spidarknet.cli import compare as compare_cmd
+from spidarknet.cli import evaluate as evaluate_cmd
+from spidarknet.cli import select as select_cmd
+from spidarknet.core import metrics
+from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList, read_hits
-from spidarknet.report.breakdown import PHOTON_EDGES, RANGE_BINS
-from spidarknet.report.evaluation import MAX_CURVE_POINTS, evaluate
-from spidarknet.report.selected import write_selected
+from spidarknet.hits import write_selected
+from spidarknet.judge.breakdown import PHOTON_EDGES, RANGE_BINS
+from spidarknet.judge.evaluation import MAX_CURVE_POINTS, evaluate
 
 DATA = "/entry_1/data_1/data"
 

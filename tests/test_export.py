@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import export_dataset
-from spidarknet.dataset import ExportedDataset, darknet_label_path
+from spidarknet.cli import export_dataset
 from spidarknet.engine.cfg import DarknetCfg
+from spidarknet.engine.data_folder import ExportedDataset, darknet_label_path
 from spidarknet.preprocess import DEFAULT_Q_MAX_INV_NM, Preprocessing
 
 

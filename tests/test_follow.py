@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from spidarknet.commands import detect
+from spidarknet.cli import detect
 from spidarknet.hits import read_hits
 
 WRITER = """

@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import detect, evaluate, export_hits, select
-from spidarknet.detect import boxes_to_frame_pixels
-from spidarknet.frames import FrameSource
+from spidarknet.cli import detect, evaluate, export_hits, select
+from spidarknet.detection.local import boxes_to_frame_pixels
+from spidarknet.frames.source import FrameSource
 from spidarknet.hits import NO_VALID_PIXELS, OK, PADDED, read_hits
 from spidarknet.preprocess import Preprocessing
 from spidarknet.simulate import simulate_file
@@ -164,13 +164,13 @@ def test_old_hit_lists_without_status_still_read(tmp_path):
     assert re.fullmatch(r".*,1,ok", _rows(again)[1]) and read_hits(again).hits.tolist() == [True, False]
     broken = tmp_path / "broken.csv"
     broken.write_text(old.read_text().splitlines()[0] + ",status\n/a.cxi,/d,0,0.5,0,0,0,0,1,lost\n")
-    from spidarknet.errors import InputError
+    from spidarknet.core.errors import InputError
     with pytest.raises(InputError, match="status must be one of ok, padded, no-valid-pixels"):
         read_hits(broken)
 
 
 def test_shards_and_follow_keep_the_marks(bad_cxi, untrained_weights, tmp_path, capsys):
-    from spidarknet.commands import merge
+    from spidarknet.cli import merge
     path, n_bad = bad_cxi
     parts = []
     for k in (1, 2):

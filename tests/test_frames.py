@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.errors import InputError
-from spidarknet.frames import FrameSource, GeometryOverrides, parse_frame_range
+from spidarknet.core.errors import InputError
+from spidarknet.frames.source import FrameSource, GeometryOverrides, parse_frame_range
 
 
 def test_geometry_in_si_units_and_centre_from_corner_position(small_cxi):

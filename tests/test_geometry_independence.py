@@ -13,10 +13,10 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import detect, export_dataset
-from spidarknet.frames import FrameSource
+from spidarknet.cli import detect, export_dataset
+from spidarknet.core.metrics import confusion, roc_auc
+from spidarknet.frames.source import FrameSource
 from spidarknet.hits import read_hits
-from spidarknet.metrics import confusion, roc_auc
 from spidarknet.preprocess import (DEFAULT_Q_MAX_INV_NM, Preprocessing, Preprocessor, masked_centre_q_inv_nm,
                                    q_at_px)
 from spidarknet.simulate import simulate_file

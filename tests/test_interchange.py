@@ -14,10 +14,10 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import export_emc, export_hits
-from spidarknet.frames import FrameKey
+from spidarknet.cli import export_emc, export_hits
+from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList, read_hits
-from spidarknet.report.selected import write_selected
+from spidarknet.hits import write_selected
 
 DET = "/entry_1/instrument_1/detector_1"
 SRC = "/entry_1/instrument_1/source_1"
@@ -346,7 +346,7 @@ def test_a_real_hit_list_through_evaluate_report_export_hits_and_export_emc(held
                                                                              tmp_path, capsys):
     """The trained session model's hit list of the held-out file, handed on by each command's
     main(argv): every output agrees with the hit list's selection."""
-    from spidarknet.commands import evaluate, report
+    from spidarknet.cli import evaluate, report
     hits = read_hits(heldout_hits)
     selected = hits.hits
     chosen = [k for k, s in zip(hits.keys, selected) if s]

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from spidarknet.learning_curve import (Experiment, format_learning_curve, pick_labels, pretrain,
+from spidarknet.experiments.learning_curve import (Experiment, format_learning_curve, pick_labels, pretrain,
                                        run_learning_curve)
-from spidarknet.outputs import write_json
+from spidarknet.core.outputs import write_json
 from spidarknet.preprocess import Preprocessing
 
 SHAPE = (512, 512)
@@ -91,8 +91,8 @@ def test_pick_labels_stratified_and_enriched():
 
 def test_preprocess_args_round_trip():
     from spidarknet import cli
-    from spidarknet.commands import export_dataset
-    from spidarknet.learning_curve import preprocess_args
+    from spidarknet.cli import export_dataset
+    from spidarknet.experiments.learning_curve import preprocess_args
     parser = export_dataset.build_parser()
     for settings in (Preprocessing(size=128, crop=256, scale="log"),
                      Preprocessing(size=64, crop=200, q_min_inv_nm=0.05, vmax=40.0, colormap="viridis",

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from spidarknet.errors import OutputError
-from spidarknet.outputs import atomic_path, staged_dir, write_json
+from spidarknet.core.errors import OutputError
+from spidarknet.core.outputs import atomic_path, staged_dir, write_json
 
 
 def test_interrupted_folder_leaves_nothing_and_keeps_the_old_one(tmp_path):

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from spidarknet.errors import ConfigError, InputError
-from spidarknet.frames import FileInfo, FrameChunk, Geometry
+from spidarknet.core.errors import ConfigError, InputError
+from spidarknet.frames.source import FileInfo, FrameChunk, Geometry
 from spidarknet.preprocess import Preprocessing, Preprocessor, pattern_extent, q_at_px
 
 #: the pnCCD of the 2018 PR772 run: 1.7 keV (λ 0.7293 nm), 125 mm, 75 µm

@@ -19,11 +19,11 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import export_emc
-from spidarknet.commands import reconstruct as reconstruct_cmd
-from spidarknet.frames import FrameKey
+from spidarknet.cli import export_emc
+from spidarknet.cli import reconstruct as reconstruct_cmd
+from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList
-from spidarknet.reconstruct import (DragonflyError, find_dragonfly, read_intensity, read_log, reconstruct,
+from spidarknet.reconstruct.run import (DragonflyError, find_dragonfly, read_intensity, read_log, reconstruct,
                                     run_dragonfly)
 
 DIAMETER_NM = 70.0
@@ -175,7 +175,7 @@ def test_an_interrupted_run_keeps_its_iterations_and_resumes(sphere_hits, tmp_pa
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log_path = partial / "dragonfly" / "EMC.log"
     deadline = time.monotonic() + 60
-    from spidarknet.reconstruct import parse_dragonfly_log
+    from spidarknet.reconstruct.run import parse_dragonfly_log
     while time.monotonic() < deadline and proc.poll() is None and len(parse_dragonfly_log(log_path)) < 2:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()

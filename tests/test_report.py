@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spidarknet.commands import report as report_cmd
-from spidarknet.frames import FrameKey
+from spidarknet.cli import report as report_cmd
+from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList
 
 DATA = "/entry_1/data_1/data"
@@ -126,7 +126,7 @@ def test_report_with_truth_renders_in_chromium(report_inputs, chromium, tmp_path
 def test_report_without_truth_and_with_a_size_table(report_inputs, small_cxi, chromium, tmp_path):
     root, hits, _ = report_inputs
     sizes = tmp_path / "sizes.csv"
-    from spidarknet.commands import size as size_cmd
+    from spidarknet.cli import size as size_cmd
     assert size_cmd.main([str(small_cxi), "--hits", str(root / "hits.csv"), "--out", str(sizes), "--quiet"]) == 0
     out = tmp_path / "plain"
     assert report_cmd.main(["--hits", str(root / "hits.csv"), "--sizes", str(sizes), "--out", str(out),

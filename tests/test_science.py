@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.science import (DEV_SETS, KIND_ROWS, TEST_SETS, TRAIN_SETS, ScienceConfig,
+from spidarknet.experiments.science import (DEV_SETS, KIND_ROWS, TEST_SETS, TRAIN_SETS, ScienceConfig,
                                 format_result, run_science)
 
 
@@ -82,9 +82,9 @@ def test_reuse_judges_the_same_weights_again(tiny_run):
 
 @pytest.mark.slow
 def test_save_model_carries_the_figures_and_scores_frames(tiny_run, tmp_path, small_cxi):
-    from spidarknet.commands import detect
+    from spidarknet.cli import detect
     from spidarknet.engine.model import load_model
-    from spidarknet.science import save_model
+    from spidarknet.experiments.science import save_model
     _, result = tiny_run
     card = save_model(result, tmp_path / "m.weights")
     values = json.loads(card.read_text())
@@ -103,7 +103,7 @@ def test_save_model_carries_the_figures_and_scores_frames(tiny_run, tmp_path, sm
     (["--scale-counts", "0"], "must be positive"),
 ])
 def test_bench_science_option_mistakes_are_one_error_line(argv, words, capsys, tmp_path):
-    from spidarknet.commands import bench
+    from spidarknet.cli import bench
     assert bench.main(["--science", "--workdir", str(tmp_path), *argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0]

@@ -10,11 +10,11 @@ import shutil
 
 import pytest
 
-from spidarknet.commands import export_dataset, train
-from spidarknet.dataset import ExportedDataset
+from spidarknet.cli import export_dataset, train
+from spidarknet.core.errors import EngineError
 from spidarknet.engine import train as engine_train
+from spidarknet.engine.data_folder import ExportedDataset
 from spidarknet.engine.locate import Found
-from spidarknet.errors import EngineError
 
 ITERATIONS = 30
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from spidarknet import seed_questions as sq
+from spidarknet.experiments import seed_questions as sq
 
 
 def test_seed_table_counts_and_intersections():
@@ -62,7 +62,7 @@ def test_structure_within_ten_percent_up_to_the_truths_resolution():
 @pytest.mark.slow
 def test_a_small_beamtime_end_to_end(tmp_path, capsys):
     """Simulate a small beamtime, train the four recipes briefly, detect, tabulate (no EMC)."""
-    from spidarknet.commands import seed_questions as command
+    from spidarknet.cli import seed_questions as command
 
     args = ["--workdir", str(tmp_path), "--frames-per-run", "60", "--labelled-frames", "100",
             "--max-batches", "10", "--no-reconstruct", "-q"]
@@ -74,7 +74,7 @@ def test_a_small_beamtime_end_to_end(tmp_path, capsys):
     truth = result["table"][0]
     assert truth["selection"] == "truth" and truth["frames"] == truth["with_truth"] > 0
     # the true selection holds every single particle of the runs' files, and nothing else
-    from spidarknet.science import read_truth
+    from spidarknet.experiments.science import read_truth
     singles = sum(int(np.sum(read_truth(tmp_path / "data" / f"run{i}.cxi")["kind"] == "single"))
                   for i in range(1, 6))
     assert truth["frames"] == singles

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spidarknet.commands import detect, merge
+from spidarknet.cli import detect, merge
 from spidarknet.hits import read_hits
 
 REPO = Path(__file__).resolve().parents[1]

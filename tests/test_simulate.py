@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import simulate as simulate_cmd
-from spidarknet.errors import ConfigError
+from spidarknet.cli import simulate as simulate_cmd
+from spidarknet.core.errors import ConfigError
 from spidarknet.simulate import PNCCD, render_expected, simulate_file
 from spidarknet.simulate.physics import Particle, pixel_q_inv_m, random_rotation, sphere_intensity
 
@@ -352,7 +352,7 @@ def test_photons_sets_the_median_labelled_single(tmp_path, photons, half):
 
 
 def _read_back(path):
-    from spidarknet.frames import FrameSource
+    from spidarknet.frames.source import FrameSource
 
     source = FrameSource([str(path)])
     info = source.files[0]

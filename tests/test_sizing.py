@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import select as select_cmd
-from spidarknet.commands import size as size_cmd
-from spidarknet.frames import FrameKey, FrameSource, Geometry
+from spidarknet.cli import select as select_cmd
+from spidarknet.cli import size as size_cmd
+from spidarknet.frames.source import FrameKey, FrameSource, Geometry
 from spidarknet.hits import HitList
 from spidarknet.simulate import PNCCD, render_expected, simulate_file
 from spidarknet.simulate.detector import build_mask

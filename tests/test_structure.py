@@ -16,12 +16,12 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import compare as compare_cmd
-from spidarknet.errors import InputError
+from spidarknet.cli import compare as compare_cmd
+from spidarknet.core.errors import InputError
 from spidarknet.simulate import simulate_file
 from spidarknet.simulate.physics import (ELEMENTARY_CHARGE_C, Particle, Renderer, random_rotation,
                                          sphere_intensity, wavelength_m)
-from spidarknet.structure import (TruthModel, align, icosahedral_group, icosahedron_amplitude,
+from spidarknet.judge.structure import (TruthModel, align, icosahedral_group, icosahedron_amplitude,
                                   icosahedron_faces, judge_halves, judge_selection, resolution,
                                   rotation_angle_deg, shell_correlation, truth_from_simulation,
                                   truth_intensity, voxel_q)
@@ -356,7 +356,7 @@ DRAGONFLY_HINT = ("Dragonfly is not installed: make build/dragonfly/.installed (
 
 
 def _dragonfly_or_skip():
-    from spidarknet.reconstruct import DragonflyError, find_dragonfly
+    from spidarknet.reconstruct.run import DragonflyError, find_dragonfly
     try:
         return find_dragonfly()
     except DragonflyError:
@@ -378,9 +378,9 @@ def test_compare_ranks_the_true_selection_above_one_diluted_with_multiples(tmp_p
     separates them, the contrast does.
     """
     _dragonfly_or_skip()
-    from spidarknet.frames import FrameKey
+    from spidarknet.frames.source import FrameKey
     from spidarknet.hits import HitList
-    from spidarknet.reconstruct import reconstruct
+    from spidarknet.reconstruct.run import reconstruct
 
     n_true, n_mult = 240, 72
     sim = tmp_path / "ico.cxi"

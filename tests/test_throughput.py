@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.commands import bench, detect
-from spidarknet.frames import FrameSource
+from spidarknet.cli import bench, detect
+from spidarknet.frames.source import FrameSource
 from spidarknet.hits import read_hits
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from spidarknet import metrics
-from spidarknet.validate import threshold_report
+from spidarknet.core import metrics
+from spidarknet.detection.threshold import threshold_report
 
 
 def _scores(n, rng, separation):

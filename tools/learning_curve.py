@@ -6,7 +6,7 @@ benchmark's) on N labelled frames of a simulated experiment in other conditions 
 binned frames at 0.25 m, singles ~800 photons, one half dead), trains the same network
 from scratch on the same labels with the same iterations, and judges both, and the
 pretrained model untouched, on a held-out test file of the experiment; see
-:mod:`spidarknet.learning_curve`.  Without ``--pretrained`` it first pretrains a model
+:mod:`spidarknet.experiments.learning_curve`.  Without ``--pretrained`` it first pretrains a model
 itself (``--pretrain-frames`` simulated frames of the default settings, or ``--like`` a
 run, with the export/train defaults)::
 
@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from spidarknet.errors import SpidarknetError
-from spidarknet.learning_curve import (DEFAULT_COUNTS, DEFAULT_ITERATIONS, Experiment, format_learning_curve,
+from spidarknet.core.errors import SpidarknetError
+from spidarknet.experiments.learning_curve import (DEFAULT_COUNTS, DEFAULT_ITERATIONS, Experiment, format_learning_curve,
                                        pretrain, run_learning_curve)
-from spidarknet.outputs import check_destination, write_json
+from spidarknet.core.outputs import check_destination, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,9 +35,9 @@ import time
 import h5py
 import numpy as np
 
-import spidarknet.simulate as simulate
 from spidarknet import sizing
-from spidarknet.frames import FrameSource
+from spidarknet.frames.source import FrameSource
+import spidarknet.simulate as simulate
 
 #: (median photons of a single, seed) of the three levels
 LEVELS = ((700, 9001), (2000, 9002), (6000, 9003))

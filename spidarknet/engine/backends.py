@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 
+from spidarknet.core.errors import EngineError
 from spidarknet.engine.locate import find_darknet, find_libdarknet
 from spidarknet.engine.model import Model
-from spidarknet.errors import EngineError
 
 BACKENDS = ("auto", "darknet", "darknet-cli", "opencv")
 

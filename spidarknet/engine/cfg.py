@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spidarknet.errors import ConfigError
+from spidarknet.core.errors import ConfigError
 
 NET_SECTIONS = ("net", "network")
 #: the built-in templates, in the repository's (or the installed share's) cfg folder
@@ -241,10 +241,3 @@ def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batc
         elif width_scale != 1.0:
             section.options["filters"] = str(_scaled_filters(section.get_int("filters"), width_scale))
     return cfg
-
-
-def grid_size(cfg: DarknetCfg) -> int:
-    """Side of the detection layer's output grid, as darknet computes the layer shapes."""
-    from spidarknet.engine.weights import layer_shapes
-    index, _ = cfg.detection_layer()
-    return layer_shapes(cfg)[index].out_w

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from spidarknet.core.errors import EngineError
 from spidarknet.engine.detector import Detections
 from spidarknet.engine.locate import Found
 from spidarknet.engine.runner import run_darknet
-from spidarknet.errors import EngineError
 
 VALID_THRESHOLD = 0.005
 

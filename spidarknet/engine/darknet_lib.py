@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spidarknet.errors import EngineError
+from spidarknet.core.errors import EngineError
 
 REQUIRED = ("load_network", "network_predict", "free_network", "network_width", "network_height",
             "make_image", "free_image", "get_network_boxes", "free_detections")

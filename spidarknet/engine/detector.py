@@ -7,7 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
-from spidarknet.engine.cfg import DarknetCfg, grid_size
+from spidarknet.engine.cfg import DarknetCfg
+from spidarknet.engine.weights import grid_size
 
 
 @dataclass

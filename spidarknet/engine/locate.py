@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from spidarknet.errors import EngineError
+from spidarknet.core.errors import EngineError
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_DIRS = (REPO / "build" / "darknet", REPO / "darknet")

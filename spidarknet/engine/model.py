@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spidarknet import __version__
+from spidarknet.core.errors import ConfigError
+from spidarknet.core.outputs import write_json
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.detector import RegionSpec
 from spidarknet.engine.weights import check_weights
-from spidarknet.errors import ConfigError
-from spidarknet.outputs import write_json
 from spidarknet.preprocess import Preprocessing
 
 CARD_FORMAT = 1
@@ -108,7 +108,7 @@ def load_model(weights: str | os.PathLike, *, cfg: str | None = None, preprocess
     else:
         folder = weights.resolve().parent.parent
         if cfg is None and (folder / "obj.data").is_file():
-            from spidarknet.dataset import ExportedDataset
+            from spidarknet.engine.data_folder import ExportedDataset
             ds = ExportedDataset.open(folder)
             cfg, preprocess = str(ds.cfg_path), preprocess or str(ds.root / "preprocess.json")
         if cfg is None or preprocess is None:

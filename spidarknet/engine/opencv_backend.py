@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spidarknet.core.errors import EngineError
 from spidarknet.engine.detector import Detections, RegionSpec, clip_boxes
-from spidarknet.errors import EngineError
 
 
 class OpenCVDetector:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from spidarknet.errors import EngineError
+from spidarknet.core.errors import EngineError
 
 #: lines by which darknet announces a failure even when it exits with status 0
 FAILURE_PATTERNS = (

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from spidarknet.dataset import ExportedDataset
+from spidarknet.core.errors import EngineError
 from spidarknet.engine.cfg import DarknetCfg
+from spidarknet.engine.data_folder import ExportedDataset
 from spidarknet.engine.locate import Found
 from spidarknet.engine.runner import run_darknet
 from spidarknet.engine.weights import check_weights
-from spidarknet.errors import EngineError
 
 #: the environment variable our darknet build (patch 0004) seeds its random numbers from
 SEED_ENV = "SPIDARKNET_SEED"

@@ -18,8 +18,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from spidarknet.core.errors import ConfigError, EngineError
 from spidarknet.engine.cfg import DarknetCfg
-from spidarknet.errors import ConfigError, EngineError
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,12 @@ def layer_shapes(cfg: DarknetCfg) -> list[LayerShape]:
             raise ConfigError(f"{cfg.source}: the input is too small for layer {index} [{layer.name}]")
         shapes.append(LayerShape(layer.name, floats, c, h, w))
     return shapes
+
+
+def grid_size(cfg: DarknetCfg) -> int:
+    """Side of the detection layer's output grid, as darknet computes the layer shapes."""
+    index, _ = cfg.detection_layer()
+    return layer_shapes(cfg)[index].out_w
 
 
 def read_header(path: str | os.PathLike) -> tuple[tuple[int, int, int], int, int]:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from spidarknet.core.errors import EngineError
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.detector import Detections, RegionSpec
-from spidarknet.errors import EngineError
 
 
 def _worker_main(conn, lib_path: str, cfg_path: str, weights_path: str, batch: int,

@@ -34,16 +34,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from spidarknet import __version__
-from spidarknet.errors import ConfigError, InputError
-from spidarknet.frames import FrameKey
+from spidarknet.core.errors import ConfigError, InputError
+from spidarknet.core.keys import match_keys
+from spidarknet.core.outputs import check_destination, json_ready, staged_dir
+from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList
-from spidarknet.outputs import check_destination, staged_dir
+from spidarknet.hits import read_selected
+from spidarknet.judge.breakdown import PHOTON_EDGES, breakdowns, check_photon_edges
+from spidarknet.judge.evaluation import evaluate
+from spidarknet.judge.truth import Truth, load_truth
 from spidarknet.report import plot
-from spidarknet.report.breakdown import PHOTON_EDGES, breakdowns, check_photon_edges
-from spidarknet.report.evaluation import evaluate, json_ready
-from spidarknet.report.keys import match_keys
-from spidarknet.report.selected import read_selected
-from spidarknet.report.truth import Truth, load_truth
 from spidarknet.sizing import (SPHERE_FIRST_ZERO_X, SizeResult, SizingSettings, estimate_sizes,
                                read_sizes, sources_for_keys)
 

@@ -77,7 +77,7 @@ from typing import Callable, Mapping
 import cv2
 import numpy as np
 
-from spidarknet.errors import ConfigError
+from spidarknet.core.errors import ConfigError
 from spidarknet.simulate.detector import (MASK_INVALID, PNCCD, PnCCD, bin_mask, bin_sum,
                                           build_mask, radial_bins, sample_photons, unbin)
 from spidarknet.simulate.physics import (Cluster, Particle, Renderer, build_cluster,

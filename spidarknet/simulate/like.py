@@ -1,6 +1,6 @@
 """Simulation settings copied from a user's own CXI file (``simulate --like FILE.cxi``).
 
-What is copied, through :class:`spidarknet.frames.FrameSource` (so any file the other
+What is copied, through :class:`spidarknet.frames.source.FrameSource` (so any file the other
 commands read will do):
 
 * the frame shape, the detector distance, the pixel size (square pixels), the wavelength
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spidarknet.errors import ConfigError
+from spidarknet.core.errors import ConfigError
 from spidarknet.simulate.detector import MASK_INVALID
 from spidarknet.simulate.physics import PLANCK_J_S, SPEED_OF_LIGHT_M_S
 from spidarknet.simulate.settings import DEFAULT_SETTINGS, SimulationSettings
@@ -99,7 +99,7 @@ class Like:
 
 def _frame_source(path: str, dataset: str | None, max_frames: int):
     """The file's frames, every k-th so that at most ``max_frames`` are read."""
-    from spidarknet.frames import FrameSource
+    from spidarknet.frames.source import FrameSource
 
     source = FrameSource([str(path)], dataset=dataset)
     step = max(1, math.ceil(source.files[0].n_frames / max(int(max_frames), 1)))
@@ -123,7 +123,7 @@ def _mask_bits(path: str, source, valid: np.ndarray) -> np.ndarray:
     """The file's shared mask bits where they say what ``valid`` says, else 0x1 per bad pixel."""
     import h5py
 
-    from spidarknet.frames import DETECTOR_GROUP
+    from spidarknet.frames.source import DETECTOR_GROUP
 
     with h5py.File(path, "r") as handle:
         raw = handle.get(f"{DETECTOR_GROUP}/mask_shared")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spidarknet.errors import ConfigError
+from spidarknet.core.errors import ConfigError
 from spidarknet.simulate.detector import PNCCD, PnCCD
 from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
 

@@ -44,7 +44,7 @@ import uuid
 import h5py
 import numpy as np
 
-from spidarknet.errors import OutputError
+from spidarknet.core.errors import OutputError
 from spidarknet.simulate.detector import PnCCD
 
 DATA_PATH = "/entry_1/instrument_1/detector_1/data"

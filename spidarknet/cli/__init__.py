@@ -1,0 +1,246 @@
+"""Command-line plumbing shared by every command.
+
+Each command module defines ``build_parser()`` and ``run(args) -> int``; its
+``main(argv=None) -> int`` is ``cli.run_main(build_parser, run, argv)``, which turns
+:class:`~spidarknet.core.errors.SpidarknetError` into one ``error: ...`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Sequence
+
+from spidarknet.core.errors import SpidarknetError
+
+#: command name -> (module, one-line help)
+COMMANDS = {
+    "simulate": ("spidarknet.cli.simulate", "write a simulated, labelled SPI data set as CXI"),
+    "export-dataset": ("spidarknet.cli.export_dataset",
+                       "turn CXI frames into a Darknet training data set"),
+    "train": ("spidarknet.cli.train", "train the network on an exported data set with darknet"),
+    "detect": ("spidarknet.cli.detect", "score frames with trained weights and write a hit list"),
+    "evaluate": ("spidarknet.cli.evaluate", "judge a hit list against the truth: P/R/F1, PR curve, thresholds"),
+    "compare": ("spidarknet.cli.compare", "set selections side by side: counts, intersections, Jaccard"),
+    "size": ("spidarknet.cli.size", "radial profiles and sphere fits: particle diameter per frame"),
+    "select": ("spidarknet.cli.select", "re-threshold a hit list and keep hits in a size window"),
+    "report": ("spidarknet.cli.report", "an HTML report with figures of a selection"),
+    "export-hits": ("spidarknet.cli.export_hits",
+                    "hit list -> CrystFEL/OM event list (.lst), CXI score/tags sidecar"),
+    "export-emc": ("spidarknet.cli.export_emc", "selected frames -> Dragonfly photons.emc, detector file, blacklist"),
+    "reconstruct": ("spidarknet.cli.reconstruct", "Dragonfly EMC on the selected frames -> 3D intensity, figures"),
+    "merge": ("spidarknet.cli.merge", "join the hit lists of a SLURM job array (detect --shard K/N)"),
+    "seed-questions": ("spidarknet.cli.seed_questions",
+                       "the seed's three questions on a simulated beamtime: F1 per run, table, structure"),
+    "bench": ("spidarknet.cli.bench", "throughput benchmark: detect end to end per backend vs the naive way"),
+}
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def dispatch(argv: Sequence[str]) -> int:
+    """Run ``spidarknet CMD ARGS...``; prints the command list on ``-h`` or no command."""
+    argv = list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        _print_command_list(sys.stdout if argv else sys.stderr)
+        return 0 if argv else EXIT_USAGE
+    if argv[0] == "--version":
+        from spidarknet import __version__
+        print(f"spidarknet {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        import difflib
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"error: unknown command {name!r}{hint}; run 'spidarknet --help' for the list",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+    except ModuleNotFoundError as exc:
+        if exc.name != COMMANDS[name][0]:
+            raise
+        print(f"error: command {name!r} is not available in this version of spidarknet", file=sys.stderr)
+        return EXIT_USAGE
+    return module.main(argv[1:])
+
+
+def console_main() -> None:
+    """Entry point of the ``spidarknet`` console script."""
+    sys.exit(dispatch(sys.argv[1:]))
+
+
+def _print_command_list(stream) -> None:
+    print("usage: spidarknet COMMAND [options]   (or: python -m spidarknet COMMAND)\n", file=stream)
+    print("commands:", file=stream)
+    for name, (_, help_text) in COMMANDS.items():
+        print(f"  {name:<16} {help_text}", file=stream)
+    print("\nrun 'spidarknet COMMAND --help' for the options of one command", file=stream)
+
+
+def run_main(build_parser: Callable[[], argparse.ArgumentParser],
+             run: Callable[[argparse.Namespace], int],
+             argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and call ``run``; user errors become one line on stderr."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its message
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except SpidarknetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def new_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A parser whose help ends with a worked example."""
+    return argparse.ArgumentParser(
+        prog=f"spidarknet {prog}", description=description,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="frame"):
+    """A tqdm bar on stderr, silent when ``quiet`` or when stderr is not a terminal."""
+    from tqdm import tqdm
+    disable = quiet or not sys.stderr.isatty()
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+# -- options shared by every command that reads frames --------------------------------------
+
+def add_input_args(parser: argparse.ArgumentParser) -> None:
+    """INPUT..., --dataset, --frames, geometry and mask options."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="CXI/HDF5 files (globs allowed, quote them: 'run*.cxi')")
+    group = parser.add_argument_group("frames and geometry")
+    group.add_argument("--dataset", metavar="PATH",
+                       help="frame dataset inside the files (default: /entry_1/data_1/data, "
+                            "then /entry_1/instrument_1/detector_1/data)")
+    group.add_argument("--frames", metavar="START:STOP",
+                       help="frame range applied to every file, Python slice rules (e.g. 0:1000)")
+    group.add_argument("--centre", nargs=2, type=float, metavar=("X", "Y"),
+                       help="beam centre in pixels (column, row); default: from the file's geometry")
+    group.add_argument("--distance", type=float, metavar="M", help="detector distance in metres")
+    group.add_argument("--pixel-size", type=float, metavar="M", help="pixel size in metres")
+    group.add_argument("--wavelength", type=float, metavar="M", help="X-ray wavelength in metres")
+    group.add_argument("--energy-ev", type=float, metavar="EV", help="photon energy in eV (instead of --wavelength)")
+    group.add_argument("--mask", metavar="FILE[:DATASET]",
+                       help="extra mask (.npy or HDF5); non-zero pixels are excluded, as in CXI")
+    group.add_argument("--mask-invert", action="store_true",
+                       help="the --mask file marks good pixels with non-zero (Cheetah/CrystFEL style)")
+    group.add_argument("--no-file-mask", action="store_true", help="ignore the mask stored in the files")
+
+
+def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str] = ()):
+    from spidarknet.frames.source import (EV_J, LIGHT_M_S, PLANCK_J_S, FrameSource, GeometryOverrides,
+                                   parse_frame_range)
+    from spidarknet.core.errors import InputError
+    wavelength = args.wavelength
+    if args.energy_ev is not None:
+        if wavelength is not None:
+            raise InputError("give --wavelength or --energy-ev, not both")
+        if args.energy_ev <= 0:
+            raise InputError("--energy-ev must be positive")
+        wavelength = PLANCK_J_S * LIGHT_M_S / (args.energy_ev * EV_J)
+    for name in ("distance", "pixel_size", "wavelength"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise InputError(f"--{name.replace('_', '-')} must be positive (SI units: metres)")
+    overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,
+                                  distance_m=args.distance, pixel_size_m=args.pixel_size,
+                                  wavelength_m=wavelength)
+    return FrameSource(list(args.inputs) + list(extra_inputs), dataset=args.dataset,
+                       frames=parse_frame_range(args.frames), geometry=overrides, mask=args.mask,
+                       mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask)
+
+
+def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
+    from spidarknet.preprocess import (COLORMAPS, DEFAULT_CROP, DEFAULT_Q_MAX_INV_NM, MAX_UPSAMPLING, SCALES,
+                                       Preprocessing)
+    d = Preprocessing()
+    group = parser.add_argument_group("preprocessing (saved with the data set; detection repeats it)")
+    group.add_argument("--size", type=int, default=d.size,
+                       help=f"image side in pixels = network input, a multiple of 32 (default {d.size})")
+    group.add_argument("--q-max", type=float, metavar="INV_NM",
+                       help="half-width of the crop around the beam centre in scattering vector q, nm⁻¹: the "
+                            "crop and binning in pixels follow each file's distance, pixel size and wavelength, "
+                            "so the model applies to other geometries whose detector reaches this q and whose "
+                            f"pixels are at most {MAX_UPSAMPLING:g}x an image pixel (default "
+                            f"{DEFAULT_Q_MAX_INV_NM:g}: the {DEFAULT_CROP}-pixel crop on the pnCCD at 1.7 keV, "
+                            "125 mm, 75 µm; files without that geometry, or that it does not fit, fall back to "
+                            f"--crop {DEFAULT_CROP} with a warning)")
+    group.add_argument("--q-min", type=float, metavar="INV_NM",
+                       help="pixels nearer the beam than this q, nm⁻¹, are blanked like masked ones (default "
+                            "with the crop in q: the q of the input files' usable pixel nearest the beam, i.e. "
+                            "their beam stop, so that frames whose beam stop is smaller in q look the same; "
+                            "0: none)")
+    group.add_argument("--crop", type=int, metavar="PIXELS",
+                       help="side of the square cut around the beam centre in detector pixels instead of "
+                            "--q-max: the model then fits only frames of the same geometry (as before q; "
+                            "--centre is then saved with the settings)")
+    group.add_argument("--adu-per-photon", type=float, help="detector units per photon (default: data are photons)")
+    group.add_argument("--scale", choices=SCALES, default=d.scale, help=f"intensity scale (default {d.scale})")
+    group.add_argument("--vmax", type=float,
+                       help="photons per bin shown as full scale (default: each frame's "
+                            f"{d.vmax_percentile} percentile, at least {d.vmax_floor})")
+    group.add_argument("--colormap", choices=COLORMAPS, default=d.colormap,
+                       help=f"grey or a colour map for the 3 channels (default {d.colormap})")
+
+
+def preprocessing_from_args(args: argparse.Namespace, files=None):
+    """The :class:`~spidarknet.preprocess.Preprocessing` the options ask for.
+
+    ``--crop`` gives pixel settings, ``--q-max`` q settings, both checked against ``files``
+    (the :class:`~spidarknet.frames.source.FileInfo` of the inputs) when given, from which the
+    default ``--q-min`` is taken too.  Without ``--crop``, ``--q-max`` or ``--q-min``: the q
+    default, or, for ``files`` that it does not fit (no geometry, say), the pixel default
+    with a warning on stderr.
+    """
+    from spidarknet.core.errors import InputError
+    from spidarknet.preprocess import DEFAULT_CROP, DEFAULT_Q_MAX_INV_NM, Preprocessing, masked_centre_q_inv_nm
+    common = dict(size=args.size, adu_per_photon=args.adu_per_photon, scale=args.scale, vmax=args.vmax,
+                  colormap=args.colormap)
+    centre = tuple(args.centre) if args.centre else None
+    if args.crop is not None and args.q_max is not None:
+        raise InputError("give the crop in detector pixels (--crop) or in q (--q-max), not both")
+    q_min = args.q_min if args.q_min else None  # 0: none
+    if args.crop is not None:
+        settings = Preprocessing(crop=args.crop, centre_px=centre, q_min_inv_nm=q_min, **common)
+    else:
+        # the centre is the files' geometry (--centre overrides it there), not the model's
+        q_max = DEFAULT_Q_MAX_INV_NM if args.q_max is None else args.q_max
+        if args.q_min is None and files is not None:
+            try:
+                q_min = masked_centre_q_inv_nm(files)
+            except InputError:
+                q_min = None  # the check below says what is wrong
+        settings = Preprocessing(crop=None, q_max_inv_nm=q_max, q_min_inv_nm=q_min, **common)
+    if files is not None:
+        try:
+            settings.check_files(files)
+        except InputError as exc:
+            if args.crop is not None or args.q_max is not None or args.q_min is not None:
+                raise
+            print(f"warning: {exc}\nwarning: cropping {DEFAULT_CROP} detector pixels instead (--crop "
+                  f"{DEFAULT_CROP}): a model trained on it fits only this geometry", file=sys.stderr)
+            return Preprocessing(crop=DEFAULT_CROP, centre_px=centre, **common)
+    return settings

@@ -1,0 +1,243 @@
+"""``spidarknet bench``: frames/s of detect per backend and stage, against the naive pipeline.
+
+Each variant is timed on every mix of frames asked for (``--mixes``): the beam-time
+mix (10 % single hits, 60 % empty shots, 30 % weak ones from tiny particles), a file of
+single hits only (the most the network has to do), or the simulator's default mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from spidarknet import cli
+from spidarknet.core.errors import InputError
+from spidarknet.core.outputs import check_destination, write_json
+from spidarknet.experiments.benchmark import MIXES, naive_pipeline, run_detect, tile_frames
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "bench",
+        "Measure detect end to end (HDF5 -> hit list) on frames it simulates itself: every backend with "
+        "the same weights on the same 1024x1024 frames, the naive hand-written pipeline as the baseline, "
+        "the network behind its prefilter (cascade), on a beam-time mix and on hits only; frames/s per stage, "
+        "and peak memory on a short and a long file.",
+        "spidarknet bench --frames 2000 --out bench.json")
+    parser.add_argument("--frames", type=int, default=2000, help="frames in the timed file (default 2000)")
+    parser.add_argument("--distinct", type=int, default=300, help="distinct simulated frames tiled (default 300)")
+    parser.add_argument("--weights", help="trained weights with a model card (default: untrained weights "
+                                          "for the default CPU network; speed is the same)")
+    parser.add_argument("--backends", nargs="+", default=["naive", "darknet-cli", "darknet", "opencv", "cascade"],
+                        choices=["naive", "darknet-cli", "darknet", "opencv", "cascade"],
+                        help="what to time: the network alone per backend, and 'cascade' (OpenCV behind "
+                             "detect's prefilter, its default)")
+    parser.add_argument("--mixes", nargs="+", default=["realistic", "hits"], choices=list(MIXES),
+                        help="frame mixes to time on: " + "; ".join(f"{k}: {v['about']}".replace('%', '%%') for k, v in MIXES.items())
+                             + " (default realistic hits)")
+    parser.add_argument("--memory-frames", type=int, nargs="*", default=[1000, 10000],
+                        help="file lengths for the peak-memory check (default 1000 10000; none to skip)")
+    science = parser.add_argument_group(
+        "science benchmark (--science): is the selection right? simulate training, development and held-out "
+        "test files (dim half-detector and bright regimes), export-dataset + train with the defaults, detect, judge")
+    science.add_argument("--science", action="store_true", help="run the science benchmark instead of the "
+                                                               "throughput one (about 15 min on 2 cores)")
+    science.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
+                         help="also judge a recipe variant: NAME=export-dataset options, e.g. "
+                              "'linear=--scale linear --max-batches 500' (repeatable)")
+    science.add_argument("--no-default", action="store_true", help="judge only the --variant recipes")
+    science.add_argument("--positives", choices=("single", "window"), default="single",
+                         help="what the network learns as a single hit: one particle of any size, the size "
+                              "window left to detect's sphere fit (single, default), or only particles in the "
+                              "label's 60-75 nm window (window)")
+    science.add_argument("--no-size-window", action="store_true",
+                         help="judge the network's selection alone (default: detect --size-range 60 75)")
+    science.add_argument("--scale-counts", type=float, default=1.0, metavar="F",
+                         help="multiply every simulated file's frame count (quick look: 0.25)")
+    science.add_argument("--save-model", metavar="WEIGHTS",
+                         help="copy the default recipe's model here with a card holding the figures "
+                              "('make model' writes the built-in one)")
+    parser.add_argument("--workdir", help="keep the files here (default: a temporary folder, removed; "
+                                          "--science reuses the simulated files it finds there)")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.science:
+        return run_science_bench(args)
+    from spidarknet.engine.cfg import configure_network, load_template
+    from spidarknet.engine.locate import find_darknet
+    from spidarknet.engine.model import Model, load_model
+    from spidarknet.engine.weights import write_random_weights
+    from spidarknet.preprocess import Preprocessing
+    from spidarknet.simulate import simulate_file
+    if args.frames < 1 or args.distinct < 1:
+        raise InputError("--frames and --distinct must be at least 1")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    results: dict = {"frames": args.frames, "cores": cores, "mixes": {}, "memory": {}}
+    try:
+        if args.weights:
+            model = load_model(args.weights)
+        else:
+            cfg = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.25)
+            weights = work / "untrained.weights"
+            write_random_weights(cfg, weights)
+            model = Model(weights=weights, cfg=cfg, preprocessing=Preprocessing(size=128))
+            model.save_card({"note": "untrained weights for benchmarking"})
+        results["network"] = {"weights": str(model.weights), "input": model.cfg.input_size[0]}
+        darknet = find_darknet()
+        variants = []
+        for backend in args.backends:
+            if backend == "naive":
+                variants.append(("naive", None))
+            elif backend == "darknet-cli":
+                variants.append(("darknet-cli", ["--backend", "darknet-cli", "--jobs", "1", "--no-prefilter"]))
+            elif backend == "cascade":
+                for jobs in sorted({1, cores}):
+                    variants.append((f"cascade x{jobs}", ["--backend", "opencv", "--jobs", str(jobs)]))
+            else:
+                for jobs in sorted({1, cores}):
+                    variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs),
+                                                            "--no-prefilter"]))
+        base = None
+        for mix in args.mixes:
+            distinct = work / f"distinct-{mix}.cxi"
+            if not distinct.exists():
+                say(f"simulating {args.distinct} distinct frames of the {mix} mix ...")
+                simulate_file(distinct, args.distinct, seed=0, fractions=MIXES[mix]["fractions"])
+            base = base or distinct
+            data = work / f"frames-{mix}-{args.frames}.cxi"
+            if not data.exists():
+                tile_frames(distinct, data, args.frames)
+            runs = {}
+            results["mixes"][mix] = {"about": MIXES[mix]["about"], "runs": runs}
+            for name, extra in variants:
+                say(f"timing {name} on {args.frames} frames of the {mix} mix ...")
+                if extra is None:
+                    folder = work / "naive"
+                    shutil.rmtree(folder, ignore_errors=True)
+                    timing = naive_pipeline(data, model, darknet.path, folder)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    timing["network_frames"] = args.frames
+                else:
+                    timing = run_detect([str(data)], model.weights, work / "hits.csv", extra)
+                timing["frames_per_s"] = args.frames / timing["total_s"]
+                runs[name] = timing
+            naive = runs.get("naive")
+            for name, timing in runs.items():
+                if naive:
+                    timing["vs_naive"] = naive["total_s"] / timing["total_s"]
+            if not args.workdir:
+                data.unlink()  # 2 GB per 1,000 frames
+        for count in args.memory_frames:
+            path = work / f"memory-{count}.cxi"
+            say(f"peak memory of detect (opencv, {cores} processes) on a {count}-frame file ...")
+            tile_frames(base, path, count)
+            timing = run_detect([str(path)], model.weights, work / "mem.csv", ["--backend", "opencv"])
+            results["memory"][str(count)] = {k: timing[k] for k in ("peak_rss_mb", "parent_rss_mb",
+                                                                     "worker_rss_mb", "frames_per_s")}
+            path.unlink()
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(format_table(results))
+    if args.out:
+        write_json(results, args.out, True, "benchmark figures")
+        print(f"figures written to {args.out}")
+    return 0
+
+
+def run_science_bench(args: argparse.Namespace) -> int:
+    """bench --science: each recipe trained and judged on the same simulated files."""
+    import shlex
+
+    from spidarknet.experiments.science import ScienceConfig, comparison_markdown, format_result, run_science, save_model
+    if not args.scale_counts > 0:
+        raise InputError("--scale-counts must be positive")
+    recipes = [] if args.no_default else [("default", [])]
+    for text in args.variant:
+        name, sep, options = text.partition("=")
+        if not sep or not name.strip() or "/" in name:
+            raise InputError(f"--variant {text!r}: give NAME=OPTIONS, e.g. 'linear=--scale linear'")
+        recipes.append((name.strip(), shlex.split(options)))
+    if not recipes:
+        raise InputError("--no-default without --variant leaves nothing to judge")
+    if args.save_model and args.no_default:
+        raise InputError("--save-model saves the default recipe's model: drop --no-default")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-science-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        check_destination(args.out, True, "benchmark figures")
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    results = []
+    try:
+        for name, options in recipes:
+            say(f"recipe {name}: export-dataset {' '.join(options) or '(defaults)'}")
+            detect_args = () if args.no_size_window else ScienceConfig.detect_args
+            result = run_science(ScienceConfig(workdir=work, export_args=options, label=name,
+                                               positives=args.positives, detect_args=detect_args,
+                                               scale_counts=args.scale_counts), say=say)
+            say(format_result(result))
+            results.append(result)
+        if len(results) > 1:
+            say("\nrecipes on the development files (what a recipe is chosen on):")
+            say(comparison_markdown(results))
+            say("\nthe same on the held-out test files (reported, never chosen on):")
+            say(comparison_markdown(results, sets=("dim", "bright")))
+        if args.save_model:
+            card = save_model(results[0], args.save_model)
+            say(f"saved the default recipe's model: {args.save_model} (card {card})")
+        if args.out:
+            write_json({"recipes": results}, args.out, True, "benchmark figures")
+            say(f"wrote {args.out}")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{results['frames']} frames of 1024x1024 uint16, {results['cores']} cores, network input "
+             f"{results['network']['input']}"]
+
+    def rate(timing, key):
+        seconds = timing.get(key)
+        return f"{results['frames'] / seconds:9.0f}" if seconds else f"{'-':>9}"
+
+    for mix, figures in results["mixes"].items():
+        lines += [f"{mix} mix ({figures['about']}):",
+                  f"{'variant':<16}{'total f/s':>10}{'read':>9}{'prep':>9}{'filter':>9}{'write':>9}{'infer':>9}"
+                  f"{'to net':>9}{'vs naive':>10}{'peak MB':>9}"]
+        for name, t in figures["runs"].items():
+            ratio = f"{t['vs_naive']:9.1f}x" if "vs_naive" in t else f"{'-':>10}"
+            peak = f"{t['peak_rss_mb']:9.0f}" if "peak_rss_mb" in t else f"{'-':>9}"
+            lines.append(f"{name:<16}{t['frames_per_s']:10.0f}{rate(t, 'read_s')}{rate(t, 'preprocess_s')}"
+                         f"{rate(t, 'prefilter_s')}{rate(t, 'write_s')}{rate(t, 'inference_s')}"
+                         f"{t['network_frames']:9d}{ratio}{peak}")
+        for name, t in figures["runs"].items():
+            alone = name.replace("cascade", "opencv")
+            if name.startswith("cascade") and alone in figures["runs"]:
+                ratio = t["frames_per_s"] / figures["runs"][alone]["frames_per_s"]
+                lines.append(f"{name} vs {alone}: {ratio:.2f}x the frames/s, {t['network_frames']} of "
+                             f"{results['frames']} frames reached the network")
+    lines.append("stage columns: frames per second of that stage's own time, summed over processes "
+                 "(per core when several run); to net: frames that reached the network")
+    for count, m in results["memory"].items():
+        lines.append(f"peak memory, {count}-frame file: {m['peak_rss_mb']:.0f} MB (largest process; parent "
+                     f"{m['parent_rss_mb']:.0f} MB, worker {m['worker_rss_mb']:.0f} MB), {m['frames_per_s']:.0f} frames/s")
+    if len(results["memory"]) >= 2:
+        peaks = [m["peak_rss_mb"] for m in results["memory"].values()]
+        lines.append(f"memory growth long/short: {100 * (peaks[-1] / peaks[0] - 1):+.1f} %")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

@@ -1,0 +1,367 @@
+"""``spidarknet detect``: frames + trained weights -> hit list (CSV + JSON), optionally a CXI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spidarknet import __version__, cli
+from spidarknet.detection.local import (PREFILTER_SIGMA, FrameChecks, PartialResult, Prefilter, PrefilterGate,
+                               detect_frames, score_chunk)
+from spidarknet.core.errors import EngineError, InputError, SpidarknetError
+from spidarknet.core.outputs import check_destination, write_json
+from spidarknet.detection.parallel import detect_parallel
+from spidarknet.detection.shards import file_digest, parse_shard, ranges
+from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
+from spidarknet.engine.model import builtin_weights, load_model
+from spidarknet.frames.source import FrameKey
+from spidarknet.hits import HitList
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "detect",
+        "Score every frame with trained weights, repeating the preprocessing recorded for them, and "
+        "write a hit list: CSV (file,dataset,index,score,x,y,w,h,hit,status) plus a JSON summary.\n"
+        "Frames whose crop leaves the detector are padded and marked 'padded'; frames without a valid "
+        "pixel in the crop are marked 'no-valid-pixels' and never selected (one warning line each).",
+        "spidarknet detect 'run*.cxi' --weights ds/backup/yolov2-tiny-spi_final.weights --out hits.csv\n"
+        "  spidarknet detect run7.cxi --out hits.csv --expected-hit-rate 0.03   # the built-in model")
+    cli.add_input_args(parser)
+    parser.add_argument("--weights", help="trained weights (their model card JSON beside them); default: the "
+                                           "built-in model trained on simulation (see --expected-hit-rate)")
+    parser.add_argument("--out", required=True, metavar="CSV", help="hit list to write")
+    parser.add_argument("--force", action="store_true", help="replace existing outputs")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto (GPU darknet if built, else OpenCV), darknet (libdarknet via ctypes), "
+                             "darknet-cli (images + 'darknet detector valid'), opencv (default auto)")
+    parser.add_argument("--threshold", type=float, help="score threshold (default: the model card's)")
+    parser.add_argument("--expected-hit-rate", type=float, metavar="F",
+                        help="set the threshold so that this share of the frames (0-1) is selected, e.g. 0.03 "
+                             "for a run whose single-hit rate is about 3 %%: a threshold learnt on simulation "
+                             "does not carry over to measured frames (or label a few frames and use "
+                             "'evaluate --truth' for its max-F1 threshold)")
+    parser.add_argument("--cfg", help="network cfg, for weights without a model card")
+    parser.add_argument("--preprocess", metavar="JSON", help="preprocessing settings, for weights without a card")
+    parser.add_argument("--batch", type=int, default=16, help="frames per inference batch (default 16)")
+    parser.add_argument("--jobs", "-j", type=int,
+                        help="processes reading, preprocessing and detecting in parallel (default: one per "
+                             "core for the CPU backends, 1 for a GPU or darknet-cli); also the processes "
+                             "of the --size-range fits (default: one per core)")
+    parser.add_argument("--gpu", type=int, help="GPU index for a GPU build of darknet")
+    parser.add_argument("--darknet", metavar="PATH", help="darknet binary (darknet-cli backend)")
+    parser.add_argument("--libdarknet", metavar="PATH", help="libdarknet.so (darknet backend)")
+    parser.add_argument("--write-cxi", metavar="CXI", help="also copy the selected frames into this CXI file")
+    parser.add_argument("--size-range", nargs=2, type=float, metavar=("MIN_NM", "MAX_NM"),
+                        help="keep only hits whose sphere-fit diameter lies in [MIN, MAX] nm (e.g. 60 75)")
+    parser.add_argument("--mpi", action="store_true",
+                        help="run as one rank of 'mpirun -n N': each rank scores its share, rank 0 writes "
+                             "the one hit list (needs mpi4py)")
+    parser.add_argument("--follow", action="store_true",
+                        help="classify a file while it is being written (HDF5 SWMR): rows are appended as "
+                             "frames arrive, until none came for --idle seconds")
+    parser.add_argument("--idle", type=float, default=30.0, metavar="SECONDS",
+                        help="with --follow: stop after this long without new frames (default 30)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="score only part K of N (1..N) of the frames, for job arrays; join the parts "
+                             "with 'spidarknet merge'")
+    parser.add_argument("--chunk", type=int, default=64, help="frames read at a time (default 64)")
+    parser.add_argument("--no-prefilter", action="store_true",
+                        help="send every frame to the network (default: frames whose crop holds no more photons "
+                             "than their own background are given score 0 without it)")
+    parser.add_argument("--prefilter-photons", type=float, metavar="N",
+                        help="reject frames with fewer than N photons in the crop, instead of the background test")
+    parser.add_argument("--prefilter-sigma", type=float, default=PREFILTER_SIGMA, metavar="Z",
+                        help="the background test: a frame reaches the network when its inner crop holds more than "
+                             f"Z standard deviations above its outer crop's background (default {PREFILTER_SIGMA:g}; "
+                             "lower is more cautious)")
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.expected_hit_rate is not None:
+        if not 0 < args.expected_hit_rate < 1:
+            raise InputError(f"--expected-hit-rate {args.expected_hit_rate:g} must lie between 0 and 1")
+        if args.threshold is not None:
+            raise InputError("--threshold and --expected-hit-rate exclude each other: choose one")
+        if args.follow or args.shard:
+            raise InputError("--expected-hit-rate needs every frame's score at once: it cannot be used with "
+                             "--follow or --shard (set --threshold instead)")
+    if args.weights is None:
+        if args.cfg or args.preprocess:
+            raise InputError("--cfg and --preprocess describe weights you give: add --weights")
+        args.weights = str(builtin_weights())
+        print(f"using the built-in model {args.weights} (trained on simulated frames)", file=sys.stderr)
+    if args.follow:
+        return run_follow(args)
+    if not args.mpi:
+        return run_local(args)
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise InputError("--mpi needs mpi4py: pip install mpi4py (with an MPI library such as Debian's "
+                         "openmpi-bin)") from None
+    comm = MPI.COMM_WORLD
+    try:
+        return run_local(args, comm)
+    except BaseException as exc:  # one rank failing must stop all, never leave a short hit list
+        if comm.Get_size() > 1:
+            what = str(exc) if isinstance(exc, SpidarknetError) else f"{type(exc).__name__}: {exc}"
+            print(f"error: rank {comm.Get_rank()} of {comm.Get_size()}: {what}", file=sys.stderr, flush=True)
+            comm.Abort(1)
+        raise
+
+
+def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = None) -> None:
+    """Narrow the selection to hits whose fitted diameter lies in the window (nm), the fits
+    in ``jobs`` processes (default: one per core)."""
+    from spidarknet.sizing import select_size_window
+    bar = cli.progress(total=hits.n_hits, desc="size", quiet=quiet)
+    try:
+        hits.selected, counts = select_size_window(hits, hits.hits, size_range, on_frames=bar.update,
+                                                   jobs=jobs)
+    finally:
+        bar.close()
+    hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"])
+
+
+def threshold_for_rate(scores: np.ndarray, rate: float) -> float:
+    """The threshold that selects the ``rate`` share of the highest-scoring frames (ties
+    at the threshold are all selected; frames scored 0, e.g. by the prefilter, never are)."""
+    if len(scores) == 0:
+        return 1.0
+    k = max(1, int(round(rate * len(scores))))
+    kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
+    return max(kth, float(np.nextafter(np.float32(0), np.float32(1))))
+
+
+def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
+    """The prefilter the options ask for (None: every frame goes to the network)."""
+    if args.no_prefilter:
+        if args.prefilter_photons is not None:
+            raise InputError("--no-prefilter and --prefilter-photons exclude each other: choose one")
+        return None
+    return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma)
+
+
+def run_local(args: argparse.Namespace, comm=None) -> int:
+    if args.batch < 1 or args.chunk < 1:
+        raise InputError("--batch and --chunk must be at least 1")
+    prefilter = prefilter_from_args(args)
+    if args.size_range and not 0 <= args.size_range[0] <= args.size_range[1]:
+        raise InputError(f"--size-range {args.size_range[0]:g} {args.size_range[1]:g}: give MIN <= MAX in nm")
+    if comm is not None and args.shard:
+        raise InputError("--mpi and --shard exclude each other: MPI ranks already share the frames")
+    model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
+    settings = model.preprocessing
+    if args.centre:
+        settings.centre_px = tuple(args.centre)
+    check_destination(args.out, args.force, "hit list")
+    if args.write_cxi:
+        check_destination(args.write_cxi, args.force, "CXI file")
+    if comm is not None and comm.Get_size() > 1:
+        # rank 0 inspects the files (shapes, geometry, masks) and hands the result to all,
+        # so a large run does not open every file's metadata once per rank
+        source = comm.bcast(cli.frame_source_from_args(args) if comm.Get_rank() == 0 else None, root=0)
+    else:
+        source = cli.frame_source_from_args(args)
+    shard_meta = None
+    if args.shard:
+        k, n = parse_shard(args.shard)
+        part = source.shards(n)[k - 1]
+        source.select(part)
+        shard_meta = {"index": k, "count": n, "expected": {p: ranges(v) for p, v in part.items()}}
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    if comm is not None:
+        source.select(source.shards(size)[rank])
+        if args.jobs is None:
+            args.jobs = 1
+        args.quiet = args.quiet or rank != 0
+    started = time.perf_counter()
+    backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
+    jobs = args.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(args)) else cpu_count())
+    if jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    jobs = min(jobs, max(1, len(source) // args.chunk + 1))
+    if len(source) == 0:
+        jobs = 1
+    bar = cli.progress(total=len(source), desc=f"detect ({backend})", quiet=args.quiet)
+    try:
+        if jobs > 1 and backend in ("opencv", "darknet"):
+            hits, times = detect_parallel(source, shard_job(args, model, backend, prefilter), jobs,
+                                          on_chunk=bar.update)
+        else:
+            threads = 1 if size > 1 else None  # one core per MPI rank
+            with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
+                                libdarknet=args.libdarknet, threads=threads) as detector:
+                hits, times = detect_frames(source, settings, detector, model.threshold, prefilter=prefilter,
+                                            chunk_frames=args.chunk, on_chunk=bar.update)
+    except PartialResult as exc:
+        bar.close()
+        if len(exc.hits):
+            partial = f"{args.out}.partial"
+            exc.hits.meta.update(partial=True, weights=str(args.weights))
+            exc.hits.write_csv(partial, force=True)
+            raise EngineError(f"{exc}\n{len(exc.hits)} frames scored before the failure are in {partial}") from None
+        raise
+    finally:
+        bar.close()
+    if comm is not None:
+        parts = comm.gather(([(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
+                             times.as_dict(len(hits)), hits.meta.get("prefilter"), hits.status,
+                             hits.meta["frame_checks"]), root=0)
+        if rank != 0:
+            return 0
+        hits = HitList([FrameKey(*k) for part in parts for k in part[0]],
+                       np.concatenate([part[1] for part in parts]),
+                       np.concatenate([part[2].reshape(-1, 4) for part in parts]), model.threshold,
+                       status=np.concatenate([part[5] for part in parts]))
+        hits.meta["frame_checks"] = FrameChecks.from_dicts(part[6] for part in parts).to_dict()
+        if prefilter is not None:
+            hits.meta["prefilter"] = {**prefilter.to_dict(), "rejected": sum(part[4]["rejected"] for part in parts)}
+        times.total = time.perf_counter() - started
+        jobs = f"{size} MPI ranks"
+    hits.meta.update({
+        "backend": backend, "jobs": jobs, "weights": os.path.abspath(args.weights), "model": model.origin,
+        "preprocessing": settings.to_dict(), "inputs": [f.path for f in source.files],
+        "timing": times.as_dict(len(hits)), "spidarknet_version": __version__,
+        "weights_sha256": file_digest(args.weights),
+    })
+    if shard_meta is not None:
+        hits.meta["shard"] = shard_meta
+    hits = hits.sorted()
+    if args.expected_hit_rate is not None:
+        hits.threshold = threshold_for_rate(hits.scores[~hits.unusable], args.expected_hit_rate)
+        hits.meta["threshold_from"] = {"expected_hit_rate": args.expected_hit_rate}
+    if args.size_range:
+        apply_size_range(hits, args.size_range, quiet=args.quiet, jobs=args.jobs)
+    hits.write_csv(args.out, force=args.force)
+    warn_frame_checks(hits.meta["frame_checks"])
+    rate = len(hits) / times.total if times.total > 0 else float("inf")
+    workers = jobs if isinstance(jobs, str) else f"{jobs} process{'es' if jobs > 1 else ''}"
+    screened = (f", {hits.meta['prefilter']['rejected']} background-like frames kept from the network"
+                if prefilter is not None else "")
+    print(f"{hits.summary_line()}; {backend} backend, {workers}, "
+          f"{rate:.0f} frames/s{screened}; wrote {args.out}")
+    if args.write_cxi:
+        n = write_cxi(args, hits)
+        print(f"wrote {n} selected frames to {args.write_cxi}")
+    seconds = time.perf_counter() - started
+    if not args.quiet and sys.stderr.isatty():
+        print(f"done in {seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def warn_frame_checks(values: dict) -> None:
+    """The run's one warning line per kind of frame the model does not fit (stderr)."""
+    for line in FrameChecks.from_dicts([values]).warnings():
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def run_follow(args: argparse.Namespace) -> int:
+    """detect --follow: one file, one process, rows appended as frames arrive."""
+    from spidarknet.detection.follow import RowAppender, follow_chunks
+    from spidarknet.frames.source import parse_frame_range
+    from spidarknet.preprocess import Preprocessor
+    if len(args.inputs) != 1 or args.mpi or args.shard or args.write_cxi:
+        raise InputError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
+    if args.idle <= 0:
+        raise InputError("--idle must be positive")
+    prefilter = prefilter_from_args(args)
+    model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
+    settings = model.preprocessing
+    if args.centre:
+        settings.centre_px = tuple(args.centre)
+    frames = parse_frame_range(args.frames)
+    if frames is not None and (frames.stop is not None or (frames.step or 1) != 1):
+        raise InputError("with --follow, --frames takes only a start (e.g. 100:)")
+    start = (frames.start or 0) if frames is not None else 0
+    if os.path.exists(args.out):
+        if not args.force:
+            raise InputError(f"hit list {args.out} already exists; use --force to replace it")
+        os.unlink(args.out)
+    check_destination(args.out, False, "hit list")
+    args.frames = None
+    info = cli.frame_source_from_args(args).files[0]
+    pre = Preprocessor(settings)
+    gate = PrefilterGate(prefilter, settings) if prefilter is not None else None
+    checks = FrameChecks()
+    rejected = 0
+    backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
+    appender = RowAppender(args.out, model.threshold)
+    started = time.perf_counter()
+    interrupted = False
+    bar = cli.progress(desc=f"follow ({backend})", quiet=args.quiet)
+    try:
+        with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
+                            libdarknet=args.libdarknet) as detector:
+            for chunk in follow_chunks(info, pre.roi(info), args.chunk, start=start, idle_s=args.idle):
+                processed = pre.process(chunk)
+                passed = gate.passes(chunk, processed.photons) if gate is not None else None
+                scores, boxes = score_chunk(detector, processed, passed, settings)
+                status = checks.add(chunk, processed)
+                appender.append(HitList(chunk.keys, scores, boxes, model.threshold, status=status))
+                if passed is not None:
+                    rejected += len(chunk) - int(np.count_nonzero(passed))
+                bar.update(len(chunk))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        appender.close()
+    seconds = time.perf_counter() - started
+    summary = {"threshold": model.threshold, "frames": appender.rows, "hits": appender.hits, "backend": backend,
+               "weights": os.path.abspath(args.weights), "model": model.origin, "follow": True,
+               "idle_s": args.idle, "interrupted": interrupted, "preprocessing": settings.to_dict(),
+               "inputs": [info.path], "seconds": round(seconds, 3), "spidarknet_version": __version__,
+               "weights_sha256": file_digest(args.weights), "frame_checks": checks.to_dict()}
+    if prefilter is not None:
+        summary["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
+    from spidarknet.hits import summary_path
+    write_json(summary, summary_path(args.out), True, "hit list summary")
+    warn_frame_checks(summary["frame_checks"])
+    print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
+          f"{model.threshold:.3g}; wrote {args.out}" + (" (interrupted)" if interrupted else ""))
+    return cli.EXIT_INTERRUPTED if interrupted else 0
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def gpu_build(args: argparse.Namespace) -> bool:
+    from spidarknet.engine.locate import find_libdarknet
+    return find_libdarknet(args.libdarknet).gpu
+
+
+def shard_job(args: argparse.Namespace, model, backend: str, prefilter: Prefilter | None = None) -> dict:
+    """What each worker of detect_parallel needs to repeat this detection."""
+    job = {"cfg": model.cfg.dumps(), "weights": str(Path(args.weights).resolve()),
+           "preprocessing": model.preprocessing.to_dict(), "threshold": model.threshold,
+           "backend": backend, "batch": args.batch, "chunk": args.chunk,
+           "prefilter": prefilter.to_dict() if prefilter is not None else None}
+    if backend == "darknet":
+        from spidarknet.engine.locate import find_libdarknet
+        job["libdarknet"] = str(find_libdarknet(args.libdarknet).path)
+        job["gpu"] = args.gpu
+    return job
+
+
+def write_cxi(args: argparse.Namespace, hits) -> int:
+    from spidarknet.export.cxi import write_selected_cxi
+    source = cli.frame_source_from_args(args)
+    bar = cli.progress(total=hits.n_hits, desc="write CXI", quiet=args.quiet)
+    try:
+        return write_selected_cxi(hits, source, args.write_cxi, force=args.force, on_frames=bar.update)
+    finally:
+        bar.close()
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

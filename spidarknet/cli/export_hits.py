@@ -1,0 +1,62 @@
+"""``spidarknet export-hits``: a hit list as a CrystFEL/OM event list and as CXI score sidecars."""
+
+from __future__ import annotations
+
+import argparse
+
+from spidarknet import cli
+from spidarknet.core.errors import ConfigError
+from spidarknet.core.outputs import check_destination
+
+EXAMPLE = ("spidarknet export-hits hits.csv --lst hits.lst --cxi-scores scores/\n"
+           "  indexamajig -i hits.lst -g pnccd.geom -o hits.stream ...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "export-hits",
+        "Hand a hit list to the field's other tools.\n\n"
+        "--lst FILE writes the selected frames (the hit list's 'hit' column) as a CrystFEL/OM\n"
+        "event list, one frame per line: '/absolute/path/run.cxi //INDEX', which\n"
+        "'indexamajig -i FILE' and CrystFEL's other tools read (the geometry file must mark the\n"
+        "frame dimension as the placeholder, dim0 = %).\n\n"
+        "--cxi-scores DIR writes one CXI sidecar per input file, DIR/<name>-scores.cxi, holding\n"
+        "for every frame of that file /entry_1/instrument_1/detector_1/score (NaN where unscored)\n"
+        "and tags (1 = selected), each with a 'headings' attribute as the CXI specification\n"
+        "asks, and an external link to the frames.  The raw files are only read, never written.",
+        EXAMPLE)
+    parser.add_argument("hits", metavar="HITS.csv", help="hit list (from detect, select or merge)")
+    parser.add_argument("--lst", metavar="FILE", help="event list of the selected frames to write")
+    parser.add_argument("--cxi-scores", metavar="DIR", help="folder of CXI score/tag sidecars to create")
+    parser.add_argument("--force", action="store_true", help="replace existing outputs")
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidarknet.export.interchange import read_selection, write_event_list, write_score_sidecars
+
+    if not args.lst and not args.cxi_scores:
+        raise ConfigError("nothing to write: give --lst FILE and/or --cxi-scores DIR")
+    if args.lst:
+        check_destination(args.lst, args.force, "event list")
+    if args.cxi_scores:
+        check_destination(args.cxi_scores, args.force, "sidecar folder")
+    hits, flags = read_selection(args.hits)
+    flags = flags & ~hits.unusable
+    if hits.n_unusable:
+        print(f"{hits.n_unusable} frames without a valid pixel (status no-valid-pixels): not selected, "
+              "score NaN in the sidecars")
+    if args.lst:
+        n = write_event_list(hits, flags, args.lst, force=args.force)
+        print(f"{n} of {len(hits)} frames -> {args.lst}")
+    if args.cxi_scores:
+        sidecars = write_score_sidecars(hits, flags, args.cxi_scores, force=args.force,
+                                        hit_list_name=str(args.hits))
+        tagged = sum(s.n_tagged for s in sidecars)
+        print(f"{len(sidecars)} CXI sidecar(s), {tagged} frames tagged single_hit -> {args.cxi_scores}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

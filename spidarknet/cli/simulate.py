@@ -1,0 +1,167 @@
+"""``spidarknet simulate``: write a simulated, labelled SPI data set as one CXI file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from spidarknet import cli
+from spidarknet.core.errors import ConfigError, OutputError
+from spidarknet.simulate.writer import COMPRESSIONS
+
+EXAMPLE = ("python -m spidarknet simulate sim.cxi --count 2000 --seed 1 --half-detector\n"
+           "  python -m spidarknet simulate pr772.cxi --count 2000 --half-detector --photons 1500 "
+           "--shape 512 512 --binning 4 --centre-jitter 5\n"
+           "      (128 x 128 frames of 300 µm pixels, a median labelled single of 1,500 photons)\n"
+           "  python -m spidarknet simulate pretrain.cxi --count 5000 --like r0123.cxi\n"
+           "      (the shape, geometry, mask, photon level and background of your own run)")
+
+def _fractions(text: str) -> dict:
+    """Parse ``single=0.5,empty=0.5`` into a dict (kinds left out get none)."""
+    out = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        kind, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected KIND=FRACTION, got {item!r}")
+        try:
+            out[kind.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"fraction of {kind.strip()!r} is not a number: {value!r}")
+    if not out:
+        raise argparse.ArgumentTypeError("give at least one KIND=FRACTION")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from spidarknet.simulate.settings import DEFAULT_SETTINGS as d
+
+    parser = cli.new_parser(
+        "simulate",
+        "Simulate pnCCD diffraction frames of single particles, multiples, empty shots,\n"
+        "aggregates, water droplets and tiny particles (by default 1.7 keV, 125 mm, 1024 x 1024\n"
+        "pixels of 75 µm), with Poisson noise and the truth (label: one particle of 60-75 nm)\n"
+        "under /truth.  Every option below is recorded in the attributes of /truth.\n"
+        "--binning sums detector pixels into the written ones: all other pixel quantities\n"
+        "(--shape, --pixel-size, --background, --centre-jitter) are those of the detector.",
+        EXAMPLE)
+    parser.add_argument("output", metavar="OUT.cxi", help="CXI file to write")
+    parser.add_argument("--count", "-n", type=int, required=True, help="number of frames")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same "
+                        "seed and options give identical files")
+    parser.add_argument("--half-detector", action="store_true",
+                        help="one pnCCD half dead (masked, zero), as in the 2018 PR772 run")
+    parser.add_argument("--compression", choices=(*COMPRESSIONS, "none"), default="none",
+                        help="HDF5 compression of the frames (default none): "
+                        + "; ".join(f"{k}: {v}" for k, v in COMPRESSIONS.items())
+                        + ".  Reading the last three needs the hdf5plugin package")
+    parser.add_argument("--fractions", type=_fractions, default=None, metavar="KIND=F,...",
+                        help="share of each kind, e.g. single=0.5,empty=0.5 (kinds: single, "
+                        "multiple, empty, aggregate, droplet, tiny; others get none)")
+    parser.add_argument("--chunk-frames", type=int, default=16,
+                        help="frames generated and written at a time (default 16)")
+    parser.add_argument("--force", "-f", action="store_true", help="overwrite OUT.cxi if it exists")
+    beam = parser.add_argument_group("photons and sample")
+    beam.add_argument("--photons", type=float, metavar="N",
+                      help="median photons of a labelled single hit on the valid pixels, "
+                      "background excluded; sets the mean fluence (default: a fluence of "
+                      f"{d.mean_fluence_photons_per_m2:g} photons/m², ≈ 2,500 photons on the "
+                      "full pnCCD)")
+    beam.add_argument("--fluence-sigma", type=float, metavar="S",
+                      help=f"σ of the log-normal shot-to-shot fluence factor (default {d.fluence_sigma:g})")
+    beam.add_argument("--background", type=float, metavar="B",
+                      help="uniform background, photons per detector pixel "
+                      f"(default {d.background_photons_per_pixel:g})")
+    beam.add_argument("--centre-jitter", type=float, metavar="PX",
+                      help="σ of the per-frame beam-centre offset in x and y, detector pixels "
+                      f"(default {d.centre_jitter_px:g})")
+    beam.add_argument("--size-range", type=float, nargs=2, metavar=("LO", "HI"),
+                      help="diameters of the sample's particles in nm, singles and multiples "
+                      "(default %g %g)" % d.size_range_nm)
+    beam.add_argument("--label-range", type=float, nargs=2, metavar=("LO", "HI"),
+                      help="diameters in nm of a single that is labelled 1 "
+                      "(default %g %g)" % d.label_range_nm)
+    beam.add_argument("--off-size-fraction", type=float, metavar="F",
+                      help="share of singles drawn outside the label range (default: as a "
+                      "uniform draw over --size-range falls, 0.4 with the defaults)")
+    beam.add_argument("--particle-shape", choices=("mixed", "sphere", "icosahedron"),
+                      help="shape of the particles: a sphere or a randomly oriented "
+                      "icosahedron, half and half (mixed, the default), or only one of them")
+    beam.add_argument("--separation", type=float, nargs=2, metavar=("LO", "HI"),
+                      help="centre distance of neighbours in a multiple, in diameters "
+                      "(default %g %g)" % d.separation_diameters)
+    geom = parser.add_argument_group("geometry")
+    geom.add_argument("--distance", type=float, metavar="M",
+                      help=f"detector distance in metres (default {d.distance_m:g})")
+    geom.add_argument("--pixel-size", type=float, metavar="M",
+                      help=f"detector pixel size in metres, before binning (default {d.pixel_size_m:g})")
+    geom.add_argument("--energy-ev", type=float, metavar="EV",
+                      help=f"photon energy in eV (default {d.photon_energy_eV:g})")
+    geom.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                      help="detector shape before binning, two halves with the gap between "
+                      "(default %d %d)" % d.shape)
+    geom.add_argument("--binning", type=int, metavar="B",
+                      help="write frames of B x B summed detector pixels: pixel size x B, a "
+                      "written pixel is masked if any of its pixels is (default 1)")
+    like = parser.add_argument_group("like a run of yours")
+    like.add_argument("--like", metavar="FILE.cxi",
+                      help="copy frame shape, distance, pixel size, wavelength, beam centre and "
+                      "mask from FILE, and its photon level as --photons: the median, over "
+                      "its hits (frames > 6σ above the background), of the photons above the "
+                      "background; its background as --background.  Frames must be photon "
+                      "counts; options given explicitly win; --binning B: FILE's pixels are "
+                      "B x B detector pixels")
+    like.add_argument("--like-dataset", metavar="PATH",
+                      help="frame dataset inside the --like file (default: the CXI locations)")
+    cli.add_common_args(parser)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """The simulation options the user gave (``None`` where not given)."""
+    from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
+
+    energy = args.energy_ev
+    return {"photons": args.photons, "fluence_sigma": args.fluence_sigma,
+            "background_photons_per_pixel": args.background,
+            "centre_jitter_px": args.centre_jitter,
+            "size_range_nm": tuple(args.size_range) if args.size_range else None,
+            "label_range_nm": tuple(args.label_range) if args.label_range else None,
+            "off_size_fraction": args.off_size_fraction,
+            "separation_diameters": tuple(args.separation) if args.separation else None,
+            "particle_shape": args.particle_shape,
+            "distance_m": args.distance, "pixel_size_m": args.pixel_size,
+            "photon_energy_J": None if energy is None else energy * ELEMENTARY_CHARGE_C,
+            "shape": tuple(args.shape) if args.shape else None, "binning": args.binning,
+            "half_detector": args.half_detector or None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidarknet.simulate import DEFAULT_SETTINGS, simulate_file
+
+    if args.count < 1:
+        raise ConfigError(f"--count must be at least 1, got {args.count}")
+    if args.like_dataset and not args.like:
+        raise ConfigError("--like-dataset names the frames of the --like file: give --like FILE too")
+    options = settings_from_args(args)
+    if not args.like:
+        DEFAULT_SETTINGS.with_options(**options)  # a bad value fails before anything is read
+    if os.path.exists(args.output) and not args.force:
+        raise OutputError(f"{args.output} exists; use --force to overwrite it "
+                          "or choose another name")
+    compression = None if args.compression == "none" else args.compression
+    with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
+        summary = simulate_file(args.output, args.count, seed=args.seed, like=args.like,
+                                like_dataset=args.like_dataset, compression=compression,
+                                chunk_frames=args.chunk_frames, fractions=args.fractions,
+                                progress=bar.update, **options)
+    if summary.like_line:
+        print(summary.like_line)
+    print(summary.line())
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

@@ -1,0 +1,139 @@
+"""``spidarknet train``: darknet detector train on an exported data set, then a model card."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from pathlib import Path
+
+from spidarknet import cli
+from spidarknet.core.errors import EngineError, OutputError
+from spidarknet.detection.threshold import score_images, threshold_report
+from spidarknet.engine.cfg import DarknetCfg
+from spidarknet.engine.data_folder import ExportedDataset
+from spidarknet.engine.locate import describe, find_darknet
+from spidarknet.engine.model import load_model
+from spidarknet.engine.train import SEED_MAX, final_weights, newest_backup, omp_wait_policy, takes_seed, train
+
+
+def seed_arg(text: str) -> int | str:
+    """``--seed``: a whole number 0 to 2**32 - 2, or ``random``."""
+    if text == "random":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither a whole number nor 'random'") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0 to {SEED_MAX})")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "train",
+        "Train the data set's network with darknet (our patched build: CPU with OpenMP, or GPU), "
+        "then score the validation images, pick the max-F1 threshold and write a model card "
+        "(JSON beside the final weights) so that 'detect --weights' needs nothing else.",
+        "spidarknet train ds/            # then: spidarknet detect run.cxi --weights ds/backup/yolov2-tiny-spi_final.weights")
+    parser.add_argument("dataset", metavar="DIR", help="folder made by export-dataset")
+    parser.add_argument("--cfg", help="network cfg to train (default: the one export-dataset wrote)")
+    parser.add_argument("--darknet", metavar="PATH", help="darknet binary (default: the repository's build)")
+    parser.add_argument("--gpus", metavar="LIST", help="GPU indices for darknet, e.g. 0 or 0,1 (GPU builds)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from the newest backup weights")
+    start.add_argument("--pretrained", metavar="W",
+                       help="start from these (possibly partial) weights; the iteration count restarts")
+    parser.add_argument("--force", action="store_true", help="train again over existing final weights")
+    parser.add_argument("--seed", type=seed_arg, default=0, metavar="N|random",
+                        help="seed of darknet's initial weights and data augmentation (default 0: training "
+                             "the same data set again gives the same weights); 'random' draws a new one, "
+                             "recorded in the model card like any other")
+    parser.add_argument("--omp-wait", choices=("auto", "active", "passive"), default="auto",
+                        help="OpenMP threads spin (active: fastest on an idle machine) or sleep (passive: far "
+                             "faster when other work shares the cores); auto picks by the current load")
+    parser.add_argument("--backend", default="opencv", choices=("opencv", "darknet", "darknet-cli"),
+                        help="backend that scores the validation images (default opencv)")
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    ds = ExportedDataset.open(args.dataset, args.cfg)
+    darknet = find_darknet(args.darknet)
+    if not darknet.trains_on_cpu and not darknet.gpu:
+        raise EngineError(f"{describe(darknet)} cannot train YOLOv2 on the CPU (upstream's region layer has "
+                          "no CPU backward pass); build the patched engine with 'make darknet OPENMP=1'")
+    final = final_weights(ds)
+    weights = None
+    if args.resume:
+        weights = newest_backup(ds)
+        if weights is None:
+            raise OutputError(f"nothing to resume: no backup weights in {ds.backup_dir}")
+    elif final.exists() and not args.force:
+        raise OutputError(f"{final} exists from an earlier training; use --resume to continue it, "
+                          "--force to train again, or export a new data set")
+    if args.pretrained:
+        weights = Path(args.pretrained)
+    seed = args.seed
+    if seed == "random":  # an engine without our seed patch seeds from the clock, unrecorded
+        seed = secrets.randbelow(SEED_MAX + 1) if takes_seed(darknet) else None
+    max_batches = DarknetCfg.load(ds.cfg_path).net.get_int("max_batches", 0) or None
+    log_path = ds.root / "train.log"
+    started = time.perf_counter()
+    omp_wait = omp_wait_policy(args.omp_wait)
+    print(f"training {ds.cfg_path.name} on {len(ds.train_images)} images with {describe(darknet)} "
+          f"(OpenMP wait policy {omp_wait}, seed {'from the clock' if seed is None else seed}); log: {log_path}",
+          file=sys.stderr)
+    bar = cli.progress(total=max_batches, desc="train", quiet=args.quiet, unit="it")
+
+    def on_progress(p) -> None:
+        bar.n = p.iteration
+        bar.set_postfix(loss=f"{p.loss:.3f}", avg=f"{p.avg_loss:.3f}", refresh=False)
+        bar.refresh()
+
+    try:
+        result = train(ds, darknet, weights=weights, clear=bool(args.pretrained), gpus=args.gpus,
+                       log_path=log_path, on_progress=on_progress, omp_wait=omp_wait, seed=seed)
+    except KeyboardInterrupt:
+        bar.close()
+        backup = newest_backup(ds)
+        where = f"newest backup: {backup}" if backup else "no backup was written yet (one every 100 iterations)"
+        print(f"interrupted: darknet stopped; {where}; continue with 'spidarknet train {args.dataset} --resume'",
+              file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    last = result.history[-1] if result.history else None
+    model = load_model(result.weights)  # the data set's cfg and preprocessing
+    validation = {}
+    if ds.valid_images:
+        scores, labels = score_images(ds, model, backend=args.backend)
+        validation = threshold_report(scores, labels)
+        model.threshold = validation["threshold"]
+    model.validation = validation
+    card = model.save_card({"dataset": str(ds.root.resolve()), "iterations": result.iterations, "seed": seed,
+                            "final_avg_loss": last.avg_loss if last else None,
+                            "train_seconds": round(seconds, 1)})
+    loss = f", final avg loss {last.avg_loss:.3f}" if last else ""
+    print(f"trained {result.iterations} iterations in {seconds:.0f} s{loss}; weights: {result.weights}")
+    if validation:
+        spread = ""
+        if "threshold_interval" in validation:
+            (t0, t1), (f0, f1) = validation["threshold_interval"], validation["f1_interval"]
+            spread = (f"; 68 % bootstrap intervals: threshold {t0:.3f}-{t1:.3f}, F1 {f0:.3f}-{f1:.3f} "
+                      f"({validation['n_single']} single hits among them)")
+        print(f"validation ({validation['n_frames']} frames): precision {validation['precision']:.3f}, "
+              f"recall {validation['recall']:.3f}, F1 {validation['f1']:.3f} at threshold "
+              f"{validation['threshold']:.3f} (ROC AUC {validation['roc_auc']:.3f}){spread}")
+    else:
+        print(f"no validation images: threshold left at {model.threshold}")
+    print(f"model card: {card}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)

@@ -1,0 +1,83 @@
+"""Classifying a file that is still being written (HDF5 SWMR, as facilities write).
+
+:func:`follow_chunks` polls the frame dataset of one file opened for single-writer /
+multiple-reader access, yields the frames that appeared since the last look in chunks,
+and stops when no new frame arrived for ``idle_s`` seconds.  :class:`RowAppender` adds
+complete hit-list rows to a CSV as they are scored (one ``write`` per chunk, flushed), so
+a reader of the hit list never sees half a row.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+
+from spidarknet.core.errors import InputError
+from spidarknet.frames.source import FileInfo, FrameChunk, Roi, _clip_roi
+from spidarknet.hits import COLUMNS, HitList
+
+
+def follow_chunks(info: FileInfo, roi: Roi | None, chunk_frames: int, *, start: int = 0, poll_s: float = 0.2,
+                  idle_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> Iterator[FrameChunk]:
+    """Frames ``start, start+1, ...`` of ``info``'s dataset as they are written."""
+    import h5py
+    r0, r1, c0, c1 = _clip_roi(roi, info.frame_shape)
+    valid_shared = (info.mask_shared[r0:r1, c0:c1] if info.mask_shared is not None
+                    else np.ones((r1 - r0, c1 - c0), dtype=bool))
+    try:
+        handle = h5py.File(info.path, "r", swmr=True)
+    except OSError as exc:
+        raise InputError(f"cannot open {info.path} for following: {exc}") from None
+    with handle:
+        ds = handle[info.dataset]
+        mask_ds = handle[info.mask_dataset] if info.mask_dataset else None  # per-frame masks (CXI bits)
+        done = start
+        last_new = clock()
+        while True:
+            ds.refresh()
+            available = ds.shape[0]
+            if mask_ds is not None:  # a frame is taken once its mask is written too
+                mask_ds.refresh()
+                available = min(available, mask_ds.shape[0])
+            if available > done:
+                for first in range(done, available, chunk_frames):
+                    stop = min(first + chunk_frames, available)
+                    data = ds[first:stop, r0:r1, c0:c1]
+                    valid = (valid_shared if mask_ds is None
+                             else valid_shared & (mask_ds[first:stop, r0:r1, c0:c1] == 0))
+                    yield FrameChunk(info=info, indices=np.arange(first, stop), data=data, valid=valid,
+                                     origin=(r0, c0))
+                done = available
+                last_new = clock()
+            elif clock() - last_new >= idle_s:
+                return
+            else:
+                sleep(poll_s)
+
+
+class RowAppender:
+    """A hit-list CSV that grows by complete rows."""
+
+    def __init__(self, path: str | os.PathLike, threshold: float):
+        self.path = path
+        self.threshold = threshold
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self.rows = 0
+        self.hits = 0
+        os.write(self.fd, (",".join(COLUMNS) + "\n").encode())
+
+    def append(self, hits: HitList) -> None:
+        buffer = io.StringIO()
+        hits.write_rows(buffer)
+        os.write(self.fd, buffer.getvalue().encode())  # one write: whole rows only
+        os.fsync(self.fd)
+        self.rows += len(hits)
+        self.hits += hits.n_hits
+
+    def close(self) -> None:
+        os.close(self.fd)

@@ -1,0 +1,132 @@
+"""Splitting a detection over a job array (``detect --shard K/N``) and joining the parts.
+
+A shard is a contiguous block of the selected frames in frame-key order: the same inputs
+and ``--frames`` give every task the same list, and task K of N takes block K.  Each
+part's JSON summary records the shard, the frames it had to score (as index ranges per
+file), the weights' checksum and the preprocessing, so :func:`merge_parts` can refuse
+parts that do not belong together and name any frame that is missing or scored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from spidarknet.core.errors import InputError
+from spidarknet.hits import HitList, read_hits, summary_path
+
+SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` with 1 <= K <= N (SLURM: ``--array=1-N`` and ``--shard $SLURM_ARRAY_TASK_ID/N``)."""
+    match = SHARD.match(text or "")
+    if not match:
+        raise InputError(f"--shard {text!r} is not K/N (e.g. 3/8 for the third of eight parts)")
+    k, n = int(match.group(1)), int(match.group(2))
+    if n < 1 or not 1 <= k <= n:
+        raise InputError(f"--shard {text}: K must be between 1 and N (counting from 1), and N at least 1")
+    return k, n
+
+
+def ranges(indices: np.ndarray) -> list[list[int]]:
+    """Sorted indices as [start, stop, step] runs (a regular range is one run)."""
+    out: list[list[int]] = []
+    i = 0
+    indices = np.asarray(indices, dtype=np.int64)
+    while i < len(indices):
+        if i + 1 == len(indices):
+            out.append([int(indices[i]), int(indices[i]) + 1, 1])
+            break
+        step = int(indices[i + 1] - indices[i])
+        j = i + 1
+        while j + 1 < len(indices) and indices[j + 1] - indices[j] == step:
+            j += 1
+        out.append([int(indices[i]), int(indices[j]) + 1, step])
+        i = j + 1
+    return out
+
+
+def expand(runs: list[list[int]]) -> np.ndarray:
+    return np.concatenate([np.arange(a, b, s) for a, b, s in runs]) if runs else np.zeros(0, np.int64)
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def merge_parts(paths: list[str]) -> tuple[HitList, dict]:
+    """Join shard hit lists; every frame of every shard exactly once, parts consistent."""
+    if not paths:
+        raise InputError("no hit lists to merge")
+    parts = []
+    for path in paths:
+        summary = summary_path(path)
+        if not summary.is_file():
+            raise InputError(f"{summary} is missing: merge needs the JSON summary detect writes beside {path}")
+        meta = json.loads(summary.read_text())
+        if "shard" not in meta:
+            raise InputError(f"{path} was not written by 'detect --shard K/N'")
+        parts.append((path, read_hits(path), meta))
+    first = parts[0][2]
+    n = first["shard"]["count"]
+    for key, what in (("weights_sha256", "weights"), ("preprocessing", "preprocessing"),
+                      ("threshold", "threshold"), ("inputs", "inputs")):
+        for path, _, meta in parts[1:]:
+            if meta.get(key) != first.get(key):
+                raise InputError(f"{path} was made with other {what} than {parts[0][0]}: refusing to merge parts "
+                                 "of different detections")
+    seen: dict[int, str] = {}
+    for path, _, meta in parts:
+        if meta["shard"]["count"] != n:
+            raise InputError(f"{path} is part {meta['shard']['index']}/{meta['shard']['count']} but "
+                             f"{parts[0][0]} is one of {n}")
+        k = meta["shard"]["index"]
+        if k in seen:
+            raise InputError(f"part {k}/{n} is given twice: {seen[k]} and {path}")
+        seen[k] = path
+    missing_parts = [k for k in range(1, n + 1) if k not in seen]
+    if missing_parts:
+        shown = ", ".join(f"{k}/{n}" for k in missing_parts[:10])
+        raise InputError(f"{len(missing_parts)} of {n} parts are missing: {shown}")
+    problems = []
+    for path, hits, meta in parts:
+        got: dict[str, set[int]] = {}
+        for key in hits.keys:
+            got.setdefault(key.file, set()).add(key.index)
+        if sum(len(v) for v in got.values()) != len(hits.keys):
+            problems.append(f"{path} scores some frames twice")
+        for file, runs in meta["shard"]["expected"].items():
+            want = set(expand(runs).tolist())
+            lost = sorted(want - got.get(file, set()))
+            if lost:
+                problems.append(f"{path} lacks {len(lost)} frames of {file}, e.g. index {lost[0]}")
+        extra = {f for f in got if f not in meta["shard"]["expected"]}
+        if extra:
+            problems.append(f"{path} holds frames of files outside its shard: {sorted(extra)[:2]}")
+    if problems:
+        raise InputError("the parts do not cover the frames exactly once: " + "; ".join(problems[:5]))
+    keys, scores, boxes, status = [], [], [], []
+    for _, hits, _ in sorted(parts, key=lambda p: p[2]["shard"]["index"]):
+        keys.extend(hits.keys)
+        scores.append(hits.scores)
+        boxes.append(hits.boxes)
+        status.append(hits.status)
+    merged = HitList(keys, np.concatenate(scores), np.concatenate(boxes), float(first["threshold"]),
+                     status=np.concatenate(status))
+    if len(set(merged.keys)) != len(merged.keys):
+        raise InputError("two parts score the same frames: were they made with different --frames or inputs?")
+    meta = {k: v for k, v in first.items() if k not in ("threshold", "frames", "hits", "shard", "timing", "jobs")}
+    if any("frame_checks" in p[2] for p in parts):  # the parts' counts add up
+        from spidarknet.detection.local import FrameChecks
+        meta["frame_checks"] = FrameChecks.from_dicts(p[2].get("frame_checks") for p in parts).to_dict()
+    meta["merged_from"] = [p[0] for p in sorted(parts, key=lambda p: p[2]["shard"]["index"])]
+    return merged.sorted(), meta

@@ -1,0 +1,148 @@
+"""Throughput benchmark: detect end to end per backend, against the naive pipeline.
+
+The benchmark makes its own data: a few hundred simulated pnCCD frames tiled into a file
+of the requested length (uncompressed, one frame per chunk, as detectors write them), and
+untrained weights for the default CPU network (quarter-width yolov2-tiny-spi at 128×128;
+speed does not depend on what the weights learned) unless ``--weights`` names trained ones.
+Every variant scores the same frames with the same weights in this process's run:
+
+* ``naive``: what users write by hand today: read whole frames with h5py, crop and bin
+  with numpy, write PNGs, run ``darknet detector valid``, parse its text output;
+* ``darknet-cli``, ``darknet``, ``opencv``: ``spidarknet detect`` with that backend and
+  no prefilter (the network alone), 1 process and one per core;
+* ``cascade``: ``spidarknet detect`` as it runs by default, OpenCV behind the prefilter
+  that keeps background-like frames from the network, 1 process and one per core.
+
+Each is timed on the mixes of :data:`MIXES`.
+
+Figures: frames/s per stage and in total, the ratio of each to the naive pipeline, and
+the peak resident memory of detect on two file lengths (memory must stay flat).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+PROBE = """
+import json, resource, sys
+from spidarknet.cli import detect
+code = detect.main(sys.argv[1:])
+# VmHWM, not ru_maxrss: the latter carries over the launching process's peak across exec
+own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"code": code, "peak_rss_mb": max(own, children) / 1024.0,
+                  "parent_rss_mb": own / 1024.0, "worker_rss_mb": children / 1024.0}))
+"""
+
+
+#: the frame mixes timed: what is in the beam (simulator kinds and shares)
+MIXES = {
+    "realistic": {"fractions": {"single": 0.1, "empty": 0.6, "tiny": 0.3},
+             "about": "10 % single hits, 60 % empty shots, 30 % weak shots of tiny particles"},
+    "hits": {"fractions": {"single": 1.0}, "about": "single hits only"},
+    "default": {"fractions": None, "about": "the simulator's default mix of six kinds"},
+}
+
+
+def tile_frames(source: Path, out: Path, count: int) -> None:
+    """A CXI file of ``count`` frames cycling through ``source``'s, with its geometry and mask."""
+    import h5py
+    with h5py.File(source, "r") as src, h5py.File(out, "w") as dst:
+        for name in ("cxi_version", "entry_1/instrument_1/source_1"):
+            src.copy(src[name], dst, name)
+        det_src = src["entry_1/instrument_1/detector_1"]
+        det = dst.create_group("entry_1/instrument_1/detector_1")
+        for name in det_src:
+            if name != "data":
+                det_src.copy(det_src[name], det, name)
+        frames = det_src["data"]
+        n, h, w = frames.shape
+        data = det.create_dataset("data", shape=(count, h, w), dtype=frames.dtype, chunks=(1, h, w))
+        dst["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
+        truth = dst.create_group("truth")
+        for name in src["truth"]:
+            values = src["truth"][name][()]
+            truth[name] = np.resize(values, count)
+        block = frames[:min(n, 64)] if n else None
+        for start in range(0, count, n):
+            for j in range(0, min(n, count - start), 64):
+                block = frames[j:j + 64]
+                stop = min(start + j + len(block), count)
+                data[start + j:stop] = block[:stop - start - j]
+
+
+def naive_pipeline(path: Path, model, darknet: Path, workdir: Path) -> dict:
+    """The hand-written way: full-frame reads, numpy crop/bin, PNG files, ``detector valid``."""
+    import cv2
+    import h5py
+    s = model.preprocessing
+    f = s.crop // s.size
+    times = {"read_s": 0.0, "preprocess_s": 0.0, "write_s": 0.0, "inference_s": 0.0}
+    images = workdir / "images"
+    images.mkdir(parents=True)
+    started = time.perf_counter()
+    with h5py.File(path, "r") as handle:
+        ds = handle["/entry_1/data_1/data"]
+        mask = handle["/entry_1/instrument_1/detector_1/mask_shared"][()] == 0
+        corner = handle["/entry_1/instrument_1/detector_1/corner_position"][()]
+        pixel = handle["/entry_1/instrument_1/detector_1/x_pixel_size"][()]
+        cx, cy = int(round(-corner[0] / pixel - 0.5)), int(round(-corner[1] / pixel - 0.5))
+        r0, c0 = cy - s.crop // 2 + 1, cx - s.crop // 2 + 1
+        names = []
+        for i in range(ds.shape[0]):
+            t0 = time.perf_counter()
+            frame = ds[i]
+            t1 = time.perf_counter()
+            crop = (frame * mask)[r0:r0 + s.crop, c0:c0 + s.crop].astype(np.float64)
+            binned = crop.reshape(s.size, f, s.size, f).sum(axis=(1, 3))
+            vmax = max(np.percentile(binned, s.vmax_percentile), s.vmax_floor)
+            grey = (np.clip(binned / vmax, 0, 1) * 255).astype(np.uint8)
+            t2 = time.perf_counter()
+            name = images / f"{i:07d}.png"
+            cv2.imwrite(str(name), cv2.merge([grey, grey, grey]))
+            names.append(str(name))
+            t3 = time.perf_counter()
+            times["read_s"] += t1 - t0
+            times["preprocess_s"] += t2 - t1
+            times["write_s"] += t3 - t2
+    (workdir / "valid.txt").write_text("\n".join(names) + "\n")
+    (workdir / "results").mkdir()
+    (workdir / "obj.names").write_text("single\n")
+    (workdir / "obj.data").write_text("classes = 1\nvalid = valid.txt\nnames = obj.names\nresults = results\n")
+    model.cfg.save(workdir / "net.cfg")
+    t0 = time.perf_counter()
+    subprocess.run([str(darknet), "detector", "valid", "obj.data", "net.cfg", str(model.weights)],
+                   cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    scores = {}
+    for line in (workdir / "results" / "comp4_det_test_single.txt").read_text().splitlines():
+        name, prob = line.split()[:2]
+        scores[name] = max(scores.get(name, 0.0), float(prob))
+    times["inference_s"] = time.perf_counter() - t0
+    times["total_s"] = time.perf_counter() - started
+    return times
+
+
+def run_detect(inputs: list[str], weights: Path, out: Path, extra: list[str]) -> dict:
+    """``spidarknet detect`` in a fresh process; its timing summary and peak memory."""
+    args = [*inputs, "--weights", str(weights), "--out", str(out), "--force", "--quiet", *extra]
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"detect failed: {proc.stderr.strip()[-2000:]}")
+    probe = json.loads(proc.stdout.strip().splitlines()[-1])
+    if probe["code"] != 0:
+        raise RuntimeError(f"detect failed: {proc.stderr.strip()[-2000:]}")
+    summary = json.loads(out.with_suffix(".json").read_text())
+    timing = dict(summary["timing"])
+    if "prefilter" not in summary:
+        timing.pop("prefilter_s", None)  # no prefilter ran
+    rejected = summary.get("prefilter", {}).get("rejected", 0)
+    return {**timing, "peak_rss_mb": round(probe["peak_rss_mb"], 1),
+            "parent_rss_mb": round(probe["parent_rss_mb"], 1), "worker_rss_mb": round(probe["worker_rss_mb"], 1),
+            "jobs": summary.get("jobs"), "frames": summary["frames"], "network_frames": summary["frames"] - rejected}

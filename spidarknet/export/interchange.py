@@ -1,0 +1,215 @@
+"""Handing a selection to the field's other tools: CrystFEL/OM event lists and CXI score sidecars.
+
+Event list (``export-hits --lst``), as CrystFEL's ``list_events`` writes it and
+``indexamajig -i`` reads it: one frame per line, the file's absolute path, one space, and
+the event ID ``//INDEX`` — the frame's position along the dataset dimension that the
+geometry file marks as the placeholder (``dim0 = %``).  CrystFEL cuts the line at that
+space, so a path with white space cannot be listed.
+
+Score sidecars (``export-hits --cxi-scores DIR``): one CXI file per input file and frame
+dataset, ``DIR/<input stem>-scores.cxi``, written beside and never into the raw data::
+
+    /cxi_version                                   150
+    /entry_1/instrument_1/detector_1/data          external link to the frames (file, dataset)
+    /entry_1/instrument_1/detector_1/score         (N,) float32, one per frame of that dataset;
+                                                   NaN where the hit list has no score
+                                                   (or marks the frame no-valid-pixels);
+                                                   attr headings = ["spidarknet_score"]
+    /entry_1/instrument_1/detector_1/tags          (N,) uint8, 1 = selected single hit;
+                                                   attr headings = ["single_hit"]
+    /entry_1/data_1/data                           soft link to detector_1/data
+    /spidarknet/scored                             (N,) uint8, 1 = the hit list scored the frame
+    /spidarknet (attrs)                            source_file, source_dataset, hit_list, threshold
+
+This follows the CXI specification (cxidb/CXI ``cxi_file_format.tex``, Detector class):
+``score`` and ``tags`` hang under the detector whose frames they describe, the frame axis is
+the fastest one, a single score or tag collapses to one dimension, each carries a
+``headings`` attribute naming its columns, and tags are 8-bit 0/1 values.  Because the
+arrays align with one detector's frame axis, each input file gets its own sidecar; row
+``i`` of ``score`` is frame ``i`` of the linked dataset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from spidarknet.core.errors import InputError
+from spidarknet.core.outputs import atomic_path, staged_dir
+from spidarknet.frames.source import DEFAULT_DATASETS, FrameKey, describe_datasets, open_h5
+from spidarknet.hits import HitList, read_selected
+
+SCORE_HEADING = "spidarknet_score"
+TAG_HEADING = "single_hit"
+DETECTOR = "entry_1/instrument_1/detector_1"
+
+
+def read_selection(path: str | os.PathLike) -> tuple[HitList, np.ndarray]:
+    """A hit list and which of its frames are selected: its ``hit`` column as written
+    (``spidarknet select`` may have narrowed it below ``score >= threshold``)."""
+    hits, flags = read_selected(path)
+    seen = set()
+    for key in hits.keys:
+        k = (frame_file(key), key.dataset, key.index)
+        if k in seen:
+            raise InputError(f"the hit list {path} names frame {key.index} of {key.file} twice; "
+                             "merge duplicate rows first ('spidarknet merge' does)")
+        seen.add(k)
+    return hits, np.asarray(flags, dtype=bool)
+
+
+def frame_file(key: FrameKey) -> str:
+    """The absolute path of a key's file (a relative one is taken from the working folder)."""
+    return os.path.abspath(key.file)
+
+
+def check_files_exist(files: Iterable[str], what: str = "hit list") -> None:
+    """Raise :class:`InputError` naming the first of ``files`` that is gone."""
+    missing = [f for f in dict.fromkeys(files) if not os.path.isfile(f)]
+    if missing:
+        more = f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""
+        raise InputError(f"the frame file {missing[0]} named in the {what} does not exist{more}; "
+                         "move the files back, or run from the folder the hit list was made in "
+                         "if it names them by relative path")
+
+
+@dataclass
+class DatasetInfo:
+    """One frame dataset that a hit list names: where it is and how many frames it has."""
+
+    file: str          # absolute path
+    dataset: str       # path inside the file (resolved when the hit list left it empty)
+    n_frames: int
+
+
+def inspect_datasets(keys: Sequence[FrameKey]) -> "OrderedDict[tuple[str, str], DatasetInfo]":
+    """Open every (file, dataset) the keys name, in order of appearance, and check the indices.
+
+    Keys with an empty dataset get the CXI default, as the frame reader would.  Raises
+    :class:`InputError` for a missing file, a missing dataset or a frame beyond the end.
+    """
+    groups: "OrderedDict[tuple[str, str], list[int]]" = OrderedDict()
+    for key in keys:
+        groups.setdefault((frame_file(key), key.dataset), []).append(int(key.index))
+    check_files_exist(f for f, _ in groups)
+    infos: "OrderedDict[tuple[str, str], DatasetInfo]" = OrderedDict()
+    for (file, dataset), indices in groups.items():
+        with open_h5(file) as handle:
+            path = dataset
+            if not path:
+                path = next((p for p in DEFAULT_DATASETS if p in handle), "")
+                if not path:
+                    raise InputError(f"{file} has no frames at {' or '.join(DEFAULT_DATASETS)} and the "
+                                     f"hit list names no dataset ({describe_datasets(handle, 3)})")
+            if path not in handle:
+                raise InputError(f"{file} has no dataset {path}, which the hit list names "
+                                 f"({describe_datasets(handle, 3)})")
+            shape = handle[path].shape
+        if not shape:
+            raise InputError(f"{path} in {file} is a scalar, not a stack of frames")
+        n = int(shape[0])
+        lo, hi = min(indices), max(indices)
+        if lo < 0 or hi >= n:
+            bad = hi if hi >= n else lo
+            raise InputError(f"the hit list names frame {bad} of {file}, which has {n} frames at {path}; "
+                             "is it the file the hit list was made from?")
+        infos[(file, dataset)] = DatasetInfo(file, path, n)
+    return infos
+
+
+# -- CrystFEL / OM event list --------------------------------------------------------------------
+
+def event_line(file: str, index: int) -> str:
+    """One line of a CrystFEL event list: ``/abs/path/run.cxi //17``."""
+    return f"{file} //{int(index)}"
+
+
+def write_event_list(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
+                     force: bool = False) -> int:
+    """Write the selected frames as a CrystFEL/OM event list; returns how many lines."""
+    keys = [k for k, f in zip(hits.keys, flags) if f]
+    inspect_datasets(keys)
+    for key in keys:
+        path = frame_file(key)
+        if any(c.isspace() for c in path):
+            raise InputError(f"{path} contains white space, which CrystFEL takes as the end of the "
+                             "file name in a list; rename the file or link it from a path without spaces")
+    with atomic_path(out, force, "event list") as tmp:
+        with open(tmp, "w") as handle:
+            for key in keys:
+                handle.write(event_line(frame_file(key), key.index) + "\n")
+    return len(keys)
+
+
+# -- CXI score / tag sidecars ----------------------------------------------------------------------
+
+@dataclass
+class Sidecar:
+    path: Path            # the sidecar as finally placed
+    source: DatasetInfo
+    n_scored: int
+    n_tagged: int
+
+
+def sidecar_names(infos: Iterable[DatasetInfo]) -> list[str]:
+    """``<stem>-scores.cxi`` per dataset; repeated stems get ``-2``, ``-3``... in order."""
+    names, used = [], set()
+    for info in infos:
+        stem = Path(info.file).stem
+        name, n = f"{stem}-scores.cxi", 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}-scores.cxi"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def write_score_sidecars(hits: HitList, flags: np.ndarray, out_dir: str | os.PathLike, *,
+                         force: bool = False, hit_list_name: str = "") -> list[Sidecar]:
+    """One CXI sidecar per (file, dataset) of the hit list in folder ``out_dir`` (see module doc)."""
+    import h5py
+
+    infos = inspect_datasets(hits.keys)
+    rows: dict[tuple[str, str], list[int]] = {k: [] for k in infos}
+    for row, key in enumerate(hits.keys):
+        rows[(frame_file(key), key.dataset)].append(row)
+    names = sidecar_names(infos.values())
+    final = Path(out_dir)
+    written = []
+    with staged_dir(final, force) as stage:
+        for (group, info), name in zip(infos.items(), names):
+            index = np.array([hits.keys[r].index for r in rows[group]], dtype=np.int64)
+            score = np.full(info.n_frames, np.nan, dtype=np.float32)
+            tags = np.zeros(info.n_frames, dtype=np.uint8)
+            scored = np.zeros(info.n_frames, dtype=np.uint8)
+            score[index] = np.where(hits.unusable[rows[group]], np.nan, hits.scores[rows[group]])  # not judged
+            tags[index] = flags[rows[group]]
+            scored[index] = ~hits.unusable[rows[group]]  # no valid pixel: never judged
+            with h5py.File(stage / name, "w") as f:
+                f["cxi_version"] = 150
+                det = f.create_group(DETECTOR)
+                det["data"] = h5py.ExternalLink(info.file, info.dataset)
+                s = det.create_dataset("score", data=score)
+                s.attrs["headings"] = np.array([SCORE_HEADING], dtype=h5py.string_dtype())
+                s.attrs["description"] = ("best detection's class-weighted objectness per frame "
+                                          "(spidarknet detect); NaN = not scored")
+                t = det.create_dataset("tags", data=tags)
+                t.attrs["headings"] = np.array([TAG_HEADING], dtype=h5py.string_dtype())
+                t.attrs["description"] = "1 = selected as a single-particle hit by the hit list"
+                f.create_group("entry_1/data_1")["data"] = h5py.SoftLink(f"/{DETECTOR}/data")
+                prov = f.create_group("spidarknet")
+                prov.attrs["source_file"] = info.file
+                prov.attrs["source_dataset"] = info.dataset
+                prov.attrs["hit_list"] = hit_list_name
+                prov.attrs["threshold"] = float(hits.threshold)
+                prov.attrs["description"] = ("scores of the frames of source_file:source_dataset; "
+                                             "row i is frame i, linked at /entry_1/data_1/data")
+                prov.create_dataset("scored", data=scored)
+            written.append(Sidecar(final / name, info, int(len(index)), int(tags.sum())))
+    return written
