@@ -223,6 +223,13 @@ def test_an_export_folder_binned_and_cropped_is_reconstructed_as_it_is(sphere_hi
                                  "-q"]) == 0
     again, _ = read_intensity(tmp_path / "r3")
     assert np.allclose(again, volume, rtol=1e-6, atol=1e-9)
+    # another seed, another start model (ours, on Dragonfly's grid), the same again when repeated
+    for name in ("s1", "s1b"):
+        assert reconstruct_cmd.main([str(emc), "--out", str(tmp_path / name), "--num-div", "2", "--iterations",
+                                     "2", "--seed", "7", "-q"]) == 0
+    s1, _ = read_intensity(tmp_path / "s1")
+    s1b, _ = read_intensity(tmp_path / "s1b")
+    assert s1.shape == volume.shape and np.array_equal(s1, s1b) and not np.allclose(s1, volume, rtol=1e-3)
 
 
 # -- errors, no EMC ----------------------------------------------------------------------------------

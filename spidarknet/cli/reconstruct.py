@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     emc.add_argument("--beta-schedule", type=float, nargs=2, metavar=("JUMP", "PERIOD"),
                      default=DEFAULTS["beta_schedule"],
                      help="multiply beta by JUMP every PERIOD iterations (default %(default)s)")
+    emc.add_argument("--seed", type=int, default=0, metavar="N",
+                     help="seed of the random start model (default 0: Dragonfly's own fixed seed); the "
+                          "same frames, settings and seed give the same volume")
     emc.add_argument("--halves", action="store_true",
                      help="also reconstruct the even and the odd selected frames (half1/, half2/)")
     emc.add_argument("--dragonfly", metavar="PATH",
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                              dragonfly=args.dragonfly, progress=not args.quiet,
                              need_scaling=not args.no_scaling, beta=args.beta,
                              beta_schedule=(args.beta_schedule[0], int(args.beta_schedule[1])),
-                             adu_per_photon=args.adu_per_photon)
+                             adu_per_photon=args.adu_per_photon, seed=args.seed)
     except KeyboardInterrupt:
         print(f"interrupted: the completed iterations are in {args.out}.partial; continue with --resume",
               file=sys.stderr)

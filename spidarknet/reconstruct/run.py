@@ -68,6 +68,7 @@ import numpy as np
 from spidarknet.export.emc import (ExportFolder, EmcReader, PixelReduction, make_reduction, pixel_q_inv_nm,
                             read_export, reduce_photons, reduced_detector)
 from spidarknet.core.errors import ConfigError, EngineError, InputError, OutputError
+from spidarknet.core.pool import core_count
 
 log = logging.getLogger(__name__)
 
@@ -243,13 +244,6 @@ def num_rotations(num_div: int) -> int:
     return 10 * (5 * num_div ** 3 + num_div)
 
 
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 # -- the result ------------------------------------------------------------------------------------
 
 @dataclass
@@ -324,6 +318,25 @@ def read_log(folder: str | os.PathLike) -> dict[str, np.ndarray]:
 
 # -- running Dragonfly -----------------------------------------------------------------------------
 
+def _write_start_model(folder: Path, detector: Path, photons: Path, seed: int) -> Path:
+    """A random start model as Dragonfly draws its own (uniform on [0, 2 m), m the mean photons
+    per good pixel and frame), on its grid (``2 ceil(q_max) + 3`` voxels, q_max the largest
+    pixel |q| in voxels), from ``numpy.random.default_rng(seed)``: another seed, another start."""
+    import h5py
+    with h5py.File(detector, "r") as f:
+        q = np.sqrt(f["qx"][()] ** 2 + f["qy"][()] ** 2 + f["qz"][()] ** 2)
+        good = int(np.count_nonzero(f["mask"][()] == 0))
+    n = int(2 * np.ceil(q.max()) + 3)
+    frames = EmcReader(photons)
+    total = sum(int(frames.sparse(d)[1].sum()) for d in range(len(frames)))
+    mean = total / max(len(frames), 1) / max(good, 1)
+    start = np.random.default_rng(seed).random((1, n, n, n)) * 2.0 * mean
+    path = folder / "start_model.h5"
+    with h5py.File(path, "w") as f:
+        f["intens"] = start
+    return path
+
+
 def _write_config(folder: Path, photons: Path, detector: Path, settings: dict,
                   blacklist: Path | None = None) -> Path:
     lines = ["# written by spidarknet reconstruct; Dragonfly's [emc] keys (dragonfly/params.pyx)",
@@ -334,7 +347,8 @@ def _write_config(folder: Path, photons: Path, detector: Path, settings: dict,
              "output_folder = data",
              "log_file = EMC.log",
              f"need_scaling = {int(settings['need_scaling'])}",
-             # Dragonfly's fixed seed for its random start model: the same frames and settings
+             # the random start model is seeded (seed 0: Dragonfly's own fixed seed; others: a
+             # start model of ours, see _write_start_model): the same frames, settings and seed
              # give the same reconstruction, so figures made from it can be repeated
              "fixed_seed = 1",
              f"beta_schedule = {settings['beta_schedule'][0]:g} {int(settings['beta_schedule'][1])}"]
@@ -342,6 +356,9 @@ def _write_config(folder: Path, photons: Path, detector: Path, settings: dict,
         lines.append(f"beta = {settings['beta']:g}")
     if blacklist is not None:
         lines.append(f"blacklist_file = {os.path.relpath(blacklist, folder)}")
+    if settings.get("seed"):
+        start = _write_start_model(folder, detector, photons, int(settings["seed"]))
+        lines.append(f"start_model_file = {os.path.relpath(start, folder)}")
     path = folder / "config.ini"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -625,16 +642,20 @@ def reconstruct(source: str | os.PathLike, out: str | os.PathLike, *, binning: i
                 resume: bool = False, force: bool = False, dragonfly: str | os.PathLike | None = None,
                 progress: bool = True, need_scaling: bool = DEFAULTS["need_scaling"],
                 beta: float | None = DEFAULTS["beta"], beta_schedule: tuple[float, int] = DEFAULTS["beta_schedule"],
-                adu_per_photon: float | None = None) -> Reconstruction:
+                adu_per_photon: float | None = None, seed: int = 0) -> Reconstruction:
     """Reconstruct the selected frames of ``source`` (a hit list or an ``export-emc``
     folder) into the new folder ``out``; see the module notes for what it holds.
 
     ``binning``, ``q_max_inv_nm`` (nm⁻¹) and ``num_div`` default to :func:`choose_reduction`
     and :func:`default_num_div`; ``threads`` to the cores this process may use.  With
     ``resume`` an interrupted ``OUT.partial`` (or a complete ``out``) is continued to
-    ``iterations`` in all, with the settings it was started with.
+    ``iterations`` in all, with the settings it was started with.  ``seed`` picks the random
+    start model (0: Dragonfly's own fixed seed); runs from several seeds show how much of a
+    difference between two selections is the start's.
     """
     t0 = time.perf_counter()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"--seed must be a whole number >= 0, got {seed!r}")
     if not isinstance(iterations, int) or iterations < 1:
         raise ConfigError(f"--iterations must be a whole number >= 1, got {iterations}")
     if num_div is not None and not (isinstance(num_div, int) and num_div >= 1):
@@ -649,7 +670,7 @@ def reconstruct(source: str | os.PathLike, out: str | os.PathLike, *, binning: i
     final = Path(out)
     work = final.with_name(final.name + ".partial")
     exe = find_dragonfly(dragonfly)               # before anything is written
-    threads = threads or default_threads()
+    threads = threads or core_count()
 
     if resume:
         if work.is_dir():
@@ -688,7 +709,7 @@ def reconstruct(source: str | os.PathLike, out: str | os.PathLike, *, binning: i
                 "iterations": iterations, "binning": binning, "q_max_inv_nm": q_max_inv_nm, "num_div": num_div,
                 "need_scaling": bool(need_scaling), "beta": beta,
                 "beta_schedule": [float(beta_schedule[0]), int(beta_schedule[1])], "halves": bool(halves),
-                "adu_per_photon": adu_per_photon}, progress)
+                "adu_per_photon": adu_per_photon, "seed": int(seed)}, progress)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)      # nothing ran yet: leave nothing behind
             raise
