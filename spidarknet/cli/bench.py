@@ -8,7 +8,6 @@ single hits only (the most the network has to do), or the simulator's default mi
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from spidarknet import cli
 from spidarknet.core.errors import InputError
 from spidarknet.core.outputs import check_destination, write_json
+from spidarknet.core.pool import core_count
 from spidarknet.experiments.benchmark import MIXES, naive_pipeline, run_detect, tile_frames
 
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from spidarknet.simulate import simulate_file
     if args.frames < 1 or args.distinct < 1:
         raise InputError("--frames and --distinct must be at least 1")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = core_count()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))

@@ -15,6 +15,7 @@ from spidarknet.detection.local import (PREFILTER_SIGMA, FrameChecks, PartialRes
                                detect_frames, score_chunk)
 from spidarknet.core.errors import EngineError, InputError, SpidarknetError
 from spidarknet.core.outputs import check_destination, write_json
+from spidarknet.core.pool import core_count
 from spidarknet.detection.parallel import detect_parallel
 from spidarknet.detection.shards import file_digest, parse_shard, ranges
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
@@ -185,7 +186,7 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         args.quiet = args.quiet or rank != 0
     started = time.perf_counter()
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
-    jobs = args.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(args)) else cpu_count())
+    jobs = args.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(args)) else core_count())
     if jobs < 1:
         raise InputError("--jobs must be at least 1")
     jobs = min(jobs, max(1, len(source) // args.chunk + 1))
@@ -329,10 +330,6 @@ def run_follow(args: argparse.Namespace) -> int:
     print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
           f"{model.threshold:.3g}; wrote {args.out}" + (" (interrupted)" if interrupted else ""))
     return cli.EXIT_INTERRUPTED if interrupted else 0
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def gpu_build(args: argparse.Namespace) -> bool:

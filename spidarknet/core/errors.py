@@ -23,3 +23,10 @@ class ConfigError(SpidarknetError):
 
 class EngineError(SpidarknetError):
     """The darknet engine is missing, failed, or produced something unusable."""
+
+
+class WorkerError(SpidarknetError):
+    """A worker process raised an exception that is not one of spidarknet's own (a bug, most
+    likely), or died.  ``worker_type`` and ``worker_traceback`` (set by
+    :mod:`spidarknet.core.pool` on every error that comes from a worker) say what it raised
+    and where."""

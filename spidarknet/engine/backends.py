@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 
 from spidarknet.core.errors import EngineError
+from spidarknet.core.pool import core_count
 from spidarknet.engine.locate import find_darknet, find_libdarknet
 from spidarknet.engine.model import Model
 
@@ -36,7 +36,7 @@ class OpenedDetector:
         self._tmp = tempfile.TemporaryDirectory(prefix="spidarknet-model-")
         cfg_path = model.write_cfg(self._tmp.name)
         spec = model.spec
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = core_count()
         try:
             if backend == "opencv":
                 from spidarknet.engine.opencv_backend import OpenCVDetector

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from spidarknet.core.errors import EngineError
+from spidarknet.core.pool import core_count
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.data_folder import ExportedDataset
 from spidarknet.engine.locate import Found
@@ -92,7 +93,7 @@ def omp_wait_policy(choice: str = "auto") -> str:
         return choice
     if os.environ.get("OMP_WAIT_POLICY"):
         return os.environ["OMP_WAIT_POLICY"].lower()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = core_count()
     return "passive" if os.getloadavg()[0] >= cores / 2 else "active"
 
 
