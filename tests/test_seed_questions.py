@@ -105,3 +105,41 @@ def test_differences_are_paired_and_their_intervals_cover_the_point():
     assert d["log_minus_linear"]["interval_95"][0] > 0
     out = sq.answers({**_result({k: [0.9] * 5 for k in sel}), "differences": d})
     assert out["linear_or_log"].startswith("log") and "95 %" in out["linear_or_log"]
+
+
+@pytest.mark.slow
+def test_a_selection_is_judged_by_the_mean_over_its_starts(tmp_path):
+    """Two EMC starts of one small selection: both kept, the per-shell mean lies between
+    their extremes, and the figures name both seeds."""
+    import os
+
+    from spidarknet.core.errors import SpidarknetError
+    from spidarknet.frames.source import FrameKey
+    from spidarknet.hits import HitList
+    from spidarknet.reconstruct.run import find_dragonfly
+    from spidarknet.simulate import simulate_file
+    from spidarknet.judge.structure import TruthModel
+
+    try:
+        find_dragonfly()
+    except SpidarknetError:
+        if os.environ.get("SPIDARKNET_REQUIRE_DRAGONFLY"):
+            raise
+        pytest.skip("Dragonfly is not installed (make build/dragonfly/.installed)")
+    cxi = tmp_path / "ico.cxi"
+    simulate_file(cxi, 120, seed=5, fractions={"single": 1.0}, particle_shape="icosahedron",
+                  size_range_nm=(70.0, 70.0), shape=(128, 128), pixel_size_m=300e-6, photons=10000.0,
+                  centre_jitter_px=0.0)
+    hits = tmp_path / "hits.csv"
+    HitList([FrameKey(str(cxi), "/entry_1/data_1/data", i) for i in range(120)], np.ones(120),
+            np.zeros((120, 4)), 0.5).write_csv(hits)
+    config = sq.SeedConfig(workdir=tmp_path, recon_iterations=3, recon_num_div=2, recon_q_max=0.45,
+                           recon_seeds=(0, 1), progress=False)
+    out = sq._reconstruct(hits, tmp_path / "recon" / "all", TruthModel("icosahedron", 70.0), config)
+    assert (tmp_path / "recon" / "all" / "seed0" / "intensity.h5").exists()
+    assert (tmp_path / "recon" / "all" / "seed1" / "intensity.h5").exists()
+    cc, lo, hi = (np.array(out[k]) for k in ("cc", "cc_min", "cc_max"))
+    assert len(cc) == len(out["q_inv_nm"]) > 5 and np.all(lo <= cc + 1e-12) and np.all(cc <= hi + 1e-12)
+    assert out["seeds"] == [0, 1] and len(out["mean_cc_per_seed"]) == 2
+    assert out["mean_cc"] == pytest.approx(np.mean(out["mean_cc_per_seed"]))
+    assert np.any(hi - lo > 0)                      # two starts, two different optima

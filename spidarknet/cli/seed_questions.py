@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training iterations of each recipe (default 600)")
     parser.add_argument("--iterations", type=int, default=20, metavar="N",
                         help="EMC iterations of each reconstruction (default 20)")
+    parser.add_argument("--starts", type=int, default=2, metavar="K",
+                        help="EMC random starts per selection, seeds 0..K-1; the figures are their mean "
+                             "(default 2)")
     parser.add_argument("--no-reconstruct", action="store_true",
                         help="only the selections and their table, no EMC (no Dragonfly needed)")
     cli.add_common_args(parser)
@@ -43,13 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from spidarknet.core.errors import ConfigError
     from spidarknet.experiments.seed_questions import SeedConfig, format_result, run_seed_questions
-    for name in ("frames_per_run", "labelled_frames", "max_batches", "iterations"):
+    for name in ("frames_per_run", "labelled_frames", "max_batches", "iterations", "starts"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1")
     config = SeedConfig(workdir=Path(args.workdir), frames_per_run=args.frames_per_run,
                         labelled_frames=args.labelled_frames,
                         train_options=("--max-batches", str(args.max_batches)),
-                        recon_iterations=args.iterations, reconstruct=not args.no_reconstruct,
+                        recon_iterations=args.iterations, recon_seeds=tuple(range(args.starts)),
+                        reconstruct=not args.no_reconstruct,
                         progress=not args.quiet)
     result = run_seed_questions(config, say=lambda line: print(line, flush=True))
     print(format_result(result))
