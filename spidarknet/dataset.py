@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from spidarknet.core.errors import InputError
+from spidarknet.core.keys import FileResolver
 from spidarknet.core.labels import positive_labels
-from spidarknet.core.selection import FileMatcher, group_entries, read_selection
+from spidarknet.core.selection import group_entries, read_selection
 from spidarknet.frames.source import FileInfo, FrameSource, describe_datasets, open_h5
 
 CLASS_NAMES = ("single",)
@@ -64,15 +65,15 @@ def labels_from_selections(source: FrameSource, positives: list[str],
     Without negative lists every other frame is a negative; with them, frames in
     neither list are left out.  A frame listed as both is an error.
     """
-    matcher = FileMatcher([f.path for f in source.files])
+    resolver = FileResolver([f.path for f in source.files])
     n_frames = {f.path: f.n_frames for f in source.files}
     fill = UNUSED if negatives else NEGATIVE
     labels = {path: np.full(n, fill, dtype=np.int8) for path, n in n_frames.items()}
     for name in negatives:
-        for path, idx in group_entries(read_selection(name), matcher, n_frames, name).items():
+        for path, idx in group_entries(read_selection(name), resolver, n_frames, name).items():
             labels[path][idx] = NEGATIVE
     for name in positives:
-        for path, idx in group_entries(read_selection(name), matcher, n_frames, name).items():
+        for path, idx in group_entries(read_selection(name), resolver, n_frames, name).items():
             if negatives:
                 clash = idx[labels[path][idx] == NEGATIVE]
                 if len(clash):

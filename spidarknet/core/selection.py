@@ -1,7 +1,8 @@
 """Selections: lists of frame keys in CSV files (``file,index`` or ``file,dataset,index``).
 
-A selection names frames by file path and index; files are matched against the inputs
-by absolute path, and otherwise by file name when that name is unique among the inputs.
+A selection names frames by file path and index; files are matched against the inputs by
+the one rule of :class:`spidarknet.core.keys.FileResolver` (real path, else a base name
+unique among the inputs; an ambiguous base name is an error naming the candidates).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spidarknet.core.errors import InputError
+from spidarknet.core.keys import FileResolver
 
 
 @dataclass(frozen=True)
@@ -63,32 +65,18 @@ def read_selection(path: str, value_column: str | None = None) -> list[Selection
     return entries
 
 
-class FileMatcher:
-    """Maps file names written in selections to the input files' absolute paths."""
-
-    def __init__(self, paths: list[str]):
-        self.paths = list(paths)
-        self.by_real = {os.path.realpath(p): p for p in paths}
-        names = defaultdict(list)
-        for p in paths:
-            names[os.path.basename(p)].append(p)
-        self.by_name = {name: ps[0] for name, ps in names.items() if len(ps) == 1}
-
-    def match(self, name: str) -> str | None:
-        real = os.path.realpath(name)
-        if real in self.by_real:
-            return self.by_real[real]
-        return self.by_name.get(os.path.basename(name))
-
-
-def group_entries(entries: list[SelectionEntry], matcher: FileMatcher, n_frames: dict[str, int],
+def group_entries(entries: list[SelectionEntry], resolver: FileResolver, n_frames: dict[str, int],
                   source: str) -> dict[str, np.ndarray]:
-    """Indices per input path; unknown files or out-of-range indices are an error naming them."""
+    """Indices per input path; unknown or ambiguous files or out-of-range indices are an error
+    naming them."""
     grouped: dict[str, list[int]] = defaultdict(list)
     unknown_files: dict[str, int] = defaultdict(int)
     out_of_range = []
     for entry in entries:
-        path = matcher.match(entry.file)
+        try:
+            path = resolver.resolve(entry.file)
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
         if path is None:
             unknown_files[entry.file] += 1
             continue

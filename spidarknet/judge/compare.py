@@ -236,11 +236,12 @@ class StructureComparison:
 
 
 def _frames_of(selection: Selection, truth_path: str) -> list[int]:
-    """Indices of the selection's frames that lie in the simulated file ``truth_path``."""
-    real = os.path.realpath(truth_path)
-    base = os.path.basename(truth_path)
-    return [int(i) for f, i in selection.frames
-            if (os.path.realpath(f) == real if os.path.dirname(f) else os.path.basename(f) == base)]
+    """Indices of the selection's frames that lie in the simulated file ``truth_path`` (names
+    matched by the rule of :class:`~spidarknet.core.keys.FileResolver`)."""
+    truth_path = os.path.abspath(truth_path)
+    canon = Canon([f for f, _ in selection.frames] + [truth_path])
+    target, _ = canon(truth_path, 0)
+    return [int(i) for f, i in selection.frames if canon(f, i)[0] == target]
 
 
 def compare_structures(selections: list[Selection], recon_folders: list[str], truth: str | None = None, *,
