@@ -206,7 +206,7 @@ def test_a_darknet_that_dies_mid_run_keeps_what_was_scored(trained, weights, lib
     def kill_after_first(n):
         chunks.append(n)
         if len(chunks) == 1:
-            proc = detector._workers[0][0]
+            proc = detector.pool.workers[0].proc
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
 
