@@ -1,12 +1,16 @@
 """The fast paths give the same answers as the plain ones; the benchmark runs."""
 
 import json
+import logging
 
 import h5py
 import numpy as np
 import pytest
 
 from spidarknet.cli import bench, detect
+from spidarknet.core.errors import ConfigError
+from spidarknet.detection.parallel import DetectionJob, detect_parallel
+from spidarknet.engine.model import load_model
 from spidarknet.frames.source import FrameSource
 from spidarknet.hits import read_hits
 
@@ -38,6 +42,22 @@ def test_one_process_and_several_give_identical_hit_lists(untrained_weights, hel
     for other in lists[1:]:
         assert other.keys == lists[0].keys
         assert np.array_equal(other.scores, lists[0].scores) and np.array_equal(other.boxes, lists[0].boxes)
+
+
+def test_a_detection_workers_failure_is_its_own_error_with_its_traceback(untrained_weights, small_cxi, caplog):
+    """A real detection worker refuses its job: the parent raises the worker's ConfigError,
+    carrying the worker's exception type and traceback, and logs that traceback."""
+    model = load_model(untrained_weights)
+    unknown = dict(model.preprocessing.to_dict(), centre_pixel=[1, 2])  # a setting no spidarknet knows
+    job = DetectionJob(cfg=model.cfg.dumps(), weights=str(untrained_weights), preprocessing=unknown,
+                       threshold=model.threshold, backend="opencv", batch=8, chunk=16)
+    with caplog.at_level(logging.DEBUG, logger="spidarknet.core.pool"):
+        with pytest.raises(ConfigError, match="unknown preprocessing setting 'centre_pixel'") as info:
+            detect_parallel(FrameSource([str(small_cxi)], frames=slice(0, 32)), job, 2)
+    assert info.value.worker_type == "spidarknet.core.errors.ConfigError"
+    assert "in from_dict" in info.value.worker_traceback and "in serve" in info.value.worker_traceback
+    assert "of 2 failed with spidarknet.core.errors.ConfigError" in caplog.text
+    assert "in from_dict" in caplog.text
 
 
 @pytest.mark.slow

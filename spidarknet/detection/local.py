@@ -77,6 +77,11 @@ class StageTimes:
         out["frames_per_s"] = frames / self.total if self.total > 0 else None
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
+    def add(self, other: "StageTimes") -> None:
+        """Add another process's seconds per stage (not its total: the caller's wall clock is)."""
+        for stage in ("read", "preprocess", "prefilter", "inference"):
+            setattr(self, stage, getattr(self, stage) + getattr(other, stage))
+
 
 class PartialResult(EngineError):
     """The engine failed part-way; ``hits`` holds the frames scored before."""
@@ -84,6 +89,9 @@ class PartialResult(EngineError):
     def __init__(self, message: str, hits: HitList):
         super().__init__(message)
         self.hits = hits
+
+    def __reduce__(self):  # pickled whole (with its hits) from a worker process
+        return type(self), (str(self), self.hits), self.__dict__
 
 
 @dataclass(frozen=True)

@@ -2,157 +2,144 @@
 
 Each worker reads its frames, preprocesses them and runs the network (OpenCV with one
 thread, or libdarknet loaded in the worker) — the whole per-frame path in one process
-per core, with nothing shared, so two cores give twice the frames per second.  Workers
-are fresh interpreters (``python -m spidarknet.detection.parallel``), not ``multiprocessing``
-forks: nothing of the caller's ``__main__`` is re-imported, and a darknet crash ends
-only its worker.  Results come back per chunk (scores and boxes: a few bytes a frame)
-and are joined in frame-key order.
+per core, with nothing shared, so two cores give twice the frames per second.  The
+workers are those of the one process pool (:mod:`spidarknet.core.pool`): fresh
+interpreters, so nothing of the caller's ``__main__`` is re-imported and a darknet crash
+ends only its worker.  Each gets a :class:`ShardJob`, reports :class:`Progress` per chunk
+and ends with a :class:`Result` holding its :class:`ShardScores` (scores and boxes: a few
+bytes a frame); the shards are joined in frame-key order.  A worker that fails hands back
+the frames it scored (:class:`PartialResult`), and the run raises the first failure with
+every frame scored by then.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from multiprocessing.connection import Connection, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from spidarknet.core.errors import EngineError, SpidarknetError
+from spidarknet.core.pool import Died, Failed, Pool, Progress, Result
 from spidarknet.detection.local import FrameChecks, PartialResult, Prefilter, StageTimes, detect_frames
-from spidarknet.frames.source import FrameKey, FrameSource
+from spidarknet.frames.source import FrameSource
 from spidarknet.hits import HitList
+from spidarknet.preprocess import Preprocessing
 
 
-def _worker(conn: Connection) -> None:
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    from spidarknet.preprocess import Preprocessing
-    job = conn.recv()
-    # darknet prints its layer table and more: keep it out of the user's terminal
-    log_fd = os.open(job.get("log", os.devnull), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    try:
-        from spidarknet.engine.backends import OpenedDetector
-        from spidarknet.engine.cfg import DarknetCfg
-        from spidarknet.engine.model import Model
-        settings = Preprocessing.from_dict(job["preprocessing"])
-        model = Model(weights=Path(job["weights"]), cfg=DarknetCfg.parse(job["cfg"]), preprocessing=settings)
-        source = FrameSource.from_spec(job["source"])
-        prefilter = Prefilter.from_dict(job["prefilter"]) if job.get("prefilter") else None
-        # this process is the crash barrier: load darknet here, one thread per worker
-        with OpenedDetector(model, job["backend"], batch=job["batch"], threads=1, isolate=False,
-                            libdarknet=job.get("libdarknet"), gpu=job.get("gpu")) as detector:
-            try:
-                hits, times = detect_frames(source, settings, detector, job["threshold"], prefilter=prefilter,
-                                            chunk_frames=job["chunk"],
-                                            on_chunk=lambda n: conn.send(("progress", n)))
-            except PartialResult as exc:  # hand back what was scored before the engine failed
-                part = exc.hits
-                conn.send(("partial", [(k.file, k.dataset, k.index) for k in part.keys], part.scores,
-                           part.boxes, part.status, part.meta["frame_checks"], str(exc)))
-                return
-            conn.send(("done", [(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
-                       hits.status, hits.meta["frame_checks"],
-                       {"read": times.read, "preprocess": times.preprocess, "prefilter": times.prefilter,
-                        "inference": times.inference}, hits.meta.get("prefilter", {}).get("rejected", 0)))
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the parent stopped (Ctrl-C, or another worker failed)
-    except Exception as exc:  # report to the parent, which raises it as one error line
-        conn.send(("error", str(exc) or type(exc).__name__))
+@dataclass(frozen=True)
+class DetectionJob:
+    """What every worker needs to repeat a detection."""
+
+    cfg: str                        # the network's cfg, as text
+    weights: str                    # path of the weights
+    preprocessing: dict             # Preprocessing.to_dict()
+    threshold: float
+    backend: str                    # opencv or darknet
+    batch: int                      # images per network call
+    chunk: int                      # frames read per chunk (one Progress each)
+    prefilter: dict | None = None   # Prefilter.to_dict(); None: every frame reaches the network
+    libdarknet: str | None = None   # the darknet backend's library
+    gpu: int | None = None
 
 
-def detect_parallel(source: FrameSource, job: dict, jobs: int, *,
+@dataclass(frozen=True)
+class ShardJob:
+    """A worker's job: the detection, and its share of the frames (FrameSource.spec())."""
+
+    detection: DetectionJob
+    source: dict
+
+
+@dataclass
+class ShardScores:
+    """A worker's result: its share's hit list (frame checks and prefilter counts in its
+    meta) and its stage times."""
+
+    hits: HitList
+    times: StageTimes
+
+
+def serve(conn) -> None:
+    """A detection worker (run by the pool): its :class:`ShardJob` scored chunk by chunk."""
+    from spidarknet.engine.backends import OpenedDetector
+    from spidarknet.engine.cfg import DarknetCfg
+    from spidarknet.engine.model import Model
+    shard: ShardJob = conn.recv()
+    job = shard.detection
+    settings = Preprocessing.from_dict(job.preprocessing)
+    model = Model(weights=Path(job.weights), cfg=DarknetCfg.parse(job.cfg), preprocessing=settings)
+    source = FrameSource.from_spec(shard.source)
+    prefilter = Prefilter.from_dict(job.prefilter) if job.prefilter else None
+    # this process is the crash barrier: load darknet here, one thread per worker
+    with OpenedDetector(model, job.backend, batch=job.batch, threads=1, isolate=False,
+                        libdarknet=job.libdarknet, gpu=job.gpu) as detector:
+        # a PartialResult (the engine failed part-way) goes back whole, with the frames scored
+        hits, times = detect_frames(source, settings, detector, job.threshold, prefilter=prefilter,
+                                    chunk_frames=job.chunk, on_chunk=lambda n: conn.send(Progress(n)))
+    conn.send(Result(ShardScores(hits, times)))
+
+
+def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
                     on_chunk: Callable[[int], None] | None = None) -> tuple[HitList, StageTimes]:
     """Score ``source`` in ``jobs`` worker processes.
 
-    ``job`` holds: cfg (text), weights, preprocessing (dict), threshold, backend
-    (``opencv`` or ``darknet``), batch, chunk, prefilter (:meth:`Prefilter.to_dict`, or
-    None for none), and for darknet libdarknet (and gpu).
+    A worker's failure is raised as the project's error it raised (or :class:`EngineError`
+    for a death or a foreign exception), with ``worker_type`` and ``worker_traceback``;
+    when frames were scored before it, as a :class:`PartialResult` holding them, caused by
+    that error.
     """
     started = time.perf_counter()
-    shards = [s for s in source.shards(jobs) if s]
-    package_root = str(Path(__file__).resolve().parents[2])
-    python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=python_path)
-    workers = []
-    base_spec = source.spec()
+    base = source.spec()
+    # a worker opens only the files of its own share
+    shards = [ShardJob(job, dict(base, inputs=[p for p in base["inputs"] if p in shard],
+                                 indices={p: v.tolist() for p, v in shard.items()}))
+              for shard in source.shards(jobs) if shard]
+    parts: list[HitList | None] = [None] * len(shards)
+    times = StageTimes()
+    failure: SpidarknetError | None = None
+    pool = Pool("spidarknet.detection.parallel:serve", shards, label="detection worker {number} of {count}",
+                error=EngineError)
     try:
-        for shard in shards:
-            parent, child = socket.socketpair()
-            proc = subprocess.Popen([sys.executable, "-m", "spidarknet.detection.parallel", str(child.fileno())],
-                                    pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
-            child.close()
-            conn = Connection(parent.detach())
-            # a worker opens only the files of its own share
-            spec = dict(base_spec, inputs=[p for p in base_spec["inputs"] if p in shard],
-                        indices={p: v.tolist() for p, v in shard.items()})
-            conn.send(dict(job, source=spec))
-            workers.append((proc, conn))
-        results: list[tuple | None] = [None] * len(workers)
-        times = StageTimes()
-        rejected = 0
-        live = {conn: i for i, (_, conn) in enumerate(workers)}
-        failure = None
-        while live:
-            for conn in wait(list(live)):
-                i = live[conn]
-                try:
-                    message = conn.recv()
-                except (EOFError, OSError):
-                    code = workers[i][0].wait()
-                    failure = failure or f"detection worker {i + 1} of {len(workers)} died (exit status {code})"
-                    del live[conn]
-                    continue
-                kind = message[0]
-                if kind == "progress" and on_chunk is not None:
-                    on_chunk(message[1])
-                elif kind == "done":
-                    results[i] = message[1:6]
-                    for stage, seconds in message[6].items():
-                        setattr(times, stage, getattr(times, stage) + seconds)
-                    rejected += message[7]
-                    del live[conn]
-                elif kind == "partial":
-                    results[i] = message[1:6]
-                    failure = failure or message[6]
-                    del live[conn]
-                elif kind == "error":
-                    failure = failure or message[1]
-                    del live[conn]
-        keys, scores, boxes, status = [], [], [], []
-        checks = FrameChecks()  # the workers' counts summed: one warning for the run
-        for result in results:
-            if result is None:
-                continue
-            keys.extend(FrameKey(*k) for k in result[0])
-            scores.append(result[1])
-            boxes.append(result[2].reshape(-1, 4))
-            status.append(result[3])
-            checks.merge(result[4])
-        hits = HitList(keys, np.concatenate(scores) if scores else np.zeros(0, np.float32),
-                       np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32), job["threshold"],
-                       status=np.concatenate(status) if status else np.zeros(0, np.int8))
-        hits.meta["frame_checks"] = checks.to_dict()
-        if job.get("prefilter"):
-            hits.meta["prefilter"] = {**job["prefilter"], "rejected": rejected}
-        if failure:
-            raise PartialResult(failure, hits.sorted())
-        times.total = time.perf_counter() - started
-        return hits, times
+        for index, message in pool.replies():
+            if isinstance(message, Progress):
+                if on_chunk is not None:
+                    on_chunk(message.count)
+            elif isinstance(message, Result):
+                parts[index] = message.value.hits
+                times.add(message.value.times)
+            elif isinstance(message, (Failed, Died)):
+                error = pool.error(index, message)
+                if isinstance(error, PartialResult):
+                    parts[index] = error.hits
+                failure = failure or error
     finally:
-        for proc, conn in workers:
-            conn.close()
-            try:
-                proc.wait(timeout=2 if proc.poll() is None else 10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        pool.close(grace_s=2)
+    hits = _joined([p for p in parts if p is not None], job)
+    if failure is not None:
+        if len(hits) == 0 and not isinstance(failure, PartialResult):
+            raise failure
+        raise PartialResult(str(failure), hits.sorted()) from failure
+    times.total = time.perf_counter() - started
+    return hits, times
 
 
-if __name__ == "__main__":  # a worker: python -m spidarknet.detection.parallel FD
-    _worker(Connection(int(sys.argv[1])))
+def _joined(parts: list[HitList], job: DetectionJob) -> HitList:
+    """The shards' hit lists as one, in shard order; their frame checks and prefilter counts
+    summed (one warning for the run)."""
+    empty = np.zeros(0, np.float32)
+    hits = HitList([k for part in parts for k in part.keys],
+                   np.concatenate([part.scores for part in parts]) if parts else empty,
+                   np.concatenate([part.boxes for part in parts]) if parts else np.zeros((0, 4), np.float32),
+                   job.threshold,
+                   status=np.concatenate([part.status for part in parts]) if parts else np.zeros(0, np.int8))
+    checks = FrameChecks()
+    for part in parts:
+        checks.merge(part.meta["frame_checks"])
+    hits.meta["frame_checks"] = checks.to_dict()
+    if job.prefilter:
+        rejected = sum(part.meta.get("prefilter", {}).get("rejected", 0) for part in parts)
+        hits.meta["prefilter"] = {**job.prefilter, "rejected": rejected}
+    return hits
