@@ -20,7 +20,8 @@ For each frame (photon counts, with its usable-pixel mask and the file's geometr
    each pixel (:func:`subpixels_for`: s = 2, 4), and the grid search below uses rings
    narrower than such pixels and a ring model averaged over the pixel area.
 4. **Search.**  For every beam centre on a grid (``centre_step_px``) within
-   ``centre_search_px`` of the file's and every diameter of a grid (``d_min_nm`` …
+   ``centre_search_px`` of the file's (both in pnCCD pixels of 75 µm, a distance on the
+   detector: :func:`centre_search_in_pixels`) and every diameter of a grid (``d_min_nm`` …
    ``d_max_nm``, every ``coarse_step_nm``), ``a`` and ``b`` maximise the likelihood of the
    ring sums (the sufficient statistic of a round pattern about that centre); the best
    centre and diameter start Fisher scoring of the per-pixel likelihood over all five
@@ -106,8 +107,8 @@ class SizingSettings:
     min_signal_photons: float = 100.0  # fitted sphere photons needed in the fit region
     background: bool = True           # fit a flat background b (else b = 0)
     refine_centre: bool = True        # fit the beam centre per frame
-    centre_search_px: float = 15.0    # ... at most this far from the file's centre
-    centre_step_px: float = 5.0       # ... starting from a grid this coarse
+    centre_search_px: float = 15.0    # ... at most this far from the file's centre (pixels of
+    centre_step_px: float = 5.0       # ... 75 µm: CENTRE_PIXEL_M), starting from a grid this coarse
     adu_per_photon: float | None = None  # detector units per photon (None: data are photons)
 
     def check(self) -> "SizingSettings":
@@ -849,6 +850,19 @@ def _inverse_scaled(matrix: np.ndarray) -> np.ndarray:
         return np.full(matrix.shape, np.nan)
 
 
+#: the centre search (``centre_search_px``, ``centre_step_px``) counts pixels of this size,
+#: the pnCCD's own: a distance on the detector, so that frames of binned (coarser) pixels
+#: search the same millimetres, on a grid as fine against their fringes (a 5-pixel step on
+#: 2 x 2-binned frames is 0.75 mm, and lost a seventh of the dim singles to a wrong start)
+CENTRE_PIXEL_M = 75e-6
+
+
+def centre_search_in_pixels(pixel_m: float, s: SizingSettings) -> tuple[float, float]:
+    """(search radius, coarse grid step) of the beam-centre search in pixels of ``pixel_m``."""
+    scale = CENTRE_PIXEL_M / float(pixel_m)
+    return s.centre_search_px * scale, s.centre_step_px * scale
+
+
 def _centre_candidates(centre_xy: Sequence[float], search_px: float, step_px: float) -> np.ndarray:
     """Grid points (x, y) every ``step_px`` within ``search_px`` of ``centre_xy``."""
     m = int(math.floor(search_px / step_px + 1e-9))
@@ -897,7 +911,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     """
     s = (settings or SizingSettings()).check()
     refine = s.refine_centre and s.centre_search_px > 0
-    reach = s.centre_search_px if refine else 0.0
+    reach, step = centre_search_in_pixels(optics.pixel_m, s) if refine else (0.0, 0.0)
     counts, n_total = pixels.counts, pixels.n_pixels
     radii = pixels.radii(centre_xy)[0]
     q_range = ((float(optics.q_inv_m(radii.min())), float(optics.q_inv_m(radii.max()))) if n_total
@@ -913,7 +927,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     # rings narrower than the pixels where these span much of a fringe (binned frames)
     width = s.bin_px * min(1.0, 2.0 / optics.subpixels)
     if refine:
-        coarse = _centre_candidates(centre_xy, reach, s.centre_step_px)
+        coarse = _centre_candidates(centre_xy, reach, step)
         centre, d0, _, _ = _ring_search(pixels, optics, s, coarse, grid[::2], 2.0 * width, 3, ring_limit)
         near = _centre_candidates(centre, 1.5, 1.0)
         near = near[np.hypot(near[:, 0] - centre_xy[0], near[:, 1] - centre_xy[1]) <= reach]
@@ -1225,7 +1239,8 @@ def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[F
     sources = _sources_to_size(source, keys)
 
     def region(info: FileInfo):
-        half = int(math.ceil(max(r_max_px(info.geometry, s), 128) + s.centre_search_px + 2))
+        reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], s)[0]
+        half = int(math.ceil(max(r_max_px(info.geometry, s), 128) + reach + 2))
         cx, cy = info.geometry.centre_px
         return (int(round(cy)) - half, int(round(cy)) + half + 1,
                 int(round(cx)) - half, int(round(cx)) + half + 1)

@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-centre-refinement", action="store_true",
                      help="use the file's beam centre as it is")
     fit.add_argument("--centre-search", type=float, default=d.centre_search_px, metavar="PX",
-                     help=f"how far the centre may move from the file's, pixels (default {d.centre_search_px:g})")
+                     help=f"how far the centre may move from the file's, in pnCCD pixels of 75 µm, a distance "
+                          f"on the detector (default {d.centre_search_px:g}: 1.1 mm; binned frames search "
+                          "as far)")
     fit.add_argument("--centre-step", type=float, default=d.centre_step_px, metavar="PX",
-                     help=f"grid step of the first centre search, pixels (default {d.centre_step_px:g}; "
+                     help=f"grid step of the first centre search, pnCCD pixels of 75 µm (default {d.centre_step_px:g}; "
                           "smaller is slower and safer for particles above ~150 nm)")
     fit.add_argument("--min-photons", type=float, default=d.min_signal_photons,
                      help=f"signal photons a fit needs in the q range (default {d.min_signal_photons:g})")
