@@ -1065,8 +1065,7 @@ def sources_for_keys(keys: Sequence[FrameKey], **source_options) -> list[FrameSo
                                  f"{int(beyond[0])}" + (f" and {len(beyond) - 1} more beyond its end"
                                                         if len(beyond) > 1 else ""))
             wanted[info.path] = idx
-        source.select(wanted)
-        sources.append(source)
+        sources.append(source.select(wanted))
     return sources
 
 
@@ -1207,14 +1206,16 @@ def _sources_to_size(source: FrameSource | Sequence[FrameSource],
                 raise InputError(f"{info.path}: {exc}") from None
     if keys is not None:
         wanted = _group_keys(keys)
+        selected = []
         for src in sources:
             known = {(info.path, info.dataset) for info in src.files}
             unknown = [k for k in wanted if k not in known]
             if len(sources) == 1 and unknown:
                 raise InputError(f"{len(unknown)} files of the frames to size are not among the "
                                  f"inputs, e.g. {unknown[0][0]}")
-            src.select({path: np.asarray(indices) for (path, dataset), indices in wanted.items()
-                        if (path, dataset) in known})
+            selected.append(src.select({path: np.asarray(indices) for (path, dataset), indices in wanted.items()
+                                        if (path, dataset) in known}))
+        sources = selected
     return sources
 
 

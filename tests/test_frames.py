@@ -57,9 +57,11 @@ def test_globs_several_files_and_sparse_selection(small_cxi, tmp_path):
     shutil.copy(small_cxi, b)
     source = FrameSource([str(tmp_path / "run_*.cxi")], frames=slice(0, 5))
     assert [f.path for f in source.files] == [str(a), str(b)]
-    source.select({str(a): np.array([0, 1, 4]), str(b): np.array([3])})
-    keys = [(k.file, k.index) for c in source.chunks(16) for k in c.keys]
+    picked = source.select({str(a): np.array([0, 1, 4]), str(b): np.array([3])})
+    keys = [(k.file, k.index) for c in picked.chunks(16) for k in c.keys]
     assert keys == [(str(a), 0), (str(a), 1), (str(a), 4), (str(b), 3)]
+    assert len(source) == 10 and [len(f.indices) for f in source.files] == [5, 5]  # the caller's is unchanged
+    assert picked.spec()["indices"] == {str(a): [0, 1, 4], str(b): [3]}
 
 
 def test_roi_outside_the_frame_is_an_error(small_cxi):

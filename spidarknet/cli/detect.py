@@ -172,15 +172,16 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         source = comm.bcast(cli.frame_source_from_args(args) if comm.Get_rank() == 0 else None, root=0)
     else:
         source = cli.frame_source_from_args(args)
+    inputs = source  # all the inputs' frames, for --write-cxi (select() leaves it as it is)
     shard_meta = None
     if args.shard:
         k, n = parse_shard(args.shard)
         part = source.shards(n)[k - 1]
-        source.select(part)
+        source = source.select(part)
         shard_meta = {"index": k, "count": n, "expected": {p: ranges(v) for p, v in part.items()}}
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     if comm is not None:
-        source.select(source.shards(size)[rank])
+        source = source.select(source.shards(size)[rank])
         if args.jobs is None:
             args.jobs = 1
         args.quiet = args.quiet or rank != 0
@@ -251,7 +252,7 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     print(f"{hits.summary_line()}; {backend} backend, {workers}, "
           f"{rate:.0f} frames/s{screened}; wrote {args.out}")
     if args.write_cxi:
-        n = write_cxi(args, hits)
+        n = write_cxi(args, hits, inputs)
         print(f"wrote {n} selected frames to {args.write_cxi}")
     seconds = time.perf_counter() - started
     if not args.quiet and sys.stderr.isatty():
@@ -350,9 +351,9 @@ def shard_job(args: argparse.Namespace, model, backend: str, prefilter: Prefilte
                         libdarknet=libdarknet, gpu=gpu)
 
 
-def write_cxi(args: argparse.Namespace, hits) -> int:
+def write_cxi(args: argparse.Namespace, hits, source) -> int:
+    """Copy the hits' frames of ``source`` (the inputs, as opened for detection) into --write-cxi."""
     from spidarknet.export.cxi import write_selected_cxi
-    source = cli.frame_source_from_args(args)
     bar = cli.progress(total=hits.n_hits, desc="write CXI", quiet=args.quiet)
     try:
         return write_selected_cxi(hits, source, args.write_cxi, force=args.force, on_frames=bar.update)

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     subsets = split_subsets(source, labels, valid_fraction=args.valid_fraction, seed=args.seed,
                             valid_files=valid_paths)
     used = {f.path: f.indices[labels[f.path][f.indices] != UNUSED] for f in source.files}
-    source.select(used)
+    source = source.select(used)
     n_pos = sum(int(np.count_nonzero(labels[p][i] == POSITIVE)) for p, i in used.items())
     n_neg = sum(int(np.count_nonzero(labels[p][i] == NEGATIVE)) for p, i in used.items())
     if n_pos == 0:

@@ -26,7 +26,7 @@ def write_selected_cxi(hits: HitList, source: FrameSource, out: str | Path, *, f
     if len(shapes) > 1:
         raise InputError(f"the selected frames have different shapes {sorted(shapes)}; write one CXI per detector")
     score_of = {(k.file, k.index): s for k, s in zip(hits.keys, hits.scores)}
-    source.select({p: np.asarray(v) for p, v in wanted.items()})
+    source = source.select({p: np.asarray(v) for p, v in wanted.items()})
     n = len(source)
     with atomic_path(out, force, "CXI file") as tmp:
         with h5py.File(tmp, "w") as f:

@@ -568,9 +568,9 @@ def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
     for dataset, files in groups.items():
         source = FrameSource(list(files), dataset=dataset or None, geometry=geometry, mask=mask,
                              mask_invert=mask_invert, use_file_mask=use_file_mask)
-        source.select({info.path: np.array([hits.keys[r].index for r in files[info.path] if wanted[r]],
-                                           dtype=np.int64) for info in source.files})
-        sources.append(source)
+        sources.append(source.select({info.path: np.array([hits.keys[r].index for r in files[info.path]
+                                                           if wanted[r]], dtype=np.int64)
+                                      for info in source.files}))
     all_infos = [info for s in sources for info in s.files]
     shapes = {info.frame_shape for info in all_infos}
     if len(shapes) > 1:

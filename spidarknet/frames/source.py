@@ -9,6 +9,7 @@ memory does not grow with the file size.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import glob
 import hashlib
@@ -427,8 +428,7 @@ class FrameSource:
                                         for k, v in spec["geometry"].items()})
         source = cls(spec["inputs"], dataset=spec["dataset"], geometry=geometry, mask=spec["mask"],
                      mask_invert=spec["mask_invert"], use_file_mask=spec["use_file_mask"])
-        source.select({p: np.asarray(v, dtype=np.int64) for p, v in spec["indices"].items()})
-        return source
+        return source.select({p: np.asarray(v, dtype=np.int64) for p, v in spec["indices"].items()})
 
     def shards(self, n: int) -> list[dict[str, np.ndarray]]:
         """The selected frames cut into ``n`` contiguous, nearly equal parts in key order."""
@@ -450,11 +450,15 @@ class FrameSource:
             for i in info.indices:
                 yield info.key(i)
 
-    def select(self, wanted: dict[str, np.ndarray]) -> None:
-        """Keep only the given frame indices per file path (sorted, unique)."""
-        for info in self.files:
-            keep = np.asarray(wanted.get(info.path, []), dtype=np.int64)
-            info.indices = np.intersect1d(info.indices, keep)
+    def select(self, wanted: dict[str, np.ndarray]) -> "FrameSource":
+        """A new source of the given frame indices per file path (sorted, unique) among this
+        one's; this source is left as it is (nothing is read again)."""
+        new = copy.copy(self)
+        new.paths = list(self.paths)
+        new._spec = dict(self._spec)
+        new.files = [dataclasses.replace(info, indices=np.intersect1d(
+            info.indices, np.asarray(wanted.get(info.path, []), dtype=np.int64))) for info in self.files]
+        return new
 
     def chunks(self, chunk_frames: int = 32,
                roi: Callable[[FileInfo], Roi | None] | Roi | None = None) -> Iterator[FrameChunk]:
