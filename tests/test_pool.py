@@ -121,3 +121,10 @@ def test_close_stops_the_workers_and_removes_the_log():
 
 def test_one_core_count():
     assert core_count() == len(os.sched_getaffinity(0)) >= 1
+
+
+def test_map_answers_in_task_order_and_raises_a_workers_failure():
+    with Pool("test_pool:serve_square", ["go", "go", "go"]) as pool:
+        assert list(pool.map(str(n) for n in range(40))) == [n * n for n in range(40)]
+        with pytest.raises(WorkerError, match="failed with ValueError"):
+            list(pool.map(["1", "2", "many", "4"]))

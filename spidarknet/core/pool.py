@@ -36,6 +36,7 @@ ignore Ctrl-C: the parent stops them (:meth:`Pool.close`).
 
 from __future__ import annotations
 
+import collections
 import importlib
 import logging
 import os
@@ -50,7 +51,7 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from spidarknet.core.errors import SpidarknetError, WorkerError
 
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 #: lines of the pool's log quoted when a worker dies
 LOG_TAIL_LINES = 6
+_END = object()  # the end of a map's tasks
 
 
 def core_count() -> int:
@@ -215,6 +217,39 @@ class Pool:
         if isinstance(message, (Failed, Died)):
             raise self.error(index, message)
         return message
+
+    def map(self, tasks: Iterable[object], in_flight: int = 2) -> Iterator[object]:
+        """The :class:`Result` value of each of ``tasks``, in the order of ``tasks``.  Each task
+        goes to a worker with room, at most ``in_flight`` per worker (so that no worker waits
+        for the parent, and memory stays flat); a failure or death is raised (:meth:`recv`)."""
+        tasks = iter(tasks)
+        room = list(range(len(self.workers))) * in_flight
+        queued: dict[int, collections.deque] = {i: collections.deque() for i in range(len(self.workers))}
+        done: dict[int, object] = {}
+        sent = delivered = 0
+        exhausted = False
+        while True:
+            while room and not exhausted:
+                task = next(tasks, _END)
+                if task is _END:
+                    exhausted = True
+                    break
+                index = room.pop()
+                self.send(index, task)
+                queued[index].append(sent)
+                sent += 1
+            while delivered in done:
+                yield done.pop(delivered)
+                delivered += 1
+            if exhausted and delivered == sent:
+                return
+            busy = {self.workers[i].conn: i for i, numbers in queued.items() if numbers}
+            for conn in wait(list(busy)):
+                index = busy[conn]
+                message = self.recv(index)
+                if isinstance(message, Result):
+                    done[queued[index].popleft()] = message.value
+                    room.append(index)
 
     def replies(self) -> Iterator[tuple[int, object]]:
         """``(index, message)`` of every worker as they come, until each has given its last

@@ -13,7 +13,6 @@ before stay with the caller.
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,20 +88,9 @@ class DarknetLibDetector:
             return Detections.concat([])
         if images.shape[1:] != (self.size, self.size, 3) or images.dtype != np.uint8:
             raise EngineError(f"expected ({self.size}, {self.size}, 3) uint8 images, got {images.shape} {images.dtype}")
-        batches = [images[start:start + self.batch] for start in range(0, len(images), self.batch)]
-        results = [None] * len(batches)
-        in_flight = collections.deque()
-        next_batch = 0
-        workers = len(self.pool)
-        # keep two batches queued per worker so that no worker waits for the parent
-        while next_batch < len(batches) or in_flight:
-            while next_batch < len(batches) and len(in_flight) < 2 * workers:
-                self.pool.send(next_batch % workers, Batch(np.ascontiguousarray(batches[next_batch])))
-                in_flight.append(next_batch)
-                next_batch += 1
-            done = in_flight.popleft()
-            rows = self.pool.recv(done % workers).value.reshape(len(batches[done]), 5)
-            results[done] = Detections(rows[:, 0].copy(), rows[:, 1:].copy())
+        batches = (Batch(np.ascontiguousarray(images[start:start + self.batch]))
+                   for start in range(0, len(images), self.batch))
+        results = [Detections(rows[:, 0].copy(), rows[:, 1:].copy()) for rows in self.pool.map(batches)]
         return Detections.concat(results)
 
     def close(self) -> None:
