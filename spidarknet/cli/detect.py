@@ -16,11 +16,10 @@ from spidarknet.detection.local import (PREFILTER_SIGMA, FrameChecks, PartialRes
 from spidarknet.core.errors import EngineError, InputError, SpidarknetError
 from spidarknet.core.outputs import check_destination, write_json
 from spidarknet.core.pool import core_count
-from spidarknet.detection.parallel import DetectionJob, detect_parallel
+from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards
 from spidarknet.detection.shards import file_digest, parse_shard, ranges
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import builtin_weights, load_model
-from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList
 
 
@@ -215,18 +214,10 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     finally:
         bar.close()
     if comm is not None:
-        parts = comm.gather(([(k.file, k.dataset, k.index) for k in hits.keys], hits.scores, hits.boxes,
-                             times.as_dict(len(hits)), hits.meta.get("prefilter"), hits.status,
-                             hits.meta["frame_checks"]), root=0)
+        parts = comm.gather(hits, root=0)  # each rank's hit list, frame checks and prefilter counts
         if rank != 0:
             return 0
-        hits = HitList([FrameKey(*k) for part in parts for k in part[0]],
-                       np.concatenate([part[1] for part in parts]),
-                       np.concatenate([part[2].reshape(-1, 4) for part in parts]), model.threshold,
-                       status=np.concatenate([part[5] for part in parts]))
-        hits.meta["frame_checks"] = FrameChecks.from_dicts(part[6] for part in parts).to_dict()
-        if prefilter is not None:
-            hits.meta["prefilter"] = {**prefilter.to_dict(), "rejected": sum(part[4]["rejected"] for part in parts)}
+        hits = join_shards(parts, model.threshold, prefilter.to_dict() if prefilter is not None else None)
         times.total = time.perf_counter() - started
         jobs = f"{size} MPI ranks"
     hits.meta.update({

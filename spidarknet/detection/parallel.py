@@ -117,7 +117,7 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
                 failure = failure or error
     finally:
         pool.close(grace_s=2)
-    hits = _joined([p for p in parts if p is not None], job)
+    hits = join_shards([p for p in parts if p is not None], job.threshold, job.prefilter)
     if failure is not None:
         if len(hits) == 0 and not isinstance(failure, PartialResult):
             raise failure
@@ -126,20 +126,18 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
     return hits, times
 
 
-def _joined(parts: list[HitList], job: DetectionJob) -> HitList:
-    """The shards' hit lists as one, in shard order; their frame checks and prefilter counts
-    summed (one warning for the run)."""
+def join_shards(parts: list[HitList], threshold: float, prefilter: dict | None = None) -> HitList:
+    """The hit lists of several processes (workers, MPI ranks) as one, in the order given;
+    their frame checks summed (one warning for the run), and with ``prefilter``
+    (:meth:`Prefilter.to_dict`) their frames rejected by it."""
     empty = np.zeros(0, np.float32)
     hits = HitList([k for part in parts for k in part.keys],
                    np.concatenate([part.scores for part in parts]) if parts else empty,
                    np.concatenate([part.boxes for part in parts]) if parts else np.zeros((0, 4), np.float32),
-                   job.threshold,
+                   threshold,
                    status=np.concatenate([part.status for part in parts]) if parts else np.zeros(0, np.int8))
-    checks = FrameChecks()
-    for part in parts:
-        checks.merge(part.meta["frame_checks"])
-    hits.meta["frame_checks"] = checks.to_dict()
-    if job.prefilter:
+    hits.meta["frame_checks"] = FrameChecks.from_dicts(part.meta["frame_checks"] for part in parts).to_dict()
+    if prefilter:
         rejected = sum(part.meta.get("prefilter", {}).get("rejected", 0) for part in parts)
-        hits.meta["prefilter"] = {**job.prefilter, "rejected": rejected}
+        hits.meta["prefilter"] = {**prefilter, "rejected": rejected}
     return hits
