@@ -1039,36 +1039,6 @@ def _group_keys(keys: Iterable[FrameKey]) -> dict[tuple[str, str], list[int]]:
     return grouped
 
 
-def sources_for_keys(keys: Sequence[FrameKey], **source_options) -> list[FrameSource]:
-    """Frame sources holding exactly ``keys`` (one per dataset path), checked up front.
-
-    The files are the ones the keys name (as written in a hit list); a file that is gone
-    or a frame beyond its file's end is an :class:`InputError` naming it.
-    """
-    by_dataset: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for (file, dataset), indices in _group_keys(keys).items():
-        by_dataset[dataset][os.path.abspath(file)].extend(indices)
-    sources = []
-    for dataset, files in by_dataset.items():
-        missing = [f for f in files if not os.path.exists(f)]
-        if missing:
-            raise InputError(f"the frame file {missing[0]} named in the hit list does not exist"
-                             + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else "")
-                             + "; run from the folder the hit list was made in, or move the files back")
-        source = FrameSource(list(files), dataset=dataset or None, **source_options)
-        wanted = {}
-        for info, (file, indices) in zip(source.files, files.items()):
-            idx = np.unique(np.asarray(indices, dtype=np.int64))
-            beyond = idx[idx >= info.n_frames]
-            if len(beyond):
-                raise InputError(f"{file} has {info.n_frames} frames, the hit list names frame "
-                                 f"{int(beyond[0])}" + (f" and {len(beyond) - 1} more beyond its end"
-                                                        if len(beyond) > 1 else ""))
-            wanted[info.path] = idx
-        sources.append(source.select(wanted))
-    return sources
-
-
 def default_jobs() -> int:
     """Processes a size fit uses by default: one per core this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -1375,7 +1345,7 @@ def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
         return values[:, 0], values[:, 1]
     if not keys:
         return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
-    results = estimate_sizes(sources_for_keys(keys), settings=SizingSettings(), on_frames=on_frames,
+    results = estimate_sizes(FrameSource.from_keys(keys), settings=SizingSettings(), on_frames=on_frames,
                              jobs=jobs)
     by_key = {(r.key.file, r.key.index): (r.diameter_nm, r.misfit) for r in results}
     values = np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spidarknet.core.errors import InputError
-from spidarknet.frames.source import FrameSource, GeometryOverrides, parse_frame_range
+from spidarknet.frames.source import FrameKey, FrameSource, GeometryOverrides, parse_frame_range
 
 
 def test_geometry_in_si_units_and_centre_from_corner_position(small_cxi):
@@ -147,3 +147,22 @@ def test_files_with_the_same_mask_share_one_copy(small_cxi, tmp_path):
     files = FrameSource([str(tmp_path / "*.cxi")]).files
     assert files[0].mask_shared is files[1].mask_shared
     assert not files[0].mask_shared[512].any()
+
+
+def test_from_keys_holds_exactly_the_keys_frames_checked_up_front(small_cxi, tmp_path):
+    a, b = tmp_path / "a.cxi", tmp_path / "b.cxi"
+    shutil.copy(small_cxi, a)
+    shutil.copy(small_cxi, b)
+    data = "/entry_1/instrument_1/detector_1/data"
+    keys = [FrameKey(str(b), "", 7), FrameKey(str(a), "", 3), FrameKey(str(b), "", 2), FrameKey(str(a), data, 5)]
+    sources = FrameSource.from_keys(keys)
+    assert len(sources) == 2                              # one per dataset as written, first seen first
+    assert [f.path for f in sources[0].files] == [str(b), str(a)]
+    assert [(k.file, k.index) for k in sources[0].keys()] == [(str(b), 2), (str(b), 7), (str(a), 3)]
+    assert [(k.file, k.dataset, k.index) for k in sources[1].keys()] == [(str(a), data, 5)]
+    picked = sources[0].select_keys([FrameKey(str(a), "", 3), FrameKey(str(tmp_path / "c.cxi"), "", 1)])
+    assert [(k.file, k.index) for k in picked.keys()] == [(str(a), 3)] and len(sources[0]) == 3
+    with pytest.raises(InputError, match="has 60 frames .* names frame 60"):
+        FrameSource.from_keys([FrameKey(str(a), "", 60)])
+    with pytest.raises(InputError, match="gone.cxi named in the hit list does not exist"):
+        FrameSource.from_keys([FrameKey(str(a), "", 1), FrameKey(str(tmp_path / "gone.cxi"), "", 1)])

@@ -17,7 +17,7 @@ import logging
 import mmap
 import os
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -430,6 +430,40 @@ class FrameSource:
                      mask_invert=spec["mask_invert"], use_file_mask=spec["use_file_mask"])
         return source.select({p: np.asarray(v, dtype=np.int64) for p, v in spec["indices"].items()})
 
+    @classmethod
+    def from_keys(cls, keys: Sequence[FrameKey], what: str = "hit list", **options) -> list["FrameSource"]:
+        """Frame sources holding exactly the frames ``keys`` name (as written in a hit list).
+
+        One source per dataset path as written (an empty one: the CXI default), in order of
+        first appearance, its files likewise (see :func:`group_keys`); ``options`` go to the
+        constructor (geometry overrides, mask, ...).  Checked up front: a file that is gone,
+        a dataset it lacks or a frame beyond its end is an :class:`InputError` naming it and
+        ``what`` named it.
+        """
+        keys = list(keys)
+        groups = group_keys(keys)
+        missing = [f for f in dict.fromkeys(f for files in groups.values() for f in files)
+                   if not os.path.isfile(f)]
+        if missing:
+            raise InputError(f"the frame file {missing[0]} named in the {what} does not exist"
+                             + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else "")
+                             + "; run from the folder the hit list was made in, or move the files back")
+        sources = []
+        for dataset, files in groups.items():
+            source = cls(list(files), dataset=dataset or None, **options)
+            wanted = {}
+            for info in source.files:
+                idx = np.unique(np.asarray([keys[p].index for p in files.get(info.path, [])], dtype=np.int64))
+                outside = idx[(idx < 0) | (idx >= info.n_frames)]
+                if len(outside):
+                    raise InputError(f"{info.path} has {info.n_frames} frames at {info.dataset}, the {what} "
+                                     f"names frame {int(outside[0])}"
+                                     + (f" and {len(outside) - 1} more beyond its end" if len(outside) > 1
+                                        else "") + "; is it the file the list was made from?")
+                wanted[info.path] = idx
+            sources.append(source.select(wanted))
+        return sources
+
     def shards(self, n: int) -> list[dict[str, np.ndarray]]:
         """The selected frames cut into ``n`` contiguous, nearly equal parts in key order."""
         sizes = np.array([len(f.indices) for f in self.files], dtype=np.int64)
@@ -459,6 +493,17 @@ class FrameSource:
         new.files = [dataclasses.replace(info, indices=np.intersect1d(
             info.indices, np.asarray(wanted.get(info.path, []), dtype=np.int64))) for info in self.files]
         return new
+
+    def select_keys(self, keys: Iterable[FrameKey]) -> "FrameSource":
+        """A new source of the frames ``keys`` name among this one's (a key's file by absolute
+        path, its dataset as written or empty)."""
+        wanted: dict[str, list[int]] = {}
+        datasets = {info.path: info.dataset for info in self.files}
+        for key in keys:
+            path = os.path.abspath(key.file)
+            if path in datasets and key.dataset in ("", datasets[path]):
+                wanted.setdefault(path, []).append(int(key.index))
+        return self.select(wanted)
 
     def chunks(self, chunk_frames: int = 32,
                roi: Callable[[FileInfo], Roi | None] | Roi | None = None) -> Iterator[FrameChunk]:
@@ -502,6 +547,16 @@ class FrameSource:
                                  "(file damaged, or compressed with a filter that is not installed?)"
                                  ) from None
             yield FrameChunk(info=info, indices=run, data=data, valid=valid, origin=(r0, c0))
+
+
+def group_keys(keys: Iterable[FrameKey]) -> dict[str, dict[str, list[int]]]:
+    """Positions in ``keys`` per dataset path as written and per absolute file path, both in
+    order of first appearance: the order of :meth:`FrameSource.from_keys`' sources and files,
+    the order their frames are read in (indices ascending within a file)."""
+    groups: dict[str, dict[str, list[int]]] = {}
+    for position, key in enumerate(keys):
+        groups.setdefault(key.dataset, {}).setdefault(os.path.abspath(key.file), []).append(position)
+    return groups
 
 
 class _DirectReader:

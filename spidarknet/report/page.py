@@ -37,15 +37,14 @@ from spidarknet import __version__
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import match_keys
 from spidarknet.core.outputs import check_destination, json_ready, staged_dir
-from spidarknet.frames.source import FrameKey
+from spidarknet.frames.source import FrameKey, FrameSource
 from spidarknet.hits import HitList
 from spidarknet.hits import read_selected
 from spidarknet.judge.breakdown import PHOTON_EDGES, breakdowns, check_photon_edges
 from spidarknet.judge.evaluation import evaluate
 from spidarknet.judge.truth import Truth, load_truth
 from spidarknet.report import plot
-from spidarknet.sizing import (SPHERE_FIRST_ZERO_X, SizeResult, SizingSettings, estimate_sizes,
-                               read_sizes, sources_for_keys)
+from spidarknet.sizing import SPHERE_FIRST_ZERO_X, SizeResult, SizingSettings, estimate_sizes, read_sizes
 
 #: the second zero of the sphere amplitude (x = q R)
 SPHERE_SECOND_ZERO_X = 7.725251836937707
@@ -117,15 +116,16 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
         sample = selected_rows[np.unique(np.linspace(0, len(selected_rows) - 1, o.max_sized).astype(int))]
     panels = _choose_tiles(hits, flags, ctx.labels, o.tiles)
     tile_rows = sorted({int(r) for rows in panels.values() for r in rows})
-    checked = sources_for_keys([hits.keys[r] for r in sorted(set(tile_rows) | {int(r) for r in sample})])
+    # every file the report reads, opened once: the montages' frames and the sized ones
+    checked = FrameSource.from_keys([hits.keys[r] for r in sorted(set(tile_rows) | {int(r) for r in sample})])
     centres = {info.path: info.geometry.centre_px for source in checked for info in source.files}
     sides = {name: _panel_side(hits, rows, centres, o.crop_px) for name, rows in panels.items()}
     step(f"radial profiles of {len(sample)} selected frames")
     if len(sample):
-        ctx.sized = estimate_sizes(sources_for_keys([hits.keys[r] for r in sample]), settings=o.sizing,
+        ctx.sized = estimate_sizes(_of_keys(checked, [hits.keys[r] for r in sample]), settings=o.sizing,
                                    keep_profiles=True)
     step("reading frames for the montages")
-    crops = _read_crops([hits.keys[r] for r in tile_rows], max(sides.values()))
+    crops = _read_crops(_of_keys(checked, [hits.keys[r] for r in tile_rows]), max(sides.values()))
     summary = _summary(hits_path, ctx, o)
     with staged_dir(out_dir, force) as stage:
         step("drawing figures")
@@ -204,11 +204,14 @@ def _panel_side(hits: HitList, rows: np.ndarray, centres: dict, crop_px: int) ->
     return int(min(math.ceil(side / 16) * 16, 2 * crop_px))
 
 
-def _read_crops(keys: list[FrameKey], crop_px: int) -> dict[tuple[str, int], tuple]:
+def _of_keys(sources: list[FrameSource], keys: list[FrameKey]) -> list[FrameSource]:
+    """The sources cut down to the frames ``keys`` name (those left without a frame dropped)."""
+    return [s for s in (source.select_keys(keys) for source in sources) if len(s)]
+
+
+def _read_crops(sources: list[FrameSource], crop_px: int) -> dict[tuple[str, int], tuple]:
     """(photons, usable, origin (row, col), centre) of a ``crop_px`` square around each
-    file's beam centre (smaller where it meets the frame's edge)."""
-    if not keys:
-        return {}
+    file's beam centre (smaller where it meets the frame's edge), for the frames of ``sources``."""
     half = crop_px // 2
 
     def region(info):
@@ -217,7 +220,7 @@ def _read_crops(keys: list[FrameKey], crop_px: int) -> dict[tuple[str, int], tup
         return r0, r0 + crop_px, c0, c0 + crop_px
 
     crops = {}
-    for source in sources_for_keys(keys):
+    for source in sources:
         for chunk in source.chunks(16, roi=region):
             for i, key in enumerate(chunk.keys):
                 valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[i]
