@@ -2,13 +2,17 @@
 
 import json
 import logging
+import os
+import signal
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
 from spidarknet.cli import bench, detect
-from spidarknet.core.errors import ConfigError
+from spidarknet.core.errors import ConfigError, EngineError
+from spidarknet.detection.local import PartialResult
 from spidarknet.detection.parallel import DetectionJob, detect_parallel
 from spidarknet.engine.model import load_model
 from spidarknet.frames.source import FrameSource
@@ -58,6 +62,57 @@ def test_a_detection_workers_failure_is_its_own_error_with_its_traceback(untrain
     assert "in from_dict" in info.value.worker_traceback and "in serve" in info.value.worker_traceback
     assert "of 2 failed with spidarknet.core.errors.ConfigError" in caplog.text
     assert "in from_dict" in caplog.text
+
+
+def _pool_workers(serve: bytes) -> list[int]:
+    """Process ids of this process's pool workers running ``serve`` (in their command line)."""
+    found = []
+    for proc_dir in Path("/proc").iterdir():
+        try:
+            if proc_dir.name.isdigit() and serve in (proc_dir / "cmdline").read_bytes():
+                if int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                    found.append(int(proc_dir.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def test_killed_detection_workers_are_an_engine_error_naming_the_signal(untrained_weights, small_cxi):
+    """Both workers are killed when the first chunk is reported (each has 4 chunks to do)."""
+    model = load_model(untrained_weights)
+    job = DetectionJob(cfg=model.cfg.dumps(), weights=str(untrained_weights),
+                       preprocessing=model.preprocessing.to_dict(), threshold=model.threshold,
+                       backend="opencv", batch=8, chunk=8)
+    killed = []
+
+    def kill_all(n):
+        if not killed:
+            killed.extend(_pool_workers(b"spidarknet.detection.parallel:serve"))
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(EngineError, match=r"detection worker [12] of 2 was killed by SIGKILL") as info:
+        detect_parallel(FrameSource([str(small_cxi)], frames=slice(0, 60)), job, 2, on_chunk=kill_all)
+    assert len(killed) == 2
+    # a worker that had finished its share before the kill would keep its frames: a PartialResult
+    if isinstance(info.value, PartialResult):
+        assert 0 < len(info.value.hits) < 60
+
+
+def test_ctrl_c_stops_every_detection_worker(untrained_weights, small_cxi):
+    """Ctrl-C (here raised where the progress bar is updated) ends the run and its workers."""
+    model = load_model(untrained_weights)
+    job = DetectionJob(cfg=model.cfg.dumps(), weights=str(untrained_weights),
+                       preprocessing=model.preprocessing.to_dict(), threshold=model.threshold,
+                       backend="opencv", batch=8, chunk=8)
+
+    def interrupt(n):
+        assert len(_pool_workers(b"spidarknet.detection.parallel:serve")) == 2
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        detect_parallel(FrameSource([str(small_cxi)], frames=slice(0, 60)), job, 2, on_chunk=interrupt)
+    assert _pool_workers(b"spidarknet.detection.parallel:serve") == []
 
 
 @pytest.mark.slow
