@@ -19,6 +19,24 @@ from spidarknet.simulate import simulate_file
 REPO = Path(__file__).resolve().parents[1]
 
 
+DRAGONFLY_HINT = ("Dragonfly is not installed: make build/dragonfly/.installed (or pip install dragonfly-spi); "
+                  "set SPIDARKNET_REQUIRE_DRAGONFLY=1 to make its absence a failure")
+
+
+@pytest.fixture(scope="session")
+def dragonfly_emc():
+    """Dragonfly's ``dragonfly.emc`` as ``reconstruct`` finds it; the tests that need it are
+    skipped without it, unless SPIDARKNET_REQUIRE_DRAGONFLY=1 (``make test``) makes its
+    absence a failure."""
+    from spidarknet.reconstruct.run import DragonflyError, find_dragonfly
+    try:
+        return find_dragonfly()
+    except DragonflyError:
+        if os.environ.get("SPIDARKNET_REQUIRE_DRAGONFLY"):
+            pytest.fail(DRAGONFLY_HINT)
+        pytest.skip(DRAGONFLY_HINT)
+
+
 @pytest.fixture(scope="session")
 def sim_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("sim")

@@ -9,7 +9,6 @@ Dragonfly; the same frames with num_div 4 (3,240 orientations) ~3-4 s per iterat
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,23 +22,10 @@ from spidarknet.cli import export_emc
 from spidarknet.cli import reconstruct as reconstruct_cmd
 from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList
-from spidarknet.reconstruct.run import (DragonflyError, find_dragonfly, read_intensity, read_log, reconstruct,
+from spidarknet.reconstruct.run import (DragonflyError, read_intensity, read_log, reconstruct,
                                     run_dragonfly)
 
 DIAMETER_NM = 70.0
-INSTALL_HINT = ("Dragonfly is not installed: make build/dragonfly/.installed (or pip install dragonfly-spi); "
-                "set SPIDARKNET_REQUIRE_DRAGONFLY=1 to make its absence a failure")
-
-
-def _dragonfly_or_skip():
-    try:
-        return find_dragonfly()
-    except DragonflyError:
-        if os.environ.get("SPIDARKNET_REQUIRE_DRAGONFLY"):
-            pytest.fail(INSTALL_HINT)
-        pytest.skip(INSTALL_HINT)
-
-
 @pytest.fixture(scope="module")
 def sphere_hits(tmp_path_factory):
     """300 single 70 nm spheres on a 128 x 128 detector of 300 µm pixels (a pnCCD binned 4 x 4),
@@ -57,10 +43,9 @@ def sphere_hits(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def recon(sphere_hits, tmp_path_factory):
+def recon(sphere_hits, tmp_path_factory, dragonfly_emc):
     """The default reduction (chosen from the data), num_div 2 (a sphere has no orientation
     to find), 8 iterations, and the two halves."""
-    _dragonfly_or_skip()
     out = tmp_path_factory.mktemp("recon") / "r"
     t0 = time.perf_counter()
     result = reconstruct(sphere_hits, out, num_div=2, iterations=8, halves=True, threads=2, progress=False)
@@ -165,8 +150,8 @@ def test_halves_are_the_even_and_odd_frames_with_the_same_layout(recon):
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_keeps_its_iterations_and_resumes(sphere_hits, tmp_path):
-    exe = _dragonfly_or_skip()
+def test_an_interrupted_run_keeps_its_iterations_and_resumes(sphere_hits, tmp_path, dragonfly_emc):
+    exe = dragonfly_emc
     out = tmp_path / "r"
     partial = tmp_path / "r.partial"
     command = [sys.executable, "-m", "spidarknet", "reconstruct", str(sphere_hits), "--out", str(out),
@@ -199,8 +184,7 @@ def test_an_interrupted_run_keeps_its_iterations_and_resumes(sphere_hits, tmp_pa
 
 
 @pytest.mark.slow
-def test_an_export_folder_binned_and_cropped_is_reconstructed_as_it_is(sphere_hits, tmp_path):
-    _dragonfly_or_skip()
+def test_an_export_folder_binned_and_cropped_is_reconstructed_as_it_is(sphere_hits, tmp_path, dragonfly_emc):
     emc = tmp_path / "emc"
     assert export_emc.main([str(sphere_hits), "--out", str(emc), "--binning", "2", "--q-max", "0.6", "-q"]) == 0
     with h5py.File(emc / "detector.h5", "r") as f:
@@ -250,8 +234,8 @@ def test_a_missing_dragonfly_is_one_error_line_naming_what_to_install(sphere_hit
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_an_existing_output_is_refused_without_force(sphere_hits, tmp_path, capsys):
-    exe = _dragonfly_or_skip()
+def test_an_existing_output_is_refused_without_force(sphere_hits, tmp_path, capsys, dragonfly_emc):
+    exe = dragonfly_emc
     out = tmp_path / "r"
     out.mkdir()
     (out / "keep.txt").write_text("mine")

@@ -108,24 +108,14 @@ def test_differences_are_paired_and_their_intervals_cover_the_point():
 
 
 @pytest.mark.slow
-def test_a_selection_is_judged_by_the_mean_over_its_starts(tmp_path):
+def test_a_selection_is_judged_by_the_mean_over_its_starts(tmp_path, dragonfly_emc):
     """Two EMC starts of one small selection: both kept, the per-shell mean lies between
     their extremes, and the figures name both seeds."""
-    import os
-
-    from spidarknet.core.errors import SpidarknetError
     from spidarknet.frames.source import FrameKey
     from spidarknet.hits import HitList
-    from spidarknet.reconstruct.run import find_dragonfly
     from spidarknet.simulate import simulate_file
     from spidarknet.judge.structure import TruthModel
 
-    try:
-        find_dragonfly()
-    except SpidarknetError:
-        if os.environ.get("SPIDARKNET_REQUIRE_DRAGONFLY"):
-            raise
-        pytest.skip("Dragonfly is not installed (make build/dragonfly/.installed)")
     cxi = tmp_path / "ico.cxi"
     simulate_file(cxi, 120, seed=5, fractions={"single": 1.0}, particle_shape="icosahedron",
                   size_range_nm=(70.0, 70.0), shape=(128, 128), pixel_size_m=300e-6, photons=10000.0,

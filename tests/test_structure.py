@@ -9,7 +9,6 @@ SPIDARKNET_REQUIRE_DRAGONFLY=1).
 
 import json
 import math
-import os
 import time
 
 import h5py
@@ -351,22 +350,8 @@ def test_compare_structure_bad_inputs(sphere_set, tmp_path, capsys):
 
 # -- real EMC: the true selection against one diluted with 30 % multiples --------------------------------
 
-DRAGONFLY_HINT = ("Dragonfly is not installed: make build/dragonfly/.installed (or pip install dragonfly-spi); "
-                  "set SPIDARKNET_REQUIRE_DRAGONFLY=1 to make its absence a failure")
-
-
-def _dragonfly_or_skip():
-    from spidarknet.reconstruct.run import DragonflyError, find_dragonfly
-    try:
-        return find_dragonfly()
-    except DragonflyError:
-        if os.environ.get("SPIDARKNET_REQUIRE_DRAGONFLY"):
-            pytest.fail(DRAGONFLY_HINT)
-        pytest.skip(DRAGONFLY_HINT)
-
-
 @pytest.mark.slow
-def test_compare_ranks_the_true_selection_above_one_diluted_with_multiples(tmp_path, capsys):
+def test_compare_ranks_the_true_selection_above_one_diluted_with_multiples(tmp_path, capsys, dragonfly_emc):
     """240 single 66-72 nm icosahedra against 168 of them plus 72 multiples (30 %), both
     reconstructed by Dragonfly (num_div 4, 20 iterations, q ≤ 0.5 nm⁻¹, 128 x 128 detector
     of 300 µm pixels, 10,000 photons a single hit, no beam jitter: EMC models no shifts); the
@@ -377,7 +362,6 @@ def test_compare_ranks_the_true_selection_above_one_diluted_with_multiples(tmp_p
     reaching CC 0.5 near the edge (0.54 nm⁻¹, d = 11.7 nm): the Pearson CC alone barely
     separates them, the contrast does.
     """
-    _dragonfly_or_skip()
     from spidarknet.frames.source import FrameKey
     from spidarknet.hits import HitList
     from spidarknet.reconstruct.run import reconstruct

@@ -44,6 +44,14 @@ def staged_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    swap_into_place(stage, final)
+    os.chmod(final, 0o755)
+
+
+def swap_into_place(stage: str | os.PathLike, final: str | os.PathLike) -> None:
+    """The finished folder ``stage`` becomes ``final``; an older ``final`` (folder or file) is
+    moved aside first and removed only once the new one is in place."""
+    stage, final = Path(stage), Path(final)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -54,7 +62,6 @@ def staged_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink()
-    os.chmod(final, 0o755)
 
 
 @contextlib.contextmanager

@@ -68,6 +68,7 @@ import numpy as np
 from spidarknet.export.emc import (ExportFolder, EmcReader, PixelReduction, make_reduction, pixel_q_inv_nm,
                             read_export, reduce_photons, reduced_detector)
 from spidarknet.core.errors import ConfigError, EngineError, InputError, OutputError
+from spidarknet.core.outputs import swap_into_place
 from spidarknet.core.pool import core_count
 
 log = logging.getLogger(__name__)
@@ -696,17 +697,6 @@ def _new_state(source: Path, work: Path, final: Path, settings: dict, force: boo
         raise
 
 
-def _replace(work: Path, final: Path) -> None:
-    """``work`` becomes ``final``; an older ``final`` is removed only once the new one is in place."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(work, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _run_all(work: Path, runs: list, state: dict, iterations: int, threads: int, exe: Path,
              progress: bool) -> dict:
     """Dragonfly on each run folder in turn, the time and iterations of each kept in state.json."""
@@ -763,7 +753,7 @@ def reconstruct(source: str | os.PathLike, out: str | os.PathLike, *, binning: i
     summaries = [_finish_run(run_dir, state, run_settings, timings.get(run_dir.name if run_dir != work else "all", {}),
                              frames, title, ["half1", "half2"] if settings["halves"] and run_dir == work else None)
                  for run_dir, frames, title in runs]
-    _replace(work, final)
+    swap_into_place(work, final)
     seconds = time.perf_counter() - t0
 
     def result(folder: Path, summary: dict, frames: int) -> Reconstruction:
