@@ -49,7 +49,6 @@ import json
 import math
 import os
 import shutil
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -58,8 +57,8 @@ import numpy as np
 
 from spidarknet.core.errors import InputError, OutputError
 from spidarknet.core.outputs import staged_dir
-from spidarknet.export.interchange import frame_file, inspect_datasets
-from spidarknet.frames.source import FrameSource, Geometry, GeometryOverrides
+from spidarknet.export.interchange import frame_file
+from spidarknet.frames.source import FrameSource, Geometry, GeometryOverrides, group_keys
 from spidarknet.hits import HitList
 
 HEADER_BYTES = 1024
@@ -552,25 +551,19 @@ def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
     if not wanted.any():
         raise InputError(f"the hit list selects none of its {len(hits)} frames, so there is nothing to "
                          "export; lower the threshold ('spidarknet select --threshold') or use --all-frames")
-    infos = inspect_datasets(hits.keys)          # files exist, indices in range: before any reading
-
+    # every file opened once, checked (files exist, indices in range) before any reading
+    sources = FrameSource.from_keys(hits.keys, geometry=geometry, mask=mask, mask_invert=mask_invert,
+                                    use_file_mask=use_file_mask)
     # The order of frames everywhere: datasets, then files, in order of first appearance,
     # indices ascending within a file -- the order FrameSource reads them in.
-    groups: "OrderedDict[str, OrderedDict[str, list[int]]]" = OrderedDict()
-    for (file, dataset) in infos:
-        groups.setdefault(dataset, OrderedDict())[file] = []
-    for row, key in enumerate(hits.keys):
-        groups[key.dataset][frame_file(key)].append(row)
+    groups = group_keys(hits.keys)
     order = [row for files in groups.values() for rows in files.values()
              for row in sorted(rows, key=lambda r: hits.keys[r].index)]
-
-    sources = []
-    for dataset, files in groups.items():
-        source = FrameSource(list(files), dataset=dataset or None, geometry=geometry, mask=mask,
-                             mask_invert=mask_invert, use_file_mask=use_file_mask)
-        sources.append(source.select({info.path: np.array([hits.keys[r].index for r in files[info.path]
-                                                           if wanted[r]], dtype=np.int64)
-                                      for info in source.files}))
+    dataset_of = {(info.path, written): info.dataset
+                  for written, source in zip(groups, sources) for info in source.files}
+    sources = [source.select({path: [hits.keys[r].index for r in rows if wanted[r]]
+                              for path, rows in files.items()})
+               for source, files in zip(sources, groups.values())]
     all_infos = [info for s in sources for info in s.files]
     shapes = {info.frame_shape for info in all_infos}
     if len(shapes) > 1:
@@ -627,7 +620,7 @@ def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
             table.writerow(["emc_row", "file", "dataset", "index", "score", "selected"])
             for r in order:
                 key = hits.keys[r]
-                table.writerow([int(emc_row[r]), frame_file(key), infos[(frame_file(key), key.dataset)].dataset,
+                table.writerow([int(emc_row[r]), frame_file(key), dataset_of[(frame_file(key), key.dataset)],
                                 key.index, f"{hits.scores[r]:.6f}", int(flags[r])])
         mean = writer.photons / writer.num_data
         result = EmcExport(Path(out), len(hits), int(flags.sum()), writer.num_data, num_pix, mean, all_frames)

@@ -41,7 +41,7 @@ import numpy as np
 
 from spidarknet.core.errors import InputError
 from spidarknet.core.outputs import atomic_path, staged_dir
-from spidarknet.frames.source import DEFAULT_DATASETS, FrameKey, describe_datasets, open_h5
+from spidarknet.frames.source import FrameKey, FrameSource, group_keys
 from spidarknet.hits import HitList, read_selected
 
 SCORE_HEADING = "spidarknet_score"
@@ -68,16 +68,6 @@ def frame_file(key: FrameKey) -> str:
     return os.path.abspath(key.file)
 
 
-def check_files_exist(files: Iterable[str], what: str = "hit list") -> None:
-    """Raise :class:`InputError` naming the first of ``files`` that is gone."""
-    missing = [f for f in dict.fromkeys(files) if not os.path.isfile(f)]
-    if missing:
-        more = f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""
-        raise InputError(f"the frame file {missing[0]} named in the {what} does not exist{more}; "
-                         "move the files back, or run from the folder the hit list was made in "
-                         "if it names them by relative path")
-
-
 @dataclass
 class DatasetInfo:
     """One frame dataset that a hit list names: where it is and how many frames it has."""
@@ -88,38 +78,14 @@ class DatasetInfo:
 
 
 def inspect_datasets(keys: Sequence[FrameKey]) -> "OrderedDict[tuple[str, str], DatasetInfo]":
-    """Open every (file, dataset) the keys name, in order of appearance, and check the indices.
-
-    Keys with an empty dataset get the CXI default, as the frame reader would.  Raises
-    :class:`InputError` for a missing file, a missing dataset or a frame beyond the end.
-    """
-    groups: "OrderedDict[tuple[str, str], list[int]]" = OrderedDict()
-    for key in keys:
-        groups.setdefault((frame_file(key), key.dataset), []).append(int(key.index))
-    check_files_exist(f for f, _ in groups)
-    infos: "OrderedDict[tuple[str, str], DatasetInfo]" = OrderedDict()
-    for (file, dataset), indices in groups.items():
-        with open_h5(file) as handle:
-            path = dataset
-            if not path:
-                path = next((p for p in DEFAULT_DATASETS if p in handle), "")
-                if not path:
-                    raise InputError(f"{file} has no frames at {' or '.join(DEFAULT_DATASETS)} and the "
-                                     f"hit list names no dataset ({describe_datasets(handle, 3)})")
-            if path not in handle:
-                raise InputError(f"{file} has no dataset {path}, which the hit list names "
-                                 f"({describe_datasets(handle, 3)})")
-            shape = handle[path].shape
-        if not shape:
-            raise InputError(f"{path} in {file} is a scalar, not a stack of frames")
-        n = int(shape[0])
-        lo, hi = min(indices), max(indices)
-        if lo < 0 or hi >= n:
-            bad = hi if hi >= n else lo
-            raise InputError(f"the hit list names frame {bad} of {file}, which has {n} frames at {path}; "
-                             "is it the file the hit list was made from?")
-        infos[(file, dataset)] = DatasetInfo(file, path, n)
-    return infos
+    """Every (file, dataset as written) the keys name, in order of appearance, checked as
+    :meth:`FrameSource.from_keys` checks them (a file gone, a dataset missing or a frame
+    beyond the end is an :class:`InputError`); masks are not read."""
+    sources = FrameSource.from_keys(keys, use_file_mask=False)
+    found = {(info.path, written): DatasetInfo(info.path, info.dataset, info.n_frames)
+             for written, source in zip(group_keys(keys), sources) for info in source.files}
+    groups = dict.fromkeys((frame_file(key), key.dataset) for key in keys)
+    return OrderedDict((group, found[group]) for group in groups)
 
 
 # -- CrystFEL / OM event list --------------------------------------------------------------------
