@@ -25,7 +25,9 @@ NaN or negative pixel values were masked, per file.
 
 :func:`read_selected` gives a hit list with its ``hit`` column as written (``spidarknet select``
 may have narrowed it below ``score >= threshold``); :func:`write_selected` writes one whose
-``hit`` column is given explicitly.
+``hit`` column is given explicitly.  :func:`read_any_selection` is the one reader of "a
+selection" given on a command line: a hit list or a plain ``file,index`` CSV, told apart by
+its header.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 
 from spidarknet.core.errors import InputError
 from spidarknet.core.outputs import atomic_path, write_json
+from spidarknet.core.selection import csv_header, read_selection
 from spidarknet.frames.source import FrameKey
 
 log = logging.getLogger(__name__)
@@ -183,10 +186,42 @@ def read_hits(path: str | os.PathLike) -> HitList:
 
 # -- the selection as written (``hit`` column; ``spidarknet select`` may narrow it) ----------
 
-def read_selected(path: str | os.PathLike) -> tuple[HitList, np.ndarray]:
-    """The hit list and its ``hit`` column (bool, row order)."""
+def read_selected(path: str | os.PathLike, *, unique: bool = False) -> tuple[HitList, np.ndarray]:
+    """The hit list and its ``hit`` column as written (bool, row order); with ``unique``, a
+    frame named twice is an :class:`InputError` (a copy or an export takes each frame once)."""
     hits = read_hits(path)
-    return hits, hits.hits
+    if unique:
+        seen = set()
+        for key in hits.keys:
+            k = (os.path.abspath(key.file), key.dataset, key.index)
+            if k in seen:
+                raise InputError(f"the hit list {path} names frame {key.index} of {key.file} twice; "
+                                 "merge duplicate rows first ('spidarknet merge' does)")
+            seen.add(k)
+    return hits, np.asarray(hits.hits, dtype=bool)
+
+
+@dataclass
+class WrittenSelection:
+    """The frames a hit list or a plain selection CSV selects, as written."""
+
+    path: str
+    kind: str                          # "hit list" or "selection"
+    frames: list[tuple[str, int]]      # (file as written, index) of the selected frames
+    hits: HitList | None = None        # the whole hit list; None for a plain selection
+
+
+def read_any_selection(path: str | os.PathLike) -> WrittenSelection:
+    """A hit list (its ``hit`` column as written) or a plain selection CSV (``file,index``
+    rows, header optional), told apart by the header: a hit list's names ``score`` and ``hit``."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path} does not exist")
+    header = csv_header(path)
+    if "score" in header and "hit" in header:
+        hits, flags = read_selected(path)
+        return WrittenSelection(path, "hit list", [(k.file, k.index) for k, f in zip(hits.keys, flags) if f], hits)
+    return WrittenSelection(path, "selection", [(e.file, e.index) for e in read_selection(path)])
 
 
 def write_selected(hits: HitList, flags: np.ndarray, path: str | os.PathLike, *, force: bool = False,

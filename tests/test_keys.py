@@ -76,3 +76,26 @@ def test_selection_with_an_ambiguous_name_is_one_error_line(small_cxi, tmp_path,
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "ambiguous" in err and str(a / "run.cxi") in err and str(b / "run.cxi") in err and str(sel) in err
     assert not out.exists()
+
+
+def test_one_reader_tells_a_hit_list_from_a_plain_selection(tmp_path):
+    import numpy as np
+
+    from spidarknet.frames.source import FrameKey
+    from spidarknet.hits import HitList, read_any_selection, read_selected
+
+    keys = [FrameKey("/data/run.cxi", "/entry_1/data_1/data", i) for i in range(4)]
+    hits = HitList(keys, [0.9, 0.8, 0.1, 0.7], np.zeros((4, 4)), 0.5, selected=[True, False, False, True])
+    hits.write_csv(tmp_path / "hits.csv")                 # narrowed below score >= threshold
+    written = read_any_selection(tmp_path / "hits.csv")
+    assert written.kind == "hit list" and len(written.hits) == 4
+    assert written.frames == [("/data/run.cxi", 0), ("/data/run.cxi", 3)]   # the selection as written
+    (tmp_path / "sel.csv").write_text("# picked by hand\nfile,index\nrun.cxi,3\n")
+    plain = read_any_selection(tmp_path / "sel.csv")
+    assert plain.kind == "selection" and plain.hits is None and plain.frames == [("run.cxi", 3)]
+    with pytest.raises(InputError, match="does not exist"):
+        read_any_selection(tmp_path / "nope.csv")
+    HitList(keys[:2] + keys[:1], [0.9, 0.8, 0.9], np.zeros((3, 4)), 0.5).write_csv(tmp_path / "twice.csv")
+    assert len(read_selected(tmp_path / "twice.csv")[0]) == 3
+    with pytest.raises(InputError, match="twice"):
+        read_selected(tmp_path / "twice.csv", unique=True)

@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from spidarknet.core.errors import InputError
     from spidarknet.export.emc import export_emc
-    from spidarknet.export.interchange import read_selection
     from spidarknet.frames.source import GeometryOverrides
+    from spidarknet.hits import read_selected
 
     for name in ("distance", "pixel_size", "adu_per_photon", "ewald_rad", "q_max"):
         value = getattr(args, name)
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.binning < 1:
         raise InputError(f"--binning must be a whole number >= 1, got {args.binning}")
     check_destination(args.out, args.force, "output folder")
-    hits, flags = read_selection(args.hits)
+    hits, flags = read_selected(args.hits, unique=True)
     overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,
                                   distance_m=args.distance, pixel_size_m=args.pixel_size)
     total = len(hits) if args.all_frames else int(flags.sum())

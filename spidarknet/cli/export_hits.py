@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.export.interchange import read_selection, write_event_list, write_score_sidecars
+    from spidarknet.export.interchange import write_event_list, write_score_sidecars
+    from spidarknet.hits import read_selected
 
     if not args.lst and not args.cxi_scores:
         raise ConfigError("nothing to write: give --lst FILE and/or --cxi-scores DIR")
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         check_destination(args.lst, args.force, "event list")
     if args.cxi_scores:
         check_destination(args.cxi_scores, args.force, "sidecar folder")
-    hits, flags = read_selection(args.hits)
+    hits, flags = read_selected(args.hits, unique=True)
     flags = flags & ~hits.unusable
     if hits.n_unusable:
         print(f"{hits.n_unusable} frames without a valid pixel (status no-valid-pixels): not selected, "

@@ -26,6 +26,19 @@ class SelectionEntry:
     value: str | None = None  # an extra column (a label), when the caller asks for one
 
 
+def csv_header(path: str) -> list[str]:
+    """The first row of a CSV that is not a ``#`` comment, stripped and lower-case (``[]``
+    for an empty file): the header, if the file has one."""
+    try:
+        with open(path, newline="") as handle:
+            for row in csv.reader(handle):
+                if row and not row[0].lstrip().startswith("#"):
+                    return [c.strip().lower() for c in row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    return []
+
+
 def read_selection(path: str, value_column: str | None = None) -> list[SelectionEntry]:
     """Entries of a selection CSV; a header row naming ``file`` and ``index`` is optional."""
     if not os.path.exists(path):

@@ -42,25 +42,11 @@ import numpy as np
 from spidarknet.core.errors import InputError
 from spidarknet.core.outputs import atomic_path, staged_dir
 from spidarknet.frames.source import FrameKey, FrameSource, group_keys
-from spidarknet.hits import HitList, read_selected
+from spidarknet.hits import HitList
 
 SCORE_HEADING = "spidarknet_score"
 TAG_HEADING = "single_hit"
 DETECTOR = "entry_1/instrument_1/detector_1"
-
-
-def read_selection(path: str | os.PathLike) -> tuple[HitList, np.ndarray]:
-    """A hit list and which of its frames are selected: its ``hit`` column as written
-    (``spidarknet select`` may have narrowed it below ``score >= threshold``)."""
-    hits, flags = read_selected(path)
-    seen = set()
-    for key in hits.keys:
-        k = (frame_file(key), key.dataset, key.index)
-        if k in seen:
-            raise InputError(f"the hit list {path} names frame {key.index} of {key.file} twice; "
-                             "merge duplicate rows first ('spidarknet merge' does)")
-        seen.add(k)
-    return hits, np.asarray(flags, dtype=bool)
 
 
 def frame_file(key: FrameKey) -> str:

@@ -17,7 +17,6 @@ positives, recall and F1.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections import defaultdict
@@ -27,7 +26,7 @@ import numpy as np
 
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import describe_keys, match_keys
-from spidarknet.core.selection import read_selection
+from spidarknet.core.selection import csv_header, read_selection
 from spidarknet.frames.source import list_datasets, open_h5
 from spidarknet.hits import HitList
 from spidarknet.judge.evaluation import selection_confusion
@@ -100,22 +99,11 @@ def read_frame_values(hits: HitList, dataset: str, option: str) -> np.ndarray:
     return out
 
 
-def _csv_header(path: str) -> list[str]:
-    try:
-        with open(path, newline="") as handle:
-            for row in csv.reader(handle):
-                if row and not row[0].lstrip().startswith("#"):
-                    return [c.strip().lower() for c in row]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    return []
-
-
 def category_values(truth: Truth, name: str, truth_csv: str | None = None) -> tuple[np.ndarray, str]:
     """The ``--by NAME`` value of every judged frame, and where it came from: a column of
     the truth CSV when it has one of that name, else a per-frame dataset of the frame files."""
     keys = truth.hits.keys
-    header = _csv_header(truth_csv) if truth_csv else []
+    header = csv_header(truth_csv) if truth_csv else []
     if truth_csv and name.lower() in header and {"file", "index"} <= set(header):
         table = {(e.file, e.index): e.value for e in read_selection(truth_csv, value_column=name.lower())}
         found, missing = match_keys([(k.file, k.index) for k in keys], table)

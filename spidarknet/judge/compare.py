@@ -25,8 +25,7 @@ import numpy as np
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import Canon, MatchKey
 from spidarknet.core.outputs import atomic_path, json_ready
-from spidarknet.core.selection import read_selection
-from spidarknet.hits import read_hits
+from spidarknet.hits import read_any_selection
 
 
 @dataclass
@@ -42,22 +41,10 @@ class Selection:
 
 
 def read_selection_like(path: str, name: str | None = None) -> Selection:
-    """A hit list (rows with hit = 1) or a plain selection CSV, told apart by the header."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path} does not exist")
-    try:
-        with open(path, newline="") as handle:
-            first = next(csv.reader(handle), [])
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    header = [c.strip().lower() for c in first]
-    name = name or Path(path).stem
-    if "score" in header and "hit" in header:
-        hits = read_hits(path)
-        frames = [(k.file, k.index) for k in hits.selected_keys()]
-        return Selection(name, path, "hit list", frames, scored=len(hits))
-    entries = read_selection(path)
-    return Selection(name, path, "selection", [(e.file, e.index) for e in entries])
+    """A hit list (rows with hit = 1) or a plain selection CSV (:func:`~spidarknet.hits.read_any_selection`)."""
+    written = read_any_selection(path)
+    return Selection(name or Path(path).stem, path, written.kind, written.frames,
+                     scored=None if written.hits is None else len(written.hits))
 
 
 @dataclass

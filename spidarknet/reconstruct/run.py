@@ -477,8 +477,8 @@ def _prepare(source: Path, work: Path, settings: dict, progress: bool) -> dict:
         export = read_export(source)
     else:
         from spidarknet.export.emc import export_emc
-        from spidarknet.export.interchange import read_selection
-        hits, flags = read_selection(source)
+        from spidarknet.hits import read_selected
+        hits, flags = read_selected(source, unique=True)
         staging = work / "export-full"
         with tqdm(total=int(flags.sum()), desc="export", unit="frame", file=sys.stderr,
                   disable=disable) as bar:
