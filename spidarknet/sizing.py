@@ -73,8 +73,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from spidarknet.core.errors import ConfigError, InputError, SpidarknetError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import atomic_path
+from spidarknet.core.pool import Pool, Result, Stop, core_count
 from spidarknet.frames.source import FileInfo, FrameKey, FrameSource, Geometry
 
 #: first zero of the sphere amplitude, x = q R (tan x = x)
@@ -1041,7 +1042,7 @@ def _group_keys(keys: Iterable[FrameKey]) -> dict[tuple[str, str], list[int]]:
 
 def default_jobs() -> int:
     """Processes a size fit uses by default: one per core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return core_count()
 
 
 #: frames per task handed to a sizing worker (small: even shares of a few hundred hits)
@@ -1066,102 +1067,13 @@ def _size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], g
     return results
 
 
-def _serve(fd: int) -> None:
-    """A sizing worker (``python -m spidarknet.sizing FD``): tasks of :func:`_size_frames`
-    come in on the socket ``fd``, their results (or the exception) go back, until None."""
-    import signal
-    from multiprocessing.connection import Connection
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    conn = Connection(fd)
-    try:
-        while (task := conn.recv()) is not None:
-            try:
-                conn.send(("done", _size_frames(*task)))
-            except Exception as exc:  # handed to the parent, which raises it
-                conn.send(("error", exc))
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        pass  # the parent stopped
-
-
-class _SizingPool:
-    """``workers`` fresh interpreters fitting tasks of :func:`_size_frames` (not
-    ``multiprocessing`` forks or spawns: nothing of the caller's ``__main__`` is
-    re-imported, and a process that holds darknet, OpenCV threads or open HDF5 files is
-    never forked).  One BLAS thread each: the workers already fill the cores."""
-
-    def __init__(self, workers: int):
-        import socket
-        import subprocess
-        import sys
-        from multiprocessing.connection import Connection
-        package_root = str(Path(__file__).resolve().parents[1])
-        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   PYTHONPATH=python_path)
-        self.workers = []
-        try:
-            for _ in range(workers):
-                parent, child = socket.socketpair()
-                proc = subprocess.Popen([sys.executable, "-c", "import sys; from spidarknet.sizing import "
-                                         "_serve; _serve(int(sys.argv[1]))", str(child.fileno())],
-                                        pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
-                child.close()
-                self.workers.append((proc, Connection(parent.detach())))
-        except BaseException:
-            self.close()
-            raise
-
-    def map(self, tasks: Iterable[tuple], on_done: Callable[[list], object]) -> None:
-        """Every task fitted, ``on_done`` called with the results of each in the order of
-        ``tasks``; at most two tasks in flight per worker (memory stays flat)."""
-        from multiprocessing.connection import wait
-        done: dict[int, list] = {}
-        busy: dict = {}          # connection -> indices of its tasks in flight, oldest first
-        idle = [conn for _, conn in self.workers] * 2
-        tasks = iter(tasks)
-        sent = delivered = 0
-        exhausted = False
-        while True:
-            while idle and not exhausted:
-                task = next(tasks, None)
-                if task is None:
-                    exhausted = True
-                    break
-                conn = idle.pop()
-                conn.send(task)
-                busy.setdefault(conn, []).append(sent)
-                sent += 1
-            while delivered in done:
-                on_done(done.pop(delivered))
-                delivered += 1
-            if exhausted and delivered == sent:
-                return
-            for conn in wait([c for c, queued in busy.items() if queued]):
-                try:
-                    kind, value = conn.recv()
-                except (EOFError, OSError):
-                    code = next(p for p, c in self.workers if c is conn).wait()
-                    raise SpidarknetError(f"a size-fit worker died (exit status {code}); "
-                                          "run again with --jobs 1 to see why") from None
-                if kind == "error":
-                    raise value
-                done[busy[conn].pop(0)] = value
-                idle.append(conn)
-
-    def close(self) -> None:
-        for proc, conn in self.workers:
-            try:
-                conn.send(None)
-                conn.close()
-            except OSError:
-                pass
-        for proc, _ in self.workers:
-            try:
-                proc.wait(timeout=10)
-            except Exception:
-                proc.kill()
-                proc.wait()
-        self.workers = []
+def _serve(conn) -> None:
+    """A sizing worker (run by :class:`~spidarknet.core.pool.Pool`): one :class:`Result` of
+    :func:`_size_frames` per task, until :class:`Stop`.  One BLAS thread each (the pool's
+    default): the workers already fill the cores."""
+    conn.recv()  # its job: nothing beyond the tasks
+    while not isinstance(task := conn.recv(), Stop):
+        conn.send(Result(_size_frames(*task)))
 
 
 def _sources_to_size(source: FrameSource | Sequence[FrameSource],
@@ -1235,15 +1147,12 @@ def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[F
             if on_frames is not None:
                 on_frames(len(task[4]))
         return results
-    pool = _SizingPool(workers)
-    try:
-        def collect(part: list) -> None:
+    with Pool("spidarknet.sizing:_serve", [None] * workers, label="size-fit worker {number} of {count}",
+              died_hint="; run again with --jobs 1 to see why") as pool:
+        for part in pool.map(tasks()):  # in the order of the tasks, two in flight per worker
             results.extend(part)
             if on_frames is not None:
                 on_frames(len(part))
-        pool.map(tasks(), collect)
-    finally:
-        pool.close()
     return results
 
 
