@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.export.interchange import write_event_list, write_score_sidecars
+    from spidarknet.export.interchange import inspect_datasets, write_event_list, write_score_sidecars
     from spidarknet.hits import read_selected
 
     if not args.lst and not args.cxi_scores:
@@ -48,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if hits.n_unusable:
         print(f"{hits.n_unusable} frames without a valid pixel (status no-valid-pixels): not selected, "
               "score NaN in the sidecars")
+    # each frame file opened once: all of them for the sidecars, else the selected ones' files
+    infos = inspect_datasets(hits.keys if args.cxi_scores else [k for k, f in zip(hits.keys, flags) if f])
     if args.lst:
-        n = write_event_list(hits, flags, args.lst, force=args.force)
+        n = write_event_list(hits, flags, args.lst, force=args.force, checked=True)
         print(f"{n} of {len(hits)} frames -> {args.lst}")
     if args.cxi_scores:
         sidecars = write_score_sidecars(hits, flags, args.cxi_scores, force=args.force,
-                                        hit_list_name=str(args.hits))
+                                        hit_list_name=str(args.hits), infos=infos)
         tagged = sum(s.n_tagged for s in sidecars)
         print(f"{len(sidecars)} CXI sidecar(s), {tagged} frames tagged single_hit -> {args.cxi_scores}")
     return 0

@@ -82,10 +82,12 @@ def event_line(file: str, index: int) -> str:
 
 
 def write_event_list(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
-                     force: bool = False) -> int:
-    """Write the selected frames as a CrystFEL/OM event list; returns how many lines."""
+                     force: bool = False, checked: bool = False) -> int:
+    """Write the selected frames as a CrystFEL/OM event list; returns how many lines.
+    ``checked``: the caller has checked the selected frames (:func:`inspect_datasets`)."""
     keys = [k for k, f in zip(hits.keys, flags) if f]
-    inspect_datasets(keys)
+    if not checked:
+        inspect_datasets(keys)
     for key in keys:
         path = frame_file(key)
         if any(c.isspace() for c in path):
@@ -123,11 +125,13 @@ def sidecar_names(infos: Iterable[DatasetInfo]) -> list[str]:
 
 
 def write_score_sidecars(hits: HitList, flags: np.ndarray, out_dir: str | os.PathLike, *,
-                         force: bool = False, hit_list_name: str = "") -> list[Sidecar]:
-    """One CXI sidecar per (file, dataset) of the hit list in folder ``out_dir`` (see module doc)."""
+                         force: bool = False, hit_list_name: str = "",
+                         infos: "OrderedDict[tuple[str, str], DatasetInfo] | None" = None) -> list[Sidecar]:
+    """One CXI sidecar per (file, dataset) of the hit list in folder ``out_dir`` (see module doc);
+    ``infos``: :func:`inspect_datasets` of all the hit list's frames, when the caller has it."""
     import h5py
 
-    infos = inspect_datasets(hits.keys)
+    infos = inspect_datasets(hits.keys) if infos is None else infos
     rows: dict[tuple[str, str], list[int]] = {k: [] for k in infos}
     for row, key in enumerate(hits.keys):
         rows[(frame_file(key), key.dataset)].append(row)
