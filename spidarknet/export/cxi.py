@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
@@ -18,15 +17,12 @@ def write_selected_cxi(hits: HitList, source: FrameSource, out: str | Path, *, f
                        chunk_frames: int = 16, on_frames: Callable[[int], None] | None = None) -> int:
     """Write the frames of ``hits`` that are hits into ``out``; returns how many."""
     import h5py
-    wanted = defaultdict(list)
-    for key in hits.selected_keys():
-        wanted[key.file].append(key.index)
-    infos = [f for f in source.files if f.path in wanted]
+    source = source.select_keys(hits.selected_keys())
+    infos = [f for f in source.files if len(f.indices)]
     shapes = {f.frame_shape for f in infos}
     if len(shapes) > 1:
         raise InputError(f"the selected frames have different shapes {sorted(shapes)}; write one CXI per detector")
     score_of = {(k.file, k.index): s for k, s in zip(hits.keys, hits.scores)}
-    source = source.select({p: np.asarray(v) for p, v in wanted.items()})
     n = len(source)
     with atomic_path(out, force, "CXI file") as tmp:
         with h5py.File(tmp, "w") as f:
