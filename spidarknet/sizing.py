@@ -69,7 +69,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -1033,13 +1033,6 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
                       q_inv_m=q, fit=fit)
 
 
-def _group_keys(keys: Iterable[FrameKey]) -> dict[tuple[str, str], list[int]]:
-    grouped: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for key in keys:
-        grouped[(key.file, key.dataset)].append(int(key.index))
-    return grouped
-
-
 def default_jobs() -> int:
     """Processes a size fit uses by default: one per core this process may run on."""
     return core_count()
@@ -1087,17 +1080,14 @@ def _sources_to_size(source: FrameSource | Sequence[FrameSource],
             except InputError as exc:
                 raise InputError(f"{info.path}: {exc}") from None
     if keys is not None:
-        wanted = _group_keys(keys)
-        selected = []
-        for src in sources:
-            known = {(info.path, info.dataset) for info in src.files}
-            unknown = [k for k in wanted if k not in known]
-            if len(sources) == 1 and unknown:
+        keys = list(keys)
+        if len(sources) == 1:
+            known = {(info.path, info.dataset) for info in sources[0].files}
+            unknown = [k for k in dict.fromkeys((key.file, key.dataset) for key in keys) if k not in known]
+            if unknown:
                 raise InputError(f"{len(unknown)} files of the frames to size are not among the "
                                  f"inputs, e.g. {unknown[0][0]}")
-            selected.append(src.select({path: np.asarray(indices) for (path, dataset), indices in wanted.items()
-                                        if (path, dataset) in known}))
-        sources = selected
+        sources = [src.select_keys(keys) for src in sources]
     return sources
 
 
