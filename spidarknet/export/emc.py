@@ -524,6 +524,104 @@ def _geometry_key(info) -> tuple:
             None if g.pixel_size_m is None else tuple(round(v, 12) for v in g.pixel_size_m))
 
 
+def _one_detector(infos: list) -> tuple:
+    """The first file's info and the pixels usable in every file, once all agree on the
+    frame shape and geometry (Dragonfly takes one detector per photons file)."""
+    shapes = {info.frame_shape for info in infos}
+    if len(shapes) > 1:
+        raise InputError(f"the frames have different shapes {sorted(shapes)}; Dragonfly takes one detector "
+                         "per photons file: export each detector's frames separately")
+    if len({_geometry_key(info) for info in infos}) > 1:
+        raise InputError("the files of the hit list disagree on the geometry (beam centre, distance or "
+                         "pixel size); export files of one geometry at a time, or give --centre, "
+                         "--distance and --pixel-size")
+    first = infos[0]
+    usable = np.ones(first.frame_shape, dtype=bool)
+    for info in infos:
+        if info.mask_shared is not None:
+            usable &= info.mask_shared
+    return first, usable
+
+
+def _detector_for(first, usable: np.ndarray, binning: int, q_max_inv_nm, ewald_rad, polarization: str) -> tuple:
+    """(reduction or None, Dragonfly detector, pixels per frame) of the frames as written."""
+    reduction = make_reduction(first.frame_shape, first.geometry, usable, binning=binning,
+                               q_max_inv_nm=q_max_inv_nm)
+    if reduction.trivial:
+        detector = dragonfly_detector(first.frame_shape, first.geometry, usable, ewald_rad=ewald_rad,
+                                      polarization=polarization)
+        return None, detector, first.frame_shape[0] * first.frame_shape[1]
+    return reduction, reduced_detector(reduction, ewald_rad=ewald_rad, polarization=polarization), reduction.num_pix
+
+
+def _write_photons(path: Path, sources: list, hits: HitList, expected, usable: np.ndarray,
+                   reduction, num_pix: int, adu_per_photon, chunk_frames: int, on_frames) -> tuple:
+    """Every selected frame into ``photons.emc``, in ``expected`` (hit-list rows) order;
+    returns the writer and each row's place in the file (-1: not written)."""
+    emc_row = np.full(len(hits), -1, dtype=np.int64)
+    writer = EmcWriter(path, num_pix)
+    try:
+        for source in sources:
+            for chunk in source.chunks(chunk_frames):
+                for k, index in enumerate(chunk.indices):
+                    row = next(expected)
+                    key = hits.keys[row]
+                    if (frame_file(key), int(key.index)) != (chunk.info.path, int(index)):
+                        raise RuntimeError("frames arrived out of the expected order")
+                    valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[k]
+                    emc_row[row] = writer.num_data
+                    photons = to_photons(chunk.data[k], valid & usable, adu_per_photon)
+                    writer.write_frame(photons if reduction is None else reduction.apply(photons))
+                if on_frames is not None:
+                    on_frames(len(chunk))
+        writer.close()
+    except BaseException:
+        writer.discard_parts()
+        raise
+    return writer, emc_row
+
+
+def _write_tables(stage: Path, hits: HitList, flags: np.ndarray, order: list, emc_row: np.ndarray,
+                  dataset_of: dict) -> None:
+    """``blacklist.dat`` and ``frames.csv``: one line per frame of the hit list, in ``order``."""
+    with open(stage / "blacklist.dat", "w") as handle:
+        handle.writelines("0\n" if flags[r] else "1\n" for r in order)
+    with open(stage / "frames.csv", "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["emc_row", "file", "dataset", "index", "score", "selected"])
+        for r in order:
+            key = hits.keys[r]
+            table.writerow([int(emc_row[r]), frame_file(key), dataset_of[(frame_file(key), key.dataset)],
+                            key.index, f"{hits.scores[r]:.6f}", int(flags[r])])
+
+
+def _blacklist_note(all_frames: bool) -> str:
+    if all_frames:
+        return "blacklist.dat lines up with photons.emc: give it to Dragonfly as blacklist_file"
+    return ("blacklist.dat covers every frame of the hit list (frames.csv order), while photons.emc holds "
+            "only the selected ones: do not give it to Dragonfly with this photons.emc (export with "
+            "--all-frames for that)")
+
+
+def _summary(result: EmcExport, hits: HitList, hit_list_name: str, frame_shape: tuple, reduction,
+             detector, *, binning: int, q_max_inv_nm, adu_per_photon, polarization: str) -> dict:
+    """What ``export.json`` records: counts, settings and the matching Dragonfly config entries."""
+    all_frames = result.all_frames
+    return {
+        "hit_list": hit_list_name, "threshold": hits.threshold if math.isfinite(hits.threshold) else None,
+        "frames_in_hit_list": len(hits), "selected": result.n_selected,
+        "frames_in_photons_emc": result.n_written, "all_frames": all_frames,
+        "num_pix": result.num_pix, "frame_shape": list(frame_shape),
+        "binning": binning, "q_max_inv_nm": q_max_inv_nm,
+        "photons_frame_shape": list(frame_shape if reduction is None else reduction.binned_shape),
+        "mean_photons_per_frame": result.mean_photons, "adu_per_photon": adu_per_photon,
+        "detd_px": detector.detd, "ewald_rad_vox": detector.ewald_rad, "polarization": polarization,
+        "masked_pixels": int(np.count_nonzero(detector.mask)), "blacklist": _blacklist_note(all_frames),
+        "dragonfly_config": {"in_photons_file": "photons.emc", "in_detector_file": "detector.h5",
+                             **({"blacklist_file": "blacklist.dat"} if all_frames else {})},
+    }
+
+
 def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
                adu_per_photon: float | None = None, all_frames: bool = False,
                geometry: GeometryOverrides | None = None, mask: str | None = None,
@@ -564,84 +662,18 @@ def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
     sources = [source.select({path: [hits.keys[r].index for r in rows if wanted[r]]
                               for path, rows in files.items()})
                for source, files in zip(sources, groups.values())]
-    all_infos = [info for s in sources for info in s.files]
-    shapes = {info.frame_shape for info in all_infos}
-    if len(shapes) > 1:
-        raise InputError(f"the frames have different shapes {sorted(shapes)}; Dragonfly takes one detector "
-                         "per photons file: export each detector's frames separately")
-    geometries = {_geometry_key(info) for info in all_infos}
-    if len(geometries) > 1:
-        raise InputError("the files of the hit list disagree on the geometry (beam centre, distance or "
-                         "pixel size); export files of one geometry at a time, or give --centre, "
-                         "--distance and --pixel-size")
-    first = all_infos[0]
-    usable = np.ones(first.frame_shape, dtype=bool)
-    for info in all_infos:
-        if info.mask_shared is not None:
-            usable &= info.mask_shared
-    reduction = make_reduction(first.frame_shape, first.geometry, usable, binning=binning,
-                               q_max_inv_nm=q_max_inv_nm)
-    if reduction.trivial:
-        reduction = None
-        detector = dragonfly_detector(first.frame_shape, first.geometry, usable, ewald_rad=ewald_rad,
-                                      polarization=polarization)
-        num_pix = first.frame_shape[0] * first.frame_shape[1]
-    else:
-        detector = reduced_detector(reduction, ewald_rad=ewald_rad, polarization=polarization)
-        num_pix = reduction.num_pix
-
-    emc_row = np.full(len(hits), -1, dtype=np.int64)
-    expected = iter([r for r in order if wanted[r]])
+    first, usable = _one_detector([info for s in sources for info in s.files])
+    reduction, detector, num_pix = _detector_for(first, usable, binning, q_max_inv_nm, ewald_rad, polarization)
     with staged_dir(out, force) as stage:
-        writer = EmcWriter(stage / "photons.emc", num_pix)
-        try:
-            for source in sources:
-                for chunk in source.chunks(chunk_frames):
-                    for k, index in enumerate(chunk.indices):
-                        row = next(expected)
-                        key = hits.keys[row]
-                        if (frame_file(key), int(key.index)) != (chunk.info.path, int(index)):
-                            raise RuntimeError("frames arrived out of the expected order")
-                        valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[k]
-                        emc_row[row] = writer.num_data
-                        photons = to_photons(chunk.data[k], valid & usable, adu_per_photon)
-                        writer.write_frame(photons if reduction is None else reduction.apply(photons))
-                    if on_frames is not None:
-                        on_frames(len(chunk))
-            writer.close()
-        except BaseException:
-            writer.discard_parts()
-            raise
+        writer, emc_row = _write_photons(stage / "photons.emc", sources, hits, iter([r for r in order if wanted[r]]),
+                                         usable, reduction, num_pix, adu_per_photon, chunk_frames, on_frames)
         detector.write(stage / "detector.h5")
-        with open(stage / "blacklist.dat", "w") as handle:
-            handle.writelines("0\n" if flags[r] else "1\n" for r in order)
-        with open(stage / "frames.csv", "w", newline="") as handle:
-            table = csv.writer(handle)
-            table.writerow(["emc_row", "file", "dataset", "index", "score", "selected"])
-            for r in order:
-                key = hits.keys[r]
-                table.writerow([int(emc_row[r]), frame_file(key), dataset_of[(frame_file(key), key.dataset)],
-                                key.index, f"{hits.scores[r]:.6f}", int(flags[r])])
+        _write_tables(stage, hits, flags, order, emc_row, dataset_of)
         mean = writer.photons / writer.num_data
         result = EmcExport(Path(out), len(hits), int(flags.sum()), writer.num_data, num_pix, mean, all_frames)
-        summary = {
-            "hit_list": hit_list_name, "threshold": hits.threshold if math.isfinite(hits.threshold) else None,
-            "frames_in_hit_list": len(hits), "selected": result.n_selected,
-            "frames_in_photons_emc": result.n_written, "all_frames": all_frames,
-            "num_pix": num_pix, "frame_shape": list(first.frame_shape),
-            "binning": binning, "q_max_inv_nm": q_max_inv_nm,
-            "photons_frame_shape": list(first.frame_shape if reduction is None else reduction.binned_shape),
-            "mean_photons_per_frame": mean, "adu_per_photon": adu_per_photon,
-            "detd_px": detector.detd, "ewald_rad_vox": detector.ewald_rad, "polarization": polarization,
-            "masked_pixels": int(np.count_nonzero(detector.mask)),
-            "blacklist": ("blacklist.dat lines up with photons.emc: give it to Dragonfly as blacklist_file"
-                          if all_frames else
-                          "blacklist.dat covers every frame of the hit list (frames.csv order), while "
-                          "photons.emc holds only the selected ones: do not give it to Dragonfly with this "
-                          "photons.emc (export with --all-frames for that)"),
-            "dragonfly_config": {"in_photons_file": "photons.emc", "in_detector_file": "detector.h5",
-                                 **({"blacklist_file": "blacklist.dat"} if all_frames else {})},
-        }
+        summary = _summary(result, hits, hit_list_name, first.frame_shape, reduction, detector,
+                           binning=binning, q_max_inv_nm=q_max_inv_nm, adu_per_photon=adu_per_photon,
+                           polarization=polarization)
         with open(stage / "export.json", "w") as handle:
             json.dump(summary, handle, indent=2, default=float)
             handle.write("\n")
