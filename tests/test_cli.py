@@ -45,3 +45,24 @@ def test_every_command_has_a_help_with_an_example(capsys):
         assert done.value.code == 0, name
         text = capsys.readouterr().out
         assert "example" in text.lower() and f"spidarknet {name}" in text, name
+
+
+def test_an_operating_system_error_is_one_error_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    """Disk full in the middle of writing a simulated file: one ``error:`` line naming the
+    file and the reason, no traceback, and no file under the name asked for."""
+    import errno
+
+    from spidarknet.cli import simulate
+    from spidarknet.simulate import writer
+
+    real_write = writer.CxiWriter.write
+
+    def disk_full(self, *args, **kwargs):
+        real_write(self, *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run.cxi"))
+
+    monkeypatch.setattr(writer.CxiWriter, "write", disk_full)
+    assert simulate.main([str(tmp_path / "run.cxi"), "-n", "4", "-q"]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == f"error: {tmp_path / 'run.cxi'}: No space left on device", err
+    assert list(tmp_path.iterdir()) == []          # neither the file nor its temporary

@@ -99,6 +99,13 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
     except SpidarknetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:
+        # the operating system refused (disk full, permission denied, a file gone mid-run):
+        # one line naming the file, like the project's own errors (outputs are staged under
+        # temporary names, so nothing half-written is left under the real one)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
