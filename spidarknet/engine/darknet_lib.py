@@ -42,7 +42,8 @@ class Detection(ctypes.Structure):
                 ("sort_class", ctypes.c_int)]
 
 
-assert ctypes.sizeof(Image) == 24 and ctypes.sizeof(Detection) == 48  # x86-64 layouts of 61c9d02e
+#: the struct sizes of darknet 61c9d02e on a 64-bit platform (x86-64, aarch64)
+STRUCT_SIZES = {"image": 24, "detection": 48}
 
 
 class LibDarknet:
@@ -50,6 +51,10 @@ class LibDarknet:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        sizes = {"image": ctypes.sizeof(Image), "detection": ctypes.sizeof(Detection)}
+        if sizes != STRUCT_SIZES:
+            raise EngineError(f"this platform lays out darknet's structs as {sizes}, not {STRUCT_SIZES} "
+                              "(64-bit); use the darknet-cli or opencv backend here")
         try:
             lib = ctypes.CDLL(str(self.path), mode=os.RTLD_LAZY | os.RTLD_LOCAL)
         except OSError as exc:
