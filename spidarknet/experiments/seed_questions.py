@@ -90,8 +90,6 @@ BEAMTIME = (
 FIRST_RUNS = 2
 #: the project's default recipe (log scale, labelled frames from every run)
 DEFAULT_RECIPE = "all-log"
-#: the particle the true intensity is computed for: the sample's mean diameter
-PARTICLE = {"shape": "icosahedron", "diameter_nm": 70.0}
 
 
 @dataclass
@@ -247,12 +245,6 @@ def seed_table(selections: dict, labels: np.ndarray) -> list[dict]:
     return rows
 
 
-def _f1(selected: np.ndarray, labels: np.ndarray) -> float:
-    tp = np.count_nonzero(selected & labels)
-    denom = np.count_nonzero(selected) + np.count_nonzero(labels)
-    return 2.0 * tp / denom if denom else float("nan")
-
-
 def differences(selections: dict, labels: np.ndarray, run_of: np.ndarray, later: Sequence[int],
                 n_boot: int = 1000, seed: int = 0) -> dict:
     """The differences the answers rest on, with bootstrap intervals (frames resampled within
@@ -261,6 +253,7 @@ def differences(selections: dict, labels: np.ndarray, run_of: np.ndarray, later:
     ``first_runs_<scale>``: mean F1 over the ``later`` runs of all-<scale> minus first-<scale>;
     ``log_minus_linear``: mean F1 over all runs and both training sets, log minus linear.
     """
+    from spidarknet.judge.evaluation import selection_confusion
     runs = np.unique(run_of)
     pairs = {}
     scales = sorted({name.split("-", 1)[1] for name in selections})
@@ -275,7 +268,8 @@ def differences(selections: dict, labels: np.ndarray, run_of: np.ndarray, later:
         out = {}
         for key, (plus, minus, which) in pairs.items():
             def mean_f1(names):
-                return np.mean([np.mean([_f1(selections[n][rows_by_run[r]], labels[rows_by_run[r]])
+                return np.mean([np.mean([selection_confusion(selections[n][rows_by_run[r]],
+                                                             labels[rows_by_run[r]], float("nan")).f1
                                          for r in which]) for n in names])
             out[key] = float(mean_f1(plus) - mean_f1(minus))
         return out
@@ -310,7 +304,7 @@ def beamtime_truth(data: Sequence[Path]):
     sizes = np.concatenate(sizes).astype(np.float64)
     if sizes.size == 0:
         raise InputError("the beamtime holds no single particle: nothing to reconstruct")
-    return TruthModel(PARTICLE["shape"], float(sizes.mean()),
+    return TruthModel(SAMPLE["particle_shape"], float(sizes.mean()),
                       np.quantile(sizes, np.linspace(0.02, 0.98, 16)), "the beamtime's single particles")
 
 
