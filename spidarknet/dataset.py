@@ -26,6 +26,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,7 +34,8 @@ from spidarknet.core.errors import InputError
 from spidarknet.core.keys import FileResolver
 from spidarknet.core.labels import positive_labels
 from spidarknet.core.selection import group_entries, read_selection
-from spidarknet.frames.source import FileInfo, FrameSource, describe_datasets, open_h5
+from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource, describe_datasets, open_h5
+from spidarknet.preprocess import Preprocessor, Processed, pattern_extent
 
 CLASS_NAMES = ("single",)
 NEGATIVE, POSITIVE, UNUSED = 0, 1, -1
@@ -117,6 +119,66 @@ def split_subsets(source: FrameSource, labels: dict[str, np.ndarray], *, valid_f
 
 
 # -- the writer ----------------------------------------------------------------------------
+
+def used_frames(source: FrameSource, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The selected frame indices of each file that carry a label (not :data:`UNUSED`), by path."""
+    return {f.path: f.indices[labels[f.path][f.indices] != UNUSED] for f in source.files}
+
+
+def check_trainable(labels: dict[str, np.ndarray], subsets: dict[str, np.ndarray],
+                    used: dict[str, np.ndarray]) -> None:
+    """Refuse a set darknet cannot learn from: no positives, no negatives or nothing to train on."""
+    def count(values: dict[str, np.ndarray], wanted) -> int:
+        return sum(int(np.count_nonzero(values[p][i] == wanted)) for p, i in used.items())
+
+    if count(labels, POSITIVE) == 0:
+        raise InputError("no single-hit (positive) frames among the selected frames: "
+                         "the network cannot learn from negatives alone; check the labels and --frames")
+    if count(labels, NEGATIVE) == 0:
+        raise InputError("no negative frames among the selected frames: the network needs examples of "
+                         "what is not a single hit; add --negatives or check the labels")
+    if count(subsets, TRAIN) == 0:
+        raise InputError("every frame went to validation; lower --valid-fraction or train on other files")
+
+
+def write_frames(writer: "DarknetDatasetWriter", source: FrameSource, pre: Preprocessor,
+                 labels: dict[str, np.ndarray], subsets: dict[str, np.ndarray], *, chunk_frames: int,
+                 orientations: int, on_chunk: Callable[[int], None] | None = None) -> int:
+    """Preprocess every frame of ``source`` and hand it to ``writer`` with its label, subset
+    and (for a single hit) its box; returns the number of NaN or negative pixel values masked."""
+    n_bad = 0
+    for chunk in source.chunks(chunk_frames, roi=pre.roi):
+        processed = pre.process(chunk)
+        n_bad += processed.n_bad_values
+        _write_chunk(writer, chunk, processed, labels[chunk.info.path], subsets[chunk.info.path],
+                     pre.settings.size, orientations)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return n_bad
+
+
+def image_centre(chunk: FrameChunk, processed: Processed) -> tuple[float, float]:
+    """The beam centre (x, y) in the network image's pixels, counted from the image's corner."""
+    in_pixels = processed.settings  # the crop in this file's pixels
+    cx, cy = in_pixels.centre_for(chunk.info)
+    r0, c0 = processed.crop_origin
+    f = in_pixels.bin_factor
+    return ((cx - c0 + 0.5) / f, (cy - r0 + 0.5) / f)
+
+
+def _write_chunk(writer: "DarknetDatasetWriter", chunk: FrameChunk, processed: Processed,
+                 file_labels: np.ndarray, file_subsets: np.ndarray, size: int, orientations: int) -> None:
+    """One chunk's images to ``writer``; a single hit's box covers its pattern's visible extent."""
+    centre_img = image_centre(chunk, processed)
+    lab = file_labels[chunk.indices]
+    radius = np.zeros(len(chunk), dtype=np.float32)
+    if (lab == POSITIVE).any():
+        radius = pattern_extent(processed.photons, (centre_img[0] - 0.5, centre_img[1] - 0.5))
+    for j, index in enumerate(chunk.indices):
+        box = box_for(centre_img, radius[j], size) if lab[j] == POSITIVE else None
+        writer.add(chunk.info, int(index), processed.images[j], int(lab[j]),
+                   file_subsets[index], box, orientations)
+
 
 @dataclass
 class ExportCounts:

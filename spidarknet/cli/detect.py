@@ -12,11 +12,11 @@ import numpy as np
 
 from spidarknet import __version__, cli
 from spidarknet.detection.local import (PREFILTER_SIGMA, FrameChecks, PartialResult, Prefilter, PrefilterGate,
-                               detect_frames, score_chunk)
+                                        detect_frames)
 from spidarknet.core.errors import EngineError, InputError, SpidarknetError
 from spidarknet.core.outputs import check_destination, write_json
 from spidarknet.core.pool import core_count
-from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards
+from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards, worker_count
 from spidarknet.detection.shards import file_digest, parse_shard, ranges
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import builtin_weights, load_model
@@ -151,89 +151,28 @@ def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
 
 
 def run_local(args: argparse.Namespace, comm=None) -> int:
-    if args.batch < 1 or args.chunk < 1:
-        raise InputError("--batch and --chunk must be at least 1")
-    prefilter = prefilter_from_args(args)
-    if args.size_range and not 0 <= args.size_range[0] <= args.size_range[1]:
-        raise InputError(f"--size-range {args.size_range[0]:g} {args.size_range[1]:g}: give MIN <= MAX in nm")
-    if comm is not None and args.shard:
-        raise InputError("--mpi and --shard exclude each other: MPI ranks already share the frames")
-    model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
-    settings = model.preprocessing
-    if args.centre:
-        settings.centre_px = tuple(args.centre)
+    prefilter = _check_local_options(args, comm)
+    model = _model_from_args(args)
     check_destination(args.out, args.force, "hit list")
     if args.write_cxi:
         check_destination(args.write_cxi, args.force, "CXI file")
-    if comm is not None and comm.Get_size() > 1:
-        # rank 0 inspects the files (shapes, geometry, masks) and hands the result to all,
-        # so a large run does not open every file's metadata once per rank
-        source = comm.bcast(cli.frame_source_from_args(args) if comm.Get_rank() == 0 else None, root=0)
-    else:
-        source = cli.frame_source_from_args(args)
-    inputs = source  # all the inputs' frames, for --write-cxi (select() leaves it as it is)
-    shard_meta = None
-    if args.shard:
-        k, n = parse_shard(args.shard)
-        part = source.shards(n)[k - 1]
-        source = source.select(part)
-        shard_meta = {"index": k, "count": n, "expected": {p: ranges(v) for p, v in part.items()}}
-    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-    if comm is not None:
-        source = source.select(source.shards(size)[rank])
-        if args.jobs is None:
-            args.jobs = 1
-        args.quiet = args.quiet or rank != 0
+    inputs = _open_inputs(args, comm)  # all the inputs' frames, for --write-cxi (select() leaves it as it is)
+    source, shard_meta = _share_of(args, inputs, comm)
     started = time.perf_counter()
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
     jobs = args.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(args)) else core_count())
     if jobs < 1:
         raise InputError("--jobs must be at least 1")
-    jobs = min(jobs, max(1, len(source) // args.chunk + 1))
-    if len(source) == 0:
-        jobs = 1
-    bar = cli.progress(total=len(source), desc=f"detect ({backend})", quiet=args.quiet)
-    try:
-        if jobs > 1 and backend in ("opencv", "darknet"):
-            hits, times = detect_parallel(source, shard_job(args, model, backend, prefilter), jobs,
-                                          on_chunk=bar.update)
-        else:
-            threads = 1 if size > 1 else None  # one core per MPI rank
-            with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
-                                libdarknet=args.libdarknet, threads=threads) as detector:
-                hits, times = detect_frames(source, settings, detector, model.threshold, prefilter=prefilter,
-                                            chunk_frames=args.chunk, on_chunk=bar.update)
-    except PartialResult as exc:
-        bar.close()
-        if len(exc.hits):
-            partial = f"{args.out}.partial"
-            exc.hits.meta.update(partial=True, weights=str(args.weights))
-            exc.hits.write_csv(partial, force=True)
-            raise EngineError(f"{exc}\n{len(exc.hits)} frames scored before the failure are in {partial}") from None
-        raise
-    finally:
-        bar.close()
+    jobs = worker_count(jobs, len(source), args.chunk)
+    hits, times = _score(args, source, model, backend, prefilter, jobs, comm)
     if comm is not None:
         parts = comm.gather(hits, root=0)  # each rank's hit list, frame checks and prefilter counts
-        if rank != 0:
+        if comm.Get_rank() != 0:
             return 0
         hits = join_shards(parts, model.threshold, prefilter.to_dict() if prefilter is not None else None)
         times.total = time.perf_counter() - started
-        jobs = f"{size} MPI ranks"
-    hits.meta.update({
-        "backend": backend, "jobs": jobs, "weights": os.path.abspath(args.weights), "model": model.origin,
-        "preprocessing": settings.to_dict(), "inputs": [f.path for f in source.files],
-        "timing": times.as_dict(len(hits)), "spidarknet_version": __version__,
-        "weights_sha256": file_digest(args.weights),
-    })
-    if shard_meta is not None:
-        hits.meta["shard"] = shard_meta
-    hits = hits.sorted()
-    if args.expected_hit_rate is not None:
-        hits.threshold = threshold_for_rate(hits.scores[~hits.unusable], args.expected_hit_rate)
-        hits.meta["threshold_from"] = {"expected_hit_rate": args.expected_hit_rate}
-    if args.size_range:
-        apply_size_range(hits, args.size_range, quiet=args.quiet, jobs=args.jobs)
+        jobs = f"{comm.Get_size()} MPI ranks"
+    hits = _finished(args, hits, model, source, backend, jobs, times, shard_meta)
     hits.write_csv(args.out, force=args.force)
     warn_frame_checks(hits.meta["frame_checks"])
     rate = len(hits) / times.total if times.total > 0 else float("inf")
@@ -251,6 +190,95 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     return 0
 
 
+def _check_local_options(args: argparse.Namespace, comm) -> Prefilter | None:
+    """The option checks of a detection that is not --follow; returns the prefilter asked for."""
+    if args.batch < 1 or args.chunk < 1:
+        raise InputError("--batch and --chunk must be at least 1")
+    prefilter = prefilter_from_args(args)
+    if args.size_range and not 0 <= args.size_range[0] <= args.size_range[1]:
+        raise InputError(f"--size-range {args.size_range[0]:g} {args.size_range[1]:g}: give MIN <= MAX in nm")
+    if comm is not None and args.shard:
+        raise InputError("--mpi and --shard exclude each other: MPI ranks already share the frames")
+    return prefilter
+
+
+def _model_from_args(args: argparse.Namespace):
+    """The model of --weights (or --cfg/--preprocess), with --centre put into its preprocessing."""
+    model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
+    if args.centre:
+        model.preprocessing.centre_px = tuple(args.centre)
+    return model
+
+
+def _open_inputs(args: argparse.Namespace, comm):
+    """Every input's frames; under MPI, rank 0 opens the files and hands the result to all."""
+    if comm is not None and comm.Get_size() > 1:
+        # rank 0 inspects the files (shapes, geometry, masks) and hands the result to all,
+        # so a large run does not open every file's metadata once per rank
+        return comm.bcast(cli.frame_source_from_args(args) if comm.Get_rank() == 0 else None, root=0)
+    return cli.frame_source_from_args(args)
+
+
+def _share_of(args: argparse.Namespace, source, comm):
+    """The frames this process scores (its --shard, its MPI rank's share) and the shard's record."""
+    shard_meta = None
+    if args.shard:
+        k, n = parse_shard(args.shard)
+        part = source.shards(n)[k - 1]
+        source = source.select(part)
+        shard_meta = {"index": k, "count": n, "expected": {p: ranges(v) for p, v in part.items()}}
+    if comm is not None:
+        source = source.select(source.shards(comm.Get_size())[comm.Get_rank()])
+        if args.jobs is None:
+            args.jobs = 1
+        args.quiet = args.quiet or comm.Get_rank() != 0
+    return source, shard_meta
+
+
+def _score(args: argparse.Namespace, source, model, backend: str, prefilter: Prefilter | None, jobs: int, comm):
+    """Score ``source`` in ``jobs`` processes, or in this one; a failure after some frames
+    leaves those in ``OUT.partial``."""
+    bar = cli.progress(total=len(source), desc=f"detect ({backend})", quiet=args.quiet)
+    try:
+        if jobs > 1 and backend in ("opencv", "darknet"):
+            return detect_parallel(source, shard_job(args, model, backend, prefilter), jobs, on_chunk=bar.update)
+        threads = 1 if comm is not None and comm.Get_size() > 1 else None  # one core per MPI rank
+        with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
+                            libdarknet=args.libdarknet, threads=threads) as detector:
+            return detect_frames(source, model.preprocessing, detector, model.threshold, prefilter=prefilter,
+                                 chunk_frames=args.chunk, on_chunk=bar.update)
+    except PartialResult as exc:
+        bar.close()
+        if len(exc.hits):
+            partial = f"{args.out}.partial"
+            exc.hits.meta.update(partial=True, weights=str(args.weights))
+            exc.hits.write_csv(partial, force=True)
+            raise EngineError(f"{exc}\n{len(exc.hits)} frames scored before the failure are in {partial}") from None
+        raise
+    finally:
+        bar.close()
+
+
+def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: str, jobs, times,
+              shard_meta: dict | None) -> HitList:
+    """The hit list with its record of the run, sorted, thresholded and narrowed to --size-range."""
+    hits.meta.update({
+        "backend": backend, "jobs": jobs, "weights": os.path.abspath(args.weights), "model": model.origin,
+        "preprocessing": model.preprocessing.to_dict(), "inputs": [f.path for f in source.files],
+        "timing": times.as_dict(len(hits)), "spidarknet_version": __version__,
+        "weights_sha256": file_digest(args.weights),
+    })
+    if shard_meta is not None:
+        hits.meta["shard"] = shard_meta
+    hits = hits.sorted()
+    if args.expected_hit_rate is not None:
+        hits.threshold = threshold_for_rate(hits.scores[~hits.unusable], args.expected_hit_rate)
+        hits.meta["threshold_from"] = {"expected_hit_rate": args.expected_hit_rate}
+    if args.size_range:
+        apply_size_range(hits, args.size_range, quiet=args.quiet, jobs=args.jobs)
+    return hits
+
+
 def warn_frame_checks(values: dict) -> None:
     """The run's one warning line per kind of frame the model does not fit (stderr)."""
     for line in FrameChecks.from_dicts([values]).warnings():
@@ -259,22 +287,15 @@ def warn_frame_checks(values: dict) -> None:
 
 def run_follow(args: argparse.Namespace) -> int:
     """detect --follow: one file, one process, rows appended as frames arrive."""
-    from spidarknet.detection.follow import RowAppender, follow_chunks
-    from spidarknet.frames.source import parse_frame_range
+    from spidarknet.detection.follow import RowAppender, append_scored, follow_chunks
     from spidarknet.preprocess import Preprocessor
     if len(args.inputs) != 1 or args.mpi or args.shard or args.write_cxi:
         raise InputError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
     if args.idle <= 0:
         raise InputError("--idle must be positive")
     prefilter = prefilter_from_args(args)
-    model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
-    settings = model.preprocessing
-    if args.centre:
-        settings.centre_px = tuple(args.centre)
-    frames = parse_frame_range(args.frames)
-    if frames is not None and (frames.stop is not None or (frames.step or 1) != 1):
-        raise InputError("with --follow, --frames takes only a start (e.g. 100:)")
-    start = (frames.start or 0) if frames is not None else 0
+    model = _model_from_args(args)
+    start = _follow_start(args.frames)
     if os.path.exists(args.out):
         if not args.force:
             raise InputError(f"hit list {args.out} already exists; use --force to replace it")
@@ -282,8 +303,8 @@ def run_follow(args: argparse.Namespace) -> int:
     check_destination(args.out, False, "hit list")
     args.frames = None
     info = cli.frame_source_from_args(args).files[0]
-    pre = Preprocessor(settings)
-    gate = PrefilterGate(prefilter, settings) if prefilter is not None else None
+    pre = Preprocessor(model.preprocessing)
+    gate = PrefilterGate(prefilter, model.preprocessing) if prefilter is not None else None
     checks = FrameChecks()
     rejected = 0
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
@@ -295,33 +316,42 @@ def run_follow(args: argparse.Namespace) -> int:
         with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
                             libdarknet=args.libdarknet) as detector:
             for chunk in follow_chunks(info, pre.roi(info), args.chunk, start=start, idle_s=args.idle):
-                processed = pre.process(chunk)
-                passed = gate.passes(chunk, processed.photons) if gate is not None else None
-                scores, boxes = score_chunk(detector, processed, passed, settings)
-                status = checks.add(chunk, processed)
-                appender.append(HitList(chunk.keys, scores, boxes, model.threshold, status=status))
-                if passed is not None:
-                    rejected += len(chunk) - int(np.count_nonzero(passed))
+                rejected += append_scored(chunk, pre, gate, detector, checks, appender)
                 bar.update(len(chunk))
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
         appender.close()
-    seconds = time.perf_counter() - started
+    _write_follow_summary(args, model, info, backend, appender, checks, prefilter, rejected, interrupted,
+                          time.perf_counter() - started)
+    print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
+          f"{model.threshold:.3g}; wrote {args.out}" + (" (interrupted)" if interrupted else ""))
+    return cli.EXIT_INTERRUPTED if interrupted else 0
+
+
+def _follow_start(frames_option: str | None) -> int:
+    """The first frame --follow scores: --frames may give only a start (e.g. 100:)."""
+    from spidarknet.frames.source import parse_frame_range
+    frames = parse_frame_range(frames_option)
+    if frames is not None and (frames.stop is not None or (frames.step or 1) != 1):
+        raise InputError("with --follow, --frames takes only a start (e.g. 100:)")
+    return (frames.start or 0) if frames is not None else 0
+
+
+def _write_follow_summary(args: argparse.Namespace, model, info, backend: str, appender, checks: FrameChecks,
+                          prefilter: Prefilter | None, rejected: int, interrupted: bool, seconds: float) -> None:
+    """The followed hit list's JSON summary, and the warnings of its frame checks."""
+    from spidarknet.hits import summary_path
     summary = {"threshold": model.threshold, "frames": appender.rows, "hits": appender.hits, "backend": backend,
                "weights": os.path.abspath(args.weights), "model": model.origin, "follow": True,
-               "idle_s": args.idle, "interrupted": interrupted, "preprocessing": settings.to_dict(),
+               "idle_s": args.idle, "interrupted": interrupted, "preprocessing": model.preprocessing.to_dict(),
                "inputs": [info.path], "seconds": round(seconds, 3), "spidarknet_version": __version__,
                "weights_sha256": file_digest(args.weights), "frame_checks": checks.to_dict()}
     if prefilter is not None:
         summary["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
-    from spidarknet.hits import summary_path
     write_json(summary, summary_path(args.out), True, "hit list summary")
     warn_frame_checks(summary["frame_checks"])
-    print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
-          f"{model.threshold:.3g}; wrote {args.out}" + (" (interrupted)" if interrupted else ""))
-    return cli.EXIT_INTERRUPTED if interrupted else 0
 
 
 def gpu_build(args: argparse.Namespace) -> bool:

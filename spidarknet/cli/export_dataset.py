@@ -8,16 +8,14 @@ import os
 import sys
 import time
 
-import numpy as np
-
 from spidarknet import __version__, cli
-from spidarknet.dataset import (NEGATIVE, POSITIVE, UNUSED, DarknetDatasetWriter, box_for,
-                                labels_from_dataset, labels_from_selections, split_subsets)
+from spidarknet.dataset import (DarknetDatasetWriter, check_trainable, labels_from_dataset,
+                                labels_from_selections, split_subsets, used_frames, write_frames)
 from spidarknet.core.errors import InputError
 from spidarknet.core.outputs import check_destination, staged_dir
 from spidarknet.engine.cfg import configure_network, load_template
 from spidarknet.frames.source import expand_inputs
-from spidarknet.preprocess import Preprocessor, pattern_extent
+from spidarknet.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -72,32 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    settings = cli.preprocessing_from_args(args)
-    net_name = args.net
-    template = load_template(net_name)
-    if args.width_scale is None:
-        args.width_scale = 0.25 if net_name == "yolov2-tiny-spi" else 1.0
-    cfg = configure_network(template, size=settings.size, batch=args.batch, subdivisions=args.subdivisions,
-                            max_batches=args.max_batches, learning_rate=args.learning_rate,
-                            burn_in=args.burn_in, width_scale=args.width_scale, jitter=args.jitter)
-    cfg_name = os.path.basename(net_name)[:-4] if net_name.endswith(".cfg") else net_name
-    cfg_name = cfg_name.split(".")[0]  # darknet names backups after the cfg up to its first dot
+    cfg, cfg_name = _network(args, cli.preprocessing_from_args(args).size)
     check_destination(args.out, args.force, "output folder")
     if args.chunk < 1:
         raise InputError("--chunk must be at least 1")
-
-    label_sources = [bool(args.labels_dataset), bool(args.positives)]
-    if sum(label_sources) != 1:
-        raise InputError("give the labels either as --labels-dataset PATH or as --positives CSV "
-                         "(with optional --negatives CSV), not both and not neither")
-    if args.negatives and not args.positives:
-        raise InputError("--negatives needs --positives")
-
-    valid_paths = None
-    extra = []
-    if args.valid_files:
-        valid_paths = set(expand_inputs(args.valid_files))
-        extra = sorted(valid_paths - set(expand_inputs(args.inputs)))
+    _check_label_options(args)
+    valid_paths = set(expand_inputs(args.valid_files)) if args.valid_files else None
+    extra = sorted(valid_paths - set(expand_inputs(args.inputs))) if valid_paths else []
     source = cli.frame_source_from_args(args, extra_inputs=extra)
     settings = cli.preprocessing_from_args(args, source.files)  # checked against each file's geometry
 
@@ -107,70 +86,72 @@ def run(args: argparse.Namespace) -> int:
         labels = labels_from_selections(source, args.positives, args.negatives)
     subsets = split_subsets(source, labels, valid_fraction=args.valid_fraction, seed=args.seed,
                             valid_files=valid_paths)
-    used = {f.path: f.indices[labels[f.path][f.indices] != UNUSED] for f in source.files}
+    used = used_frames(source, labels)
     source = source.select(used)
-    n_pos = sum(int(np.count_nonzero(labels[p][i] == POSITIVE)) for p, i in used.items())
-    n_neg = sum(int(np.count_nonzero(labels[p][i] == NEGATIVE)) for p, i in used.items())
-    if n_pos == 0:
-        raise InputError("no single-hit (positive) frames among the selected frames: "
-                         "the network cannot learn from negatives alone; check the labels and --frames")
-    if n_neg == 0:
-        raise InputError("no negative frames among the selected frames: the network needs examples of "
-                         "what is not a single hit; add --negatives or check the labels")
-    n_train = sum(int(np.count_nonzero(subsets[p][i] == "train")) for p, i in used.items())
-    if n_train == 0:
-        raise InputError("every frame went to validation; lower --valid-fraction or train on other files")
+    check_trainable(labels, subsets, used)
 
     pre = Preprocessor(settings)
-    n_bad = 0
     with staged_dir(args.out, args.force) as stage:
         writer = DarknetDatasetWriter(stage)
         try:
             with cli.progress(total=len(source), desc="export", quiet=args.quiet) as bar:
-                for chunk in source.chunks(args.chunk, roi=pre.roi):
-                    processed = pre.process(chunk)
-                    n_bad += processed.n_bad_values
-                    in_pixels = processed.settings  # the crop in this file's pixels
-                    cx, cy = in_pixels.centre_for(chunk.info)
-                    r0, c0 = processed.crop_origin
-                    f = in_pixels.bin_factor
-                    centre_img = ((cx - c0 + 0.5) / f, (cy - r0 + 0.5) / f)
-                    lab = labels[chunk.info.path][chunk.indices]
-                    radius = np.zeros(len(chunk), dtype=np.float32)
-                    if (lab == POSITIVE).any():
-                        radius = pattern_extent(processed.photons,
-                                                (centre_img[0] - 0.5, centre_img[1] - 0.5))
-                    for j, index in enumerate(chunk.indices):
-                        box = box_for(centre_img, radius[j], settings.size) if lab[j] == POSITIVE else None
-                        writer.add(chunk.info, int(index), processed.images[j], int(lab[j]),
-                                   subsets[chunk.info.path][index], box, args.orientations)
-                    bar.update(len(chunk))
+                n_bad = write_frames(writer, source, pre, labels, subsets, chunk_frames=args.chunk,
+                                     orientations=args.orientations, on_chunk=bar.update)
         finally:
             writer.close()
         writer.write_definitions(cfg, cfg_name)
         settings.save(stage / "preprocess.json")
         seconds = time.perf_counter() - started
-        c = writer.counts
-        writer.write_summary({
-            "spidarknet_version": __version__,
-            "inputs": [{"file": f.path, "dataset": f.dataset, "frames": len(f.indices),
-                        "crop_px": pre.for_file(f).crop} for f in source.files],
-            "labels": args.labels_dataset or {"positives": args.positives, "negatives": args.negatives},
-            "split": {"valid_files": sorted(valid_paths)} if valid_paths else
-                     {"valid_fraction": args.valid_fraction, "seed": args.seed},
-            "counts": {"train_single": c.train_pos, "train_other": c.train_neg,
-                       "valid_single": c.valid_pos, "valid_other": c.valid_neg},
-            "orientations": args.orientations,
-            "cfg": f"{cfg_name}.cfg", "net": net_name, "masked_bad_values": n_bad,
-            "seconds": round(seconds, 3),
-        })
+        writer.write_summary(_summary(args, source, pre, valid_paths, writer.counts, cfg_name, n_bad, seconds))
     if n_bad:
         print(f"warning: {n_bad} NaN or negative pixel values were masked", file=sys.stderr)
+    c = writer.counts
     rate = c.total / seconds if seconds > 0 else float("inf")
     print(f"exported {c.total} frames to {args.out}: train {c.train_pos + c.train_neg} "
           f"({c.train_pos} single), valid {c.valid_pos + c.valid_neg} ({c.valid_pos} single); "
           f"network {cfg_name}.cfg at {settings.size}x{settings.size}; {seconds:.1f} s, {rate:.0f} frames/s")
     return 0
+
+
+def _network(args: argparse.Namespace, size: int):
+    """The network cfg configured from ``--net`` and its options, and the name to save it under."""
+    net_name = args.net
+    template = load_template(net_name)
+    if args.width_scale is None:
+        args.width_scale = 0.25 if net_name == "yolov2-tiny-spi" else 1.0
+    cfg = configure_network(template, size=size, batch=args.batch, subdivisions=args.subdivisions,
+                            max_batches=args.max_batches, learning_rate=args.learning_rate,
+                            burn_in=args.burn_in, width_scale=args.width_scale, jitter=args.jitter)
+    cfg_name = os.path.basename(net_name)[:-4] if net_name.endswith(".cfg") else net_name
+    cfg_name = cfg_name.split(".")[0]  # darknet names backups after the cfg up to its first dot
+    return cfg, cfg_name
+
+
+def _check_label_options(args: argparse.Namespace) -> None:
+    label_sources = [bool(args.labels_dataset), bool(args.positives)]
+    if sum(label_sources) != 1:
+        raise InputError("give the labels either as --labels-dataset PATH or as --positives CSV "
+                         "(with optional --negatives CSV), not both and not neither")
+    if args.negatives and not args.positives:
+        raise InputError("--negatives needs --positives")
+
+
+def _summary(args: argparse.Namespace, source, pre: Preprocessor, valid_paths, c, cfg_name: str,
+             n_bad: int, seconds: float) -> dict:
+    """The contents of export.json."""
+    return {
+        "spidarknet_version": __version__,
+        "inputs": [{"file": f.path, "dataset": f.dataset, "frames": len(f.indices),
+                    "crop_px": pre.for_file(f).crop} for f in source.files],
+        "labels": args.labels_dataset or {"positives": args.positives, "negatives": args.negatives},
+        "split": {"valid_files": sorted(valid_paths)} if valid_paths else
+                 {"valid_fraction": args.valid_fraction, "seed": args.seed},
+        "counts": {"train_single": c.train_pos, "train_other": c.train_neg,
+                   "valid_single": c.valid_pos, "valid_other": c.valid_neg},
+        "orientations": args.orientations,
+        "cfg": f"{cfg_name}.cfg", "net": args.net, "masked_bad_values": n_bad,
+        "seconds": round(seconds, 3),
+    }
 
 
 def main(argv=None) -> int:

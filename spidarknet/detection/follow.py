@@ -17,8 +17,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from spidarknet.core.errors import InputError
+from spidarknet.detection.local import FrameChecks, PrefilterGate, score_chunk
+from spidarknet.engine.detector import Detector
 from spidarknet.frames.source import FileInfo, FrameChunk, Roi, _clip_roi
 from spidarknet.hits import COLUMNS, HitList
+from spidarknet.preprocess import Preprocessor
 
 
 def follow_chunks(info: FileInfo, roi: Roi | None, chunk_frames: int, *, start: int = 0, poll_s: float = 0.2,
@@ -81,3 +84,15 @@ class RowAppender:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def append_scored(chunk: FrameChunk, pre: Preprocessor, gate: PrefilterGate | None, detector: Detector,
+                  checks: FrameChecks, appender: RowAppender) -> int:
+    """Score one chunk of a followed file and append its rows; returns the frames the
+    prefilter kept from the network."""
+    processed = pre.process(chunk)
+    passed = gate.passes(chunk, processed.photons) if gate is not None else None
+    scores, boxes = score_chunk(detector, processed, passed, pre.settings)
+    status = checks.add(chunk, processed)
+    appender.append(HitList(chunk.keys, scores, boxes, appender.threshold, status=status))
+    return len(chunk) - int(np.count_nonzero(passed)) if passed is not None else 0

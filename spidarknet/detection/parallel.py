@@ -82,6 +82,13 @@ def serve(conn) -> None:
     conn.send(Result(ShardScores(hits, times)))
 
 
+def worker_count(requested: int, frames: int, chunk_frames: int) -> int:
+    """The processes worth starting: no more than there are chunks of frames, one for none."""
+    if frames == 0:
+        return 1
+    return min(requested, max(1, frames // chunk_frames + 1))
+
+
 def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
                     on_chunk: Callable[[int], None] | None = None) -> tuple[HitList, StageTimes]:
     """Score ``source`` in ``jobs`` worker processes.
