@@ -16,7 +16,8 @@ from spidarknet import cli
 from spidarknet.core.errors import InputError
 from spidarknet.core.outputs import check_destination, write_json
 from spidarknet.core.pool import core_count
-from spidarknet.experiments.benchmark import MIXES, naive_pipeline, run_detect, tile_frames
+from spidarknet.experiments.benchmark import (MIXES, bench_model, bench_variants, mix_files, peak_memory,
+                                              time_variants)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,12 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.science:
         return run_science_bench(args)
-    from spidarknet.engine.cfg import configure_network, load_template
     from spidarknet.engine.locate import find_darknet
-    from spidarknet.engine.model import Model, load_model
-    from spidarknet.engine.weights import write_random_weights
-    from spidarknet.preprocess import Preprocessing
-    from spidarknet.simulate import simulate_file
     if args.frames < 1 or args.distinct < 1:
         raise InputError("--frames and --distinct must be at least 1")
     cores = core_count()
@@ -84,67 +80,19 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     results: dict = {"frames": args.frames, "cores": cores, "mixes": {}, "memory": {}}
     try:
-        if args.weights:
-            model = load_model(args.weights)
-        else:
-            cfg = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.25)
-            weights = work / "untrained.weights"
-            write_random_weights(cfg, weights)
-            model = Model(weights=weights, cfg=cfg, preprocessing=Preprocessing(size=128))
-            model.save_card({"note": "untrained weights for benchmarking"})
+        model = bench_model(args.weights, work)
         results["network"] = {"weights": str(model.weights), "input": model.cfg.input_size[0]}
         darknet = find_darknet()
-        variants = []
-        for backend in args.backends:
-            if backend == "naive":
-                variants.append(("naive", None))
-            elif backend == "darknet-cli":
-                variants.append(("darknet-cli", ["--backend", "darknet-cli", "--jobs", "1", "--no-prefilter"]))
-            elif backend == "cascade":
-                for jobs in sorted({1, cores}):
-                    variants.append((f"cascade x{jobs}", ["--backend", "opencv", "--jobs", str(jobs)]))
-            else:
-                for jobs in sorted({1, cores}):
-                    variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs),
-                                                            "--no-prefilter"]))
+        variants = bench_variants(args.backends, cores)
         base = None
         for mix in args.mixes:
-            distinct = work / f"distinct-{mix}.cxi"
-            if not distinct.exists():
-                say(f"simulating {args.distinct} distinct frames of the {mix} mix ...")
-                simulate_file(distinct, args.distinct, seed=0, fractions=MIXES[mix]["fractions"])
+            distinct, data = mix_files(work, mix, args.distinct, args.frames, say)
             base = base or distinct
-            data = work / f"frames-{mix}-{args.frames}.cxi"
-            if not data.exists():
-                tile_frames(distinct, data, args.frames)
-            runs = {}
+            runs = time_variants(data, args.frames, mix, variants, model, darknet.path, work, say)
             results["mixes"][mix] = {"about": MIXES[mix]["about"], "runs": runs}
-            for name, extra in variants:
-                say(f"timing {name} on {args.frames} frames of the {mix} mix ...")
-                if extra is None:
-                    folder = work / "naive"
-                    shutil.rmtree(folder, ignore_errors=True)
-                    timing = naive_pipeline(data, model, darknet.path, folder)
-                    shutil.rmtree(folder, ignore_errors=True)
-                    timing["network_frames"] = args.frames
-                else:
-                    timing = run_detect([str(data)], model.weights, work / "hits.csv", extra)
-                timing["frames_per_s"] = args.frames / timing["total_s"]
-                runs[name] = timing
-            naive = runs.get("naive")
-            for name, timing in runs.items():
-                if naive:
-                    timing["vs_naive"] = naive["total_s"] / timing["total_s"]
             if not args.workdir:
                 data.unlink()  # 2 GB per 1,000 frames
-        for count in args.memory_frames:
-            path = work / f"memory-{count}.cxi"
-            say(f"peak memory of detect (opencv, {cores} processes) on a {count}-frame file ...")
-            tile_frames(base, path, count)
-            timing = run_detect([str(path)], model.weights, work / "mem.csv", ["--backend", "opencv"])
-            results["memory"][str(count)] = {k: timing[k] for k in ("peak_rss_mb", "parent_rss_mb",
-                                                                     "worker_rss_mb", "frames_per_s")}
-            path.unlink()
+        results["memory"].update(peak_memory(base, args.memory_frames, model, work, cores, say))
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-frames", type=int, default=16,
                         help="frames generated and written at a time (default 16)")
     parser.add_argument("--force", "-f", action="store_true", help="overwrite OUT.cxi if it exists")
+    _add_sample_args(parser, d)
+    _add_geometry_args(parser, d)
+    _add_like_args(parser)
+    cli.add_common_args(parser)
+    return parser
+
+
+def _add_sample_args(parser: argparse.ArgumentParser, d) -> None:
+    """Photons and sample: fluence, background, beam-centre jitter, particle sizes and shapes."""
     beam = parser.add_argument_group("photons and sample")
     beam.add_argument("--photons", type=float, metavar="N",
                       help="median photons of a labelled single hit on the valid pixels, "
@@ -92,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     beam.add_argument("--separation", type=float, nargs=2, metavar=("LO", "HI"),
                       help="centre distance of neighbours in a multiple, in diameters "
                       "(default %g %g)" % d.separation_diameters)
+
+
+def _add_geometry_args(parser: argparse.ArgumentParser, d) -> None:
+    """Detector distance, pixel size, photon energy, shape and binning."""
     geom = parser.add_argument_group("geometry")
     geom.add_argument("--distance", type=float, metavar="M",
                       help=f"detector distance in metres (default {d.distance_m:g})")
@@ -105,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     geom.add_argument("--binning", type=int, metavar="B",
                       help="write frames of B x B summed detector pixels: pixel size x B, a "
                       "written pixel is masked if any of its pixels is (default 1)")
+
+
+def _add_like_args(parser: argparse.ArgumentParser) -> None:
+    """--like: a simulation shaped after a run of the user's."""
     like = parser.add_argument_group("like a run of yours")
     like.add_argument("--like", metavar="FILE.cxi",
                       help="copy frame shape, distance, pixel size, wavelength, beam centre and "
@@ -115,8 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
                       "B x B detector pixels")
     like.add_argument("--like-dataset", metavar="PATH",
                       help="frame dataset inside the --like file (default: the CXI locations)")
-    cli.add_common_args(parser)
-    return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:

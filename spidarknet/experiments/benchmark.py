@@ -22,10 +22,12 @@ the peak resident memory of detect on two file lengths (memory must stay flat).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -146,3 +148,91 @@ def run_detect(inputs: list[str], weights: Path, out: Path, extra: list[str]) ->
     return {**timing, "peak_rss_mb": round(probe["peak_rss_mb"], 1),
             "parent_rss_mb": round(probe["parent_rss_mb"], 1), "worker_rss_mb": round(probe["worker_rss_mb"], 1),
             "jobs": summary.get("jobs"), "frames": summary["frames"], "network_frames": summary["frames"] - rejected}
+
+
+# -- the benchmark's steps, as ``spidarknet bench`` runs them ----------------------------------
+
+def bench_model(weights: str | None, work: Path):
+    """The model timed: ``weights`` with their card, else untrained weights for the default CPU
+    network written into ``work`` (speed is the same)."""
+    from spidarknet.engine.cfg import configure_network, load_template
+    from spidarknet.engine.model import Model, load_model
+    from spidarknet.engine.weights import write_random_weights
+    from spidarknet.preprocess import Preprocessing
+    if weights:
+        return load_model(weights)
+    cfg = configure_network(load_template("yolov2-tiny-spi"), size=128, width_scale=0.25)
+    path = work / "untrained.weights"
+    write_random_weights(cfg, path)
+    model = Model(weights=path, cfg=cfg, preprocessing=Preprocessing(size=128))
+    model.save_card({"note": "untrained weights for benchmarking"})
+    return model
+
+
+def bench_variants(backends: list[str], cores: int) -> list[tuple[str, list[str] | None]]:
+    """(name, detect options) of every variant timed; None for the naive pipeline."""
+    variants: list[tuple[str, list[str] | None]] = []
+    for backend in backends:
+        if backend == "naive":
+            variants.append(("naive", None))
+        elif backend == "darknet-cli":
+            variants.append(("darknet-cli", ["--backend", "darknet-cli", "--jobs", "1", "--no-prefilter"]))
+        elif backend == "cascade":
+            for jobs in sorted({1, cores}):
+                variants.append((f"cascade x{jobs}", ["--backend", "opencv", "--jobs", str(jobs)]))
+        else:
+            for jobs in sorted({1, cores}):
+                variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs),
+                                                        "--no-prefilter"]))
+    return variants
+
+
+def mix_files(work: Path, mix: str, distinct: int, frames: int, say: Callable[[str], None]) -> tuple[Path, Path]:
+    """The mix's ``distinct`` simulated frames and the ``frames``-long file tiled from them
+    (each made once in ``work``)."""
+    from spidarknet.simulate import simulate_file
+    distinct_path = work / f"distinct-{mix}.cxi"
+    if not distinct_path.exists():
+        say(f"simulating {distinct} distinct frames of the {mix} mix ...")
+        simulate_file(distinct_path, distinct, seed=0, fractions=MIXES[mix]["fractions"])
+    data = work / f"frames-{mix}-{frames}.cxi"
+    if not data.exists():
+        tile_frames(distinct_path, data, frames)
+    return distinct_path, data
+
+
+def time_variants(data: Path, frames: int, mix: str, variants: list[tuple[str, list[str] | None]], model,
+                  darknet: Path, work: Path, say: Callable[[str], None]) -> dict:
+    """Each variant's timing on the ``frames`` frames of ``data``, with its ratio to the naive one."""
+    runs = {}
+    for name, extra in variants:
+        say(f"timing {name} on {frames} frames of the {mix} mix ...")
+        if extra is None:
+            folder = work / "naive"
+            shutil.rmtree(folder, ignore_errors=True)
+            timing = naive_pipeline(data, model, darknet, folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            timing["network_frames"] = frames
+        else:
+            timing = run_detect([str(data)], model.weights, work / "hits.csv", extra)
+        timing["frames_per_s"] = frames / timing["total_s"]
+        runs[name] = timing
+    naive = runs.get("naive")
+    for name, timing in runs.items():
+        if naive:
+            timing["vs_naive"] = naive["total_s"] / timing["total_s"]
+    return runs
+
+
+def peak_memory(base: Path, counts: list[int], model, work: Path, cores: int, say: Callable[[str], None]) -> dict:
+    """Peak memory of detect (OpenCV, one process per core) on files of ``counts`` frames tiled from ``base``."""
+    memory = {}
+    for count in counts:
+        path = work / f"memory-{count}.cxi"
+        say(f"peak memory of detect (opencv, {cores} processes) on a {count}-frame file ...")
+        tile_frames(base, path, count)
+        timing = run_detect([str(path)], model.weights, work / "mem.csv", ["--backend", "opencv"])
+        memory[str(count)] = {k: timing[k] for k in ("peak_rss_mb", "parent_rss_mb",
+                                                     "worker_rss_mb", "frames_per_s")}
+        path.unlink()
+    return memory

@@ -317,40 +317,25 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
     settings.  Raises :class:`~spidarknet.core.errors.SpidarknetError` subclasses saying what
     to fix, before any heavy work where it can.
     """
-    from spidarknet.engine.locate import describe, find_darknet
+    from spidarknet.engine.locate import describe
     from spidarknet.engine.model import load_model
+    from spidarknet.experiments.science import read_truth
     work = Path(workdir)
     experiment = experiment or Experiment()
-    counts = sorted({int(n) for n in label_counts})
-    if not counts or counts[0] < 2:
-        raise ConfigError(f"label counts {list(label_counts)} must be whole numbers ≥ 2 (a positive and a negative)")
-    if iterations < 1:
-        raise ConfigError(f"iterations {iterations} must be at least 1")
+    counts = _checked_counts(label_counts, iterations)
     pretrained = Path(pretrained_weights).resolve()
     model = load_model(pretrained)  # cfg, preprocessing and threshold; checks they agree
-    darknet = find_darknet()
-    if not darknet.trains_on_cpu and not darknet.gpu:
-        raise EngineError(f"{describe(darknet)} cannot train YOLOv2 on the CPU; build the patched engine "
-                          "with 'make darknet OPENMP=1'")
+    darknet = _training_engine()
     pre_args = preprocess_args(model.preprocessing)
     work.mkdir(parents=True, exist_ok=True)
     network = net_args(model, work / "net")
 
-    data = work / "data"
-    labelled = simulate_cached(data / f"labelled-s{experiment.labelled_seed}-n{experiment.labelled_frames}.cxi",
-                               experiment.labelled_frames, experiment.labelled_seed, experiment.options, say)
-    test = simulate_cached(data / f"test-s{experiment.test_seed}-n{experiment.test_frames}.cxi",
-                           experiment.test_frames, experiment.test_seed, experiment.options, say)
-    from spidarknet.experiments.science import read_truth
+    labelled, test = _experiment_files(work / "data", experiment, say)
     label_truth, test_truth = read_truth(labelled), read_truth(test)
     background = experiment.background_per_written_pixel
     chosen = pick_labels(label_truth["label"], counts, seed=seed, positive_share=positive_share)
 
-    card = json.loads(model.card_path.read_text()) if model.card_path.is_file() else {}
-    pre_ds = Path(card["dataset"]) if card.get("dataset") else pretrained.parent.parent
-    pre_inputs = []
-    if (pre_ds / "export.json").is_file():
-        pre_inputs = [i["file"] for i in json.loads((pre_ds / "export.json").read_text()).get("inputs", [])]
+    pre_inputs = _pretraining_inputs(model, pretrained)
     result = {
         "pretrained": {"weights": str(pretrained), "threshold": model.threshold,
                        "preprocessing": model.preprocessing.to_dict(), "trained_on": pre_inputs,
@@ -367,18 +352,8 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
         "preprocess_args": pre_args, "net_args": network, "engine": describe(darknet),
         "zero_shot": {}, "rows": [],
     }
-
-    # the pretrained model as it is: its own threshold, and one chosen on the N labels
-    say("scoring the experiment with the pretrained model ...")
-    test_scores, card_threshold, _ = _detect_scores(work, "pretrained-test", test, pretrained)
-    label_scores, _, _ = _detect_scores(work, "pretrained-labelled", labelled, pretrained)
-    zero = {"own_threshold": _figures(test_scores, card_threshold, test_truth, background), "from_labels": {}}
-    for n, idx in chosen.items():
-        t = metrics.best_f_threshold(label_scores[idx], label_truth["label"][idx].astype(bool))
-        if not math.isfinite(t):
-            t = card_threshold
-        zero["from_labels"][str(n)] = _figures(test_scores, t, test_truth, background)
-    result["zero_shot"] = zero
+    result["zero_shot"] = _zero_shot(work, pretrained, labelled, test, label_truth, test_truth, background,
+                                     chosen, say)
 
     plan = _Plan(labelled=labelled, labels=label_truth["label"].astype(bool), test=test, test_truth=test_truth,
                  background=background, pretrained=pretrained,
@@ -391,6 +366,59 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
         for arm in ARMS:
             result["rows"].append(_run_arm(plan, work / "runs" / f"n{n}-{arm}", n, arm, idx, positives, negatives))
     return result
+
+
+def _checked_counts(label_counts: Sequence[int], iterations: int) -> list[int]:
+    """The label counts, sorted and without repeats; refuses counts below 2 and no iterations."""
+    counts = sorted({int(n) for n in label_counts})
+    if not counts or counts[0] < 2:
+        raise ConfigError(f"label counts {list(label_counts)} must be whole numbers ≥ 2 (a positive and a negative)")
+    if iterations < 1:
+        raise ConfigError(f"iterations {iterations} must be at least 1")
+    return counts
+
+
+def _training_engine():
+    """The darknet binary, refused when it cannot train YOLOv2 here."""
+    from spidarknet.engine.locate import describe, find_darknet
+    darknet = find_darknet()
+    if not darknet.trains_on_cpu and not darknet.gpu:
+        raise EngineError(f"{describe(darknet)} cannot train YOLOv2 on the CPU; build the patched engine "
+                          "with 'make darknet OPENMP=1'")
+    return darknet
+
+
+def _experiment_files(data: Path, experiment: Experiment, say: Callable[[str], None]) -> tuple[Path, Path]:
+    """The experiment's labelled file and test file, simulated once and kept in ``data``."""
+    labelled = simulate_cached(data / f"labelled-s{experiment.labelled_seed}-n{experiment.labelled_frames}.cxi",
+                               experiment.labelled_frames, experiment.labelled_seed, experiment.options, say)
+    test = simulate_cached(data / f"test-s{experiment.test_seed}-n{experiment.test_frames}.cxi",
+                           experiment.test_frames, experiment.test_seed, experiment.options, say)
+    return labelled, test
+
+
+def _pretraining_inputs(model, pretrained: Path) -> list[str]:
+    """The files the pretrained model was trained on, from its data set's export.json (none if gone)."""
+    card = json.loads(model.card_path.read_text()) if model.card_path.is_file() else {}
+    pre_ds = Path(card["dataset"]) if card.get("dataset") else pretrained.parent.parent
+    if (pre_ds / "export.json").is_file():
+        return [i["file"] for i in json.loads((pre_ds / "export.json").read_text()).get("inputs", [])]
+    return []
+
+
+def _zero_shot(work: Path, pretrained: Path, labelled: Path, test: Path, label_truth: dict, test_truth: dict,
+               background: float, chosen: dict, say: Callable[[str], None]) -> dict:
+    """The pretrained model as it is: its own threshold, and one chosen on the N labels."""
+    say("scoring the experiment with the pretrained model ...")
+    test_scores, card_threshold, _ = _detect_scores(work, "pretrained-test", test, pretrained)
+    label_scores, _, _ = _detect_scores(work, "pretrained-labelled", labelled, pretrained)
+    zero = {"own_threshold": _figures(test_scores, card_threshold, test_truth, background), "from_labels": {}}
+    for n, idx in chosen.items():
+        t = metrics.best_f_threshold(label_scores[idx], label_truth["label"][idx].astype(bool))
+        if not math.isfinite(t):
+            t = card_threshold
+        zero["from_labels"][str(n)] = _figures(test_scores, t, test_truth, background)
+    return zero
 
 
 @dataclass

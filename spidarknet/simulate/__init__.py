@@ -492,28 +492,47 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
     :func:`spidarknet.simulate.like.settings_like`; ``options`` given still win.
     """
     t0 = time.perf_counter()
-    for name, value in (("count", count), ("chunk_frames", chunk_frames)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
-    if compression is not None and compression not in COMPRESSIONS:
-        raise ConfigError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)} or None")
-    like_result = None
-    if like is not None:
-        from spidarknet.simulate.like import settings_like
-
-        like_result = settings_like(like, dataset=like_dataset, settings=settings,
-                                    half_detector=half_detector, **options)
-        settings = like_result.settings
-    else:
-        settings = (DEFAULT_SETTINGS if settings is None else settings).with_options(
-            half_detector=half_detector, **options)
+    _check_run(count, chunk_frames, compression)
+    settings, like_result = _resolved_settings(settings, like, like_dataset, half_detector, options)
     path = str(path)
     check_output_path(path)
     frac = _normalise_fractions(fractions)
     count = int(count)
     sim = FrameSimulator(seed=seed, settings=settings)
     kinds = allocate_kinds(count, frac, sim.rng)
-    geometry = sim.geometry
+    attrs = _truth_attrs(sim, seed, frac, like_result)
+    with CxiWriter(path, count, sim.geometry, sim.mask, compression=compression, attrs=attrs) as writer:
+        counts, n_label = _write_frames(writer, sim, kinds, chunk_frames, progress)
+    return SimulationSummary(path=path, count=count, counts=counts, n_single_label=n_label,
+                             seconds=time.perf_counter() - t0,
+                             like_line=like_result.line() if like_result else "")
+
+
+def _check_run(count, chunk_frames, compression: str | None) -> None:
+    """Refuse a frame count or chunk size that is not a whole number ≥ 1, or an unknown compression."""
+    for name, value in (("count", count), ("chunk_frames", chunk_frames)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
+    if compression is not None and compression not in COMPRESSIONS:
+        raise ConfigError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)} or None")
+
+
+def _resolved_settings(settings: SimulationSettings | None, like, like_dataset: str | None,
+                       half_detector: bool | None, options: dict):
+    """The settings the frames are made with, and what ``like`` took from its file (None without it)."""
+    if like is not None:
+        from spidarknet.simulate.like import settings_like
+
+        like_result = settings_like(like, dataset=like_dataset, settings=settings,
+                                    half_detector=half_detector, **options)
+        return like_result.settings, like_result
+    settings = (DEFAULT_SETTINGS if settings is None else settings).with_options(
+        half_detector=half_detector, **options)
+    return settings, None
+
+
+def _truth_attrs(sim: "FrameSimulator", seed: int, frac: dict, like_result) -> dict:
+    """The attributes of ``/truth``: seed, mix, label rule and every setting."""
     label_lo, label_hi = sim.settings.label_range_nm
     attrs = {"seed": int(seed), "half_detector": sim.settings.half_detector,
              "fractions": ",".join(f"{k}={v:.6g}" for k, v in frac.items()),
@@ -521,22 +540,27 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
     attrs.update(sim.settings.to_attrs())
     if like_result is not None:
         attrs.update(like_result.to_attrs())
+    return attrs
+
+
+def _write_frames(writer: CxiWriter, sim: "FrameSimulator", kinds, chunk_frames: int,
+                  progress: Callable[[int], object] | None) -> tuple[dict, int]:
+    """Make the frames of ``kinds`` and write them ``chunk_frames`` at a time with their truth;
+    returns the frames of each kind and the number labelled single."""
+    count = len(kinds)
     counts = {k: 0 for k in KINDS}
     n_label = 0
-    buffer = np.empty((min(chunk_frames, count),) + tuple(geometry.shape), dtype=np.uint16)
-    with CxiWriter(path, count, geometry, sim.mask, compression=compression, attrs=attrs) as writer:
-        for start in range(0, count, chunk_frames):
-            chunk = kinds[start:start + chunk_frames]
-            rows = []
-            for i, kind in enumerate(chunk):
-                buffer[i], truth, _ = sim.frame(kind)
-                rows.append(truth)
-                counts[kind] += 1
-                n_label += truth["label"]
-            truth_arrays = {name: [r[name] for r in rows] for name in rows[0]}
-            writer.write(buffer[:len(chunk)], truth_arrays)
-            if progress is not None:
-                progress(len(chunk))
-    return SimulationSummary(path=path, count=count, counts=counts, n_single_label=n_label,
-                             seconds=time.perf_counter() - t0,
-                             like_line=like_result.line() if like_result else "")
+    buffer = np.empty((min(chunk_frames, count),) + tuple(sim.geometry.shape), dtype=np.uint16)
+    for start in range(0, count, chunk_frames):
+        chunk = kinds[start:start + chunk_frames]
+        rows = []
+        for i, kind in enumerate(chunk):
+            buffer[i], truth, _ = sim.frame(kind)
+            rows.append(truth)
+            counts[kind] += 1
+            n_label += truth["label"]
+        truth_arrays = {name: [r[name] for r in rows] for name in rows[0]}
+        writer.write(buffer[:len(chunk)], truth_arrays)
+        if progress is not None:
+            progress(len(chunk))
+    return counts, n_label

@@ -114,63 +114,19 @@ class SimulationSettings:
             out[name] = _non_negative(name, getattr(s, name))
         for name in ("size_range_nm", "label_range_nm", "separation_diameters"):
             out[name] = _range(name, getattr(s, name))
-        if out["separation_diameters"][0] < 1.0:
-            raise ConfigError("separation_diameters (--separation) must start at ≥ 1 diameter: "
-                              "closer particles would overlap")
-        size_lo, size_hi = out["size_range_nm"]
-        label_lo, label_hi = out["label_range_nm"]
-        inside = (max(size_lo, label_lo), min(size_hi, label_hi))
-        if s.off_size_fraction is not None:
-            f = _non_negative("off_size_fraction", s.off_size_fraction)
-            if f > 1.0:
-                raise ConfigError(f"off_size_fraction (--off-size-fraction) is a share, 0 to 1; got {f}")
-            if f > 0 and not (size_lo < label_lo or size_hi > label_hi):
-                raise ConfigError(f"--off-size-fraction {f} needs sizes outside the label range "
-                                  f"{label_lo:g}-{label_hi:g} nm: widen --size-range "
-                                  f"(now {size_lo:g}-{size_hi:g})")
-            if f < 1 and inside[0] > inside[1]:
-                raise ConfigError(f"--size-range {size_lo:g}-{size_hi:g} nm and --label-range "
-                                  f"{label_lo:g}-{label_hi:g} nm do not overlap: no single "
-                                  "could be labelled; make them overlap or use --off-size-fraction 1")
-            out["off_size_fraction"] = f
-        if s.photons is not None and inside[0] > inside[1]:
-            raise ConfigError("--photons is the level of a labelled single, but --size-range and "
-                              "--label-range do not overlap; make them overlap or give no --photons")
+        off_size = _checked_sizes(out["size_range_nm"], out["label_range_nm"], out["separation_diameters"],
+                                  s.off_size_fraction, s.photons)
+        if off_size is not None:
+            out["off_size_fraction"] = off_size
         if s.particle_shape not in PARTICLE_SHAPES:
             raise ConfigError(f"particle_shape (--particle-shape) must be one of "
                               f"{', '.join(PARTICLE_SHAPES)}, got {s.particle_shape!r}")
-        shape = s.shape
-        try:
-            shape = (int(shape[0]), int(shape[1]))
-            ok = len(s.shape) == 2 and all(float(a) == b for a, b in zip(s.shape, shape))
-        except (TypeError, ValueError, IndexError):
-            ok = False
-        if not ok or min(shape) < 8:
-            raise ConfigError(f"shape (--shape ROWS COLS) must be two whole numbers ≥ 8, got {s.shape!r}")
-        if math.hypot(*shape) > MAX_DIAGONAL_PX:
-            raise ConfigError(f"shape {shape} is too large for the renderer (diagonal ≤ "
-                              f"{MAX_DIAGONAL_PX} px); use fewer, larger pixels (--pixel-size)")
-        out["shape"] = shape
-        b = s.binning
-        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-            raise ConfigError(f"binning (--binning) must be a whole number ≥ 1, got {b!r}")
-        if shape[0] % b or shape[1] % b:
-            raise ConfigError(f"--binning {b} does not divide the detector shape {shape}; "
-                              f"choose a shape that is a multiple of {b}")
-        out["binning"] = int(b)
+        shape = out["shape"] = _checked_shape(s.shape)
+        b = out["binning"] = _checked_binning(s.binning, shape)
         if s.centre_xy is not None:
-            cx, cy = (float(v) for v in s.centre_xy)
-            if not (-0.5 <= cx <= shape[1] - 0.5 and -0.5 <= cy <= shape[0] - 0.5):
-                raise ConfigError(f"beam centre ({cx:g}, {cy:g}) lies outside the {shape} detector; "
-                                  "the simulator needs the beam on the detector")
-            out["centre_xy"] = (cx, cy)
+            out["centre_xy"] = _checked_centre(s.centre_xy, shape)
         if s.mask is not None:
-            written = (shape[0] // b, shape[1] // b)
-            mask = np.asarray(s.mask)
-            if mask.shape != written or mask.dtype.kind not in "uib":
-                raise ConfigError(f"mask must be integer CXI bits of the written shape {written}, "
-                                  f"got {mask.dtype} {mask.shape}")
-            out["mask"] = mask.astype(np.uint32)
+            out["mask"] = _checked_mask(s.mask, (shape[0] // b, shape[1] // b))
         out["half_detector"] = bool(s.half_detector)
         out["like"] = str(s.like)
         return dataclasses.replace(s, **out)
@@ -216,6 +172,80 @@ class SimulationSettings:
         attrs["settings_json"] = json.dumps(self.to_dict(), sort_keys=True)
         return attrs
 
+
+
+
+def _checked_sizes(size_range: tuple[float, float], label_range: tuple[float, float],
+                   separation: tuple[float, float], off_size_fraction, photons) -> float | None:
+    """Check that the particle sizes, the label window and the share of off-size singles fit
+    together; returns the off-size share as a float (None when not given)."""
+    if separation[0] < 1.0:
+        raise ConfigError("separation_diameters (--separation) must start at ≥ 1 diameter: "
+                          "closer particles would overlap")
+    size_lo, size_hi = size_range
+    label_lo, label_hi = label_range
+    inside = (max(size_lo, label_lo), min(size_hi, label_hi))
+    f = None
+    if off_size_fraction is not None:
+        f = _non_negative("off_size_fraction", off_size_fraction)
+        if f > 1.0:
+            raise ConfigError(f"off_size_fraction (--off-size-fraction) is a share, 0 to 1; got {f}")
+        if f > 0 and not (size_lo < label_lo or size_hi > label_hi):
+            raise ConfigError(f"--off-size-fraction {f} needs sizes outside the label range "
+                              f"{label_lo:g}-{label_hi:g} nm: widen --size-range "
+                              f"(now {size_lo:g}-{size_hi:g})")
+        if f < 1 and inside[0] > inside[1]:
+            raise ConfigError(f"--size-range {size_lo:g}-{size_hi:g} nm and --label-range "
+                              f"{label_lo:g}-{label_hi:g} nm do not overlap: no single "
+                              "could be labelled; make them overlap or use --off-size-fraction 1")
+    if photons is not None and inside[0] > inside[1]:
+        raise ConfigError("--photons is the level of a labelled single, but --size-range and "
+                          "--label-range do not overlap; make them overlap or give no --photons")
+    return f
+
+
+def _checked_shape(given) -> tuple[int, int]:
+    """The detector shape (rows, columns) as two whole numbers ≥ 8 the renderer can draw."""
+    shape = given
+    try:
+        shape = (int(shape[0]), int(shape[1]))
+        ok = len(given) == 2 and all(float(a) == b for a, b in zip(given, shape))
+    except (TypeError, ValueError, IndexError):
+        ok = False
+    if not ok or min(shape) < 8:
+        raise ConfigError(f"shape (--shape ROWS COLS) must be two whole numbers ≥ 8, got {given!r}")
+    if math.hypot(*shape) > MAX_DIAGONAL_PX:
+        raise ConfigError(f"shape {shape} is too large for the renderer (diagonal ≤ "
+                          f"{MAX_DIAGONAL_PX} px); use fewer, larger pixels (--pixel-size)")
+    return shape
+
+
+def _checked_binning(b, shape: tuple[int, int]) -> int:
+    """The binning factor: a whole number ≥ 1 that divides the detector shape."""
+    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+        raise ConfigError(f"binning (--binning) must be a whole number ≥ 1, got {b!r}")
+    if shape[0] % b or shape[1] % b:
+        raise ConfigError(f"--binning {b} does not divide the detector shape {shape}; "
+                          f"choose a shape that is a multiple of {b}")
+    return int(b)
+
+
+def _checked_centre(centre_xy, shape: tuple[int, int]) -> tuple[float, float]:
+    """The beam centre (x, y) in detector pixels, on the detector."""
+    cx, cy = (float(v) for v in centre_xy)
+    if not (-0.5 <= cx <= shape[1] - 0.5 and -0.5 <= cy <= shape[0] - 0.5):
+        raise ConfigError(f"beam centre ({cx:g}, {cy:g}) lies outside the {shape} detector; "
+                          "the simulator needs the beam on the detector")
+    return (cx, cy)
+
+
+def _checked_mask(mask, written: tuple[int, int]) -> np.ndarray:
+    """The mask as uint32 CXI bits of the written (binned) frame shape."""
+    mask = np.asarray(mask)
+    if mask.shape != written or mask.dtype.kind not in "uib":
+        raise ConfigError(f"mask must be integer CXI bits of the written shape {written}, "
+                          f"got {mask.dtype} {mask.shape}")
+    return mask.astype(np.uint32)
 
 DEFAULT_SETTINGS = SimulationSettings()
 
