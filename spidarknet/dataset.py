@@ -23,19 +23,23 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import FileResolver
 from spidarknet.core.labels import positive_labels
 from spidarknet.core.selection import group_entries, read_selection
-from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource, describe_datasets, open_h5
+from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource, describe_datasets, open_h5, reading
 from spidarknet.preprocess import Preprocessor, Processed, pattern_extent
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("single",)
 NEGATIVE, POSITIVE, UNUSED = 0, 1, -1
@@ -52,7 +56,8 @@ def labels_from_dataset(source: FrameSource, dataset: str) -> dict[str, np.ndarr
             if dataset not in handle:
                 raise InputError(f"{info.path} has no label dataset {dataset} "
                                  f"({describe_datasets(handle, ndim=1)})")
-            values = np.asarray(handle[dataset][()])
+            with reading(info.path, f"the label dataset {dataset}"):
+                values = np.asarray(handle[dataset][()])
         if values.ndim != 1 or len(values) != info.n_frames:
             raise InputError(f"label dataset {dataset} in {info.path} has shape {values.shape}; "
                              f"expected ({info.n_frames},), one label per frame")
@@ -107,7 +112,7 @@ def split_subsets(source: FrameSource, labels: dict[str, np.ndarray], *, valid_f
                 pool[int(lab[i])].append((info.path, int(i)))
     if valid_files is None:
         if not 0 <= valid_fraction < 1:
-            raise InputError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
+            raise ConfigError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
         rng = np.random.default_rng(seed)
         for members in pool.values():
             order = rng.permutation(len(members))
@@ -213,6 +218,7 @@ class DarknetDatasetWriter:
         self._frames_csv.writerow(["image", "file", "dataset", "index", "label", "subset",
                                    "cx", "cy", "w", "h"])
         self._file_numbers: dict[str, int] = {}
+        self._started = time.perf_counter()
 
     def image_name(self, info: FileInfo, index: int) -> str:
         number = self._file_numbers.setdefault(info.path, len(self._file_numbers))
@@ -251,6 +257,10 @@ class DarknetDatasetWriter:
     def close(self) -> None:
         for handle in (*self._lists.values(), self._frames):
             handle.close()
+        c = self.counts
+        log.info("wrote %d frames as images and labels in %.2f s: train %d single / %d not, valid %d / %d",
+                 c.total, time.perf_counter() - self._started, c.train_pos, c.train_neg, c.valid_pos,
+                 c.valid_neg)
 
     def write_definitions(self, cfg, cfg_name: str) -> Path:
         """obj.names, obj.data and the network cfg; returns the cfg's path."""
@@ -260,6 +270,7 @@ class DarknetDatasetWriter:
             "names = obj.names\nbackup = backup\n")
         cfg_path = self.root / f"{cfg_name}.cfg"
         cfg.save(cfg_path)
+        log.debug("wrote obj.names, obj.data and %s", cfg_path.name)
         return cfg_path
 
     def write_summary(self, values: dict) -> None:

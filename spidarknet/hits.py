@@ -128,6 +128,8 @@ class HitList:
                 csv.writer(handle).writerow(COLUMNS)
                 self.write_rows(handle)
         write_json(self.summary(), summary_path(path), True, "hit list summary")
+        log.info("wrote the hit list %s: %d rows, %d hits at threshold %.3g", path, len(self), self.n_hits,
+                 self.threshold)
 
     def summary(self) -> dict:
         return {"threshold": self.threshold, "frames": len(self), "hits": self.n_hits, **self.meta}

@@ -406,6 +406,13 @@ class Preprocessor:
             s = self.settings.for_file(info)
             hole = hole_radius_px(info, s.q_min_inv_nm) if s.q_min_inv_nm is not None else None
             self._plans[key] = (s, hole)
+            r0, r1, c0, c1 = s.crop_box(info)
+            log.debug("preprocessing plan for %s (%dx%d, %s): crop %d px (rows %d:%d, columns %d:%d)%s -> "
+                      "%dx%d, %.3g detector pixels per bin, %s, %s%s", os.path.basename(info.path),
+                      *info.frame_shape, info.geometry.describe(), s.crop, r0, r1, c0, c1,
+                      f" = q ≤ {self.settings.q_max_inv_nm:g} nm⁻¹" if self.settings.q_max_inv_nm else "",
+                      s.size, s.size, s.crop / s.size, s.scale, s.colormap,
+                      f", beam stop blanked within {hole:.1f} px (q < {s.q_min_inv_nm:g} nm⁻¹)" if hole else "")
             if s.crop < s.size:
                 log.warning("%s: its pixels are coarser than the image's bins (%d pixels over %d bins, their "
                             "photons shared at random): single hits score lower than on frames as fine as "

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.frames.source import FrameKey, FrameSource, GeometryOverrides, parse_frame_range
 
 
@@ -84,7 +84,7 @@ def test_frame_range_syntax(text, expected):
 
 @pytest.mark.parametrize("text", ["a:b", "1:2:0", "1:2:3:4"])
 def test_bad_frame_range(text):
-    with pytest.raises(InputError, match="START:STOP"):
+    with pytest.raises(ConfigError, match="START:STOP"):
         parse_frame_range(text)
 
 

@@ -2,7 +2,13 @@
 
 Each command module defines ``build_parser()`` and ``run(args) -> int``; its
 ``main(argv=None) -> int`` is ``cli.run_main(build_parser, run, argv)``, which turns
-:class:`~spidarknet.core.errors.SpidarknetError` into one ``error: ...`` line on stderr.
+:class:`~spidarknet.core.errors.SpidarknetError` and operating-system errors into one
+``error: ...`` line on stderr (exit status 1), and anything else, a bug, into one
+``error: internal error (...)`` line (exit status 70); ``--verbose`` logs its traceback.
+
+Exit statuses: 0 done, 1 an error of the user's input, settings or environment (the line
+says what to do), 2 a usage error argparse found, 70 an internal error (please report it),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from spidarknet.core.errors import SpidarknetError
+from spidarknet.core.errors import ConfigError, SpidarknetError
 
 #: command name -> (module, one-line help)
 COMMANDS = {
@@ -39,7 +45,10 @@ COMMANDS = {
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
+EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h: a bug, not the user's mistake
 EXIT_INTERRUPTED = 130
+
+log = logging.getLogger(__name__)
 
 
 def dispatch(argv: Sequence[str]) -> int:
@@ -92,11 +101,15 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its message
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(getattr(args, "verbose", False))
     try:
         return run(args)
     except SpidarknetError as exc:
+        foreign = getattr(exc, "worker_type", None)
+        if foreign and not foreign.startswith("spidarknet."):
+            # a worker process raised something not of the project's own: a bug there
+            from spidarknet.core.pool import TRACEBACK_HINT
+            return _internal_error(exc, str(exc).replace(TRACEBACK_HINT, ""))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:
@@ -109,6 +122,26 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, and its traceback for the report
+        return _internal_error(exc, f"{type(exc).__name__}: {exc}")
+
+
+def _internal_error(exc: BaseException, what: str) -> int:
+    """One ``error: internal error (...)`` line; the traceback goes to the debug log."""
+    log.debug("internal error; its traceback:", exc_info=exc)
+    if getattr(exc, "worker_traceback", None):
+        log.debug("the worker's traceback:\n%s", exc.worker_traceback)
+    first = what.strip().splitlines()[0] if what.strip() else type(exc).__name__
+    print(f"error: internal error ({first[:300]}) - please report it; --verbose shows the traceback",
+          file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def configure_logging(verbose: bool) -> None:
+    """spidarknet's loggers at DEBUG with ``--verbose`` (else WARNING), on stderr as
+    ``LEVEL logger: message``; other libraries' loggers stay at WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("spidarknet").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def new_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
@@ -157,21 +190,29 @@ def add_input_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-file-mask", action="store_true", help="ignore the mask stored in the files")
 
 
+def check_size_range(size_range) -> None:
+    """``--size-range MIN MAX`` of ``detect`` and ``select`` (fitted diameters, nm): a
+    :class:`~spidarknet.core.errors.ConfigError` unless 0 ≤ MIN ≤ MAX."""
+    from spidarknet.core.errors import ConfigError
+    if size_range and not 0 <= size_range[0] <= size_range[1]:
+        raise ConfigError(f"--size-range {size_range[0]:g} {size_range[1]:g}: give 0 <= MIN <= MAX in nm")
+
+
 def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str] = ()):
     from spidarknet.frames.source import (EV_J, LIGHT_M_S, PLANCK_J_S, FrameSource, GeometryOverrides,
                                    parse_frame_range)
-    from spidarknet.core.errors import InputError
+    from spidarknet.core.errors import ConfigError
     wavelength = args.wavelength
     if args.energy_ev is not None:
         if wavelength is not None:
-            raise InputError("give --wavelength or --energy-ev, not both")
+            raise ConfigError("give --wavelength or --energy-ev, not both")
         if args.energy_ev <= 0:
-            raise InputError("--energy-ev must be positive")
+            raise ConfigError("--energy-ev must be positive")
         wavelength = PLANCK_J_S * LIGHT_M_S / (args.energy_ev * EV_J)
     for name in ("distance", "pixel_size", "wavelength"):
         value = getattr(args, name)
         if value is not None and not value > 0:
-            raise InputError(f"--{name.replace('_', '-')} must be positive (SI units: metres)")
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive (SI units: metres)")
     overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,
                                   distance_m=args.distance, pixel_size_m=args.pixel_size,
                                   wavelength_m=wavelength)
@@ -222,13 +263,13 @@ def preprocessing_from_args(args: argparse.Namespace, files=None):
     default, or, for ``files`` that it does not fit (no geometry, say), the pixel default
     with a warning on stderr.
     """
-    from spidarknet.core.errors import InputError
+    from spidarknet.core.errors import ConfigError, InputError
     from spidarknet.preprocess import DEFAULT_CROP, DEFAULT_Q_MAX_INV_NM, Preprocessing, masked_centre_q_inv_nm
     common = dict(size=args.size, adu_per_photon=args.adu_per_photon, scale=args.scale, vmax=args.vmax,
                   colormap=args.colormap)
     centre = tuple(args.centre) if args.centre else None
     if args.crop is not None and args.q_max is not None:
-        raise InputError("give the crop in detector pixels (--crop) or in q (--q-max), not both")
+        raise ConfigError("give the crop in detector pixels (--crop) or in q (--q-max), not both")
     q_min = args.q_min if args.q_min else None  # 0: none
     if args.crop is not None:
         settings = Preprocessing(crop=args.crop, centre_px=centre, q_min_inv_nm=q_min, **common)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from spidarknet import cli
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import check_destination, write_json
 from spidarknet.core.pool import core_count
 from spidarknet.experiments.benchmark import (MIXES, bench_model, bench_variants, mix_files, peak_memory,
@@ -109,17 +109,17 @@ def run_science_bench(args: argparse.Namespace) -> int:
 
     from spidarknet.experiments.science import ScienceConfig, comparison_markdown, format_result, run_science, save_model
     if not args.scale_counts > 0:
-        raise InputError("--scale-counts must be positive")
+        raise ConfigError("--scale-counts must be positive")
     recipes = [] if args.no_default else [("default", [])]
     for text in args.variant:
         name, sep, options = text.partition("=")
         if not sep or not name.strip() or "/" in name:
-            raise InputError(f"--variant {text!r}: give NAME=OPTIONS, e.g. 'linear=--scale linear'")
+            raise ConfigError(f"--variant {text!r}: give NAME=OPTIONS, e.g. 'linear=--scale linear'")
         recipes.append((name.strip(), shlex.split(options)))
     if not recipes:
-        raise InputError("--no-default without --variant leaves nothing to judge")
+        raise ConfigError("--no-default without --variant leaves nothing to judge")
     if args.save_model and args.no_default:
-        raise InputError("--save-model saves the default recipe's model: drop --no-default")
+        raise ConfigError("--save-model saves the default recipe's model: drop --no-default")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-science-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.out:

@@ -13,7 +13,7 @@ import numpy as np
 from spidarknet import __version__, cli
 from spidarknet.detection.local import (PREFILTER_SIGMA, FrameChecks, PartialResult, Prefilter, PrefilterGate,
                                         detect_frames)
-from spidarknet.core.errors import EngineError, InputError, SpidarknetError
+from spidarknet.core.errors import ConfigError, EngineError, InputError, SpidarknetError
 from spidarknet.core.outputs import check_destination, write_json
 from spidarknet.core.pool import core_count
 from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards, worker_count
@@ -87,18 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.expected_hit_rate is not None:
         if not 0 < args.expected_hit_rate < 1:
-            raise InputError(f"--expected-hit-rate {args.expected_hit_rate:g} must lie between 0 and 1")
+            raise ConfigError(f"--expected-hit-rate {args.expected_hit_rate:g} must lie between 0 and 1")
         if args.threshold is not None:
-            raise InputError("--threshold and --expected-hit-rate exclude each other: choose one")
+            raise ConfigError("--threshold and --expected-hit-rate exclude each other: choose one")
         if args.follow or args.shard:
-            raise InputError("--expected-hit-rate needs every frame's score at once: it cannot be used with "
-                             "--follow or --shard (set --threshold instead)")
+            raise ConfigError("--expected-hit-rate needs every frame's score at once: it cannot be used with "
+                              "--follow or --shard (set --threshold instead)")
     if args.weights is None:
         if args.cfg or args.preprocess:
-            raise InputError("--cfg and --preprocess describe weights you give: add --weights")
+            raise ConfigError("--cfg and --preprocess describe weights you give: add --weights")
         args.weights = str(builtin_weights())
         print(f"using the built-in model {args.weights} (trained on simulated frames)", file=sys.stderr)
     if args.follow:
+        _check_follow_options(args)
         return run_follow(args)
     if not args.mpi:
         return run_local(args)
@@ -145,7 +146,7 @@ def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
     """The prefilter the options ask for (None: every frame goes to the network)."""
     if args.no_prefilter:
         if args.prefilter_photons is not None:
-            raise InputError("--no-prefilter and --prefilter-photons exclude each other: choose one")
+            raise ConfigError("--no-prefilter and --prefilter-photons exclude each other: choose one")
         return None
     return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma)
 
@@ -193,12 +194,13 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
 def _check_local_options(args: argparse.Namespace, comm) -> Prefilter | None:
     """The option checks of a detection that is not --follow; returns the prefilter asked for."""
     if args.batch < 1 or args.chunk < 1:
-        raise InputError("--batch and --chunk must be at least 1")
+        raise ConfigError("--batch and --chunk must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
     prefilter = prefilter_from_args(args)
-    if args.size_range and not 0 <= args.size_range[0] <= args.size_range[1]:
-        raise InputError(f"--size-range {args.size_range[0]:g} {args.size_range[1]:g}: give MIN <= MAX in nm")
+    cli.check_size_range(args.size_range)
     if comm is not None and args.shard:
-        raise InputError("--mpi and --shard exclude each other: MPI ranks already share the frames")
+        raise ConfigError("--mpi and --shard exclude each other: MPI ranks already share the frames")
     return prefilter
 
 
@@ -330,12 +332,20 @@ def run_follow(args: argparse.Namespace) -> int:
     return cli.EXIT_INTERRUPTED if interrupted else 0
 
 
+def _check_follow_options(args: argparse.Namespace) -> None:
+    """The option checks of detect --follow."""
+    if len(args.inputs) != 1 or args.mpi or args.shard or args.write_cxi:
+        raise ConfigError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
+    if args.idle <= 0:
+        raise ConfigError("--idle must be positive")
+
+
 def _follow_start(frames_option: str | None) -> int:
     """The first frame --follow scores: --frames may give only a start (e.g. 100:)."""
     from spidarknet.frames.source import parse_frame_range
     frames = parse_frame_range(frames_option)
     if frames is not None and (frames.stop is not None or (frames.step or 1) != 1):
-        raise InputError("with --follow, --frames takes only a start (e.g. 100:)")
+        raise ConfigError("with --follow, --frames takes only a start (e.g. 100:)")
     return (frames.start or 0) if frames is not None else 0
 
 

@@ -11,7 +11,7 @@ import time
 from spidarknet import __version__, cli
 from spidarknet.dataset import (DarknetDatasetWriter, check_trainable, labels_from_dataset,
                                 labels_from_selections, split_subsets, used_frames, write_frames)
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import check_destination, staged_dir
 from spidarknet.engine.cfg import configure_network, load_template
 from spidarknet.frames.source import expand_inputs
@@ -130,10 +130,10 @@ def _network(args: argparse.Namespace, size: int):
 def _check_label_options(args: argparse.Namespace) -> None:
     label_sources = [bool(args.labels_dataset), bool(args.positives)]
     if sum(label_sources) != 1:
-        raise InputError("give the labels either as --labels-dataset PATH or as --positives CSV "
-                         "(with optional --negatives CSV), not both and not neither")
+        raise ConfigError("give the labels either as --labels-dataset PATH or as --positives CSV "
+                          "(with optional --negatives CSV), not both and not neither")
     if args.negatives and not args.positives:
-        raise InputError("--negatives needs --positives")
+        raise ConfigError("--negatives needs --positives")
 
 
 def _summary(args: argparse.Namespace, source, pre: Preprocessor, valid_paths, c, cfg_name: str,

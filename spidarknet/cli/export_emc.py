@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.core.errors import InputError
+    from spidarknet.core.errors import ConfigError
     from spidarknet.export.emc import export_emc
     from spidarknet.frames.source import GeometryOverrides
     from spidarknet.hits import read_selected
@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ("distance", "pixel_size", "adu_per_photon", "ewald_rad", "q_max"):
         value = getattr(args, name)
         if value is not None and not value > 0:
-            raise InputError(f"--{name.replace('_', '-')} must be positive")
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
     if args.binning < 1:
-        raise InputError(f"--binning must be a whole number >= 1, got {args.binning}")
+        raise ConfigError(f"--binning must be a whole number >= 1, got {args.binning}")
     check_destination(args.out, args.force, "output folder")
     hits, flags = read_selected(args.hits, unique=True)
     overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,

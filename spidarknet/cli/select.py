@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to select by: give --threshold and/or --size-range")
     if args.sizes and not args.size_range:
         raise ConfigError("--sizes goes with --size-range MIN MAX")
-    if args.size_range and not 0 <= args.size_range[0] <= args.size_range[1]:
-        raise ConfigError(f"--size-range {args.size_range[0]:g} {args.size_range[1]:g}: give MIN ≤ MAX in nm")
+    cli.check_size_range(args.size_range)
     check_destination(args.out, args.force, "hit list")
     hits, _ = read_selected(args.hits)
     threshold = hits.threshold if args.threshold is None else args.threshold

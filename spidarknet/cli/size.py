@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spidarknet import cli
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import describe_keys, match_keys
 from spidarknet.core.outputs import check_destination
 from spidarknet.hits import read_selected
@@ -73,11 +73,11 @@ def settings_from_args(args: argparse.Namespace) -> SizingSettings:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.chunk < 1:
-        raise InputError("--chunk must be at least 1")
+        raise ConfigError("--chunk must be at least 1")
     if args.jobs is not None and args.jobs < 1:
-        raise InputError("--jobs must be at least 1")
+        raise ConfigError("--jobs must be at least 1")
     if args.all_frames and not args.hits:
-        raise InputError("--all-frames goes with --hits")
+        raise ConfigError("--all-frames goes with --hits")
     check_destination(args.out, args.force, "size table")
     source = cli.frame_source_from_args(args)
     if args.hits:

@@ -10,7 +10,8 @@ class SpidarknetError(Exception):
 
 
 class InputError(SpidarknetError):
-    """An input file, dataset, frame range or selection is missing or unusable."""
+    """An input file, dataset, frame range or selection is missing or unusable, or does not
+    fit the settings (a file's geometry, a frame range beyond its end)."""
 
 
 class OutputError(SpidarknetError):
@@ -18,7 +19,9 @@ class OutputError(SpidarknetError):
 
 
 class ConfigError(SpidarknetError):
-    """Settings, a network .cfg or a .data file are inconsistent."""
+    """Settings are wrong or inconsistent: a command-line option's value or combination (every
+    such mistake is this type, whichever command finds it), a library argument that stands for
+    one, a network .cfg or a .data file."""
 
 
 class EngineError(SpidarknetError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -19,6 +20,8 @@ from typing import Iterator
 import numpy as np
 
 from spidarknet.core.errors import OutputError
+
+log = logging.getLogger(__name__)
 
 
 def check_destination(path: str | os.PathLike, force: bool, what: str = "output") -> Path:
@@ -46,6 +49,7 @@ def staged_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise
     swap_into_place(stage, final)
     os.chmod(final, 0o755)
+    log.debug("wrote the folder %s (%d files)", final, sum(len(files) for _, _, files in os.walk(final)))
 
 
 def swap_into_place(stage: str | os.PathLike, final: str | os.PathLike) -> None:
@@ -78,6 +82,7 @@ def atomic_path(path: str | os.PathLike, force: bool = False, what: str = "outpu
         raise
     os.chmod(tmp, 0o644)
     os.replace(tmp, final)
+    log.debug("wrote the %s %s (%d bytes)", what, final, final.stat().st_size)
 
 
 def json_ready(value):

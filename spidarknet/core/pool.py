@@ -22,6 +22,9 @@ a task                    parent -> worker    one piece of work (a batch of imag
 :class:`Progress`         worker -> parent    ``count`` more items done (frames of a chunk)
 :class:`Result`           worker -> parent    the answer to a task, or to the whole job
 :class:`Failed`           worker -> parent    the worker raised: its exception, as text too
+:class:`LogLine`          worker -> parent    a log record, while the parent logs below WARNING
+                                              (``--verbose``): logged by the parent, never
+                                              handed to the caller
 :class:`Died`             (made by the parent) the worker ended without a last word
 ========================  ==================  ===============================================
 
@@ -59,6 +62,10 @@ log = logging.getLogger(__name__)
 
 #: lines of the pool's log quoted when a worker dies
 LOG_TAIL_LINES = 6
+#: gives a worker the parent's log level when that is below WARNING (``--verbose``)
+_LOG_LEVEL_ENV = "SPIDARKNET_WORKER_LOG_LEVEL"
+#: ends the message of a worker's exception that is not one of the project's own
+TRACEBACK_HINT = " (the worker's traceback is in the debug log: --verbose)"
 _END = object()  # the end of a map's tasks
 
 
@@ -120,6 +127,30 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """Worker -> parent: one record of a ``spidarknet`` logger, logged again by the parent
+    under the worker's name."""
+
+    name: str                   # the logger's name
+    level: int
+    text: str
+
+
+class _ForwardHandler(logging.Handler):
+    """A worker's log records sent to the parent as :class:`LogLine` messages."""
+
+    def __init__(self, conn: Connection):
+        super().__init__()
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.conn.send(LogLine(record.name, record.levelno, record.getMessage()))
+        except Exception:
+            self.handleError(record)
+
+
+@dataclass(frozen=True)
 class Died:
     """Made by the parent: the worker ended without a last word (killed, crashed, exited)."""
 
@@ -176,6 +207,10 @@ class Pool:
         python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads), PYTHONPATH=python_path)
+        env.pop(_LOG_LEVEL_ENV, None)
+        level = logging.getLogger("spidarknet").getEffectiveLevel()
+        if level < logging.WARNING:  # --verbose: the workers' log records come here
+            env[_LOG_LEVEL_ENV] = str(level)
         try:
             for job in jobs:
                 parent, child = socket.socketpair()
@@ -274,8 +309,7 @@ class Pool:
         log.debug("%s failed with %s; its traceback:\n%s", who, message.type, message.traceback)
         error = message.error
         if error is None:
-            error = self.error_type(f"{who} failed with {message.type}: {message.message} "
-                                    "(the worker's traceback is in the debug log: --verbose)")
+            error = self.error_type(f"{who} failed with {message.type}: {message.message}{TRACEBACK_HINT}")
         error.worker_type = message.type
         error.worker_traceback = message.traceback
         return error
@@ -289,8 +323,12 @@ class Pool:
         return "\n".join("    " + line for line in text[-lines:])
 
     def _receive(self, index: int) -> object:
+        """The next message of worker ``index`` that is not a :class:`LogLine` (those are
+        logged here), or its :class:`Died`."""
         try:
-            return self.workers[index].conn.recv()
+            while isinstance(message := self.workers[index].conn.recv(), LogLine):
+                logging.getLogger(message.name).log(message.level, "[%s] %s", self.name(index), message.text)
+            return message
         except (EOFError, OSError):
             return self._died(index)
 
@@ -332,6 +370,12 @@ def _worker_main(serve: str, fd: str, log_path: str) -> None:
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     conn = Connection(int(fd))
+    level = os.environ.get(_LOG_LEVEL_ENV)
+    if level:  # the parent logs below WARNING: send it our records
+        logger = logging.getLogger("spidarknet")
+        logger.setLevel(int(level))
+        logger.addHandler(_ForwardHandler(conn))
+        logger.propagate = False
     module, _, function = serve.partition(":")
     try:
         getattr(importlib.import_module(module), function)(conn)

@@ -40,6 +40,7 @@ the detector.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -53,6 +54,8 @@ from spidarknet.engine.detector import Detector
 from spidarknet.frames.source import FrameChunk, FrameSource
 from spidarknet.hits import NO_VALID_PIXELS, OK, PADDED, HitList
 from spidarknet.preprocess import Preprocessing, Preprocessor, Processed
+
+log = logging.getLogger(__name__)
 
 #: the background test: standard deviations of inner excess a frame needs to reach the network
 PREFILTER_SIGMA = 3.0
@@ -359,6 +362,10 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         return hits
 
     started = time.perf_counter()
+    engine = f"{type(detector).__name__} (batch {getattr(detector, 'batch', '?')})"
+    log.debug("detecting %d frames of %d file%s with %s, %d frames per chunk%s", len(source), len(source.files),
+              "s" if len(source.files) != 1 else "", engine, chunk_frames,
+              f", prefilter {prefilter.to_dict()}" if prefilter is not None else "")
     chunks = source.chunks(chunk_frames, roi=pre.roi)
     while True:
         t0 = time.perf_counter()
@@ -375,9 +382,16 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
             chunk_scores, chunk_boxes = score_chunk(detector, processed, passed, settings)
         except EngineError as exc:
             raise PartialResult(str(exc), collected()) from None
+        t4 = time.perf_counter()
         times.preprocess += t2 - t1
         times.prefilter += t3 - t2
-        times.inference += time.perf_counter() - t3
+        times.inference += t4 - t3
+        if log.isEnabledFor(logging.DEBUG):
+            to_network = len(chunk) if passed is None else int(np.count_nonzero(passed))
+            log.debug("chunk %s[%d:%d]: read %.3f s, preprocessed %.3f s, prefilter %.3f s, %d of %d frames "
+                      "to %s %.3f s", os.path.basename(chunk.info.path), int(chunk.indices[0]),
+                      int(chunk.indices[-1]) + 1, t1 - t0, t2 - t1, t3 - t2, to_network, len(chunk), engine,
+                      t4 - t3)
         keys.extend(chunk.keys)
         scores.append(chunk_scores)
         boxes.append(chunk_boxes)
@@ -387,4 +401,7 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         if on_chunk is not None:
             on_chunk(len(chunk))
     times.total = time.perf_counter() - started
+    log.debug("detected %d frames in %.2f s: read %.2f s, preprocess %.2f s, prefilter %.2f s, inference %.2f s"
+              "%s", len(keys), times.total, times.read, times.preprocess, times.prefilter, times.inference,
+              f"; {rejected} frames kept from the network by the prefilter" if prefilter is not None else "")
     return collected(), times

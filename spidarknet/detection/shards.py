@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.hits import HitList, read_hits, summary_path
 
 SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -26,10 +26,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``K/N`` with 1 <= K <= N (SLURM: ``--array=1-N`` and ``--shard $SLURM_ARRAY_TASK_ID/N``)."""
     match = SHARD.match(text or "")
     if not match:
-        raise InputError(f"--shard {text!r} is not K/N (e.g. 3/8 for the third of eight parts)")
+        raise ConfigError(f"--shard {text!r} is not K/N (e.g. 3/8 for the third of eight parts)")
     k, n = int(match.group(1)), int(match.group(2))
     if n < 1 or not 1 <= k <= n:
-        raise InputError(f"--shard {text}: K must be between 1 and N (counting from 1), and N at least 1")
+        raise ConfigError(f"--shard {text}: K must be between 1 and N (counting from 1), and N at least 1")
     return k, n
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import time
 
 from spidarknet.core.errors import EngineError
 from spidarknet.core.pool import core_count
 from spidarknet.engine.locate import find_darknet, find_libdarknet
 from spidarknet.engine.model import Model
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "darknet", "darknet-cli", "opencv")
 
@@ -33,6 +37,7 @@ class OpenedDetector:
             raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if backend == "auto":
             backend = resolve_auto(libdarknet)
+        started = time.perf_counter()
         self._tmp = tempfile.TemporaryDirectory(prefix="spidarknet-model-")
         cfg_path = model.write_cfg(self._tmp.name)
         spec = model.spec
@@ -60,6 +65,9 @@ class OpenedDetector:
             self._tmp.cleanup()
             raise
         self.name = backend
+        log.debug("opened the %s backend (%s) on %s: batch %d, %dx%d grid, in %.2f s", backend,
+                  type(self.detector).__name__, model.weights, getattr(self.detector, "batch", batch),
+                  spec.grid, spec.grid, time.perf_counter() - started)
 
     def __enter__(self):
         return self.detector

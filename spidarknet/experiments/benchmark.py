@@ -31,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 
+from spidarknet.core.errors import EngineError
+
 
 PROBE = """
 import json, resource, sys
@@ -135,11 +137,14 @@ def run_detect(inputs: list[str], weights: Path, out: Path, extra: list[str]) ->
     """``spidarknet detect`` in a fresh process; its timing summary and peak memory."""
     args = [*inputs, "--weights", str(weights), "--out", str(out), "--force", "--quiet", *extra]
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise RuntimeError(f"detect failed: {proc.stderr.strip()[-2000:]}")
-    probe = json.loads(proc.stdout.strip().splitlines()[-1])
-    if probe["code"] != 0:
-        raise RuntimeError(f"detect failed: {proc.stderr.strip()[-2000:]}")
+    try:
+        probe = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):  # it died before the probe's last line
+        probe = {}
+    if proc.returncode != 0 or probe.get("code") != 0:
+        status = probe.get("code", proc.returncode)
+        raise EngineError(f"the benchmark's detect run failed (exit status {status}): spidarknet detect "
+                          f"{' '.join(args)}; its last output:\n{proc.stderr.strip()[-2000:]}")
     summary = json.loads(out.with_suffix(".json").read_text())
     timing = dict(summary["timing"])
     if "prefilter" not in summary:

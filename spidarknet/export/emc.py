@@ -55,10 +55,10 @@ from typing import Callable
 
 import numpy as np
 
-from spidarknet.core.errors import InputError, OutputError
+from spidarknet.core.errors import ConfigError, InputError, OutputError
 from spidarknet.core.outputs import staged_dir
 from spidarknet.export.interchange import frame_file
-from spidarknet.frames.source import FrameSource, Geometry, GeometryOverrides, group_keys
+from spidarknet.frames.source import FrameSource, Geometry, GeometryOverrides, group_keys, open_h5, reading
 from spidarknet.hits import HitList
 
 HEADER_BYTES = 1024
@@ -296,9 +296,9 @@ def make_reduction(frame_shape: tuple[int, int], geometry: Geometry, usable: np.
     """The :class:`PixelReduction` of frames of ``frame_shape`` and ``geometry`` (SI units)."""
     binning = int(binning)
     if binning < 1:
-        raise InputError(f"--binning must be a whole number >= 1, got {binning}")
+        raise ConfigError(f"--binning must be a whole number >= 1, got {binning}")
     if q_max_inv_nm is not None and not q_max_inv_nm > 0:
-        raise InputError(f"--q-max must be positive (nm⁻¹), got {q_max_inv_nm}")
+        raise ConfigError(f"--q-max must be positive (nm⁻¹), got {q_max_inv_nm}")
     rows, cols = (int(v) for v in frame_shape)
     brows, bcols = rows // binning, cols // binning
     if brows < 1 or bcols < 1:
@@ -465,7 +465,8 @@ def read_export(folder: str | os.PathLike) -> ExportFolder:
     header = np.fromfile(folder / "photons.emc", dtype="<i4", count=3)
     if header.size < 3:
         raise InputError(f"{folder}/photons.emc is empty or truncated; export the frames again")
-    with h5py.File(folder / "detector.h5", "r") as f:
+    with open_h5(str(folder / "detector.h5")) as f, reading(folder / "detector.h5", "the detector file",
+                                                             "export the frames again"):
         attrs = dict(f.attrs)
         num_pix = int(f["qx"].shape[0])
         mask = f["mask"][()]
@@ -642,7 +643,7 @@ def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
     """
     flags = np.asarray(flags, dtype=bool)
     if adu_per_photon is not None and not adu_per_photon > 0:
-        raise InputError("--adu-per-photon must be positive")
+        raise ConfigError("--adu-per-photon must be positive")
     if len(hits) == 0:
         raise InputError("the hit list holds no frames")
     wanted = np.ones(len(hits), dtype=bool) if all_frames else flags

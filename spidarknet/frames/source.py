@@ -9,6 +9,7 @@ memory does not grow with the file size.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import glob
@@ -16,12 +17,13 @@ import hashlib
 import logging
 import mmap
 import os
+import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,16 @@ class Geometry:
         if self.wavelength_m is None:
             return None
         return PLANCK_J_S * LIGHT_M_S / self.wavelength_m
+
+    def describe(self) -> str:
+        """``centre (511.5, 511.5) px, distance 0.125 m, pixels 75x75 µm, wavelength 0.729 nm``
+        (``?`` for what is not known)."""
+        pixels = (f"{self.pixel_size_m[0] * 1e6:.4g}x{self.pixel_size_m[1] * 1e6:.4g} µm"
+                  if self.pixel_size_m is not None else "?")
+        return (f"centre ({self.centre_px[0]:.1f}, {self.centre_px[1]:.1f}) px, distance "
+                + (f"{self.distance_m:.4g} m" if self.distance_m is not None else "?")
+                + f", pixels {pixels}, wavelength "
+                + (f"{self.wavelength_m * 1e9:.4g} nm" if self.wavelength_m is not None else "?"))
 
     def require_scattering(self) -> None:
         """Raise unless distance, pixel size and wavelength are all known."""
@@ -156,7 +168,7 @@ def parse_frame_range(text: str | None) -> slice | None:
             return slice(*values)
     except ValueError:
         pass
-    raise InputError(f"--frames {text!r} is not START:STOP[:STEP] (e.g. 0:1000 or 100:)")
+    raise ConfigError(f"--frames {text!r} is not START:STOP[:STEP] (e.g. 0:1000 or 100:)")
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
@@ -206,6 +218,22 @@ def open_h5(path: str):
                 pass
         raise InputError(f"{path} is not a readable HDF5/CXI file ({exc}); "
                          "is it complete? (a file still being written or truncated by a copy looks like this)") from None
+
+
+#: what h5py and numpy raise on a malformed file: a member missing or of the wrong kind,
+#: a dataset of the wrong shape or type, an attribute that is not a number
+MALFORMED = (KeyError, ValueError, TypeError, IndexError, AttributeError)
+
+
+@contextlib.contextmanager
+def reading(path, what: str = "it", hint: str = "is it the file you meant, and complete?"):
+    """A block that reads ``what`` from the file ``path``: h5py's and numpy's errors on a
+    malformed file (:data:`MALFORMED`) become one :class:`InputError` naming the file.
+    Only reading belongs in the block, so that a bug is never taken for a bad file."""
+    try:
+        yield
+    except MALFORMED as exc:
+        raise InputError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc}); {hint}") from exc
 
 
 def list_datasets(handle, min_ndim: int = 0) -> list[tuple[str, tuple]]:
@@ -363,6 +391,9 @@ class FrameSource:
                 raise InputError(f"--frames {frames.start}:{frames.stop} selects no frame of {path}, "
                                  f"which has {info.n_frames}")
             self.files.append(info)
+        if self.files:
+            log.debug("opened %d file%s:\n%s", len(self.files), "s" if len(self.files) > 1 else "",
+                      self.describe())
 
     @staticmethod
     def _inspect(handle, path: str, dataset: str | None, overrides: GeometryOverrides,
@@ -380,7 +411,7 @@ class FrameSource:
             raise InputError(f"{path} has no dataset {dataset} ({describe_datasets(handle)})")
         try:
             ds = handle[dataset]
-        except (KeyError, OSError) as exc:  # a dangling soft link, say
+        except (KeyError, ValueError, OSError) as exc:  # a dangling soft link, say
             raise InputError(f"cannot open {dataset} in {path}: {exc}") from None
         if not isinstance(ds, h5py.Dataset):
             raise InputError(f"{dataset} in {path} is a group, not a dataset ({describe_datasets(handle)})")
@@ -401,10 +432,15 @@ class FrameSource:
         if use_file_mask and group is not None:
             shared = f"{group}/mask_shared"
             per_frame = f"{group}/mask"
-            if shared in handle and handle[shared].shape == frame_shape:
-                mask_shared = handle[shared][()] == 0
+            if shared in handle:
+                m = _mask_dataset(handle, shared, path)
+                if m.shape == frame_shape:
+                    mask_shared = m[()] == 0
+                else:
+                    log.warning("%s in %s has shape %s, the frames %s: not used as the mask (give --mask "
+                                "FILE, or --no-file-mask to silence this)", shared, path, m.shape, frame_shape)
             if per_frame in handle:
-                m = handle[per_frame]
+                m = _mask_dataset(handle, per_frame, path)
                 if m.shape == frame_shape:
                     mask_shared = (m[()] == 0) if mask_shared is None else mask_shared & (m[()] == 0)
                 elif m.shape == ds.shape:
@@ -417,6 +453,13 @@ class FrameSource:
 
     def __len__(self) -> int:
         return sum(len(f.indices) for f in self.files)
+
+    def describe(self) -> str:
+        """One line per file for the log: path, frames selected, shape, type, geometry, mask."""
+        return "\n".join(f"  {info.path}: {len(info.indices)} of {info.n_frames} frames at {info.dataset}, "
+                         f"{info.frame_shape[0]}x{info.frame_shape[1]} {info.dtype}, {info.geometry.describe()}, "
+                         + ("per-frame mask" if info.mask_dataset else "shared mask" if info.mask_shared is not None
+                            else "no mask") for info in self.files)
 
     def spec(self) -> dict:
         """JSON-able arguments that rebuild this source (in another process), with its selection."""
@@ -533,8 +576,10 @@ class FrameSource:
     @staticmethod
     def _read_runs(info, ds, mask_ds, direct, chunk_frames, region, valid_shared) -> Iterator[FrameChunk]:
         r0, r1, c0, c1 = region
+        name = os.path.basename(info.path)
         for run in _runs(info.indices, chunk_frames):
             start, stop = int(run[0]), int(run[-1]) + 1
+            t0 = time.perf_counter()
             try:
                 data = np.empty((stop - start, r1 - r0, c1 - c0), dtype=ds.dtype)
                 if direct is None or not direct.read(start, stop, (r0, r1, c0, c1), data):
@@ -542,11 +587,24 @@ class FrameSource:
                 valid = valid_shared
                 if mask_ds is not None:
                     valid = valid_shared & (mask_ds[start:stop, r0:r1, c0:c1] == 0)
-            except OSError as exc:
+            except (OSError, *MALFORMED) as exc:
                 raise InputError(f"cannot read frames {start}:{stop} of {info.path}: {exc} "
                                  "(file damaged, or compressed with a filter that is not installed?)"
                                  ) from None
+            log.debug("read %s frames %d:%d (%d, rows %d:%d, columns %d:%d) in %.3f s", name, start, stop,
+                      len(run), r0, r1, c0, c1, time.perf_counter() - t0)
             yield FrameChunk(info=info, indices=run, data=data, valid=valid, origin=(r0, c0))
+
+
+def _mask_dataset(handle, name: str, path: str):
+    """The mask dataset ``name`` of the open file ``path``: integer (or boolean) CXI bits."""
+    h5py = _h5py()
+    m = handle[name]
+    if not isinstance(m, h5py.Dataset) or m.dtype.kind not in "uib":
+        kind = m.dtype if isinstance(m, h5py.Dataset) else "a group"
+        raise InputError(f"{name} in {path} holds {kind}, not integer CXI mask bits; fix the file, or "
+                         "ignore its mask with --no-file-mask (and give --mask FILE)")
+    return m
 
 
 def group_keys(keys: Iterable[FrameKey]) -> dict[str, dict[str, list[int]]]:

@@ -27,7 +27,7 @@ import numpy as np
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import describe_keys, match_keys
 from spidarknet.core.selection import csv_header, read_selection
-from spidarknet.frames.source import list_datasets, open_h5
+from spidarknet.frames.source import list_datasets, open_h5, reading
 from spidarknet.hits import HitList
 from spidarknet.judge.evaluation import selection_confusion
 from spidarknet.judge.truth import Truth
@@ -90,7 +90,8 @@ def read_frame_values(hits: HitList, dataset: str, option: str) -> np.ndarray:
                          f"{dataset} there has shape {getattr(ds, 'shape', '(a group)')}, not one value per frame")
                 raise InputError(f"{option} {dataset}: {os.path.basename(path)} has {found}; "
                                  f"{_per_frame_datasets(handle, int(index.max()) + 1)}")
-            values = np.asarray(ds[()])
+            with reading(path, f"{option} {dataset}"):
+                values = np.asarray(ds[()])
         parts.append(values[index])
         order.extend(rows)
     joined = np.concatenate(parts)

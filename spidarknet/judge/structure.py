@@ -697,7 +697,7 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     if read_intensity is not None:
         volume, dq = read_intensity(path)
         return np.asarray(volume, dtype=np.float64), float(dq)
-    from spidarknet.frames.source import open_h5
+    from spidarknet.frames.source import open_h5, reading
 
     p = Path(path)
     h5 = p / "intensity.h5" if p.is_dir() else p
@@ -706,8 +706,9 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     with open_h5(str(h5)) as f:
         if "intensity" not in f:
             raise InputError(f"{h5} has no /intensity dataset; is it a 'spidarknet reconstruct' output?")
-        volume = f["intensity"][()]
-        dq = f["intensity"].attrs.get("q_per_voxel_inv_nm", f.attrs.get("q_per_voxel_inv_nm"))
+        with reading(h5, "/intensity", "is it a 'spidarknet reconstruct' output?"):
+            volume = f["intensity"][()]
+            dq = f["intensity"].attrs.get("q_per_voxel_inv_nm", f.attrs.get("q_per_voxel_inv_nm"))
     if dq is None:
         raise InputError(f"{h5}: /intensity has no q_per_voxel_inv_nm attribute; rewrite it with 'spidarknet reconstruct'")
     return _check_cube(volume, str(h5)), float(dq)
@@ -745,16 +746,17 @@ def truth_from_simulation(path: str | os.PathLike, indices: Sequence[int] | None
     sphere|icosahedron``: its shape from ``/truth``'s settings and the true diameters of the
     single hits among ``indices`` (frames of that file; None: the size range's spread,
     sampled evenly)."""
-    from spidarknet.frames.source import open_h5
+    from spidarknet.frames.source import open_h5, reading
 
     with open_h5(str(path)) as f:
         if "truth" not in f or "settings_json" not in f["truth"].attrs:
             raise InputError(f"{path} holds no simulator truth (/truth with settings_json); give the "
                              "CXI file 'spidarknet simulate' wrote")
-        settings = json.loads(f["truth"].attrs["settings_json"])
-        t = f["truth"]
-        kind = np.array([k.decode() if isinstance(k, bytes) else str(k) for k in t["kind"][()]])
-        diameters = t["diameter_nm"][()].astype(np.float64)
+        with reading(path, "the simulator truth", "give the CXI file 'spidarknet simulate' wrote"):
+            settings = json.loads(f["truth"].attrs["settings_json"])
+            t = f["truth"]
+            kind = np.array([k.decode() if isinstance(k, bytes) else str(k) for k in t["kind"][()]])
+            diameters = t["diameter_nm"][()].astype(np.float64)
     shape = settings.get("particle_shape", "mixed")
     if shape not in SHAPES:
         raise InputError(f"{path} is a {shape!r} sample (spheres and icosahedra): it has no single "

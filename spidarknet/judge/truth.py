@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import Canon, MatchKey, describe_keys
 from spidarknet.core.labels import positive_labels
 from spidarknet.core.selection import read_selection
-from spidarknet.frames.source import open_h5
+from spidarknet.frames.source import open_h5, reading
 from spidarknet.hits import HitList
 
 
@@ -57,7 +57,9 @@ def read_truth_dataset(hits: HitList, dataset: str) -> dict[MatchKey, bool]:
             if not hasattr(ds, "shape") or len(ds.shape) != 1:
                 raise InputError(f"{dataset} in {path} must be a 1-D dataset of one label per frame, "
                                  f"found shape {getattr(ds, 'shape', '(a group)')}")
-            labels = positive_labels(ds[()], f"{dataset} in {path}")
+            with reading(path, f"the truth dataset {dataset}"):
+                values = ds[()]
+            labels = positive_labels(values, f"{dataset} in {path}")
         truth.update(((path, i), bool(v)) for i, v in enumerate(labels))
     return truth
 
@@ -116,8 +118,8 @@ def load_truth(hits: HitList, *, dataset: str | None = None, csv_path: str | Non
                common_only: bool = False, require_positive: bool = True) -> Truth:
     """Truth for ``hits`` from a dataset in the frame files or a CSV (exactly one of them)."""
     if (dataset is None) == (csv_path is None):
-        raise InputError("give the truth as --truth-dataset PATH (in the frame files) or "
-                         "--truth CSV (file,index,label), one of the two")
+        raise ConfigError("give the truth as --truth-dataset PATH (in the frame files) or "
+                          "--truth CSV (file,index,label), one of the two")
     if not len(hits):
         raise InputError("the hit list holds no frames")
     if dataset is not None:

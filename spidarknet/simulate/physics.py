@@ -58,6 +58,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from spidarknet.core.errors import ConfigError
+
 #: Planck constant (J s), speed of light (m/s), elementary charge (C), electron radius (m)
 PLANCK_J_S = 6.62607015e-34
 SPEED_OF_LIGHT_M_S = 299_792_458.0
@@ -314,7 +316,8 @@ class _FrameGeometry:
         cx, cy = self.centre_xy
         rows, cols = renderer.shape
         if not (-0.5 <= cx <= cols - 0.5 and -0.5 <= cy <= rows - 0.5):
-            raise ValueError(f"beam centre {tuple(centre_xy)} lies outside the detector")
+            raise ConfigError(f"a frame's beam centre ({cx:.1f}, {cy:.1f}) px lies outside the {rows}x{cols} "
+                              "detector: give a smaller --centre-jitter, or a centre farther from the edge")
         b = self.binning = int(binning)
         if rows % b or cols % b:
             raise ValueError(f"detector shape {renderer.shape} is not divisible by {b}")
