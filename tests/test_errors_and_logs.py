@@ -52,6 +52,43 @@ def test_an_unexpected_exception_is_one_internal_error_line_and_its_own_status(s
     assert "in broken" in caplog.text and "operands could not be broadcast" in caplog.text
 
 
+def test_a_workers_foreign_exception_is_an_internal_error_its_own_error_a_user_error(capsys, caplog):
+    """What a worker process raised comes as the pool's error with ``worker_type``: not one of
+    the project's own is a bug (internal error, its traceback under --verbose); one of them,
+    or a worker's death, is the user's ``error:`` line."""
+    import argparse
+
+    from spidarknet.core.errors import EngineError
+    from spidarknet.core.pool import TRACEBACK_HINT
+
+    def parser():
+        p = argparse.ArgumentParser()
+        cli.add_common_args(p)
+        return p
+
+    def failing(worker_type, message):
+        def run(args):
+            error = EngineError(message)
+            if worker_type:
+                error.worker_type = worker_type
+                error.worker_traceback = "Traceback (most recent call last):\n  in _parse_frame_count\n"
+            raise error
+        return run
+
+    foreign = failing("ValueError", f"detection worker 1 of 2 failed with ValueError: bad{TRACEBACK_HINT}")
+    assert cli.run_main(parser, foreign, ["--verbose"]) == cli.EXIT_INTERNAL
+    assert error_lines(capsys.readouterr().err) == [
+        "error: internal error (detection worker 1 of 2 failed with ValueError: bad) - please report it; "
+        "--verbose shows the traceback"]
+    assert "in _parse_frame_count" in caplog.text
+    own = failing("spidarknet.core.errors.ConfigError", "the cfg has no [region] layer")
+    assert cli.run_main(parser, own, []) == cli.EXIT_ERROR
+    assert error_lines(capsys.readouterr().err) == ["error: the cfg has no [region] layer"]
+    died = failing(None, "detection worker 1 of 2 was killed by SIGSEGV")
+    assert cli.run_main(parser, died, []) == cli.EXIT_ERROR
+    assert error_lines(capsys.readouterr().err) == ["error: detection worker 1 of 2 was killed by SIGSEGV"]
+
+
 def test_verbose_detect_logs_each_stage(small_cxi, tmp_path, caplog):
     from spidarknet.cli import detect
     out = tmp_path / "hits.csv"
@@ -59,7 +96,7 @@ def test_verbose_detect_logs_each_stage(small_cxi, tmp_path, caplog):
                         "-q", "--verbose"]) == 0
     text = "\n".join(r.getMessage() for r in caplog.records)
     # the file opened: path, frames, shape, geometry
-    assert f"{small_cxi}: 16 of 60 frames at /entry_1/data_1/data, 1024x1024" in text
+    assert f"{small_cxi}: 60 frames at /entry_1/data_1/data (16 selected), 1024x1024 uint16" in text
     assert "distance 0.125 m, pixels 75x75 µm, wavelength 0.7293 nm" in text
     # the preprocessing plan for its geometry, once
     assert text.count("preprocessing plan for small.cxi") == 1
@@ -78,7 +115,10 @@ def test_verbose_detect_logs_its_worker_processes_too(small_cxi, tmp_path, caplo
     assert detect.main([str(small_cxi), "--frames", "0:16", "--chunk", "8", "--jobs", "2",
                         "--out", str(tmp_path / "hits.csv"), "-q", "-v"]) == 0
     text = caplog.text
+    assert "detecting 16 frames in 2 worker processes (opencv backend, batch 16, 8 frames per chunk)" in text
+    assert "2 worker processes detected 16 frames in" in text
     for worker in ("detection worker 1 of 2", "detection worker 2 of 2"):
+        assert f"[{worker}] opened 1 file:\n  {small_cxi}: 60 frames at" in text
         assert f"[{worker}] opened the opencv backend" in text
         assert f"[{worker}] detected 8 frames in" in text
     assert "[detection worker 1 of 2] chunk small.cxi[0:8]" in text
@@ -91,7 +131,8 @@ def test_verbose_export_dataset_logs_each_stage(small_cxi, tmp_path, caplog):
     assert export_dataset.main([str(small_cxi), "--labels-dataset", "/truth/label", "--frames", "0:20",
                                 "--chunk", "10", "--out", str(out), "-q", "--verbose"]) == 0
     text = caplog.text
-    assert f"{small_cxi}: 20 of 60 frames" in text and "preprocessing plan for small.cxi" in text
+    assert f"{small_cxi}: 60 frames at /entry_1/data_1/data (20 selected)" in text
+    assert "preprocessing plan for small.cxi" in text
     assert "read small.cxi frames 0:10" in text and "read small.cxi frames 10:20" in text
     assert "wrote 20 frames as images and labels in" in text
     assert f"wrote the folder {out}" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -21,6 +22,8 @@ from spidarknet.detection.shards import file_digest, parse_shard, ranges
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import builtin_weights, load_model
 from spidarknet.hits import HitList
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,12 +127,15 @@ def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = 
     in ``jobs`` processes (default: one per core)."""
     from spidarknet.sizing import select_size_window
     bar = cli.progress(total=hits.n_hits, desc="size", quiet=quiet)
+    started, n_hits = time.perf_counter(), hits.n_hits
     try:
         hits.selected, counts = select_size_window(hits, hits.hits, size_range, on_frames=bar.update,
                                                    jobs=jobs)
     finally:
         bar.close()
     hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"])
+    log.debug("sized %d hits for --size-range %g %g nm in %.2f s: %d kept, %d fits failed", n_hits,
+              *size_range, time.perf_counter() - started, int(np.count_nonzero(hits.selected)), counts["failed"])
 
 
 def threshold_for_rate(scores: np.ndarray, rate: float) -> float:

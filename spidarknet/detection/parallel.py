@@ -14,6 +14,7 @@ every frame scored by then.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from spidarknet.detection.local import FrameChecks, PartialResult, Prefilter, St
 from spidarknet.frames.source import FrameSource
 from spidarknet.hits import HitList
 from spidarknet.preprocess import Preprocessing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
     parts: list[HitList | None] = [None] * len(shards)
     times = StageTimes()
     failure: SpidarknetError | None = None
+    log.debug("detecting %d frames in %d worker processes (%s backend, batch %d, %d frames per chunk): %s frames each",
+              len(source), len(shards), job.backend, job.batch, job.chunk,
+              ", ".join(str(sum(len(v) for v in shard.source["indices"].values())) for shard in shards))
     pool = Pool("spidarknet.detection.parallel:serve", shards, label="detection worker {number} of {count}",
                 error=EngineError)
     try:
@@ -130,6 +136,9 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
             raise failure
         raise PartialResult(str(failure), hits.sorted()) from failure
     times.total = time.perf_counter() - started
+    log.debug("%d worker processes detected %d frames in %.2f s; summed over them: read %.2f s, preprocess %.2f s, "
+              "prefilter %.2f s, inference %.2f s", len(shards), len(hits), times.total, times.read,
+              times.preprocess, times.prefilter, times.inference)
     return hits, times
 
 

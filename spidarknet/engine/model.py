@@ -10,6 +10,7 @@ Weights without a card are accepted when they sit in an exported data set's
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.detector import RegionSpec
 from spidarknet.engine.weights import check_weights
 from spidarknet.preprocess import Preprocessing
+
+log = logging.getLogger(__name__)
 
 CARD_FORMAT = 1
 DEFAULT_THRESHOLD = 0.5
@@ -121,4 +124,6 @@ def load_model(weights: str | os.PathLike, *, cfg: str | None = None, preprocess
     if not 0.0 <= model.threshold <= 1.0:
         raise ConfigError(f"threshold {model.threshold} must be between 0 and 1")
     model.check()
+    log.debug("model %s (%s): threshold %.3g, preprocessing %s", weights, model.origin, model.threshold,
+              model.preprocessing.to_dict())
     return model

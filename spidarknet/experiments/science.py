@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from spidarknet.core import metrics
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import write_json
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
         elif config.positives == "single":
             labels = ["--positives", str(_write_singles(run_dir / "singles.csv", train_files))]
         else:
-            raise InputError(f"positives must be 'window' or 'single', not {config.positives!r}")
+            raise ConfigError(f"positives must be 'window' or 'single', not {config.positives!r}")
         t0 = time.perf_counter()
         if export_dataset.main([*map(str, train_files), *labels, "--out", str(ds), "--force",
                                 *config.export_args, *quiet]) != 0:

@@ -455,11 +455,15 @@ class FrameSource:
         return sum(len(f.indices) for f in self.files)
 
     def describe(self) -> str:
-        """One line per file for the log: path, frames selected, shape, type, geometry, mask."""
-        return "\n".join(f"  {info.path}: {len(info.indices)} of {info.n_frames} frames at {info.dataset}, "
-                         f"{info.frame_shape[0]}x{info.frame_shape[1]} {info.dtype}, {info.geometry.describe()}, "
-                         + ("per-frame mask" if info.mask_dataset else "shared mask" if info.mask_shared is not None
-                            else "no mask") for info in self.files)
+        """One line per file for the log: path, frames (and how many are selected, where not
+        all), shape, type, geometry, mask."""
+        def line(info: FileInfo) -> str:
+            selected = f" ({len(info.indices)} selected)" if len(info.indices) != info.n_frames else ""
+            mask = ("per-frame mask" if info.mask_dataset else "shared mask" if info.mask_shared is not None
+                    else "no mask")
+            return (f"  {info.path}: {info.n_frames} frames at {info.dataset}{selected}, {info.frame_shape[0]}x"
+                    f"{info.frame_shape[1]} {info.dtype}, {info.geometry.describe()}, {mask}")
+        return "\n".join(line(info) for info in self.files)
 
     def spec(self) -> dict:
         """JSON-able arguments that rebuild this source (in another process), with its selection."""

@@ -71,11 +71,11 @@ class ReportOptions:
     sizing: SizingSettings = field(default_factory=SizingSettings)
 
     def check(self) -> "ReportOptions":
-        """Raise :class:`InputError` or :class:`ConfigError` on values that cannot work."""
+        """Raise :class:`ConfigError` on values that cannot work."""
         self.sizing.check()
         if self.tiles < 1 or self.crop_px < 16 or self.tile_px < 32 or self.max_sized < 1:
-            raise InputError("tiles, crop, tile size and the number of sized frames must be positive "
-                             "(crop ≥ 16 px, tiles ≥ 32 px)")
+            raise ConfigError("--tiles and --max-profiles must be at least 1, --crop at least 16 px (and "
+                              "the tile size at least 32 px)")
         if self.by and not (self.truth_dataset or self.truth_csv):
             raise ConfigError("--by counts positives and recall per category, so it needs the truth: "
                               "give --truth-dataset PATH or --truth CSV as well")
