@@ -10,11 +10,10 @@ from pathlib import Path
 
 from spidarknet import cli
 from spidarknet.core.errors import EngineError, OutputError
-from spidarknet.detection.threshold import score_images, threshold_report
+from spidarknet.detection.threshold import validated_model
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.data_folder import ExportedDataset
 from spidarknet.engine.locate import describe, find_darknet
-from spidarknet.engine.model import load_model
 from spidarknet.engine.train import SEED_MAX, final_weights, newest_backup, omp_wait_policy, takes_seed, train
 
 
@@ -66,6 +65,30 @@ def run(args: argparse.Namespace) -> int:
     if not darknet.trains_on_cpu and not darknet.gpu:
         raise EngineError(f"{describe(darknet)} cannot train YOLOv2 on the CPU (upstream's region layer has "
                           "no CPU backward pass); build the patched engine with 'make darknet OPENMP=1'")
+    weights = _starting_weights(args, ds)
+    seed = args.seed
+    if seed == "random":  # an engine without our seed patch seeds from the clock, unrecorded
+        seed = secrets.randbelow(SEED_MAX + 1) if takes_seed(darknet) else None
+    started = time.perf_counter()
+    result = _train_with_progress(args, ds, darknet, weights, seed)
+    if result is None:
+        return cli.EXIT_INTERRUPTED
+    seconds = time.perf_counter() - started
+    last = result.history[-1] if result.history else None
+    model = validated_model(ds, result.weights, backend=args.backend)
+    card = model.save_card({"dataset": str(ds.root.resolve()), "iterations": result.iterations, "seed": seed,
+                            "final_avg_loss": last.avg_loss if last else None,
+                            "train_seconds": round(seconds, 1)})
+    loss = f", final avg loss {last.avg_loss:.3f}" if last else ""
+    print(f"trained {result.iterations} iterations in {seconds:.0f} s{loss}; weights: {result.weights}")
+    _print_validation(model)
+    print(f"model card: {card}")
+    return 0
+
+
+def _starting_weights(args: argparse.Namespace, ds: ExportedDataset) -> Path | None:
+    """The weights training starts from: the newest backup (--resume), --pretrained, or none;
+    refuses to train over a finished training without --force."""
     final = final_weights(ds)
     weights = None
     if args.resume:
@@ -77,12 +100,15 @@ def run(args: argparse.Namespace) -> int:
                           "--force to train again, or export a new data set")
     if args.pretrained:
         weights = Path(args.pretrained)
-    seed = args.seed
-    if seed == "random":  # an engine without our seed patch seeds from the clock, unrecorded
-        seed = secrets.randbelow(SEED_MAX + 1) if takes_seed(darknet) else None
+    return weights
+
+
+def _train_with_progress(args: argparse.Namespace, ds: ExportedDataset, darknet, weights: Path | None,
+                         seed: int | None):
+    """darknet's training with a progress bar of iterations and loss; None when interrupted
+    (after saying where the newest backup is)."""
     max_batches = DarknetCfg.load(ds.cfg_path).net.get_int("max_batches", 0) or None
     log_path = ds.root / "train.log"
-    started = time.perf_counter()
     omp_wait = omp_wait_policy(args.omp_wait)
     print(f"training {ds.cfg_path.name} on {len(ds.train_images)} images with {describe(darknet)} "
           f"(OpenMP wait policy {omp_wait}, seed {'from the clock' if seed is None else seed}); log: {log_path}",
@@ -95,44 +121,33 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        result = train(ds, darknet, weights=weights, clear=bool(args.pretrained), gpus=args.gpus,
-                       log_path=log_path, on_progress=on_progress, omp_wait=omp_wait, seed=seed)
+        return train(ds, darknet, weights=weights, clear=bool(args.pretrained), gpus=args.gpus,
+                     log_path=log_path, on_progress=on_progress, omp_wait=omp_wait, seed=seed)
     except KeyboardInterrupt:
         bar.close()
         backup = newest_backup(ds)
         where = f"newest backup: {backup}" if backup else "no backup was written yet (one every 100 iterations)"
         print(f"interrupted: darknet stopped; {where}; continue with 'spidarknet train {args.dataset} --resume'",
               file=sys.stderr)
-        return cli.EXIT_INTERRUPTED
+        return None
     finally:
         bar.close()
-    seconds = time.perf_counter() - started
-    last = result.history[-1] if result.history else None
-    model = load_model(result.weights)  # the data set's cfg and preprocessing
-    validation = {}
-    if ds.valid_images:
-        scores, labels = score_images(ds, model, backend=args.backend)
-        validation = threshold_report(scores, labels)
-        model.threshold = validation["threshold"]
-    model.validation = validation
-    card = model.save_card({"dataset": str(ds.root.resolve()), "iterations": result.iterations, "seed": seed,
-                            "final_avg_loss": last.avg_loss if last else None,
-                            "train_seconds": round(seconds, 1)})
-    loss = f", final avg loss {last.avg_loss:.3f}" if last else ""
-    print(f"trained {result.iterations} iterations in {seconds:.0f} s{loss}; weights: {result.weights}")
-    if validation:
-        spread = ""
-        if "threshold_interval" in validation:
-            (t0, t1), (f0, f1) = validation["threshold_interval"], validation["f1_interval"]
-            spread = (f"; 68 % bootstrap intervals: threshold {t0:.3f}-{t1:.3f}, F1 {f0:.3f}-{f1:.3f} "
-                      f"({validation['n_single']} single hits among them)")
-        print(f"validation ({validation['n_frames']} frames): precision {validation['precision']:.3f}, "
-              f"recall {validation['recall']:.3f}, F1 {validation['f1']:.3f} at threshold "
-              f"{validation['threshold']:.3f} (ROC AUC {validation['roc_auc']:.3f}){spread}")
-    else:
+
+
+def _print_validation(model) -> None:
+    """The validation figures at the chosen threshold, with their bootstrap intervals."""
+    validation = model.validation
+    if not validation:
         print(f"no validation images: threshold left at {model.threshold}")
-    print(f"model card: {card}")
-    return 0
+        return
+    spread = ""
+    if "threshold_interval" in validation:
+        (t0, t1), (f0, f1) = validation["threshold_interval"], validation["f1_interval"]
+        spread = (f"; 68 % bootstrap intervals: threshold {t0:.3f}-{t1:.3f}, F1 {f0:.3f}-{f1:.3f} "
+                  f"({validation['n_single']} single hits among them)")
+    print(f"validation ({validation['n_frames']} frames): precision {validation['precision']:.3f}, "
+          f"recall {validation['recall']:.3f}, F1 {validation['f1']:.3f} at threshold "
+          f"{validation['threshold']:.3f} (ROC AUC {validation['roc_auc']:.3f}){spread}")
 
 
 def main(argv=None) -> int:

@@ -336,6 +336,56 @@ def _files(counts: dict) -> str:
     return shown + (f" and {len(counts) - 3} more files" if len(counts) > 3 else "")
 
 
+@dataclass
+class _Scored:
+    """What :func:`detect_frames` has scored so far, chunk by chunk."""
+
+    threshold: float
+    prefilter: Prefilter | None
+    checks: FrameChecks = field(default_factory=FrameChecks)
+    keys: list = field(default_factory=list)
+    scores: list = field(default_factory=list)
+    boxes: list = field(default_factory=list)
+    status: list = field(default_factory=list)
+    rejected: int = 0           # frames the prefilter kept from the network
+
+    def add(self, chunk: FrameChunk, processed: Processed, scores: np.ndarray, boxes: np.ndarray,
+            passed: np.ndarray | None) -> None:
+        self.keys.extend(chunk.keys)
+        self.scores.append(scores)
+        self.boxes.append(boxes)
+        self.status.append(self.checks.add(chunk, processed))
+        if passed is not None:
+            self.rejected += len(chunk) - int(np.count_nonzero(passed))
+
+    def hits(self) -> HitList:
+        """The hit list of the frames so far, with the frame checks and the prefilter's count."""
+        hits = HitList(self.keys, np.concatenate(self.scores) if self.scores else np.zeros(0, np.float32),
+                       np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4), np.float32), self.threshold,
+                       status=np.concatenate(self.status) if self.status else np.zeros(0, np.int8))
+        hits.meta["frame_checks"] = self.checks.to_dict()
+        if self.prefilter is not None:
+            hits.meta["prefilter"] = {**self.prefilter.to_dict(), "rejected": self.rejected}
+        return hits
+
+
+def _log_start(source: FrameSource, engine: str, chunk_frames: int, prefilter: Prefilter | None) -> None:
+    log.debug("detecting %d frames of %d file%s with %s, %d frames per chunk%s", len(source), len(source.files),
+              "s" if len(source.files) != 1 else "", engine, chunk_frames,
+              f", prefilter {prefilter.to_dict()}" if prefilter is not None else "")
+
+
+def _log_chunk(chunk: FrameChunk, passed: np.ndarray | None, engine: str, t: tuple[float, ...]) -> None:
+    """One chunk's stage times: ``t`` holds the clock before reading, after reading, after
+    preprocessing, after the prefilter and after inference."""
+    t0, t1, t2, t3, t4 = t
+    to_network = len(chunk) if passed is None else int(np.count_nonzero(passed))
+    log.debug("chunk %s[%d:%d]: read %.3f s, preprocessed %.3f s, prefilter %.3f s, %d of %d frames "
+              "to %s %.3f s", os.path.basename(chunk.info.path), int(chunk.indices[0]),
+              int(chunk.indices[-1]) + 1, t1 - t0, t2 - t1, t3 - t2, to_network, len(chunk), engine,
+              t4 - t3)
+
+
 def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detector, threshold: float, *,
                   prefilter: Prefilter | None = None, chunk_frames: int = 64,
                   on_chunk: Callable[[int], None] | None = None) -> tuple[HitList, StageTimes]:
@@ -347,25 +397,11 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
     """
     pre = Preprocessor(settings)
     gate = PrefilterGate(prefilter, settings) if prefilter is not None else None
-    checks = FrameChecks()
-    keys, scores, boxes, status = [], [], [], []
-    rejected = 0
+    scored = _Scored(threshold, prefilter)
     times = StageTimes()
-
-    def collected() -> HitList:
-        hits = HitList(keys, np.concatenate(scores) if scores else np.zeros(0, np.float32),
-                       np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32), threshold,
-                       status=np.concatenate(status) if status else np.zeros(0, np.int8))
-        hits.meta["frame_checks"] = checks.to_dict()
-        if prefilter is not None:
-            hits.meta["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
-        return hits
-
     started = time.perf_counter()
     engine = f"{type(detector).__name__} (batch {getattr(detector, 'batch', '?')})"
-    log.debug("detecting %d frames of %d file%s with %s, %d frames per chunk%s", len(source), len(source.files),
-              "s" if len(source.files) != 1 else "", engine, chunk_frames,
-              f", prefilter {prefilter.to_dict()}" if prefilter is not None else "")
+    _log_start(source, engine, chunk_frames, prefilter)
     chunks = source.chunks(chunk_frames, roi=pre.roi)
     while True:
         t0 = time.perf_counter()
@@ -381,27 +417,18 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         try:
             chunk_scores, chunk_boxes = score_chunk(detector, processed, passed, settings)
         except EngineError as exc:
-            raise PartialResult(str(exc), collected()) from None
+            raise PartialResult(str(exc), scored.hits()) from None
         t4 = time.perf_counter()
         times.preprocess += t2 - t1
         times.prefilter += t3 - t2
         times.inference += t4 - t3
         if log.isEnabledFor(logging.DEBUG):
-            to_network = len(chunk) if passed is None else int(np.count_nonzero(passed))
-            log.debug("chunk %s[%d:%d]: read %.3f s, preprocessed %.3f s, prefilter %.3f s, %d of %d frames "
-                      "to %s %.3f s", os.path.basename(chunk.info.path), int(chunk.indices[0]),
-                      int(chunk.indices[-1]) + 1, t1 - t0, t2 - t1, t3 - t2, to_network, len(chunk), engine,
-                      t4 - t3)
-        keys.extend(chunk.keys)
-        scores.append(chunk_scores)
-        boxes.append(chunk_boxes)
-        status.append(checks.add(chunk, processed))
-        if passed is not None:
-            rejected += len(chunk) - int(np.count_nonzero(passed))
+            _log_chunk(chunk, passed, engine, (t0, t1, t2, t3, t4))
+        scored.add(chunk, processed, chunk_scores, chunk_boxes, passed)
         if on_chunk is not None:
             on_chunk(len(chunk))
     times.total = time.perf_counter() - started
     log.debug("detected %d frames in %.2f s: read %.2f s, preprocess %.2f s, prefilter %.2f s, inference %.2f s"
-              "%s", len(keys), times.total, times.read, times.preprocess, times.prefilter, times.inference,
-              f"; {rejected} frames kept from the network by the prefilter" if prefilter is not None else "")
-    return collected(), times
+              "%s", len(scored.keys), times.total, times.read, times.preprocess, times.prefilter, times.inference,
+              f"; {scored.rejected} frames kept from the network by the prefilter" if prefilter is not None else "")
+    return scored.hits(), times

@@ -67,23 +67,53 @@ def merge_parts(paths: list[str]) -> tuple[HitList, dict]:
     """Join shard hit lists; every frame of every shard exactly once, parts consistent."""
     if not paths:
         raise InputError("no hit lists to merge")
-    parts = []
-    for path in paths:
-        summary = summary_path(path)
-        if not summary.is_file():
-            raise InputError(f"{summary} is missing: merge needs the JSON summary detect writes beside {path}")
-        meta = json.loads(summary.read_text())
-        if "shard" not in meta:
-            raise InputError(f"{path} was not written by 'detect --shard K/N'")
-        parts.append((path, read_hits(path), meta))
+    parts = [_read_part(path) for path in paths]
     first = parts[0][2]
-    n = first["shard"]["count"]
+    _check_same_detection(parts)
+    _check_part_numbers(parts)
+    problems = [problem for part in parts for problem in _coverage_problems(*part)]
+    if problems:
+        raise InputError("the parts do not cover the frames exactly once: " + "; ".join(problems[:5]))
+    in_order = sorted(parts, key=lambda p: p[2]["shard"]["index"])
+    merged = HitList([key for _, hits, _ in in_order for key in hits.keys],
+                     np.concatenate([hits.scores for _, hits, _ in in_order]),
+                     np.concatenate([hits.boxes for _, hits, _ in in_order]), float(first["threshold"]),
+                     status=np.concatenate([hits.status for _, hits, _ in in_order]))
+    if len(set(merged.keys)) != len(merged.keys):
+        raise InputError("two parts score the same frames: were they made with different --frames or inputs?")
+    meta = {k: v for k, v in first.items() if k not in ("threshold", "frames", "hits", "shard", "timing", "jobs")}
+    if any("frame_checks" in p[2] for p in parts):  # the parts' counts add up
+        from spidarknet.detection.local import FrameChecks
+        meta["frame_checks"] = FrameChecks.from_dicts(p[2].get("frame_checks") for p in parts).to_dict()
+    meta["merged_from"] = [p[0] for p in in_order]
+    return merged.sorted(), meta
+
+
+def _read_part(path: str) -> tuple[str, HitList, dict]:
+    """(path, hit list, summary) of one part written by ``detect --shard K/N``."""
+    summary = summary_path(path)
+    if not summary.is_file():
+        raise InputError(f"{summary} is missing: merge needs the JSON summary detect writes beside {path}")
+    meta = json.loads(summary.read_text())
+    if "shard" not in meta:
+        raise InputError(f"{path} was not written by 'detect --shard K/N'")
+    return (path, read_hits(path), meta)
+
+
+def _check_same_detection(parts: list[tuple[str, HitList, dict]]) -> None:
+    """Refuse parts made with other weights, preprocessing, threshold or inputs than the first."""
+    first = parts[0][2]
     for key, what in (("weights_sha256", "weights"), ("preprocessing", "preprocessing"),
                       ("threshold", "threshold"), ("inputs", "inputs")):
         for path, _, meta in parts[1:]:
             if meta.get(key) != first.get(key):
                 raise InputError(f"{path} was made with other {what} than {parts[0][0]}: refusing to merge parts "
                                  "of different detections")
+
+
+def _check_part_numbers(parts: list[tuple[str, HitList, dict]]) -> None:
+    """Refuse parts of different counts, a part given twice, or parts missing."""
+    n = parts[0][2]["shard"]["count"]
     seen: dict[int, str] = {}
     for path, _, meta in parts:
         if meta["shard"]["count"] != n:
@@ -97,36 +127,22 @@ def merge_parts(paths: list[str]) -> tuple[HitList, dict]:
     if missing_parts:
         shown = ", ".join(f"{k}/{n}" for k in missing_parts[:10])
         raise InputError(f"{len(missing_parts)} of {n} parts are missing: {shown}")
+
+
+def _coverage_problems(path: str, hits: HitList, meta: dict) -> list[str]:
+    """How one part's frames differ from those its shard should hold (none when they match)."""
     problems = []
-    for path, hits, meta in parts:
-        got: dict[str, set[int]] = {}
-        for key in hits.keys:
-            got.setdefault(key.file, set()).add(key.index)
-        if sum(len(v) for v in got.values()) != len(hits.keys):
-            problems.append(f"{path} scores some frames twice")
-        for file, runs in meta["shard"]["expected"].items():
-            want = set(expand(runs).tolist())
-            lost = sorted(want - got.get(file, set()))
-            if lost:
-                problems.append(f"{path} lacks {len(lost)} frames of {file}, e.g. index {lost[0]}")
-        extra = {f for f in got if f not in meta["shard"]["expected"]}
-        if extra:
-            problems.append(f"{path} holds frames of files outside its shard: {sorted(extra)[:2]}")
-    if problems:
-        raise InputError("the parts do not cover the frames exactly once: " + "; ".join(problems[:5]))
-    keys, scores, boxes, status = [], [], [], []
-    for _, hits, _ in sorted(parts, key=lambda p: p[2]["shard"]["index"]):
-        keys.extend(hits.keys)
-        scores.append(hits.scores)
-        boxes.append(hits.boxes)
-        status.append(hits.status)
-    merged = HitList(keys, np.concatenate(scores), np.concatenate(boxes), float(first["threshold"]),
-                     status=np.concatenate(status))
-    if len(set(merged.keys)) != len(merged.keys):
-        raise InputError("two parts score the same frames: were they made with different --frames or inputs?")
-    meta = {k: v for k, v in first.items() if k not in ("threshold", "frames", "hits", "shard", "timing", "jobs")}
-    if any("frame_checks" in p[2] for p in parts):  # the parts' counts add up
-        from spidarknet.detection.local import FrameChecks
-        meta["frame_checks"] = FrameChecks.from_dicts(p[2].get("frame_checks") for p in parts).to_dict()
-    meta["merged_from"] = [p[0] for p in sorted(parts, key=lambda p: p[2]["shard"]["index"])]
-    return merged.sorted(), meta
+    got: dict[str, set[int]] = {}
+    for key in hits.keys:
+        got.setdefault(key.file, set()).add(key.index)
+    if sum(len(v) for v in got.values()) != len(hits.keys):
+        problems.append(f"{path} scores some frames twice")
+    for file, runs in meta["shard"]["expected"].items():
+        want = set(expand(runs).tolist())
+        lost = sorted(want - got.get(file, set()))
+        if lost:
+            problems.append(f"{path} lacks {len(lost)} frames of {file}, e.g. index {lost[0]}")
+    extra = {f for f in got if f not in meta["shard"]["expected"]}
+    if extra:
+        problems.append(f"{path} holds frames of files outside its shard: {sorted(extra)[:2]}")
+    return problems

@@ -74,3 +74,18 @@ def threshold_report(scores: np.ndarray, labels: np.ndarray, *, bootstrap: int =
         out["f1_interval"] = [float(v) for v in np.percentile(f1, [16, 84])]
         out["bootstrap_samples"] = int(bootstrap)
     return out
+
+
+def validated_model(ds: ExportedDataset, weights, *, backend: str = "opencv") -> Model:
+    """The model of freshly trained ``weights`` (the data set's cfg and preprocessing), its
+    threshold the max-F1 one on the data set's validation images and ``validation`` the
+    :func:`threshold_report` there (empty, the threshold left as it is, without validation images)."""
+    from spidarknet.engine.model import load_model
+    model = load_model(weights)
+    validation = {}
+    if ds.valid_images:
+        scores, labels = score_images(ds, model, backend=backend)
+        validation = threshold_report(scores, labels)
+        model.threshold = validation["threshold"]
+    model.validation = validation
+    return model

@@ -19,7 +19,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from spidarknet.core.errors import EngineError
 
@@ -67,35 +67,17 @@ def run_darknet(args: Sequence[str], *, cwd: str | os.PathLike, log_path: str | 
             os.close(slave)
         if log:
             log.write("$ " + " ".join(args) + f"   (in {cwd})\n")
-        pending = b""
         try:
-            while True:
-                try:
-                    data = os.read(master, 65536)
-                except OSError as exc:  # EIO: the child closed the terminal
-                    if exc.errno == errno.EIO:
-                        break
-                    raise
-                if not data:
-                    break
-                pending += data
-                *lines, pending = re.split(rb"\r?\n|\r", pending)
-                for raw in lines:
-                    line = raw.decode("utf-8", "replace")
-                    if not line:
-                        continue
-                    tail.append(line)
-                    if log:
-                        log.write(line + "\n")
-                    if failure is None and any(p.search(line) for p in FAILURE_PATTERNS):
-                        failure = line
-                    if on_line is not None:
-                        on_line(line)
-            if pending:
-                line = pending.decode("utf-8", "replace")
+            for line, complete in _read_lines(master):
                 tail.append(line)
                 if log:
                     log.write(line + "\n")
+                if not complete:
+                    continue
+                if failure is None and any(p.search(line) for p in FAILURE_PATTERNS):
+                    failure = line
+                if on_line is not None:
+                    on_line(line)
             returncode = proc.wait()
         except BaseException:
             _stop(proc)
@@ -108,6 +90,29 @@ def run_darknet(args: Sequence[str], *, cwd: str | os.PathLike, log_path: str | 
     if returncode != 0 or failure is not None:
         raise EngineError(describe_failure(what, result, failure))
     return result
+
+
+def _read_lines(fd: int) -> Iterator[tuple[str, bool]]:
+    """The non-empty lines of the terminal ``fd`` as they come, until the child closes it;
+    the flag is False for a last line that ended without a line break."""
+    pending = b""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError as exc:  # EIO: the child closed the terminal
+            if exc.errno == errno.EIO:
+                break
+            raise
+        if not data:
+            break
+        pending += data
+        *lines, pending = re.split(rb"\r?\n|\r", pending)
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            if line:
+                yield line, True
+    if pending:
+        yield pending.decode("utf-8", "replace"), False
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -115,22 +115,12 @@ def train(ds: ExportedDataset, darknet: Found, *, weights: Path | None = None, c
     cannot take it.
     """
     if seed is not None:
-        if not 0 <= seed <= SEED_MAX:
-            raise EngineError(f"seed {seed} is out of range: darknet takes 0 to {SEED_MAX}")
-        if not takes_seed(darknet):
-            raise EngineError(f"{darknet.path} cannot be seeded (it predates our seed patch); rebuild it "
-                              "with 'make darknet', or train with --seed random to let it seed from the clock")
+        _check_seed(seed, darknet)
     cfg = DarknetCfg.load(ds.cfg_path)
     if weights is not None:
         check_weights(cfg, weights, partial=True)
     ds.backup_dir.mkdir(exist_ok=True)
-    args = [str(darknet.path), "detector", "train", "obj.data", ds.cfg_path.name]
-    if weights is not None:
-        args.append(str(Path(weights).resolve()))
-    if gpus:
-        args += ["-gpus", gpus]
-    if clear:
-        args.append("-clear")
+    args = _train_command(darknet, ds, weights, gpus, clear)
     history: list[Progress] = []
     nan_line: list[str] = []
 
@@ -145,12 +135,7 @@ def train(ds: ExportedDataset, darknet: Found, *, weights: Path | None = None, c
         if on_line is not None:
             on_line(line)
 
-    env = dict(os.environ)
-    env.pop(SEED_ENV, None)  # only an explicit seed applies
-    if omp_wait:
-        env["OMP_WAIT_POLICY"] = omp_wait
-    if seed is not None:
-        env[SEED_ENV] = str(seed)
+    env = _train_environment(omp_wait, seed)
     run_darknet(args, cwd=ds.root, log_path=log_path, on_line=handle, what="darknet detector train", env=env)
     if nan_line:
         raise EngineError(f"training diverged (loss is NaN at '{nan_line[0]}'); lower the learning rate "
@@ -161,3 +146,36 @@ def train(ds: ExportedDataset, darknet: Found, *, weights: Path | None = None, c
     check_weights(cfg, final)
     return TrainResult(weights=final, iterations=history[-1].iteration if history else 0,
                        history=history, log_path=log_path)
+
+
+def _check_seed(seed: int, darknet: Found) -> None:
+    """Refuse a seed out of darknet's range, or one given to a darknet that cannot take it."""
+    if not 0 <= seed <= SEED_MAX:
+        raise EngineError(f"seed {seed} is out of range: darknet takes 0 to {SEED_MAX}")
+    if not takes_seed(darknet):
+        raise EngineError(f"{darknet.path} cannot be seeded (it predates our seed patch); rebuild it "
+                          "with 'make darknet', or train with --seed random to let it seed from the clock")
+
+
+def _train_command(darknet: Found, ds: ExportedDataset, weights: Path | None, gpus: str | None,
+                   clear: bool) -> list[str]:
+    """``darknet detector train obj.data NET.cfg [WEIGHTS] [-gpus G] [-clear]``, run in the data set folder."""
+    args = [str(darknet.path), "detector", "train", "obj.data", ds.cfg_path.name]
+    if weights is not None:
+        args.append(str(Path(weights).resolve()))
+    if gpus:
+        args += ["-gpus", gpus]
+    if clear:
+        args.append("-clear")
+    return args
+
+
+def _train_environment(omp_wait: str | None, seed: int | None) -> dict:
+    """This process's environment with OpenMP's wait policy and darknet's seed (only an explicit one)."""
+    env = dict(os.environ)
+    env.pop(SEED_ENV, None)  # only an explicit seed applies
+    if omp_wait:
+        env["OMP_WAIT_POLICY"] = omp_wait
+    if seed is not None:
+        env[SEED_ENV] = str(seed)
+    return env

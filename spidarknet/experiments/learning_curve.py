@@ -334,16 +334,10 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
     label_truth, test_truth = read_truth(labelled), read_truth(test)
     background = experiment.background_per_written_pixel
     chosen = pick_labels(label_truth["label"], counts, seed=seed, positive_share=positive_share)
-
     pre_inputs = _pretraining_inputs(model, pretrained)
     result = {
-        "pretrained": {"weights": str(pretrained), "threshold": model.threshold,
-                       "preprocessing": model.preprocessing.to_dict(), "trained_on": pre_inputs,
-                       "validation": model.validation},
-        "experiment": {**asdict(experiment), "labelled_file": str(labelled), "test_file": str(test),
-                       "hit_ratio": float(label_truth["label"].mean()),
-                       "test_frames": int(len(test_truth["label"])),
-                       "test_positives": int(test_truth["label"].sum())},
+        "pretrained": _pretrained_record(pretrained, model, pre_inputs),
+        "experiment": _experiment_record(experiment, labelled, test, label_truth, test_truth),
         "crop_q_max_inv_nm": {"experiment": crop_q_inv_nm(model.preprocessing, test),
                               "pretraining": crop_q_inv_nm(model.preprocessing, pre_inputs[0]) if pre_inputs else None},
         "schedule": {"iterations": iterations, "orientations": orientations, "valid_fraction": valid_fraction,
@@ -357,15 +351,21 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
 
     plan = _Plan(labelled=labelled, labels=label_truth["label"].astype(bool), test=test, test_truth=test_truth,
                  background=background, pretrained=pretrained,
-                 export_common=[*network, "--max-batches", str(iterations), *pre_args,
-                                "--orientations", str(orientations), "--valid-fraction", repr(valid_fraction),
-                                "--seed", str(seed), *export_args, "--quiet"],
+                 export_common=_export_options(network, pre_args, iterations, orientations, valid_fraction,
+                                               seed, export_args),
                  train_common=[*_seed_args(seed), *train_args, "--quiet"], say=say)
     for n, idx in chosen.items():
         positives, negatives = write_selections(work / "labels" / f"n{n}", labelled, idx, plan.labels)
         for arm in ARMS:
             result["rows"].append(_run_arm(plan, work / "runs" / f"n{n}-{arm}", n, arm, idx, positives, negatives))
     return result
+
+
+def _export_options(network: list[str], pre_args: list[str], iterations: int, orientations: int,
+                    valid_fraction: float, seed: int, export_args: Sequence[str]) -> list[str]:
+    """The export-dataset options every (N, arm) cell shares, after the labels and --out."""
+    return [*network, "--max-batches", str(iterations), *pre_args, "--orientations", str(orientations),
+            "--valid-fraction", repr(valid_fraction), "--seed", str(seed), *export_args, "--quiet"]
 
 
 def _checked_counts(label_counts: Sequence[int], iterations: int) -> list[int]:
@@ -376,6 +376,22 @@ def _checked_counts(label_counts: Sequence[int], iterations: int) -> list[int]:
     if iterations < 1:
         raise ConfigError(f"iterations {iterations} must be at least 1")
     return counts
+
+
+def _pretrained_record(pretrained: Path, model, pre_inputs: list[str]) -> dict:
+    """The pretrained model's weights, threshold, preprocessing, training files and validation."""
+    return {"weights": str(pretrained), "threshold": model.threshold,
+            "preprocessing": model.preprocessing.to_dict(), "trained_on": pre_inputs,
+            "validation": model.validation}
+
+
+def _experiment_record(experiment: Experiment, labelled: Path, test: Path, label_truth: dict,
+                       test_truth: dict) -> dict:
+    """The experiment's settings, files, hit ratio and test-set size, as the figures record them."""
+    return {**asdict(experiment), "labelled_file": str(labelled), "test_file": str(test),
+            "hit_ratio": float(label_truth["label"].mean()),
+            "test_frames": int(len(test_truth["label"])),
+            "test_positives": int(test_truth["label"].sum())}
 
 
 def _training_engine():

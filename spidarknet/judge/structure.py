@@ -362,27 +362,45 @@ def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, s
         raise ConfigError(f"shell_width must be > 0 voxels, got {shell_width}")
     if method not in ("pearson", "radial-band"):
         raise ConfigError(f"unknown method {method!r}; use 'pearson' or 'radial-band'")
-    n = a.shape[0]
-    r = _radius_voxels(n) / shell_width
+    r = _radius_voxels(a.shape[0]) / shell_width
     both = valid_voxels(a) & valid_voxels(b)
     shells = np.rint(r).astype(np.int64)
     n_shells = int(shells.max()) + 1
     q = np.arange(n_shells) * shell_width * float(q_per_voxel_inv_nm)
     counts = np.bincount(shells[both], minlength=n_shells)
-    cc = np.full(n_shells, np.nan)
     if method == "pearson":
-        order = np.argsort(shells[both], kind="stable")
-        sa, sb = a[both][order], b[both][order]
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        contrast = np.full(n_shells, np.nan)
-        for k in range(n_shells):
-            if counts[k] >= min_voxels:
-                x, y = sa[bounds[k]:bounds[k + 1]], sb[bounds[k]:bounds[k + 1]]
-                cc[k] = _pearson(x, y)
-                var = float(np.var(y))
-                if var > 0:
-                    contrast[k] = float(np.mean((x - x.mean()) * (y - y.mean()))) / var * y.mean() / x.mean()
+        cc, contrast = _shell_pearson(a[both], b[both], shells[both], counts, min_voxels)
         return ShellCorrelation(q, cc, counts, float(shell_width), method, contrast=contrast)
+    cc = _radial_band(a, b, r, both, counts, band)
+    return ShellCorrelation(q, cc, counts, float(shell_width), method, int(band))
+
+
+def _shell_pearson(a: np.ndarray, b: np.ndarray, shells: np.ndarray, counts: np.ndarray,
+                   min_voxels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per shell, the Pearson correlation of the valid voxels ``a``, ``b`` (shell index of each in
+    ``shells``) and the contrast of ``a`` against ``b``; NaN for shells under ``min_voxels``."""
+    n_shells = len(counts)
+    order = np.argsort(shells, kind="stable")
+    sa, sb = a[order], b[order]
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    cc = np.full(n_shells, np.nan)
+    contrast = np.full(n_shells, np.nan)
+    for k in range(n_shells):
+        if counts[k] >= min_voxels:
+            x, y = sa[bounds[k]:bounds[k + 1]], sb[bounds[k]:bounds[k + 1]]
+            cc[k] = _pearson(x, y)
+            var = float(np.var(y))
+            if var > 0:
+                contrast[k] = float(np.mean((x - x.mean()) * (y - y.mean()))) / var * y.mean() / x.mean()
+    return cc, contrast
+
+
+def _radial_band(a: np.ndarray, b: np.ndarray, r: np.ndarray, both: np.ndarray, counts: np.ndarray,
+                 band: int) -> np.ndarray:
+    """Per shell, the Pearson correlation of the two log radial profiles (quarter-shell bins)
+    over the mostly measured bins within ``± band`` shells; ``r`` is each voxel's radius in shells."""
+    n_shells = len(counts)
+    cc = np.full(n_shells, np.nan)
     fine_all = np.floor(r * 4.0 + 2.0).astype(np.int64)      # quarter-shell bins, bin 4k+2 centred on shell k
     fine = fine_all[both]
     n_fine = 4 * n_shells + 4
@@ -398,7 +416,7 @@ def shell_correlation(a: np.ndarray, b: np.ndarray, q_per_voxel_inv_nm: float, s
         sel = np.flatnonzero(ok[lo:hi]) + lo
         if sel.size >= 4 and counts[k] > 0:
             cc[k] = _pearson(pa[sel], pb[sel])
-    return ShellCorrelation(q, cc, counts, float(shell_width), method, int(band))
+    return cc
 
 
 @dataclass

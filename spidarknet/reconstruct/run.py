@@ -470,21 +470,8 @@ def _frame_table(export: ExportFolder) -> list[dict]:
 
 def _prepare(source: Path, work: Path, settings: dict, progress: bool) -> dict:
     """Export (a hit list) or read (an export folder), reduce, write work/dragonfly/ input."""
-    from tqdm import tqdm
     disable = not progress or not sys.stderr.isatty()
-    staging = None
-    if source.is_dir():
-        export = read_export(source)
-    else:
-        from spidarknet.export.emc import export_emc
-        from spidarknet.hits import read_selected
-        hits, flags = read_selected(source, unique=True)
-        staging = work / "export-full"
-        with tqdm(total=int(flags.sum()), desc="export", unit="frame", file=sys.stderr,
-                  disable=disable) as bar:
-            export_emc(hits, flags, staging, adu_per_photon=settings.get("adu_per_photon"),
-                       hit_list_name=str(source), on_frames=bar.update)
-        export = read_export(staging)
+    export, staging = _open_export(source, work, settings, disable)
     frames = _frame_table(export)
     if len(frames) < 2:
         raise InputError(f"{len(frames)} selected frame(s): EMC needs many (hundreds); select more")
@@ -492,55 +479,88 @@ def _prepare(source: Path, work: Path, settings: dict, progress: bool) -> dict:
     dragonfly_dir = work / "dragonfly"
     dragonfly_dir.mkdir(parents=True, exist_ok=True)
     if export.cropped:
-        if settings["binning"] not in (None, export.binning) or settings["q_max_inv_nm"] is not None:
-            raise InputError(f"{export.path} is already reduced to {export.num_pix} pixels (q < "
-                             f"{export.q_max_inv_nm:g} nm⁻¹, binning {export.binning}): reconstruct it "
-                             "without --binning/--q-max, or export the frames again without them")
-        if export.geometry.wavelength_m is None:
-            raise InputError(f"{export.path}/detector.h5 does not say the wavelength, which q needs")
-        reduction_info = {"binning": export.binning, "q_max_inv_nm": export.q_max_inv_nm,
-                          "num_pix": export.num_pix, "why": {"binning": "as exported", "q_max_inv_nm": "as exported"}}
-        shutil.copyfile(export.detector, dragonfly_dir / "detector.h5")
-        reader = EmcReader(export.photons)
-        from spidarknet.export.emc import EmcWriter
-        writer = EmcWriter(dragonfly_dir / "photons.emc", export.num_pix)
-        try:
-            for d in rows:
-                writer.write_frame(reader.dense(int(d)))
-            writer.close()
-        except BaseException:
-            writer.discard_parts()
-            raise
-        ewald_rad = export.ewald_rad
-        detd = export.geometry.distance_m / export.geometry.pixel_size_m[0]
-        photons_total = writer.photons
+        reduction_info, ewald_rad, detd, photons_total = _copy_reduced(export, rows, dragonfly_dir, settings)
     else:
-        reduction, why = choose_reduction(export, settings["binning"], settings["q_max_inv_nm"], rows)
-        ewald = None if abs(export.ewald_rad - export.geometry.distance_m / export.geometry.pixel_size_m[0]) \
-            < 1e-6 * export.ewald_rad else export.ewald_rad / reduction.binning
-        detector = reduced_detector(reduction, ewald_rad=ewald, polarization=export.polarization)
-        detector.attrs["written_by"] = "spidarknet reconstruct"
-        detector.write(dragonfly_dir / "detector.h5")
-        reader = EmcReader(export.photons)
-        with tqdm(total=len(rows), desc="reduce", unit="frame", file=sys.stderr, disable=disable) as bar:
-            writer = reduce_photons(reader, reduction, dragonfly_dir / "photons.emc", rows, on_frames=bar.update)
-        reduction_info = {**reduction.describe(), "why": why}
-        ewald_rad, detd = detector.ewald_rad, detector.detd
-        photons_total = writer.photons
+        reduction_info, ewald_rad, detd, photons_total = _reduce(export, rows, dragonfly_dir, settings, disable)
     wavelength_m = export.geometry.wavelength_m
     q_per_voxel = 2 * math.pi / (wavelength_m * 1e9) / ewald_rad
-    with open(work / "frames.csv", "w", newline="") as handle:
-        table = csv.writer(handle)
-        table.writerow(["emc_row", "file", "dataset", "index", "score", "half"])
-        for k, r in enumerate(frames):
-            table.writerow([k, r.get("file", ""), r.get("dataset", ""), r.get("index", ""), r.get("score", ""),
-                            1 + k % 2])
+    _write_frames_csv(work / "frames.csv", frames)
     if staging is not None:
         shutil.rmtree(staging, ignore_errors=True)
     return {"source": str(source), "source_kind": "export-emc folder" if source.is_dir() else "hit list",
             "frames": len(frames), "reduction": reduction_info, "ewald_rad_vox": ewald_rad, "detd_px": detd,
             "wavelength_m": wavelength_m, "q_per_voxel_inv_nm": q_per_voxel,
             "mean_photons_per_frame": photons_total / len(frames)}
+
+
+def _open_export(source: Path, work: Path, settings: dict, disable: bool) -> tuple[ExportFolder, Path | None]:
+    """The export folder ``source`` is, or the one its hit list's selection is exported into
+    (``work/export-full``, returned second so it can be removed afterwards; None for a folder)."""
+    if source.is_dir():
+        return read_export(source), None
+    from tqdm import tqdm
+
+    from spidarknet.export.emc import export_emc
+    from spidarknet.hits import read_selected
+    hits, flags = read_selected(source, unique=True)
+    staging = work / "export-full"
+    with tqdm(total=int(flags.sum()), desc="export", unit="frame", file=sys.stderr,
+              disable=disable) as bar:
+        export_emc(hits, flags, staging, adu_per_photon=settings.get("adu_per_photon"),
+                   hit_list_name=str(source), on_frames=bar.update)
+    return read_export(staging), staging
+
+
+def _copy_reduced(export: ExportFolder, rows: np.ndarray, dragonfly_dir: Path, settings: dict):
+    """An export already reduced (cropped in q, binned): its detector and the selected frames'
+    photons copied as they are; returns (reduction, Ewald radius, detector distance, photons)."""
+    from spidarknet.export.emc import EmcWriter
+    if settings["binning"] not in (None, export.binning) or settings["q_max_inv_nm"] is not None:
+        raise InputError(f"{export.path} is already reduced to {export.num_pix} pixels (q < "
+                         f"{export.q_max_inv_nm:g} nm⁻¹, binning {export.binning}): reconstruct it "
+                         "without --binning/--q-max, or export the frames again without them")
+    if export.geometry.wavelength_m is None:
+        raise InputError(f"{export.path}/detector.h5 does not say the wavelength, which q needs")
+    reduction_info = {"binning": export.binning, "q_max_inv_nm": export.q_max_inv_nm,
+                      "num_pix": export.num_pix, "why": {"binning": "as exported", "q_max_inv_nm": "as exported"}}
+    shutil.copyfile(export.detector, dragonfly_dir / "detector.h5")
+    reader = EmcReader(export.photons)
+    writer = EmcWriter(dragonfly_dir / "photons.emc", export.num_pix)
+    try:
+        for d in rows:
+            writer.write_frame(reader.dense(int(d)))
+        writer.close()
+    except BaseException:
+        writer.discard_parts()
+        raise
+    detd = export.geometry.distance_m / export.geometry.pixel_size_m[0]
+    return reduction_info, export.ewald_rad, detd, writer.photons
+
+
+def _reduce(export: ExportFolder, rows: np.ndarray, dragonfly_dir: Path, settings: dict, disable: bool):
+    """The export binned and cropped in q as the settings ask (or as chosen for them): the
+    reduced detector and photons written; returns (reduction, Ewald radius, detector distance, photons)."""
+    from tqdm import tqdm
+    reduction, why = choose_reduction(export, settings["binning"], settings["q_max_inv_nm"], rows)
+    ewald = None if abs(export.ewald_rad - export.geometry.distance_m / export.geometry.pixel_size_m[0]) \
+        < 1e-6 * export.ewald_rad else export.ewald_rad / reduction.binning
+    detector = reduced_detector(reduction, ewald_rad=ewald, polarization=export.polarization)
+    detector.attrs["written_by"] = "spidarknet reconstruct"
+    detector.write(dragonfly_dir / "detector.h5")
+    reader = EmcReader(export.photons)
+    with tqdm(total=len(rows), desc="reduce", unit="frame", file=sys.stderr, disable=disable) as bar:
+        writer = reduce_photons(reader, reduction, dragonfly_dir / "photons.emc", rows, on_frames=bar.update)
+    return {**reduction.describe(), "why": why}, detector.ewald_rad, detector.detd, writer.photons
+
+
+def _write_frames_csv(path: Path, frames: list[dict]) -> None:
+    """Which input frame each row of photons.emc is, and its half (1, 2) for the half-data maps."""
+    with open(path, "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["emc_row", "file", "dataset", "index", "score", "half"])
+        for k, r in enumerate(frames):
+            table.writerow([k, r.get("file", ""), r.get("dataset", ""), r.get("index", ""), r.get("score", ""),
+                            1 + k % 2])
 
 
 def _model_radius_vox(detector_path: Path) -> float:
