@@ -79,6 +79,7 @@ from spidarknet.core.pool import Pool, Result, Stop, core_count
 from spidarknet.frames.source import FileInfo, FrameKey, FrameSource, Geometry
 
 #: first zero of the sphere amplitude, x = q R (tan x = x)
+from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
 SPHERE_FIRST_ZERO_X = 4.493409457909064
 
 #: fringe-equivalent sphere diameter of a regular icosahedron over its volume-equivalent
@@ -1092,7 +1093,7 @@ def _sources_to_size(source: FrameSource | Sequence[FrameSource],
 
 
 def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[FrameKey] | None = None,
-                   settings: SizingSettings | None = None, *, chunk_frames: int = 16,
+                   settings: SizingSettings | None = None, *, chunk_frames: int = SIZE_CHUNK_FRAMES,
                    keep_profiles: bool = False,
                    on_frames: Callable[[int], object] | None = None,
                    jobs: int | None = None) -> list[SizeResult]:

@@ -14,6 +14,7 @@ import numpy as np
 from spidarknet import __version__, cli
 from spidarknet.detection.local import (PREFILTER_SIGMA, FrameChecks, PartialResult, Prefilter, PrefilterGate,
                                         detect_frames)
+from spidarknet.core.defaults import DETECT_CHUNK_FRAMES, INFERENCE_BATCH
 from spidarknet.core.errors import ConfigError, EngineError, InputError, SpidarknetError
 from spidarknet.core.outputs import check_destination, write_json
 from spidarknet.core.pool import core_count
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "'evaluate --truth' for its max-F1 threshold)")
     parser.add_argument("--cfg", help="network cfg, for weights without a model card")
     parser.add_argument("--preprocess", metavar="JSON", help="preprocessing settings, for weights without a card")
-    parser.add_argument("--batch", type=int, default=16, help="frames per inference batch (default 16)")
+    parser.add_argument("--batch", type=int, default=INFERENCE_BATCH,
+                        help=f"frames per inference batch (default {INFERENCE_BATCH})")
     parser.add_argument("--jobs", "-j", type=int,
                         help="processes reading, preprocessing and detecting in parallel (default: one per "
                              "core for the CPU backends, 1 for a GPU or darknet-cli); also the processes "
@@ -73,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", metavar="K/N",
                         help="score only part K of N (1..N) of the frames, for job arrays; join the parts "
                              "with 'spidarknet merge'")
-    parser.add_argument("--chunk", type=int, default=64, help="frames read at a time (default 64)")
+    parser.add_argument("--chunk", type=int, default=DETECT_CHUNK_FRAMES,
+                        help=f"frames read at a time (default {DETECT_CHUNK_FRAMES})")
+    _add_prefilter_args(parser)
+    cli.add_common_args(parser)
+    return parser
+
+
+def _add_prefilter_args(parser: argparse.ArgumentParser) -> None:
+    """The prefilter that keeps background-like frames from the network."""
     parser.add_argument("--no-prefilter", action="store_true",
                         help="send every frame to the network (default: frames whose crop holds no more photons "
                              "than their own background are given score 0 without it)")
@@ -83,8 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the background test: a frame reaches the network when its inner crop holds more than "
                              f"Z standard deviations above its outer crop's background (default {PREFILTER_SIGMA:g}; "
                              "lower is more cautious)")
-    cli.add_common_args(parser)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

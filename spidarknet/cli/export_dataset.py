@@ -11,6 +11,7 @@ import time
 from spidarknet import __version__, cli
 from spidarknet.dataset import (DarknetDatasetWriter, check_trainable, labels_from_dataset,
                                 labels_from_selections, split_subsets, used_frames, write_frames)
+from spidarknet.core.defaults import ORIENTATIONS, READ_CHUNK_FRAMES, TRAIN_BATCH, VALID_FRACTION
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import check_destination, staged_dir
 from spidarknet.engine.cfg import configure_network, load_template
@@ -37,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--negatives", action="append", default=[], metavar="CSV",
                         help="selection of negatives; without it every unlisted frame is a negative")
     split = parser.add_argument_group("train/validation split")
-    split.add_argument("--valid-fraction", type=float, default=0.2,
-                       help="random share of frames for validation, stratified by class (default 0.2)")
+    split.add_argument("--valid-fraction", type=float, default=VALID_FRACTION,
+                       help=f"random share of frames for validation, stratified by class (default {VALID_FRACTION:g})")
     split.add_argument("--valid-files", action="append", metavar="FILE",
                        help="validate on these files (globs allowed, repeatable) and train on the others")
     split.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
-    split.add_argument("--orientations", type=int, default=4, choices=(1, 2, 4, 8),
+    split.add_argument("--orientations", type=int, default=ORIENTATIONS, choices=(1, 2, 4, 8),
                        help="write each training frame in this many of its 8 turns and mirror images "
                             "(orientation is random in SPI, so all are equally likely; default 4: with "
                             "darknet's own random mirror in training that covers all 8)")
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--width-scale", type=float,
                      help="multiply the filter counts (default: 0.25 for yolov2-tiny-spi, the fast CPU "
                           "model; 1 for the others)")
-    net.add_argument("--batch", type=int, default=16, help="training batch (default 16)")
+    net.add_argument("--batch", type=int, default=TRAIN_BATCH, help=f"training batch (default {TRAIN_BATCH})")
     net.add_argument("--subdivisions", type=int, default=1, help="darknet subdivisions (default 1)")
     net.add_argument("--max-batches", type=int, default=1500,
                      help="training iterations (default 1500: about 6 min for the default network on 2 cores)")
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="darknet's training-time distortion: each image squeezed to a random aspect "
                           "ratio up to this fraction and padded with grey (default: the template's)")
     cli.add_preprocess_args(parser)
-    parser.add_argument("--chunk", type=int, default=32, help="frames read at a time (default 32)")
+    parser.add_argument("--chunk", type=int, default=READ_CHUNK_FRAMES,
+                        help=f"frames read at a time (default {READ_CHUNK_FRAMES})")
     cli.add_common_args(parser)
     return parser
 

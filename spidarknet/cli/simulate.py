@@ -6,6 +6,7 @@ import argparse
 import os
 
 from spidarknet import cli
+from spidarknet.core.defaults import SIMULATE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, OutputError
 from spidarknet.simulate.writer import COMPRESSIONS
 
@@ -60,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fractions", type=_fractions, default=None, metavar="KIND=F,...",
                         help="share of each kind, e.g. single=0.5,empty=0.5 (kinds: single, "
                         "multiple, empty, aggregate, droplet, tiny; others get none)")
-    parser.add_argument("--chunk-frames", type=int, default=16,
-                        help="frames generated and written at a time (default 16)")
+    parser.add_argument("--chunk-frames", type=int, default=SIMULATE_CHUNK_FRAMES,
+                        help=f"frames generated and written at a time (default {SIMULATE_CHUNK_FRAMES})")
     parser.add_argument("--force", "-f", action="store_true", help="overwrite OUT.cxi if it exists")
     _add_sample_args(parser, d)
     _add_geometry_args(parser, d)

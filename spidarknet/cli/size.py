@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spidarknet import cli
+from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import describe_keys, match_keys
 from spidarknet.core.outputs import check_destination
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--min-photons", type=float, default=d.min_signal_photons,
                      help=f"signal photons a fit needs in the q range (default {d.min_signal_photons:g})")
     fit.add_argument("--adu-per-photon", type=float, help="detector units per photon (default: data are photons)")
-    parser.add_argument("--chunk", type=int, default=16, help="frames read at a time (default 16)")
+    parser.add_argument("--chunk", type=int, default=SIZE_CHUNK_FRAMES,
+                        help=f"frames read at a time (default {SIZE_CHUNK_FRAMES})")
     parser.add_argument("--jobs", "-j", type=int,
                         help="processes fitting in parallel (default: one per core; the sizes do not "
                              "depend on it)")

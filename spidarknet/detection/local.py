@@ -49,6 +49,7 @@ from typing import Callable
 
 import numpy as np
 
+from spidarknet.core.defaults import DETECT_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, EngineError
 from spidarknet.engine.detector import Detector
 from spidarknet.frames.source import FrameChunk, FrameSource
@@ -387,7 +388,7 @@ def _log_chunk(chunk: FrameChunk, passed: np.ndarray | None, engine: str, t: tup
 
 
 def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detector, threshold: float, *,
-                  prefilter: Prefilter | None = None, chunk_frames: int = 64,
+                  prefilter: Prefilter | None = None, chunk_frames: int = DETECT_CHUNK_FRAMES,
                   on_chunk: Callable[[int], None] | None = None) -> tuple[HitList, StageTimes]:
     """Score every selected frame of ``source``; returns the hit list and stage timings.
 

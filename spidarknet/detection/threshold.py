@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from spidarknet.core import metrics
+from spidarknet.core.defaults import DETECTION_THRESHOLD
 from spidarknet.core.errors import InputError
 from spidarknet.engine.backends import OpenedDetector
 from spidarknet.engine.data_folder import ExportedDataset
@@ -52,7 +53,7 @@ def threshold_report(scores: np.ndarray, labels: np.ndarray, *, bootstrap: int =
     labels = np.asarray(labels, dtype=bool)
     threshold = metrics.best_f_threshold(scores, labels)
     if not np.isfinite(threshold):
-        threshold = 0.5
+        threshold = DETECTION_THRESHOLD
     c = metrics.confusion(scores, labels, threshold)
     out = {"threshold": float(threshold), "n_frames": int(len(scores)), "n_single": int(labels.sum()),
            "precision": c.precision, "recall": c.recall, "f1": c.f1, "accuracy": c.accuracy,

@@ -6,6 +6,7 @@ import logging
 import tempfile
 import time
 
+from spidarknet.core.defaults import INFERENCE_BATCH
 from spidarknet.core.errors import EngineError
 from spidarknet.core.pool import core_count
 from spidarknet.engine.locate import find_darknet, find_libdarknet
@@ -28,7 +29,7 @@ def resolve_auto(libdarknet: str | None = None) -> str:
 class OpenedDetector:
     """A detector with the temporary cfg file it reads; use as a context manager."""
 
-    def __init__(self, model: Model, backend: str, *, batch: int = 16, workers: int | None = None,
+    def __init__(self, model: Model, backend: str, *, batch: int = INFERENCE_BATCH, workers: int | None = None,
                  gpu: int | None = None, darknet: str | None = None, libdarknet: str | None = None,
                  threads: int | None = None, isolate: bool = True):
         """``isolate=False`` loads libdarknet in this process: for callers that already are

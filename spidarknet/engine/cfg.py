@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spidarknet.core.defaults import TRAIN_BATCH
 from spidarknet.core.errors import ConfigError
 
 NET_SECTIONS = ("net", "network")
@@ -183,7 +184,7 @@ def _scaled_filters(filters: int, scale: float) -> int:
     return max(8, int(round(filters * scale / 8.0)) * 8)
 
 
-def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batch: int = 16,
+def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batch: int = TRAIN_BATCH,
                       subdivisions: int = 1, max_batches: int = 500,
                       learning_rate: float | None = None, burn_in: int | None = None,
                       width_scale: float = 1.0, jitter: float | None = None) -> DarknetCfg:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spidarknet.core.defaults import INFERENCE_BATCH
 from spidarknet.core.errors import EngineError
 
 REQUIRED = ("load_network", "network_predict", "free_network", "network_width", "network_height",
@@ -185,7 +186,7 @@ class NetworkDetector:
 
     name = "darknet"
 
-    def __init__(self, lib_path, cfg_path, weights_path, spec, *, batch: int = 16, gpu: int | None = None):
+    def __init__(self, lib_path, cfg_path, weights_path, spec, *, batch: int = INFERENCE_BATCH, gpu: int | None = None):
         import tempfile
         from spidarknet.engine.cfg import DarknetCfg
         if batch == 2:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spidarknet import __version__
+from spidarknet.core.defaults import DETECTION_THRESHOLD
 from spidarknet.core.errors import ConfigError
 from spidarknet.core.outputs import write_json
 from spidarknet.engine.cfg import DarknetCfg
@@ -26,7 +27,7 @@ from spidarknet.preprocess import Preprocessing
 log = logging.getLogger(__name__)
 
 CARD_FORMAT = 1
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = DETECTION_THRESHOLD
 #: the simulation-trained model shipped with spidarknet (rebuilt by 'make model'); its card
 #: holds the science benchmark's figures
 BUILTIN_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "spi-default.weights"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spidarknet.core.defaults import INFERENCE_BATCH
 from spidarknet.core.errors import EngineError
 from spidarknet.engine.detector import Detections, RegionSpec, clip_boxes
 
@@ -20,7 +21,7 @@ from spidarknet.engine.detector import Detections, RegionSpec, clip_boxes
 class OpenCVDetector:
     name = "opencv"
 
-    def __init__(self, cfg_path: Path, weights_path: Path, spec: RegionSpec, *, batch: int = 16,
+    def __init__(self, cfg_path: Path, weights_path: Path, spec: RegionSpec, *, batch: int = INFERENCE_BATCH,
                  threads: int | None = None):
         import cv2
         if not hasattr(cv2.dnn, "readNetFromDarknet"):

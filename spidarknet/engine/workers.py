@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spidarknet.core.defaults import INFERENCE_BATCH
 from spidarknet.core.errors import EngineError
 from spidarknet.core.pool import Pool, Ready, Result, Stop
 from spidarknet.engine.cfg import DarknetCfg
@@ -65,7 +66,7 @@ class DarknetLibDetector:
     name = "darknet"
 
     def __init__(self, lib_path: Path, cfg_path: Path, weights_path: Path, spec: RegionSpec, *,
-                 batch: int = 16, workers: int = 1, gpu: int | None = None, threads_per_worker: int = 1):
+                 batch: int = INFERENCE_BATCH, workers: int = 1, gpu: int | None = None, threads_per_worker: int = 1):
         self.spec = spec
         self.batch = batch
         self.size = DarknetCfg.load(cfg_path).input_size[0]

@@ -48,6 +48,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from spidarknet.core import metrics
+from spidarknet.core.defaults import ORIENTATIONS, VALID_FRACTION
 from spidarknet.core.errors import ConfigError, EngineError, InputError
 from spidarknet.core.outputs import write_json
 
@@ -303,7 +304,7 @@ def pretrain(workdir: str | Path, *, frames: int = 3200, seed: int = 101, like: 
 def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
                        label_counts: Sequence[int] = DEFAULT_COUNTS, *,
                        experiment: Experiment | None = None, iterations: int = DEFAULT_ITERATIONS,
-                       orientations: int = 4, valid_fraction: float = 0.2,
+                       orientations: int = ORIENTATIONS, valid_fraction: float = VALID_FRACTION,
                        positive_share: float | None = None, seed: int = 0,
                        export_args: Sequence[str] = (), train_args: Sequence[str] = (),
                        say: Callable[[str], None] = print) -> dict:

@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from spidarknet.core.defaults import READ_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -552,7 +553,7 @@ class FrameSource:
                 wanted.setdefault(path, []).append(int(key.index))
         return self.select(wanted)
 
-    def chunks(self, chunk_frames: int = 32,
+    def chunks(self, chunk_frames: int = READ_CHUNK_FRAMES,
                roi: Callable[[FileInfo], Roi | None] | Roi | None = None) -> Iterator[FrameChunk]:
         """Yield the selected frames in chunks of consecutive indices, file by file.
 

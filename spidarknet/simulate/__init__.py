@@ -77,6 +77,7 @@ from typing import Callable, Mapping
 import cv2
 import numpy as np
 
+from spidarknet.core.defaults import SIMULATE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError
 from spidarknet.simulate.detector import (MASK_INVALID, PNCCD, PnCCD, bin_mask, bin_sum,
                                           build_mask, radial_bins, sample_photons, unbin)
@@ -467,7 +468,7 @@ class SimulationSummary:
 
 
 def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None = None,
-                  compression: str | None = None, chunk_frames: int = 16,
+                  compression: str | None = None, chunk_frames: int = SIMULATE_CHUNK_FRAMES,
                   fractions: Mapping[str, float] | None = None,
                   progress: Callable[[int], object] | None = None,
                   settings: SimulationSettings | None = None, like=None,
