@@ -51,6 +51,12 @@ that ±1σ covers the error of 68 % of the icosahedra; then 72 % of the spheres)
 calibrated once by ``tools/sizing_bench.py --calibrate``: 175 simulated icosahedra with
 ≥ 500 photons on the half detector, beam jitter σ = 5 px, seeds 5001-5004.
 
+**A second particle.**  Two particles ``d`` apart across the beam scatter one particle's
+pattern times fringes ``1 + γ cos(q·d)``, which ring sums average away.  After the fit,
+:func:`second_particle_z` scores such fringes in the pixels' residual for every ``d`` at
+once (an FFT): ``second_particle_z``, in σ, ≈ 3 for one particle whatever its photons, and
+a size window drops fits above ``SIZE_WINDOW_MAX_SECOND_PARTICLE_Z``.
+
 A fit fails, with a reason and an empty diameter, only when the frame carries no size:
 when the fit region holds no usable pixels; when the fitted sphere holds fewer than
 ``min_signal_photons`` photons (empty shots); or when the best diameter is the edge of
@@ -89,9 +95,32 @@ ICOSAHEDRON_SPHERE_DIAMETER_RATIO = 0.998
 SHAPE_ERROR_PER_ROOT_MISFIT = 0.025
 #: a size window (``select --size-range``) drops fits whose misfit is above this
 SIZE_WINDOW_MAX_MISFIT = 0.5
+#: the search for a second particle (:func:`second_particle_z`) starts this many fitted
+#: diameters from the origin of the residual's Patterson map: one particle's own
+#: autocorrelation reaches its largest width (a regular icosahedron's circumscribed
+#: diameter, 1.18 times its volume-equivalent one), and the mask's edges spread it further
+#: (chosen on the science benchmark's development files: at 25,000 photons single
+#: icosahedra reached z 7.1 from 1.25 diameters, 4.8 from 1.5)
+SECOND_PARTICLE_MIN_SEPARATION = 1.5
+#: a size window drops fits whose evidence for a second particle is above this (σ) on a dim
+#: frame.  For a single particle ``z²`` is the largest of some 10⁴ independent exponential
+#: variables of mean 1 (median z ≈ 3.2, and z > 5 about once in 10⁶ frames)
+SIZE_WINDOW_MAX_SECOND_PARTICLE_Z = 5.0
+#: ... widened on bright frames by this times √(signal photons), in quadrature: a particle
+#: that is not quite a sphere leaves a residual that grows with its photons (single
+#: icosahedra on the development files: z up to 5.1 at 25,000 photons, 6.7 at 100,000,
+#: where the cut is 6.4 and 9.3; multiples there gave 11-60 and 37-240)
+SECOND_PARTICLE_Z_PER_ROOT_PHOTON = 0.025
+
+
+def second_particle_cut(signal_photons) -> np.ndarray:
+    """The ``second_particle_z`` above which a size window drops a fit of that many signal
+    photons: ``hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON √N)``."""
+    n = np.maximum(np.nan_to_num(np.asarray(signal_photons, dtype=np.float64)), 0.0)
+    return np.hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON * np.sqrt(n))
 
 SIZE_COLUMNS = ["file", "dataset", "index", "diameter_nm", "diameter_err_nm", "fit_quality", "misfit",
-                "ok", "reason", "signal_photons", "background_photons_per_pixel", "centre_x_px",
+                "second_particle_z", "ok", "reason", "signal_photons", "background_photons_per_pixel", "centre_x_px",
                 "centre_y_px"]
 
 
@@ -617,6 +646,8 @@ class SphereFit:
     diameter_err_m: float = float("nan")   # 1σ: the likelihood's, widened by the shape term
     diameter_stat_err_m: float = float("nan")  # 1σ from the likelihood's curvature alone
     misfit: float = float("nan")   # excess Pearson χ² of the ring sums per signal photon
+    second_particle_z: float = float("nan")  # evidence (σ) for fringes of a second particle
+    second_particle_separation_m: float = float("nan")  # the separation across the beam it found
     centre_xy: tuple[float, float] | None = None
     nll: float = float("nan")  # Σ μ − Σ C log μ at the optimum
     reason: str = ""           # why the fit failed ("" when it did not)
@@ -638,6 +669,49 @@ class SphereFit:
         self.reason = reason
         self.diameter_m = self.diameter_err_m = self.diameter_stat_err_m = float("nan")
         return self
+
+
+def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
+                      centre_xy: Sequence[float], diameter_m: float) -> tuple[float, float]:
+    """Evidence for a second particle beside the fitted one: ``(z, separation in m)``.
+
+    Two particles whose centres lie ``d`` apart across the beam scatter ``|F₁ + F₂ e^{iq·d}|²``,
+    one particle's pattern times fringes ``1 + γ cos(q·d + φ)``; a ring profile averages
+    such fringes away, the pixels keep them.  The Poisson likelihood's score for fringes of
+    separation ``d`` about the fitted single is ``U(d) = Σ_j (C_j/μ_j − 1) s_j e^{i q_j·d}``
+    (``s_j = μ_j − b``, the fitted particle's photons on pixel j): the Fourier transform of
+    the weighted residual, so one FFT over the pixel grid gives every ``d`` at once, and at
+    every ``d`` ``|U|²/Σ_j s_j²/μ_j`` is exponentially distributed with mean 1 when the single
+    explains the frame.  ``z`` is ``√`` of its largest value at separations from
+    :data:`SECOND_PARTICLE_MIN_SEPARATION` fitted diameters to 0.9 of the largest the
+    pixels resolve (``π/κ``, ``κ`` the q across one pixel); NaN when that range is empty.
+    The statistic is a test of a model (one particle), not of our simulator: its null
+    distribution follows from Poisson statistics alone.
+    """
+    kappa = 2.0 * math.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m  # q per pixel
+    largest = 0.9 * math.pi / kappa
+    if not largest > SECOND_PARTICLE_MIN_SEPARATION * diameter_m or len(mu) == 0:
+        return float("nan"), float("nan")
+    x, y = pixels.offsets(centre_xy)
+    col, row = np.rint(x).astype(np.intp), np.rint(y).astype(np.intp)
+    signal = mu - background
+    weighted = -signal                              # (C/μ − 1) s, with C = 0 off the lit pixels
+    weighted[pixels.lit] += pixels.counts * signal[pixels.lit] / mu[pixels.lit]
+    variance = float(np.sum(signal * signal / mu))
+    if not variance > 0:
+        return float("nan"), float("nan")
+    n = 1 << int(math.ceil(math.log2(2 * (max(np.abs(col).max(), np.abs(row).max()) + 1))))
+    grid = np.zeros((n, n))
+    np.add.at(grid, (row % n, col % n), weighted)
+    power = np.abs(np.fft.rfft2(grid)) ** 2 / variance
+    fy = np.fft.fftfreq(n) * n
+    fx = np.arange(power.shape[1], dtype=np.float64)
+    separation = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
+    searched = (separation > SECOND_PARTICLE_MIN_SEPARATION * diameter_m) & (separation < largest)
+    if not searched.any():
+        return float("nan"), float("nan")
+    best = int(np.argmax(np.where(searched, power, -1.0)))
+    return math.sqrt(power.flat[best]), float(separation.flat[best])
 
 
 def _ring_quality(counts: np.ndarray, mu: np.ndarray, n_params: int, signal: float) -> tuple[float, float]:
@@ -914,7 +988,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     s = (settings or SizingSettings()).check()
     refine = s.refine_centre and s.centre_search_px > 0
     reach, step = centre_search_in_pixels(optics.pixel_m, s) if refine else (0.0, 0.0)
-    counts, n_total = pixels.counts, pixels.n_pixels
+    n_total = pixels.n_pixels
     radii = pixels.radii(centre_xy)[0]
     q_range = ((float(optics.q_inv_m(radii.min())), float(optics.q_inv_m(radii.max()))) if n_total
                else (float("nan"),) * 2)
@@ -941,21 +1015,32 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
     a, b, d, cx, cy, cov, nll, mu, r_pix = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
-    # 3. fit quality and uncertainty
+    # 3. fit quality and uncertainty; 4. fringes of a second particle
+    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, r_pix, q_range), s)
+    if fit.ok:
+        fit.second_particle_z, fit.second_particle_separation_m = second_particle_z(
+            pixels, optics, mu, b, (cx, cy), d)
+    return fit
+
+
+def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nll: float, mu: np.ndarray,
+            r_pix: np.ndarray, q_range) -> SphereFit:
+    """The fit of ``params`` (a, b, d, cx, cy) with its ring-sum quality, misfit and the
+    diameter's 1σ from the covariance ``cov``."""
+    a, b, d, cx, cy = params
     ring = (r_pix / s.bin_px).astype(np.intp)
     mu_k, n_k = np.bincount(ring, weights=mu), np.bincount(ring)
-    c_k = np.bincount(ring[pixels.lit], weights=counts, minlength=len(mu_k))[:len(mu_k)]
+    c_k = np.bincount(ring[pixels.lit], weights=pixels.counts, minlength=len(mu_k))[:len(mu_k)]
     used = n_k > 0
-    signal = float(mu.sum() - b * n_total)
+    signal = float(mu.sum() - b * pixels.n_pixels)
     chi2, misfit = _ring_quality(c_k[used], mu_k[used], 2 + s.background + 2 * refine, signal)
     var = cov[1 + s.background, 1 + s.background]
     sigma = math.sqrt(var) * 1e-9 if np.isfinite(var) and var > 0 else float("nan")
     with np.errstate(invalid="ignore", divide="ignore"):
         model = np.where(n_k > 0, mu_k / np.maximum(n_k, 1), np.nan)
-    fit = SphereFit(d, a, b, chi2, signal, int(used.sum()), q_range,
-                    diameter_err_m=_diameter_error(sigma, d, misfit), diameter_stat_err_m=sigma,
-                    misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model)
-    return _judge(fit, s)
+    return SphereFit(d, a, b, chi2, signal, int(used.sum()), q_range,
+                     diameter_err_m=_diameter_error(sigma, d, misfit), diameter_stat_err_m=sigma,
+                     misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model)
 
 
 # -- frames -----------------------------------------------------------------------------------
@@ -974,6 +1059,7 @@ class SizeResult:
     centre_xy: tuple[float, float]
     diameter_err_nm: float = float("nan")
     misfit: float = float("nan")
+    second_particle_z: float = float("nan")
     profile: RadialProfile | None = None
     q_inv_m: np.ndarray | None = None      # q of every ring of ``profile``
     fit: SphereFit | None = None
@@ -987,7 +1073,7 @@ class SizeResult:
             return f"{value:.{digits}f}" if math.isfinite(value) else ""
         return [self.key.file, self.key.dataset, self.key.index, fmt(self.diameter_nm, 2),
                 fmt(self.diameter_err_nm, 2), fmt(self.fit_quality, 3), fmt(self.misfit, 3),
-                int(self.ok), self.reason,
+                fmt(self.second_particle_z, 2), int(self.ok), self.reason,
                 fmt(self.signal_photons, 0), fmt(self.background_photons_per_pixel, 5),
                 fmt(self.centre_xy[0], 2), fmt(self.centre_xy[1], 2)]
 
@@ -1030,7 +1116,8 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
     return SizeResult(key=key, diameter_nm=fit.diameter_nm, fit_quality=fit.fit_quality,
                       reason=fit.reason, signal_photons=fit.signal_photons,
                       background_photons_per_pixel=fit.background, centre_xy=centre,
-                      diameter_err_nm=fit.diameter_err_nm, misfit=fit.misfit, profile=profile,
+                      diameter_err_nm=fit.diameter_err_nm, misfit=fit.misfit,
+                      second_particle_z=fit.second_particle_z, profile=profile,
                       q_inv_m=q, fit=fit)
 
 
@@ -1191,10 +1278,18 @@ class SizeRow:
     reason: str
     diameter_err_nm: float = float("nan")  # 1σ; NaN for a failed fit or an older table
     misfit: float = float("nan")           # NaN for a failed fit or an older table
+    second_particle_z: float = float("nan")  # NaN for a failed fit or an older table
+    signal_photons: float = float("nan")
 
     @property
     def ok(self) -> bool:
         return math.isfinite(self.diameter_nm)
+
+
+def _optional_float(row: dict, column: str) -> float:
+    """A number of a size-table row; NaN where empty or absent (an older table)."""
+    text = row.get(column) or ""
+    return float(text) if text.strip() else float("nan")
 
 
 def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
@@ -1214,13 +1309,11 @@ def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
             for number, row in enumerate(reader, start=2):
                 try:
                     diameter = float(row["diameter_nm"]) if row["diameter_nm"].strip() else float("nan")
-                    quality = row.get("fit_quality") or ""
-                    error, misfit = row.get("diameter_err_nm") or "", row.get("misfit") or ""
                     rows.append(SizeRow(row["file"], row.get("dataset") or "", int(row["index"]),
-                                        diameter, float(quality) if quality.strip() else float("nan"),
-                                        row.get("reason") or "",
-                                        float(error) if error.strip() else float("nan"),
-                                        float(misfit) if misfit.strip() else float("nan")))
+                                        diameter, _optional_float(row, "fit_quality"), row.get("reason") or "",
+                                        _optional_float(row, "diameter_err_nm"), _optional_float(row, "misfit"),
+                                        _optional_float(row, "second_particle_z"),
+                                        _optional_float(row, "signal_photons")))
                 except (TypeError, ValueError, AttributeError):
                     raise InputError(f"{path}:{number}: malformed row") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -1229,27 +1322,27 @@ def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
 
 
 def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
-              on_frames=None, jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Diameters (nm, NaN for failed fits) and misfits (NaN where unknown) of ``keys``: from
-    a size table that must hold them, or fitted now from the frame files the keys name (in
-    ``jobs`` processes, see :func:`estimate_sizes`)."""
+              on_frames=None, jobs: int | None = None) -> tuple[np.ndarray, ...]:
+    """Diameters (nm, NaN for failed fits), misfits, second-particle z and signal photons
+    (NaN where unknown) of ``keys``: from a size table that must hold them, or fitted now
+    from the frame files the keys name (in ``jobs`` processes, see :func:`estimate_sizes`)."""
     if sizes_path:
         from spidarknet.core.keys import describe_keys, match_keys
-        table = {(r.file, r.index): (r.diameter_nm, r.misfit) for r in read_sizes(sizes_path)}
+        table = {(r.file, r.index): (r.diameter_nm, r.misfit, r.second_particle_z, r.signal_photons)
+                 for r in read_sizes(sizes_path)}
         found, missing = match_keys([(k.file, k.index) for k in keys], table)
         if missing:
             raise InputError(f"the size table {sizes_path} lacks {len(missing)} of the {len(keys)} frames "
                              f"above the threshold ({describe_keys(missing)}); size them with 'spidarknet "
                              "size ... --hits' or leave out --sizes to fit them now")
-        values = np.array(found, dtype=np.float64).reshape(len(keys), 2)
-        return values[:, 0], values[:, 1]
+        return tuple(np.array(found, dtype=np.float64).reshape(len(keys), 4).T)
     if not keys:
-        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
+        return (np.zeros(0, dtype=np.float64),) * 4
     results = estimate_sizes(FrameSource.from_keys(keys), settings=SizingSettings(), on_frames=on_frames,
                              jobs=jobs)
-    by_key = {(r.key.file, r.key.index): (r.diameter_nm, r.misfit) for r in results}
-    values = np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64)
-    return values[:, 0], values[:, 1]
+    by_key = {(r.key.file, r.key.index): (r.diameter_nm, r.misfit, r.second_particle_z, r.signal_photons)
+              for r in results}
+    return tuple(np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64).T)
 
 
 def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
@@ -1266,17 +1359,23 @@ def select_size_window(hits, flags: np.ndarray, size_range: Sequence[float], siz
     Only flagged frames are sized (from ``sizes_path`` or fitted now).  Failed fits leave
     the selection, and so do frames whose sphere fit has a misfit above ``max_misfit``
     (the pattern is not that of one round particle: several particles, clusters; single
-    icosahedra stay below 0.4).  ``jobs`` processes fit them (default: one per core; the
+    icosahedra stay below 0.4), or whose pixels show the fringes of a second particle
+    (``second_particle_z`` above :func:`second_particle_cut`: multiples whose ring profile a
+    sphere still explains).  ``jobs`` processes fit them (default: one per core; the
     selection does not depend on it).  Returns the new flags and counts: inside, outside,
-    failed (no size, or misfit above ``max_misfit``; of these ``misfit``).
+    failed (no size, misfit above ``max_misfit`` or a second particle; of these ``misfit``
+    and ``second_particle``).
     """
     lo, hi = size_range
     flags = np.asarray(flags, dtype=bool).copy()
     index = np.flatnonzero(flags)
-    diameters, misfits = sizes_for([hits.keys[i] for i in index], sizes_path, on_frames=on_frames, jobs=jobs)
+    diameters, misfits, second, signal = sizes_for([hits.keys[i] for i in index], sizes_path,
+                                                   on_frames=on_frames, jobs=jobs)
     poor = np.isfinite(diameters) & (misfits > max_misfit)   # NaN (older tables) is no verdict
-    fitted = np.isfinite(diameters) & ~poor
+    several = np.isfinite(diameters) & ~poor & (second > second_particle_cut(signal))
+    fitted = np.isfinite(diameters) & ~poor & ~several
     inside = fitted & (diameters >= lo) & (diameters <= hi)
     flags[index[~inside]] = False
     return flags, {"inside": int(inside.sum()), "outside": int((fitted & ~inside).sum()),
-                   "failed": int((~fitted).sum()), "misfit": int(poor.sum())}
+                   "failed": int((~fitted).sum()), "misfit": int(poor.sum()),
+                   "second_particle": int(several.sum())}

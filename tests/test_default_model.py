@@ -53,7 +53,7 @@ def test_the_built_in_model_scores_frames_without_weights(small_cxi, tmp_path, c
     for figures in science["tests"].values():
         assert 0 <= figures["f1"] <= 1 and sum(k["frames"] for k in figures["kinds"].values()) == figures["frames"]
     model = load_model(weights)
-    assert model.preprocessing.scale == "log" and model.preprocessing.q_min_inv_nm is None
+    assert model.preprocessing.scale == "log" and model.preprocessing.q_min_inv_nm == 0.1297  # the training beam stop
     out = tmp_path / "hits.csv"
     assert detect.main([str(small_cxi), "--out", str(out), "--quiet"]) == 0
     assert "using the built-in model" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from spidarknet.simulate import PNCCD, render_expected, simulate_file
 from spidarknet.simulate.detector import build_mask
 from spidarknet.simulate.physics import Particle, pixel_q_inv_m
 from spidarknet.sizing import (ICOSAHEDRON_SPHERE_DIAMETER_RATIO, SIZE_COLUMNS, SIZE_WINDOW_MAX_MISFIT,
-                               SizingSettings, estimate_sizes, fit_sphere, pixel_weight, radial_profile,
+                               SizingSettings, second_particle_cut, estimate_sizes, fit_sphere, pixel_weight, radial_profile,
                                read_sizes, ring_q_inv_m, select_size_window, size_frame, sphere_intensity,
                                subpixels_for, write_sizes_csv)
 
@@ -53,7 +53,7 @@ DIM_FRAMES = 72
 def dim_half_sized(tmp_path_factory):
     """Singles on the half pnCCD (one half dead, as in 2018), beam centre jitter σ = 5 px,
     at three photon levels: per frame (level, shape, signal photons, true diameter as the
-    fit measures it, fitted diameter, its 1σ, centre error in px, reason)."""
+    fit measures it, fitted diameter, its 1σ, centre error in px, reason, second-particle z, fitted signal photons)."""
     folder = tmp_path_factory.mktemp("dim")
     rows = []
     for photons, seed in DIM_LEVELS.items():
@@ -71,7 +71,8 @@ def dim_half_sized(tmp_path_factory):
             offset = math.hypot(r.centre_xy[0] - truth["centre_x_px"][i],
                                 r.centre_xy[1] - truth["centre_y_px"][i])
             rows.append((photons, shape, truth["photons"][i] - background, truth["diameter_nm"][i] * ratio,
-                         r.diameter_nm, r.diameter_err_nm, offset, r.reason))
+                         r.diameter_nm, r.diameter_err_nm, offset, r.reason, r.second_particle_z,
+                         r.signal_photons))
     return rows
 
 
@@ -105,6 +106,42 @@ def test_dim_half_detector_centre_is_found_on_one_half(dim_half_sized):
     """The file's centre is off by σ = 5 px per axis; the fit finds the true one."""
     offsets = [r[6] for r in dim_half_sized if r[1] == "sphere" and r[2] >= 500 and math.isfinite(r[4])]
     assert np.median(offsets) < 0.5 and np.percentile(offsets, 90) < 1.5, np.percentile(offsets, [50, 90])
+
+
+@pytest.mark.slow
+def test_dim_half_detector_singles_show_no_second_particle(dim_half_sized):
+    """The fringe test for a second particle keeps the singles (spheres and icosahedra at
+    700-5,000 photons on half a detector, beam off by σ = 5 px): z is the largest of many
+    exponentials of mean 1 (median ≈ 3.2) and at most 2 % pass the size window's cut."""
+    rows = [r for r in dim_half_sized if r[2] >= 500 and math.isfinite(r[4])]
+    z, cut = np.array([r[8] for r in rows]), second_particle_cut([r[9] for r in rows])
+    assert len(z) >= 150 and np.all(np.isfinite(z))
+    assert 2.5 < np.median(z) < 4.0, np.median(z)
+    assert np.all((cut >= 5.0) & (cut < 6.0))  # at these photons the cut is mostly Poisson's
+    assert np.mean(z > cut) <= 0.02, np.sort(z)[-5:]
+
+
+@pytest.mark.slow
+def test_dim_half_detector_multiples_show_their_second_particle(tmp_path):
+    """Coherent double and triple hits on half a detector at ~2,000 photons: the ring
+    profile of many still fits one sphere, the pixels' fringes do not; ≥ 80 % of those the
+    sphere fit sizes are above the size window's cut (and are dropped by the window)."""
+    path = tmp_path / "multiples.cxi"
+    simulate_file(path, 40, seed=35, half_detector=True, fractions={"multiple": 1.0}, photons=2000,
+                  centre_jitter_px=5.0)
+    results = estimate_sizes(FrameSource([str(path)]))
+    fits = [r for r in results if r.ok]
+    z, cut = np.array([r.second_particle_z for r in fits]), second_particle_cut([r.signal_photons for r in fits])
+    round_enough = np.array([r.misfit <= SIZE_WINDOW_MAX_MISFIT for r in fits])
+    assert len(z) >= 15 and round_enough.sum() >= 10
+    assert np.mean(z > cut) >= 0.8, np.sort(z)
+    assert np.mean(z[round_enough] > cut[round_enough]) >= 0.8, np.sort(z[round_enough])
+    hits = HitList([r.key for r in results], np.ones(len(results)), np.zeros((len(results), 4)), 0.5)
+    flags, counts = select_size_window(hits, np.ones(len(results), bool), (30, 150), jobs=1)
+    # the misfit cut comes first; of the multiples it keeps, the fringe test drops these
+    several = z[round_enough] > cut[round_enough]
+    assert counts["second_particle"] == int(several.sum()) > 0
+    assert flags.sum() == counts["inside"] == int((~several).sum())
 
 
 def test_unbinned_pixels_are_point_samples_binned_ones_are_integrated():

@@ -141,7 +141,8 @@ def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = 
                                                    jobs=jobs)
     finally:
         bar.close()
-    hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"])
+    hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"],
+                     size_second_particle=counts["second_particle"])
     log.debug("sized %d hits for --size-range %g %g nm in %.2f s: %d kept, %d fits failed", n_hits,
               *size_range, time.perf_counter() - started, int(np.count_nonzero(hits.selected)), counts["failed"])
 

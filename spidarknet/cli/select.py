@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         meta.update(size_range_nm=[lo, hi], sizes=args.sizes or "fitted by select")
         message += (f"; {counts['inside']} with a diameter in {lo:g}-{hi:g} nm, {counts['outside']} outside, "
-                    f"{counts['failed']} without a size (failed fits, left out)")
+                    f"{counts['failed']} left out (no size, not a sphere, or {counts['second_particle']} with the "
+                    "fringes of a second particle)")
     hits.threshold = threshold
     write_selected(hits, flags, args.out, force=args.force, meta=meta)
     print(f"{message}: {int(flags.sum())} selected; wrote {args.out}")

@@ -296,11 +296,13 @@ def save_model(result: dict, weights_out: str | Path) -> Path:
     from spidarknet.core.outputs import atomic_path
     from spidarknet.engine.model import load_model
     model = load_model(result["weights"])
-    # The beam stop in q that export took from the training files blanks nothing there (it is
-    # their masked centre), but on another run it blanks that run's centre to the training
-    # geometry's: measured on a run 2x2-binned at twice the distance, the built-in model's
-    # AUC fell from 0.89 to 0.60 with it.  A model for any run keeps the user's own mask.
-    model.preprocessing.q_min_inv_nm = None
+    # The card keeps the beam stop in q that export took from the training files (their masked
+    # centre, 0.1297 nm⁻¹): on their geometry it blanks nothing, and on a run farther from the
+    # sample it blanks the bright low-q photons training never showed.  Measured on the
+    # development files at the same fluence (docs/recipe.md): dim F1 at 1.5x the distance
+    # 0.57 without it, 0.88 with it; at 2x the distance 2x2-binned 0.17 and 0.91 (0.87 on the
+    # training geometry).  (An earlier measurement that found it harmful had simulated the
+    # far detector with the same photons on its valid pixels, a sixth of the fluence.)
     weights_out = Path(weights_out)
     weights_out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(weights_out, True, "model weights") as tmp:
