@@ -79,13 +79,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import atomic_path
 from spidarknet.core.pool import Pool, Result, Stop, core_count
 from spidarknet.frames.source import FileInfo, FrameKey, FrameSource, Geometry
 
 #: first zero of the sphere amplitude, x = q R (tan x = x)
-from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
 SPHERE_FIRST_ZERO_X = 4.493409457909064
 
 #: fringe-equivalent sphere diameter of a regular icosahedron over its volume-equivalent
