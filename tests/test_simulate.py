@@ -351,6 +351,27 @@ def test_photons_sets_the_median_labelled_single(tmp_path, photons, half):
         assert bool(f["/truth"].attrs["half_detector"]) == half
 
 
+@pytest.mark.slow
+def test_fluence_keeps_the_beam_when_the_detector_moves(tmp_path, capsys):
+    """``--photons`` counts photons on the valid pixels; at 1.5 x the distance the beam stop
+    is smaller in q and the bright centre falls on them, so the same sample and beam give
+    more photons there: ``--fluence`` says so, ``--photons`` would have dimmed the beam."""
+    near, far = tmp_path / "near.cxi", tmp_path / "far.cxi"
+    common = ["-n", "120", "--seed", "3", "--fractions", "single=1", "-q", "--half-detector"]
+    assert simulate_cmd.main([str(near), *common, "--photons", "1500"]) == 0
+    with h5py.File(near, "r") as f:
+        fluence = float(f["/truth"].attrs["mean_fluence_photons_per_m2"])
+    assert simulate_cmd.main([str(far), *common, "--distance", "0.1875", "--fluence", repr(fluence)]) == 0
+    with h5py.File(far, "r") as f:
+        assert f["/truth"].attrs["mean_fluence_photons_per_m2"] == pytest.approx(fluence, rel=1e-12)
+    assert _signal_median(near)[0] == pytest.approx(1500, rel=0.1)
+    assert _signal_median(far)[0] > 2 * 1500
+    capsys.readouterr()
+    assert simulate_cmd.main([str(tmp_path / "both.cxi"), *common, "--photons", "1500", "--fluence", "1e22"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "not both" in err and not (tmp_path / "both.cxi").exists()
+
+
 def _read_back(path):
     from spidarknet.frames.source import FrameSource
 

@@ -79,6 +79,10 @@ def _add_sample_args(parser: argparse.ArgumentParser, d) -> None:
                       "background excluded; sets the mean fluence (default: a fluence of "
                       f"{d.mean_fluence_photons_per_m2:g} photons/m², ≈ 2,500 photons on the "
                       "full pnCCD)")
+    beam.add_argument("--fluence", type=float, metavar="PHOTONS_PER_M2",
+                      help="mean fluence at the particle instead of --photons, e.g. 1.1e22: the "
+                      "same sample and beam at another distance or beam stop (--photons counts "
+                      "photons on the valid pixels, which then hold another share of the pattern)")
     beam.add_argument("--fluence-sigma", type=float, metavar="S",
                       help=f"σ of the log-normal shot-to-shot fluence factor (default {d.fluence_sigma:g})")
     beam.add_argument("--background", type=float, metavar="B",
@@ -140,7 +144,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
     from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
 
     energy = args.energy_ev
-    return {"photons": args.photons, "fluence_sigma": args.fluence_sigma,
+    return {"photons": args.photons, "mean_fluence_photons_per_m2": args.fluence,
+            "fluence_sigma": args.fluence_sigma,
             "background_photons_per_pixel": args.background,
             "centre_jitter_px": args.centre_jitter,
             "size_range_nm": tuple(args.size_range) if args.size_range else None,
@@ -159,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise ConfigError(f"--count must be at least 1, got {args.count}")
+    if args.photons is not None and args.fluence is not None:
+        raise ConfigError("give the photon level as --photons (photons of a single on the valid pixels) or "
+                          "as --fluence (photons/m² at the particle), not both")
     if args.like_dataset and not args.like:
         raise ConfigError("--like-dataset names the frames of the --like file: give --like FILE too")
     options = settings_from_args(args)
