@@ -69,3 +69,25 @@ def test_the_built_in_model_scores_frames_without_weights(small_cxi, tmp_path, c
     singles = [scores[i] for i in np.flatnonzero(kind == "single")]
     empties = [scores[i] for i in np.flatnonzero(kind == "empty")]
     assert np.mean(singles) > np.mean(empties) + 0.3
+
+
+@pytest.mark.slow
+def test_with_a_size_window_the_built_in_model_screens_at_its_recall_threshold(small_cxi, tmp_path, capsys):
+    """--size-range without a threshold: the network keeps 98 % of its validation singles
+    (the card's screening threshold, below its max-F1 one) and the fit decides; a
+    threshold given by hand still wins."""
+    from spidarknet.engine.model import builtin_weights, load_model
+    validation = load_model(builtin_weights()).validation
+    screen = validation["screening_threshold"]
+    assert validation["screening_recall"] == 0.98 and screen < validation["threshold"]
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(small_cxi), "--out", str(out), "--size-range", "60", "75", "--jobs", "1"]) == 0
+    assert f"screens at threshold {screen:.3g}" in capsys.readouterr().err
+    hits = read_hits(out)
+    assert hits.threshold == pytest.approx(screen)
+    assert json.loads(out.with_suffix(".json").read_text())["threshold_from"] == {"screening_recall": 0.98}
+    assert hits.selected.sum() <= (hits.scores >= screen).sum()
+    given = tmp_path / "given.csv"
+    assert detect.main([str(small_cxi), "--out", str(given), "--size-range", "60", "75", "--jobs", "1",
+                        "--threshold", "0.6", "--quiet"]) == 0
+    assert read_hits(given).threshold == pytest.approx(0.6)

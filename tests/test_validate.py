@@ -39,3 +39,15 @@ def test_the_bootstrap_is_seeded_and_can_be_switched_off():
     assert threshold_report(scores, labels) == threshold_report(scores, labels)
     assert "f1_interval" not in threshold_report(scores, labels, bootstrap=0)
     assert "f1_interval" not in threshold_report(scores, np.zeros(300, bool))
+
+
+def test_the_screening_threshold_keeps_98_percent_of_the_positives():
+    """For a size fit after the network: the highest threshold keeping 98 % of the
+    validation positives, never above the max-F1 one."""
+    scores, labels = _scores(600, np.random.default_rng(6), 1.5)
+    report = threshold_report(scores, labels)
+    screen = report["screening_threshold"]
+    assert report["screening_recall"] == 0.98 and screen <= report["threshold"]
+    kept = np.mean(scores[labels] >= screen)
+    assert kept >= 0.98 and np.mean(scores[labels] > screen) < 0.98
+    assert "screening_threshold" not in threshold_report(scores, np.zeros(600, bool))

@@ -220,10 +220,21 @@ def _check_local_options(args: argparse.Namespace, comm) -> Prefilter | None:
 
 
 def _model_from_args(args: argparse.Namespace):
-    """The model of --weights (or --cfg/--preprocess), with --centre put into its preprocessing."""
+    """The model of --weights (or --cfg/--preprocess), with --centre put into its preprocessing.
+    With --size-range and no threshold given, the threshold is the card's screening one
+    (the network keeps 98 % of its validation singles; the size fit decides)."""
     model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
     if args.centre:
         model.preprocessing.centre_px = tuple(args.centre)
+    screen = model.validation.get("screening_threshold")
+    if (args.size_range and args.threshold is None and getattr(args, "expected_hit_rate", None) is None
+            and screen is not None):
+        recall = model.validation.get("screening_recall")
+        if not args.quiet:
+            print(f"--size-range: the network screens at threshold {screen:.3g} (it kept {recall:.0%} of its "
+                  f"validation singles), the size fit decides; --threshold sets another", file=sys.stderr)
+        model.threshold = float(screen)
+        args.threshold_from = {"screening_recall": recall}
     return model
 
 
@@ -291,6 +302,8 @@ def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: s
     if args.expected_hit_rate is not None:
         hits.threshold = threshold_for_rate(hits.scores[~hits.unusable], args.expected_hit_rate)
         hits.meta["threshold_from"] = {"expected_hit_rate": args.expected_hit_rate}
+    elif getattr(args, "threshold_from", None):
+        hits.meta["threshold_from"] = args.threshold_from
     if args.size_range:
         apply_size_range(hits, args.size_range, quiet=args.quiet, jobs=args.jobs)
     return hits

@@ -148,6 +148,9 @@ def _print_validation(model) -> None:
     print(f"validation ({validation['n_frames']} frames): precision {validation['precision']:.3f}, "
           f"recall {validation['recall']:.3f}, F1 {validation['f1']:.3f} at threshold "
           f"{validation['threshold']:.3f} (ROC AUC {validation['roc_auc']:.3f}){spread}")
+    if "screening_threshold" in validation:
+        print(f"with detect --size-range the network screens at {validation['screening_threshold']:.3f}, "
+              f"keeping {validation['screening_recall']:.0%} of the validation singles")
 
 
 def main(argv=None) -> int:
