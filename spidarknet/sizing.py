@@ -682,7 +682,9 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     (``s_j = μ_j − b``, the fitted particle's photons on pixel j): the Fourier transform of
     the weighted residual, so one FFT over the pixel grid gives every ``d`` at once, and at
     every ``d`` ``|U|²/Σ_j s_j²/μ_j`` is exponentially distributed with mean 1 when the single
-    explains the frame.  ``z`` is ``√`` of its largest value at separations from
+    explains the frame (a map whose lower quartile says it is noisier than that is scaled
+    back to it, so that extra detector noise does not pass for a second particle).  ``z`` is ``√``
+    of its largest value at separations from
     :data:`SECOND_PARTICLE_MIN_SEPARATION` fitted diameters to 0.9 of the largest the
     pixels resolve (``π/κ``, ``κ`` the q across one pixel); NaN when that range is empty.
     The statistic is a test of a model (one particle), not of our simulator: its null
@@ -710,6 +712,10 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     searched = (separation > SECOND_PARTICLE_MIN_SEPARATION * diameter_m) & (separation < largest)
     if not searched.any():
         return float("nan"), float("nan")
+    # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower
+    # quartile of the searched map, ln(4/3) for exponentials of mean 1, says by how much; a
+    # second particle raises its peaks and their surroundings, hardly the quietest quarter
+    power /= max(1.0, float(np.percentile(power[searched], 25)) / math.log(4.0 / 3.0))
     best = int(np.argmax(np.where(searched, power, -1.0)))
     return math.sqrt(power.flat[best]), float(separation.flat[best])
 

@@ -295,6 +295,29 @@ def test_poisson_sphere_at_an_offset_centre(diameter_nm):
     assert 0.5 < result.fit_quality < 2.0          # a sphere explains it to within the noise
 
 
+def test_a_noisier_detector_does_not_pass_for_a_second_particle():
+    """One sphere with Poisson counts, and the same with three times Poisson's variance
+    (counts 3 x Poisson(μ/3), as a detector noisier than photon counting would give): z
+    stays that of one particle (its map scaled back by its lower quartile; unscaled it
+    would be about √3 times larger, above the cut), while a pair shows."""
+    rng = np.random.default_rng(12)
+    valid = build_mask(PNCCD) == 0
+    one = render_expected([Particle("sphere", 68e-9)], PNCCD.centre_xy, fluence_photons_per_m2=3e22)
+    pair = render_expected([Particle("sphere", 68e-9, position_m=(0.0, 0.0, 0.0)),
+                            Particle("sphere", 68e-9, position_m=(150e-9, 40e-9, 30e-9))],
+                           PNCCD.centre_xy, fluence_photons_per_m2=1.5e22)
+    z = {}
+    for name, mu, draw in (("poisson", one, lambda m: rng.poisson(m)),
+                           ("overdispersed", one, lambda m: 3 * rng.poisson(m / 3)),
+                           ("pair", pair, lambda m: rng.poisson(m))):
+        counts = draw((mu + 0.002) * valid).astype(np.uint16)
+        result = size_frame(counts, valid, GEOMETRY, FrameKey("x.cxi", DATA, 0))
+        assert result.ok, result.reason
+        z[name] = result.second_particle_z
+    assert z["poisson"] < 4.0 and z["overdispersed"] < 4.0, z
+    assert z["pair"] > 8, z
+
+
 @pytest.mark.slow
 def test_simulated_spheres_within_2_nm(singles_sized):
     results, truth = singles_sized
