@@ -1327,11 +1327,13 @@ def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
     return rows
 
 
-def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
-              on_frames=None, jobs: int | None = None) -> tuple[np.ndarray, ...]:
+def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *, on_frames=None,
+              jobs: int | None = None, source: FrameSource | None = None) -> tuple[np.ndarray, ...]:
     """Diameters (nm, NaN for failed fits), misfits, second-particle z and signal photons
     (NaN where unknown) of ``keys``: from a size table that must hold them, or fitted now
-    from the frame files the keys name (in ``jobs`` processes, see :func:`estimate_sizes`)."""
+    from the frame files the keys name (in ``jobs`` processes, see :func:`estimate_sizes`):
+    those of ``source`` when given (files opened once, with its geometry and mask options),
+    else opened again from the keys."""
     if sizes_path:
         from spidarknet.core.keys import describe_keys, match_keys
         table = {(r.file, r.index): (r.diameter_nm, r.misfit, r.second_particle_z, r.signal_photons)
@@ -1344,7 +1346,8 @@ def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
         return tuple(np.array(found, dtype=np.float64).reshape(len(keys), 4).T)
     if not keys:
         return (np.zeros(0, dtype=np.float64),) * 4
-    results = estimate_sizes(FrameSource.from_keys(keys), settings=SizingSettings(), on_frames=on_frames,
+    frames = source.select_keys(keys) if source is not None else FrameSource.from_keys(keys)
+    results = estimate_sizes(frames, settings=SizingSettings(), on_frames=on_frames,
                              jobs=jobs)
     by_key = {(r.key.file, r.key.index): (r.diameter_nm, r.misfit, r.second_particle_z, r.signal_photons)
               for r in results}
@@ -1359,7 +1362,7 @@ def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
 
 def select_size_window(hits, flags: np.ndarray, size_range: Sequence[float], sizes_path: str | None = None, *,
                        on_frames=None, max_misfit: float = SIZE_WINDOW_MAX_MISFIT,
-                       jobs: int | None = None) -> tuple[np.ndarray, dict]:
+                       jobs: int | None = None, source: FrameSource | None = None) -> tuple[np.ndarray, dict]:
     """``flags`` narrowed to the frames whose diameter lies in ``size_range`` (nm).
 
     Only flagged frames are sized (from ``sizes_path`` or fitted now).  Failed fits leave
@@ -1376,7 +1379,7 @@ def select_size_window(hits, flags: np.ndarray, size_range: Sequence[float], siz
     flags = np.asarray(flags, dtype=bool).copy()
     index = np.flatnonzero(flags)
     diameters, misfits, second, signal = sizes_for([hits.keys[i] for i in index], sizes_path,
-                                                   on_frames=on_frames, jobs=jobs)
+                                                   on_frames=on_frames, jobs=jobs, source=source)
     poor = np.isfinite(diameters) & (misfits > max_misfit)   # NaN (older tables) is no verdict
     several = np.isfinite(diameters) & ~poor & (second > second_particle_cut(signal))
     fitted = np.isfinite(diameters) & ~poor & ~several

@@ -121,3 +121,25 @@ def test_the_built_in_model_holds_at_one_and_a_half_times_the_distance(tmp_path)
     (auc0, recall0), (auc1, recall1) = figures["near"], figures["far"]
     assert auc0 > 0.85 and recall0 > 0.7, figures
     assert auc1 >= auc0 - 0.05 and recall1 >= recall0 - 0.15, figures
+
+
+@pytest.mark.slow
+def test_the_size_window_fits_the_frames_as_detect_opened_them(small_cxi, tmp_path):
+    """A file that states a wrong distance, corrected by --distance: the size fits behind
+    --size-range use the corrected geometry (the run's own opened files), so the
+    selection is the one of the file with the right distance."""
+    import shutil
+
+    import h5py
+    wrong = tmp_path / "wrong-distance.cxi"
+    shutil.copyfile(small_cxi, wrong)
+    with h5py.File(wrong, "r+") as f:
+        f["/entry_1/instrument_1/detector_1/distance"][()] = 0.2
+    selections = {}
+    for name, path, extra in (("right", small_cxi, []), ("corrected", wrong, ["--distance", "0.125"])):
+        out = tmp_path / f"{name}.csv"
+        assert detect.main([str(path), "--out", str(out), "--quiet", "--jobs", "1", "--size-range", "60", "75",
+                            *extra]) == 0
+        hits = read_hits(out)
+        selections[name] = [k.index for k, s in zip(hits.keys, hits.selected) if s]
+    assert selections["right"] and selections["corrected"] == selections["right"]

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = None) -> None:
+def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = None, source=None) -> None:
     """Narrow the selection to hits whose fitted diameter lies in the window (nm), the fits
     in ``jobs`` processes (default: one per core)."""
     from spidarknet.sizing import select_size_window
@@ -138,7 +138,7 @@ def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = 
     started, n_hits = time.perf_counter(), hits.n_hits
     try:
         hits.selected, counts = select_size_window(hits, hits.hits, size_range, on_frames=bar.update,
-                                                   jobs=jobs)
+                                                   jobs=jobs, source=source)
     finally:
         bar.close()
     hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"],
@@ -188,7 +188,7 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         hits = join_shards(parts, model.threshold, prefilter.to_dict() if prefilter is not None else None)
         times.total = time.perf_counter() - started
         jobs = f"{comm.Get_size()} MPI ranks"
-    hits = _finished(args, hits, model, source, backend, jobs, times, shard_meta)
+    hits = _finished(args, hits, model, source, backend, jobs, times, shard_meta, inputs)
     hits.write_csv(args.out, force=args.force)
     warn_frame_checks(hits.meta["frame_checks"])
     rate = len(hits) / times.total if times.total > 0 else float("inf")
@@ -288,7 +288,7 @@ def _score(args: argparse.Namespace, source, model, backend: str, prefilter: Pre
 
 
 def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: str, jobs, times,
-              shard_meta: dict | None) -> HitList:
+              shard_meta: dict | None, inputs=None) -> HitList:
     """The hit list with its record of the run, sorted, thresholded and narrowed to --size-range."""
     hits.meta.update({
         "backend": backend, "jobs": jobs, "weights": os.path.abspath(args.weights), "model": model.origin,
@@ -305,7 +305,8 @@ def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: s
     elif getattr(args, "threshold_from", None):
         hits.meta["threshold_from"] = args.threshold_from
     if args.size_range:
-        apply_size_range(hits, args.size_range, quiet=args.quiet, jobs=args.jobs)
+        # the fits read the frames of the files this run opened, with its geometry and mask options
+        apply_size_range(hits, args.size_range, quiet=args.quiet, jobs=args.jobs, source=inputs)
     return hits
 
 
