@@ -9,7 +9,7 @@
 #   make bench     throughput benchmark: detect per backend vs the naive pipeline
 #   make science   science benchmark: train the default recipe, judge it on held-out regimes (~15 min)
 #   make model     rebuild the built-in model (spidarknet/models/) with its figures (~15 min)
-#   make seed-questions  the seed's three questions on a simulated beamtime, EMC included (~13 min)
+#   make seed-questions  the seed's three questions on a simulated beamtime, EMC included (~18 min)
 
 .DEFAULT_GOAL := help
 PYTHON ?= python3

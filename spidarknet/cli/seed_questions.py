@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         "runs or from the first two; linear or log input), each selects the runs' frames, and\n"
         "every selection and the true one are reconstructed with EMC (Dragonfly) and judged\n"
         "against the particle's true intensity.  All seeds are fixed: anyone gets the same\n"
-        "table.  Files are kept in --workdir and reused by a later run (about 13 minutes on two\n"
+        "table.  Files are kept in --workdir and reused by a later run (about 18 minutes on two\n"
         "cores the first time).",
         EXAMPLE)
     parser.add_argument("--workdir", default="build/seed-questions", metavar="DIR",

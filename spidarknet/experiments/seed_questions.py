@@ -100,6 +100,10 @@ class SeedConfig:
     runs: Sequence[Run] = BEAMTIME
     frames_per_run: int = 300               # frames of each run's data (what is selected)
     labelled_frames: int = 800              # labelled training frames of a recipe, in all
+    #: detect's --size-range, the tool's default pipeline for a sample of known size: the
+    #: network screens, the sphere fit keeps one round particle of the sample's sizes (None:
+    #: the network alone)
+    size_window: tuple | None = SAMPLE["label_range_nm"]
     first_runs: int = FIRST_RUNS
     train_options: Sequence[str] = ("--max-batches", "600")
     scales: Sequence[str] = ("log", "linear")
@@ -183,7 +187,8 @@ def _detect(files: Sequence[Path], weights: Path, out: Path, config: SeedConfig)
     for old in (out, out.with_suffix(".json")):
         old.unlink(missing_ok=True)
     quiet = [] if config.progress else ["--quiet"]
-    if detect.main([*map(str, files), "--weights", str(weights), "--out", str(out), *quiet]) != 0:
+    window = ["--size-range", *map(str, config.size_window)] if config.size_window else []
+    if detect.main([*map(str, files), "--weights", str(weights), "--out", str(out), *window, *quiet]) != 0:
         raise InputError(f"detect failed with {weights}")
     return read_hits(str(out))
 
