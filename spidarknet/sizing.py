@@ -55,7 +55,8 @@ calibrated once by ``tools/sizing_bench.py --calibrate``: 175 simulated icosahed
 pattern times fringes ``1 + γ cos(q·d)``, which ring sums average away.  After the fit,
 :func:`second_particle_z` scores such fringes in the pixels' residual for every ``d`` at
 once (an FFT): ``second_particle_z``, in σ, ≈ 3 for one particle whatever its photons, and
-a size window drops fits above ``SIZE_WINDOW_MAX_SECOND_PARTICLE_Z``.
+a size window drops fits above :func:`second_particle_cut` (5 on dim frames, more on bright
+ones, whose not-quite-spherical particles leave a residual growing with their photons).
 
 A fit fails, with a reason and an empty diameter, only when the frame carries no size:
 when the fit region holds no usable pixels; when the fitted sphere holds fewer than
