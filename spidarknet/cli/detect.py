@@ -227,7 +227,8 @@ def _model_from_args(args: argparse.Namespace):
     if args.centre:
         model.preprocessing.centre_px = tuple(args.centre)
     screen = model.validation.get("screening_threshold")
-    if (args.size_range and args.threshold is None and getattr(args, "expected_hit_rate", None) is None
+    # only where the window is applied after the network: --follow applies none
+    if (args.size_range and not args.follow and args.threshold is None and args.expected_hit_rate is None
             and screen is not None):
         recall = model.validation.get("screening_recall")
         if not args.quiet:
