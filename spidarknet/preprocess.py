@@ -55,10 +55,14 @@ blocks (the network, trained on dots, scores even shares lower: measured held-ou
 same image every time, in any chunk, shard or order.
 
 A file that cannot give the images a model was trained on is refused
-(:meth:`Preprocessing.for_file`): no distance, pixel size or wavelength; pixels so coarse
+(:meth:`Preprocessing.for_file`): no distance, pixel size or wavelength, or pixels so coarse
 that one covers more than :data:`MAX_UPSAMPLING` image pixels (a 4 × 4-binned pnCCD frame
-at 125 mm covers 2 bins of the default, the limit); or a detector that does not reach
-``q_max_inv_nm`` on either side of the beam along x or along y.
+at 125 mm covers 2 bins of the default, the limit).  A detector that ends before
+``q_max_inv_nm`` is not refused: the crop is padded with zeros beyond its pixels, so the
+outer q band it lacks is treated like a masked region (a gap, a dead half, which training
+shows), and its frames are marked ``padded`` in the hit list.  On the built-in model the
+scores of frames cut to 80 % of its q range stay close to the whole frames' (see
+``tests/test_geometry_independence.py``).
 
 The settings are a :class:`Preprocessing` dataclass saved as JSON beside every exported
 data set and every model, so detection repeats exactly the steps used in training.
@@ -306,8 +310,9 @@ def q_crop_half_width_px(info: FileInfo, q_max_inv_nm: float, size: int,
                          centre_px: tuple[float, float] | None = None) -> float:
     """Pixels from the beam centre to ``|q| = q_max_inv_nm`` along a detector axis of
     ``info``'s file, checked: raises :class:`InputError` naming the numbers and what to do
-    when the file has no geometry, pixels too coarse for ``size`` bins, or a detector that
-    does not reach that q.  ``centre_px`` defaults to the file's beam centre."""
+    when the file has no geometry or pixels too coarse for ``size`` bins.  A detector that
+    ends before that q is no reason to refuse: the crop is padded there, and what it lacks
+    counts as masked (:func:`detector_reach_q_inv_nm` says how far it reaches)."""
     g = info.geometry
     asked = f"the crop in q (q_max_inv_nm {q_max_inv_nm:g} nm⁻¹ over {size} bins)"
     half = _px_at_q(info, q_max_inv_nm, asked)
@@ -322,20 +327,18 @@ def q_crop_half_width_px(info: FileInfo, q_max_inv_nm: float, size: int,
             f"image pixel (the crop would be {2 * half:.1f} pixels); more than {MAX_UPSAMPLING:g} times "
             "cannot be made up by resampling. Use frames binned less or recorded farther from the sample, "
             f"or a model exported with {smaller}a larger --q-max")
+    return half
+
+
+def detector_reach_q_inv_nm(info: FileInfo, centre_px: tuple[float, float] | None = None) -> float:
+    """The largest |q| (nm⁻¹) whose square crop around the beam still lies on ``info``'s
+    pixels: the nearer of the two edges reached along x and along y, each measured to the
+    farther side of the beam (a crop beyond it is padded, as masked pixels are)."""
+    g = info.geometry
     cx, cy = centre_px if centre_px is not None else g.centre_px
     h, w = info.frame_shape
-    reach_x = max(cx + 0.5, w - 0.5 - cx)   # pixels from the centre to the farther edge
-    reach_y = max(cy + 0.5, h - 0.5 - cy)
-    reach = min(reach_x, reach_y)
-    if reach < half * (1.0 - _SLACK):
-        q_reach = q_at_px(g, reach) * 1e-9
-        raise InputError(
-            f"{info.path}: the detector does not reach {asked}: from the beam centre ({cx:.1f}, {cy:.1f}) "
-            f"its {w} × {h} pixels extend at most {reach_x:.0f} pixels along x and {reach_y:.0f} along y, "
-            f"q ≤ {q_reach:.3g} nm⁻¹ with {_describe(g)}, while the crop needs {half:.0f} pixels. Use a "
-            f"model exported with --q-max {math.floor(q_reach * 1000) / 1000:g} or less, or frames recorded "
-            "closer to the sample")
-    return half
+    reach = min(max(cx + 0.5, w - 0.5 - cx), max(cy + 0.5, h - 0.5 - cy))
+    return q_at_px(g, reach) * 1e-9
 
 
 @dataclass
@@ -413,12 +416,24 @@ class Preprocessor:
                       f" = q ≤ {self.settings.q_max_inv_nm:g} nm⁻¹" if self.settings.q_max_inv_nm else "",
                       s.size, s.size, s.crop / s.size, s.scale, s.colormap,
                       f", beam stop blanked within {hole:.1f} px (q < {s.q_min_inv_nm:g} nm⁻¹)" if hole else "")
+            self._warn_short_reach(info)
             if s.crop < s.size:
                 log.warning("%s: its pixels are coarser than the image's bins (%d pixels over %d bins, their "
                             "photons shared at random): single hits score lower than on frames as fine as "
                             "the model's; a model trained on frames like these does better",
                             info.path, s.crop, s.size)
         return self._plans[key]
+
+    def _warn_short_reach(self, info: FileInfo) -> None:
+        """A warning, once per geometry, where the detector ends before the model's q range."""
+        q_max = self.settings.q_max_inv_nm
+        if q_max is None:
+            return
+        reach = detector_reach_q_inv_nm(info, self.settings.centre_for(info))
+        if reach < q_max * (1.0 - _SLACK):
+            log.warning("%s: the detector reaches q %.3g nm⁻¹ of the model's %.3g nm⁻¹ (%s): the outer band is "
+                        "treated as masked, its frames marked padded", info.path, reach, q_max,
+                        info.geometry.describe())
 
     def for_file(self, info: FileInfo) -> Preprocessing:
         """The settings in ``info``'s detector pixels (:meth:`Preprocessing.for_file`), once per geometry."""

@@ -16,7 +16,7 @@ import pytest
 from spidarknet.cli import detect, export_dataset
 from spidarknet.core.metrics import confusion, roc_auc
 from spidarknet.frames.source import FrameSource
-from spidarknet.hits import read_hits
+from spidarknet.hits import PADDED, read_hits
 from spidarknet.preprocess import (DEFAULT_Q_MAX_INV_NM, Preprocessing, Preprocessor, masked_centre_q_inv_nm,
                                    q_at_px)
 from spidarknet.simulate import simulate_file
@@ -209,10 +209,8 @@ def test_one_model_scores_binned_and_farther_frames_alike(scored):
 def test_files_the_model_cannot_fit_are_refused_before_anything_is_written(trained, variants, tmp_path, capsys):
     weights = trained / WEIGHTS
     coarse = rewrite_cxi(variants["original"], tmp_path / "bin8.cxi", 8)
-    far = rewrite_cxi(variants["original"], tmp_path / "far.cxi", 4, distance_m=0.75)
     bare = rewrite_cxi(variants["original"], tmp_path / "bare.cxi", 4, drop_source=True)
     expected = {coarse: ["too coarse", "600 µm pixels at 125 mm", "4.00 times", "binned less", "--size"],
-                far: ["does not reach", "q ≤ 0.441", "--q-max 0.44 ", "closer to the sample"],
                 bare: ["lacks the wavelength", "--energy-ev"]}
     for path, words in expected.items():
         out = tmp_path / "h.csv"
@@ -223,6 +221,13 @@ def test_files_the_model_cannot_fit_are_refused_before_anything_is_written(train
         for word in words:
             assert word in err, (word, err)
         assert not out.exists()
+    # a detector that ends before the model's q is scored, padded there (not refused)
+    far = rewrite_cxi(variants["original"], tmp_path / "far.cxi", 4, distance_m=0.75)
+    out = tmp_path / "far.csv"
+    assert detect.main([str(far), "--weights", str(weights), "--out", str(out), "--backend", "opencv",
+                        "--jobs", "1", "--frames", "0:8", "--quiet"]) == 0
+    assert "smaller than the model's crop" in capsys.readouterr().err
+    assert set(read_hits(out).status) == {PADDED}
     # a wavelength given on the command line completes the geometry
     out = tmp_path / "given.csv"
     assert detect.main([str(bare), "--weights", str(weights), "--out", str(out), "--backend", "opencv",
@@ -244,3 +249,17 @@ def test_export_falls_back_to_pixels_for_files_without_geometry(variants, tmp_pa
     assert export_dataset.main([str(bare), "--out", str(tmp_path / "ds3"), "--q-max", "0.5", "--crop", "256",
                                 *common]) == 1
     assert "not both" in capsys.readouterr().err
+
+
+def test_export_takes_the_q_range_the_detector_reaches(variants, tmp_path, capsys):
+    """Frames whose detector ends before the default q range are exported over the q they
+    reach (here 0.4409 nm⁻¹ at 0.75 m, rounded down to 0.44), never as a pixel crop that pads."""
+    far = rewrite_cxi(variants["original"], tmp_path / "far.cxi", 4, distance_m=0.75)
+    out = tmp_path / "ds"
+    assert export_dataset.main([str(far), "--out", str(out), "--labels-dataset", "/truth/label",
+                                "--frames", "0:12", "--quiet"]) == 0
+    assert "--q-max 0.44)" in capsys.readouterr().err
+    settings = Preprocessing.load(out / "preprocess.json")
+    assert settings.q_max_inv_nm == 0.44 and settings.crop is None
+    info = FrameSource([str(far)]).files[0]
+    assert settings.for_file(info).crop <= min(info.frame_shape)  # nothing padded

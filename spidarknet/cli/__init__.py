@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 from typing import Callable, Sequence
 
@@ -254,6 +255,23 @@ def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
                        help=f"grey or a colour map for the 3 channels (default {d.colormap})")
 
 
+def _default_q_max(files, centre, q_max: float) -> float:
+    """``q_max``, or less where a file's detector ends before it: the q the detectors all
+    reach (rounded down to 1e-3 nm⁻¹), so that a data set is not padded by default."""
+    from spidarknet.core.errors import InputError
+    from spidarknet.preprocess import detector_reach_q_inv_nm
+    try:
+        reach = min(detector_reach_q_inv_nm(f, centre) for f in files)
+    except (InputError, TypeError):  # no geometry: the check of the settings says so
+        return q_max
+    if reach >= q_max:
+        return q_max
+    reached = math.floor(reach * 1000) / 1000
+    print(f"note: the detector reaches q {reach:.3f} nm⁻¹, less than the default {q_max:g}: the images span "
+          f"q ≤ {reached:g} nm⁻¹ (--q-max {reached:g}); give --q-max to choose", file=sys.stderr)
+    return reached
+
+
 def preprocessing_from_args(args: argparse.Namespace, files=None):
     """The :class:`~spidarknet.preprocess.Preprocessing` the options ask for.
 
@@ -276,6 +294,8 @@ def preprocessing_from_args(args: argparse.Namespace, files=None):
     else:
         # the centre is the files' geometry (--centre overrides it there), not the model's
         q_max = DEFAULT_Q_MAX_INV_NM if args.q_max is None else args.q_max
+        if args.q_max is None and files:
+            q_max = _default_q_max(files, centre, q_max)
         if args.q_min is None and files is not None:
             try:
                 q_min = masked_centre_q_inv_nm(files)
