@@ -31,6 +31,8 @@ setup(
         "jinja2>=3",
         # HDF5 filters facilities use (bitshuffle-LZ4, Blosc, Zstd, ...) for h5py
         "hdf5plugin>=4",
+        # the selection learnt from the user's labels (logistic regression, cross-validation, k-means)
+        "scikit-learn>=1.3",
     ],
     extras_require={"test": ["pytest>=7", "mpi4py>=3.1"], "mpi": ["mpi4py>=3.1"]},
     data_files=[("share/spidarknet/cfg", templates)],

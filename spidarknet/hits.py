@@ -1,6 +1,9 @@
 """Hit lists: a score and a box for every frame, the threshold, and how they were made.
 
 CSV columns: ``file,dataset,index,score,x,y,w,h,hit,status`` — one row per frame scored,
+then the columns of what was measured where a size window or a selector decided (the sphere
+fit's numbers, the selector's ``probability`` and the ``reason`` a frame was dropped; see
+:mod:`spidarknet.selection.features`),
 in frame-key order; ``x, y`` is the top-left corner (column, row) and ``w, h`` the size
 of the best detection's box in full-frame detector pixels, clipped to the detector (pixel
 centres at whole numbers, so ``-0.5 <= x`` and ``x + w <= columns - 0.5``, likewise for
@@ -65,6 +68,9 @@ class HitList:
     selected: np.ndarray | None = None
     #: per frame an index into :data:`STATUSES` (None: all ``ok``)
     status: np.ndarray | None = None
+    #: more per-frame columns, written after ``status`` in this order: numbers (float arrays,
+    #: NaN written empty) or text (lists of str) - what the size window or selector measured
+    columns: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.scores = np.asarray(self.scores, dtype=np.float32)
@@ -77,6 +83,9 @@ class HitList:
                 raise ValueError("one selection flag per frame is needed")
         self.status = (np.zeros(len(self.scores), dtype=np.int8) if self.status is None
                        else np.asarray(self.status, dtype=np.int8).reshape(len(self.scores)))
+        for name, values in self.columns.items():
+            if name in COLUMNS or len(values) != len(self.scores):
+                raise ValueError(f"column {name!r}: a new name and one value per frame are needed")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -108,7 +117,8 @@ class HitList:
         order = sorted(range(len(self.keys)), key=lambda i: self.keys[i])
         return HitList([self.keys[i] for i in order], self.scores[order], self.boxes[order],
                        self.threshold, dict(self.meta),
-                       None if self.selected is None else self.selected[order], self.status[order])
+                       None if self.selected is None else self.selected[order], self.status[order],
+                       {name: _take(values, order) for name, values in self.columns.items()})
 
     def summary_line(self) -> str:
         n = len(self)
@@ -118,14 +128,16 @@ class HitList:
     # -- writing -------------------------------------------------------------------------
     def write_rows(self, handle) -> None:
         writer = csv.writer(handle)
-        for key, score, box, hit, status in zip(self.keys, self.scores, self.boxes, self.hits, self.status):
+        extra = [[_cell(v) for v in values] for values in self.columns.values()]
+        for i, (key, score, box, hit, status) in enumerate(zip(self.keys, self.scores, self.boxes, self.hits,
+                                                               self.status)):
             writer.writerow([key.file, key.dataset, key.index, f"{score:.6f}",
-                             *(f"{v:.1f}" for v in box), int(hit), STATUSES[status]])
+                             *(f"{v:.1f}" for v in box), int(hit), STATUSES[status], *(c[i] for c in extra)])
 
     def write_csv(self, path: str | os.PathLike, force: bool = False) -> None:
         with atomic_path(path, force, "hit list") as tmp:
             with open(tmp, "w", newline="") as handle:
-                csv.writer(handle).writerow(COLUMNS)
+                csv.writer(handle).writerow(COLUMNS + list(self.columns))
                 self.write_rows(handle)
         write_json(self.summary(), summary_path(path), True, "hit list summary")
         log.info("wrote the hit list %s: %d rows, %d hits at threshold %.3g", path, len(self), self.n_hits,
@@ -133,6 +145,29 @@ class HitList:
 
     def summary(self) -> dict:
         return {"threshold": self.threshold, "frames": len(self), "hits": self.n_hits, **self.meta}
+
+
+def _take(values, order):
+    return values[order] if isinstance(values, np.ndarray) else [values[i] for i in order]
+
+
+def _cell(value) -> str:
+    """A CSV cell of an extra column: text as it is, numbers with 6 significant digits, NaN empty."""
+    if isinstance(value, str):
+        return value
+    return f"{value:.6g}" if np.isfinite(value) else ""
+
+
+def _extra_columns(names, rows) -> dict:
+    """Extra columns as read: numbers where every cell is one (or empty), else text."""
+    columns = {}
+    for name in names:
+        cells = [row.get(name) or "" for row in rows]
+        try:
+            columns[name] = np.array([float(c) if c.strip() else np.nan for c in cells], dtype=np.float64)
+        except ValueError:
+            columns[name] = cells
+    return columns
 
 
 def summary_path(csv_path: str | os.PathLike) -> Path:
@@ -145,13 +180,16 @@ def read_hits(path: str | os.PathLike) -> HitList:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"hit list {path} does not exist")
-    keys, scores, boxes, flags, status = [], [], [], [], []
+    keys, scores, boxes, flags, status, rows = [], [], [], [], [], []
     try:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or any(c not in reader.fieldnames for c in ("file", "index", "score")):
                 raise InputError(f"{path} is not a hit list: it needs columns {','.join(COLUMNS)}")
+            extra = [name for name in reader.fieldnames if name not in COLUMNS]
             for number, row in enumerate(reader, start=2):
+                if extra:
+                    rows.append(row)
                 try:
                     keys.append(FrameKey(row["file"], row.get("dataset") or "", int(row["index"])))
                     scores.append(float(row["score"]))
@@ -183,7 +221,8 @@ def read_hits(path: str | os.PathLike) -> HitList:
     status = np.asarray(status, dtype=np.int8)
     # keep the selection as written where it is narrower than the threshold (select, size windows)
     selected = None if np.array_equal(flags, (scores >= threshold) & (status != NO_VALID_PIXELS)) else flags
-    return HitList(keys, scores, np.asarray(boxes).reshape(-1, 4), threshold, meta, selected, status)
+    return HitList(keys, scores, np.asarray(boxes).reshape(-1, 4), threshold, meta, selected, status,
+                   _extra_columns(extra, rows))
 
 
 # -- the selection as written (``hit`` column; ``spidarknet select`` may narrow it) ----------
@@ -233,5 +272,5 @@ def write_selected(hits: HitList, flags: np.ndarray, path: str | os.PathLike, *,
     if flags.shape != (len(hits),):
         raise ValueError("one flag per frame is needed")
     out = HitList(hits.keys, hits.scores, hits.boxes, hits.threshold, {**hits.meta, **(meta or {})}, flags,
-                  hits.status)
+                  hits.status, hits.columns)
     out.write_csv(path, force=force)

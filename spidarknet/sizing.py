@@ -1361,6 +1361,21 @@ def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
     return sizes_for(keys, sizes_path, on_frames=on_frames)[0]
 
 
+def window_verdicts(diameters, misfits, second, signal, size_range: Sequence[float],
+                    max_misfit: float = SIZE_WINDOW_MAX_MISFIT) -> tuple[np.ndarray, ...]:
+    """The size window's verdicts on fitted frames: (inside, poor misfit, second particle,
+    fitted as one round particle), each a bool array; a NaN misfit or z (an older size
+    table) is no verdict."""
+    lo, hi = size_range
+    diameters = np.asarray(diameters, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        poor = np.isfinite(diameters) & (np.asarray(misfits) > max_misfit)
+        several = np.isfinite(diameters) & ~poor & (np.asarray(second) > second_particle_cut(signal))
+        fitted = np.isfinite(diameters) & ~poor & ~several
+        inside = fitted & (diameters >= lo) & (diameters <= hi)
+    return inside, poor, several, fitted
+
+
 def select_size_window(hits, flags: np.ndarray, size_range: Sequence[float], sizes_path: str | None = None, *,
                        on_frames=None, max_misfit: float = SIZE_WINDOW_MAX_MISFIT,
                        jobs: int | None = None, source: FrameSource | None = None) -> tuple[np.ndarray, dict]:
@@ -1376,15 +1391,11 @@ def select_size_window(hits, flags: np.ndarray, size_range: Sequence[float], siz
     failed (no size, misfit above ``max_misfit`` or a second particle; of these ``misfit``
     and ``second_particle``).
     """
-    lo, hi = size_range
     flags = np.asarray(flags, dtype=bool).copy()
     index = np.flatnonzero(flags)
     diameters, misfits, second, signal = sizes_for([hits.keys[i] for i in index], sizes_path,
                                                    on_frames=on_frames, jobs=jobs, source=source)
-    poor = np.isfinite(diameters) & (misfits > max_misfit)   # NaN (older tables) is no verdict
-    several = np.isfinite(diameters) & ~poor & (second > second_particle_cut(signal))
-    fitted = np.isfinite(diameters) & ~poor & ~several
-    inside = fitted & (diameters >= lo) & (diameters <= hi)
+    inside, poor, several, fitted = window_verdicts(diameters, misfits, second, signal, size_range, max_misfit)
     flags[index[~inside]] = False
     return flags, {"inside": int(inside.sum()), "outside": int((fitted & ~inside).sum()),
                    "failed": int((~fitted).sum()), "misfit": int(poor.sum()),

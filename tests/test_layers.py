@@ -39,6 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("detection", ("spidarknet.detection.*",)),
     # particle size per frame (used by select, export, reconstruct and the report)
     ("sizing", ("spidarknet.sizing",)),
+    # what the pipeline measures per frame, the selection learnt from labels, frames to label
+    ("selection", ("spidarknet.selection.*",)),
     # a selection handed on: CXI copies, CrystFEL/OM lists and sidecars, Dragonfly EMC input
     ("export", ("spidarknet.export.*",)),
     # Dragonfly's EMC on a selection, its figures and page

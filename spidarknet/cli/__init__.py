@@ -33,6 +33,8 @@ COMMANDS = {
     "compare": ("spidarknet.cli.compare", "set selections side by side: counts, intersections, Jaccard"),
     "size": ("spidarknet.cli.size", "radial profiles and sphere fits: particle diameter per frame"),
     "select": ("spidarknet.cli.select", "re-threshold a hit list and keep hits in a size window"),
+    "learn": ("spidarknet.cli.learn", "learn the run's selection from a few labelled frames (detect --selector)"),
+    "propose": ("spidarknet.cli.propose", "which frames to label next: uncertain and representative ones"),
     "report": ("spidarknet.cli.report", "an HTML report with figures of a selection"),
     "export-hits": ("spidarknet.cli.export_hits",
                     "hit list -> CrystFEL/OM event list (.lst), CXI score/tags sidecar"),

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--write-cxi", metavar="CXI", help="also copy the selected frames into this CXI file")
     parser.add_argument("--size-range", nargs=2, type=float, metavar=("MIN_NM", "MAX_NM"),
                         help="keep only hits whose sphere-fit diameter lies in [MIN, MAX] nm (e.g. 60 75)")
+    parser.add_argument("--selector", metavar="JSON",
+                        help="a selection learnt from your labels ('spidarknet learn'): the network screens at "
+                             "its screen, the sphere fit measures, the selector decides; every row carries the "
+                             "measurements and the probability")
     parser.add_argument("--mpi", action="store_true",
                         help="run as one rank of 'mpirun -n N': each rank scores its share, rank 0 writes "
                              "the one hit list (needs mpi4py)")
@@ -130,21 +134,29 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = None, source=None) -> None:
-    """Narrow the selection to hits whose fitted diameter lies in the window (nm), the fits
-    in ``jobs`` processes (default: one per core)."""
-    from spidarknet.sizing import select_size_window
-    bar = cli.progress(total=hits.n_hits, desc="size", quiet=quiet)
+def apply_decision(hits: HitList, args: argparse.Namespace, source, times=None) -> None:
+    """Narrow the selection by --size-range or --selector: the frames the network let through
+    are fitted (in --jobs processes, default one per core), the window or the selector decides,
+    and every row gets the measurements; the fit's seconds go into ``times``."""
+    from spidarknet.selection.decide import decide
+    bar = cli.progress(total=hits.n_hits, desc="fit", quiet=args.quiet)
     started, n_hits = time.perf_counter(), hits.n_hits
     try:
-        hits.selected, counts = select_size_window(hits, hits.hits, size_range, on_frames=bar.update,
-                                                   jobs=jobs, source=source)
+        counts = decide(hits, source, size_range=args.size_range, selector=getattr(args, "selector_obj", None),
+                        jobs=args.jobs, on_frames=bar.update)
     finally:
         bar.close()
-    hits.meta.update(size_range_nm=list(size_range), size_fit_failed=counts["failed"],
-                     size_second_particle=counts["second_particle"])
-    log.debug("sized %d hits for --size-range %g %g nm in %.2f s: %d kept, %d fits failed", n_hits,
-              *size_range, time.perf_counter() - started, int(np.count_nonzero(hits.selected)), counts["failed"])
+    seconds = time.perf_counter() - started
+    if times is not None:
+        times.fit += seconds
+        times.total += seconds
+    if args.size_range:
+        hits.meta.update(size_range_nm=list(args.size_range), size_fit_failed=counts["failed"],
+                         size_second_particle=counts["second_particle"])
+    else:
+        hits.meta.update(selector={"path": os.path.abspath(args.selector), "screen": args.selector_obj.screen,
+                                   "threshold": args.selector_obj.threshold, "fitted": counts["fitted"]})
+    log.debug("fitted %d screened frames in %.2f s: %d selected", n_hits, seconds, hits.n_hits)
 
 
 def threshold_for_rate(scores: np.ndarray, rate: float) -> float:
@@ -214,6 +226,8 @@ def _check_local_options(args: argparse.Namespace, comm) -> Prefilter | None:
         raise ConfigError("--jobs must be at least 1")
     prefilter = prefilter_from_args(args)
     cli.check_size_range(args.size_range)
+    if args.selector and (args.size_range or args.expected_hit_rate is not None):
+        raise ConfigError("--selector decides by itself: leave out --size-range and --expected-hit-rate")
     if comm is not None and args.shard:
         raise ConfigError("--mpi and --shard exclude each other: MPI ranks already share the frames")
     return prefilter
@@ -226,6 +240,8 @@ def _model_from_args(args: argparse.Namespace):
     model = load_model(args.weights, cfg=args.cfg, preprocess=args.preprocess, threshold=args.threshold)
     if args.centre:
         model.preprocessing.centre_px = tuple(args.centre)
+    if args.selector:
+        return _screen_for_selector(args, model)
     screen = model.validation.get("screening_threshold")
     # only where the window is applied after the network: --follow applies none
     if (args.size_range and not args.follow and args.threshold is None and args.expected_hit_rate is None
@@ -236,6 +252,19 @@ def _model_from_args(args: argparse.Namespace):
                   f"validation singles), the size fit decides; --threshold sets another", file=sys.stderr)
         model.threshold = float(screen)
         args.threshold_from = {"screening_recall": recall}
+    return model
+
+
+def _screen_for_selector(args: argparse.Namespace, model):
+    """The model screening at the --selector's screen (or --threshold), after checking that
+    the selector was learnt with these weights."""
+    from spidarknet.selection.selector import Selector
+    selector = Selector.load(args.selector)
+    selector.check_weights(args.weights, file_digest(args.weights))
+    args.selector_obj = selector
+    if args.threshold is None:
+        model.threshold = selector.screen
+        args.threshold_from = {"selector_screen": args.selector}
     return model
 
 
@@ -305,9 +334,10 @@ def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: s
         hits.meta["threshold_from"] = {"expected_hit_rate": args.expected_hit_rate}
     elif getattr(args, "threshold_from", None):
         hits.meta["threshold_from"] = args.threshold_from
-    if args.size_range:
+    if args.size_range or args.selector:
         # the fits read the frames of the files this run opened, with its geometry and mask options
-        apply_size_range(hits, args.size_range, quiet=args.quiet, jobs=args.jobs, source=inputs)
+        apply_decision(hits, args, inputs, times)
+        hits.meta["timing"] = times.as_dict(len(hits))
     return hits
 
 
@@ -368,6 +398,9 @@ def _check_follow_options(args: argparse.Namespace) -> None:
         raise ConfigError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
     if args.idle <= 0:
         raise ConfigError("--idle must be positive")
+    if args.selector:
+        raise ConfigError("--follow does not apply a --selector yet: run 'detect --selector' on the file "
+                          "once it is written")
 
 
 def _follow_start(frames_option: str | None) -> int:

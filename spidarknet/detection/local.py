@@ -73,11 +73,12 @@ class StageTimes:
     preprocess: float = 0.0
     prefilter: float = 0.0
     inference: float = 0.0
+    fit: float = 0.0        # the sphere fits of a size window or selector (after the network)
     total: float = 0.0
 
     def as_dict(self, frames: int) -> dict:
         out = {"read_s": self.read, "preprocess_s": self.preprocess, "prefilter_s": self.prefilter,
-               "inference_s": self.inference, "total_s": self.total}
+               "inference_s": self.inference, "fit_s": self.fit, "total_s": self.total}
         out["frames_per_s"] = frames / self.total if self.total > 0 else None
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 

@@ -1,0 +1,81 @@
+"""The decision after the network: the size window, or the selector learnt from labels.
+
+The network screens (a frame below the hit list's threshold is never selected), the sphere
+fit measures the frames it lets through, and then either the size window (a diameter range,
+one round particle, no second particle's fringes) or a :class:`~spidarknet.selection.selector.Selector`
+decides.  Every row of the hit list then carries what was measured (:data:`HIT_COLUMNS`), the
+selector's ``probability`` where one decided, and the ``reason`` a screened frame was dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from spidarknet.frames.source import FrameSource
+from spidarknet.hits import HitList
+from spidarknet.selection.features import HIT_COLUMNS, Measured, measure
+from spidarknet.selection.selector import Selector
+from spidarknet.sizing import SIZE_WINDOW_MAX_MISFIT, second_particle_cut, window_verdicts
+
+
+def window_reasons(measured: Measured, size_range: Sequence[float],
+                   max_misfit: float = SIZE_WINDOW_MAX_MISFIT) -> tuple[np.ndarray, list[str], dict]:
+    """(selected, reason per frame, counts) of the size window on measured frames; only
+    fitted (screened) frames can be selected, and only they get a reason."""
+    v = measured.values
+    inside, poor, several, fitted = window_verdicts(v["diameter_nm"], v["misfit"], v["second_particle_z"],
+                                                    v["signal_photons"], size_range, max_misfit)
+    cut = second_particle_cut(v["signal_photons"])
+    lo, hi = size_range
+    reasons = []
+    for i in range(len(measured)):
+        if not measured.fitted[i] or inside[i]:
+            reasons.append("")
+        elif not np.isfinite(v["diameter_nm"][i]):
+            reasons.append(f"no size: {measured.fit_reason[i] or 'fit failed'}")
+        elif poor[i]:
+            reasons.append(f"misfit {v['misfit'][i]:.2f} > {max_misfit:g}: not one round particle")
+        elif several[i]:
+            reasons.append(f"second particle: z {v['second_particle_z'][i]:.1f} > {cut[i]:.1f}")
+        else:
+            reasons.append(f"diameter {v['diameter_nm'][i]:.1f} nm outside {lo:g}-{hi:g} nm")
+    tried = measured.fitted
+    counts = {"inside": int(inside.sum()), "outside": int((fitted & ~inside & tried).sum()),
+              "failed": int((tried & ~fitted).sum()), "misfit": int(poor.sum()), "second_particle": int(several.sum())}
+    return inside & tried, reasons, counts
+
+
+def selector_reasons(measured: Measured, selector: Selector) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(selected, probability, reason per frame) of a selector on measured frames."""
+    selected, p = selector.decide(measured)
+    selected &= measured.fitted
+    reasons = ["" if s or not f else f"selector: probability {q:.2f} < {selector.threshold:g}"
+               for s, f, q in zip(selected, measured.fitted, p)]
+    return selected, np.where(measured.fitted, p, np.nan), reasons
+
+
+def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | None = None,
+           selector: Selector | None = None, jobs: int | None = None,
+           on_frames: Callable[[int], object] | None = None) -> dict:
+    """Measure the frames ``hits`` selects (frames of ``source``) and narrow the selection
+    by the size window or the selector; the measurements go into ``hits.columns``.  Returns
+    the counts (window) or the selected number (selector)."""
+    if (size_range is None) == (selector is None):
+        raise ValueError("give a size range or a selector")
+    scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
+    measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames)
+    measured.values["score"] = hits.scores.astype(np.float64)
+    if selector is not None:
+        selected, probability, reasons = selector_reasons(measured, selector)
+        counts = {"selected": int(selected.sum()), "fitted": int(measured.fitted.sum())}
+        extra = {"probability": probability}
+    else:
+        selected, reasons, counts = window_reasons(measured, size_range)
+        extra = {}
+    hits.selected = selected
+    hits.columns.update({name: measured.values[name] for name in HIT_COLUMNS})
+    hits.columns.update(extra)
+    hits.columns["reason"] = reasons
+    return counts
