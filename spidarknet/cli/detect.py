@@ -19,7 +19,7 @@ from spidarknet.core.errors import ConfigError, EngineError, InputError, Spidark
 from spidarknet.core.outputs import check_destination, write_json
 from spidarknet.core.pool import core_count
 from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards, worker_count
-from spidarknet.detection.shards import file_digest, parse_shard, ranges
+from spidarknet.detection.shards import file_digest, mpi_launch, parse_shard, ranges
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import builtin_weights, load_model
 from spidarknet.hits import HitList
@@ -96,6 +96,7 @@ def _add_prefilter_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_mpi_launch(args)
     if args.expected_hit_rate is not None:
         if not 0 < args.expected_hit_rate < 1:
             raise ConfigError(f"--expected-hit-rate {args.expected_hit_rate:g} must lie between 0 and 1")
@@ -128,6 +129,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: rank {comm.Get_rank()} of {comm.Get_size()}: {what}", file=sys.stderr, flush=True)
             comm.Abort(1)
         raise
+
+
+def _check_mpi_launch(args: argparse.Namespace) -> None:
+    """Refuse to run as one of several MPI ranks without --mpi: each would score every frame."""
+    launch = mpi_launch()
+    if launch is not None and not args.mpi:
+        rank, size = launch
+        raise ConfigError(f"started by mpirun/mpiexec as rank {rank} of {size} without --mpi: every rank would score "
+                          f"every frame and write {args.out}; add --mpi to share the frames among the ranks "
+                          "(rank 0 writes the hit list), or run one process without mpirun")
 
 
 def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = None, source=None) -> None:
