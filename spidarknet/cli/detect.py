@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         if args.cfg or args.preprocess:
             raise ConfigError("--cfg and --preprocess describe weights you give: add --weights")
         args.weights = str(builtin_weights())
-        print(f"using the built-in model {args.weights} (trained on simulated frames)", file=sys.stderr)
+        args.builtin_model = True  # said once the inputs are found (_say_builtin_model)
     if args.follow:
         _check_follow_options(args)
         return run_follow(args)
@@ -139,6 +139,13 @@ def _check_mpi_launch(args: argparse.Namespace) -> None:
         raise ConfigError(f"started by mpirun/mpiexec as rank {rank} of {size} without --mpi: every rank would score "
                           f"every frame and write {args.out}; add --mpi to share the frames among the ranks "
                           "(rank 0 writes the hit list), or run one process without mpirun")
+
+
+def _say_builtin_model(args: argparse.Namespace, comm) -> None:
+    """Name the built-in model when no --weights were given: after the inputs were checked
+    (an input error comes alone), once per run (rank 0 of MPI ranks)."""
+    if getattr(args, "builtin_model", False) and (comm is None or comm.Get_rank() == 0):
+        print(f"using the built-in model {args.weights} (trained on simulated frames)", file=sys.stderr)
 
 
 def apply_size_range(hits: HitList, size_range, quiet: bool, jobs: int | None = None, source=None) -> None:
@@ -184,6 +191,7 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     if args.write_cxi:
         check_destination(args.write_cxi, args.force, "CXI file")
     inputs = _open_inputs(args, comm)  # all the inputs' frames, for --write-cxi (select() leaves it as it is)
+    _say_builtin_model(args, comm)
     source, shard_meta = _share_of(args, inputs, comm)
     started = time.perf_counter()
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
@@ -346,6 +354,7 @@ def run_follow(args: argparse.Namespace) -> int:
     check_destination(args.out, False, "hit list")
     args.frames = None
     info = cli.frame_source_from_args(args).files[0]
+    _say_builtin_model(args, None)
     pre = Preprocessor(model.preprocessing)
     gate = PrefilterGate(prefilter, model.preprocessing) if prefilter is not None else None
     checks = FrameChecks()
