@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from spidarknet import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,3 +68,38 @@ def test_an_operating_system_error_is_one_error_line_naming_the_file(tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0] == f"error: {tmp_path / 'run.cxi'}: No space left on device", err
     assert list(tmp_path.iterdir()) == []          # neither the file nor its temporary
+
+
+def test_a_mistyped_option_is_one_line_naming_the_nearest(capsys):
+    """An unknown option: one line with the option meant, exit status 2 (no 16 lines of usage)."""
+    assert cli.dispatch(["detect", "run.cxi", "--out", "hits.csv", "--treshold", "0.5"]) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("error: unknown option --treshold (did you mean --threshold?); "
+                            "'spidarknet detect --help' lists the options\n")
+    # --opt=value, several at once, and one like no option
+    assert cli.dispatch(["select", "hits.csv", "--out", "s.csv", "--treshold=0.5", "--zzzzzz"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--treshold=0.5 (did you mean --threshold?), --zzzzzz;" in err, err
+
+
+def test_no_command_takes_abbreviated_options(capsys):
+    """``--size-rang 60 75`` once passed silently for --size-range; every command refuses it."""
+    import importlib
+
+    assert cli.dispatch(["detect", "run.cxi", "--out", "hits.csv", "--size-rang", "60", "75"]) == 2
+    assert "unknown option --size-rang (did you mean --size-range?)" in capsys.readouterr().err
+    for name, (module, _) in cli.COMMANDS.items():
+        parser = importlib.import_module(module).build_parser()
+        assert parser.allow_abbrev is False, name
+        longest = max((o for a in parser._actions for o in a.option_strings), key=len)
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args(["x", longest[:-1]])
+        assert done.value.code == 2, name
+        assert f"(did you mean {longest}?)" in capsys.readouterr().err, name
+
+
+def test_other_usage_errors_are_one_line_too(capsys):
+    assert cli.dispatch(["detect"]) == 2
+    assert capsys.readouterr().err == ("error: the following arguments are required: INPUT, --out; "
+                                       "'spidarknet detect --help' lists the options\n")

@@ -71,6 +71,19 @@ def test_the_built_in_model_scores_frames_without_weights(small_cxi, tmp_path, c
     assert np.mean(singles) > np.mean(empties) + 0.3
 
 
+@pytest.mark.parametrize("mistake", ["missing input", "existing output"])
+def test_an_input_error_comes_alone_without_the_built_in_model_line(small_cxi, tmp_path, capsys, mistake):
+    """The built-in model is named only once the inputs and outputs were checked."""
+    out = tmp_path / "hits.csv"
+    frames = str(tmp_path / "missing.cxi") if mistake == "missing input" else str(small_cxi)
+    if mistake == "existing output":
+        out.write_text("mine\n")
+    assert detect.main([frames, "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert ("does not exist" if mistake == "missing input" else "already exists") in err[0]
+
+
 @pytest.mark.slow
 def test_with_a_size_window_the_built_in_model_screens_at_its_recall_threshold(small_cxi, tmp_path, capsys):
     """--size-range without a threshold: the network keeps 98 % of its validation singles

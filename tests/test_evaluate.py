@@ -140,6 +140,17 @@ def test_truth_without_positives_is_a_clear_error(hit_list, labels, tmp_path, ca
     assert "has no truth dataset /truth/nothing" in capsys.readouterr().err
 
 
+def test_a_mistyped_truth_dataset_names_the_nearest_and_its_neighbours(hit_list, capsys):
+    """``/truth/labels`` for /truth/label: the error names it and lists the datasets beside it first."""
+    path, _ = hit_list
+    assert evaluate_cmd.main([str(path), "--truth-dataset", "/truth/labels"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "has no truth dataset /truth/labels (did you mean /truth/label? datasets in the file: /truth/" in err
+    listed = err.split("datasets in the file: ")[1].split(";")[0].split(", ")
+    assert all(entry.startswith("/truth/") for entry in listed[:8]), err  # its neighbours, per-frame ones
+
+
 def test_evaluate_uses_the_hit_column_as_written(hit_list, labels, tmp_path):
     """A hit list narrowed by 'select' (hit=0 for some frames above the threshold)."""
     _, hits = hit_list

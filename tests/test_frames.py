@@ -112,6 +112,13 @@ def test_not_hdf5_and_truncated_files(small_cxi, tmp_path):
         list(source.chunks(8))
 
 
+def test_a_mistyped_dataset_names_the_nearest(small_cxi):
+    with pytest.raises(InputError, match=r"no dataset /entry_1/instrument_1/detector_1/dat \(did you mean "
+                                         r"/entry_1/instrument_1/detector_1/data\? datasets in the file: "
+                                         r"/entry_1/instrument_1/detector_1/"):
+        FrameSource([str(small_cxi)], dataset="/entry_1/instrument_1/detector_1/dat")
+
+
 def test_absent_dataset_lists_what_exists(small_cxi, tmp_path):
     with pytest.raises(InputError, match=r"no dataset /entry_1/nope .*datasets in the file: .*/entry_1"):
         FrameSource([str(small_cxi)], dataset="/entry_1/nope")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from spidarknet.cli import detect, merge
+from spidarknet.detection.shards import mpi_launch
 from spidarknet.hits import read_hits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,3 +109,39 @@ def test_a_rank_that_dies_fails_the_run(untrained_weights, small_cxi, tmp_path):
     assert proc.returncode != 0
     assert "signal 9" in proc.stderr or "Killed" in proc.stderr or "exited" in proc.stderr, proc.stderr[-1500:]
     assert not out.exists()
+
+
+def test_mpirun_without_mpi_is_refused_before_any_work(untrained_weights, small_cxi, tmp_path):
+    """Without --mpi every rank would score every frame, and the second die on 'already exists'."""
+    out = tmp_path / "mpi.csv"
+    proc = subprocess.run([mpirun(), "-n", "2", sys.executable, "-m", "spidarknet", "detect", str(small_cxi),
+                           "--out", str(out), "--frames", "0:10", "--quiet"],
+                          env=MPI_ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    refusals = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert refusals and all("without --mpi" in line and "add --mpi" in line for line in refusals), proc.stderr
+    assert "already exists" not in proc.stderr and "built-in model" not in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("launcher", [{"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"},
+                                      {"PMI_SIZE": "4", "PMI_RANK": "1"}], ids=["openmpi", "hydra"])
+def test_an_mpi_launch_is_recognised_from_the_environment(launcher, small_cxi, tmp_path, monkeypatch, capsys):
+    for name in ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert mpi_launch() is None
+    for name, value in launcher.items():
+        monkeypatch.setenv(name, value)
+    assert mpi_launch() == (1, int(next(iter(launcher.values()))))
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(small_cxi), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: started by mpirun/mpiexec as rank 1 of ") and "add --mpi" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_one_rank_or_none_is_no_mpi_launch():
+    assert mpi_launch({}) is None
+    assert mpi_launch({"OMPI_COMM_WORLD_SIZE": "1", "OMPI_COMM_WORLD_RANK": "0"}) is None
+    assert mpi_launch({"PMI_SIZE": "", "PMI_RANK": "0"}) is None
+    assert mpi_launch({"PMI_SIZE": "3", "PMI_RANK": "2"}) == (2, 3)

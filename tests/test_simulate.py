@@ -535,7 +535,18 @@ def test_particle_shape_fixes_the_shape():
     (["--off-size-fraction", "0.5", "--size-range", "60", "70"], "widen --size-range"),
     (["--size-range", "80", "90", "--photons", "100"], "do not overlap"),
     (["--separation", "0.5", "2"], "overlap"),
-    (["--photons", "-5"], "photons must be > 0"),
+    (["--photons", "-5"], "--photons must be > 0"),
+    # the option's name, not only the setting's (size_range_nm was all the message said)
+    (["--size-range", "80", "55"], "--size-range (size_range_nm) must be LO ≤ HI, got 80 55"),
+    (["--label-range", "70", "60"], "--label-range (label_range_nm) must be LO ≤ HI"),
+    (["--fluence", "-1"], "--fluence (mean_fluence_photons_per_m2) must be > 0"),
+    (["--centre-jitter", "-1"], "--centre-jitter (centre_jitter_px) must be ≥ 0"),
+    (["--background", "nan"], "--background (background_photons_per_pixel) must be a finite number"),
+    (["--energy-ev", "-3"], "--energy-ev must be > 0, got -3"),
+    (["--chunk-frames", "0"], "--chunk-frames must be a whole number ≥ 1"),
+    (["--binning", "0"], "--binning must be a whole number ≥ 1"),
+    (["--shape", "4", "4"], "--shape ROWS COLS must be two whole numbers ≥ 8"),
+    (["--off-size-fraction", "2"], "--off-size-fraction is a share"),
 ])
 def test_bad_settings_are_one_error_line(tmp_path, capsys, args, message):
     path = tmp_path / "bad.cxi"

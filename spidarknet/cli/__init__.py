@@ -14,6 +14,7 @@ says what to do), 2 a usage error argparse found, 70 an internal error (please r
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import math
@@ -66,7 +67,6 @@ def dispatch(argv: Sequence[str]) -> int:
         return 0
     name = argv[0]
     if name not in COMMANDS:
-        import difflib
         close = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         print(f"error: unknown command {name!r}{hint}; run 'spidarknet --help' for the list",
@@ -147,9 +147,43 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("spidarknet").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviated options (``--size-rang`` is not ``--size-range``), whose
+    usage errors are one line; an unknown option is named first (before a missing one),
+    with the option meant."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+        self._given: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        known = {name for action in self._actions for name in action.option_strings}
+        given = self._given[:self._given.index("--")] if "--" in self._given else self._given
+        unknown = [word for word in given if word.startswith("--") and word.split("=", 1)[0] not in known]
+        if unknown:
+            named = [option + (f" (did you mean {close}?)" if (close := self._nearest(option)) else "")
+                     for option in unknown]
+            message = f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(named)}"
+        self.exit(EXIT_USAGE, f"error: {message}; '{self.prog} --help' lists the options\n")
+
+    def _nearest(self, option: str) -> str | None:
+        """The option meant by ``option``: the one it abbreviates, else the most similar."""
+        typed = option.split("=", 1)[0]
+        known = [name for action in self._actions for name in action.option_strings if name.startswith("--")]
+        longer = [name for name in known if name.startswith(typed)]
+        if len(longer) == 1:
+            return longer[0]
+        close = difflib.get_close_matches(typed.lstrip("-"), [name[2:] for name in known], n=1)
+        return f"--{close[0]}" if close else None
+
+
 def new_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
-    """A parser whose help ends with a worked example."""
-    return argparse.ArgumentParser(
+    """A parser whose help ends with a worked example (see :class:`Parser`)."""
+    return Parser(
         prog=f"spidarknet {prog}", description=description,
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -19,7 +19,7 @@ from spidarknet.core.errors import ConfigError, EngineError, InputError, Spidark
 from spidarknet.core.outputs import check_destination, write_json
 from spidarknet.core.pool import core_count
 from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards, worker_count
-from spidarknet.detection.shards import file_digest, parse_shard, ranges
+from spidarknet.detection.shards import file_digest, mpi_launch, parse_shard, ranges
 from spidarknet.engine.backends import BACKENDS, OpenedDetector, resolve_auto
 from spidarknet.engine.model import builtin_weights, load_model
 from spidarknet.hits import HitList
@@ -100,6 +100,7 @@ def _add_prefilter_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_mpi_launch(args)
     if args.expected_hit_rate is not None:
         if not 0 < args.expected_hit_rate < 1:
             raise ConfigError(f"--expected-hit-rate {args.expected_hit_rate:g} must lie between 0 and 1")
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if args.cfg or args.preprocess:
             raise ConfigError("--cfg and --preprocess describe weights you give: add --weights")
         args.weights = str(builtin_weights())
-        print(f"using the built-in model {args.weights} (trained on simulated frames)", file=sys.stderr)
+        args.builtin_model = True  # said once the inputs are found (_say_builtin_model)
     if args.follow:
         _check_follow_options(args)
         return run_follow(args)
@@ -132,6 +133,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: rank {comm.Get_rank()} of {comm.Get_size()}: {what}", file=sys.stderr, flush=True)
             comm.Abort(1)
         raise
+
+
+def _check_mpi_launch(args: argparse.Namespace) -> None:
+    """Refuse to run as one of several MPI ranks without --mpi: each would score every frame."""
+    launch = mpi_launch()
+    if launch is not None and not args.mpi:
+        rank, size = launch
+        raise ConfigError(f"started by mpirun/mpiexec as rank {rank} of {size} without --mpi: every rank would score "
+                          f"every frame and write {args.out}; add --mpi to share the frames among the ranks "
+                          "(rank 0 writes the hit list), or run one process without mpirun")
+
+
+def _say_builtin_model(args: argparse.Namespace, comm) -> None:
+    """Name the built-in model when no --weights were given: after the inputs were checked
+    (an input error comes alone), once per run (rank 0 of MPI ranks)."""
+    if getattr(args, "builtin_model", False) and (comm is None or comm.Get_rank() == 0):
+        print(f"using the built-in model {args.weights} (trained on simulated frames)", file=sys.stderr)
 
 
 def apply_decision(hits: HitList, args: argparse.Namespace, source, times=None) -> None:
@@ -185,6 +203,7 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     if args.write_cxi:
         check_destination(args.write_cxi, args.force, "CXI file")
     inputs = _open_inputs(args, comm)  # all the inputs' frames, for --write-cxi (select() leaves it as it is)
+    _say_builtin_model(args, comm)
     source, shard_meta = _share_of(args, inputs, comm)
     started = time.perf_counter()
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
@@ -365,6 +384,7 @@ def run_follow(args: argparse.Namespace) -> int:
     check_destination(args.out, False, "hit list")
     args.frames = None
     info = cli.frame_source_from_args(args).files[0]
+    _say_builtin_model(args, None)
     pre = Preprocessor(model.preprocessing)
     gate = PrefilterGate(prefilter, model.preprocessing) if prefilter is not None else None
     checks = FrameChecks()

@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     if args.photons is not None and args.fluence is not None:
         raise ConfigError("give the photon level as --photons (photons of a single on the valid pixels) or "
                           "as --fluence (photons/m² at the particle), not both")
+    if args.energy_ev is not None and not args.energy_ev > 0:
+        raise ConfigError(f"--energy-ev must be > 0, got {args.energy_ev:g}")
     if args.like_dataset and not args.like:
         raise ConfigError("--like-dataset names the frames of the --like file: give --like FILE too")
     options = settings_from_args(args)

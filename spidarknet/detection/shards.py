@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -20,6 +21,25 @@ from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.hits import HitList, read_hits, summary_path
 
 SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+#: (world size, rank) variables an MPI launcher sets in each process it starts
+MPI_LAUNCH_VARIABLES = (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),  # Open MPI's mpirun
+                        ("PMI_SIZE", "PMI_RANK"))  # MPICH's Hydra mpiexec, Intel MPI, srun --mpi=pmi2
+
+
+def mpi_launch(environ=None) -> tuple[int, int] | None:
+    """``(rank, size)`` when an MPI launcher started this process as one of several ranks
+    (from its environment, without loading MPI), else None."""
+    environ = os.environ if environ is None else environ
+    for size_name, rank_name in MPI_LAUNCH_VARIABLES:
+        try:
+            size = int(environ.get(size_name, ""))
+            rank = int(environ.get(rank_name, "0"))
+        except ValueError:
+            continue
+        if size > 1:
+            return rank, size
+    return None
 
 
 def parse_shard(text: str) -> tuple[int, int]:

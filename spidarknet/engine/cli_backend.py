@@ -6,6 +6,13 @@ square images of that size), decodes with threshold 0.005 and NMS 0.45, and writ
 <ymax>`` in 1-based image pixels.  A frame's score is its highest ``prob`` (0 when
 darknet listed nothing above 0.005).  The results folder must exist beforehand, or
 darknet segfaults.
+
+``detector valid`` starts its first :data:`VALID_THREADS` image loads from the list's
+first entries without looking at its length: a list of fewer images (a short last
+chunk, or a chunk the prefilter thinned out) makes it read past its array of paths
+("Cannot load image (null)", SIGSEGV).  The list is therefore padded to that length by
+repeating its last image; the repeats give that image's lines again, which change
+nothing (a frame's score is its highest ``prob``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from spidarknet.engine.locate import Found
 from spidarknet.engine.runner import run_darknet
 
 VALID_THRESHOLD = 0.005
+#: images ``detector valid`` loads at once (``nthreads`` in examples/detector.c): its list needs as many
+VALID_THREADS = 4
 
 
 class DarknetCliDetector:
@@ -39,7 +48,10 @@ class DarknetCliDetector:
     def detect(self, images: np.ndarray) -> Detections:
         import cv2
         n, h, w = images.shape[:3]
+        if n == 0:
+            return Detections(np.zeros(0, dtype=np.float32), np.zeros((0, 4), dtype=np.float32))
         work = Path(tempfile.mkdtemp(prefix="spidarknet-valid-"))
+        log_path = work.parent / f"{work.name}.log"  # outside the folder: kept for the error that names it
         try:
             (work / "images").mkdir()
             (work / "results").mkdir()
@@ -49,6 +61,7 @@ class DarknetCliDetector:
                 if not cv2.imwrite(str(work / rel), np.ascontiguousarray(image[..., ::-1])):
                     raise EngineError(f"cannot write {work / rel}")
                 lines.append(rel)
+            lines += lines[-1:] * (VALID_THREADS - n)  # darknet reads past a shorter list
             (work / "valid.txt").write_text("\n".join(lines) + "\n")
             (work / "obj.names").write_text("\n".join(self.names) + "\n")
             (work / "obj.data").write_text(f"classes = {len(self.names)}\nvalid = valid.txt\n"
@@ -58,7 +71,8 @@ class DarknetCliDetector:
             if self.darknet.gpu:
                 # never -nogpu: a GPU build's CPU region layer skips its activations
                 args[1:1] = ["-i", str(self.gpu if self.gpu is not None and self.gpu >= 0 else 0)]
-            run_darknet(args, cwd=work, log_path=work / "darknet.log", what="darknet detector valid")
+            run_darknet(args, cwd=work, log_path=log_path, what="darknet detector valid")
+            log_path.unlink()
             scores = np.zeros(n, dtype=np.float32)
             boxes = np.zeros((n, 4), dtype=np.float32)
             result = work / "results" / f"comp4_det_test_{self.names[0]}.txt"

@@ -3,7 +3,7 @@
 The path a user follows (each step is one spidarknet command)::
 
     # 1. frames like the run: its geometry, mask, photon level and background
-    spidarknet simulate --like run.cxi --out sim.cxi --count 3200
+    spidarknet simulate sim.cxi --like run.cxi --count 3200
     # 2. learn on the simulation
     spidarknet export-dataset sim.cxi --labels-dataset /truth/label --out sim-ds/
     spidarknet train sim-ds/

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import difflib
 import glob
 import hashlib
 import logging
@@ -249,16 +250,35 @@ def list_datasets(handle, min_ndim: int = 0) -> list[tuple[str, tuple]]:
     return found
 
 
-def describe_datasets(handle, ndim: int | None = None) -> str:
-    """A short list of a file's datasets for error messages (only ``ndim``-D ones if given)."""
+def describe_datasets(handle, ndim: int | None = None, near: str | None = None) -> str:
+    """A short list of a file's datasets for error messages (only ``ndim``-D ones if given).
+
+    ``near``, a path the file lacks: the most similar dataset is named first ("did you mean
+    /truth/label?" for /truth/labels) and the list starts with those in the same groups."""
     found = sorted(list_datasets(handle), key=lambda item: -len(item[1]))
     if ndim is not None:
         found = [item for item in found if len(item[1]) == ndim] or found
     if not found:
         return "the file holds no datasets"
+    hint = ""
+    if near is not None:
+        wanted = "/" + near.strip("/")
+        found.sort(key=lambda item: _path_likeness(wanted, item[0]), reverse=True)
+        close = difflib.get_close_matches(wanted, [p for p, _ in found], n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
     shown = ", ".join(f"{p} {s}" for p, s in found[:8])
     more = f" and {len(found) - 8} more" if len(found) > 8 else ""
-    return f"datasets in the file: {shown}{more}"
+    return f"{hint}datasets in the file: {shown}{more}"
+
+
+def _path_likeness(wanted: str, path: str) -> tuple[int, float]:
+    """How near ``path`` lies to ``wanted``: the groups they share, then the likeness of the names."""
+    shared = 0
+    for a, b in zip(wanted.split("/")[1:-1], path.split("/")[1:-1]):
+        if a != b:
+            break
+        shared += 1
+    return shared, difflib.SequenceMatcher(None, wanted, path).ratio()
 
 
 def _resolve_group(handle, dataset_path: str) -> str | None:
@@ -409,7 +429,7 @@ class FrameSource:
                 raise InputError(f"{path} has no frames at {' or '.join(DEFAULT_DATASETS)}; name the "
                                  f"dataset with --dataset ({describe_datasets(handle)})")
         elif dataset not in handle:
-            raise InputError(f"{path} has no dataset {dataset} ({describe_datasets(handle)})")
+            raise InputError(f"{path} has no dataset {dataset} ({describe_datasets(handle, near=dataset)})")
         try:
             ds = handle[dataset]
         except (KeyError, ValueError, OSError) as exc:  # a dangling soft link, say

@@ -19,7 +19,7 @@ from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import Canon, MatchKey, describe_keys
 from spidarknet.core.labels import positive_labels
 from spidarknet.core.selection import read_selection
-from spidarknet.frames.source import open_h5, reading
+from spidarknet.frames.source import describe_datasets, open_h5, reading
 from spidarknet.hits import HitList
 
 
@@ -51,7 +51,8 @@ def read_truth_dataset(hits: HitList, dataset: str) -> dict[MatchKey, bool]:
                              f"truth dataset is read from it (or give --truth CSV)")
         with open_h5(path) as handle:
             if dataset not in handle:
-                raise InputError(f"{path} has no truth dataset {dataset}; name the right one with "
+                raise InputError(f"{path} has no truth dataset {dataset} "
+                                 f"({describe_datasets(handle, 1, near=dataset)}); name the right one with "
                                  "--truth-dataset or give --truth labels.csv")
             ds = handle[dataset]
             if not hasattr(ds, "shape") or len(ds.shape) != 1:

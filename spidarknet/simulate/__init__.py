@@ -83,7 +83,7 @@ from spidarknet.simulate.detector import (MASK_INVALID, PNCCD, PnCCD, bin_mask, 
                                           build_mask, radial_bins, sample_photons, unbin)
 from spidarknet.simulate.physics import (Cluster, Particle, Renderer, build_cluster,
                                          random_rotation)
-from spidarknet.simulate.settings import DEFAULT_SETTINGS, SimulationSettings
+from spidarknet.simulate.settings import DEFAULT_SETTINGS, SimulationSettings, option_name
 from spidarknet.simulate.writer import COMPRESSIONS, CxiWriter, check_output_path
 
 __all__ = ["simulate_file", "SimulationSettings", "DEFAULT_SETTINGS", "SimulationSummary",
@@ -513,7 +513,7 @@ def _check_run(count, chunk_frames, compression: str | None) -> None:
     """Refuse a frame count or chunk size that is not a whole number ≥ 1, or an unknown compression."""
     for name, value in (("count", count), ("chunk_frames", chunk_frames)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
+            raise ConfigError(f"{option_name(name)} must be a whole number ≥ 1, got {value!r}")
     if compression is not None and compression not in COMPRESSIONS:
         raise ConfigError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)} or None")
 

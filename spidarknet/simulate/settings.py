@@ -29,6 +29,24 @@ from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
 PARTICLE_SHAPES = ("mixed", "sphere", "icosahedron")
 #: the largest detector diagonal (pixels) the renderer's radial look-up table covers
 MAX_DIAGONAL_PX = 2040
+#: the ``simulate`` option that sets each setting (and the run's count and chunk), for messages
+OPTIONS = {"photons": "--photons", "mean_fluence_photons_per_m2": "--fluence", "fluence_sigma": "--fluence-sigma",
+           "background_photons_per_pixel": "--background", "centre_jitter_px": "--centre-jitter",
+           "size_range_nm": "--size-range", "label_range_nm": "--label-range",
+           "off_size_fraction": "--off-size-fraction", "particle_shape": "--particle-shape",
+           "separation_diameters": "--separation", "distance_m": "--distance", "pixel_size_m": "--pixel-size",
+           "photon_energy_J": "--energy-ev", "shape": "--shape", "binning": "--binning",
+           "half_detector": "--half-detector", "like": "--like", "count": "--count",
+           "chunk_frames": "--chunk-frames"}
+
+
+def option_name(setting: str) -> str:
+    """A setting as messages name it: the option that sets it, followed by the setting's own
+    name where that differs (``--size-range (size_range_nm)``), for callers of the library."""
+    option = OPTIONS.get(setting)
+    if option is None:
+        return setting
+    return option if option == "--" + setting.replace("_", "-") else f"{option} ({setting})"
 
 
 @dataclass(frozen=True)
@@ -119,7 +137,7 @@ class SimulationSettings:
         if off_size is not None:
             out["off_size_fraction"] = off_size
         if s.particle_shape not in PARTICLE_SHAPES:
-            raise ConfigError(f"particle_shape (--particle-shape) must be one of "
+            raise ConfigError(f"{option_name('particle_shape')} must be one of "
                               f"{', '.join(PARTICLE_SHAPES)}, got {s.particle_shape!r}")
         shape = out["shape"] = _checked_shape(s.shape)
         b = out["binning"] = _checked_binning(s.binning, shape)
@@ -180,7 +198,7 @@ def _checked_sizes(size_range: tuple[float, float], label_range: tuple[float, fl
     """Check that the particle sizes, the label window and the share of off-size singles fit
     together; returns the off-size share as a float (None when not given)."""
     if separation[0] < 1.0:
-        raise ConfigError("separation_diameters (--separation) must start at ≥ 1 diameter: "
+        raise ConfigError(f"{option_name('separation_diameters')} must start at ≥ 1 diameter: "
                           "closer particles would overlap")
     size_lo, size_hi = size_range
     label_lo, label_hi = label_range
@@ -189,7 +207,7 @@ def _checked_sizes(size_range: tuple[float, float], label_range: tuple[float, fl
     if off_size_fraction is not None:
         f = _non_negative("off_size_fraction", off_size_fraction)
         if f > 1.0:
-            raise ConfigError(f"off_size_fraction (--off-size-fraction) is a share, 0 to 1; got {f}")
+            raise ConfigError(f"{option_name('off_size_fraction')} is a share, 0 to 1; got {f}")
         if f > 0 and not (size_lo < label_lo or size_hi > label_hi):
             raise ConfigError(f"--off-size-fraction {f} needs sizes outside the label range "
                               f"{label_lo:g}-{label_hi:g} nm: widen --size-range "
@@ -213,7 +231,7 @@ def _checked_shape(given) -> tuple[int, int]:
     except (TypeError, ValueError, IndexError):
         ok = False
     if not ok or min(shape) < 8:
-        raise ConfigError(f"shape (--shape ROWS COLS) must be two whole numbers ≥ 8, got {given!r}")
+        raise ConfigError(f"{option_name('shape')} ROWS COLS must be two whole numbers ≥ 8, got {given!r}")
     if math.hypot(*shape) > MAX_DIAGONAL_PX:
         raise ConfigError(f"shape {shape} is too large for the renderer (diagonal ≤ "
                           f"{MAX_DIAGONAL_PX} px); use fewer, larger pixels (--pixel-size)")
@@ -223,7 +241,7 @@ def _checked_shape(given) -> tuple[int, int]:
 def _checked_binning(b, shape: tuple[int, int]) -> int:
     """The binning factor: a whole number ≥ 1 that divides the detector shape."""
     if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-        raise ConfigError(f"binning (--binning) must be a whole number ≥ 1, got {b!r}")
+        raise ConfigError(f"{option_name('binning')} must be a whole number ≥ 1, got {b!r}")
     if shape[0] % b or shape[1] % b:
         raise ConfigError(f"--binning {b} does not divide the detector shape {shape}; "
                           f"choose a shape that is a multiple of {b}")
@@ -252,27 +270,27 @@ DEFAULT_SETTINGS = SimulationSettings()
 
 def _number(name: str, value) -> float:
     if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
+        raise ConfigError(f"{option_name(name)} must be a number, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        raise ConfigError(f"{option_name(name)} must be a number, got {value!r}") from None
     if not math.isfinite(out):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        raise ConfigError(f"{option_name(name)} must be a finite number, got {value!r}")
     return out
 
 
 def _positive(name: str, value) -> float:
     out = _number(name, value)
     if out <= 0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}")
+        raise ConfigError(f"{option_name(name)} must be > 0, got {value!r}")
     return out
 
 
 def _non_negative(name: str, value) -> float:
     out = _number(name, value)
     if out < 0:
-        raise ConfigError(f"{name} must be ≥ 0, got {value!r}")
+        raise ConfigError(f"{option_name(name)} must be ≥ 0, got {value!r}")
     return out
 
 
@@ -280,8 +298,8 @@ def _range(name: str, value) -> tuple:
     try:
         lo, hi = value
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be two numbers LO HI, got {value!r}") from None
+        raise ConfigError(f"{option_name(name)} must be two numbers LO HI, got {value!r}") from None
     lo, hi = _positive(name, lo), _positive(name, hi)
     if lo > hi:
-        raise ConfigError(f"{name} must be LO ≤ HI, got {lo:g} {hi:g}")
+        raise ConfigError(f"{option_name(name)} must be LO ≤ HI, got {lo:g} {hi:g}")
     return (lo, hi)
