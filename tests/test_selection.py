@@ -189,3 +189,34 @@ def test_propose_covers_every_kind_and_leaves_out_the_labelled(runs, tmp_path, c
     assert len(more) == 20 and sum(r["why"] == "uncertain" for r in more) == 10
     assert not {r["index"] for r in more} & set(label)
     assert all(0 <= float(r["probability"]) <= 1 for r in more)
+
+
+def _with_wrong_geometry(src, dst, *, distance_factor: float = 1.0, centre_shift_px: float = 0.0):
+    """A copy of a simulated file whose stated distance or beam centre is wrong."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        detector = f["entry_1/instrument_1/detector_1"]
+        detector["distance"][...] = detector["distance"][()] * distance_factor
+        corner = detector["corner_position"][()]
+        corner[0] += centre_shift_px * detector["x_pixel_size"][()]
+        detector["corner_position"][...] = corner
+    return dst
+
+
+@pytest.mark.slow
+def test_a_wrong_geometry_gets_one_warning_with_its_likely_cause(runs, tmp_path, capsys):
+    from spidarknet.cli import simulate, size
+    centre = _with_wrong_geometry(runs / "new.cxi", tmp_path / "centre.cxi", centre_shift_px=25)
+    assert size.main([str(centre), "--frames", "0:50", "--out", str(tmp_path / "s.csv"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "beam centre is likely wrong" in err and "--centre" in err
+    assert simulate.main([str(tmp_path / "sim.cxi"), "--count", "4", "--like", str(centre), "--quiet"]) == 0
+    assert "beam centre is likely wrong" in capsys.readouterr().err
+    # half the distance halves every diameter: the sample's window says the geometry is off
+    near = _with_wrong_geometry(runs / "new.cxi", tmp_path / "near.cxi", distance_factor=0.5)
+    assert detect.main([str(near), "--size-range", "60", "75", "--out", str(tmp_path / "h.csv"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1 and "below the window 60-75 nm" in err and "--distance" in err
+    # the right geometry: no warning
+    assert size.main([str(runs / "new.cxi"), "--frames", "0:50", "--out", str(tmp_path / "r.csv"), "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err

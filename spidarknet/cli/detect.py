@@ -165,6 +165,8 @@ def apply_decision(hits: HitList, args: argparse.Namespace, source, times=None) 
     finally:
         bar.close()
     seconds = time.perf_counter() - started
+    for line in hits.meta.get("geometry_warnings", []):
+        print(f"warning: {line}", file=sys.stderr)
     if times is not None:
         times.fit += seconds
         times.total += seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 
 from spidarknet import cli
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(f"{args.output} exists; use --force to overwrite it "
                           "or choose another name")
     compression = None if args.compression == "none" else args.compression
+    if args.like:
+        _check_like_geometry(args)
     with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
         summary = simulate_file(args.output, args.count, seed=args.seed, like=args.like,
                                 like_dataset=args.like_dataset, compression=compression,
@@ -187,6 +190,37 @@ def run(args: argparse.Namespace) -> int:
         print(summary.like_line)
     print(summary.line())
     return 0
+
+
+#: frames of a --like file read, and the brightest of them fitted, to check its geometry
+LIKE_CHECK_FRAMES, LIKE_CHECK_FITS = 400, 30
+
+
+def _check_like_geometry(args: argparse.Namespace) -> None:
+    """Fit spheres to the brightest frames of the --like file and warn where the fits
+    contradict its geometry (a simulation copying a wrong geometry would teach it)."""
+    import numpy as np
+
+    from spidarknet.frames.source import FrameSource
+    from spidarknet.selection.features import geometry_warnings
+    from spidarknet.sizing import estimate_sizes
+    from spidarknet.core.errors import SpidarknetError
+    try:
+        source = FrameSource([args.like], dataset=args.like_dataset)
+        source.files[0].geometry.require_scattering()
+    except SpidarknetError:  # no geometry of its own (given as options): nothing to check it by
+        return
+    keys, sums = [], []
+    for chunk in source.chunks(64):
+        photons = np.where(chunk.valid, chunk.data, 0).reshape(len(chunk), -1).sum(axis=1)
+        keys += chunk.keys
+        sums += photons.tolist()
+        if len(keys) >= LIKE_CHECK_FRAMES:
+            break
+    brightest = [keys[i] for i in np.argsort(sums)[::-1][:LIKE_CHECK_FITS]]
+    results = estimate_sizes(source.select_keys(brightest))
+    for line in geometry_warnings(results, source.files, size_range=args.size_range):
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def main(argv=None) -> int:

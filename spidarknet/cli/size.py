@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from spidarknet import cli
 from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
@@ -10,6 +11,7 @@ from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import describe_keys, match_keys
 from spidarknet.core.outputs import check_destination
 from spidarknet.hits import read_selected
+from spidarknet.selection.features import geometry_warnings
 from spidarknet.sizing import SizingSettings, estimate_sizes, summary_line, write_sizes_csv
 
 
@@ -102,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     write_sizes_csv(results, args.out, force=args.force)
+    for line in geometry_warnings(results, source.files, settings):
+        print(f"warning: {line}", file=sys.stderr)
     print(f"{summary_line(results)}; wrote {args.out}")
     return 0
 

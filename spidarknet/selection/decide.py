@@ -65,7 +65,7 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
     if (size_range is None) == (selector is None):
         raise ValueError("give a size range or a selector")
     scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
-    measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames)
+    measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range)
     measured.values["score"] = hits.scores.astype(np.float64)
     if selector is not None:
         selected, probability, reasons = selector_reasons(measured, selector)
@@ -78,4 +78,6 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
     hits.columns.update({name: measured.values[name] for name in HIT_COLUMNS})
     hits.columns.update(extra)
     hits.columns["reason"] = reasons
+    if measured.warnings:
+        hits.meta["geometry_warnings"] = measured.warnings
     return counts

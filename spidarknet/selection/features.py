@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
 from spidarknet.frames.source import FrameKey, FrameSource
-from spidarknet.sizing import SizeResult, SizingSettings, estimate_sizes, second_particle_cut
+from spidarknet.sizing import (SizeResult, SizingSettings, centre_search_in_pixels, estimate_sizes,
+                               second_particle_cut)
 
 #: the numbers :func:`measure` gives per frame, in this order
 FEATURES = ("score", "diameter_nm", "diameter_err_nm", "misfit", "fit_quality", "second_particle_z",
@@ -51,6 +53,7 @@ class Measured:
     values: dict[str, np.ndarray]
     fit_reason: list[str]
     fitted: np.ndarray
+    warnings: list[str] = field(default_factory=list)  # :func:`geometry_warnings` of the fits
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -92,10 +95,13 @@ def _fit_values(results: Sequence[SizeResult], source: FrameSource) -> dict[str,
 
 
 def measure(source: FrameSource, keys: Sequence[FrameKey], scores: np.ndarray, screen: float, *,
-            jobs: int | None = None, on_frames: Callable[[int], object] | None = None) -> Measured:
+            jobs: int | None = None, on_frames: Callable[[int], object] | None = None,
+            size_range=None) -> Measured:
     """The features of ``keys`` (frames of ``source``, scored ``scores`` by the network):
     the sphere is fitted to those scoring at least ``screen`` (in ``jobs`` processes), the
-    rest keep NaN for the fit's numbers and ``fit_ok`` 0."""
+    rest keep NaN for the fit's numbers and ``fit_ok`` 0.  The fits' doubts about each
+    file's geometry (:func:`geometry_warnings`, with the sample's ``size_range`` in nm where
+    known) are kept in ``warnings``."""
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) != len(keys):
         raise ValueError("one score per frame is needed")
@@ -116,4 +122,85 @@ def measure(source: FrameSource, keys: Sequence[FrameKey], scores: np.ndarray, s
             values[name][index] = column
         for i, r in zip(index, ordered):
             reasons[i] = r.reason
-    return Measured(list(keys), values, reasons, fitted)
+        warnings = geometry_warnings(ordered, source.files, size_range=size_range)
+    else:
+        warnings = []
+    return Measured(list(keys), values, reasons, fitted, warnings)
+
+
+#: share of a file's fits that must agree before its geometry is doubted, and the fewest fits
+DOUBT_SHARE, DOUBT_MIN_FITS = 0.5, 5
+_EDGE = "outside the diameters searched: the best fit is the "
+
+
+def _edge_warning(path: str, side: str, count: int, n: int, s: SizingSettings) -> str:
+    if side == "smallest":
+        edge, cause = f"{s.d_min_nm:g} nm or less", ("farther from the sample than the file says, its pixels "
+                                                    "smaller or the wavelength longer")
+    else:
+        edge, cause = f"{s.d_max_nm:g} nm or more", ("nearer the sample than the file says, its pixels larger "
+                                                     "or the wavelength shorter")
+    return (f"{path}: {count} of {n} sphere fits want a diameter of {edge}, the edge of those searched. If the "
+            f"particles are not that size, the detector is {cause}: check the geometry and give "
+            "--distance M, --pixel-size M or --energy-ev EV")
+
+
+def _centre_warning(path: str, tried: Sequence[SizeResult], info, s: SizingSettings) -> str | None:
+    """A line where most fits put the beam centre at the edge of the centre search."""
+    if info is None or info.geometry.pixel_size_m is None:
+        return None
+    reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], s)[0]
+    cx, cy = info.geometry.centre_px
+    offsets = np.array([np.hypot(r.centre_xy[0] - cx, r.centre_xy[1] - cy) for r in tried])
+    if np.median(offsets) < 0.8 * reach:
+        return None
+    x = float(np.median([r.centre_xy[0] for r in tried]))
+    y = float(np.median([r.centre_xy[1] for r in tried]))
+    return (f"{path}: the fitted beam centres lie a median {np.median(offsets):.1f} pixels from the file's "
+            f"({cx:.1f}, {cy:.1f}), at the edge of the {reach:.0f} pixels searched: the file's beam centre is "
+            f"likely wrong; find it (e.g. the centre of the rings of a bright hit) and give --centre X Y "
+            f"(the fits lean towards ({x:.1f}, {y:.1f}))")
+
+
+def _window_warning(path: str, fitted: Sequence[SizeResult], size_range) -> str | None:
+    """A line where most fitted diameters miss the sample's window on the same side."""
+    d = np.array([r.diameter_nm for r in fitted])
+    lo, hi = size_range
+    for outside, side in ((d < lo, "below"), (d > hi, "above")):
+        if outside.mean() >= DOUBT_SHARE:
+            factor = 0.5 * (lo + hi) / float(np.median(d))
+            return (f"{path}: {int(outside.sum())} of {len(d)} fitted diameters lie {side} the window {lo:g}-{hi:g} "
+                    f"nm (median {np.median(d):.1f} nm). If the sample is that size, the geometry is off by "
+                    f"about x{factor:.2f} in distance (or /{factor:.2f} in pixel size or wavelength): check it "
+                    "and give --distance M, --pixel-size M or --energy-ev EV")
+    return None
+
+
+def geometry_warnings(results: Sequence[SizeResult], files, settings: SizingSettings | None = None,
+                      size_range=None) -> list[str]:
+    """At most one line per file whose fits contradict its geometry, with the likely cause:
+    fitted beam centres at the edge of the centre search (a wrong beam centre); most fits at
+    an edge of the diameters searched, or (``size_range``, the sample's diameters in nm) most
+    fitted diameters on one side of it (a wrong distance, pixel size or wavelength scales
+    every diameter)."""
+    s = settings or SizingSettings()
+    infos = {os.path.abspath(f.path): f for f in files}
+    by_file = defaultdict(list)
+    for r in results:
+        by_file[os.path.abspath(r.key.file)].append(r)
+    lines = []
+    for path, rs in by_file.items():
+        tried = [r for r in rs if r.ok or r.reason.startswith(_EDGE)]
+        if len(tried) < DOUBT_MIN_FITS:
+            continue
+        line = _centre_warning(path, tried, infos.get(path), s)
+        for side in ("smallest", "largest"):
+            count = sum(r.reason.startswith(_EDGE + side) for r in tried)
+            if line is None and count >= DOUBT_SHARE * len(tried):
+                line = _edge_warning(path, side, count, len(tried), s)
+        fitted = [r for r in rs if r.ok]
+        if line is None and size_range is not None and len(fitted) >= DOUBT_MIN_FITS:
+            line = _window_warning(path, fitted, size_range)
+        if line is not None:
+            lines.append(line)
+    return lines

@@ -226,9 +226,11 @@ def cross_validate(measured: Measured, labels, screen: float, *, features=DEFAUL
     screen count as missed)."""
     from sklearn.model_selection import StratifiedKFold
     labels = np.asarray(labels, dtype=int)
-    folds = int(min(folds, np.bincount(labels, minlength=2).min()))
-    if folds < 2:
-        raise InputError("cross-validation needs at least 2 labelled frames of each class")
+    fewest = int(np.bincount(labels, minlength=2).min())
+    if fewest < 3:  # each fold's selector must learn from 2 of each class
+        raise InputError(f"cross-validation needs at least 3 labelled frames of each class, got {fewest} of one; "
+                         "label more frames ('spidarknet propose' says which)")
+    folds = int(min(folds, fewest))
     p = np.zeros(len(labels))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(p, labels):
         part = fit_selector(measured.subset(train), labels[train], screen, features=features, seed=seed)

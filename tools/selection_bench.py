@@ -1,0 +1,195 @@
+"""Does the selector learn what labels mean?  Rules the network never saw, learning curves,
+and labels needed with proposals against random frames (issue "Right on measured frames",
+items 4 and 6).
+
+Two simulated runs (default settings, every kind; seeds ``--seeds A B``): run A is the pool
+the labels are drawn from, run B is judged.  Every frame of both is scored by the built-in
+model and fitted once; labels come from the truth through a *rule*:
+
+* ``simulator``: the simulator's own label (a single of 60-75 nm);
+* ``bright``: those singles with at least the median photons of such singles (a photon cut);
+* ``narrow``: singles of 63-72 nm (narrower than the network was taught);
+* ``spheres``: those singles that are spheres, not icosahedra (the simulator has no
+  ellipsoids; an icosahedron is the nearest not-round single it draws);
+* ``centred``: those singles whose beam centre lies within 2 pixels of the nominal one
+  (frames near the beam stop's edge are rejected; run with 3-pixel jitter).
+
+For each rule and each label count (20, 40, 80, 160; ``--draws`` random draws from run A)
+the selector is learnt (:func:`spidarknet.selection.selector.learn_selector`) and judged:
+its 5-fold cross-validated F1 on the labels, and its F1 on every frame of run B.  Then, for
+the simulator's rule, labels are added 10 at a time, chosen at random or by
+:func:`spidarknet.selection.propose.propose` (representative first, then half uncertain),
+until F1 on run B reaches 0.95.  Writes JSON and a Markdown table.
+
+    python tools/selection_bench.py --work build/selection --out build/selection/selection.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+
+import h5py
+import numpy as np
+
+from spidarknet.core.metrics import confusion
+from spidarknet.engine.model import builtin_weights, load_model
+from spidarknet.frames.source import FrameSource
+from spidarknet.selection.features import measure
+from spidarknet.selection.pipeline import score_frames
+from spidarknet.selection.propose import propose
+from spidarknet.selection.selector import fit_selector, learn_selector, screen_for
+from spidarknet.simulate import simulate_file
+
+COUNTS = (20, 40, 80, 160)
+RULES = ("simulator", "bright", "narrow", "spheres", "centred")
+
+
+def run_table(path: str, model):
+    """(measured features of every frame, truth dict) of one run."""
+    source = FrameSource([path])
+    hits = score_frames(source, model)
+    measured = measure(source, hits.keys, hits.scores, -np.inf, jobs=2)
+    with h5py.File(path) as f:
+        truth = {name: f[f"truth/{name}"][()] for name in ("label", "kind", "photons", "diameter_nm", "shape",
+                                                          "centre_x_px", "centre_y_px")}
+    order = [k.index for k in hits.keys]
+    return measured, {k: v[order] for k, v in truth.items()}
+
+
+def rule_labels(rule: str, t: dict, median_photons: float) -> np.ndarray:
+    single = t["label"].astype(bool)
+    if rule == "bright":
+        return single & (t["photons"] >= median_photons)
+    if rule == "narrow":
+        return (t["kind"].astype(str) == "single") & (t["diameter_nm"] >= 63) & (t["diameter_nm"] <= 72)
+    if rule == "spheres":
+        return single & (t["shape"].astype(str) == "sphere")
+    if rule == "centred":
+        nominal_x, nominal_y = 511.5, 511.5
+        return single & (np.hypot(t["centre_x_px"] - nominal_x, t["centre_y_px"] - nominal_y) <= 2.0)
+    return single
+
+
+def draw(labels: np.ndarray, n: int, rng) -> np.ndarray:
+    """n random frames holding at least 3 of each class."""
+    for _ in range(1000):
+        pick = rng.choice(len(labels), n, replace=False)
+        if 3 <= labels[pick].sum() <= n - 3:
+            return pick
+    raise RuntimeError("cannot draw labels of both classes")
+
+
+def judged(selector, measured, labels) -> float:
+    selected, _ = selector.decide(measured)
+    return confusion(selected.astype(float), labels, 0.5).f1
+
+
+def curves(tables, model, draws: int) -> dict:
+    (mA, tA), (mB, tB) = tables
+    median = float(np.median(tA["photons"][tA["label"].astype(bool)]))
+    card = model.validation.get("screening_threshold")
+    out = {}
+    for rule in RULES:
+        yA, yB = rule_labels(rule, tA, median), rule_labels(rule, tB, median)
+        rows = {}
+        for n in COUNTS:
+            cv, held = [], []
+            for d in range(draws):
+                pick = draw(yA, n, np.random.default_rng(1000 * n + d))
+                part = mA.subset(pick)
+                sel = learn_selector(part, yA[pick], card_screen=card, weights={}, seed=d)
+                cv.append(sel.figures["f1"])
+                held.append(judged(sel, mB, yB))
+            rows[n] = {"cv_f1": float(np.mean(cv)), "cv_f1_min": float(np.min(cv)),
+                       "heldout_f1": float(np.mean(held)), "heldout_f1_min": float(np.min(held))}
+            print(rule, n, rows[n], flush=True)
+        out[rule] = {"positives_A": int(yA.sum()), "positives_B": int(yB.sum()), "counts": rows}
+    return out
+
+
+def labels_to_reach(tables, model, target: float, draws: int, step: int = 10, most: int = 200) -> dict:
+    (mA, tA), (mB, tB) = tables
+    yA, yB = tA["label"].astype(bool), tB["label"].astype(bool)
+    card = model.validation.get("screening_threshold")
+    result = {"random": [], "proposals": []}
+    for d in range(draws):
+        rng = np.random.default_rng(77 + d)
+        order = rng.permutation(len(yA))
+        reached = None
+        for n in range(step, most + 1, step):
+            pick = order[:n]
+            if not 2 <= yA[pick].sum() <= n - 2:
+                continue
+            sel = fit_selector(mA.subset(pick), yA[pick], screen_for(mA.values["score"][pick], yA[pick], card))
+            if judged(sel, mB, yB) >= target:
+                reached = n
+                break
+        result["random"].append(reached)
+        labelled = np.zeros(len(yA), dtype=bool)
+        sel, reached = None, None
+        for n in range(step, most + 1, step):
+            chosen, _ = propose(mA, step, selector=sel, labelled=labelled, seed=d)
+            labelled[chosen] = True
+            pick = np.flatnonzero(labelled)
+            if not 2 <= yA[pick].sum() <= len(pick) - 2:
+                continue
+            sel = fit_selector(mA.subset(pick), yA[pick], screen_for(mA.values["score"][pick], yA[pick], card))
+            if judged(sel, mB, yB) >= target:
+                reached = n
+                break
+        result["proposals"].append(reached)
+        print("labels to reach", target, d, result, flush=True)
+    return result
+
+
+def markdown(results: dict) -> str:
+    lines = ["| rule | positives (A / B) | " + " | ".join(f"{n} labels: CV F1 / held-out F1" for n in COUNTS) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in COUNTS) + " |"]
+    for rule, r in results["curves"].items():
+        cells = [f"{r['counts'][n]['cv_f1']:.3f} / {r['counts'][n]['heldout_f1']:.3f}" for n in COUNTS]
+        lines.append(f"| {rule} | {r['positives_A']} / {r['positives_B']} | " + " | ".join(cells) + " |")
+    reach = results["labels_to_reach"]
+    lines += ["", f"Labels to reach held-out F1 {results['target']} (simulator's rule; per draw, None: not "
+                  f"within 200): random {reach['random']}, proposals {reach['proposals']}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="build/selection")
+    parser.add_argument("--out", default="build/selection/selection.md")
+    parser.add_argument("--seeds", nargs=2, type=int, default=(8101, 8102))
+    parser.add_argument("--frames", type=int, default=500)
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--target", type=float, default=0.95)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    os.makedirs(args.work, exist_ok=True)
+    started = time.perf_counter()
+    model = load_model(builtin_weights())
+    tables = []
+    for seed in args.seeds:
+        path = os.path.join(args.work, f"run{seed}.cxi")
+        if not os.path.exists(path):
+            simulate_file(path, args.frames, seed=seed, centre_jitter_px=3.0)
+        tables.append(run_table(path, model))
+        print(f"run {seed}: scored and fitted ({time.perf_counter() - started:.0f} s)", flush=True)
+    results = {"seeds": list(args.seeds), "frames": args.frames, "draws": args.draws, "target": args.target,
+               "curves": curves(tables, model, args.draws),
+               "labels_to_reach": labels_to_reach(tables, model, args.target, args.draws)}
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as handle:
+        json.dump(results, handle, indent=1)
+    with open(args.out, "w") as handle:
+        handle.write(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
