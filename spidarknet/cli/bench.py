@@ -137,7 +137,8 @@ def run_science_bench(args: argparse.Namespace) -> int:
     results = []
     try:
         for name, options in recipes:
-            say(f"recipe {name}: export-dataset {' '.join(options) or '(defaults)'}")
+            say(f"judging {args.weights}" if args.weights else
+                f"recipe {name}: export-dataset {' '.join(options) or '(defaults)'}")
             detect_args = () if args.no_size_window else ScienceConfig.detect_args
             config = ScienceConfig(workdir=work, export_args=options,
                                    label=Path(args.weights).stem if args.weights else name,

@@ -312,19 +312,19 @@ def format_result(result: dict) -> str:
     else:
         lines = [f"variant {result['label']}: weights {result['weights']} (not trained here)"]
     lines[0] += f"; detect {' '.join(result['detect_args']) or '(defaults)'}"
-    head = f"{'set':<11}{'P':>6}{'R':>6}{'F1':>6}{'AUC':>6}  " + "".join(f"{k[:9]:>10}" for k in KIND_ROWS)
+    head = f"{'set':<13}{'P':>6}{'R':>6}{'F1':>6}{'AUC':>6}  " + "".join(f"{k[:9]:>10}" for k in KIND_ROWS)
     lines.append(head)
     sets = {**result.get("dev", {}), **result["tests"]}
     for name, t in sets.items():
         kinds = "".join(f"{_pct(t['kinds'][k]['rate']):>10}" for k in KIND_ROWS)
-        lines.append(f"{name:<11}{t['precision']:6.3f}{t['recall']:6.3f}{t['f1']:6.3f}{t['roc_auc']:6.3f}  {kinds}")
+        lines.append(f"{name:<13}{t['precision']:6.3f}{t['recall']:6.3f}{t['f1']:6.3f}{t['roc_auc']:6.3f}  {kinds}")
     lines.append("F1 per photon bin (signal photons):")
     for name, t in sets.items():
         cells = []
         for b in t["photon_bins"]:
             if b["positives"]:
                 cells.append(f"{b['photons']}: {b['f1']:.2f} (n+={b['positives']})")
-        lines.append(f"  {name:<11}" + "; ".join(cells))
+        lines.append(f"  {name:<13}" + "; ".join(cells))
     lines.append("detect frames/s: " + ", ".join(f"{n} {t['detect_frames_per_s']:.0f}"
                                                  for n, t in sets.items()))
     return "\n".join(lines)
