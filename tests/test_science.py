@@ -101,9 +101,35 @@ def test_save_model_carries_the_figures_and_scores_frames(tiny_run, tmp_path, sm
     (["--no-default"], "nothing to judge"),
     (["--save-model", "x.weights", "--no-default", "--variant", "a=--scale log"], "drop --no-default"),
     (["--scale-counts", "0"], "must be positive"),
+    (["--weights", "w.weights", "--save-model", "x.weights"], "drop one or the other"),
+    (["--weights", "w.weights", "--regimes", "measurd"], "unknown regime 'measurd'"),
 ])
 def test_bench_science_option_mistakes_are_one_error_line(argv, words, capsys, tmp_path):
     from spidarknet.cli import bench
     assert bench.main(["--science", "--workdir", str(tmp_path), *argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0]
+
+
+def test_regimes_pick_their_development_and_test_files(tmp_path):
+    config = ScienceConfig(workdir=tmp_path).for_regimes(["measured"])
+    assert [s.name for s in config.test_sets] == ["measured"]
+    assert [s.name for s in config.dev_sets] == ["dev-measured"]
+    assert all(s.measured and s.half_detector for s in (*config.test_sets, *config.dev_sets))
+    assert not any(s.measured for s in (*TRAIN_SETS, *DEV_SETS[:2], *TEST_SETS[:2]))
+
+
+def test_a_given_model_is_judged_on_the_measured_regime_without_training(tmp_path):
+    from spidarknet.engine.model import builtin_weights
+    config = ScienceConfig(workdir=tmp_path, scale_counts=0.07, weights=builtin_weights(),
+                           label="builtin").for_regimes(["measured"])
+    result = run_science(config, say=lambda *a: None)
+    assert set(result["tests"]) == {"measured"} and set(result["dev"]) == {"dev-measured"}
+    assert not result["trained_here"] and result["train_seconds"] == 0
+    assert sorted(p.name for p in (tmp_path / "data").glob("*.cxi")) == [
+        "dev-measured-s303-n21.cxi", "measured-s203-n21.cxi"]  # no training files made
+    figures = result["tests"]["measured"]
+    assert sum(k["frames"] for k in figures["kinds"].values()) == figures["frames"] == 21
+    with h5py.File(tmp_path / "data" / "measured-s203-n21.cxi", "r") as f:
+        assert f["truth"].attrs["adu_per_photon"] > 0 and "mask" in f["entry_1/instrument_1/detector_1"]
+    assert "not trained here" in format_result(result)

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=2000, help="frames in the timed file (default 2000)")
     parser.add_argument("--distinct", type=int, default=300, help="distinct simulated frames tiled (default 300)")
     parser.add_argument("--weights", help="trained weights with a model card (default: untrained weights "
-                                          "for the default CPU network; speed is the same)")
+                                          "for the default CPU network; speed is the same); with --science, "
+                                          "judge these instead of training (no training files are made)")
     parser.add_argument("--backends", nargs="+", default=["naive", "darknet-cli", "darknet", "opencv", "cascade"],
                         choices=["naive", "darknet-cli", "darknet", "opencv", "cascade"],
                         help="what to time: the network alone per backend, and 'cascade' (OpenCV behind "
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file lengths for the peak-memory check (default 1000 10000; none to skip)")
     science = parser.add_argument_group(
         "science benchmark (--science): is the selection right? simulate training, development and held-out "
-        "test files (dim half-detector and bright regimes), export-dataset + train with the defaults, detect, judge")
+        "test files (dim half-detector, bright and measured-like regimes), export-dataset + train with the "
+        "defaults, detect, judge; with --weights, judge that model instead of training one")
     science.add_argument("--science", action="store_true", help="run the science benchmark instead of the "
                                                                "throughput one (about 15 min on 2 cores)")
     science.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
@@ -58,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="judge the network's selection alone (default: detect --size-range 60 75)")
     science.add_argument("--scale-counts", type=float, default=1.0, metavar="F",
                          help="multiply every simulated file's frame count (quick look: 0.25)")
+    science.add_argument("--regimes", nargs="+", metavar="REGIME",
+                         help="judge only these regimes' development and test files: dim, bright, measured "
+                              "(default all), e.g. '--regimes measured --weights "
+                              "spidarknet/models/spi-default.weights'")
     science.add_argument("--save-model", metavar="WEIGHTS",
                          help="copy the default recipe's model here with a card holding the figures "
                               "('make model' writes the built-in one)")
@@ -120,6 +126,9 @@ def run_science_bench(args: argparse.Namespace) -> int:
         raise ConfigError("--no-default without --variant leaves nothing to judge")
     if args.save_model and args.no_default:
         raise ConfigError("--save-model saves the default recipe's model: drop --no-default")
+    if args.weights and (args.save_model or args.variant):
+        raise ConfigError("--weights judges a model already trained: --save-model and --variant train "
+                          "their own, drop one or the other")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-science-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.out:
@@ -128,18 +137,24 @@ def run_science_bench(args: argparse.Namespace) -> int:
     results = []
     try:
         for name, options in recipes:
-            say(f"recipe {name}: export-dataset {' '.join(options) or '(defaults)'}")
+            say(f"judging {args.weights}" if args.weights else
+                f"recipe {name}: export-dataset {' '.join(options) or '(defaults)'}")
             detect_args = () if args.no_size_window else ScienceConfig.detect_args
-            result = run_science(ScienceConfig(workdir=work, export_args=options, label=name,
-                                               positives=args.positives, detect_args=detect_args,
-                                               scale_counts=args.scale_counts), say=say)
+            config = ScienceConfig(workdir=work, export_args=options,
+                                   label=Path(args.weights).stem if args.weights else name,
+                                   positives=args.positives, detect_args=detect_args,
+                                   scale_counts=args.scale_counts,
+                                   weights=Path(args.weights) if args.weights else None)
+            if args.regimes:
+                config = config.for_regimes(args.regimes)
+            result = run_science(config, say=say)
             say(format_result(result))
             results.append(result)
         if len(results) > 1:
             say("\nrecipes on the development files (what a recipe is chosen on):")
             say(comparison_markdown(results))
             say("\nthe same on the held-out test files (reported, never chosen on):")
-            say(comparison_markdown(results, sets=("dim", "bright")))
+            say(comparison_markdown(results, sets=tuple(results[0]["tests"])))
         if args.save_model:
             card = save_model(results[0], args.save_model)
             say(f"saved the default recipe's model: {args.save_model} (card {card})")

@@ -16,7 +16,10 @@ EXAMPLE = ("python -m spidarknet simulate sim.cxi --count 2000 --seed 1 --half-d
            "--shape 512 512 --binning 4 --centre-jitter 5\n"
            "      (128 x 128 frames of 300 µm pixels, a median labelled single of 1,500 photons)\n"
            "  python -m spidarknet simulate pretrain.cxi --count 5000 --like r0123.cxi\n"
-           "      (the shape, geometry, mask, photon level and background of your own run)")
+           "      (the shape, geometry, mask, photon level and background of your own run)\n"
+           "  python -m spidarknet simulate measured.cxi --count 400 --half-detector --photons 1500 "
+           "--measured-like\n"
+           "      (read noise, common mode, bad and saturating pixels, stray light, a drifting beam)")
 
 def _fractions(text: str) -> dict:
     """Parse ``single=0.5,empty=0.5`` into a dict (kinds left out get none)."""
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_args(parser, d)
     _add_geometry_args(parser, d)
     _add_like_args(parser)
+    _add_measured_args(parser, d)
     cli.add_common_args(parser)
     return parser
 
@@ -140,6 +144,57 @@ def _add_like_args(parser: argparse.ArgumentParser) -> None:
                       help="frame dataset inside the --like file (default: the CXI locations)")
 
 
+#: measured-like options: (flag, setting, type, metavar, help)
+MEASURED_OPTIONS = (
+    ("--adu-per-photon", "adu_per_photon", float, "ADU",
+     "ADU of one photon: turns on the readout chain (raw ADU, the facility's common-mode "
+     "correction, photon conversion); 0: ideal photon counts"),
+    ("--read-noise", "read_noise_adu", float, "ADU", "σ of each pixel's read noise"),
+    ("--common-mode", "common_mode_adu", float, "ADU",
+     "σ of the per-frame offset of each row of a readout block (128 detector columns)"),
+    ("--column-offsets", "column_offset_adu", float, "ADU",
+     "σ of the per-frame offset of each column of a detector half"),
+    ("--common-mode-residual", "common_mode_residual_adu", float, "ADU",
+     "σ of the error the median common-mode correction leaves on each row of a block"),
+    ("--photon-threshold", "photon_threshold", float, "F",
+     "share of a photon at which a corrected pixel counts one"),
+    ("--gain-sigma", "gain_sigma", float, "S", "relative σ of the pixels' gain (uncorrected)"),
+    ("--hot-pixels", "hot_pixels", int, "N", "pixels lit in every frame (2-50 photons' worth)"),
+    ("--dead-pixels", "dead_pixels", int, "N", "pixels without response"),
+    ("--bad-pixels-masked", "bad_pixels_masked", float, "F",
+     "share of the hot and dead pixels the mask flags (the rest stay unmasked)"),
+    ("--saturation", "saturation_adu", float, "ADU",
+     "ADC full scale: raw values clip here and the per-frame mask flags them 0x2; 0: none"),
+    ("--beamline-photons", "beamline_photons", float, "N",
+     "mean photons per frame of beamline scatter about the beam, falling as q^-4"),
+    ("--ring-photons", "ring_photons", float, "N",
+     "mean photons per frame of the injector's gas and water: a diffuse ring"),
+    ("--ring-q", "ring_q_inv_nm", float, "Q", "the ring's centre in nm^-1 (|q| = 4π sin θ/λ)"),
+    ("--ring-width", "ring_width_inv_nm", float, "Q", "the ring's σ in q, nm^-1"),
+    ("--ring-sigma", "ring_sigma", float, "S", "σ of the ring's log-normal shot-to-shot strength"),
+    ("--centre-drift", "centre_drift_px", float, "PX",
+     "amplitude of the beam centre's slow drift (detector pixels); the file keeps the nominal "
+     "centre, the truth the true one"),
+    ("--centre-drift-frames", "centre_drift_frames", float, "N", "period of that drift in frames"),
+)
+
+
+def _add_measured_args(parser: argparse.ArgumentParser, d) -> None:
+    """--measured-like and the effects it turns on, each also on its own."""
+    from spidarknet.simulate.settings import MEASURED_LIKE
+
+    group = parser.add_argument_group(
+        "a measured-like detector and beamline (all off by default: ideal photon counts)")
+    group.add_argument("--measured-like", action="store_true",
+                       help="turn on a realistic mix of what measured pnCCD frames have: "
+                       + ", ".join(f"{flag} {MEASURED_LIKE[name]:g}" for flag, name, *_ in MEASURED_OPTIONS
+                                   if name in MEASURED_LIKE)
+                       + " (options given explicitly win)")
+    for flag, name, kind, metavar, text in MEASURED_OPTIONS:
+        group.add_argument(flag, dest=name, type=kind, metavar=metavar,
+                           help=f"{text} (default {getattr(d, name):g})".replace("%", "%%"))
+
+
 def settings_from_args(args: argparse.Namespace) -> dict:
     """The simulation options the user gave (``None`` where not given)."""
     from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
@@ -157,11 +212,12 @@ def settings_from_args(args: argparse.Namespace) -> dict:
             "distance_m": args.distance, "pixel_size_m": args.pixel_size,
             "photon_energy_J": None if energy is None else energy * ELEMENTARY_CHARGE_C,
             "shape": tuple(args.shape) if args.shape else None, "binning": args.binning,
-            "half_detector": args.half_detector or None}
+            "half_detector": args.half_detector or None,
+            **{name: getattr(args, name) for _, name, *_ in MEASURED_OPTIONS}}
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.simulate import DEFAULT_SETTINGS, simulate_file
+    from spidarknet.simulate import DEFAULT_SETTINGS, MEASURED_LIKE_SETTINGS, simulate_file
 
     if args.count < 1:
         raise ConfigError(f"--count must be at least 1, got {args.count}")
@@ -173,8 +229,9 @@ def run(args: argparse.Namespace) -> int:
     if args.like_dataset and not args.like:
         raise ConfigError("--like-dataset names the frames of the --like file: give --like FILE too")
     options = settings_from_args(args)
+    base = MEASURED_LIKE_SETTINGS if args.measured_like else DEFAULT_SETTINGS
     if not args.like:
-        DEFAULT_SETTINGS.with_options(**options)  # a bad value fails before anything is read
+        base.with_options(**options)  # a bad value fails before anything is read
     if os.path.exists(args.output) and not args.force:
         raise OutputError(f"{args.output} exists; use --force to overwrite it "
                           "or choose another name")
@@ -182,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     if args.like:
         _check_like_geometry(args)
     with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
-        summary = simulate_file(args.output, args.count, seed=args.seed, like=args.like,
+        summary = simulate_file(args.output, args.count, seed=args.seed, like=args.like, settings=base,
                                 like_dataset=args.like_dataset, compression=compression,
                                 chunk_frames=args.chunk_frames, fractions=args.fractions,
                                 progress=bar.update, **options)

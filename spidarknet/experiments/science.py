@@ -1,7 +1,7 @@
 """The science benchmark: is the selection right, on frames no choice was made on?
 
 One run simulates a training set and, with other seeds and somewhat other conditions,
-held-out test sets in two regimes, then does what a user does with the defaults —
+held-out test sets in three regimes, then does what a user does with the defaults —
 ``export-dataset`` + ``train`` on the training files, ``detect`` on each test file — and
 judges each hit list against the truth the simulator wrote:
 
@@ -10,9 +10,16 @@ regime    test frames
 ========= ================================================================================
 dim       one pnCCD half dead (as in the 2018 PR772 run), singles ~500-3,500 photons
 bright    both halves, singles ≥ 10,000 photons
+measured  the dim regime as a measured pnCCD gives it (``simulate --measured-like``: readout
+          noise, common mode and its imperfect correction, photon threshold, gain spread, hot,
+          dead and saturated pixels, beamline and injector scatter, a drifting beam centre)
 ========= ================================================================================
 
-Every kind of frame is present in each.  The threshold is the one ``train`` chose on its
+Every kind of frame is present in each.  The training files are clean (no measured-like
+effects): the measured regime asks how a model trained on the simulator's ideal photon counts
+fares on frames with what real ones have.  ``weights`` (``bench --science --weights W``)
+judges a model already trained (the built-in one, say) instead of training one, and the
+regimes can be chosen (``--regimes measured``).  The threshold is the one ``train`` chose on its
 own validation frames (taken from the training files); the test sets are used for nothing
 but the figures.  The test conditions differ from the training ones where an experiment
 would (background level, beam-centre jitter, fluence spread), so a recipe tuned to the
@@ -29,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -59,11 +66,21 @@ class SimSet:
     background: float = 0.002            # photons per pixel
     centre_jitter_px: float = 1.5
     fluence_sigma: float = 0.4
+    measured: bool = False               # the measured-like detector and beamline (MEASURED_LIKE)
+
+    @property
+    def regime(self) -> str:
+        """The regime's name: the test set's name (``dev-`` dropped)."""
+        return self.name.removeprefix("dev-")
 
     def simulate_kwargs(self) -> dict:
-        return {"seed": self.seed, "half_detector": self.half_detector, "photons": self.photons,
-                "background_photons_per_pixel": self.background,
-                "centre_jitter_px": self.centre_jitter_px, "fluence_sigma": self.fluence_sigma}
+        out = {"seed": self.seed, "half_detector": self.half_detector, "photons": self.photons,
+               "background_photons_per_pixel": self.background,
+               "centre_jitter_px": self.centre_jitter_px, "fluence_sigma": self.fluence_sigma}
+        if self.measured:
+            from spidarknet.simulate.settings import MEASURED_LIKE_SETTINGS
+            out["settings"] = MEASURED_LIKE_SETTINGS
+        return out
 
 
 #: the training files: both regimes, a wide fluence spread (seeds 100+)
@@ -72,11 +89,17 @@ TRAIN_SETS = (SimSet("train-dim", 1600, 101, True, 1_500.0, fluence_sigma=0.6),
 #: the held-out test files (seeds 200+), in conditions the training files do not repeat
 TEST_SETS = (SimSet("dim", 800, 201, True, 1_500.0, background=0.003, centre_jitter_px=3.0),
              SimSet("bright", 800, 202, False, 25_000.0, background=0.001, centre_jitter_px=3.0,
-                    fluence_sigma=0.3))
+                    fluence_sigma=0.3),
+             # the dim file's conditions through a measured-like detector; 300 frames, so
+             # that the sphere fit sizes its hits in a minute or two
+             SimSet("measured", 300, 203, True, 1_500.0, background=0.003, centre_jitter_px=3.0,
+                    measured=True))
 #: development files (seeds 300+, the test sets' conditions): recipes are compared on these,
 #: never on the test files, whose figures are only reported
-DEV_SETS = tuple(SimSet(f"dev-{s.name}", 400, s.seed + 100, s.half_detector, s.photons, s.background,
-                        s.centre_jitter_px, s.fluence_sigma) for s in TEST_SETS)
+DEV_SETS = tuple(replace(s, name=f"dev-{s.name}", count=min(400, s.count), seed=s.seed + 100)
+                 for s in TEST_SETS)
+#: the regimes, by name
+REGIMES = tuple(s.name for s in TEST_SETS)
 
 
 @dataclass
@@ -101,6 +124,19 @@ class ScienceConfig:
     reuse: bool = False
     label: str = "default"
     extra: dict = field(default_factory=dict)
+    #: judge these weights (with their model card) instead of training: no training files
+    weights: Path | None = None
+
+    def for_regimes(self, regimes: Sequence[str]) -> "ScienceConfig":
+        """A copy judging only the test and development files of ``regimes`` (names of
+        :data:`REGIMES`); an unknown name raises :class:`ConfigError`."""
+        known = {s.regime for s in (*self.test_sets, *self.dev_sets)}
+        unknown = [r for r in regimes if r not in known]
+        if unknown:
+            raise ConfigError(f"unknown regime {', '.join(map(repr, unknown))}; regimes are "
+                              f"{', '.join(sorted(known))}")
+        return replace(self, test_sets=tuple(s for s in self.test_sets if s.regime in regimes),
+                       dev_sets=tuple(s for s in self.dev_sets if s.regime in regimes))
 
 
 def _sim_path(work: Path, s: SimSet, scale: float) -> tuple[Path, int]:
@@ -117,12 +153,18 @@ def ensure_simulated(work: Path, sets: Sequence[SimSet], scale: float,
         path, n = _sim_path(work, s, scale)
         path.parent.mkdir(parents=True, exist_ok=True)
         settings = path.with_suffix(".json")
-        if not path.exists() or not settings.exists() or json.loads(settings.read_text()) != asdict(s):
+        if not path.exists() or not settings.exists() or json.loads(settings.read_text()) != _as_json(s):
             say(f"simulating {s.name}: {n} frames (seed {s.seed}) ...")
             simulate_file(path, n, **s.simulate_kwargs())
-            settings.write_text(json.dumps(asdict(s)))
+            settings.write_text(json.dumps(_as_json(s)))
         paths.append(path)
     return paths
+
+
+def _as_json(s: SimSet) -> dict:
+    """A set's settings as its JSON file holds them (older files lack ``measured``: it was
+    False)."""
+    return {k: v for k, v in asdict(s).items() if k != "measured" or v}
 
 
 def read_truth(path: Path, indices: np.ndarray | None = None) -> dict:
@@ -180,63 +222,82 @@ def judge(scores: np.ndarray, selected: np.ndarray, truth: dict, background: flo
 
 
 def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> dict:
-    """Simulate (once), export, train, detect and judge; returns the figures."""
-    from spidarknet.cli import detect, export_dataset, train
-    from spidarknet.hits import read_hits
+    """Simulate (once), export, train (unless ``config.weights``), detect and judge; returns
+    the figures."""
     work = Path(config.workdir)
-    train_files = ensure_simulated(work, config.train_sets, config.scale_counts, say)
     judged = [*config.dev_sets, *config.test_sets]
-    judged_files = ensure_simulated(work, judged, config.scale_counts, say)
     run_dir = work / "runs" / config.label
     run_dir.mkdir(parents=True, exist_ok=True)
-    ds = run_dir / "ds"
-    quiet = ["--quiet"]
-    trained = sorted((ds / "backup").glob("*_final.weights"))
-    if config.reuse and trained and (run_dir / "science.json").is_file():
-        old = json.loads((run_dir / "science.json").read_text())
-        export_s, train_s = old["export_seconds"], old["train_seconds"]
+    if config.weights is not None:
+        weights, export_s, train_s = Path(config.weights), 0.0, 0.0
+        if not weights.is_file():
+            raise InputError(f"weights {weights} not found; give a trained model's .weights file")
+        judged_files = ensure_simulated(work, judged, config.scale_counts, say)
     else:
-        if config.positives == "window":
-            labels = ["--labels-dataset", "/truth/label"]
-        elif config.positives == "single":
-            labels = ["--positives", str(_write_singles(run_dir / "singles.csv", train_files))]
-        else:
-            raise ConfigError(f"positives must be 'window' or 'single', not {config.positives!r}")
-        t0 = time.perf_counter()
-        if export_dataset.main([*map(str, train_files), *labels, "--out", str(ds), "--force",
-                                *config.export_args, *quiet]) != 0:
-            raise InputError(f"export-dataset failed for variant {config.label}")
-        export_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if train.main([str(ds), "--force", *config.train_args, *quiet]) != 0:
-            raise InputError(f"train failed for variant {config.label}")
-        train_s = time.perf_counter() - t0
-        trained = sorted((ds / "backup").glob("*_final.weights"))
-    weights = trained[0]
+        train_files = ensure_simulated(work, config.train_sets, config.scale_counts, say)
+        judged_files = ensure_simulated(work, judged, config.scale_counts, say)
+        weights, export_s, train_s = _train(config, run_dir, train_files)
     card = json.loads(weights.with_suffix(".json").read_text()) if weights.with_suffix(".json").exists() else {}
     result = {"label": config.label, "export_args": list(config.export_args),
               "train_args": list(config.train_args), "detect_args": list(config.detect_args),
               "positives": config.positives, "export_seconds": round(export_s, 1),
               "train_seconds": round(train_s, 1), "weights": str(weights),
+              "trained_here": config.weights is None,
               "validation": card.get("validation", {}), "dev": {}, "tests": {}, **config.extra}
     for spec, path in zip(judged, judged_files):
-        out = run_dir / f"hits-{spec.name}.csv"
-        for old in (out, out.with_suffix(".json")):
-            old.unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        if detect.main([str(path), "--weights", str(weights), "--out", str(out), *config.detect_args,
-                        *quiet]) != 0:
-            raise InputError(f"detect failed on {path}")
-        detect_s = time.perf_counter() - t0
-        hits = read_hits(str(out))
-        indices = np.array([k.index for k in hits.keys])
-        truth = read_truth(path, indices)
-        figures = judge(hits.scores, hits.hits, truth, spec.background)
-        figures["threshold"] = float(hits.threshold)
-        figures["detect_frames_per_s"] = round(len(hits) / detect_s, 1)
+        figures = _detect_and_judge(spec, path, weights, run_dir, config.detect_args)
         result["dev" if spec in config.dev_sets else "tests"][spec.name] = figures
     write_json(result, run_dir / "science.json", True, "science figures")
     return result
+
+
+def _train(config: ScienceConfig, run_dir: Path, train_files: Sequence[Path]) -> tuple[Path, float, float]:
+    """export-dataset + train on the training files (or the weights of an earlier run of the
+    same label with ``reuse``): (weights, export seconds, train seconds)."""
+    from spidarknet.cli import export_dataset, train
+    ds = run_dir / "ds"
+    quiet = ["--quiet"]
+    trained = sorted((ds / "backup").glob("*_final.weights"))
+    if config.reuse and trained and (run_dir / "science.json").is_file():
+        old = json.loads((run_dir / "science.json").read_text())
+        return trained[0], old["export_seconds"], old["train_seconds"]
+    if config.positives == "window":
+        labels = ["--labels-dataset", "/truth/label"]
+    elif config.positives == "single":
+        labels = ["--positives", str(_write_singles(run_dir / "singles.csv", train_files))]
+    else:
+        raise ConfigError(f"positives must be 'window' or 'single', not {config.positives!r}")
+    t0 = time.perf_counter()
+    if export_dataset.main([*map(str, train_files), *labels, "--out", str(ds), "--force",
+                            *config.export_args, *quiet]) != 0:
+        raise InputError(f"export-dataset failed for variant {config.label}")
+    export_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if train.main([str(ds), "--force", *config.train_args, *quiet]) != 0:
+        raise InputError(f"train failed for variant {config.label}")
+    train_s = time.perf_counter() - t0
+    return sorted((ds / "backup").glob("*_final.weights"))[0], export_s, train_s
+
+
+def _detect_and_judge(spec: SimSet, path: Path, weights: Path, run_dir: Path,
+                      detect_args: Sequence[str]) -> dict:
+    """detect on one judged file with ``weights``, and the figures of its hit list."""
+    from spidarknet.cli import detect
+    from spidarknet.hits import read_hits
+    out = run_dir / f"hits-{spec.name}.csv"
+    for old in (out, out.with_suffix(".json")):
+        old.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    if detect.main([str(path), "--weights", str(weights), "--out", str(out), *detect_args, "--quiet"]) != 0:
+        raise InputError(f"detect failed on {path}")
+    detect_s = time.perf_counter() - t0
+    hits = read_hits(str(out))
+    indices = np.array([k.index for k in hits.keys])
+    truth = read_truth(path, indices)
+    figures = judge(hits.scores, hits.hits, truth, spec.background)
+    figures["threshold"] = float(hits.threshold)
+    figures["detect_frames_per_s"] = round(len(hits) / detect_s, 1)
+    return figures
 
 
 def _pct(x: float) -> str:
@@ -245,21 +306,25 @@ def _pct(x: float) -> str:
 
 def format_result(result: dict) -> str:
     """The benchmark's table for people."""
-    lines = [f"variant {result['label']}: train {result['train_seconds']:.0f} s "
-             f"(export {result['export_seconds']:.0f} s) {' '.join(result['export_args'])}"]
-    head = f"{'set':<11}{'P':>6}{'R':>6}{'F1':>6}{'AUC':>6}  " + "".join(f"{k[:9]:>10}" for k in KIND_ROWS)
+    if result.get("trained_here", True):
+        lines = [f"variant {result['label']}: train {result['train_seconds']:.0f} s "
+                 f"(export {result['export_seconds']:.0f} s) {' '.join(result['export_args'])}"]
+    else:
+        lines = [f"variant {result['label']}: weights {result['weights']} (not trained here)"]
+    lines[0] += f"; detect {' '.join(result['detect_args']) or '(defaults)'}"
+    head = f"{'set':<13}{'P':>6}{'R':>6}{'F1':>6}{'AUC':>6}  " + "".join(f"{k[:9]:>10}" for k in KIND_ROWS)
     lines.append(head)
     sets = {**result.get("dev", {}), **result["tests"]}
     for name, t in sets.items():
         kinds = "".join(f"{_pct(t['kinds'][k]['rate']):>10}" for k in KIND_ROWS)
-        lines.append(f"{name:<11}{t['precision']:6.3f}{t['recall']:6.3f}{t['f1']:6.3f}{t['roc_auc']:6.3f}  {kinds}")
+        lines.append(f"{name:<13}{t['precision']:6.3f}{t['recall']:6.3f}{t['f1']:6.3f}{t['roc_auc']:6.3f}  {kinds}")
     lines.append("F1 per photon bin (signal photons):")
     for name, t in sets.items():
         cells = []
         for b in t["photon_bins"]:
             if b["positives"]:
                 cells.append(f"{b['photons']}: {b['f1']:.2f} (n+={b['positives']})")
-        lines.append(f"  {name:<11}" + "; ".join(cells))
+        lines.append(f"  {name:<13}" + "; ".join(cells))
     lines.append("detect frames/s: " + ", ".join(f"{n} {t['detect_frames_per_s']:.0f}"
                                                  for n, t in sets.items()))
     return "\n".join(lines)

@@ -49,6 +49,12 @@ half_detector                ``--half-detector``        off
 mask, centre_xy, like        ``--like FILE.cxi``        the built pnCCD mask, centred
 ============================ ========================== ===============================
 
+A measured-like detector and beamline (:mod:`spidarknet.simulate.measured`: readout in ADU
+with read noise, common mode and its imperfect correction, photon conversion with a
+threshold, gain spread, hot, dead and saturating pixels, beamline and injector scatter, a
+drifting beam centre) is off by default; ``--measured-like`` (:data:`MEASURED_LIKE`) turns
+on a realistic mix, and each of its settings has its own option (``--read-noise ADU``, ...).
+
 ``photons`` is the median photon count of a labelled single hit: the particle's signal
 on the valid pixels, without the background.  It is realised by scaling the mean fluence,
 calibrated once per file on the detector's own mask (see
@@ -79,14 +85,17 @@ import numpy as np
 
 from spidarknet.core.defaults import SIMULATE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError
-from spidarknet.simulate.detector import (MASK_INVALID, PNCCD, PnCCD, bin_mask, bin_sum,
-                                          build_mask, radial_bins, sample_photons, unbin)
+from spidarknet.simulate.detector import (MASK_INVALID, MASK_SATURATED, PNCCD, PnCCD, bin_mask,
+                                          bin_sum, build_mask, radial_bins, sample_photons, unbin)
+from spidarknet.simulate.measured import MEASURED_TRUTH_FIELDS, DetectorEffects
 from spidarknet.simulate.physics import (Cluster, Particle, Renderer, build_cluster,
                                          random_rotation)
-from spidarknet.simulate.settings import DEFAULT_SETTINGS, SimulationSettings, option_name
+from spidarknet.simulate.settings import (DEFAULT_SETTINGS, MEASURED_LIKE, MEASURED_LIKE_SETTINGS,
+                                          SimulationSettings, option_name)
 from spidarknet.simulate.writer import COMPRESSIONS, CxiWriter, check_output_path
 
-__all__ = ["simulate_file", "SimulationSettings", "DEFAULT_SETTINGS", "SimulationSummary",
+__all__ = ["simulate_file", "SimulationSettings", "DEFAULT_SETTINGS", "MEASURED_LIKE",
+           "MEASURED_LIKE_SETTINGS", "SimulationSummary",
            "PNCCD", "PnCCD", "render_expected", "draw_scene", "Scene", "FrameSimulator",
            "KINDS", "DEFAULT_FRACTIONS", "LABEL_RANGE_NM", "label_for"]
 
@@ -276,7 +285,9 @@ class FrameSimulator:
     def __init__(self, *, seed: int = 0, settings: SimulationSettings | None = None,
                  geometry: PnCCD | None = None, **options):
         settings = (DEFAULT_SETTINGS if settings is None else settings).with_options(**options)
-        detector_seq, frame_seq = np.random.SeedSequence(seed).spawn(2)
+        # three independent streams: bad pixels, frames, measured-like effects (the third
+        # is drawn from only with effects on, so the frames of a seed stay as they were)
+        detector_seq, frame_seq, effects_seq = np.random.SeedSequence(seed).spawn(3)
         b = self.binning = settings.binning
         self.detector = settings.detector if geometry is None else geometry
         if self.detector.shape[0] % b or self.detector.shape[1] % b:
@@ -312,6 +323,13 @@ class FrameSimulator:
         self._bin_index, counts, _ = radial_bins(self.detector, bin_px=self._bin_px,
                                                  binning=self._binning)
         self._bin_counts = np.maximum(counts, 1)
+        # measured-like effects flag some bad pixels in the written mask; photons still reach
+        # them (the truth's photons count them, the mask and rendering stay the clean ones)
+        self.effects = None
+        if settings.has_detector_effects:
+            self.effects = DetectorEffects(settings, self.geometry, b, self.mask, effects_seq)
+        self._written_valid = self.mask == 0
+        self._index = 0  # frames made so far (the beam centre drifts with it)
 
     def median_single_photons(self, mean_fluence_photons_per_m2: float | None = None) -> float:
         """Median signal photons on the valid pixels of a labelled single hit (no
@@ -385,7 +403,19 @@ class FrameSimulator:
 
         The Scene is in detector pixels; frame and truth are in written (binned) pixels.
         """
+        counts, truth, scene, _ = self.frame_and_mask(kind)
+        return counts, truth, scene
+
+    def frame_and_mask(self, kind: str):
+        """:meth:`frame` and the pixels saturated in it (bool, written pixels; None unless
+        ``saturation_adu`` is set).  With measured-like effects the truth's ``photons`` stay
+        those of the particle and the uniform background (the frame's sum before stray light
+        and readout); ``stray_photons``, ``saturated_pixels`` and ``written_photons`` join it."""
         scene = draw_scene(kind, self.rng, self.detector, self.settings)
+        if self.effects is not None:
+            dx, dy = self.effects.drift_px(self._index)
+            scene.centre_xy = (_stored(scene.centre_xy[0] + dx), _stored(scene.centre_xy[1] + dy))
+        self._index += 1
         b = self.binning
         if scene.particles:
             signal = self.renderer.expected_photons(scene.particles, scene.centre_xy,
@@ -404,7 +434,12 @@ class FrameSimulator:
                  "diameter_nm": scene.diameter_nm, "n_particles": scene.n_particles,
                  "shape": scene.shape.encode(), "centre_x_px": cx, "centre_y_px": cy,
                  "photons": int(counts.sum(dtype=np.int64)), "extent_px": extent}
-        return counts, truth, scene
+        saturated = None
+        if self.effects is not None:
+            factor = scene.fluence_photons_per_m2 / self.settings.mean_fluence_photons_per_m2
+            counts, saturated, extras = self.effects.apply(counts, (cx, cy), factor, self._written_valid)
+            truth.update(extras)
+        return counts, truth, scene, saturated
 
 def _normalise_fractions(fractions: Mapping[str, float] | None) -> dict:
     if fractions is None:
@@ -502,7 +537,10 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
     sim = FrameSimulator(seed=seed, settings=settings)
     kinds = allocate_kinds(count, frac, sim.rng)
     attrs = _truth_attrs(sim, seed, frac, like_result)
-    with CxiWriter(path, count, sim.geometry, sim.mask, compression=compression, attrs=attrs) as writer:
+    effects = sim.effects is not None
+    with CxiWriter(path, count, sim.geometry, sim.mask, compression=compression, attrs=attrs,
+                   extra_truth=MEASURED_TRUTH_FIELDS if effects else None,
+                   frame_masks=effects and sim.settings.saturation_adu > 0) as writer:
         counts, n_label = _write_frames(writer, sim, kinds, chunk_frames, progress)
     return SimulationSummary(path=path, count=count, counts=counts, n_single_label=n_label,
                              seconds=time.perf_counter() - t0,
@@ -551,17 +589,23 @@ def _write_frames(writer: CxiWriter, sim: "FrameSimulator", kinds, chunk_frames:
     count = len(kinds)
     counts = {k: 0 for k in KINDS}
     n_label = 0
-    buffer = np.empty((min(chunk_frames, count),) + tuple(sim.geometry.shape), dtype=np.uint16)
+    shape = (min(chunk_frames, count),) + tuple(sim.geometry.shape)
+    buffer = np.empty(shape, dtype=np.uint16)
+    masks = np.empty(shape, dtype=np.uint32) if writer.frame_masks else None
     for start in range(0, count, chunk_frames):
         chunk = kinds[start:start + chunk_frames]
         rows = []
         for i, kind in enumerate(chunk):
-            buffer[i], truth, _ = sim.frame(kind)
+            buffer[i], truth, _, saturated = sim.frame_and_mask(kind)
+            if masks is not None:  # the shared bits, and 0x2 where this frame saturated
+                np.copyto(masks[i], sim.mask)
+                masks[i][saturated] |= MASK_SATURATED
             rows.append(truth)
             counts[kind] += 1
             n_label += truth["label"]
         truth_arrays = {name: [r[name] for r in rows] for name in rows[0]}
-        writer.write(buffer[:len(chunk)], truth_arrays)
+        writer.write(buffer[:len(chunk)], truth_arrays,
+                     None if masks is None else masks[:len(chunk)])
         if progress is not None:
             progress(len(chunk))
     return counts, n_label

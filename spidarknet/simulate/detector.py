@@ -19,7 +19,8 @@ Simplifications (documented, deliberate):
 * Binned frames: a written pixel carries the OR of its detector pixels' mask bits, so one
   bad pixel excludes the whole sum.
 * Masked pixels read 0.  Counts are ideal photon counts (no gain, no read noise, no
-  charge sharing), clipped to the uint16 range.
+  charge sharing), clipped to the uint16 range, unless the measured-like readout of
+  :mod:`spidarknet.simulate.measured` is turned on.
 """
 
 from __future__ import annotations

@@ -37,7 +37,16 @@ OPTIONS = {"photons": "--photons", "mean_fluence_photons_per_m2": "--fluence", "
            "separation_diameters": "--separation", "distance_m": "--distance", "pixel_size_m": "--pixel-size",
            "photon_energy_J": "--energy-ev", "shape": "--shape", "binning": "--binning",
            "half_detector": "--half-detector", "like": "--like", "count": "--count",
-           "chunk_frames": "--chunk-frames"}
+           "chunk_frames": "--chunk-frames",
+           # the measured-like detector (simulate --measured-like)
+           "adu_per_photon": "--adu-per-photon", "read_noise_adu": "--read-noise",
+           "common_mode_adu": "--common-mode", "column_offset_adu": "--column-offsets",
+           "common_mode_residual_adu": "--common-mode-residual", "photon_threshold": "--photon-threshold",
+           "gain_sigma": "--gain-sigma", "hot_pixels": "--hot-pixels", "dead_pixels": "--dead-pixels",
+           "bad_pixels_masked": "--bad-pixels-masked", "saturation_adu": "--saturation",
+           "beamline_photons": "--beamline-photons", "ring_photons": "--ring-photons", "ring_q_inv_nm": "--ring-q",
+           "ring_width_inv_nm": "--ring-width", "ring_sigma": "--ring-sigma", "centre_drift_px": "--centre-drift",
+           "centre_drift_frames": "--centre-drift-frames"}
 
 
 def option_name(setting: str) -> str:
@@ -101,6 +110,42 @@ class SimulationSettings:
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
     #: the CXI file geometry, mask and photon level were copied from ("" if none)
     like: str = ""
+    # -- a measured-like detector and beamline (spidarknet.simulate.measured); all off by
+    # default: frames are then ideal photon counts.  MEASURED_LIKE turns on a realistic mix.
+    #: ADU of one photon in the readout chain (0: no readout chain, ideal photon counts)
+    adu_per_photon: float = 0.0
+    #: σ of the read noise of each pixel in each frame (ADU)
+    read_noise_adu: float = 0.0
+    #: σ of the per-frame common-mode offset of each row of a readout block (ADU)
+    common_mode_adu: float = 0.0
+    #: σ of the per-frame offset of each column of a detector half (ADU)
+    column_offset_adu: float = 0.0
+    #: σ of the error the facility's common-mode correction leaves on each row of a block (ADU)
+    common_mode_residual_adu: float = 0.0
+    #: a pixel counts one photon once its corrected signal reaches this share of a photon
+    photon_threshold: float = 0.5
+    #: relative σ of the per-pixel gain (the correction assumes a flat gain)
+    gain_sigma: float = 0.0
+    #: pixels lit in every frame (a dark signal of 2-50 photons' worth)
+    hot_pixels: int = 0
+    #: pixels without response (read noise only)
+    dead_pixels: int = 0
+    #: share of the hot and dead pixels the mask flags (the rest stay unmasked, as in real data)
+    bad_pixels_masked: float = 0.5
+    #: ADC full scale (ADU): raw values clip here, flagged 0x2 in a per-frame mask (0: none)
+    saturation_adu: float = 0.0
+    #: mean photons per frame of beamline scatter about the beam, falling as q⁻⁴
+    beamline_photons: float = 0.0
+    #: mean photons per frame of the injector's gas and water, a diffuse ring in q
+    ring_photons: float = 0.0
+    #: the ring's centre (nm⁻¹, |q| = 4π sin θ / λ) and σ in q (nm⁻¹)
+    ring_q_inv_nm: float = 0.45
+    ring_width_inv_nm: float = 0.15
+    #: σ of the ring's log-normal shot-to-shot strength (mean 1)
+    ring_sigma: float = 0.7
+    #: amplitude (detector pixels) and period (frames) of the beam centre's slow drift
+    centre_drift_px: float = 0.0
+    centre_drift_frames: float = 2000.0
 
     # -- building ------------------------------------------------------------------------
     def with_options(self, **options) -> "SimulationSettings":
@@ -147,7 +192,14 @@ class SimulationSettings:
             out["mask"] = _checked_mask(s.mask, (shape[0] // b, shape[1] // b))
         out["half_detector"] = bool(s.half_detector)
         out["like"] = str(s.like)
+        out.update(_checked_effects(s))
         return dataclasses.replace(s, **out)
+
+    @property
+    def has_detector_effects(self) -> bool:
+        """Whether any measured-like effect (readout chain, stray light, drift) is on."""
+        return (self.adu_per_photon > 0 or self.beamline_photons > 0 or self.ring_photons > 0
+                or self.centre_drift_px > 0)
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -191,6 +243,47 @@ class SimulationSettings:
         return attrs
 
 
+
+
+#: what the readout chain's settings are called on the command line
+_READOUT_OPTIONS = {"read_noise_adu": "--read-noise", "common_mode_adu": "--common-mode",
+                    "column_offset_adu": "--column-offsets",
+                    "common_mode_residual_adu": "--common-mode-residual",
+                    "gain_sigma": "--gain-sigma", "hot_pixels": "--hot-pixels",
+                    "dead_pixels": "--dead-pixels", "saturation_adu": "--saturation"}
+
+
+def _checked_effects(s: "SimulationSettings") -> dict:
+    """The measured-like settings normalised; a readout setting without ``adu_per_photon``,
+    a share outside 0-1 or a count that is not whole raises :class:`ConfigError`."""
+    out = {}
+    for name in ("adu_per_photon", "read_noise_adu", "common_mode_adu", "column_offset_adu",
+                 "common_mode_residual_adu", "gain_sigma", "saturation_adu", "beamline_photons",
+                 "ring_photons", "ring_sigma", "centre_drift_px"):
+        out[name] = _non_negative(name, getattr(s, name))
+    for name in ("ring_q_inv_nm", "ring_width_inv_nm", "centre_drift_frames"):
+        out[name] = _positive(name, getattr(s, name))
+    for name in ("hot_pixels", "dead_pixels"):
+        value = getattr(s, name)
+        if isinstance(value, bool) or _number(name, value) != int(value) or value < 0:
+            raise ConfigError(f"{option_name(name)} must be a whole number ≥ 0, got {value!r}")
+        out[name] = int(value)
+    for name in ("photon_threshold", "bad_pixels_masked"):
+        out[name] = _non_negative(name, getattr(s, name))
+        if out[name] > 1:
+            raise ConfigError(f"{option_name(name)} is a share, 0 to 1; got {out[name]:g}")
+    if out["photon_threshold"] == 0:
+        raise ConfigError("photon_threshold (--photon-threshold) must be > 0: at 0 every pixel "
+                          "would count a photon")
+    if out["adu_per_photon"] == 0:
+        given = [option for name, option in _READOUT_OPTIONS.items() if out[name] > 0]
+        if given:
+            raise ConfigError(f"{', '.join(given)} act on the readout chain: give "
+                              "--adu-per-photon ADU too (e.g. 100), or --measured-like")
+    elif out["saturation_adu"] and out["saturation_adu"] < out["adu_per_photon"]:
+        raise ConfigError(f"--saturation {out['saturation_adu']:g} ADU is less than one photon "
+                          f"({out['adu_per_photon']:g} ADU)")
+    return out
 
 
 def _checked_sizes(size_range: tuple[float, float], label_range: tuple[float, float],
@@ -268,6 +361,7 @@ def _checked_mask(mask, written: tuple[int, int]) -> np.ndarray:
 DEFAULT_SETTINGS = SimulationSettings()
 
 
+
 def _number(name: str, value) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"{option_name(name)} must be a number, got {value!r}")
@@ -303,3 +397,27 @@ def _range(name: str, value) -> tuple:
     if lo > hi:
         raise ConfigError(f"{option_name(name)} must be LO ≤ HI, got {lo:g} {hi:g}")
     return (lo, hi)
+
+
+#: the measured-like mix (``simulate --measured-like``): a pnCCD read out as a facility
+#: corrects it (100 ADU per photon), a few % gain spread, hot, dead and saturating pixels,
+#: beamline and injector scatter, a drifting beam (see :mod:`spidarknet.simulate.measured`)
+MEASURED_LIKE = {
+    "adu_per_photon": 100.0,          # ADU per 1.7 keV photon
+    "read_noise_adu": 10.0,           # 0.1 photon
+    "common_mode_adu": 40.0,          # row offsets per block, 0.4 photon: clear stripes
+    "column_offset_adu": 10.0,
+    "common_mode_residual_adu": 8.0,  # what the correction leaves per row and block
+    "photon_threshold": 0.6,
+    "gain_sigma": 0.03,
+    "hot_pixels": 40,
+    "dead_pixels": 400,
+    "bad_pixels_masked": 0.5,
+    "saturation_adu": 16383.0,        # 14-bit ADC: about 160 photons
+    "beamline_photons": 300.0,
+    "ring_photons": 300.0,
+    "ring_sigma": 0.7,
+    "centre_drift_px": 6.0,
+    "centre_drift_frames": 2000.0,
+}
+MEASURED_LIKE_SETTINGS = DEFAULT_SETTINGS.with_options(**MEASURED_LIKE)

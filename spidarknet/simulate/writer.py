@@ -12,11 +12,17 @@ Layout (readers elsewhere depend on it)::
     /entry_1/instrument_1/detector_1/y_pixel_size     float64, m
     /entry_1/instrument_1/detector_1/corner_position  float64 [x, y, z], m
     /entry_1/instrument_1/detector_1/mask_shared      (1024, 1024) uint32, CXI bits
+    /entry_1/instrument_1/detector_1/mask             (N, 1024, 1024) uint32, CXI bits per
+                                                      frame (the shared ones, and 0x2 where
+                                                      the frame saturated); only with a
+                                                      saturating readout (measured-like)
     /entry_1/instrument_1/detector_1/description      "simulated pnCCD"
     /entry_1/instrument_1/source_1/energy             float64, J
     /entry_1/instrument_1/source_1/wavelength         float64, m
     /truth/{label, kind, diameter_nm, n_particles, shape, centre_x_px, centre_y_px,
             photons, extent_px}                       (N,) each, attr label_rule
+    /truth/{stray_photons, saturated_pixels,          (N,) each, only with measured-like
+            written_photons}                          effects (spidarknet.simulate.measured)
     /truth attributes                                 seed, fractions and every setting of
                                                       SimulationSettings (settings_json too)
 
@@ -123,7 +129,11 @@ class CxiWriter:
     """
 
     def __init__(self, path: str, count: int, geometry: PnCCD, mask: np.ndarray, *,
-                 compression: str | None = None, attrs: dict | None = None):
+                 compression: str | None = None, attrs: dict | None = None,
+                 extra_truth: dict | None = None, frame_masks: bool = False):
+        """``extra_truth`` (name -> dtype) adds truth datasets beyond :data:`TRUTH_FIELDS`;
+        ``frame_masks`` adds the per-frame mask ``detector_1/mask`` (N, rows, cols) uint32,
+        deflated, that :meth:`write` then needs."""
         if count < 1:
             raise OutputError("the frame count must be at least 1")
         opts = compression_options(compression)
@@ -131,6 +141,8 @@ class CxiWriter:
         self.path = os.path.abspath(path)
         self.count = int(count)
         self.n_written = 0
+        self.truth_fields = {**TRUTH_FIELDS, **(extra_truth or {})}
+        self.frame_masks = bool(frame_masks)
         folder, name = os.path.split(self.path)
         self.tmp_path = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
         self._file = None
@@ -165,15 +177,25 @@ class CxiWriter:
         for key, value in attrs.items():
             truth.attrs[key] = value
         self._truth = {name: truth.create_dataset(name, shape=(self.count,), dtype=dtype)
-                       for name, dtype in TRUTH_FIELDS.items()}
+                       for name, dtype in self.truth_fields.items()}
+        self._masks = None
+        if self.frame_masks:  # mostly the shared mask again: deflate squeezes it to little
+            self._masks = det.create_dataset("mask", shape=(self.count, rows, cols), dtype=np.uint32,
+                                             chunks=(1, rows, cols), shuffle=True,
+                                             compression="gzip", compression_opts=1)
 
-    def write(self, frames: np.ndarray, truth: dict) -> None:
-        """Append ``frames`` (n, rows, cols) and the matching truth arrays."""
+    def write(self, frames: np.ndarray, truth: dict, masks: np.ndarray | None = None) -> None:
+        """Append ``frames`` (n, rows, cols), the matching truth arrays and (with
+        ``frame_masks``) their masks (n, rows, cols) of CXI bits."""
         n = len(frames)
         start, stop = self.n_written, self.n_written + n
         if stop > self.count:
             raise OutputError(f"more frames than announced ({stop} > {self.count})")
+        if (masks is None) != (self._masks is None):
+            raise OutputError("per-frame masks must be given exactly when the writer has frame_masks")
         self._data[start:stop] = frames
+        if masks is not None:
+            self._masks[start:stop] = masks
         for name, dset in self._truth.items():
             dset[start:stop] = np.asarray(truth[name], dtype=dset.dtype)
         self.n_written = stop
