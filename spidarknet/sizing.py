@@ -926,11 +926,10 @@ class _PixelModel:
         grads = kernels.pixel_gradients(pixels.x64, pixels.y64, shift, pixels.aspect, d_nm * 1e-9, self.vector,
                                         self.steps)
         mu, sums, info = kernels.accumulate(grads, a, b)
-        mu_lit = np.maximum(mu[pixels.lit], 1e-300)
-        weight = pixels.counts / mu_lit
-        lit = (grads[:, pixels.lit] * weight).sum(axis=1)   # Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy)
-        score = np.array([lit[0], weight.sum(), a * lit[1], a * lit[2], a * lit[3]])
-        nll = float(sums[0] - np.dot(pixels.counts, np.log(mu_lit)))
+        lit = kernels.lit_sums(grads, mu, pixels.lit, pixels.counts)   # Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1)
+        score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])
+        # not BLAS: a threaded dot product costs 100 times more on a busy machine
+        nll = float(sums[0] - (pixels.counts * np.log(np.maximum(mu[pixels.lit], 1e-300))).sum())
         free = self.free
         return nll, (sums[1:] - score)[free], info[np.ix_(free, free)], mu
 
@@ -948,12 +947,21 @@ def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tupl
         step = -vectors @ (along / values)
         if np.linalg.norm(step) <= radius:
             return step, False
+    # ‖p(λ)‖ = radius by Newton's method on 1/‖p‖ (nearly linear in λ), kept in a bracket
     lo = max(0.0, -lowest)
     hi = lo + float(np.linalg.norm(grad_z)) / radius + 1e-300
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if np.linalg.norm(along / (values + mid)) > radius else (lo, mid)
-    return -vectors @ (along / (values + hi)), True
+    lam = hi
+    for _ in range(50):
+        step = along / (values + lam)
+        length = math.sqrt(float((step * step).sum()))
+        if abs(length - radius) <= 1e-6 * radius:
+            break
+        lo, hi = (lam, hi) if length > radius else (lo, lam)
+        slope = float((step * step / (values + lam)).sum()) / length   # -d‖p‖/dλ
+        lam += (length - radius) / radius * length / slope if slope > 0 else 0.0
+        if not lo < lam < hi:
+            lam = 0.5 * (lo + hi)
+    return -vectors @ (along / (values + lam)), True
 
 
 def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,

@@ -207,17 +207,34 @@ def _gradients_points(x, y, shift_x, shift_y, aspect, d_m, optics, out):
 
 
 def _ring_sums(x, y, counts, shifts, width, out):
-    """Strict IEEE float32 (no fused or reordered operations): see :func:`ring_sums`."""
+    """Strict IEEE float32 (no fused or reordered operations): see :func:`ring_sums`.
+    Each centre's ring numbers first (a loop that vectorises), then the sums."""
     n_rings = out.shape[1]
+    ring = np.empty(x.shape[0], dtype=np.int32)
     for i in range(shifts.shape[0]):
         dx, dy = shifts[i, 0], shifts[i, 1]
         for j in range(x.shape[0]):
             px = x[j] - dx
             py = y[j] - dy
-            r = np.sqrt(px * px + py * py)
-            ring = int(r / width)
-            if ring < n_rings:
-                out[i, ring] += counts[j]
+            ring[j] = np.int32(min(np.sqrt(px * px + py * py) / width, np.float32(n_rings)))
+        for j in range(x.shape[0]):
+            if ring[j] < n_rings:
+                out[i, ring[j]] += counts[j]
+
+
+def _lit_sums(grads, mu, lit, counts, out):
+    """``out`` (4,) = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy) over the pixels ``lit`` holding
+    ``counts`` photons, and ``Σ C/μ`` into ``out[4]``."""
+    s_s, s_d, s_x, s_y, s_w = 0.0, 0.0, 0.0, 0.0, 0.0
+    for m in range(lit.shape[0]):
+        j = lit[m]
+        w = counts[m] / max(mu[j], 1e-300)
+        s_s += w * grads[0, j]
+        s_d += w * grads[1, j]
+        s_x += w * grads[2, j]
+        s_y += w * grads[3, j]
+        s_w += w
+    out[0], out[1], out[2], out[3], out[4] = s_s, s_d, s_x, s_y, s_w
 
 
 def _accumulate(grads, a, b, mu_out, sums, info):
@@ -276,6 +293,7 @@ if numba is not None:
     _gradients_points_jit = _jit(_gradients_points)
     _ring_sums_jit = _jit(_ring_sums, flags=False)
     _accumulate_jit = _jit(_accumulate, _SUM_FLAGS)
+    _lit_sums_jit = _jit(_lit_sums, _SUM_FLAGS)
 
 
 def pixel_gradients(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray,
@@ -314,3 +332,11 @@ def accumulate(grads: np.ndarray, a: float, b: float):
     mu, sums, info = np.empty(grads.shape[1]), np.empty(6), np.empty((5, 5))
     _accumulate_jit(grads, float(a), float(b), mu, sums, info)
     return mu, sums, info
+
+
+def lit_sums(grads: np.ndarray, mu: np.ndarray, lit: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(5,): Σ C/μ s, Σ C/μ ∂s/∂d, Σ C/μ ∂s/∂cx, Σ C/μ ∂s/∂cy and Σ C/μ over the pixels
+    ``lit`` (indices into ``grads`` (4, n) and ``mu``) holding ``counts`` photons."""
+    out = np.empty(5)
+    _lit_sums_jit(grads, mu, lit, counts, out)
+    return out
