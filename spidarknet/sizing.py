@@ -80,7 +80,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from spidarknet import sizing_kernels as kernels
 from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import atomic_path
@@ -593,7 +592,7 @@ class _FitRegion:
             if row is None:
                 if len(self._ring_pixels) >= 4096:
                     self._ring_pixels.clear()
-                row = kernels.ring_sums(self.x, self.y, np.ones(len(self.x)), shift[None, :], width, n_rings)[0]
+                row = _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shift[None, :], width, n_rings)[0]
                 self._ring_pixels[key] = row
             out[i] = row
         return out
@@ -662,11 +661,11 @@ class _FitPixels:
         shifts = self.shifts(centres)
         if self.all_finite:
             return self.region.ring_pixels(shifts, width, n_rings)
-        return kernels.ring_sums(self.x, self.y, np.ones(len(self.x)), shifts, width, n_rings)
+        return _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shifts, width, n_rings)
 
     def ring_photons(self, centres, width: float, n_rings: int) -> np.ndarray:
         """(centres, n_rings): the photons in rings ``width`` wide about each centre."""
-        return kernels.ring_sums(self.photon_x, self.photon_y, self.counts, self.shifts(centres), width, n_rings)
+        return _kernels().ring_sums(self.photon_x, self.photon_y, self.counts, self.shifts(centres), width, n_rings)
 
     def radii(self, centre_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """Radii (x pixels) of the usable pixels and of the photon pixels from ``centre_xy``."""
@@ -768,6 +767,13 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
         power /= max(1.0, float(np.percentile(power[searched], 25)) / quiet)
     best = int(np.argmax(np.where(searched, power, -1.0)))
     return math.sqrt(power.flat[best]), float(separation.flat[best])
+
+
+def _kernels():
+    """:mod:`spidarknet.sizing_kernels` (numba imported on first use: commands that size
+    nothing do not load it)."""
+    from spidarknet import sizing_kernels
+    return sizing_kernels
 
 
 def _fft():
@@ -923,10 +929,10 @@ class _PixelModel:
         a, b, d_nm, cx, cy = self.unpack(theta)
         pixels = self.pixels
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
-        grads = kernels.pixel_gradients(pixels.x64, pixels.y64, shift, pixels.aspect, d_nm * 1e-9, self.vector,
+        grads = _kernels().pixel_gradients(pixels.x64, pixels.y64, shift, pixels.aspect, d_nm * 1e-9, self.vector,
                                         self.steps)
-        mu, sums, info = kernels.accumulate(grads, a, b)
-        lit = kernels.lit_sums(grads, mu, pixels.lit, pixels.counts)   # Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1)
+        mu, sums, info = _kernels().accumulate(grads, a, b)
+        lit = _kernels().lit_sums(grads, mu, pixels.lit, pixels.counts)   # Σ C/μ (s, ∂s/∂d, ∂s/∂c, 1)
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])
         # not BLAS: a threaded dot product costs 100 times more on a busy machine
         nll = float(sums[0] - (pixels.counts * np.log(np.maximum(mu[pixels.lit], 1e-300))).sum())
@@ -1079,7 +1085,7 @@ def _promising_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarr
     total = counts.sum(axis=1)[:, None]
     if background:
         cells = np.column_stack([np.full(n_diameters, anchor), np.arange(n_diameters)])
-        fit = kernels.ring_cells(counts, table, shape_sums, cells, n_pixels, True, 3)
+        fit = _kernels().ring_cells(counts, table, shape_sums, cells, n_pixels, True, 3)
         t = np.clip(fit[:, 1] / np.maximum(fit[:, 0], 1e-300), 1e-300, 1e300)
         f0, f1, f2 = (total * np.log(np.maximum(shape_sums + (m * n_pixels) * t, 1e-300))
                       - counts @ np.log(np.maximum(table + m * t[:, None], 1e-300)).T for m in (0.25, 1.0, 4.0))
@@ -1109,7 +1115,7 @@ def _ring_search(pixels: _FitPixels, optics: _Optics, s: SizingSettings, centres
     shape_sums = pixels.ring_pixels(centres, width, n_rings) @ table.T
     anchor = int(np.argmin(np.hypot(centres[:, 0] - anchor_xy[0], centres[:, 1] - anchor_xy[1])))
     cells = _promising_cells(counts, table, shape_sums, pixels.n_pixels, s.background, anchor, top)
-    fit = kernels.ring_cells(counts, table, shape_sums, cells, pixels.n_pixels, s.background, newton_steps)
+    fit = _kernels().ring_cells(counts, table, shape_sums, cells, pixels.n_pixels, s.background, newton_steps)
     best = np.lexsort((cells[:, 1], cells[:, 0], fit[:, 2]))[0]
     i, k = cells[best]
     return tuple(float(v) for v in centres[i]), float(diameters[k]), float(fit[best, 0]), float(fit[best, 1])
