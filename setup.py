@@ -19,8 +19,10 @@ setup(
     package_data={"spidarknet": ["models/*.weights", "models/*.json", "templates/*.html"]},
     install_requires=[
         "numpy>=1.22",
-        # the sizing fit's 1-D optimiser (scipy.optimize)
+        # the sizing fit's 1-D optimiser (scipy.optimize) and FFTs (scipy.fft)
         "scipy>=1.8",
+        # the sizing fit's compiled loops (spidarknet/sizing_kernels.py)
+        "numba>=0.57",
         "h5py>=3.6",
         # OpenCV 5 removed the Darknet importer (cv2.dnn.readNetFromDarknet)
         "opencv-python-headless>=4.8,<5",

@@ -577,6 +577,25 @@ class _FitRegion:
         near = (r >= r_in_px) & (r <= r_out_px)
         self.rows, self.cols = yy[near] + r0, xx[near] + c0
         self.x, self.y = x[near], y[near]
+        self.x64, self.y64 = self.x.astype(np.float64), self.y.astype(np.float64)
+        self.flat = None   # row-major indices of the pixels in a frame of this shape (on first use)
+        self._ring_pixels: dict = {}
+
+    def ring_pixels(self, shifts: np.ndarray, width: float, n_rings: int) -> np.ndarray:
+        """(centres, n_rings): the region's pixels in rings ``width`` wide about centres
+        ``shifts`` (float32 (x, y times aspect) from ``centre_xy``), kept per centre: they
+        depend on the geometry alone, and a file's frames search the same centres."""
+        out = np.empty((len(shifts), n_rings))
+        for i, shift in enumerate(shifts):
+            key = (float(shift[0]), float(shift[1]), float(width), int(n_rings))
+            row = self._ring_pixels.get(key)
+            if row is None:
+                if len(self._ring_pixels) >= 4096:
+                    self._ring_pixels.clear()
+                row = _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shift[None, :], width, n_rings)[0]
+                self._ring_pixels[key] = row
+            out[i] = row
+        return out
 
     def fits(self, usable: np.ndarray, shape, origin, centre_xy, r_in_px, r_out_px, aspect) -> bool:
         """Whether this region is the one of these arguments (the same mask included)."""
@@ -598,21 +617,28 @@ class _FitPixels:
 
     def __init__(self, photons: np.ndarray, usable: np.ndarray, origin: tuple[int, int],
                  centre_xy: Sequence[float], r_in_px: float, r_out_px: float, aspect: float, *,
-                 region: "_FitRegion | None" = None):
+                 region: "_FitRegion | None" = None, adu_per_photon: float | None = None):
         if region is None or not region.fits(usable, photons.shape, origin, centre_xy, r_in_px, r_out_px, aspect):
             region = _FitRegion(usable, photons.shape, origin, centre_xy, r_in_px, r_out_px, aspect)
         self.region = region
         self.aspect = aspect
         self.centre_xy = region.centre_xy
-        values = photons[region.rows, region.cols]
+        if region.flat is None:
+            region.flat = np.ravel_multi_index((region.rows, region.cols), photons.shape)
+        values = np.ravel(photons).take(region.flat).astype(np.float64)
+        if adu_per_photon is not None:
+            values /= adu_per_photon
+        values[values < 0] = 0.0   # negative pixel noise counts as no photon
         finite = np.isfinite(values)
-        if finite.all():
-            self.x, self.y = region.x, region.y
+        self.all_finite = bool(finite.all())
+        if self.all_finite:
+            self.x, self.y, self.x64, self.y64 = region.x, region.y, region.x64, region.y64
         else:   # NaN pixels of this frame leave its fit, in the same order
             self.x, self.y, values = region.x[finite], region.y[finite], values[finite]
+            self.x64, self.y64 = region.x64[finite], region.y64[finite]
         self.lit = np.flatnonzero(values > 0)   # the pixels holding photons
         self.photon_x, self.photon_y = self.x[self.lit], self.y[self.lit]
-        self.counts = values[self.lit].astype(np.float64)
+        self.counts = values[self.lit]
 
     @property
     def n_pixels(self) -> int:
@@ -623,6 +649,23 @@ class _FitPixels:
         dx = np.float32(centre_xy[0] - self.centre_xy[0])
         dy = np.float32((centre_xy[1] - self.centre_xy[1]) * self.aspect)
         return self.x - dx, self.y - dy
+
+    def shifts(self, centres) -> np.ndarray:
+        """(centres, 2) float32: each centre's (x, aspect-scaled y) offset from ``centre_xy``."""
+        centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+        return np.column_stack([(centres[:, 0] - self.centre_xy[0]).astype(np.float32),
+                                ((centres[:, 1] - self.centre_xy[1]) * self.aspect).astype(np.float32)])
+
+    def ring_pixels(self, centres, width: float, n_rings: int) -> np.ndarray:
+        """(centres, n_rings): the usable pixels in rings ``width`` wide about each centre."""
+        shifts = self.shifts(centres)
+        if self.all_finite:
+            return self.region.ring_pixels(shifts, width, n_rings)
+        return _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shifts, width, n_rings)
+
+    def ring_photons(self, centres, width: float, n_rings: int) -> np.ndarray:
+        """(centres, n_rings): the photons in rings ``width`` wide about each centre."""
+        return _kernels().ring_sums(self.photon_x, self.photon_y, self.counts, self.shifts(centres), width, n_rings)
 
     def radii(self, centre_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """Radii (x pixels) of the usable pixels and of the photon pixels from ``centre_xy``."""
@@ -704,21 +747,56 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     if not variance > 0:
         return float("nan"), float("nan")
     n = 1 << int(math.ceil(math.log2(2 * (max(np.abs(col).max(), np.abs(row).max()) + 1))))
-    grid = np.zeros((n, n))
-    np.add.at(grid, (row % n, col % n), weighted)
-    power = np.abs(np.fft.rfft2(grid)) ** 2 / variance
-    fy = np.fft.fftfreq(n) * n
-    fx = np.arange(power.shape[1], dtype=np.float64)
-    separation = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
+    grid = np.bincount((row % n) * n + col % n, weights=weighted, minlength=n * n).reshape(n, n)
+    spectrum = _fft().rfft2(grid, workers=1)
+    power = spectrum.real ** 2
+    power += spectrum.imag ** 2
+    power /= variance
+    separation = _separations(n, kappa)
     searched = (separation > SECOND_PARTICLE_MIN_SEPARATION * diameter_m) & (separation < largest)
-    if not searched.any():
+    n_searched = int(np.count_nonzero(searched))
+    if not n_searched:
         return float("nan"), float("nan")
     # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower
     # quartile of the searched map, ln(4/3) for exponentials of mean 1, says by how much; a
-    # second particle raises its peaks and their surroundings, hardly the quietest quarter
-    power /= max(1.0, float(np.percentile(power[searched], 25)) / math.log(4.0 / 3.0))
+    # second particle raises its peaks and their surroundings, hardly the quietest quarter.
+    # (The quartile is looked for only when it can exceed ln(4/3): when fewer values than
+    # the quartile's rank lie below that.)
+    quiet = math.log(4.0 / 3.0)
+    if np.count_nonzero(searched & (power <= quiet)) < math.ceil(0.25 * (n_searched - 1)) + 1:
+        power /= max(1.0, float(np.percentile(power[searched], 25)) / quiet)
     best = int(np.argmax(np.where(searched, power, -1.0)))
     return math.sqrt(power.flat[best]), float(separation.flat[best])
+
+
+def _kernels():
+    """:mod:`spidarknet.sizing_kernels` (numba imported on first use: commands that size
+    nothing do not load it)."""
+    from spidarknet import sizing_kernels
+    return sizing_kernels
+
+
+def _fft():
+    """scipy.fft (imported on first use; its real FFTs are several times numpy's)."""
+    from scipy import fft
+    return fft
+
+
+#: separations (m) of the frequencies of :func:`second_particle_z`'s maps, by (n, q per pixel)
+_separation_cache: dict = {}
+
+
+def _separations(n: int, kappa: float) -> np.ndarray:
+    """(n, n // 2 + 1): the separation across the beam (m) that each frequency of the real
+    FFT of an n x n grid of pixels ``kappa`` (1/m) apart stands for; kept."""
+    key = (int(n), float(kappa))
+    if key not in _separation_cache:
+        if len(_separation_cache) >= 8:
+            _separation_cache.clear()
+        fy = np.fft.fftfreq(n) * n
+        fx = np.arange(n // 2 + 1, dtype=np.float64)
+        _separation_cache[key] = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
+    return _separation_cache[key]
 
 
 def _ring_quality(counts: np.ndarray, mu: np.ndarray, n_params: int, signal: float) -> tuple[float, float]:
@@ -823,16 +901,19 @@ class _PixelModel:
     """The Poisson likelihood of every pixel of ``pixels`` as a function of the free
     parameters θ = (a, [b,] d in nm[, cx, cy]) (b fixed at 0 without a background, the
     centre fixed at ``centre_xy`` when ``fit_centre`` is false): :meth:`at` gives the
-    negative log-likelihood, μ per pixel, the pixels' radii, ∂μ/∂θ and the expected
-    (Fisher) information ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j``; the last few points are kept, as the
-    optimiser asks for value, gradient and information one at a time."""
+    negative log-likelihood, its gradient, the expected (Fisher) information
+    ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel.  The model and its derivatives on every
+    pixel come from :func:`spidarknet.sizing_kernels.pixel_gradients` (compiled); the
+    photons enter only on the pixels holding them (``Σ C log μ``, ``Σ C ∇μ / μ``)."""
 
     def __init__(self, pixels: _FitPixels, optics: _Optics, fit_background: bool, fit_centre: bool,
                  centre_xy: Sequence[float]):
         self.pixels, self.optics = pixels, optics
         self.fit_b, self.fit_c = fit_background, fit_centre
         self.centre_xy = (float(centre_xy[0]), float(centre_xy[1]))
-        self._kept: dict[bytes, tuple] = {}
+        self.free = [0] + ([1] if fit_background else []) + [2] + ([3, 4] if fit_centre else [])
+        self.vector = np.array([optics.pixel_m, optics.distance_m, 4.0 * math.pi / optics.wavelength_m])
+        self.steps = optics._subpixel_steps()
 
     def unpack(self, theta: np.ndarray) -> tuple[float, float, float, float, float]:
         """(a, b, d in nm, cx, cy) of the free parameters ``theta``."""
@@ -842,87 +923,102 @@ class _PixelModel:
         d_nm = values.pop(0)
         return (a, b, d_nm) + ((values[0], values[1]) if self.fit_c else self.centre_xy)
 
-    def at(self, theta: np.ndarray) -> tuple:
-        key = np.asarray(theta, dtype=np.float64).tobytes()
-        if key not in self._kept:
-            if len(self._kept) >= 4:
-                self._kept.pop(next(iter(self._kept)))
-            self._kept[key] = self._evaluate(*self.unpack(theta))
-        return self._kept[key]
+    def at(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(negative log-likelihood, its gradient and the information of the free
+        parameters, μ per pixel) at ``theta``."""
+        a, b, d_nm, cx, cy = self.unpack(theta)
+        pixels = self.pixels
+        shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
+        grads = _kernels().pixel_gradients(pixels.x64, pixels.y64, shift, pixels.aspect, d_nm * 1e-9, self.vector,
+                                        self.steps)
+        mu, sums, info = _kernels().accumulate(grads, a, b)
+        lit = _kernels().lit_sums(grads, mu, pixels.lit, pixels.counts)   # Σ C/μ (s, ∂s/∂d, ∂s/∂c, 1)
+        score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])
+        # not BLAS: a threaded dot product costs 100 times more on a busy machine
+        nll = float(sums[0] - (pixels.counts * np.log(np.maximum(mu[pixels.lit], 1e-300))).sum())
+        free = self.free
+        return nll, (sums[1:] - score)[free], info[np.ix_(free, free)], mu
 
-    def _evaluate(self, a, b, d_nm, cx, cy) -> tuple:
-        pixels, optics = self.pixels, self.optics
-        off_x, off_y = (v.astype(np.float64) for v in pixels.offsets((cx, cy)))
-        r = np.sqrt(off_x * off_x + off_y * off_y)
-        if optics.subpixels == 1:   # point samples at the pixel centres
-            shape, d_shape_d, d_shape_r = optics.shape_and_derivatives(r, d_nm * 1e-9)
-        else:                       # averages over the pixels' area
-            shape, d_shape_d, d_shape_cx, d_shape_cy = optics.pixel_shape_and_derivatives(
-                off_x, off_y, pixels.aspect, d_nm * 1e-9)
-        mu = a * shape + b
-        nll = float(mu.sum() - np.sum(pixels.counts * np.log(np.maximum(mu[pixels.lit], 1e-300))))
-        grads = [shape] + ([np.ones_like(shape)] if self.fit_b else []) + [a * d_shape_d * 1e-9]
-        if self.fit_c and optics.subpixels == 1:
-            inv_r = 1.0 / np.maximum(r, 1e-9)
-            grads += [-a * d_shape_r * off_x * inv_r, -a * d_shape_r * off_y * pixels.aspect * inv_r]
-        elif self.fit_c:
-            grads += [a * d_shape_cx, a * d_shape_cy]
-        grads = np.array(grads)
-        info = (grads / np.maximum(mu, 1e-300)) @ grads.T
-        return nll, mu, r, grads, info
 
-    def gradient(self, theta: np.ndarray) -> np.ndarray:
-        """∇ of the negative log-likelihood: ``Σ_j ∇μ_j (1 − C_j / μ_j)``."""
-        _, mu, _, grads, _ = self.at(theta)
-        residual = np.ones_like(mu)
-        residual[self.pixels.lit] -= self.pixels.counts / np.maximum(mu[self.pixels.lit], 1e-300)
-        # not BLAS: a threaded gemv of 5 x N costs 100 times more on a busy machine
-        return np.einsum("ij,j->i", grads, residual)
+def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
+    """The step minimising the quadratic model ``g·p + ½ pᵀ I p`` within ``|p| ≤ radius``
+    (in standard errors): the Fisher-scoring step ``-I⁻¹ g`` when that is inside, else
+    ``-(I + λ)⁻¹ g`` on the boundary (λ by bisection; it turns towards steepest descent as
+    the radius shrinks, as scipy's trust-exact does).  Returns the step and whether it lies
+    on the boundary."""
+    values, vectors = np.linalg.eigh(info_z)
+    along = vectors.T @ grad_z
+    lowest = float(values.min())
+    if lowest > 0:
+        step = -vectors @ (along / values)
+        if np.linalg.norm(step) <= radius:
+            return step, False
+    # ‖p(λ)‖ = radius by Newton's method on 1/‖p‖ (nearly linear in λ), kept in a bracket
+    lo = max(0.0, -lowest)
+    hi = lo + float(np.linalg.norm(grad_z)) / radius + 1e-300
+    lam = hi
+    for _ in range(50):
+        step = along / (values + lam)
+        length = math.sqrt(float((step * step).sum()))
+        if abs(length - radius) <= 1e-6 * radius:
+            break
+        lo, hi = (lam, hi) if length > radius else (lo, lam)
+        slope = float((step * step / (values + lam)).sum()) / length   # -d‖p‖/dλ
+        lam += (length - radius) / radius * length / slope if slope > 0 else 0.0
+        if not lo < lam < hi:
+            lam = 0.5 * (lo + hi)
+    return -vectors @ (along / (values + lam)), True
 
 
 def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,
                     search_centre: Sequence[float] | None, reach_px: float, *, max_steps: int = 30):
     """Maximum-likelihood (a, b, d, cx, cy) of the photons of every pixel of ``pixels``.
 
-    Fisher scoring in a trust region: ``scipy.optimize.minimize(method="trust-exact")`` of
-    the negative log-likelihood with the expected information ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j``
-    as its Hessian, in units of the starting point's standard errors (so that one trust
-    radius suits the scale, the background, the diameter and the centre).  Points outside
-    a, b ≥ 0, the diameter range searched and ``reach_px`` (+1) of ``search_centre`` are
-    refused (the centre is fixed when that is None, b when there is no background).
-    ``start`` is (a, b, d in m, cx, cy).  Returns a, b, d (m), cx, cy, the covariance of
-    the free parameters (a, [b,] d in nm[, cx, cy]), the negative log-likelihood, μ per
-    pixel and the pixels' radii.
+    Fisher scoring in a trust region (the steps and rules of scipy's trust-exact, which this
+    replaces; :func:`_scoring_step`) of the negative log-likelihood with the expected
+    information ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` as its Hessian, in units of the starting
+    point's standard errors (one trust radius suits the scale, the background, the
+    diameter and the centre).  Points outside a, b ≥ 0, the diameter range searched and
+    ``reach_px`` (+1) of ``search_centre`` are refused (the centre is fixed when that is
+    None, b when there is no background); a start outside stays.  Converged when the
+    gradient, in standard errors, is below 1 % of one (the grid's start may lie many
+    standard errors away), or after ``max_steps`` steps.  ``start``
+    is (a, b, d in m, cx, cy).  Returns a, b, d (m), cx, cy, the covariance of the free
+    parameters (a, [b,] d in nm[, cx, cy]), the negative log-likelihood, μ per pixel and
+    the pixels' radii.
     """
-    from scipy import optimize  # on first use: commands that size nothing do not load it
     a, b, d_m, cx, cy = (float(v) for v in start)
     fit_c = search_centre is not None
     model = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy))
     theta = np.array([a] + ([b] if s.background else []) + [d_m * 1e9] + ([cx, cy] if fit_c else []))
-    unit = 1.0 / np.sqrt(np.maximum(np.diag(model.at(theta)[4]), 1e-300))   # 1σ of each, at the start
+    nll, grad, info, mu = model.at(theta)
+    unit = 1.0 / np.sqrt(np.maximum(np.diag(info), 1e-300))   # 1σ of each, at the start
 
     def allowed(a, b, d_nm, cx, cy) -> bool:
         inside = not fit_c or math.hypot(cx - search_centre[0], cy - search_centre[1]) <= reach_px + 1.0
         return a >= 0 and b >= 0 and s.d_min_nm <= d_nm <= s.d_max_nm and inside
 
-    def nll(z):   # refused outside (the optimiser then shrinks its trust region)
-        return model.at(z * unit)[0] if allowed(*model.unpack(z * unit)) else math.inf
-
-    def jac(z):
-        return model.gradient(z * unit) * unit if allowed(*model.unpack(z * unit)) else np.zeros_like(z)
-
-    def hess(z):
-        inside = allowed(*model.unpack(z * unit))
-        return model.at(z * unit)[4] * np.outer(unit, unit) if inside else np.eye(len(z))
-
-    # converged when the gradient, in standard errors, is 1 % of one (float32 pixel offsets
-    # leave a floor near 1e-3); the grid's start may lie many standard errors away
-    found = optimize.minimize(nll, theta / unit, method="trust-exact", jac=jac, hess=hess,
-                              options={"gtol": 1e-2, "maxiter": max_steps, "initial_trust_radius": 100.0})
-    best = found.x * unit
-    value, mu, r, _, info = model.at(best)
-    a, b, d_nm, cx, cy = model.unpack(best)
-    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), value, mu, r
+    # a start outside (the grid's largest diameter, rounded above d_max) stays: an edge
+    radius = 100.0 if allowed(*model.unpack(theta)) else 0.0
+    for _ in range(max_steps if radius > 0 else 0):   # scipy's trust-region rules
+        grad_z, info_z = grad * unit, info * np.outer(unit, unit)
+        if not np.linalg.norm(grad_z) >= 1e-2:
+            break
+        step, on_boundary = _scoring_step(info_z, grad_z, radius)
+        trial = theta + step * unit
+        found = model.at(trial) if allowed(*model.unpack(trial)) else (math.inf,)
+        expected = -float(grad_z @ step + 0.5 * step @ info_z @ step)
+        ratio = (nll - found[0]) / expected if expected > 0 else -math.inf
+        if ratio < 0.25:
+            radius *= 0.25
+        elif ratio > 0.75 and on_boundary:
+            radius = min(2.0 * radius, 1000.0)
+        if ratio > 0.15:
+            theta, (nll, grad, info, mu) = trial, found
+    a, b, d_nm, cx, cy = model.unpack(theta)
+    shift_x, shift_y = cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect
+    r = np.sqrt((pixels.x64 - shift_x) ** 2 + (pixels.y64 - shift_y) ** 2)
+    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu, r
 
 
 def _inverse_scaled(matrix: np.ndarray) -> np.ndarray:
@@ -955,26 +1051,74 @@ def _centre_candidates(centre_xy: Sequence[float], search_px: float, step_px: fl
     return np.column_stack([dx[inside] + centre_xy[0], dy[inside] + centre_xy[1]])
 
 
+#: ring tables (diameters x rings) of :func:`_ring_table`: the same for every frame of a file
+_ring_table_cache: dict = {}
+
+
+def _ring_table(optics: _Optics, width: float, n_rings: int, diameters: np.ndarray) -> np.ndarray:
+    """:meth:`_Optics.ring_shape` of rings ``width`` wide (at their middles), kept."""
+    key = (optics, float(width), int(n_rings), np.asarray(diameters, dtype=np.float64).tobytes())
+    table = _ring_table_cache.get(key)
+    if table is None:
+        if len(_ring_table_cache) >= 16:
+            _ring_table_cache.clear()
+        table = np.ascontiguousarray(optics.ring_shape((np.arange(n_rings) + 0.5) * width, diameters))
+        _ring_table_cache[key] = table
+    return table
+
+
+#: the ring search solves (a, b) exactly only in this many of its (centre, diameter) cells
+#: (those :func:`_promising_cells` ranks first)
+RING_SEARCH_CELLS = 48
+
+
+def _promising_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarray, n_pixels: float,
+                     background: bool, anchor: int, top: int) -> np.ndarray:
+    """The ``top`` (centre, diameter) cells of the ring search with the least negative
+    log-likelihood by a quick estimate: the scale ``a`` profiled out exactly (``a = ΣC /
+    (S + t N)`` for ``t = b/a``), ``t`` tried at ¼, 1 and 4 times the best one of each
+    diameter at the centre ``anchor`` (a parabola in log t between), so that the ring sums
+    of all centres meet each table of logarithms in one matrix product.  (m, 2) indices."""
+    n_centres, n_diameters = shape_sums.shape
+    if n_centres * n_diameters <= top:
+        return np.argwhere(np.ones((n_centres, n_diameters), dtype=bool))
+    total = counts.sum(axis=1)[:, None]
+    if background:
+        cells = np.column_stack([np.full(n_diameters, anchor), np.arange(n_diameters)])
+        fit = _kernels().ring_cells(counts, table, shape_sums, cells, n_pixels, True, 3)
+        t = np.clip(fit[:, 1] / np.maximum(fit[:, 0], 1e-300), 1e-300, 1e300)
+        f0, f1, f2 = (total * np.log(np.maximum(shape_sums + (m * n_pixels) * t, 1e-300))
+                      - counts @ np.log(np.maximum(table + m * t[:, None], 1e-300)).T for m in (0.25, 1.0, 4.0))
+        curvature = f0 - 2.0 * f1 + f2
+        inner = (f1 <= f0) & (f1 <= f2) & (curvature > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            estimate = np.where(inner, f1 - (f2 - f0) ** 2 / (8.0 * curvature), np.minimum(f0, f2))
+    else:
+        estimate = total * np.log(np.maximum(shape_sums, 1e-300)) - counts @ np.log(np.maximum(table, 1e-300)).T
+    best = np.argpartition(np.nan_to_num(estimate, nan=np.inf).ravel(), top)[:top]
+    return np.column_stack(np.unravel_index(best, estimate.shape))
+
+
 def _ring_search(pixels: _FitPixels, optics: _Optics, s: SizingSettings, centres, diameters: np.ndarray,
-                 width: float, newton_steps: int, ring_limit_px: float):
+                 width: float, newton_steps: int, ring_limit_px: float, *, anchor_xy: Sequence[float],
+                 top: int = RING_SEARCH_CELLS):
     """The best (centre, diameter, a, b) of ``centres`` x ``diameters`` by the Poisson
     likelihood of the photons summed in rings ``width`` wide (out to ``ring_limit_px``)
-    about each centre, with the best scale and background of each."""
+    about each centre, with the best scale and background of each: solved exactly
+    (:func:`spidarknet.sizing_kernels.ring_cells`) in the ``top`` cells that a quick
+    estimate ranks first (:func:`_promising_cells`, anchored at the centre nearest
+    ``anchor_xy``); ties go to the first centre, then the first diameter."""
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
     n_rings = int(math.ceil(ring_limit_px / width)) + 1
-    table = optics.ring_shape((np.arange(n_rings) + 0.5) * width, diameters)
-    best = (math.inf, 0, 0.0, 0.0, None)
-    for centre in centres:
-        r_pix, r_lit = pixels.radii(centre)
-        n = np.bincount((r_pix / width).astype(np.intp), minlength=n_rings)[:n_rings]
-        c = np.bincount((r_lit / width).astype(np.intp), weights=pixels.counts, minlength=n_rings)[:n_rings]
-        lit = c > 0
-        a, b, nll = _scale_background(c[lit], table[:, lit], table @ n, pixels.n_pixels,
-                                      background=s.background, newton_steps=newton_steps)
-        k = int(np.argmin(nll))
-        if nll[k] < best[0]:
-            best = (float(nll[k]), k, float(a[k]), float(b[k]), tuple(centre))
-    _, k, a, b, centre = best
-    return centre, float(diameters[k]), a, b
+    table = _ring_table(optics, width, n_rings, diameters)
+    counts = pixels.ring_photons(centres, width, n_rings)
+    shape_sums = pixels.ring_pixels(centres, width, n_rings) @ table.T
+    anchor = int(np.argmin(np.hypot(centres[:, 0] - anchor_xy[0], centres[:, 1] - anchor_xy[1])))
+    cells = _promising_cells(counts, table, shape_sums, pixels.n_pixels, s.background, anchor, top)
+    fit = _kernels().ring_cells(counts, table, shape_sums, cells, pixels.n_pixels, s.background, newton_steps)
+    best = np.lexsort((cells[:, 1], cells[:, 0], fit[:, 2]))[0]
+    i, k = cells[best]
+    return tuple(float(v) for v in centres[i]), float(diameters[k]), float(fit[best, 0]), float(fit[best, 1])
 
 
 def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float],
@@ -1011,14 +1155,16 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     width = s.bin_px * min(1.0, 2.0 / optics.subpixels)
     if refine:
         coarse = _centre_candidates(centre_xy, reach, step)
-        centre, d0, _, _ = _ring_search(pixels, optics, s, coarse, grid[::2], 2.0 * width, 3, ring_limit)
+        centre, d0, _, _ = _ring_search(pixels, optics, s, coarse, grid[::2], 2.0 * width, 3, ring_limit,
+                                        anchor_xy=centre_xy)
         near = _centre_candidates(centre, 1.5, 1.0)
         near = near[np.hypot(near[:, 0] - centre_xy[0], near[:, 1] - centre_xy[1]) <= reach]
         local = grid[np.abs(grid - d0) <= 3 * s.coarse_step_nm * 1e-9]
         centre, d0, a0, b0 = _ring_search(pixels, optics, s, np.vstack([near, [centre]]), local, width, 6,
-                                          ring_limit)
+                                          ring_limit, anchor_xy=centre)
     else:
-        centre, d0, a0, b0 = _ring_search(pixels, optics, s, [tuple(centre_xy)], grid, width, 6, ring_limit)
+        centre, d0, a0, b0 = _ring_search(pixels, optics, s, [tuple(centre_xy)], grid, width, 6, ring_limit,
+                                          anchor_xy=centre_xy)
     # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
     a, b, d, cx, cy, cov, nll, mu, r_pix = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
@@ -1101,22 +1247,23 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
     fit region (its pixels and their offsets) for the next frame of the same mask."""
     s = (settings or SizingSettings()).check()
     optics = _Optics.of(geometry, s.d_max_nm)
-    photons = np.asarray(frame, dtype=np.float64)
-    if s.adu_per_photon is not None:
-        photons = photons / s.adu_per_photon
-    photons = np.where(photons < 0, 0.0, photons)  # negative pixel noise counts as no photon
-    usable = np.ones(photons.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    frame = np.asarray(frame)
+    usable = np.ones(frame.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     px, py = geometry.pixel_size_m
     r_in = optics.radius_px(s.q_min_inv_nm * 1e9)
     r_out = optics.radius_px(s.q_max_inv_nm * 1e9)
-    pixels = _FitPixels(photons, usable, origin, geometry.centre_px, r_in, r_out, py / px,
-                        region=None if regions is None else regions.get("last"))
+    pixels = _FitPixels(frame, usable, origin, geometry.centre_px, r_in, r_out, py / px,
+                        region=None if regions is None else regions.get("last"), adu_per_photon=s.adu_per_photon)
     if regions is not None:
         regions["last"] = pixels.region
     fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s)
     centre = fit.centre_xy or geometry.centre_px
     profile = q = None
     if with_profile:
+        photons = np.asarray(frame, dtype=np.float64)
+        if s.adu_per_photon is not None:
+            photons = photons / s.adu_per_photon
+        photons = np.where(photons < 0, 0.0, photons)  # negative pixel noise counts as no photon
         profile = radial_profile(photons, usable, centre, bin_px=s.bin_px, r_max_px=r_max_px(geometry, s),
                                  origin=origin, pixel_aspect=py / px)
         q = optics.q_inv_m(np.nan_to_num(profile.radius_px))

@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # frames -> hit list: local, all cores, shards, follow, threshold calibration
     ("detection", ("spidarknet.detection.*",)),
     # particle size per frame (used by select, export, reconstruct and the report)
-    ("sizing", ("spidarknet.sizing",)),
+    ("sizing", ("spidarknet.sizing", "spidarknet.sizing_kernels")),
     # what the pipeline measures per frame, the selection learnt from labels, frames to label
     ("selection", ("spidarknet.selection.*",)),
     # a selection handed on: CXI copies, CrystFEL/OM lists and sidecars, Dragonfly EMC input

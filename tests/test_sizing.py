@@ -459,3 +459,48 @@ def test_fixed_centre_on_one_half():
     assert result.centre_xy == PNCCD.centre_xy
     assert result.diameter_nm == pytest.approx(66.6, abs=3 * result.diameter_err_nm)
     assert 0.05 < result.diameter_err_nm < 0.5
+
+
+def _fits_new_and_reference(path, settings=None):
+    """(fast fit, reference fit) of every frame of ``path`` (the pre-#19 fit of
+    ``tests/sizing_reference.py``, on the same pixels)."""
+    from sizing_reference import fit_frame_sphere_reference
+
+    from spidarknet.sizing import _FitPixels, _Optics, fit_frame_sphere
+    s = settings or SizingSettings()
+    source = FrameSource([str(path)])
+    geometry = source.files[0].geometry
+    optics = _Optics.of(geometry, s.d_max_nm)
+    aspect = geometry.pixel_size_m[1] / geometry.pixel_size_m[0]
+    pairs, region = [], None
+    for chunk in source.chunks(64):
+        for i in range(len(chunk)):
+            valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[i]
+            pixels = _FitPixels(chunk.data[i], valid, chunk.origin, geometry.centre_px,
+                                optics.radius_px(s.q_min_inv_nm * 1e9), optics.radius_px(s.q_max_inv_nm * 1e9),
+                                aspect, region=region)
+            region = pixels.region
+            pairs.append((fit_frame_sphere(pixels, optics, geometry.centre_px, s),
+                          fit_frame_sphere_reference(pixels, optics, geometry.centre_px, s)))
+    return pairs
+
+
+@pytest.mark.parametrize("regime", ["dim half detector", "bright", "2 x 2 binned"])
+def test_fast_fit_gives_the_reference_fits_answers(tmp_path, regime):
+    """Issue #19: the compiled ring search and pixel likelihood give the answers of the fit
+    they replaced (every kind of frame, failures included): diameters within 0.05 σ,
+    second-particle z within 0.05, misfits within 0.01, the same failures."""
+    options = {"dim half detector": dict(half_detector=True, photons=1500.0, centre_jitter_px=3.0),
+               "bright": dict(photons=25000.0, centre_jitter_px=3.0, fluence_sigma=0.3),
+               "2 x 2 binned": dict(half_detector=True, photons=1500.0, binning=2)}[regime]
+    path = tmp_path / "mixed.cxi"
+    simulate_file(path, 16, seed=41, **options)
+    pairs = _fits_new_and_reference(path)
+    assert [new.ok for new, _ in pairs] == [old.ok for _, old in pairs]
+    assert sum(new.ok for new, _ in pairs) >= 4
+    for new, old in pairs:
+        if old.ok:
+            assert abs(new.diameter_m - old.diameter_m) <= 0.05 * old.diameter_err_m
+            assert new.diameter_err_m == pytest.approx(old.diameter_err_m, rel=0.01)
+            assert abs(new.second_particle_z - old.second_particle_z) <= 0.05
+            assert abs(new.misfit - old.misfit) <= 0.01
