@@ -25,7 +25,8 @@ def synthetic(n: int, seed: int) -> Measured:
               "diameter_err_nm": rng.uniform(0.2, 2.0, n), "misfit": rng.exponential(0.1, n),
               "fit_quality": rng.uniform(0.9, 1.3, n), "second_particle_z": rng.uniform(2, 5, n),
               "signal_photons": 10 ** rng.uniform(2, 4.5, n), "background_photons_per_pixel": rng.uniform(0, 0.01, n),
-              "centre_offset_inv_nm": rng.uniform(0, 0.01, n), "fit_ok": np.ones(n)}
+              "centre_offset_inv_nm": rng.uniform(0, 0.01, n), "fit_ok": np.ones(n),
+              "one_round_particle": np.ones(n)}
     values["second_particle_excess"] = values["second_particle_z"] / 5.0
     keys = [FrameKey("f.cxi", "/d", i) for i in range(n)]
     return Measured(keys, values, [""] * n, np.ones(n, dtype=bool))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -50,7 +51,18 @@ RULES = ("simulator", "bright", "narrow", "spheres", "centred")
 
 
 def run_table(path: str, model):
-    """(measured features of every frame, truth dict) of one run."""
+    """(measured features of every frame, truth dict) of one run (kept beside the run)."""
+    cache = path + ".features.pkl"
+    if os.path.exists(cache):
+        with open(cache, "rb") as handle:
+            return pickle.load(handle)
+    table = _run_table(path, model)
+    with open(cache, "wb") as handle:
+        pickle.dump(table, handle)
+    return table
+
+
+def _run_table(path: str, model):
     source = FrameSource([path])
     hits = score_frames(source, model)
     measured = measure(source, hits.keys, hits.scores, -np.inf, jobs=2)

@@ -15,6 +15,8 @@ to the frames the network lets through (``score >= screen``) and returns per fra
 ``background_photons_per_pixel`` the fitted flat background
 ``centre_offset_inv_nm``         how far the fitted beam centre lies from the file's, in q (nm⁻¹)
 ``fit_ok``                       1 where the fit gave a size, 0 where it failed or was not tried
+``one_round_particle``           1 where the size window's physics holds (a size, misfit at most
+                                 0.5, no second particle's fringes), whatever the size
 ===============================  ====================================================================
 
 ``fit_reason`` (text) says why a fit failed.  The same names head the hit list's columns
@@ -32,13 +34,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from spidarknet.frames.source import FrameKey, FrameSource
-from spidarknet.sizing import (SizeResult, SizingSettings, centre_search_in_pixels, estimate_sizes,
-                               second_particle_cut)
+from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, SizeResult, SizingSettings, centre_search_in_pixels,
+                               estimate_sizes, second_particle_cut)
 
 #: the numbers :func:`measure` gives per frame, in this order
 FEATURES = ("score", "diameter_nm", "diameter_err_nm", "misfit", "fit_quality", "second_particle_z",
             "second_particle_excess", "signal_photons", "background_photons_per_pixel", "centre_offset_inv_nm",
-            "fit_ok")
+            "fit_ok", "one_round_particle")
 #: the measured columns a hit list carries (the score is its own column already)
 HIT_COLUMNS = FEATURES[1:]
 
@@ -91,6 +93,9 @@ def _fit_values(results: Sequence[SizeResult], source: FrameSource) -> dict[str,
     geometries = {os.path.abspath(f.path): f.geometry for f in source.files}
     get["centre_offset_inv_nm"] = np.array([_offset_inv_nm(r, geometries) for r in results], dtype=np.float64)
     get["fit_ok"] = np.array([r.ok for r in results], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        get["one_round_particle"] = ((get["fit_ok"] > 0) & (get["misfit"] <= SIZE_WINDOW_MAX_MISFIT)
+                                     & (get["second_particle_excess"] <= 1.0)).astype(np.float64)
     return get
 
 
@@ -109,6 +114,7 @@ def measure(source: FrameSource, keys: Sequence[FrameKey], scores: np.ndarray, s
     values = {name: np.full(n, np.nan) for name in FEATURES}
     values["score"] = scores.copy()
     values["fit_ok"] = np.zeros(n)
+    values["one_round_particle"] = np.zeros(n)
     reasons = [""] * n
     fitted = scores >= screen
     index = np.flatnonzero(fitted)
