@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     with cli.progress(total=len(pool), desc="fit", quiet=args.quiet) as bar:
         measured = measure(source, [hits.keys[i] for i in pool], hits.scores[pool], -math.inf, jobs=args.jobs,
                            on_frames=bar.update)
-    chosen, why = propose(measured, args.n, selector=selector, seed=args.seed)
+    chosen, why = propose(measured, args.n, selector=selector, seed=args.seed, screen=screen)
     p = selector.probability(measured) if selector else np.full(len(measured), np.nan)
     _write(args, measured, chosen, why, p)
     kinds = {w: why.count(w) for w in dict.fromkeys(why)}

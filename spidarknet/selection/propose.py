@@ -5,7 +5,9 @@ Two kinds of frame teach it most (the usual pool-based active learning of a clas
 - **representative** ones, that cover the run: the features of a pool of the run's frames
   (every kind, photon level and size, negatives included) are clustered with k-means
   (scikit-learn) and the frame nearest each cluster's centre is proposed; clusters follow
-  the run's own mix, so a kind that is 10 % of the frames gets about 10 % of the proposals;
+  the run's own mix, three quarters of them among the frames the network lets through
+  (where the selection is made); a quarter are frames below the network's screen (empty
+  shots, faint frames, droplets), at evenly spaced quantiles of their photons;
 - **uncertain** ones, near the boundary of the selector learnt so far (probability near
   0.5), spread over the boundary the same way (k-means among the most uncertain).
 
@@ -56,10 +58,43 @@ def _nearest_to_centres(x: np.ndarray, k: int, seed: int) -> list[int]:
     return chosen
 
 
+#: share of the representative proposals taken among the frames below the network's screen
+BELOW_SCREEN_SHARE = 0.25
+
+
+def _representative(x: np.ndarray, candidates: np.ndarray, n: int, scores: np.ndarray, photons: np.ndarray,
+                    screen: float | None, seed: int) -> list[int]:
+    """n representative candidates: with a ``screen``, a quarter among those below it (at
+    quantiles of their photons) and the rest among those above (where the singles and their
+    look-alikes are: k-means), else k-means among all."""
+    if screen is None:
+        parts = [(candidates, n)]
+    else:
+        below, above = candidates[scores[candidates] < screen], candidates[scores[candidates] >= screen]
+        n_below = min(len(below), max(1, round(BELOW_SCREEN_SHARE * n))) if len(below) else 0
+        n_above = min(len(above), n - n_below)
+        parts = [(above, n_above), (below, n - n_above)]
+    chosen = [int(group[i]) for group, k in parts[:1] for i in _nearest_to_centres(x[group], k, seed)]
+    if len(parts) > 1:
+        chosen += _photon_quantiles(*parts[1], photons)
+    return chosen
+
+
+def _photon_quantiles(group: np.ndarray, k: int, photons: np.ndarray) -> list[int]:
+    """k frames of ``group`` at evenly spaced quantiles of their photons: below the screen the
+    fit's numbers are mostly missing, and the photons tell empty, faint and huge frames apart."""
+    if k <= 0 or len(group) == 0:
+        return []
+    order = group[np.argsort(np.nan_to_num(photons[group], nan=0.0), kind="stable")]
+    return [int(order[int((j + 0.5) * len(order) / k)]) for j in range(min(k, len(order)))]
+
+
 def propose(measured: Measured, n: int, *, selector: Selector | None = None,
-            labelled: Sequence[bool] | None = None, seed: int = 0) -> tuple[list[int], list[str]]:
+            labelled: Sequence[bool] | None = None, seed: int = 0,
+            screen: float | None = None) -> tuple[list[int], list[str]]:
     """Indices into ``measured`` of the ``n`` frames to label next, and why each ("uncertain"
-    or "representative")."""
+    or "representative"); with the network's ``screen``, three quarters of the representative
+    ones are frames the network lets through (the selection is made among them)."""
     free = np.ones(len(measured), dtype=bool) if labelled is None else ~np.asarray(labelled, dtype=bool)
     candidates = np.flatnonzero(free)
     if len(candidates) == 0 or n <= 0:
@@ -74,7 +109,8 @@ def propose(measured: Measured, n: int, *, selector: Selector | None = None,
         chosen += picked
         why += ["uncertain"] * len(picked)
     rest = np.setdiff1d(candidates, chosen)
-    picked = [int(rest[i]) for i in _nearest_to_centres(x[rest], n - len(chosen), seed)]
+    picked = _representative(x, rest, n - len(chosen), measured.values["score"], measured.values["signal_photons"],
+                             screen, seed)
     chosen += picked
     why += ["representative"] * len(picked)
     return chosen, why
