@@ -1302,6 +1302,22 @@ def _size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], g
     return results
 
 
+def fit_roi(info: FileInfo, settings: SizingSettings) -> tuple[int, int, int, int]:
+    """Rows r0:r1 and columns c0:c1 of a file's frames that the fit needs (around the beam,
+    the centre search included; may leave the frame)."""
+    reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], settings)[0]
+    half = int(math.ceil(max(r_max_px(info.geometry, settings), 128) + reach + 2))
+    cx, cy = info.geometry.centre_px
+    return (int(round(cy)) - half, int(round(cy)) + half + 1, int(round(cx)) - half, int(round(cx)) + half + 1)
+
+
+def size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], geometry: Geometry,
+                keys: Sequence[FrameKey], settings: SizingSettings, regions: dict) -> list[SizeResult]:
+    """The fits of frames already read (a region of ``data`` whose corner is ``origin``), in
+    this process; ``regions``, kept from call to call, keeps each mask's fit region."""
+    return _size_frames(data, valid, origin, geometry, keys, settings.check(), False, regions=regions)
+
+
 def _serve(conn) -> None:
     """A sizing worker (run by :class:`~spidarknet.core.pool.Pool`): one :class:`Result` of
     :func:`_size_frames` per task, until :class:`Stop`.  One BLAS thread each (the pool's
@@ -1354,11 +1370,7 @@ def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[F
     sources = _sources_to_size(source, keys)
 
     def region(info: FileInfo):
-        reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], s)[0]
-        half = int(math.ceil(max(r_max_px(info.geometry, s), 128) + reach + 2))
-        cx, cy = info.geometry.centre_px
-        return (int(round(cy)) - half, int(round(cy)) + half + 1,
-                int(round(cx)) - half, int(round(cx)) + half + 1)
+        return fit_roi(info, s)
 
     def tasks():
         for src in sources:

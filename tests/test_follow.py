@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from spidarknet.cli import detect
@@ -78,3 +79,31 @@ def test_follow_refuses_several_files_and_stops_when_idle(untrained_weights, sma
                         "--idle", "0.5", "--frames", "50:", "--quiet"]) == 0
     assert time.monotonic() - started < 30
     assert [k.index for k in read_hits(out).keys] == list(range(50, 60))
+
+
+@pytest.mark.slow
+def test_follow_applies_the_size_window_as_frames_arrive(small_cxi, tmp_path):
+    """--follow --size-range: the network screens, the frames it lets through are fitted from
+    the followed chunks, and the rows carry the fit and the reason, as the window gives
+    them on the finished file."""
+    growing, out = tmp_path / "live.cxi", tmp_path / "hits.csv"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(small_cxi), str(growing), "40", "10", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([writer.stdout], [], [], 60)
+        assert ready and writer.stdout.readline() == "ready\n", "the writer did not open its file for SWMR"
+        assert detect.main([str(growing), "--out", str(out), "--follow", "--size-range", "60", "75",
+                            "--energy-ev", "1700", "--idle", "2", "--chunk", "5", "--quiet"]) == 0
+    finally:
+        assert writer.wait(timeout=120) == 0
+        writer.stdout.close()
+    followed = read_hits(out)
+    assert [k.index for k in followed.keys] == list(range(40))
+    after = tmp_path / "after.csv"
+    assert detect.main([str(growing), "--out", str(after), "--size-range", "60", "75", "--energy-ev", "1700",
+                        "--quiet", "--jobs", "1"]) == 0
+    whole = read_hits(after)
+    assert followed.hits.any() and list(followed.hits) == list(whole.hits)
+    d0, d1 = followed.columns["diameter_nm"], whole.columns["diameter_nm"]
+    assert np.allclose(d0, d1, equal_nan=True, atol=0.01)
+    assert followed.columns["reason"] == whole.columns["reason"]

@@ -264,8 +264,7 @@ def _model_from_args(args: argparse.Namespace):
     if args.selector:
         return _screen_for_selector(args, model)
     screen = model.validation.get("screening_threshold")
-    # only where the window is applied after the network: --follow applies none
-    if (args.size_range and not args.follow and args.threshold is None and args.expected_hit_rate is None
+    if (args.size_range and args.threshold is None and args.expected_hit_rate is None
             and screen is not None):
         recall = model.validation.get("screening_recall")
         if not args.quiet:
@@ -392,15 +391,16 @@ def run_follow(args: argparse.Namespace) -> int:
     checks = FrameChecks()
     rejected = 0
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
-    appender = RowAppender(args.out, model.threshold)
+    decider, roi = _follow_decision(args, info, pre)
+    appender = RowAppender(args.out, model.threshold, decider.columns if decider is not None else ())
     started = time.perf_counter()
     interrupted = False
     bar = cli.progress(desc=f"follow ({backend})", quiet=args.quiet)
     try:
         with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
                             libdarknet=args.libdarknet) as detector:
-            for chunk in follow_chunks(info, pre.roi(info), args.chunk, start=start, idle_s=args.idle):
-                rejected += append_scored(chunk, pre, gate, detector, checks, appender)
+            for chunk in follow_chunks(info, roi, args.chunk, start=start, idle_s=args.idle):
+                rejected += append_scored(chunk, pre, gate, detector, checks, appender, decider)
                 bar.update(len(chunk))
     except KeyboardInterrupt:
         interrupted = True
@@ -420,9 +420,20 @@ def _check_follow_options(args: argparse.Namespace) -> None:
         raise ConfigError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
     if args.idle <= 0:
         raise ConfigError("--idle must be positive")
-    if args.selector:
-        raise ConfigError("--follow does not apply a --selector yet: run 'detect --selector' on the file "
-                          "once it is written")
+
+
+def _follow_decision(args: argparse.Namespace, info, pre):
+    """(the --size-range or --selector decision applied to each followed chunk, or None; the
+    region to read: the network's crop, with the fit's region where there is a decision)."""
+    roi = pre.roi(info)
+    if not (args.size_range or args.selector):
+        return None, roi
+    from spidarknet.selection.decide import ChunkDecider
+    from spidarknet.sizing import fit_roi
+    decider = ChunkDecider(size_range=args.size_range, selector=getattr(args, "selector_obj", None))
+    fit = fit_roi(info, decider.settings)
+    union = (min(roi[0], fit[0]), max(roi[1], fit[1]), min(roi[2], fit[2]), max(roi[3], fit[3]))
+    return decider, union
 
 
 def _follow_start(frames_option: str | None) -> int:

@@ -66,13 +66,14 @@ def follow_chunks(info: FileInfo, roi: Roi | None, chunk_frames: int, *, start: 
 class RowAppender:
     """A hit-list CSV that grows by complete rows."""
 
-    def __init__(self, path: str | os.PathLike, threshold: float):
+    def __init__(self, path: str | os.PathLike, threshold: float, columns: tuple[str, ...] = ()):
+        """``columns``: the extra columns every appended hit list carries (a decision's)."""
         self.path = path
         self.threshold = threshold
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self.rows = 0
         self.hits = 0
-        os.write(self.fd, (",".join(COLUMNS) + "\n").encode())
+        os.write(self.fd, (",".join(COLUMNS + list(columns)) + "\n").encode())
 
     def append(self, hits: HitList) -> None:
         buffer = io.StringIO()
@@ -87,12 +88,18 @@ class RowAppender:
 
 
 def append_scored(chunk: FrameChunk, pre: Preprocessor, gate: PrefilterGate | None, detector: Detector,
-                  checks: FrameChecks, appender: RowAppender) -> int:
-    """Score one chunk of a followed file and append its rows; returns the frames the
-    prefilter kept from the network."""
+                  checks: FrameChecks, appender: RowAppender,
+                  decide: Callable[[FrameChunk, HitList], object] | None = None) -> int:
+    """Score one chunk of a followed file and append its rows (narrowed by ``decide``, which
+    may fit the chunk's frames and add columns); returns the frames the prefilter kept from
+    the network."""
+    data, valid, origin = chunk.data, chunk.valid, chunk.origin  # preprocessing may narrow the chunk's mask
     processed = pre.process(chunk)
     passed = gate.passes(chunk, processed.photons) if gate is not None else None
     scores, boxes = score_chunk(detector, processed, passed, pre.settings)
     status = checks.add(chunk, processed)
-    appender.append(HitList(chunk.keys, scores, boxes, appender.threshold, status=status))
+    hits = HitList(chunk.keys, scores, boxes, appender.threshold, status=status)
+    if decide is not None:
+        decide(FrameChunk(info=chunk.info, indices=chunk.indices, data=data, valid=valid, origin=origin), hits)
+    appender.append(hits)
     return len(chunk) - int(np.count_nonzero(passed)) if passed is not None else 0

@@ -13,11 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from spidarknet.frames.source import FrameSource
+from spidarknet.frames.source import FrameChunk, FrameSource
 from spidarknet.hits import HitList
-from spidarknet.selection.features import HIT_COLUMNS, Measured, measure
+from spidarknet.selection.features import HIT_COLUMNS, Measured, measure, measured_from
 from spidarknet.selection.selector import Selector
-from spidarknet.sizing import SIZE_WINDOW_MAX_MISFIT, second_particle_cut, window_verdicts
+from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, SizingSettings, second_particle_cut, size_frames,
+                               window_verdicts)
 
 
 def window_reasons(measured: Measured, size_range: Sequence[float],
@@ -66,6 +67,11 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
         raise ValueError("give a size range or a selector")
     scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
     measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range)
+    return apply_measured(hits, measured, size_range, selector)
+
+
+def apply_measured(hits: HitList, measured: Measured, size_range, selector: Selector | None) -> dict:
+    """Narrow ``hits`` by the window or the selector on ``measured`` (its fitted frames)."""
     measured.values["score"] = hits.scores.astype(np.float64)
     if selector is not None:
         selected, probability, reasons = selector_reasons(measured, selector)
@@ -81,3 +87,25 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
     if measured.warnings:
         hits.meta["geometry_warnings"] = measured.warnings
     return counts
+
+
+class ChunkDecider:
+    """The window or the selector applied chunk by chunk (``detect --follow``): the frames of
+    a chunk that the network lets through are fitted here, from the chunk's own pixels
+    (read with :func:`~spidarknet.sizing.fit_roi`'s region), as they arrive."""
+
+    def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None):
+        if (size_range is None) == (selector is None):
+            raise ValueError("give a size range or a selector")
+        self.size_range, self.selector = size_range, selector
+        self.settings = SizingSettings()
+        self.regions: dict = {}
+        self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
+
+    def __call__(self, chunk: FrameChunk, hits: HitList) -> None:
+        index = np.flatnonzero(hits.hits)
+        valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[index]
+        results = size_frames(chunk.data[index], valid, chunk.origin, chunk.info.geometry,
+                              [hits.keys[i] for i in index], self.settings, self.regions)
+        measured = measured_from(hits.keys, hits.scores, index, results, [chunk.info])
+        apply_measured(hits, measured, self.size_range, self.selector)

@@ -82,7 +82,7 @@ def _offset_inv_nm(result: SizeResult, geometries: dict) -> float:
     return 2.0 * math.pi / g.wavelength_m * math.hypot(dx, dy) / g.distance_m * 1e-9
 
 
-def _fit_values(results: Sequence[SizeResult], source: FrameSource) -> dict[str, np.ndarray]:
+def _fit_values(results: Sequence[SizeResult], files) -> dict[str, np.ndarray]:
     """The sphere fit's features of ``results``, in their order."""
     get = {name: np.array([getattr(r, name) for r in results], dtype=np.float64)
            for name in ("diameter_nm", "diameter_err_nm", "misfit", "fit_quality", "second_particle_z",
@@ -90,7 +90,7 @@ def _fit_values(results: Sequence[SizeResult], source: FrameSource) -> dict[str,
     get["background_photons_per_pixel"] = np.array([r.background_photons_per_pixel for r in results],
                                                    dtype=np.float64)
     get["second_particle_excess"] = get["second_particle_z"] / second_particle_cut(get["signal_photons"])
-    geometries = {os.path.abspath(f.path): f.geometry for f in source.files}
+    geometries = {os.path.abspath(f.path): f.geometry for f in files}
     get["centre_offset_inv_nm"] = np.array([_offset_inv_nm(r, geometries) for r in results], dtype=np.float64)
     get["fit_ok"] = np.array([r.ok for r in results], dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -110,27 +110,35 @@ def measure(source: FrameSource, keys: Sequence[FrameKey], scores: np.ndarray, s
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) != len(keys):
         raise ValueError("one score per frame is needed")
+    index = np.flatnonzero(scores >= screen)
+    results = []
+    if len(index):
+        chosen = [keys[i] for i in index]
+        fits = estimate_sizes(source.select_keys(chosen), settings=SizingSettings(), jobs=jobs, on_frames=on_frames)
+        by_key = {(os.path.abspath(r.key.file), r.key.index): r for r in fits}
+        results = [by_key[(os.path.abspath(k.file), k.index)] for k in chosen]
+    return measured_from(keys, scores, index, results, source.files, size_range=size_range)
+
+
+def measured_from(keys: Sequence[FrameKey], scores: np.ndarray, index: np.ndarray, results: Sequence[SizeResult],
+                  files, *, size_range=None) -> Measured:
+    """The features of ``keys`` (scored ``scores``) of which the frames ``index`` were fitted
+    (``results``, in that order; the rest keep NaN and ``fit_ok`` 0)."""
     n = len(keys)
     values = {name: np.full(n, np.nan) for name in FEATURES}
-    values["score"] = scores.copy()
+    values["score"] = np.asarray(scores, dtype=np.float64).copy()
     values["fit_ok"] = np.zeros(n)
     values["one_round_particle"] = np.zeros(n)
     reasons = [""] * n
-    fitted = scores >= screen
-    index = np.flatnonzero(fitted)
+    fitted = np.zeros(n, dtype=bool)
+    fitted[index] = True
+    warnings = []
     if len(index):
-        chosen = [keys[i] for i in index]
-        results = estimate_sizes(source.select_keys(chosen), settings=SizingSettings(), jobs=jobs,
-                                 on_frames=on_frames)
-        by_key = {(os.path.abspath(r.key.file), r.key.index): r for r in results}
-        ordered = [by_key[(os.path.abspath(k.file), k.index)] for k in chosen]
-        for name, column in _fit_values(ordered, source).items():
+        for name, column in _fit_values(results, files).items():
             values[name][index] = column
-        for i, r in zip(index, ordered):
+        for i, r in zip(index, results):
             reasons[i] = r.reason
-        warnings = geometry_warnings(ordered, source.files, size_range=size_range)
-    else:
-        warnings = []
+        warnings = geometry_warnings(results, files, size_range=size_range)
     return Measured(list(keys), values, reasons, fitted, warnings)
 
 
