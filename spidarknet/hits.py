@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import atomic_path, write_json
 from spidarknet.core.selection import csv_header, read_selection
 from spidarknet.frames.source import FrameKey
@@ -142,6 +142,26 @@ class HitList:
         write_json(self.summary(), summary_path(path), True, "hit list summary")
         log.info("wrote the hit list %s: %d rows, %d hits at threshold %.3g", path, len(self), self.n_hits,
                  self.threshold)
+
+    def to_dict(self) -> dict[str, list]:
+        """The hit list as columns (the CSV's names): file, dataset, index, score, x, y, w, h,
+        hit, status and the measured columns."""
+        out = {"file": [k.file for k in self.keys], "dataset": [k.dataset for k in self.keys],
+               "index": [k.index for k in self.keys], "score": self.scores.astype(float).tolist()}
+        out.update({name: self.boxes[:, i].astype(float).tolist() for i, name in enumerate("xywh")})
+        out["hit"] = self.hits.astype(int).tolist()
+        out["status"] = [STATUSES[s] for s in self.status]
+        out.update({name: list(values) if isinstance(values, list) else values.tolist()
+                    for name, values in self.columns.items()})
+        return out
+
+    def to_pandas(self):
+        """The hit list as a pandas DataFrame, one row per frame (needs pandas)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ConfigError("HitList.to_pandas needs pandas: pip install pandas (or use to_dict())") from None
+        return pandas.DataFrame(self.to_dict())
 
     def summary(self) -> dict:
         return {"threshold": self.threshold, "frames": len(self), "hits": self.n_hits, **self.meta}

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spidarknet"
 # a module belongs to its longest match.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # errors, atomic outputs, frame-name matching, selection files, metrics, 0/1 labels; the version
-    ("core", ("spidarknet", "spidarknet.core.*")),
+    ("core", ("spidarknet.core.*",)),
     # CXI/HDF5 frames streamed in chunks, geometry, masks, compression filters
     ("frames", ("spidarknet.frames.*",)),
     # simulated, labelled frames written as CXI (reads a user's file for --like)
@@ -49,12 +49,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("judge", ("spidarknet.judge.*",)),
     # the HTML report of a selection and its figures
     ("report", ("spidarknet.report.*",)),
+    # the library's functions for notebooks and scripts: open frames, load a model, detect, fit, evaluate
+    ("api", ("spidarknet.api",)),
     # command-line plumbing and one module per pipeline command
     ("cli", ("spidarknet.cli.*", "spidarknet.__main__")),
     # experiments that drive the pipeline through its commands, as a user would
     ("experiments", ("spidarknet.experiments.*",)),
     # the commands that start those experiments
     ("experiment commands", ("spidarknet.cli.bench", "spidarknet.cli.seed_questions")),
+    # the package's face: the API's names and the exceptions, imported on first use
+    ("face", ("spidarknet",)),
 ]
 
 

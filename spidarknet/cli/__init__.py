@@ -62,7 +62,7 @@ def dispatch(argv: Sequence[str]) -> int:
         _print_command_list(sys.stdout if argv else sys.stderr)
         return 0 if argv else EXIT_USAGE
     if argv[0] == "--version":
-        from spidarknet import __version__
+        from spidarknet.core.version import __version__
         print(f"spidarknet {__version__}")
         return 0
     name = argv[0]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spidarknet import __version__, cli
+from spidarknet import cli
+from spidarknet.core.version import __version__
 from spidarknet.detection.local import (PREFILTER_SIGMA, FrameChecks, PartialResult, Prefilter, PrefilterGate,
                                         detect_frames)
 from spidarknet.core.defaults import DETECT_CHUNK_FRAMES, INFERENCE_BATCH

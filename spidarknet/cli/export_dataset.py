@@ -8,7 +8,8 @@ import os
 import sys
 import time
 
-from spidarknet import __version__, cli
+from spidarknet import cli
+from spidarknet.core.version import __version__
 from spidarknet.dataset import (DarknetDatasetWriter, check_trainable, labels_from_dataset,
                                 labels_from_selections, split_subsets, used_frames, write_frames)
 from spidarknet.core.defaults import ORIENTATIONS, READ_CHUNK_FRAMES, TRAIN_BATCH, VALID_FRACTION

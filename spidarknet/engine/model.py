@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spidarknet import __version__
+from spidarknet.core.version import __version__
 from spidarknet.core.defaults import DETECTION_THRESHOLD
 from spidarknet.core.errors import ConfigError
 from spidarknet.core.outputs import write_json

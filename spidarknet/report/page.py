@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from spidarknet import __version__
+from spidarknet.core.version import __version__
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import match_keys
 from spidarknet.core.outputs import check_destination, json_ready, staged_dir
