@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from spidarknet import cli
 from spidarknet.core.errors import EngineError, OutputError
 from spidarknet.detection.threshold import validated_model
 from spidarknet.engine.cfg import DarknetCfg
-from spidarknet.engine.data_folder import ExportedDataset
+from spidarknet.engine.data_folder import ExportedDataset, darknet_label_path
 from spidarknet.engine.locate import describe, find_darknet
 from spidarknet.engine.train import SEED_MAX, final_weights, newest_backup, omp_wait_policy, takes_seed, train
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise EngineError(f"{describe(darknet)} cannot train YOLOv2 on the CPU (upstream's region layer has "
                           "no CPU backward pass); build the patched engine with 'make darknet OPENMP=1'")
     weights = _starting_weights(args, ds)
+    _warn_small(ds)
     seed = args.seed
     if seed == "random":  # an engine without our seed patch seeds from the clock, unrecorded
         seed = secrets.randbelow(SEED_MAX + 1) if takes_seed(darknet) else None
@@ -98,9 +100,44 @@ def _starting_weights(args: argparse.Namespace, ds: ExportedDataset) -> Path | N
     elif final.exists() and not args.force:
         raise OutputError(f"{final} exists from an earlier training; use --resume to continue it, "
                           "--force to train again, or export a new data set")
+    else:
+        _set_aside_backups(ds)
     if args.pretrained:
         weights = Path(args.pretrained)
     return weights
+
+
+def _set_aside_backups(ds: ExportedDataset) -> None:
+    """Move an earlier training's weights into ``backup/previous/`` before training anew, so
+    that a --resume after an interruption continues this training, never the old one."""
+    base = ds.weights_base
+    old = [p for p in ds.backup_dir.glob(f"{base}*") if p.suffix in (".weights", ".backup")
+           and (p.name == f"{base}.backup" or p.name.startswith(f"{base}_"))]
+    if not old:
+        return
+    previous = ds.backup_dir / "previous"
+    if previous.is_dir():
+        shutil.rmtree(previous)
+    previous.mkdir()
+    for path in old:
+        path.rename(previous / path.name)
+    print(f"the earlier training's {len(old)} weight files are now in {previous}", file=sys.stderr)
+
+
+#: fewer labelled singles than this among the validation images give figures too uncertain to trust
+FEW_VALIDATION_SINGLES = 10
+
+
+def _warn_small(ds: ExportedDataset) -> None:
+    """A warning where the validation images hold too few singles for a threshold or an F1."""
+    singles = 0
+    for image in ds.valid_images:
+        label = ds.root / darknet_label_path(image)
+        singles += label.is_file() and label.stat().st_size > 0
+    if singles < FEW_VALIDATION_SINGLES:
+        print(f"warning: the validation images hold {singles} labelled singles (of {len(ds.valid_images)}): "
+              "the threshold and F1 chosen on them will be uncertain; label or export more frames "
+              f"(at least {FEW_VALIDATION_SINGLES} singles among the validation frames)", file=sys.stderr)
 
 
 def _train_with_progress(args: argparse.Namespace, ds: ExportedDataset, darknet, weights: Path | None,
