@@ -579,6 +579,7 @@ class _FitRegion:
         self.x, self.y = x[near], y[near]
         self.x64, self.y64 = self.x.astype(np.float64), self.y.astype(np.float64)
         self.flat = None   # row-major indices of the pixels in a frame of this shape (on first use)
+        self.bounds = None   # the least and largest x and y (on first use)
         self._ring_pixels: dict = {}
 
     def ring_pixels(self, shifts: np.ndarray, width: float, n_rings: int) -> np.ndarray:
@@ -636,6 +637,7 @@ class _FitPixels:
         else:   # NaN pixels of this frame leave its fit, in the same order
             self.x, self.y, values = region.x[finite], region.y[finite], values[finite]
             self.x64, self.y64 = region.x64[finite], region.y64[finite]
+        self.values = values                    # photons on every pixel (0 on most)
         self.lit = np.flatnonzero(values > 0)   # the pixels holding photons
         self.photon_x, self.photon_y = self.x[self.lit], self.y[self.lit]
         self.counts = values[self.lit]
@@ -643,6 +645,17 @@ class _FitPixels:
     @property
     def n_pixels(self) -> int:
         return len(self.x)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """The least and largest x and y of the usable pixels (x min, x max, y min, y max)."""
+        if self.all_finite and self.region.bounds is not None:
+            return self.region.bounds
+        bounds = ((float(self.x.min()), float(self.x.max()), float(self.y.min()), float(self.y.max()))
+                  if len(self.x) else (0.0, 0.0, 0.0, 0.0))
+        if self.all_finite:
+            self.region.bounds = bounds
+        return bounds
 
     def offsets(self, centre_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """x and (aspect-scaled) y of the usable pixels seen from ``centre_xy``."""
@@ -738,23 +751,20 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     largest = 0.9 * math.pi / kappa
     if not largest > SECOND_PARTICLE_MIN_SEPARATION * diameter_m or len(mu) == 0:
         return float("nan"), float("nan")
-    x, y = pixels.offsets(centre_xy)
-    col, row = np.rint(x).astype(np.intp), np.rint(y).astype(np.intp)
-    signal = mu - background
-    weighted = -signal                              # (C/μ − 1) s, with C = 0 off the lit pixels
-    weighted[pixels.lit] += pixels.counts * signal[pixels.lit] / mu[pixels.lit]
-    variance = float(np.sum(signal * signal / mu))
+    kernels = _kernels()
+    shift = (np.float32(centre_xy[0] - pixels.centre_xy[0]),
+             np.float32((centre_xy[1] - pixels.centre_xy[1]) * pixels.aspect))
+    # (C/μ − 1) s on the grid of the pixels' rounded offsets (float32: the map's noise is
+    # Poisson's, ~10⁷ times float32's), with C = 0 off the lit pixels
+    grid, variance = kernels.residual_grid(pixels.x, pixels.y, shift, pixels.lit, pixels.counts, mu, background,
+                                           pixels.bounds)
     if not variance > 0:
         return float("nan"), float("nan")
-    n = 1 << int(math.ceil(math.log2(2 * (max(np.abs(col).max(), np.abs(row).max()) + 1))))
-    grid = np.bincount((row % n) * n + col % n, weights=weighted, minlength=n * n).reshape(n, n)
-    spectrum = _fft().rfft2(grid, workers=1)
-    power = spectrum.real ** 2
-    power += spectrum.imag ** 2
-    power /= variance
-    separation = _separations(n, kappa)
-    searched = (separation > SECOND_PARTICLE_MIN_SEPARATION * diameter_m) & (separation < largest)
-    n_searched = int(np.count_nonzero(searched))
+    spectrum = _fft().rfft2(grid, workers=1, overwrite_x=True)
+    separation = _separations(len(grid), kappa)
+    low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
+    n_searched, n_quiet, best, peak, histogram = kernels.spectrum_peak(spectrum, separation, low, largest, variance,
+                                                                  quiet)
     if not n_searched:
         return float("nan"), float("nan")
     # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower
@@ -762,11 +772,10 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     # second particle raises its peaks and their surroundings, hardly the quietest quarter.
     # (The quartile is looked for only when it can exceed ln(4/3): when fewer values than
     # the quartile's rank lie below that.)
-    quiet = math.log(4.0 / 3.0)
-    if np.count_nonzero(searched & (power <= quiet)) < math.ceil(0.25 * (n_searched - 1)) + 1:
-        power /= max(1.0, float(np.percentile(power[searched], 25)) / quiet)
-    best = int(np.argmax(np.where(searched, power, -1.0)))
-    return math.sqrt(power.flat[best]), float(separation.flat[best])
+    if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1:
+        quartile = kernels.spectrum_quantile(spectrum, separation, low, largest, variance, 0.25, histogram)
+        peak /= max(1.0, quartile / quiet)
+    return math.sqrt(peak), float(separation.flat[best])
 
 
 def _kernels():
@@ -902,9 +911,9 @@ class _PixelModel:
     parameters θ = (a, [b,] d in nm[, cx, cy]) (b fixed at 0 without a background, the
     centre fixed at ``centre_xy`` when ``fit_centre`` is false): :meth:`at` gives the
     negative log-likelihood, its gradient, the expected (Fisher) information
-    ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel.  The model and its derivatives on every
-    pixel come from :func:`spidarknet.sizing_kernels.pixel_gradients` (compiled); the
-    photons enter only on the pixels holding them (``Σ C log μ``, ``Σ C ∇μ / μ``)."""
+    ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel, all but ``Σ C log μ`` (a sum over the pixels
+    holding photons) from one compiled pass over the pixels
+    (:func:`spidarknet.sizing_kernels.pixel_pass`)."""
 
     def __init__(self, pixels: _FitPixels, optics: _Optics, fit_background: bool, fit_centre: bool,
                  centre_xy: Sequence[float]):
@@ -929,13 +938,11 @@ class _PixelModel:
         a, b, d_nm, cx, cy = self.unpack(theta)
         pixels = self.pixels
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
-        grads = _kernels().pixel_gradients(pixels.x64, pixels.y64, shift, pixels.aspect, d_nm * 1e-9, self.vector,
-                                        self.steps)
-        mu, sums, info = _kernels().accumulate(grads, a, b)
-        lit = _kernels().lit_sums(grads, mu, pixels.lit, pixels.counts)   # Σ C/μ (s, ∂s/∂d, ∂s/∂c, 1)
-        score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])
-        # not BLAS: a threaded dot product costs 100 times more on a busy machine
-        nll = float(sums[0] - (pixels.counts * np.log(np.maximum(mu[pixels.lit], 1e-300))).sum())
+        kernels = _kernels()
+        mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
+                                                 d_nm * 1e-9, self.vector, self.steps, a, b)
+        score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
+        nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
         free = self.free
         return nll, (sums[1:] - score)[free], info[np.ix_(free, free)], mu
 
