@@ -73,6 +73,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -580,6 +581,7 @@ class _FitRegion:
         self.x64, self.y64 = self.x.astype(np.float64), self.y.astype(np.float64)
         self.flat = None   # row-major indices of the pixels in a frame of this shape (on first use)
         self.bounds = None   # the least and largest x and y (on first use)
+        self.radius_ranges: dict = {}   # least and largest radius by centre (on first use)
         self._ring_pixels: dict = {}
 
     def ring_pixels(self, shifts: np.ndarray, width: float, n_rings: int) -> np.ndarray:
@@ -680,6 +682,18 @@ class _FitPixels:
         """(centres, n_rings): the photons in rings ``width`` wide about each centre."""
         return _kernels().ring_sums(self.photon_x, self.photon_y, self.counts, self.shifts(centres), width, n_rings)
 
+    def radius_range(self, centre_xy: Sequence[float]) -> tuple[float, float]:
+        """The least and largest radius (x pixels) of the usable pixels from ``centre_xy``
+        (kept by the region for its frames without NaN pixels)."""
+        key = (float(centre_xy[0]), float(centre_xy[1]))
+        if self.all_finite and key in self.region.radius_ranges:
+            return self.region.radius_ranges[key]
+        r = self.radii(centre_xy)[0]
+        found = (float(r.min()), float(r.max()))
+        if self.all_finite:
+            self.region.radius_ranges[key] = found
+        return found
+
     def radii(self, centre_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """Radii (x pixels) of the usable pixels and of the photon pixels from ``centre_xy``."""
         dx = np.float32(centre_xy[0] - self.centre_xy[0])
@@ -705,6 +719,7 @@ class SphereFit:
     misfit: float = float("nan")   # excess Pearson χ² of the ring sums per signal photon
     second_particle_z: float = float("nan")  # evidence (σ) for fringes of a second particle
     second_particle_separation_m: float = float("nan")  # the separation across the beam it found
+    second_particle_cpu_s: float = 0.0  # CPU seconds of that test (its cost, for benchmarks)
     centre_xy: tuple[float, float] | None = None
     nll: float = float("nan")  # Σ μ − Σ C log μ at the optimum
     reason: str = ""           # why the fit failed ("" when it did not)
@@ -991,8 +1006,7 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
     gradient, in standard errors, is below 1 % of one (the grid's start may lie many
     standard errors away), or after ``max_steps`` steps.  ``start``
     is (a, b, d in m, cx, cy).  Returns a, b, d (m), cx, cy, the covariance of the free
-    parameters (a, [b,] d in nm[, cx, cy]), the negative log-likelihood, μ per pixel and
-    the pixels' radii.
+    parameters (a, [b,] d in nm[, cx, cy]), the negative log-likelihood and μ per pixel.
     """
     a, b, d_m, cx, cy = (float(v) for v in start)
     fit_c = search_centre is not None
@@ -1023,9 +1037,7 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
         if ratio > 0.15:
             theta, (nll, grad, info, mu) = trial, found
     a, b, d_nm, cx, cy = model.unpack(theta)
-    shift_x, shift_y = cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect
-    r = np.sqrt((pixels.x64 - shift_x) ** 2 + (pixels.y64 - shift_y) ** 2)
-    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu, r
+    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu
 
 
 def _inverse_scaled(matrix: np.ndarray) -> np.ndarray:
@@ -1049,13 +1061,26 @@ def centre_search_in_pixels(pixel_m: float, s: SizingSettings) -> tuple[float, f
     return s.centre_search_px * scale, s.centre_step_px * scale
 
 
+#: the grids of :func:`_centre_candidates`, by their arguments (read-only arrays)
+_centre_grid_cache: dict = {}
+
+
 def _centre_candidates(centre_xy: Sequence[float], search_px: float, step_px: float) -> np.ndarray:
-    """Grid points (x, y) every ``step_px`` within ``search_px`` of ``centre_xy``."""
-    m = int(math.floor(search_px / step_px + 1e-9))
-    offsets = np.arange(-m, m + 1) * step_px
-    dx, dy = np.meshgrid(offsets, offsets)
-    inside = np.hypot(dx, dy) <= search_px + 1e-9
-    return np.column_stack([dx[inside] + centre_xy[0], dy[inside] + centre_xy[1]])
+    """Grid points (x, y) every ``step_px`` within ``search_px`` of ``centre_xy`` (kept: a
+    file's frames search the same grids; read-only)."""
+    key = (float(centre_xy[0]), float(centre_xy[1]), float(search_px), float(step_px))
+    grid = _centre_grid_cache.get(key)
+    if grid is None:
+        m = int(math.floor(search_px / step_px + 1e-9))
+        offsets = np.arange(-m, m + 1) * step_px
+        dx, dy = np.meshgrid(offsets, offsets)
+        inside = np.hypot(dx, dy) <= search_px + 1e-9
+        grid = np.column_stack([dx[inside] + centre_xy[0], dy[inside] + centre_xy[1]])
+        grid.setflags(write=False)
+        if len(_centre_grid_cache) >= 4096:
+            _centre_grid_cache.clear()
+        _centre_grid_cache[key] = grid
+    return grid
 
 
 #: ring tables (diameters x rings) of :func:`_ring_table`: the same for every frame of a file
@@ -1147,8 +1172,8 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     refine = s.refine_centre and s.centre_search_px > 0
     reach, step = centre_search_in_pixels(optics.pixel_m, s) if refine else (0.0, 0.0)
     n_total = pixels.n_pixels
-    radii = pixels.radii(centre_xy)[0]
-    q_range = ((float(optics.q_inv_m(radii.min())), float(optics.q_inv_m(radii.max()))) if n_total
+    r_least, r_most = pixels.radius_range(centre_xy) if n_total else (float("nan"),) * 2
+    q_range = ((float(optics.q_inv_m(r_least)), float(optics.q_inv_m(r_most))) if n_total
                else (float("nan"),) * 2)
     if n_total < 100:
         return SphereFit(float("nan"), 0.0, 0.0, float("nan"), 0.0, 0, q_range,
@@ -1157,7 +1182,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
             "check the mask, --centre and --q-range")
     # 1. centre grid x diameter grid on ring sums, coarse then fine
     grid = _diameter_grid(s)
-    ring_limit = float(radii.max()) + reach + 2.0
+    ring_limit = r_most + reach + 2.0
     # rings narrower than the pixels where these span much of a fringe (binned frames)
     width = s.bin_px * min(1.0, 2.0 / optics.subpixels)
     if refine:
@@ -1173,24 +1198,31 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
         centre, d0, a0, b0 = _ring_search(pixels, optics, s, [tuple(centre_xy)], grid, width, 6, ring_limit,
                                           anchor_xy=centre_xy)
     # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
-    a, b, d, cx, cy, cov, nll, mu, r_pix = _fisher_scoring(
+    a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
     # 3. fit quality and uncertainty; 4. fringes of a second particle
-    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, r_pix, q_range), s)
+    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range), s)
     if fit.ok:
+        started = time.thread_time()
         fit.second_particle_z, fit.second_particle_separation_m = second_particle_z(
             pixels, optics, mu, b, (cx, cy), d)
+        fit.second_particle_cpu_s = time.thread_time() - started
     return fit
 
 
 def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nll: float, mu: np.ndarray,
             r_pix: np.ndarray, q_range) -> SphereFit:
     """The fit of ``params`` (a, b, d, cx, cy) with its ring-sum quality, misfit and the
-    diameter's 1σ from the covariance ``cov``."""
+    diameter's 1σ from the covariance ``cov``; the rings about (cx, cy) are those of the
+    pixels' radii ``r_pix`` where given (else worked out here)."""
     a, b, d, cx, cy = params
-    ring = (r_pix / s.bin_px).astype(np.intp)
-    mu_k, n_k = np.bincount(ring, weights=mu), np.bincount(ring)
-    c_k = np.bincount(ring[pixels.lit], weights=pixels.counts, minlength=len(mu_k))[:len(mu_k)]
+    if r_pix is None:
+        shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
+        mu_k, n_k, c_k = _kernels().ring_totals(pixels.x, pixels.y, shift, s.bin_px, mu, pixels.lit, pixels.counts)
+    else:
+        ring = (r_pix / s.bin_px).astype(np.intp)
+        mu_k, n_k = np.bincount(ring, weights=mu), np.bincount(ring)
+        c_k = np.bincount(ring[pixels.lit], weights=pixels.counts, minlength=len(mu_k))[:len(mu_k)]
     used = n_k > 0
     signal = float(mu.sum() - b * pixels.n_pixels)
     chi2, misfit = _ring_quality(c_k[used], mu_k[used], 2 + s.background + 2 * refine, signal)
@@ -1223,6 +1255,8 @@ class SizeResult:
     profile: RadialProfile | None = None
     q_inv_m: np.ndarray | None = None      # q of every ring of ``profile``
     fit: SphereFit | None = None
+    fit_cpu_s: float = 0.0                 # CPU seconds of the fit (its cost, for benchmarks)
+    second_particle_cpu_s: float = 0.0     # ... of which the second-particle test
 
     @property
     def ok(self) -> bool:
@@ -1263,7 +1297,9 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
                         region=None if regions is None else regions.get("last"), adu_per_photon=s.adu_per_photon)
     if regions is not None:
         regions["last"] = pixels.region
+    started = time.thread_time()
     fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s)
+    fit_cpu_s = time.thread_time() - started
     centre = fit.centre_xy or geometry.centre_px
     profile = q = None
     if with_profile:
@@ -1279,7 +1315,7 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
                       background_photons_per_pixel=fit.background, centre_xy=centre,
                       diameter_err_nm=fit.diameter_err_nm, misfit=fit.misfit,
                       second_particle_z=fit.second_particle_z, profile=profile,
-                      q_inv_m=q, fit=fit)
+                      q_inv_m=q, fit=fit, fit_cpu_s=fit_cpu_s, second_particle_cpu_s=fit.second_particle_cpu_s)
 
 
 def default_jobs() -> int:

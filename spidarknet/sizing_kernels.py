@@ -295,6 +295,27 @@ def _ring_sums(x, y, counts, shifts, width, out):
                 out[i, ring[j]] += counts[j]
 
 
+def _ring_totals(x, y, shift_x, shift_y, width, mu, lit, counts):
+    """(μ, pixels, photons) per ring ``width`` wide about a centre ``shift`` from the
+    region's centre (float64 arithmetic: the rings of numpy's
+    ``(((x - sx)² + (y - sy)²)^½ / width).astype(intp)``), as many rings as the farthest
+    pixel needs; ``lit`` (ascending) indexes the pixels holding ``counts`` photons."""
+    ring = np.empty(x.shape[0], dtype=np.int64)
+    last = 0
+    for j in range(x.shape[0]):
+        dx = np.float64(x[j]) - shift_x
+        dy = np.float64(y[j]) - shift_y
+        ring[j] = np.int64(math.sqrt(dx * dx + dy * dy) / width)
+        last = max(last, ring[j])
+    mu_k, n_k, c_k = np.zeros(last + 1), np.zeros(last + 1), np.zeros(last + 1)
+    for j in range(x.shape[0]):
+        mu_k[ring[j]] += mu[j]
+        n_k[ring[j]] += 1.0
+    for m in range(lit.shape[0]):
+        c_k[ring[lit[m]]] += counts[m]
+    return mu_k, n_k, c_k
+
+
 def _residual_grid(x, y, shift_x, shift_y, lit, counts, mu, background, side):
     """The weighted residual ``(C/μ − 1)(μ − b)`` of every pixel on a ``side`` x ``side``
     float32 grid (``side`` a power of two) at its rounded offsets (x, y float32, less
@@ -398,6 +419,7 @@ if numba is not None:
     _pixel_pass_jit = _jit(_pixel_pass, _SUM_FLAGS)
     _log_sum_jit = _jit(_log_sum, _SUM_FLAGS)
     _ring_sums_jit = _jit(_ring_sums, flags=False)
+    _ring_totals_jit = _jit(_ring_totals, flags=False)
     _residual_grid_jit = _jit(_residual_grid)
     _spectrum_peak_jit = _jit(_spectrum_peak)
     _spectrum_quantile_jit = _jit(_spectrum_quantile)
@@ -431,6 +453,13 @@ def ring_sums(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shifts: np.ndarr
     _ring_sums_jit(x, y, np.asarray(counts, dtype=np.float64), np.ascontiguousarray(shifts, dtype=np.float32),
                    np.float32(width), out)
     return out
+
+
+def ring_totals(x: np.ndarray, y: np.ndarray, shift, width: float, mu: np.ndarray, lit: np.ndarray,
+                counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Σ μ, pixels, Σ C) per ring of :func:`_ring_totals`."""
+    return _ring_totals_jit(x, y, float(shift[0]), float(shift[1]), float(width), mu, lit,
+                            np.asarray(counts, dtype=np.float64))
 
 
 def residual_grid(x: np.ndarray, y: np.ndarray, shift, lit: np.ndarray, counts: np.ndarray, mu: np.ndarray,
