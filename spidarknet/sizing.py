@@ -578,7 +578,6 @@ class _FitRegion:
         near = (r >= r_in_px) & (r <= r_out_px)
         self.rows, self.cols = yy[near] + r0, xx[near] + c0
         self.x, self.y = x[near], y[near]
-        self.x64, self.y64 = self.x.astype(np.float64), self.y.astype(np.float64)
         self.flat = None   # row-major indices of the pixels in a frame of this shape (on first use)
         self.bounds = None   # the least and largest x and y (on first use)
         self.radius_ranges: dict = {}   # least and largest radius by centre (on first use)
@@ -586,18 +585,18 @@ class _FitRegion:
 
     def ring_pixels(self, shifts: np.ndarray, width: float, n_rings: int) -> np.ndarray:
         """(centres, n_rings): the region's pixels in rings ``width`` wide about centres
-        ``shifts`` (float32 (x, y times aspect) from ``centre_xy``), kept per centre: they
-        depend on the geometry alone, and a file's frames search the same centres."""
-        out = np.empty((len(shifts), n_rings))
-        for i, shift in enumerate(shifts):
-            key = (float(shift[0]), float(shift[1]), float(width), int(n_rings))
-            row = self._ring_pixels.get(key)
-            if row is None:
-                if len(self._ring_pixels) >= 4096:
-                    self._ring_pixels.clear()
-                row = _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shift[None, :], width, n_rings)[0]
-                self._ring_pixels[key] = row
-            out[i] = row
+        ``shifts`` (float32 (x, y times aspect) from ``centre_xy``), kept per set of centres
+        (read-only): they depend on the geometry alone, and a file's frames search the same
+        centres."""
+        shifts = np.ascontiguousarray(shifts, dtype=np.float32)
+        key = (shifts.tobytes(), float(width), int(n_rings))   # the whole search's centres at once
+        out = self._ring_pixels.get(key)
+        if out is None:
+            if len(self._ring_pixels) >= 1024:
+                self._ring_pixels.clear()
+            out = _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shifts, width, n_rings)
+            out.setflags(write=False)
+            self._ring_pixels[key] = out
         return out
 
     def fits(self, usable: np.ndarray, shape, origin, centre_xy, r_in_px, r_out_px, aspect) -> bool:
@@ -629,16 +628,17 @@ class _FitPixels:
         if region.flat is None:
             region.flat = np.ravel_multi_index((region.rows, region.cols), photons.shape)
         values = np.ravel(photons).take(region.flat).astype(np.float64)
+        counted = photons.dtype.kind in "ub" and adu_per_photon is None   # photon counts: no NaN, none < 0
         if adu_per_photon is not None:
             values /= adu_per_photon
-        values[values < 0] = 0.0   # negative pixel noise counts as no photon
-        finite = np.isfinite(values)
-        self.all_finite = bool(finite.all())
+        if not counted:
+            values[values < 0] = 0.0   # negative pixel noise counts as no photon
+        finite = None if counted else np.isfinite(values)
+        self.all_finite = counted or bool(finite.all())
         if self.all_finite:
-            self.x, self.y, self.x64, self.y64 = region.x, region.y, region.x64, region.y64
+            self.x, self.y = region.x, region.y
         else:   # NaN pixels of this frame leave its fit, in the same order
             self.x, self.y, values = region.x[finite], region.y[finite], values[finite]
-            self.x64, self.y64 = region.x64[finite], region.y64[finite]
         self.values = values                    # photons on every pixel (0 on most)
         self.lit = np.flatnonzero(values > 0)   # the pixels holding photons
         self.photon_x, self.photon_y = self.x[self.lit], self.y[self.lit]
