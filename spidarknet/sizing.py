@@ -73,6 +73,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -577,24 +578,25 @@ class _FitRegion:
         near = (r >= r_in_px) & (r <= r_out_px)
         self.rows, self.cols = yy[near] + r0, xx[near] + c0
         self.x, self.y = x[near], y[near]
-        self.x64, self.y64 = self.x.astype(np.float64), self.y.astype(np.float64)
         self.flat = None   # row-major indices of the pixels in a frame of this shape (on first use)
+        self.bounds = None   # the least and largest x and y (on first use)
+        self.radius_ranges: dict = {}   # least and largest radius by centre (on first use)
         self._ring_pixels: dict = {}
 
     def ring_pixels(self, shifts: np.ndarray, width: float, n_rings: int) -> np.ndarray:
         """(centres, n_rings): the region's pixels in rings ``width`` wide about centres
-        ``shifts`` (float32 (x, y times aspect) from ``centre_xy``), kept per centre: they
-        depend on the geometry alone, and a file's frames search the same centres."""
-        out = np.empty((len(shifts), n_rings))
-        for i, shift in enumerate(shifts):
-            key = (float(shift[0]), float(shift[1]), float(width), int(n_rings))
-            row = self._ring_pixels.get(key)
-            if row is None:
-                if len(self._ring_pixels) >= 4096:
-                    self._ring_pixels.clear()
-                row = _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shift[None, :], width, n_rings)[0]
-                self._ring_pixels[key] = row
-            out[i] = row
+        ``shifts`` (float32 (x, y times aspect) from ``centre_xy``), kept per set of centres
+        (read-only): they depend on the geometry alone, and a file's frames search the same
+        centres."""
+        shifts = np.ascontiguousarray(shifts, dtype=np.float32)
+        key = (shifts.tobytes(), float(width), int(n_rings))   # the whole search's centres at once
+        out = self._ring_pixels.get(key)
+        if out is None:
+            if len(self._ring_pixels) >= 1024:
+                self._ring_pixels.clear()
+            out = _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shifts, width, n_rings)
+            out.setflags(write=False)
+            self._ring_pixels[key] = out
         return out
 
     def fits(self, usable: np.ndarray, shape, origin, centre_xy, r_in_px, r_out_px, aspect) -> bool:
@@ -626,16 +628,18 @@ class _FitPixels:
         if region.flat is None:
             region.flat = np.ravel_multi_index((region.rows, region.cols), photons.shape)
         values = np.ravel(photons).take(region.flat).astype(np.float64)
+        counted = photons.dtype.kind in "ub" and adu_per_photon is None   # photon counts: no NaN, none < 0
         if adu_per_photon is not None:
             values /= adu_per_photon
-        values[values < 0] = 0.0   # negative pixel noise counts as no photon
-        finite = np.isfinite(values)
-        self.all_finite = bool(finite.all())
+        if not counted:
+            values[values < 0] = 0.0   # negative pixel noise counts as no photon
+        finite = None if counted else np.isfinite(values)
+        self.all_finite = counted or bool(finite.all())
         if self.all_finite:
-            self.x, self.y, self.x64, self.y64 = region.x, region.y, region.x64, region.y64
+            self.x, self.y = region.x, region.y
         else:   # NaN pixels of this frame leave its fit, in the same order
             self.x, self.y, values = region.x[finite], region.y[finite], values[finite]
-            self.x64, self.y64 = region.x64[finite], region.y64[finite]
+        self.values = values                    # photons on every pixel (0 on most)
         self.lit = np.flatnonzero(values > 0)   # the pixels holding photons
         self.photon_x, self.photon_y = self.x[self.lit], self.y[self.lit]
         self.counts = values[self.lit]
@@ -643,6 +647,17 @@ class _FitPixels:
     @property
     def n_pixels(self) -> int:
         return len(self.x)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """The least and largest x and y of the usable pixels (x min, x max, y min, y max)."""
+        if self.all_finite and self.region.bounds is not None:
+            return self.region.bounds
+        bounds = ((float(self.x.min()), float(self.x.max()), float(self.y.min()), float(self.y.max()))
+                  if len(self.x) else (0.0, 0.0, 0.0, 0.0))
+        if self.all_finite:
+            self.region.bounds = bounds
+        return bounds
 
     def offsets(self, centre_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """x and (aspect-scaled) y of the usable pixels seen from ``centre_xy``."""
@@ -666,6 +681,18 @@ class _FitPixels:
     def ring_photons(self, centres, width: float, n_rings: int) -> np.ndarray:
         """(centres, n_rings): the photons in rings ``width`` wide about each centre."""
         return _kernels().ring_sums(self.photon_x, self.photon_y, self.counts, self.shifts(centres), width, n_rings)
+
+    def radius_range(self, centre_xy: Sequence[float]) -> tuple[float, float]:
+        """The least and largest radius (x pixels) of the usable pixels from ``centre_xy``
+        (kept by the region for its frames without NaN pixels)."""
+        key = (float(centre_xy[0]), float(centre_xy[1]))
+        if self.all_finite and key in self.region.radius_ranges:
+            return self.region.radius_ranges[key]
+        r = self.radii(centre_xy)[0]
+        found = (float(r.min()), float(r.max()))
+        if self.all_finite:
+            self.region.radius_ranges[key] = found
+        return found
 
     def radii(self, centre_xy: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """Radii (x pixels) of the usable pixels and of the photon pixels from ``centre_xy``."""
@@ -692,6 +719,7 @@ class SphereFit:
     misfit: float = float("nan")   # excess Pearson χ² of the ring sums per signal photon
     second_particle_z: float = float("nan")  # evidence (σ) for fringes of a second particle
     second_particle_separation_m: float = float("nan")  # the separation across the beam it found
+    second_particle_cpu_s: float = 0.0  # CPU seconds of that test (its cost, for benchmarks)
     centre_xy: tuple[float, float] | None = None
     nll: float = float("nan")  # Σ μ − Σ C log μ at the optimum
     reason: str = ""           # why the fit failed ("" when it did not)
@@ -738,23 +766,20 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     largest = 0.9 * math.pi / kappa
     if not largest > SECOND_PARTICLE_MIN_SEPARATION * diameter_m or len(mu) == 0:
         return float("nan"), float("nan")
-    x, y = pixels.offsets(centre_xy)
-    col, row = np.rint(x).astype(np.intp), np.rint(y).astype(np.intp)
-    signal = mu - background
-    weighted = -signal                              # (C/μ − 1) s, with C = 0 off the lit pixels
-    weighted[pixels.lit] += pixels.counts * signal[pixels.lit] / mu[pixels.lit]
-    variance = float(np.sum(signal * signal / mu))
+    kernels = _kernels()
+    shift = (np.float32(centre_xy[0] - pixels.centre_xy[0]),
+             np.float32((centre_xy[1] - pixels.centre_xy[1]) * pixels.aspect))
+    # (C/μ − 1) s on the grid of the pixels' rounded offsets (float32: the map's noise is
+    # Poisson's, ~10⁷ times float32's), with C = 0 off the lit pixels
+    grid, variance = kernels.residual_grid(pixels.x, pixels.y, shift, pixels.lit, pixels.counts, mu, background,
+                                           pixels.bounds)
     if not variance > 0:
         return float("nan"), float("nan")
-    n = 1 << int(math.ceil(math.log2(2 * (max(np.abs(col).max(), np.abs(row).max()) + 1))))
-    grid = np.bincount((row % n) * n + col % n, weights=weighted, minlength=n * n).reshape(n, n)
-    spectrum = _fft().rfft2(grid, workers=1)
-    power = spectrum.real ** 2
-    power += spectrum.imag ** 2
-    power /= variance
-    separation = _separations(n, kappa)
-    searched = (separation > SECOND_PARTICLE_MIN_SEPARATION * diameter_m) & (separation < largest)
-    n_searched = int(np.count_nonzero(searched))
+    spectrum = _fft().rfft2(grid, workers=1, overwrite_x=True)
+    separation = _separations(len(grid), kappa)
+    low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
+    n_searched, n_quiet, best, peak, histogram = kernels.spectrum_peak(spectrum, separation, low, largest, variance,
+                                                                  quiet)
     if not n_searched:
         return float("nan"), float("nan")
     # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower
@@ -762,11 +787,10 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     # second particle raises its peaks and their surroundings, hardly the quietest quarter.
     # (The quartile is looked for only when it can exceed ln(4/3): when fewer values than
     # the quartile's rank lie below that.)
-    quiet = math.log(4.0 / 3.0)
-    if np.count_nonzero(searched & (power <= quiet)) < math.ceil(0.25 * (n_searched - 1)) + 1:
-        power /= max(1.0, float(np.percentile(power[searched], 25)) / quiet)
-    best = int(np.argmax(np.where(searched, power, -1.0)))
-    return math.sqrt(power.flat[best]), float(separation.flat[best])
+    if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1:
+        quartile = kernels.spectrum_quantile(spectrum, separation, low, largest, variance, 0.25, histogram)
+        peak /= max(1.0, quartile / quiet)
+    return math.sqrt(peak), float(separation.flat[best])
 
 
 def _kernels():
@@ -902,9 +926,9 @@ class _PixelModel:
     parameters θ = (a, [b,] d in nm[, cx, cy]) (b fixed at 0 without a background, the
     centre fixed at ``centre_xy`` when ``fit_centre`` is false): :meth:`at` gives the
     negative log-likelihood, its gradient, the expected (Fisher) information
-    ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel.  The model and its derivatives on every
-    pixel come from :func:`spidarknet.sizing_kernels.pixel_gradients` (compiled); the
-    photons enter only on the pixels holding them (``Σ C log μ``, ``Σ C ∇μ / μ``)."""
+    ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel, all but ``Σ C log μ`` (a sum over the pixels
+    holding photons) from one compiled pass over the pixels
+    (:func:`spidarknet.sizing_kernels.pixel_pass`)."""
 
     def __init__(self, pixels: _FitPixels, optics: _Optics, fit_background: bool, fit_centre: bool,
                  centre_xy: Sequence[float]):
@@ -929,13 +953,11 @@ class _PixelModel:
         a, b, d_nm, cx, cy = self.unpack(theta)
         pixels = self.pixels
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
-        grads = _kernels().pixel_gradients(pixels.x64, pixels.y64, shift, pixels.aspect, d_nm * 1e-9, self.vector,
-                                        self.steps)
-        mu, sums, info = _kernels().accumulate(grads, a, b)
-        lit = _kernels().lit_sums(grads, mu, pixels.lit, pixels.counts)   # Σ C/μ (s, ∂s/∂d, ∂s/∂c, 1)
-        score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])
-        # not BLAS: a threaded dot product costs 100 times more on a busy machine
-        nll = float(sums[0] - (pixels.counts * np.log(np.maximum(mu[pixels.lit], 1e-300))).sum())
+        kernels = _kernels()
+        mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
+                                                 d_nm * 1e-9, self.vector, self.steps, a, b)
+        score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
+        nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
         free = self.free
         return nll, (sums[1:] - score)[free], info[np.ix_(free, free)], mu
 
@@ -984,8 +1006,7 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
     gradient, in standard errors, is below 1 % of one (the grid's start may lie many
     standard errors away), or after ``max_steps`` steps.  ``start``
     is (a, b, d in m, cx, cy).  Returns a, b, d (m), cx, cy, the covariance of the free
-    parameters (a, [b,] d in nm[, cx, cy]), the negative log-likelihood, μ per pixel and
-    the pixels' radii.
+    parameters (a, [b,] d in nm[, cx, cy]), the negative log-likelihood and μ per pixel.
     """
     a, b, d_m, cx, cy = (float(v) for v in start)
     fit_c = search_centre is not None
@@ -1016,9 +1037,7 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
         if ratio > 0.15:
             theta, (nll, grad, info, mu) = trial, found
     a, b, d_nm, cx, cy = model.unpack(theta)
-    shift_x, shift_y = cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect
-    r = np.sqrt((pixels.x64 - shift_x) ** 2 + (pixels.y64 - shift_y) ** 2)
-    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu, r
+    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu
 
 
 def _inverse_scaled(matrix: np.ndarray) -> np.ndarray:
@@ -1042,13 +1061,26 @@ def centre_search_in_pixels(pixel_m: float, s: SizingSettings) -> tuple[float, f
     return s.centre_search_px * scale, s.centre_step_px * scale
 
 
+#: the grids of :func:`_centre_candidates`, by their arguments (read-only arrays)
+_centre_grid_cache: dict = {}
+
+
 def _centre_candidates(centre_xy: Sequence[float], search_px: float, step_px: float) -> np.ndarray:
-    """Grid points (x, y) every ``step_px`` within ``search_px`` of ``centre_xy``."""
-    m = int(math.floor(search_px / step_px + 1e-9))
-    offsets = np.arange(-m, m + 1) * step_px
-    dx, dy = np.meshgrid(offsets, offsets)
-    inside = np.hypot(dx, dy) <= search_px + 1e-9
-    return np.column_stack([dx[inside] + centre_xy[0], dy[inside] + centre_xy[1]])
+    """Grid points (x, y) every ``step_px`` within ``search_px`` of ``centre_xy`` (kept: a
+    file's frames search the same grids; read-only)."""
+    key = (float(centre_xy[0]), float(centre_xy[1]), float(search_px), float(step_px))
+    grid = _centre_grid_cache.get(key)
+    if grid is None:
+        m = int(math.floor(search_px / step_px + 1e-9))
+        offsets = np.arange(-m, m + 1) * step_px
+        dx, dy = np.meshgrid(offsets, offsets)
+        inside = np.hypot(dx, dy) <= search_px + 1e-9
+        grid = np.column_stack([dx[inside] + centre_xy[0], dy[inside] + centre_xy[1]])
+        grid.setflags(write=False)
+        if len(_centre_grid_cache) >= 4096:
+            _centre_grid_cache.clear()
+        _centre_grid_cache[key] = grid
+    return grid
 
 
 #: ring tables (diameters x rings) of :func:`_ring_table`: the same for every frame of a file
@@ -1140,8 +1172,8 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     refine = s.refine_centre and s.centre_search_px > 0
     reach, step = centre_search_in_pixels(optics.pixel_m, s) if refine else (0.0, 0.0)
     n_total = pixels.n_pixels
-    radii = pixels.radii(centre_xy)[0]
-    q_range = ((float(optics.q_inv_m(radii.min())), float(optics.q_inv_m(radii.max()))) if n_total
+    r_least, r_most = pixels.radius_range(centre_xy) if n_total else (float("nan"),) * 2
+    q_range = ((float(optics.q_inv_m(r_least)), float(optics.q_inv_m(r_most))) if n_total
                else (float("nan"),) * 2)
     if n_total < 100:
         return SphereFit(float("nan"), 0.0, 0.0, float("nan"), 0.0, 0, q_range,
@@ -1150,7 +1182,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
             "check the mask, --centre and --q-range")
     # 1. centre grid x diameter grid on ring sums, coarse then fine
     grid = _diameter_grid(s)
-    ring_limit = float(radii.max()) + reach + 2.0
+    ring_limit = r_most + reach + 2.0
     # rings narrower than the pixels where these span much of a fringe (binned frames)
     width = s.bin_px * min(1.0, 2.0 / optics.subpixels)
     if refine:
@@ -1166,24 +1198,31 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
         centre, d0, a0, b0 = _ring_search(pixels, optics, s, [tuple(centre_xy)], grid, width, 6, ring_limit,
                                           anchor_xy=centre_xy)
     # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
-    a, b, d, cx, cy, cov, nll, mu, r_pix = _fisher_scoring(
+    a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
     # 3. fit quality and uncertainty; 4. fringes of a second particle
-    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, r_pix, q_range), s)
+    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range), s)
     if fit.ok:
+        started = time.thread_time()
         fit.second_particle_z, fit.second_particle_separation_m = second_particle_z(
             pixels, optics, mu, b, (cx, cy), d)
+        fit.second_particle_cpu_s = time.thread_time() - started
     return fit
 
 
 def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nll: float, mu: np.ndarray,
             r_pix: np.ndarray, q_range) -> SphereFit:
     """The fit of ``params`` (a, b, d, cx, cy) with its ring-sum quality, misfit and the
-    diameter's 1σ from the covariance ``cov``."""
+    diameter's 1σ from the covariance ``cov``; the rings about (cx, cy) are those of the
+    pixels' radii ``r_pix`` where given (else worked out here)."""
     a, b, d, cx, cy = params
-    ring = (r_pix / s.bin_px).astype(np.intp)
-    mu_k, n_k = np.bincount(ring, weights=mu), np.bincount(ring)
-    c_k = np.bincount(ring[pixels.lit], weights=pixels.counts, minlength=len(mu_k))[:len(mu_k)]
+    if r_pix is None:
+        shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
+        mu_k, n_k, c_k = _kernels().ring_totals(pixels.x, pixels.y, shift, s.bin_px, mu, pixels.lit, pixels.counts)
+    else:
+        ring = (r_pix / s.bin_px).astype(np.intp)
+        mu_k, n_k = np.bincount(ring, weights=mu), np.bincount(ring)
+        c_k = np.bincount(ring[pixels.lit], weights=pixels.counts, minlength=len(mu_k))[:len(mu_k)]
     used = n_k > 0
     signal = float(mu.sum() - b * pixels.n_pixels)
     chi2, misfit = _ring_quality(c_k[used], mu_k[used], 2 + s.background + 2 * refine, signal)
@@ -1216,6 +1255,8 @@ class SizeResult:
     profile: RadialProfile | None = None
     q_inv_m: np.ndarray | None = None      # q of every ring of ``profile``
     fit: SphereFit | None = None
+    fit_cpu_s: float = 0.0                 # CPU seconds of the fit (its cost, for benchmarks)
+    second_particle_cpu_s: float = 0.0     # ... of which the second-particle test
 
     @property
     def ok(self) -> bool:
@@ -1256,7 +1297,9 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
                         region=None if regions is None else regions.get("last"), adu_per_photon=s.adu_per_photon)
     if regions is not None:
         regions["last"] = pixels.region
+    started = time.thread_time()
     fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s)
+    fit_cpu_s = time.thread_time() - started
     centre = fit.centre_xy or geometry.centre_px
     profile = q = None
     if with_profile:
@@ -1272,7 +1315,7 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
                       background_photons_per_pixel=fit.background, centre_xy=centre,
                       diameter_err_nm=fit.diameter_err_nm, misfit=fit.misfit,
                       second_particle_z=fit.second_particle_z, profile=profile,
-                      q_inv_m=q, fit=fit)
+                      q_inv_m=q, fit=fit, fit_cpu_s=fit_cpu_s, second_particle_cpu_s=fit.second_particle_cpu_s)
 
 
 def default_jobs() -> int:

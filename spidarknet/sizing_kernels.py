@@ -150,104 +150,86 @@ def ring_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarray, ce
     return out
 
 
-def _amplitude(x):
-    """The sphere amplitude ``A = 3 (sin x − x cos x) / x³`` and its slope
-    ``A' = 3 (sin x / x − A) / x`` (series below x = 0.01), as
-    :func:`spidarknet.sizing._sphere_amplitude`."""
+def _point_model(px, py, aspect, d_m, pixel_m, distance_m, k4):
+    """The sphere model ``s = w A²`` of a point ``px``, ``py`` (x pixels, y already times
+    ``aspect``) from the beam centre, ``∂s/∂d`` (per nm) and ``∂s/∂cx``, ``∂s/∂cy`` (per
+    pixel of the centre), as :meth:`spidarknet.sizing._Optics.shape_and_derivatives`
+    (which has the formulas) but in two square roots and two divisions:
+
+    * ``L = √(D² + ρ²)``, ``t = 1/(L (L + D))``: ``cos 2θ = D (L + D) t`` and
+      ``sin² θ = ρ² t / 2`` (no cancellation near the beam), so ``q = 4π/λ · sin θ``;
+    * the sphere amplitude ``A(x)``, ``x = q d / 2``, and ``A'/x = 3 (sin x / x − A) / x²``
+      (series below x = 0.01: ``1 − x²/10`` and ``−1/5``);
+    * the radius enters the centre's derivatives as ``(∂s/∂r) / r`` =
+      ``p² (w'(ρ)/ρ · A² + w A (A'/x) d² (4π/λ)² D / (8 L³))`` (``x q'(ρ)/ρ = d (4π/λ)² D / (8 L³)``,
+      ``p`` the pixel size), which has no division by r.
+    """
+    r2 = px * px + py * py
+    rho2 = pixel_m * pixel_m * r2
+    length = math.sqrt(distance_m * distance_m + rho2)
+    t = 1.0 / (length * (length + distance_m))
+    inv_length = (length + distance_m) * t
+    c = distance_m * inv_length                      # cos 2θ
+    c2 = c * c
+    w = 0.5 * c2 * c * (1.0 + c2)
+    q = k4 * math.sqrt(0.5 * rho2 * t)
+    x = 0.5 * q * d_m
     small = x < 1e-2
     xs = 1.0 if small else x
     sin_x, cos_x = _sincos(xs)
     inv_x = 1.0 / xs
     amp = 3.0 * (sin_x - xs * cos_x) * inv_x * inv_x * inv_x
-    slope = 3.0 * (sin_x * inv_x - amp) * inv_x
-    return (1.0 - x * x / 10.0 if small else amp), (-x / 5.0 if small else slope)
-
-
-def _shape_at(r_px, diameter_m, pixel_m, distance_m, k4):
-    """``s = w A²`` at ``r_px`` (x pixels) from the beam, ``∂s/∂d`` (per m) and ``∂s/∂r``
-    (per x pixel): :meth:`spidarknet.sizing._Optics.shape_and_derivatives`."""
-    rho = r_px * pixel_m
-    length = math.sqrt(distance_m * distance_m + rho * rho)
-    inv_length = 1.0 / length
-    sin_theta = rho / math.sqrt(2.0 * length * (length + distance_m))
-    q = k4 * sin_theta
-    c = distance_m * inv_length
-    c2 = c * c
-    w = 0.5 * c2 * c * (1.0 + c2)
-    dw_drho = -0.5 * c2 * (3.0 + 5.0 * c2) * c * rho * inv_length * inv_length
-    dq_drho = 0.5 * k4 * math.sqrt(1.0 - sin_theta * sin_theta) * distance_m * inv_length * inv_length
-    amp, amp_dx = _amplitude(0.5 * q * diameter_m)
+    slope_x = 3.0 * (sin_x * inv_x - amp) * inv_x * inv_x     # A'/x
+    amp = 1.0 - x * x / 10.0 if small else amp
+    slope_x = -0.2 if small else slope_x
     w_amp = w * amp
     shape = w_amp * amp
-    w_amp_dx = w_amp * amp_dx
-    d_diameter = w_amp_dx * q
-    d_radius = (dw_drho * amp * amp + w_amp_dx * diameter_m * dq_drho) * pixel_m
-    return shape, d_diameter, d_radius
+    d_diameter = w_amp * slope_x * x * q * 1e-9      # w A A' q, per nm
+    inv_l2 = inv_length * inv_length
+    dw_over_rho = -0.5 * c2 * c * (3.0 + 5.0 * c2) * inv_l2
+    radial = pixel_m * pixel_m * (dw_over_rho * amp * amp
+                                  + w_amp * slope_x * d_m * d_m * k4 * k4 * distance_m * inv_l2 * inv_length * 0.125)
+    return shape, d_diameter, -radial * px, -radial * py * aspect
 
 
-def _point_gradients(x, y, aspect, d_m, pixel_m, distance_m, k4):
-    """:func:`_pixel_gradients` of a point sample at the pixel's centre."""
-    r = math.sqrt(x * x + y * y)
-    sh, dd, dr = _shape_at(r, d_m, pixel_m, distance_m, k4)
-    dr = dr / max(r, 1e-9)
-    return sh, dd * 1e-9, -dr * x, -dr * y * aspect
+def _pixel_model(px, py, aspect, d_m, pixel_m, distance_m, k4, steps):
+    """:func:`_point_model` of a pixel whose centre is at ``px``, ``py``: at that centre
+    (``steps`` None: a branch numba compiles away, so that the loop over the pixels stays
+    vectorised) or the mean over the sub-pixel points ``steps`` along each axis."""
+    if steps is None:
+        return _point_model(px, py, aspect, d_m, pixel_m, distance_m, k4)
+    shape, g_ds, g_xs, g_ys = 0.0, 0.0, 0.0, 0.0
+    for u in range(steps.shape[0]):
+        for v in range(steps.shape[0]):
+            sh, dd, dx, dy = _point_model(px + steps[u], py + steps[v] * aspect, aspect, d_m, pixel_m, distance_m, k4)
+            shape += sh
+            g_ds += dd
+            g_xs += dx
+            g_ys += dy
+    norm = 1.0 / (steps.shape[0] * steps.shape[0])
+    return shape * norm, g_ds * norm, g_xs * norm, g_ys * norm
 
 
-def _gradients_points(x, y, shift_x, shift_y, aspect, d_m, optics, out):
-    """``out`` (4, n): s, ∂s/∂d (per nm), ∂s/∂cx, ∂s/∂cy (per pixel) of point samples at
-    pixels ``x``, ``y`` (offsets from the region's centre, y times ``aspect``) seen from a
-    centre ``shift`` away."""
+def _pixel_pass(x, y, values, shift_x, shift_y, aspect, d_m, optics, steps, a, b, mu_out, sums, info, lit_out):
+    """One point (a, b, d, centre) of the per-pixel likelihood over every pixel at ``x``,
+    ``y`` (float32 offsets from the region's centre, y times ``aspect``) holding ``values``
+    photons (0 on most), seen from a centre ``shift`` away: the model
+    ``μ = a s + b`` and ``∇μ = (s, 1, a ∂s/∂d, a ∂s/∂cx, a ∂s/∂cy)`` (``s`` the mean of
+    :func:`_point_model` over the sub-pixel points ``steps`` along each axis on coarse
+    pixels; ``steps`` None: at the pixel's centre), in one pass: ``mu_out`` μ per pixel,
+    ``sums`` = (Σ μ, Σ s, n, Σ ∇μ (d, cx, cy)), ``info`` = Σ ∇μ ∇μᵀ / μ (5 x 5) and
+    ``lit_out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1)."""
     pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
-    for j in range(x.shape[0]):
-        sh, dd, dx, dy = _point_gradients(x[j] - shift_x, y[j] - shift_y, aspect, d_m, pixel_m, distance_m, k4)
-        out[0, j] = sh
-        out[1, j] = dd
-        out[2, j] = dx
-        out[3, j] = dy
-
-
-def _ring_sums(x, y, counts, shifts, width, out):
-    """Strict IEEE float32 (no fused or reordered operations): see :func:`ring_sums`.
-    Each centre's ring numbers first (a loop that vectorises), then the sums."""
-    n_rings = out.shape[1]
-    ring = np.empty(x.shape[0], dtype=np.int32)
-    for i in range(shifts.shape[0]):
-        dx, dy = shifts[i, 0], shifts[i, 1]
-        for j in range(x.shape[0]):
-            px = x[j] - dx
-            py = y[j] - dy
-            ring[j] = np.int32(min(np.sqrt(px * px + py * py) / width, np.float32(n_rings)))
-        for j in range(x.shape[0]):
-            if ring[j] < n_rings:
-                out[i, ring[j]] += counts[j]
-
-
-def _lit_sums(grads, mu, lit, counts, out):
-    """``out`` (4,) = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy) over the pixels ``lit`` holding
-    ``counts`` photons, and ``Σ C/μ`` into ``out[4]``."""
-    s_s, s_d, s_x, s_y, s_w = 0.0, 0.0, 0.0, 0.0, 0.0
-    for m in range(lit.shape[0]):
-        j = lit[m]
-        w = counts[m] / max(mu[j], 1e-300)
-        s_s += w * grads[0, j]
-        s_d += w * grads[1, j]
-        s_x += w * grads[2, j]
-        s_y += w * grads[3, j]
-        s_w += w
-    out[0], out[1], out[2], out[3], out[4] = s_s, s_d, s_x, s_y, s_w
-
-
-def _accumulate(grads, a, b, mu_out, sums, info):
-    """With ``μ = a s + b`` and ``∇μ = (s, 1, a ∂s/∂d, a ∂s/∂cx, a ∂s/∂cy)`` from ``grads``
-    (4, n): ``mu_out`` μ per pixel, ``sums`` = (Σ μ, Σ ∇μ) and ``info`` = Σ ∇μ ∇μᵀ / μ."""
     s_mu, s_a, s_d, s_cx, s_cy = 0.0, 0.0, 0.0, 0.0, 0.0
     i_aa, i_ab, i_ad, i_ax, i_ay = 0.0, 0.0, 0.0, 0.0, 0.0
     i_bb, i_bd, i_bx, i_by = 0.0, 0.0, 0.0, 0.0
     i_dd, i_dx, i_dy, i_xx, i_xy, i_yy = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    shapes, g_ds, g_xs, g_ys = grads[0], grads[1], grads[2], grads[3]
-    for j in range(shapes.shape[0]):
-        shape = shapes[j]
-        g_d, g_cx, g_cy = a * g_ds[j], a * g_xs[j], a * g_ys[j]
+    l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0
+    for j in range(x.shape[0]):
+        px = np.float64(x[j]) - shift_x
+        py = np.float64(y[j]) - shift_y
+        shape, g_ds, g_xs, g_ys = _pixel_model(px, py, aspect, d_m, pixel_m, distance_m, k4, steps)
+        g_d, g_cx, g_cy = a * g_ds, a * g_xs, a * g_ys
         mu = a * shape + b
         mu_out[j] = mu
         inv = 1.0 / max(mu, 1e-300)
@@ -272,47 +254,193 @@ def _accumulate(grads, a, b, mu_out, sums, info):
         i_xx += wx * g_cx
         i_xy += wx * g_cy
         i_yy += wy * g_cy
-    sums[0], sums[1], sums[2], sums[3], sums[4], sums[5] = s_mu, s_a, float(shapes.shape[0]), s_d, s_cx, s_cy
-    values = (i_aa, i_ab, i_ad, i_ax, i_ay, i_bb, i_bd, i_bx, i_by, i_dd, i_dx, i_dy, i_xx, i_xy, i_yy)
+        ratio = values[j] * inv                       # C/μ: 0 on the pixels without photons
+        l_s += ratio * shape
+        l_d += ratio * g_ds
+        l_x += ratio * g_xs
+        l_y += ratio * g_ys
+        l_w += ratio
+    sums[0], sums[1], sums[2], sums[3], sums[4], sums[5] = s_mu, s_a, float(x.shape[0]), s_d, s_cx, s_cy
+    entries = (i_aa, i_ab, i_ad, i_ax, i_ay, i_bb, i_bd, i_bx, i_by, i_dd, i_dx, i_dy, i_xx, i_xy, i_yy)
     m = 0
     for p in range(5):
         for q in range(p, 5):
-            info[p, q] = values[m]
-            info[q, p] = values[m]
+            info[p, q] = entries[m]
+            info[q, p] = entries[m]
             m += 1
+    lit_out[0], lit_out[1], lit_out[2], lit_out[3], lit_out[4] = l_s, l_d, l_x, l_y, l_w
 
+
+def _log_sum(mu, lit, counts):
+    """``Σ C log μ`` over the pixels ``lit`` holding ``counts`` photons."""
+    total = 0.0
+    for m in range(lit.shape[0]):
+        total += counts[m] * math.log(max(mu[lit[m]], 1e-300))
+    return total
+
+
+def _ring_sums(x, y, counts, shifts, width, out):
+    """Strict IEEE float32 (no fused or reordered operations): see :func:`ring_sums`.
+    Each centre's ring numbers first (a loop that vectorises), then the sums."""
+    n_rings = out.shape[1]
+    ring = np.empty(x.shape[0], dtype=np.int32)
+    for i in range(shifts.shape[0]):
+        dx, dy = shifts[i, 0], shifts[i, 1]
+        for j in range(x.shape[0]):
+            px = x[j] - dx
+            py = y[j] - dy
+            ring[j] = np.int32(min(np.sqrt(px * px + py * py) / width, np.float32(n_rings)))
+        for j in range(x.shape[0]):
+            if ring[j] < n_rings:
+                out[i, ring[j]] += counts[j]
+
+
+def _ring_totals(x, y, shift_x, shift_y, width, mu, lit, counts):
+    """(μ, pixels, photons) per ring ``width`` wide about a centre ``shift`` from the
+    region's centre (float64 arithmetic: the rings of numpy's
+    ``(((x - sx)² + (y - sy)²)^½ / width).astype(intp)``), as many rings as the farthest
+    pixel needs; ``lit`` (ascending) indexes the pixels holding ``counts`` photons."""
+    ring = np.empty(x.shape[0], dtype=np.int64)
+    last = 0
+    for j in range(x.shape[0]):
+        dx = np.float64(x[j]) - shift_x
+        dy = np.float64(y[j]) - shift_y
+        ring[j] = np.int64(math.sqrt(dx * dx + dy * dy) / width)
+        last = max(last, ring[j])
+    mu_k, n_k, c_k = np.zeros(last + 1), np.zeros(last + 1), np.zeros(last + 1)
+    for j in range(x.shape[0]):
+        mu_k[ring[j]] += mu[j]
+        n_k[ring[j]] += 1.0
+    for m in range(lit.shape[0]):
+        c_k[ring[lit[m]]] += counts[m]
+    return mu_k, n_k, c_k
+
+
+def _residual_grid(x, y, shift_x, shift_y, lit, counts, mu, background, side):
+    """The weighted residual ``(C/μ − 1)(μ − b)`` of every pixel on a ``side`` x ``side``
+    float32 grid (``side`` a power of two) at its rounded offsets (x, y float32, less
+    ``shift``; rows and columns taken modulo ``side``), and ``Σ (μ − b)²/μ``.  ``lit``
+    (ascending) indexes the pixels holding ``counts`` photons."""
+    grid = np.zeros((side, side), dtype=np.float32)
+    wrap = side - 1
+    variance = 0.0
+    m = 0
+    for j in range(x.shape[0]):
+        col = np.int64(np.rint(x[j] - shift_x)) & wrap
+        row = np.int64(np.rint(y[j] - shift_y)) & wrap
+        signal = mu[j] - background
+        weighted = -signal
+        if m < lit.shape[0] and lit[m] == j:
+            weighted += counts[m] * signal / mu[j]
+            m += 1
+        variance += signal * signal / mu[j]
+        grid[row, col] += np.float32(weighted)
+    return grid, variance
+
+
+#: the histogram of the power that :func:`_spectrum_peak` keeps: bins this wide from 0 (the
+#: power is in units of its Poisson expectation, 1), the last one open above
+_POWER_BIN, _POWER_BINS = 1.0 / 512.0, 4096
+
+
+def _spectrum_peak(spectrum, separation, low, high, inv_variance, quiet, histogram, out):
+    """Over the frequencies whose ``separation`` lies in (``low``, ``high``): ``out`` =
+    (number searched, number with power ≤ ``quiet``, flat index of the largest power, that
+    power), power ``|spectrum|² · inv_variance``, counted in ``histogram`` (bins of
+    ``_POWER_BIN``, the last open above)."""
+    searched, below, best, top = 0, 0, -1, -1.0
+    last = histogram.shape[0] - 1
+    rows, cols = spectrum.shape
+    for i in range(rows):
+        for k in range(cols):
+            sep = separation[i, k]
+            if sep > low and sep < high:
+                value = spectrum[i, k]
+                re, im = np.float64(value.real), np.float64(value.imag)
+                power = (re * re + im * im) * inv_variance
+                searched += 1
+                histogram[np.int64(min(power * (1.0 / _POWER_BIN), float(last)))] += 1
+                if power <= quiet:
+                    below += 1
+                if power > top:
+                    top, best = power, i * cols + k
+    out[0], out[1], out[2], out[3] = searched, below, best, top
+
+
+def _spectrum_quantile(spectrum, separation, low, high, inv_variance, fraction, histogram):
+    """The ``fraction`` quantile (numpy's linear one, exact) of the power over the
+    frequencies whose ``separation`` lies in (``low``, ``high``), counted in ``histogram``
+    by :func:`_spectrum_peak`: only the powers of the bin holding the order statistic are
+    sorted (no data-dependent branches over all of them: a quickselect is several times
+    slower)."""
+    count = 0
+    for b in range(histogram.shape[0]):
+        count += histogram[b]
+    position = fraction * (count - 1)
+    rank = int(math.floor(position))
+    below, chosen_bin = 0, 0
+    while below + histogram[chosen_bin] <= rank:   # the bin of the rank-th smallest
+        below += histogram[chosen_bin]
+        chosen_bin += 1
+    last = histogram.shape[0] - 1
+    chosen = np.empty(histogram[chosen_bin])
+    following = math.inf                           # the least power of the bins above
+    n = 0
+    rows, cols = spectrum.shape
+    for i in range(rows):
+        for k in range(cols):
+            sep = separation[i, k]
+            if sep > low and sep < high:
+                value = spectrum[i, k]
+                re, im = np.float64(value.real), np.float64(value.imag)
+                power = (re * re + im * im) * inv_variance
+                b = np.int64(min(power * (1.0 / _POWER_BIN), float(last)))
+                if b == chosen_bin:
+                    chosen[n] = power
+                    n += 1
+                elif b > chosen_bin and power < following:
+                    following = power
+    chosen.sort()
+    lower = chosen[rank - below]
+    if rank + 1 - below < n:
+        upper = chosen[rank + 1 - below]
+    else:                                          # the next one is in a bin above, or there is none
+        upper = following if rank + 1 < count else lower
+    t = position - rank
+    return upper - (upper - lower) * (1.0 - t) if t >= 0.5 else lower + (upper - lower) * t
 
 if numba is not None:
     _em_steps = _jit(_em_steps, _SUM_FLAGS, inline=True)
     _newton_steps = _jit(_newton_steps, _SUM_FLAGS, inline=True)
     _ring_cells_jit = _jit(_ring_cells, _SUM_FLAGS)
     _sincos = _jit(_sincos, inline=True)
-    _amplitude = _jit(_amplitude, inline=True)
-    _shape_at = _jit(_shape_at, inline=True)
-    _point_gradients = _jit(_point_gradients, inline=True)
-    _gradients_points_jit = _jit(_gradients_points)
+    _point_model = _jit(_point_model, inline=True)
+    _pixel_model = _jit(_pixel_model, inline=True)
+    _pixel_pass_jit = _jit(_pixel_pass, _SUM_FLAGS)
+    _log_sum_jit = _jit(_log_sum, _SUM_FLAGS)
     _ring_sums_jit = _jit(_ring_sums, flags=False)
-    _accumulate_jit = _jit(_accumulate, _SUM_FLAGS)
-    _lit_sums_jit = _jit(_lit_sums, _SUM_FLAGS)
+    _ring_totals_jit = _jit(_ring_totals, flags=False)
+    _residual_grid_jit = _jit(_residual_grid)
+    _spectrum_peak_jit = _jit(_spectrum_peak)
+    _spectrum_quantile_jit = _jit(_spectrum_quantile)
 
 
-def pixel_gradients(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray,
-                    steps: np.ndarray) -> np.ndarray:
-    """(4, n): s, ∂s/∂d (per nm), ∂s/∂cx and ∂s/∂cy (per pixel) of the pixels at ``x``,
-    ``y`` (float64 offsets from the region's centre, y times ``aspect``) seen from a centre
-    ``shift`` (x, y times ``aspect``) from it; ``optics`` is (pixel m, distance m, 4π/λ),
-    ``steps`` the sub-pixel offsets along one axis: each pixel's model is the mean over
-    ``len(steps)²`` points (one: the pixel's centre)."""
-    if len(steps) > 1:   # every sub-pixel point as a pixel of its own, then the means
-        u = np.repeat(steps, len(steps))
-        v = np.tile(steps, len(steps)) * aspect
-        x = (x[:, None] + u[None, :]).ravel()
-        y = (y[:, None] + v[None, :]).ravel()
-    out = np.empty((4, len(x)))
-    _gradients_points_jit(x, y, float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, out)
-    if len(steps) > 1:
-        out = out.reshape(4, -1, len(steps) ** 2).mean(axis=2)
-    return out
+def pixel_pass(x: np.ndarray, y: np.ndarray, values: np.ndarray, shift, aspect: float, d_m: float,
+               optics: np.ndarray, steps: np.ndarray, a: float, b: float):
+    """(μ per pixel, sums (6,): Σ μ, Σ s, n and Σ ∇μ (d, cx, cy), info (5, 5), lit (5,):
+    Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1)) of :func:`_pixel_pass` at (a, b, d, centre ``shift``
+    (x, y times ``aspect``) from the region's centre); ``optics`` is (pixel m, distance m,
+    4π/λ), ``steps`` the sub-pixel offsets along one axis (one: the pixel's centre)."""
+    mu, sums, info, lit = np.empty(len(x)), np.empty(6), np.empty((5, 5)), np.empty(5)
+    steps = None if len(steps) == 1 and steps[0] == 0.0 else np.ascontiguousarray(steps, dtype=np.float64)
+    _pixel_pass_jit(x, y, values, float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, steps,
+                    float(a), float(b), mu, sums, info, lit)
+    return mu, sums, info, lit
+
+
+def log_sum(mu: np.ndarray, lit: np.ndarray, counts: np.ndarray) -> float:
+    """``Σ C log μ`` over the pixels ``lit`` (indices into ``mu``) holding ``counts`` photons."""
+    return float(_log_sum_jit(mu, lit, counts))
 
 
 def ring_sums(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shifts: np.ndarray, width: float,
@@ -327,16 +455,37 @@ def ring_sums(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shifts: np.ndarr
     return out
 
 
-def accumulate(grads: np.ndarray, a: float, b: float):
-    """(μ per pixel, sums (6,): Σ μ and Σ ∇μ, info (5, 5)) of :func:`_accumulate`."""
-    mu, sums, info = np.empty(grads.shape[1]), np.empty(6), np.empty((5, 5))
-    _accumulate_jit(grads, float(a), float(b), mu, sums, info)
-    return mu, sums, info
+def ring_totals(x: np.ndarray, y: np.ndarray, shift, width: float, mu: np.ndarray, lit: np.ndarray,
+                counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Σ μ, pixels, Σ C) per ring of :func:`_ring_totals`."""
+    return _ring_totals_jit(x, y, float(shift[0]), float(shift[1]), float(width), mu, lit,
+                            np.asarray(counts, dtype=np.float64))
 
 
-def lit_sums(grads: np.ndarray, mu: np.ndarray, lit: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(5,): Σ C/μ s, Σ C/μ ∂s/∂d, Σ C/μ ∂s/∂cx, Σ C/μ ∂s/∂cy and Σ C/μ over the pixels
-    ``lit`` (indices into ``grads`` (4, n) and ``mu``) holding ``counts`` photons."""
-    out = np.empty(5)
-    _lit_sums_jit(grads, mu, lit, counts, out)
-    return out
+def residual_grid(x: np.ndarray, y: np.ndarray, shift, lit: np.ndarray, counts: np.ndarray, mu: np.ndarray,
+                  background: float, bounds) -> tuple[np.ndarray, float]:
+    """(grid, Σ (μ − b)²/μ) of :func:`_residual_grid`; ``bounds`` are the least and largest
+    x and y (x min, x max, y min, y max): the grid's side is the power of two at least twice
+    the largest rounded offset plus one, ``2^⌈log₂ 2(m + 1)⌉``."""
+    sx, sy = np.float32(shift[0]), np.float32(shift[1])
+    x0, x1, y0, y1 = (np.float32(v) for v in bounds)
+    largest = int(max(abs(np.rint(x0 - sx)), abs(np.rint(x1 - sx)), abs(np.rint(y0 - sy)), abs(np.rint(y1 - sy))))
+    side = 1 << int(math.ceil(math.log2(2 * (largest + 1))))
+    return _residual_grid_jit(x, y, sx, sy, lit, np.asarray(counts, dtype=np.float64), mu, float(background), side)
+
+
+def spectrum_peak(spectrum: np.ndarray, separation: np.ndarray, low: float, high: float, variance: float,
+                  quiet: float) -> tuple[int, int, int, float, np.ndarray]:
+    """(searched, at most ``quiet``, flat index of the peak, its power, the histogram of the
+    power) of :func:`_spectrum_peak`."""
+    out, histogram = np.empty(4), np.zeros(_POWER_BINS, dtype=np.int64)
+    _spectrum_peak_jit(spectrum, separation, float(low), float(high), 1.0 / variance, float(quiet), histogram, out)
+    return int(out[0]), int(out[1]), int(out[2]), float(out[3]), histogram
+
+
+def spectrum_quantile(spectrum: np.ndarray, separation: np.ndarray, low: float, high: float, variance: float,
+                      fraction: float, histogram: np.ndarray) -> float:
+    """:func:`_spectrum_quantile`: ``np.percentile(power[searched], 100 fraction)``, with the
+    ``histogram`` of :func:`spectrum_peak`."""
+    return float(_spectrum_quantile_jit(spectrum, separation, float(low), float(high), 1.0 / variance,
+                                        float(fraction), histogram))

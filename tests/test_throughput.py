@@ -119,16 +119,23 @@ def test_ctrl_c_stops_every_detection_worker(untrained_weights, small_cxi):
 def test_bench_reports_every_variant_on_every_mix_and_memory(untrained_weights, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--frames", "40", "--distinct", "8", "--memory-frames", "20", "40",
-                       "--backends", "naive", "opencv", "cascade", "--weights", str(untrained_weights),
+                       "--backends", "naive", "opencv", "cascade", "window", "--weights", str(untrained_weights),
                        "--workdir", str(tmp_path / "w"), "--out", str(out), "--quiet"]) == 0
     figures = json.loads(out.read_text())
     assert set(figures["mixes"]) == {"realistic", "hits"}
     for mix in figures["mixes"].values():
         runs = mix["runs"]
-        assert set(runs) == {"naive", "opencv x1", "opencv x2", "cascade x1", "cascade x2"}
+        window = f"window x{figures['cores']}"
+        assert set(runs) == {"naive", "opencv x1", "opencv x2", "cascade x1", "cascade x2", window}
         for timing in runs.values():
             assert timing["frames_per_s"] > 0 and timing["vs_naive"] > 0
             assert 0 <= timing["network_frames"] <= 40
+            assert timing["ms_per_frame"]["read"] > 0 and timing["ms_per_frame"]["network"] > 0
+        # the cost per frame of every stage, the sphere fit and its second-particle test included
+        costs = runs[window]["ms_per_frame"]
+        assert {"read", "preprocess", "prefilter", "network", "fit", "second_particle"} <= set(costs)
+        assert 0 < costs["second_particle"] < costs["fit"]
+        assert "fit" not in runs["cascade x1"]["ms_per_frame"]
         assert runs["naive"]["vs_naive"] == pytest.approx(1.0)
         assert runs["opencv x1"]["network_frames"] == 40
     # the prefilter keeps the empty shots of the realistic mix from the network, no single hit
@@ -139,3 +146,4 @@ def test_bench_reports_every_variant_on_every_mix_and_memory(untrained_weights, 
     table = capsys.readouterr().out
     assert "vs naive" in table and "memory growth long/short" in table
     assert "cascade x1 vs opencv x1" in table and "realistic mix" in table
+    assert "ms per frame" in table and "2nd cpu" in table

@@ -33,10 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", help="trained weights with a model card (default: untrained weights "
                                           "for the default CPU network; speed is the same); with --science, "
                                           "judge these instead of training (no training files are made)")
-    parser.add_argument("--backends", nargs="+", default=["naive", "darknet-cli", "darknet", "opencv", "cascade"],
-                        choices=["naive", "darknet-cli", "darknet", "opencv", "cascade"],
-                        help="what to time: the network alone per backend, and 'cascade' (OpenCV behind "
-                             "detect's prefilter, its default)")
+    parser.add_argument("--backends", nargs="+",
+                        default=["naive", "darknet-cli", "darknet", "opencv", "cascade", "window"],
+                        choices=["naive", "darknet-cli", "darknet", "opencv", "cascade", "window"],
+                        help="what to time: the network alone per backend, 'cascade' (OpenCV behind "
+                             "detect's prefilter, its default) and 'window' (the cascade with the size "
+                             "window --size-range 60 75: the sphere fit of what the network lets through)")
     parser.add_argument("--mixes", nargs="+", default=["realistic", "hits"], choices=list(MIXES),
                         help="frame mixes to time on: " + "; ".join(f"{k}: {v['about']}".replace('%', '%%') for k, v in MIXES.items())
                              + " (default realistic hits)")
@@ -185,6 +187,7 @@ def format_table(results: dict) -> str:
             lines.append(f"{name:<16}{t['frames_per_s']:10.0f}{rate(t, 'read_s')}{rate(t, 'preprocess_s')}"
                          f"{rate(t, 'prefilter_s')}{rate(t, 'write_s')}{rate(t, 'inference_s')}"
                          f"{t['network_frames']:9d}{ratio}{peak}")
+        lines += stage_cost_lines(figures["runs"])
         for name, t in figures["runs"].items():
             alone = name.replace("cascade", "opencv")
             if name.startswith("cascade") and alone in figures["runs"]:
@@ -200,6 +203,21 @@ def format_table(results: dict) -> str:
         peaks = [m["peak_rss_mb"] for m in results["memory"].values()]
         lines.append(f"memory growth long/short: {100 * (peaks[-1] / peaks[0] - 1):+.1f} %")
     return "\n".join(lines)
+
+
+def stage_cost_lines(runs: dict) -> list[str]:
+    """The cost per frame of each stage of every run (ms; see
+    :func:`spidarknet.experiments.benchmark.stage_costs`)."""
+    names = ("read", "preprocess", "prefilter", "write", "network", "fit", "second_particle")
+    heads = ("read", "prep", "filter", "write", "network", "fit cpu", "2nd cpu")
+    lines = [f"  {'ms per frame':<16}" + "".join(f"{h:>9}" for h in heads)
+             + "   (network: per frame it saw; fit: per frame fitted)"]
+    for name, t in runs.items():
+        costs = t.get("ms_per_frame", {})
+        cells = "".join(f"{costs[n]:9.3f}" if n in costs else f"{'-':>9}" for n in names)
+        fitted = f"   {t['fitted_frames']} fitted" if t.get("fitted_frames") else ""
+        lines.append(f"  {name:<16}{cells}{fitted}")
+    return lines
 
 
 def main(argv=None) -> int:

@@ -171,6 +171,9 @@ def apply_decision(hits: HitList, args: argparse.Namespace, source, times=None) 
     if times is not None:
         times.fit += seconds
         times.total += seconds
+        times.fitted += counts["fitted_frames"]
+        times.fit_cpu += counts["cpu_s"]["fit"]
+        times.second_particle_cpu += counts["cpu_s"]["second_particle"]
     if args.size_range:
         hits.meta.update(size_range_nm=list(args.size_range), size_fit_failed=counts["failed"],
                          size_second_particle=counts["second_particle"])

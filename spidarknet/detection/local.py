@@ -75,10 +75,16 @@ class StageTimes:
     inference: float = 0.0
     fit: float = 0.0        # the sphere fits of a size window or selector (after the network)
     total: float = 0.0
+    fitted: int = 0             # frames the sphere was fitted to
+    fit_cpu: float = 0.0        # CPU seconds of those fits, summed over the processes
+    second_particle_cpu: float = 0.0   # ... of which their second-particle tests
 
     def as_dict(self, frames: int) -> dict:
         out = {"read_s": self.read, "preprocess_s": self.preprocess, "prefilter_s": self.prefilter,
                "inference_s": self.inference, "fit_s": self.fit, "total_s": self.total}
+        if self.fitted:
+            out.update(fitted_frames=self.fitted, fit_cpu_s=self.fit_cpu,
+                       second_particle_cpu_s=self.second_particle_cpu)
         out["frames_per_s"] = frames / self.total if self.total > 0 else None
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 

@@ -12,10 +12,15 @@ Every variant scores the same frames with the same weights in this process's run
   no prefilter (the network alone), 1 process and one per core;
 * ``cascade``: ``spidarknet detect`` as it runs by default, OpenCV behind the prefilter
   that keeps background-like frames from the network, 1 process and one per core.
+* ``window``: the cascade with the size window ``--size-range 60 75`` (the sphere fit of
+  every frame the network lets through, its second-particle test included), one process
+  per core.
 
 Each is timed on the mixes of :data:`MIXES`.
 
-Figures: frames/s per stage and in total, the ratio of each to the naive pipeline, and
+Figures: frames/s per stage and in total, the ratio of each to the naive pipeline, the cost
+per frame of each stage (ms: read, preprocess, prefilter and the network per frame that
+reached it, the sphere fit and its second-particle test in CPU ms per fitted frame), and
 the peak resident memory of detect on two file lengths (memory must stay flat).
 """
 
@@ -185,6 +190,9 @@ def bench_variants(backends: list[str], cores: int) -> list[tuple[str, list[str]
         elif backend == "cascade":
             for jobs in sorted({1, cores}):
                 variants.append((f"cascade x{jobs}", ["--backend", "opencv", "--jobs", str(jobs)]))
+        elif backend == "window":
+            variants.append((f"window x{cores}", ["--backend", "opencv", "--jobs", str(cores),
+                                                   "--size-range", "60", "75"]))
         else:
             for jobs in sorted({1, cores}):
                 variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs),
@@ -221,12 +229,30 @@ def time_variants(data: Path, frames: int, mix: str, variants: list[tuple[str, l
         else:
             timing = run_detect([str(data)], model.weights, work / "hits.csv", extra)
         timing["frames_per_s"] = frames / timing["total_s"]
+        timing["ms_per_frame"] = stage_costs(timing, frames)
         runs[name] = timing
     naive = runs.get("naive")
     for name, timing in runs.items():
         if naive:
             timing["vs_naive"] = naive["total_s"] / timing["total_s"]
     return runs
+
+
+def stage_costs(timing: dict, frames: int) -> dict:
+    """Milliseconds per frame of each stage of a timed run: read, preprocess and prefilter per
+    frame (seconds summed over the processes), the network per frame that reached it, the
+    sphere fit and its second-particle test in CPU ms per fitted frame (where fits ran)."""
+    costs = {}
+    for stage, key in (("read", "read_s"), ("preprocess", "preprocess_s"), ("prefilter", "prefilter_s"),
+                       ("write", "write_s")):
+        if timing.get(key) is not None:
+            costs[stage] = 1e3 * timing[key] / max(frames, 1)
+    if timing.get("inference_s") is not None:
+        costs["network"] = 1e3 * timing["inference_s"] / max(timing.get("network_frames") or frames, 1)
+    if timing.get("fitted_frames"):
+        costs["fit"] = 1e3 * timing["fit_cpu_s"] / timing["fitted_frames"]
+        costs["second_particle"] = 1e3 * timing["second_particle_cpu_s"] / timing["fitted_frames"]
+    return {k: round(v, 4) for k, v in costs.items()}
 
 
 def peak_memory(base: Path, counts: list[int], model, work: Path, cores: int, say: Callable[[str], None]) -> dict:

@@ -62,7 +62,8 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
            on_frames: Callable[[int], object] | None = None) -> dict:
     """Measure the frames ``hits`` selects (frames of ``source``) and narrow the selection
     by the size window or the selector; the measurements go into ``hits.columns``.  Returns
-    the counts (window) or the selected number (selector)."""
+    the counts (window) or the selected number (selector), with the frames fitted
+    (``fitted_frames``) and the fits' CPU seconds (``cpu_s``: ``fit``, ``second_particle``)."""
     if (size_range is None) == (selector is None):
         raise ValueError("give a size range or a selector")
     scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
@@ -86,6 +87,8 @@ def apply_measured(hits: HitList, measured: Measured, size_range, selector: Sele
     hits.columns["reason"] = reasons
     if measured.warnings:
         hits.meta["geometry_warnings"] = measured.warnings
+    counts["fitted_frames"] = int(measured.fitted.sum())
+    counts["cpu_s"] = measured.cpu_s
     return counts
 
 

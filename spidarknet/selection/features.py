@@ -56,6 +56,8 @@ class Measured:
     fit_reason: list[str]
     fitted: np.ndarray
     warnings: list[str] = field(default_factory=list)  # :func:`geometry_warnings` of the fits
+    #: CPU seconds of the fits and of their second-particle tests, summed over the processes
+    cpu_s: dict = field(default_factory=lambda: {"fit": 0.0, "second_particle": 0.0})
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -139,7 +141,9 @@ def measured_from(keys: Sequence[FrameKey], scores: np.ndarray, index: np.ndarra
         for i, r in zip(index, results):
             reasons[i] = r.reason
         warnings = geometry_warnings(results, files, size_range=size_range)
-    return Measured(list(keys), values, reasons, fitted, warnings)
+    cpu_s = {"fit": float(sum(r.fit_cpu_s for r in results)),
+             "second_particle": float(sum(r.second_particle_cpu_s for r in results))}
+    return Measured(list(keys), values, reasons, fitted, warnings, cpu_s)
 
 
 #: share of a file's fits that must agree before its geometry is doubted, and the fewest fits
