@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     science.add_argument("--scale-counts", type=float, default=1.0, metavar="F",
                          help="multiply every simulated file's frame count (quick look: 0.25)")
     science.add_argument("--regimes", nargs="+", metavar="REGIME",
-                         help="judge only these regimes' development and test files: dim, bright, measured "
-                              "(default all), e.g. '--regimes measured --weights "
-                              "spidarknet/models/spi-default.weights'")
+                         help="judge only these regimes' development and test files: dim, bright, measured, "
+                              "or dim and bright at another geometry (equal fluence): dim@binned4, "
+                              "bright@binned8-581mm, dim@far-1.2keV, ... (default all), e.g. '--regimes measured "
+                              "--weights spidarknet/models/spi-default.weights'")
     science.add_argument("--save-model", metavar="WEIGHTS",
                          help="copy the default recipe's model here with a card holding the figures "
                               "('make model' writes the built-in one)")
