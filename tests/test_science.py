@@ -104,6 +104,8 @@ def test_save_model_carries_the_figures_and_scores_frames(tiny_run, tmp_path, sm
     (["--scale-counts", "0"], "must be positive"),
     (["--weights", "w.weights", "--save-model", "x.weights"], "drop one or the other"),
     (["--weights", "w.weights", "--regimes", "measurd"], "unknown regime 'measurd'"),
+    (["--weights", "w.weights", "--train-geometries"], "drop one or the other"),
+    (["--weights", "w.weights", "--regimes", "dim@binned5"], "unknown regime 'dim@binned5'"),
 ])
 def test_bench_science_option_mistakes_are_one_error_line(argv, words, capsys, tmp_path):
     from spidarknet.cli import bench
