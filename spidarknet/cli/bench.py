@@ -115,13 +115,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_science_bench(args: argparse.Namespace) -> int:
-    """bench --science: each recipe trained and judged on the same simulated files."""
+def _science_recipes(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The recipes --science judges, (name, export-dataset options), after checking the options."""
     import shlex
 
-    from spidarknet.experiments.science import (GEOMETRIES_EXPORT_ARGS, GEOMETRIES_TRAIN_SETS, TRAIN_SETS,
-                                               ScienceConfig, comparison_markdown, format_result, run_science,
-                                               save_model)
+    from spidarknet.experiments.science import GEOMETRIES_EXPORT_ARGS
     if not args.scale_counts > 0:
         raise ConfigError("--scale-counts must be positive")
     # the default recipe is export-dataset's defaults; across the geometries, 3,000 iterations
@@ -138,6 +136,14 @@ def run_science_bench(args: argparse.Namespace) -> int:
     if args.weights and (args.save_model or args.variant or args.train_geometries):
         raise ConfigError("--weights judges a model already trained: --save-model, --variant and "
                           "--train-geometries train their own, drop one or the other")
+    return recipes
+
+
+def run_science_bench(args: argparse.Namespace) -> int:
+    """bench --science: each recipe trained and judged on the same simulated files."""
+    from spidarknet.experiments.science import (GEOMETRIES_TRAIN_SETS, TRAIN_SETS, ScienceConfig,
+                                               comparison_markdown, format_result, run_science, save_model)
+    recipes = _science_recipes(args)
     train_sets = GEOMETRIES_TRAIN_SETS if args.train_geometries else TRAIN_SETS
     work = Path(args.workdir or tempfile.mkdtemp(prefix="spidarknet-science-"))
     work.mkdir(parents=True, exist_ok=True)
