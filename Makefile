@@ -7,9 +7,9 @@
 #   make install   pip-install spidarknet (editable) with its test tools
 #   make system-deps  Debian packages the tests drive: OpenMPI, Chromium, Dragonfly's build deps (root)
 #   make bench     throughput benchmark: detect per backend vs the naive pipeline
-#   make science   science benchmark: train the default recipe, judge it on held-out regimes (~20 min)
+#   make science   science benchmark: train the default recipe, judge it on held-out regimes and geometries (~20 min)
 #   make science-measured  the measured-like regime alone, judged with the built-in model (~5 min)
-#   make model     rebuild the built-in model (spidarknet/models/) with its figures (~15 min)
+#   make model     rebuild the built-in model (spidarknet/models/) with its figures at each geometry (~20 min)
 #   make seed-questions  the seed's three questions on a simulated beamtime, EMC included (~18 min)
 
 .DEFAULT_GOAL := help

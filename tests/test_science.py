@@ -6,8 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.experiments.science import (DEV_SETS, KIND_ROWS, TEST_SETS, TRAIN_SETS, ScienceConfig,
-                                format_result, run_science)
+from spidarknet.experiments.science import (DEV_SETS, GEOMETRIES, GEOMETRY_TRAIN_SETS, KIND_ROWS, TEST_SETS,
+                                           TRAIN_SETS, TRAINING_GEOMETRY, ScienceConfig, format_result,
+                                           _as_json, geometry_table, run_science)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def tiny_run(tmp_path_factory, darknet_bin):
 
 
 def test_seeds_of_training_dev_and_test_files_never_meet():
-    seeds = [s.seed for s in (*TRAIN_SETS, *DEV_SETS, *TEST_SETS)]
+    seeds = [s.seed for s in (*TRAIN_SETS, *GEOMETRY_TRAIN_SETS, *DEV_SETS, *TEST_SETS)]
     assert len(set(seeds)) == len(seeds)
     assert {s.half_detector for s in TEST_SETS} == {True, False}
 
@@ -103,6 +104,8 @@ def test_save_model_carries_the_figures_and_scores_frames(tiny_run, tmp_path, sm
     (["--scale-counts", "0"], "must be positive"),
     (["--weights", "w.weights", "--save-model", "x.weights"], "drop one or the other"),
     (["--weights", "w.weights", "--regimes", "measurd"], "unknown regime 'measurd'"),
+    (["--weights", "w.weights", "--train-geometries"], "drop one or the other"),
+    (["--weights", "w.weights", "--regimes", "dim@binned5"], "unknown regime 'dim@binned5'"),
 ])
 def test_bench_science_option_mistakes_are_one_error_line(argv, words, capsys, tmp_path):
     from spidarknet.cli import bench
@@ -133,3 +136,33 @@ def test_a_given_model_is_judged_on_the_measured_regime_without_training(tmp_pat
     with h5py.File(tmp_path / "data" / "measured-s203-n21.cxi", "r") as f:
         assert f["truth"].attrs["adu_per_photon"] > 0 and "mask" in f["entry_1/instrument_1/detector_1"]
     assert "not trained here" in format_result(result)
+
+
+def test_every_geometry_is_judged_in_both_regimes_at_the_training_geometry_s_fluence(tmp_path):
+    """A set at another geometry keeps the training geometry's fluence and background per
+    solid angle: the same sample and beam, another detector."""
+    from spidarknet.simulate import FrameSimulator
+    for g in GEOMETRIES:
+        assert {s.conditions for s in TEST_SETS if s.geometry == g} >= {"dim", "bright"}
+        assert {s.conditions for s in DEV_SETS if s.geometry == g} >= {"dim", "bright"}
+    spec = next(s for s in TEST_SETS if s.name == "dim@binned8-581mm")
+    kwargs = spec.simulate_kwargs()
+    assert "photons" not in kwargs and kwargs["binning"] == 8 and kwargs["distance_m"] == 0.581
+    at_training = FrameSimulator(seed=spec.seed, half_detector=True, photons=spec.photons,
+                                 background_photons_per_pixel=spec.background, centre_jitter_px=spec.centre_jitter_px,
+                                 fluence_sigma=spec.fluence_sigma)
+    assert kwargs["mean_fluence_photons_per_m2"] == pytest.approx(at_training.settings.mean_fluence_photons_per_m2)
+    assert kwargs["background_photons_per_pixel"] == pytest.approx(spec.background * (0.125 / 0.581) ** 2)
+    assert spec.background_per_written_pixel() == pytest.approx(64 * kwargs["background_photons_per_pixel"])
+    assert "geometry" not in _as_json(TEST_SETS[0])  # older files' settings still match
+
+
+def test_the_geometry_table_says_how_far_each_geometry_is_from_the_training_one():
+    figures = {"dim": {"frames": 800, "positives": 160, "f1": 0.95, "network": {"f1": 0.8, "f1_single": 0.9}},
+               "dim@binned4": {"frames": 400, "positives": 80, "f1": 0.90, "network": {"f1": 0.7, "f1_single": 0.85}}}
+    specs = [s for s in TEST_SETS if s.name in figures]
+    table = geometry_table(figures, specs)
+    assert set(table) == {TRAINING_GEOMETRY.name, "binned4"}
+    row = table["binned4"]["regimes"]["dim"]
+    assert row["delta_f1"] == pytest.approx(-0.05) and row["f1_network"] == 0.7 and row["frames"] == 400
+    assert row["seed"] == 211 and table[TRAINING_GEOMETRY.name]["regimes"]["dim"]["delta_f1"] == 0

@@ -15,6 +15,14 @@ measured  the dim regime as a measured pnCCD gives it (``simulate --measured-lik
           dead and saturated pixels, beamline and injector scatter, a drifting beam centre)
 ========= ================================================================================
 
+Each regime is also judged at other detector geometries (:data:`GEOMETRIES`: the pnCCD 4 x 4-
+and 8 x 8-binned, farther away, at other photon energies) *at equal fluence*: the fluence that
+gives the regime's photon level on the training geometry (the sample and the beam are the same,
+the detector differs), so that a geometry's frames carry what physics puts on them.  The
+training files span the geometries too (a share at each; export-dataset's preprocessing in q
+makes them comparable), and :func:`geometry_table` says, per geometry and regime, how far the
+held-out F1 lies from the training geometry's.
+
 Every kind of frame is present in each.  The training files are clean (no measured-like
 effects): the measured regime asks how a model trained on the simulator's ideal photon counts
 fares on frames with what real ones have.  ``weights`` (``bench --science --weights W``)
@@ -55,6 +63,42 @@ KIND_ROWS = ("single", "single off-size", "multiple", "aggregate", "droplet", "t
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """A detector geometry of the benchmark: the simulated pnCCD (two halves, gap, beam stop at
+    their physical sizes) of ``shape`` 75 µm pixels written ``binning`` x ``binning``-binned,
+    ``distance_m`` from the sample, photons of ``photon_energy_eV``."""
+
+    name: str
+    about: str
+    distance_m: float = 0.125
+    photon_energy_eV: float = 1700.0
+    binning: int = 1
+    shape: tuple = (1024, 1024)
+
+    def simulate_kwargs(self) -> dict:
+        from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
+        return {"distance_m": self.distance_m, "photon_energy_J": self.photon_energy_eV * ELEMENTARY_CHARGE_C,
+                "binning": self.binning, "shape": tuple(self.shape)}
+
+
+#: the geometry the regimes' photon levels are set on (the 2018 PR772 run's pnCCD)
+TRAINING_GEOMETRY = Geometry("pnccd", "pnCCD, 1024 x 1024 pixels of 75 µm at 0.125 m, 1.7 keV")
+#: every geometry judged, by name; the photon level of a set at another geometry is the
+#: training geometry's fluence (equal fluence: the same sample and beam, another detector)
+GEOMETRIES = {g.name: g for g in (
+    TRAINING_GEOMETRY,
+    Geometry("binned4", "the same pnCCD 4 x 4-binned: 256 x 256 pixels of 300 µm at 0.125 m, 1.7 keV "
+                        "(pixels 2 x the model's bins, the coarsest detect accepts)", binning=4),
+    Geometry("binned8-581mm", "pnCCD 8 x 8-binned: 128 x 128 pixels of 600 µm at 0.581 m, 1.6 keV "
+                              "(reaches q 0.535 of the model's 0.66 nm⁻¹: the outer band is padded)",
+             distance_m=0.581, photon_energy_eV=1600.0, binning=8),
+    Geometry("far-1.2keV", "pnCCD, 1024 x 1024 pixels of 75 µm at 0.3 m, 1.2 keV (2.4 x farther, "
+                           "λ 1.03 nm: the pattern spreads over 3.4 x the pixels)",
+             distance_m=0.3, photon_energy_eV=1200.0),
+)}
+
+
+@dataclass(frozen=True)
 class SimSet:
     """One simulated file of the benchmark (settings of :func:`spidarknet.simulate.simulate_file`)."""
 
@@ -67,11 +111,20 @@ class SimSet:
     centre_jitter_px: float = 1.5
     fluence_sigma: float = 0.4
     measured: bool = False               # the measured-like detector and beamline (MEASURED_LIKE)
+    #: a name of :data:`GEOMETRIES`; away from the training geometry ``photons`` and
+    #: ``background`` are what they would be on it: the fluence and the background per solid
+    #: angle (scatter of the same beam) are the training geometry's
+    geometry: str = TRAINING_GEOMETRY.name
 
     @property
     def regime(self) -> str:
-        """The regime's name: the test set's name (``dev-`` dropped)."""
+        """The regime's name: the test set's name (``dev-`` dropped), e.g. ``dim@binned4``."""
         return self.name.removeprefix("dev-")
+
+    @property
+    def conditions(self) -> str:
+        """The regime's conditions without the geometry: ``dim``, ``bright``, ``measured``."""
+        return self.regime.partition("@")[0]
 
     def simulate_kwargs(self) -> dict:
         out = {"seed": self.seed, "half_detector": self.half_detector, "photons": self.photons,
@@ -80,7 +133,36 @@ class SimSet:
         if self.measured:
             from spidarknet.simulate.settings import MEASURED_LIKE_SETTINGS
             out["settings"] = MEASURED_LIKE_SETTINGS
+        if self.geometry != TRAINING_GEOMETRY.name:
+            g = GEOMETRIES[self.geometry]
+            out["mean_fluence_photons_per_m2"] = self.fluence_photons_per_m2()
+            del out["photons"]
+            # the same detector pixels (75 µm) farther away see less of the same solid angle
+            out["background_photons_per_pixel"] = self.simulate_kwargs_background()
+            out.update(g.simulate_kwargs())
         return out
+
+    def background_per_written_pixel(self) -> float:
+        """Expected background photons of one written (binned) pixel."""
+        if self.geometry == TRAINING_GEOMETRY.name:
+            return self.background
+        return self.simulate_kwargs_background() * GEOMETRIES[self.geometry].binning ** 2
+
+    def simulate_kwargs_background(self) -> float:
+        g = GEOMETRIES[self.geometry]
+        return self.background * (TRAINING_GEOMETRY.distance_m / g.distance_m) ** 2
+
+    def fluence_photons_per_m2(self) -> float:
+        """The mean fluence that puts ``photons`` on a labelled single at the training geometry
+        (the simulator's own calibration, with this set's seed, mask and conditions)."""
+        from spidarknet.simulate import FrameSimulator
+        out = {"half_detector": self.half_detector, "photons": self.photons,
+               "background_photons_per_pixel": self.background,
+               "centre_jitter_px": self.centre_jitter_px, "fluence_sigma": self.fluence_sigma}
+        if self.measured:
+            from spidarknet.simulate.settings import MEASURED_LIKE_SETTINGS
+            out["settings"] = MEASURED_LIKE_SETTINGS
+        return float(FrameSimulator(seed=self.seed, **out).settings.mean_fluence_photons_per_m2)
 
 
 #: the training files: both regimes, a wide fluence spread (seeds 100+)
@@ -98,7 +180,35 @@ TEST_SETS = (SimSet("dim", 800, 201, True, 1_500.0, background=0.003, centre_jit
 #: never on the test files, whose figures are only reported
 DEV_SETS = tuple(replace(s, name=f"dev-{s.name}", count=min(400, s.count), seed=s.seed + 100)
                  for s in TEST_SETS)
-#: the regimes, by name
+
+
+def _at_geometries(sets: Sequence[SimSet], counts: dict, seeds: dict) -> tuple:
+    """``sets`` (of the training geometry) at every other geometry of :data:`GEOMETRIES`, named
+    ``NAME@GEOMETRY``: ``counts[name]`` frames, seed ``seeds[name] + 2 k`` at the k-th geometry."""
+    out = []
+    for k, g in enumerate(name for name in GEOMETRIES if name != TRAINING_GEOMETRY.name):
+        for s in sets:
+            out.append(replace(s, name=f"{s.name}@{g}", count=counts[s.name], seed=seeds[s.name] + 2 * k,
+                               geometry=g))
+    return tuple(out)
+
+
+#: the dim and bright test files at the other geometries (equal fluence), 400 frames each,
+#: seeds 211-216; their development files 300 frames, seeds 311-316
+GEOMETRY_TEST_SETS = _at_geometries(TEST_SETS[:2], {"dim": 400, "bright": 400}, {"dim": 211, "bright": 212})
+GEOMETRY_DEV_SETS = tuple(replace(s, name=f"dev-{s.name}", count=300, seed=s.seed + 100)
+                          for s in GEOMETRY_TEST_SETS)
+#: training files at the other geometries (equal fluence), seeds 121-126
+GEOMETRY_TRAIN_SETS = _at_geometries(TRAIN_SETS, {"train-dim": 400, "train-bright": 400},
+                                     {"train-dim": 121, "train-bright": 122})
+#: training across the geometries (``bench --science --train-geometries``): the pnCCD files and
+#: those at the other geometries, 3,000 iterations.  Better at the geometries, worse on the
+#: measured-like regime (its screening threshold rises), so not the built-in model's: docs/recipe.md
+GEOMETRIES_TRAIN_SETS = TRAIN_SETS + GEOMETRY_TRAIN_SETS
+GEOMETRIES_EXPORT_ARGS = ("--max-batches", "3000")
+TEST_SETS = TEST_SETS + GEOMETRY_TEST_SETS
+DEV_SETS = DEV_SETS + GEOMETRY_DEV_SETS
+#: the regimes, by name (``dim@binned4``: the dim regime at the geometry binned4)
 REGIMES = tuple(s.name for s in TEST_SETS)
 
 
@@ -163,8 +273,11 @@ def ensure_simulated(work: Path, sets: Sequence[SimSet], scale: float,
 
 def _as_json(s: SimSet) -> dict:
     """A set's settings as its JSON file holds them (older files lack ``measured``: it was
-    False)."""
-    return {k: v for k, v in asdict(s).items() if k != "measured" or v}
+    False, and ``geometry``: it was the training geometry)."""
+    out = {k: v for k, v in asdict(s).items() if k != "measured" or v}
+    if s.geometry == TRAINING_GEOMETRY.name:
+        del out["geometry"]
+    return out
 
 
 def read_truth(path: Path, indices: np.ndarray | None = None) -> dict:
@@ -244,9 +357,14 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
               "train_seconds": round(train_s, 1), "weights": str(weights),
               "trained_here": config.weights is None,
               "validation": card.get("validation", {}), "dev": {}, "tests": {}, **config.extra}
+    if config.weights is None:
+        result["train_sets"] = [{"name": s.name, "frames": _sim_path(work, s, config.scale_counts)[1],
+                                 "seed": s.seed, "geometry": s.geometry} for s in config.train_sets]
     for spec, path in zip(judged, judged_files):
-        figures = _detect_and_judge(spec, path, weights, run_dir, config.detect_args)
+        figures = _detect_and_judge(spec, path, weights, run_dir, config.detect_args, card.get("threshold"))
         result["dev" if spec in config.dev_sets else "tests"][spec.name] = figures
+    result["geometries"] = geometry_table(result["tests"], config.test_sets)
+    result["dev_geometries"] = geometry_table(result["dev"], config.dev_sets)
     write_json(result, run_dir / "science.json", True, "science figures")
     return result
 
@@ -268,7 +386,8 @@ def _train(config: ScienceConfig, run_dir: Path, train_files: Sequence[Path]) ->
     else:
         raise ConfigError(f"positives must be 'window' or 'single', not {config.positives!r}")
     t0 = time.perf_counter()
-    if export_dataset.main([*map(str, train_files), *labels, "--out", str(ds), "--force",
+    q_range = _q_range_args(config, train_files)
+    if export_dataset.main([*map(str, train_files), *labels, "--out", str(ds), "--force", *q_range,
                             *config.export_args, *quiet]) != 0:
         raise InputError(f"export-dataset failed for variant {config.label}")
     export_s = time.perf_counter() - t0
@@ -279,9 +398,31 @@ def _train(config: ScienceConfig, run_dir: Path, train_files: Sequence[Path]) ->
     return sorted((ds / "backup").glob("*_final.weights"))[0], export_s, train_s
 
 
+def _q_range_args(config: ScienceConfig, train_files: Sequence[Path]) -> list[str]:
+    """export-dataset's q range for training files that span geometries: the default crop
+    (``--q-max`` 0.66 nm⁻¹; left to itself, export would shrink it to what the 8 x 8-binned
+    detector reaches) and the beam stop of the training geometry's files (left to itself, the
+    smallest over the files: the farther detector's, which lets the bright centre in)."""
+    from spidarknet.frames.source import FrameSource
+    from spidarknet.preprocess import DEFAULT_Q_MAX_INV_NM, masked_centre_q_inv_nm
+    sets = list(config.train_sets)
+    if all(s.geometry == TRAINING_GEOMETRY.name for s in sets) or any(
+            a.startswith(("--q-max", "--q-min", "--crop")) for a in config.export_args):
+        return []
+    reference = [str(f) for s, f in zip(sets, train_files) if s.geometry == TRAINING_GEOMETRY.name]
+    if not reference:
+        raise ConfigError("training files that span geometries need some at the training geometry "
+                          f"({TRAINING_GEOMETRY.name}): its beam stop sets the model's q_min")
+    q_min = masked_centre_q_inv_nm(FrameSource(reference).files)
+    return ["--q-max", f"{DEFAULT_Q_MAX_INV_NM:g}"] + (["--q-min", f"{q_min:g}"] if q_min else [])
+
+
 def _detect_and_judge(spec: SimSet, path: Path, weights: Path, run_dir: Path,
-                      detect_args: Sequence[str]) -> dict:
-    """detect on one judged file with ``weights``, and the figures of its hit list."""
+                      detect_args: Sequence[str], network_threshold: float | None = None) -> dict:
+    """detect on one judged file with ``weights``, and the figures of its hit list; with
+    ``network_threshold`` (the card's max-F1 one), also those of the network alone at it
+    (``network``: against the label, and ``f1_single`` against "one particle of any size",
+    what the network learns by default)."""
     from spidarknet.cli import detect
     from spidarknet.hits import read_hits
     out = run_dir / f"hits-{spec.name}.csv"
@@ -294,10 +435,41 @@ def _detect_and_judge(spec: SimSet, path: Path, weights: Path, run_dir: Path,
     hits = read_hits(str(out))
     indices = np.array([k.index for k in hits.keys])
     truth = read_truth(path, indices)
-    figures = judge(hits.scores, hits.hits, truth, spec.background)
+    figures = judge(hits.scores, hits.hits, truth, spec.background_per_written_pixel())
     figures["threshold"] = float(hits.threshold)
     figures["detect_frames_per_s"] = round(len(hits) / detect_s, 1)
+    if network_threshold is not None:
+        from spidarknet.judge.evaluation import selection_confusion
+        chosen = hits.scores >= network_threshold
+        c = selection_confusion(chosen, truth["label"].astype(bool), network_threshold)
+        single = selection_confusion(chosen, truth["kind"] == "single", network_threshold)
+        figures["network"] = {"threshold": float(network_threshold), "selected": int(chosen.sum()),
+                              "precision": c.precision, "recall": c.recall, "f1": c.f1,
+                              "f1_single": single.f1}
     return figures
+
+
+def geometry_table(sets_figures: dict, specs: Sequence[SimSet]) -> dict:
+    """Figures per geometry and regime conditions: ``{geometry: {"about", "regimes": {dim: {set,
+    seed, frames, positives, f1 (the pipeline: network + size window), f1_network (the network
+    alone at the card's threshold, against the label), f1_network_single (the same against one
+    particle of any size), delta_f1 (f1 less the training geometry's, same conditions)}}}}``."""
+    rows: dict = {}
+    for spec in specs:
+        t = sets_figures.get(spec.name)
+        if t is None or spec.measured:
+            continue
+        net = t.get("network", {})
+        rows.setdefault(spec.geometry, {"about": GEOMETRIES[spec.geometry].about, "regimes": {}})
+        rows[spec.geometry]["regimes"][spec.conditions] = {
+            "set": spec.name, "seed": spec.seed, "frames": t["frames"], "positives": t["positives"],
+            "f1": t["f1"], "f1_network": net.get("f1"), "f1_network_single": net.get("f1_single")}
+    base = rows.get(TRAINING_GEOMETRY.name, {}).get("regimes", {})
+    for row in rows.values():
+        for conditions, r in row["regimes"].items():
+            if conditions in base and r["f1"] == r["f1"] and base[conditions]["f1"] == base[conditions]["f1"]:
+                r["delta_f1"] = r["f1"] - base[conditions]["f1"]
+    return rows
 
 
 def _pct(x: float) -> str:
@@ -327,6 +499,27 @@ def format_result(result: dict) -> str:
         lines.append(f"  {name:<13}" + "; ".join(cells))
     lines.append("detect frames/s: " + ", ".join(f"{n} {t['detect_frames_per_s']:.0f}"
                                                  for n, t in sets.items()))
+    for key, what in (("dev_geometries", "development"), ("geometries", "held-out")):
+        if len(result.get(key, {})) > 1:
+            lines.append(f"per geometry ({what} files): F1 network + window / network alone "
+                         "(label; one particle of any size), Δ to the training geometry")
+            lines.append(format_geometries(result[key]))
+    return "\n".join(lines)
+
+
+def format_geometries(table: dict) -> str:
+    """:func:`geometry_table` as a Markdown table."""
+    def f(x):
+        return "-" if x is None or x != x else f"{x:.3f}"
+
+    lines = ["| geometry | regime | set (seed) | frames (positives) | F1 network + window | Δ F1 | "
+             "F1 network alone | network alone, any size |", "|" + " --- |" * 8]
+    for name, row in table.items():
+        for conditions, r in row["regimes"].items():
+            delta = r.get("delta_f1")
+            lines.append(f"| {name} | {conditions} | {r['set']} ({r['seed']}) | {r['frames']} ({r['positives']}) | "
+                         f"{f(r['f1'])} | {'-' if delta is None else f'{delta:+.3f}'} | {f(r['f1_network'])} | "
+                         f"{f(r['f1_network_single'])} |")
     return "\n".join(lines)
 
 
@@ -375,8 +568,10 @@ def save_model(result: dict, weights_out: str | Path) -> Path:
     model.weights = weights_out
     figures = {k: v for k, v in result.items() if k not in ("weights",)}
     return model.save_card({
-        "trained_on": "spidarknet's simulator: the science benchmark's training files "
-                      "(dim half-detector and bright full-detector regimes)",
+        "trained_on": "spidarknet's simulator: the science benchmark's training files (dim half-detector "
+                      "and bright full-detector regimes; geometries: "
+                      + ", ".join(sorted({t["geometry"] for t in result.get("train_sets", [])}
+                                         or {TRAINING_GEOMETRY.name})) + "; see science.train_sets)",
         "threshold_note": "chosen on simulated validation frames; on measured data set it from a few "
                           "labelled frames (evaluate --truth) or from the run's hit rate "
                           "(detect --expected-hit-rate)",
