@@ -1557,12 +1557,6 @@ def sizes_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *, on_fra
     return tuple(np.array([by_key[(os.path.abspath(k.file), k.index)] for k in keys], dtype=np.float64).T)
 
 
-def diameters_for(keys: Sequence[FrameKey], sizes_path: str | None = None, *,
-                  on_frames=None) -> np.ndarray:
-    """Diameters (nm, NaN for failed fits) of ``keys`` (see :func:`sizes_for`)."""
-    return sizes_for(keys, sizes_path, on_frames=on_frames)[0]
-
-
 def window_verdicts(diameters, misfits, second, signal, size_range: Sequence[float],
                     max_misfit: float = SIZE_WINDOW_MAX_MISFIT) -> tuple[np.ndarray, ...]:
     """The size window's verdicts on fitted frames: (inside, poor misfit, second particle,

@@ -433,10 +433,6 @@ class Resolution:
         """Full-period resolution 2π/q (nm)."""
         return 2 * math.pi / self.q_inv_nm if self.q_inv_nm > 0 else float("nan")
 
-    @property
-    def half_period_nm(self) -> float:
-        return 0.5 * self.d_nm
-
     def text(self) -> str:
         if not math.isfinite(self.q_inv_nm):
             return f"none (no shell reaches CC {self.threshold:g})"
