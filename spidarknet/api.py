@@ -86,22 +86,14 @@ def learn(frames: FrameSource, *, positives: Sequence[str] = (), negatives: Sequ
           seed: int = 0, jobs: int | None = None) -> Selector:
     """A selection learnt from labelled frames (selection CSVs, or a 0/1 dataset in the files),
     as ``learn`` makes it; ``selector.figures`` holds its cross-validated P/R/F1."""
-    from spidarknet.dataset import labels_from_dataset, labels_from_selections, used_frames
-    from spidarknet.detection.shards import file_digest
-    from spidarknet.selection.pipeline import labels_in_order, measure_hits, score_frames
-    from spidarknet.selection.selector import learn_selector, screen_for
+    from spidarknet.dataset import labels_from_dataset, labels_from_selections
+    from spidarknet.selection.pipeline import learn_from_labels
     if bool(labels_dataset) == bool(positives):
         raise ConfigError("give the labels as positives (with optional negatives) or as labels_dataset")
     model = model if isinstance(model, Model) else load_model(model)
     labels = (labels_from_dataset(frames, labels_dataset) if labels_dataset
               else labels_from_selections(frames, list(positives), list(negatives)))
-    frames = frames.select(used_frames(frames, labels))
-    hits = score_frames(frames, model)
-    y = labels_in_order(hits, labels)
-    screen = screen_for(hits.scores, y, model.validation.get("screening_threshold", model.threshold))
-    measured = measure_hits(frames, hits, screen, jobs=jobs)
-    return learn_selector(measured, y, card_screen=None, screen=screen, folds=folds, seed=seed,
-                          weights={"path": str(model.weights), "sha256": file_digest(model.weights)})
+    return learn_from_labels(frames, labels, model, folds=folds, seed=seed, jobs=jobs)
 
 
 def fit_spheres(frames: FrameSource, keys=None, *, jobs: int | None = None,

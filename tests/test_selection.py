@@ -63,6 +63,13 @@ def test_the_selector_never_selects_below_its_screen_and_reads_back_the_same(tmp
     assert np.isfinite(again.probability(m)).all()
 
 
+def test_the_same_labels_and_seed_give_the_same_selector():
+    m = synthetic(60, 4)
+    labels = m.values["signal_photons"] > 1000
+    first, again = (fit_selector(m, labels, screen=0.0, seed=3) for _ in range(2))
+    assert first.coef == again.coef and first.intercept == again.intercept
+
+
 def test_the_screen_keeps_98_percent_of_the_labelled_singles():
     scores = np.linspace(0.01, 1.0, 100)
     labels = np.ones(100, dtype=int)

@@ -100,17 +100,8 @@ def draw(labels: np.ndarray, n: int, rng) -> np.ndarray:
 def proposed(measured, labels: np.ndarray, n: int, card, seed: int, step: int = 10) -> np.ndarray:
     """n frames labelled ``step`` at a time as :func:`propose` asks: representative ones first,
     then half uncertain ones of the selector learnt from the labels so far."""
-    labelled = np.zeros(len(labels), dtype=bool)
-    selector = None
-    while labelled.sum() < n:
-        chosen, _ = propose(measured, min(step, n - int(labelled.sum())), selector=selector, labelled=labelled,
-                            seed=seed, screen=card)
-        labelled[chosen] = True
-        pick = np.flatnonzero(labelled)
-        if 2 <= labels[pick].sum() <= len(pick) - 2:
-            selector = fit_selector(measured.subset(pick), labels[pick],
-                                    screen_for(measured.values["score"][pick], labels[pick], card), seed=seed)
-    return np.flatnonzero(labelled)
+    *_, pick = _proposal_rounds(measured, labels, card, seed, step, n, fit_seed=seed)
+    return pick
 
 
 def judged(selector, measured, labels) -> float:
@@ -159,37 +150,45 @@ def curves(tables, model, draws: int) -> dict:
     return out
 
 
+def _first_reaching(picks, mA, yA, mB, yB, card, target: float):
+    """The first label count of ``picks`` (label sets, growing) whose selector reaches
+    ``target`` F1 on run B; None if none does."""
+    for pick in picks:
+        if not 2 <= yA[pick].sum() <= len(pick) - 2:
+            continue
+        sel = fit_selector(mA.subset(pick), yA[pick], screen_for(mA.values["score"][pick], yA[pick], card))
+        if judged(sel, mB, yB) >= target:
+            return len(pick)
+    return None
+
+
+def _proposal_rounds(mA, yA, card, seed: int, step: int, most: int, fit_seed: int = 0):
+    """Growing label sets, ``step`` proposals at a time (the last round fewer, to end at
+    ``most``) from the selector learnt so far."""
+    labelled = np.zeros(len(yA), dtype=bool)
+    sel = None
+    while labelled.sum() < most:
+        chosen, _ = propose(mA, min(step, most - int(labelled.sum())), selector=sel, labelled=labelled, seed=seed,
+                            screen=card)
+        labelled[chosen] = True
+        pick = np.flatnonzero(labelled)
+        yield pick
+        if 2 <= yA[pick].sum() <= len(pick) - 2:
+            sel = fit_selector(mA.subset(pick), yA[pick], screen_for(mA.values["score"][pick], yA[pick], card),
+                               seed=fit_seed)
+
+
 def labels_to_reach(tables, model, target: float, draws: int, step: int = 10, most: int = 200) -> dict:
     (mA, tA), (mB, tB) = tables
     yA, yB = tA["label"].astype(bool), tB["label"].astype(bool)
     card = model.validation.get("screening_threshold")
     result = {"random": [], "proposals": []}
     for d in range(draws):
-        rng = np.random.default_rng(77 + d)
-        order = rng.permutation(len(yA))
-        reached = None
-        for n in range(step, most + 1, step):
-            pick = order[:n]
-            if not 2 <= yA[pick].sum() <= n - 2:
-                continue
-            sel = fit_selector(mA.subset(pick), yA[pick], screen_for(mA.values["score"][pick], yA[pick], card))
-            if judged(sel, mB, yB) >= target:
-                reached = n
-                break
-        result["random"].append(reached)
-        labelled = np.zeros(len(yA), dtype=bool)
-        sel, reached = None, None
-        for n in range(step, most + 1, step):
-            chosen, _ = propose(mA, step, selector=sel, labelled=labelled, seed=d, screen=card)
-            labelled[chosen] = True
-            pick = np.flatnonzero(labelled)
-            if not 2 <= yA[pick].sum() <= len(pick) - 2:
-                continue
-            sel = fit_selector(mA.subset(pick), yA[pick], screen_for(mA.values["score"][pick], yA[pick], card))
-            if judged(sel, mB, yB) >= target:
-                reached = n
-                break
-        result["proposals"].append(reached)
+        order = np.random.default_rng(77 + d).permutation(len(yA))
+        random_sets = (order[:n] for n in range(step, most + 1, step))
+        result["random"].append(_first_reaching(random_sets, mA, yA, mB, yB, card, target))
+        rounds = _proposal_rounds(mA, yA, card, d, step, most)
+        result["proposals"].append(_first_reaching(rounds, mA, yA, mB, yB, card, target))
         print("labels to reach", target, d, result, flush=True)
     return result
 

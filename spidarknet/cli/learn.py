@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from spidarknet import cli
-from spidarknet.core.defaults import INFERENCE_BATCH
 from spidarknet.core.errors import ConfigError
 from spidarknet.core.outputs import check_destination
-from spidarknet.dataset import labels_from_dataset, labels_from_selections, used_frames
-from spidarknet.detection.shards import file_digest
+from spidarknet.dataset import labels_from_dataset, labels_from_selections
 from spidarknet.engine.model import builtin_weights, load_model
-from spidarknet.selection.pipeline import labels_in_order, measure_hits, score_frames
-from spidarknet.selection.selector import learn_selector, screen_for
+from spidarknet.selection.pipeline import learn_from_labels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,20 +64,18 @@ def run(args: argparse.Namespace) -> int:
     check_destination(args.out, args.force, "selection")
     source = cli.frame_source_from_args(args)
     labels = _labels(args, source)
-    source = source.select(used_frames(source, labels))
-    if len(source) == 0:
-        raise ConfigError("none of the inputs' frames carries a label")
-    weights = args.weights or str(builtin_weights())
-    model = load_model(weights)
-    with cli.progress(total=len(source), desc="score", quiet=args.quiet) as bar:
-        hits = score_frames(source, model, backend=args.backend, batch=INFERENCE_BATCH, on_chunk=bar.update)
-    y = labels_in_order(hits, labels)
-    screen = args.screen if args.screen is not None else screen_for(
-        hits.scores, y, model.validation.get("screening_threshold", model.threshold))
-    with cli.progress(total=int((hits.scores >= screen).sum()), desc="fit", quiet=args.quiet) as bar:
-        measured = measure_hits(source, hits, screen, jobs=args.jobs, on_frames=bar.update)
-    selector = learn_selector(measured, y, card_screen=None, screen=screen, folds=args.folds, seed=args.seed,
-                              weights={"path": os.path.abspath(weights), "sha256": file_digest(weights)})
+    model = load_model(args.weights or str(builtin_weights()))
+    bars = []
+
+    def progress(stage: str, total: int):
+        bars.append(cli.progress(total=total, desc=stage, quiet=args.quiet))
+        return bars[-1].update
+    try:
+        selector = learn_from_labels(source, labels, model, screen=args.screen, backend=args.backend,
+                                     folds=args.folds, seed=args.seed, jobs=args.jobs, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     selector.save(args.out, force=args.force)
     _print(selector, args.out)
     return 0

@@ -62,10 +62,6 @@ class Measured:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def matrix(self, names: Sequence[str]) -> np.ndarray:
-        """(n, len(names)) float64 of the named features."""
-        return np.column_stack([self.values[name] for name in names]).astype(np.float64)
-
     def subset(self, index) -> "Measured":
         index = np.asarray(index)
         if index.dtype == bool:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
 
 from spidarknet.core.defaults import INFERENCE_BATCH
+from spidarknet.core.errors import ConfigError
 from spidarknet.detection.local import detect_frames
 from spidarknet.engine.backends import OpenedDetector
 from spidarknet.frames.source import FrameSource
 from spidarknet.hits import HitList
 from spidarknet.selection.features import Measured, measure
+from spidarknet.selection.selector import Selector, learn_selector, screen_for
 
 
 def score_frames(source: FrameSource, model, *, backend: str = "opencv", batch: int = INFERENCE_BATCH,
@@ -36,5 +39,28 @@ def measure_hits(source: FrameSource, hits: HitList, screen: float, *, jobs: int
                    on_frames=on_frames)
 
 
-def screened_count(hits: HitList, screen: float) -> int:
-    return int(np.count_nonzero((hits.scores >= screen) & ~hits.unusable))
+
+def learn_from_labels(source: FrameSource, labels: dict[str, np.ndarray], model, *, screen: float | None = None,
+                      backend: str = "opencv", folds: int = 5, seed: int = 0, jobs: int | None = None,
+                      progress: Callable[[str, int], Callable[[int], object]] | None = None) -> Selector:
+    """The selection learnt from the labelled frames of ``source`` (per-file 1/0 labels, -1
+    for unlabelled): the network scores them, the fit measures those it lets through (the
+    screen: given, or :func:`screen_for`), the selector learns the labels.  ``progress`` is
+    given each stage ("score", "fit") and its number of frames, and returns the callback
+    counting them."""
+    from spidarknet.dataset import used_frames
+    from spidarknet.detection.shards import file_digest
+    source = source.select(used_frames(source, labels))
+    if len(source) == 0:
+        raise ConfigError("none of the inputs' frames carries a label")
+    def counter(stage: str, total: int):
+        return progress(stage, total) if progress is not None else None
+    hits = score_frames(source, model, backend=backend, on_chunk=counter("score", len(source)))
+    y = labels_in_order(hits, labels)
+    if screen is None:
+        screen = screen_for(hits.scores, y, model.validation.get("screening_threshold", model.threshold))
+    fits = int(np.count_nonzero(np.where(hits.unusable, 0.0, hits.scores) >= screen))
+    measured = measure_hits(source, hits, screen, jobs=jobs, on_frames=counter("fit", fits))
+    weights = os.path.abspath(model.weights)
+    return learn_selector(measured, y, card_screen=None, screen=screen, folds=folds, seed=seed,
+                          weights={"path": weights, "sha256": file_digest(weights)})

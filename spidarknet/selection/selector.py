@@ -185,7 +185,8 @@ def _l1() -> dict:
 
 def fit_selector(measured: Measured, labels, screen: float, *, features=DEFAULT_FEATURES,
                  seed: int = 0) -> Selector:
-    """The selector for labelled frames (``labels`` 1 single, 0 not), without figures."""
+    """The selector for labelled frames (``labels`` 1 single, 0 not), without figures; the
+    same labels and ``seed`` give the same selector (liblinear shuffles with the seed)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     labels = np.asarray(labels, dtype=int)
@@ -198,7 +199,7 @@ def fit_selector(measured: Measured, labels, screen: float, *, features=DEFAULT_
     draft = Selector(features, medians, means, scales, [0.0] * (2 * len(features)), 0.0, screen)
     design = draft.design(measured)
     folds = StratifiedKFold(_inner_folds(labels), shuffle=True, random_state=seed)
-    search = GridSearchCV(LogisticRegression(solver="liblinear", max_iter=5000, **_l1()),
+    search = GridSearchCV(LogisticRegression(solver="liblinear", max_iter=5000, random_state=seed, **_l1()),
                           {"C": list(np.logspace(-2, 3, 11))}, cv=folds, scoring="neg_log_loss")
     model = search.fit(design, labels).best_estimator_
     draft.coef = [float(c) for c in model.coef_[0]]
