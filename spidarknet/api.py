@@ -34,15 +34,18 @@ from spidarknet.sizing import SizeResult, SizingSettings, estimate_sizes
 
 def open_frames(inputs: str | Sequence[str], *, dataset: str | None = None, frames: str | None = None,
                 distance_m: float | None = None, pixel_size_m: float | None = None,
-                energy_ev: float | None = None, centre_px: tuple[float, float] | None = None) -> FrameSource:
+                energy_ev: float | None = None, centre_px: tuple[float, float] | None = None,
+                keep_bad_pixels: bool = False) -> FrameSource:
     """The frames of CXI/HDF5 files (paths or globs), read lazily in chunks.  ``frames`` is a
     range as on the command line ("0:100"); the geometry options replace what the files say
-    (metres, eV, pixels as (x, y))."""
+    (metres, eV, pixels as (x, y)).  Hot and dead pixels that a file's own frames show are
+    masked unless ``keep_bad_pixels`` (:mod:`spidarknet.frames.badpixels`)."""
     paths = [inputs] if isinstance(inputs, str) else list(inputs)
     wavelength = None if energy_ev is None else PLANCK_J_S * LIGHT_M_S / (energy_ev * EV_J)
     overrides = GeometryOverrides(distance_m=distance_m, pixel_size_m=pixel_size_m, wavelength_m=wavelength,
                                   centre_px=centre_px)
-    return FrameSource(paths, dataset=dataset, frames=parse_frame_range(frames), geometry=overrides)
+    return FrameSource(paths, dataset=dataset, frames=parse_frame_range(frames), geometry=overrides,
+                       bad_pixels=not keep_bad_pixels)
 
 
 def load_model(weights: str | None = None, *, threshold: float | None = None) -> Model:

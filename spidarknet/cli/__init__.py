@@ -225,6 +225,10 @@ def add_input_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mask-invert", action="store_true",
                        help="the --mask file marks good pixels with non-zero (Cheetah/CrystFEL style)")
     group.add_argument("--no-file-mask", action="store_true", help="ignore the mask stored in the files")
+    group.add_argument("--keep-bad-pixels", action="store_true",
+                       help="do not mask the hot and dead pixels each file's own frames show (by default 32 "
+                            "frames per file are read first: a pixel lit in most of them and far more often "
+                            "than its neighbours is hot, one never lit where its neighbours are is dead)")
 
 
 def check_size_range(size_range) -> None:
@@ -255,7 +259,8 @@ def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str]
                                   wavelength_m=wavelength)
     return FrameSource(list(args.inputs) + list(extra_inputs), dataset=args.dataset,
                        frames=parse_frame_range(args.frames), geometry=overrides, mask=args.mask,
-                       mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask)
+                       mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask,
+                       bad_pixels=not getattr(args, "keep_bad_pixels", False))
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:

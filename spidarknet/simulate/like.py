@@ -101,11 +101,13 @@ def _frame_source(path: str, dataset: str | None, max_frames: int):
     """The file's frames, every k-th so that at most ``max_frames`` are read."""
     from spidarknet.frames.source import FrameSource
 
-    source = FrameSource([str(path)], dataset=dataset)
+    source = FrameSource([str(path)], dataset=dataset, bad_pixels=True)
     step = max(1, math.ceil(source.files[0].n_frames / max(int(max_frames), 1)))
     if step == 1:
         return source
-    return FrameSource([str(path)], dataset=dataset, frames=slice(0, None, step))
+    # the bad pixels of the whole file, found above, masked in the sample too
+    return FrameSource([str(path)], dataset=dataset, frames=slice(0, None, step),
+                       bad_pixels=source.bad_pixels)
 
 
 def _valid_mask(source) -> np.ndarray:
