@@ -582,6 +582,16 @@ class _FitRegion:
         self.bounds = None   # the least and largest x and y (on first use)
         self.radius_ranges: dict = {}   # least and largest radius by centre (on first use)
         self._ring_pixels: dict = {}
+        self._lattice = None
+
+    def lattice(self) -> tuple[np.ndarray, np.ndarray]:
+        """x and y of the pixels in even rows and even columns (a quarter of the region,
+        on a regular grid: its sums of a smooth function are a quarter of the region's to
+        a small fraction), kept."""
+        if self._lattice is None:
+            chosen = (self.rows % 2 == 0) & (self.cols % 2 == 0)
+            self._lattice = (np.ascontiguousarray(self.x[chosen]), np.ascontiguousarray(self.y[chosen]))
+        return self._lattice
 
     def ring_pixels(self, shifts: np.ndarray, width: float, n_rings: int) -> np.ndarray:
         """(centres, n_rings): the region's pixels in rings ``width`` wide about centres
@@ -647,6 +657,10 @@ class _FitPixels:
     @property
     def n_pixels(self) -> int:
         return len(self.x)
+
+    def lattice(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The region's :meth:`_FitRegion.lattice` (None for a frame with NaN pixels)."""
+        return self.region.lattice() if self.all_finite else None
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -931,8 +945,8 @@ class _PixelModel:
     (:func:`spidarknet.sizing_kernels.pixel_pass`)."""
 
     def __init__(self, pixels: _FitPixels, optics: _Optics, fit_background: bool, fit_centre: bool,
-                 centre_xy: Sequence[float]):
-        self.pixels, self.optics = pixels, optics
+                 centre_xy: Sequence[float], lattice: tuple[np.ndarray, np.ndarray] | None = None):
+        self.pixels, self.optics, self.lattice = pixels, optics, lattice
         self.fit_b, self.fit_c = fit_background, fit_centre
         self.centre_xy = (float(centre_xy[0]), float(centre_xy[1]))
         self.free = [0] + ([1] if fit_background else []) + [2] + ([3, 4] if fit_centre else [])
@@ -954,10 +968,21 @@ class _PixelModel:
         pixels = self.pixels
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
         kernels = _kernels()
-        mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
-                                                 d_nm * 1e-9, self.vector, self.steps, a, b)
+        if self.lattice is None:
+            mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
+                                                     d_nm * 1e-9, self.vector, self.steps, a, b)
+            nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
+        else:   # the sums over all pixels from the lattice's, the photons' terms from their pixels
+            x, y = self.lattice
+            _, sums, info, _ = kernels.pixel_pass(x, y, np.zeros(len(x)), shift, pixels.aspect, d_nm * 1e-9,
+                                                  self.vector, self.steps, a, b)
+            scale = pixels.n_pixels / len(x)
+            sums *= scale
+            info *= scale
+            mu, _, _, lit = kernels.pixel_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift,
+                                               pixels.aspect, d_nm * 1e-9, self.vector, self.steps, a, b)
+            nll = float(sums[0] - pixels.counts @ np.log(np.maximum(mu, 1e-300)))
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
-        nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
         free = self.free
         return nll, (sums[1:] - score)[free], info[np.ix_(free, free)], mu
 
@@ -992,38 +1017,64 @@ def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tupl
     return -vectors @ (along / (values + lam)), True
 
 
+#: the per-pixel fit first converges to this gradient (in standard errors) on the lattice
+#: of every other row and column (:meth:`_FitPixels.lattice`), then on every pixel to 1 %
+LATTICE_TOLERANCE = 0.1
+#: ... in regions of at least this many pixels
+LATTICE_MIN_PIXELS = 4096
+
+
 def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,
                     search_centre: Sequence[float] | None, reach_px: float, *, max_steps: int = 30):
     """Maximum-likelihood (a, b, d, cx, cy) of the photons of every pixel of ``pixels``.
 
-    Fisher scoring in a trust region (the steps and rules of scipy's trust-exact, which this
-    replaces; :func:`_scoring_step`) of the negative log-likelihood with the expected
-    information ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` as its Hessian, in units of the starting
-    point's standard errors (one trust radius suits the scale, the background, the
-    diameter and the centre).  Points outside a, b ≥ 0, the diameter range searched and
-    ``reach_px`` (+1) of ``search_centre`` are refused (the centre is fixed when that is
-    None, b when there is no background); a start outside stays.  Converged when the
-    gradient, in standard errors, is below 1 % of one (the grid's start may lie many
-    standard errors away), or after ``max_steps`` steps.  ``start``
-    is (a, b, d in m, cx, cy).  Returns a, b, d (m), cx, cy, the covariance of the free
-    parameters (a, [b,] d in nm[, cx, cy]), the negative log-likelihood and μ per pixel.
+    Fisher scoring in a trust region (:func:`_trust_region`) of the negative
+    log-likelihood.  Points outside a, b ≥ 0, the diameter range searched and ``reach_px``
+    (+1) of ``search_centre`` are refused (the centre is fixed when that is None, b when
+    there is no background); a start outside stays.  The grid's start may lie many
+    standard errors away (the centre is known to a pixel, its standard error is a few
+    hundredths of one): the first steps take the sums over all pixels of the region from
+    every other row and column (a quarter of them; the photons' terms stay exact) to
+    :data:`LATTICE_TOLERANCE`, a few hundredths of a standard error from the optimum,
+    then every pixel counts until the gradient is below 1 % of a standard error (or after
+    ``max_steps`` steps each).  ``start`` is (a, b, d in m, cx, cy).  Returns a, b, d (m),
+    cx, cy, the covariance of the free parameters (a, [b,] d in nm[, cx, cy]), the
+    negative log-likelihood and μ per pixel.
     """
     a, b, d_m, cx, cy = (float(v) for v in start)
     fit_c = search_centre is not None
-    model = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy))
     theta = np.array([a] + ([b] if s.background else []) + [d_m * 1e9] + ([cx, cy] if fit_c else []))
-    nll, grad, info, mu = model.at(theta)
-    unit = 1.0 / np.sqrt(np.maximum(np.diag(info), 1e-300))   # 1σ of each, at the start
 
     def allowed(a, b, d_nm, cx, cy) -> bool:
         inside = not fit_c or math.hypot(cx - search_centre[0], cy - search_centre[1]) <= reach_px + 1.0
         return a >= 0 and b >= 0 and s.d_min_nm <= d_nm <= s.d_max_nm and inside
 
+    lattice = pixels.lattice() if optics.subpixels == 1 and pixels.n_pixels >= LATTICE_MIN_PIXELS else None
+    if lattice is not None:
+        rough = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy), lattice=lattice)
+        theta = _trust_region(rough, theta, allowed, LATTICE_TOLERANCE, max_steps)[0]
+    model = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy))
+    theta, nll, info, mu = _trust_region(model, theta, allowed, 1e-2, max_steps)
+    a, b, d_nm, cx, cy = model.unpack(theta)
+    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu
+
+
+def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, tolerance: float, max_steps: int):
+    """Fisher scoring of ``model`` from ``theta`` in a trust region (the steps and rules of
+    scipy's trust-exact, which this replaces; :func:`_scoring_step`) with the expected
+    information ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` as the Hessian, in units of the starting
+    point's standard errors (one trust radius suits the scale, the background, the
+    diameter and the centre); points where ``allowed`` is false are refused, and a start
+    there stays.  Converged when the gradient in those units is below ``tolerance``, or
+    after ``max_steps`` steps.  Returns θ, the negative log-likelihood, the information
+    and μ there."""
+    nll, grad, info, mu = model.at(theta)
+    unit = 1.0 / np.sqrt(np.maximum(np.diag(info), 1e-300))   # 1σ of each, at the start
     # a start outside (the grid's largest diameter, rounded above d_max) stays: an edge
     radius = 100.0 if allowed(*model.unpack(theta)) else 0.0
     for _ in range(max_steps if radius > 0 else 0):   # scipy's trust-region rules
         grad_z, info_z = grad * unit, info * np.outer(unit, unit)
-        if not np.linalg.norm(grad_z) >= 1e-2:
+        if not np.linalg.norm(grad_z) >= tolerance:
             break
         step, on_boundary = _scoring_step(info_z, grad_z, radius)
         trial = theta + step * unit
@@ -1036,8 +1087,7 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
             radius = min(2.0 * radius, 1000.0)
         if ratio > 0.15:
             theta, (nll, grad, info, mu) = trial, found
-    a, b, d_nm, cx, cy = model.unpack(theta)
-    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu
+    return theta, nll, info, mu
 
 
 def _inverse_scaled(matrix: np.ndarray) -> np.ndarray:
