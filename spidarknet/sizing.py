@@ -583,6 +583,7 @@ class _FitRegion:
         self.radius_ranges: dict = {}   # least and largest radius by centre (on first use)
         self._ring_pixels: dict = {}
         self._lattice = None
+        self._matched = None   # the last mask array found equal to ``usable`` (see :meth:`fits`)
 
     def lattice(self) -> tuple[np.ndarray, np.ndarray]:
         """x and y of the pixels in even rows and even columns (a quarter of the region,
@@ -613,8 +614,13 @@ class _FitRegion:
         """Whether this region is the one of these arguments (the same mask included)."""
         key = (tuple(shape), tuple(origin), (float(centre_xy[0]), float(centre_xy[1])), float(r_in_px),
                float(r_out_px), float(aspect))
-        return (key == self.key and usable.shape == self.usable.shape
-                and (usable is self.usable or np.array_equal(usable, self.usable)))
+        if key != self.key or usable.shape != self.usable.shape:
+            return False
+        if usable is self._matched:   # the mask array of the last frame (a chunk shares one)
+            return True
+        same = bool(np.array_equal(usable, self.usable))
+        self._matched = usable if same else None
+        return same
 
 
 class _FitPixels:
@@ -789,7 +795,7 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
                                            pixels.bounds)
     if not variance > 0:
         return float("nan"), float("nan")
-    spectrum = _fft().rfft2(grid, workers=1, overwrite_x=True)
+    spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]))
     separation = _separations(len(grid), kappa)
     low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
     n_searched, n_quiet, best, peak, histogram = kernels.spectrum_peak(spectrum, separation, low, largest, variance,
@@ -805,6 +811,25 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
         quartile = kernels.spectrum_quantile(spectrum, separation, low, largest, variance, 0.25, histogram)
         peak /= max(1.0, quartile / quiet)
     return math.sqrt(peak), float(separation.flat[best])
+
+
+def _grid_rows(side: int, bounds, shift_y: float) -> np.ndarray | None:
+    """The rows of :func:`spidarknet.sizing_kernels.residual_grid`'s grid that pixels of
+    ``bounds`` fall in (None: all of them)."""
+    lo = int(np.rint(np.float32(bounds[2]) - np.float32(shift_y)))
+    hi = int(np.rint(np.float32(bounds[3]) - np.float32(shift_y)))
+    return None if hi - lo + 1 >= side else np.arange(lo, hi + 1) & (side - 1)
+
+
+def _real_fft2(grid: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """``scipy.fft.rfft2(grid)`` (the same numbers), its rows' transforms taken only for
+    ``rows`` (the others hold zeros: half of them on a half detector)."""
+    fft = _fft()
+    if rows is None:
+        return fft.rfft2(grid, workers=1, overwrite_x=True)
+    spectrum = np.zeros((grid.shape[0], grid.shape[1] // 2 + 1), dtype=np.complex64)
+    spectrum[rows] = fft.rfft(grid[rows], axis=1, workers=1)
+    return fft.fft(spectrum, axis=0, workers=1, overwrite_x=True)
 
 
 def _kernels():
@@ -1135,16 +1160,27 @@ def _centre_candidates(centre_xy: Sequence[float], search_px: float, step_px: fl
 
 #: ring tables (diameters x rings) of :func:`_ring_table`: the same for every frame of a file
 _ring_table_cache: dict = {}
+#: ... and their rows, by (optics, width, rings) and diameter (the fine search's diameters
+#: change from frame to frame, around each one's best)
+_ring_row_cache: dict = {}
 
 
 def _ring_table(optics: _Optics, width: float, n_rings: int, diameters: np.ndarray) -> np.ndarray:
-    """:meth:`_Optics.ring_shape` of rings ``width`` wide (at their middles), kept."""
-    key = (optics, float(width), int(n_rings), np.asarray(diameters, dtype=np.float64).tobytes())
+    """:meth:`_Optics.ring_shape` of rings ``width`` wide (at their middles), kept (each
+    diameter's row is worked out once: the model of one diameter does not depend on the others)."""
+    diameters = np.asarray(diameters, dtype=np.float64).reshape(-1)
+    key = (optics, float(width), int(n_rings), diameters.tobytes())
     table = _ring_table_cache.get(key)
     if table is None:
         if len(_ring_table_cache) >= 16:
             _ring_table_cache.clear()
-        table = np.ascontiguousarray(optics.ring_shape((np.arange(n_rings) + 0.5) * width, diameters))
+        if len(_ring_row_cache) >= 16:
+            _ring_row_cache.clear()
+        rows = _ring_row_cache.setdefault(key[:3], {})
+        missing = [d for d in diameters.tolist() if d not in rows]
+        if missing:
+            rows.update(zip(missing, optics.ring_shape((np.arange(n_rings) + 0.5) * width, np.array(missing))))
+        table = np.ascontiguousarray(np.stack([rows[d] for d in diameters.tolist()]))
         _ring_table_cache[key] = table
     return table
 
