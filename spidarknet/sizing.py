@@ -659,6 +659,7 @@ class _FitPixels:
         self.lit = np.flatnonzero(values > 0)   # the pixels holding photons
         self.photon_x, self.photon_y = self.x[self.lit], self.y[self.lit]
         self.counts = values[self.lit]
+        self.photon_index = np.arange(len(self.lit))   # the photon pixels among themselves
 
     @property
     def n_pixels(self) -> int:
@@ -1006,7 +1007,7 @@ class _PixelModel:
             info *= scale
             mu, _, _, lit = kernels.pixel_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift,
                                                pixels.aspect, d_nm * 1e-9, self.vector, self.steps, a, b)
-            nll = float(sums[0] - pixels.counts @ np.log(np.maximum(mu, 1e-300)))
+            nll = float(sums[0] - kernels.log_sum(mu, pixels.photon_index, pixels.counts))
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
         free = self.free
         return nll, (sums[1:] - score)[free], info[np.ix_(free, free)], mu
