@@ -1,13 +1,14 @@
 """The sphere fit of the frames the network lets through, done where they were scored.
 
 ``detect --size-range`` (or ``--selector``) fits a sphere to every frame whose score reaches
-the threshold.  Fitted after the detection, in processes of their own, those frames are read
-a second time and each fitting process pays its start (an interpreter, numba's kernels, scipy:
-about a second each); fitted here, by the process that scored them, from the pixels it has
-just read, neither happens.  The detection then reads each chunk with the fit's region
-(:func:`spidarknet.sizing.fit_roi`) joined to the network's crop, and after scoring it fits
-the screened frames (:func:`spidarknet.sizing.size_frames`, each frame exactly as a
-separate fit would: the results do not depend on where it ran).
+the threshold.  Fitted after the detection, in processes of their own, each of those
+processes pays its start (an interpreter, numba's kernels, scipy: about a second each);
+fitted here, by the process that scored them, as each chunk is scored, it does not.  The
+screened frames of a chunk are read again with the fit's region
+(:func:`spidarknet.sizing.fit_roi`, larger than the network's crop: reading it for every
+frame cost more than reading it again for the tenth that a run's network lets through) and
+fitted (:func:`spidarknet.sizing.size_frames`, each frame exactly as a separate fit would:
+the results do not depend on where it ran).
 
 :class:`ScreenedFits` collects the fits of one process (or, merged, of all workers); the
 decision after the network takes them by frame key and fits only frames it lacks.
@@ -17,14 +18,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
 
 import numpy as np
 
-from spidarknet.frames.source import FileInfo, FrameChunk
+from spidarknet.frames.source import FrameChunk, FrameSource
 from spidarknet.sizing import SizeResult, SizingSettings, fit_roi, size_frames
-
-Roi = tuple[int, int, int, int]
 
 
 class ScreenedFits:
@@ -39,23 +37,17 @@ class ScreenedFits:
         self.seconds = 0.0
         self._regions: dict = {}
 
-    def roi(self, network_roi: Callable[[FileInfo], Roi]) -> Callable[[FileInfo], Roi]:
-        """The region to read of each file: the network's crop joined to the fit's region."""
-        def joined(info: FileInfo) -> Roi:
-            a, b = network_roi(info), fit_roi(info, self.settings)
-            return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
-        return joined
-
-    def add(self, chunk: FrameChunk, screened: np.ndarray) -> None:
-        """Fit the frames ``screened`` (a bool per frame) of ``chunk`` (read with :meth:`roi`,
-        its mask as read)."""
+    def add(self, source: FrameSource, chunk: FrameChunk, screened: np.ndarray) -> None:
+        """Fit the frames ``screened`` (a bool per frame) of ``chunk`` (frames of ``source``),
+        read again with the fit's region."""
         index = np.flatnonzero(screened)
         if not len(index):
             return
         started = time.perf_counter()
-        valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[index]
-        self.results.extend(size_frames(chunk.data[index], valid, chunk.origin, chunk.info.geometry,
-                                        [chunk.keys[i] for i in index], self.settings, self._regions))
+        frames = source.select({chunk.info.path: chunk.indices[index]})
+        for part in frames.chunks(len(index), roi=lambda info: fit_roi(info, self.settings)):
+            self.results.extend(size_frames(part.data, part.valid, part.origin, part.info.geometry, part.keys,
+                                            self.settings, self._regions))
         self.seconds += time.perf_counter() - started
 
     def merge(self, results: list[SizeResult]) -> None:
