@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("hits", ("spidarknet.hits",)),
     # particle size per frame (used by detection's fits of screened
     # frames, select, export, reconstruct and the report)
-    ("sizing", ("spidarknet.sizing", "spidarknet.sizing_kernels")),
+    ("sizing", ("spidarknet.sizing.*", "spidarknet.sizing_kernels")),
     # frames -> hit list: local, all cores, shards, follow, threshold calibration
     ("detection", ("spidarknet.detection.*",)),
     # what the pipeline measures per frame, the selection learnt from labels, frames to label
