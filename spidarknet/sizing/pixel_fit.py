@@ -31,6 +31,13 @@ class _PixelModel:
         self.free = [0] + ([1] if fit_background else []) + [2] + ([3, 4] if fit_centre else [])
         self.vector = np.array([optics.pixel_m, optics.distance_m, 4.0 * math.pi / optics.wavelength_m])
         self.steps = optics._subpixel_steps()
+        self.correction: np.ndarray | None = None   # added to the gradient: see :meth:`correct`
+
+    def correct(self, gradient: np.ndarray) -> None:
+        """Add ``gradient`` to this model's gradient from now on (and ``gradient · θ`` to its
+        negative log-likelihood): the difference between every pixel's gradient and the
+        lattice's at a point, so that the lattice's steps head for every pixel's optimum."""
+        self.correction = gradient if self.correction is None else self.correction + gradient
 
     def unpack(self, theta: np.ndarray) -> tuple[float, float, float, float, float]:
         """(a, b, d in nm, cx, cy) of the free parameters ``theta``."""
@@ -63,7 +70,11 @@ class _PixelModel:
             nll = float(sums[0] - kernels.log_sum(mu, pixels.photon_index, pixels.counts))
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
         free = self.free
-        return nll, (sums[1:] - score)[free], info[np.ix_(free, free)], mu
+        grad = (sums[1:] - score)[free]
+        if self.correction is not None:
+            nll += float(self.correction @ theta)
+            grad += self.correction
+        return nll, grad, info[np.ix_(free, free)], mu
 
 
 def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
@@ -97,10 +108,11 @@ def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tupl
 
 
 #: the per-pixel fit first converges to this gradient (in standard errors) on the lattice
-#: of every other row and column (:meth:`_FitPixels.lattice`), then on every pixel to 1 %
-LATTICE_TOLERANCE = 0.1
-
-
+#: of every other row and column (:meth:`_FitPixels.lattice`), ...
+LATTICE_TOLERANCE = 0.5
+#: ... then, with every pixel's gradient where it stands added to the lattice's, to this
+#: (see :func:`_fisher_scoring`), at most this many times
+CORRECTED_TOLERANCE, CORRECTIONS = 0.005, 3
 #: ... in regions of at least this many pixels
 LATTICE_MIN_PIXELS = 4096
 
@@ -112,15 +124,19 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
     Fisher scoring in a trust region (:func:`_trust_region`) of the negative
     log-likelihood.  Points outside a, b ≥ 0, the diameter range searched and ``reach_px``
     (+1) of ``search_centre`` are refused (the centre is fixed when that is None, b when
-    there is no background); a start outside stays.  The grid's start may lie many
-    standard errors away (the centre is known to a pixel, its standard error is a few
-    hundredths of one): the first steps take the sums over all pixels of the region from
-    every other row and column (a quarter of them; the photons' terms stay exact) to
-    :data:`LATTICE_TOLERANCE`, a few hundredths of a standard error from the optimum,
-    then every pixel counts until the gradient is below 1 % of a standard error (or after
-    ``max_steps`` steps each).  ``start`` is (a, b, d in m, cx, cy).  Returns a, b, d (m),
-    cx, cy, the covariance of the free parameters (a, [b,] d in nm[, cx, cy]), the
-    negative log-likelihood and μ per pixel.
+    there is no background); a start outside stays.  Converged where the gradient of
+    every pixel's likelihood, in standard errors, is below 1 % of one.  The grid's start
+    may lie many standard errors away (the centre is known to a pixel, its standard error
+    is a few hundredths of one), and a pass over every pixel is the fit's cost, so the
+    steps take the sums over all pixels from every other row and column (a quarter of
+    them; the photons' terms stay exact; :func:`_secant` steps) to
+    :data:`LATTICE_TOLERANCE`; then, where every pixel's gradient is not yet below 1 %,
+    the difference between it and the lattice's is added to the lattice's gradient and
+    the lattice's steps go on to :data:`CORRECTED_TOLERANCE` (:data:`CORRECTIONS` times at
+    most, then every pixel's steps; each of these stages at most ``max_steps`` steps): two
+    passes over every pixel a frame, most often.  ``start`` is (a, b, d in m,
+    cx, cy).  Returns a, b, d (m), cx, cy, the covariance of the free parameters (a, [b,]
+    d in nm[, cx, cy]), the negative log-likelihood and μ per pixel.
     """
     a, b, d_m, cx, cy = (float(v) for v in start)
     fit_c = search_centre is not None
@@ -130,37 +146,67 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
         inside = not fit_c or math.hypot(cx - search_centre[0], cy - search_centre[1]) <= reach_px + 1.0
         return a >= 0 and b >= 0 and s.d_min_nm <= d_nm <= s.d_max_nm and inside
 
-    lattice = pixels.lattice() if optics.subpixels == 1 and pixels.n_pixels >= LATTICE_MIN_PIXELS else None
-    if lattice is not None:
-        rough = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy), lattice=lattice)
-        theta = _trust_region(rough, theta, allowed, LATTICE_TOLERANCE, max_steps)[0]
     model = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy))
-    theta, nll, info, mu = _trust_region(model, theta, allowed, 1e-2, max_steps)
+    lattice = pixels.lattice() if optics.subpixels == 1 and pixels.n_pixels >= LATTICE_MIN_PIXELS else None
+    found = None
+    if lattice is not None and allowed(*model.unpack(theta)):
+        rough = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy), lattice=lattice)
+        theta, *at_theta = _trust_region(rough, theta, allowed, LATTICE_TOLERANCE, max_steps, secant=True)
+        theta, found = _corrected(model, rough, theta, at_theta, allowed, max_steps)
+    if found is None:
+        theta, nll, _, info, mu = _trust_region(model, theta, allowed, 1e-2, max_steps)
+    else:
+        nll, _, info, mu = found
     a, b, d_nm, cx, cy = model.unpack(theta)
     return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu
 
 
-def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, tolerance: float, max_steps: int):
+def _corrected(model: "_PixelModel", rough: "_PixelModel", theta: np.ndarray, at_theta: list,
+               allowed: Callable, max_steps: int):
+    """(θ, every pixel's (nll, gradient, information, μ) there where its gradient is below
+    1 % of a standard error, else None): the lattice's steps (``rough``, whose (nll,
+    gradient, information, μ) at ``theta`` are ``at_theta``), corrected by every pixel's
+    gradient, at most :data:`CORRECTIONS` times (see :func:`_fisher_scoring`)."""
+    for _ in range(CORRECTIONS):
+        found = model.at(theta)
+        unit = 1.0 / np.sqrt(np.maximum(np.diag(found[2]), 1e-300))
+        if not np.linalg.norm(found[1] * unit) >= 1e-2:
+            return theta, found
+        change = found[1] - at_theta[1]
+        rough.correct(change)
+        start = (at_theta[0] + float(change @ theta), found[1], at_theta[2], at_theta[3])
+        theta, *at_theta = _trust_region(rough, theta, allowed, CORRECTED_TOLERANCE, max_steps, start=start,
+                                         secant=True)
+    return theta, None
+
+
+def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, tolerance: float, max_steps: int,
+                  start: tuple | None = None, secant: bool = False):
     """Fisher scoring of ``model`` from ``theta`` in a trust region (the steps and rules of
     scipy's trust-exact, which this replaces; :func:`_scoring_step`) with the expected
     information ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` as the Hessian, in units of the starting
     point's standard errors (one trust radius suits the scale, the background, the
     diameter and the centre); points where ``allowed`` is false are refused, and a start
     there stays.  Converged when the gradient in those units is below ``tolerance``, or
-    after ``max_steps`` steps.  Returns θ, the negative log-likelihood, the information
-    and μ there."""
-    nll, grad, info, mu = model.at(theta)
+    after ``max_steps`` steps (``start``: the model's (nll, gradient, information, μ) at
+    ``theta``, known already).  ``secant``: the information is the start's, updated after
+    each step by the gradient's change (BFGS), which heads for the likelihood's own
+    curvature (the lattice's steps, whose end point is not the answer; every pixel's steps
+    keep the information of each point).  Returns θ, the negative log-likelihood, its gradient, the
+    information and μ there."""
+    nll, grad, info, mu = model.at(theta) if start is None else start
     unit = 1.0 / np.sqrt(np.maximum(np.diag(info), 1e-300))   # 1σ of each, at the start
+    hessian = info * np.outer(unit, unit)
     # a start outside (the grid's largest diameter, rounded above d_max) stays: an edge
     radius = 100.0 if allowed(*model.unpack(theta)) else 0.0
     for _ in range(max_steps if radius > 0 else 0):   # scipy's trust-region rules
-        grad_z, info_z = grad * unit, info * np.outer(unit, unit)
+        grad_z = grad * unit
         if not np.linalg.norm(grad_z) >= tolerance:
             break
-        step, on_boundary = _scoring_step(info_z, grad_z, radius)
+        step, on_boundary = _scoring_step(hessian, grad_z, radius)
         trial = theta + step * unit
         found = model.at(trial) if allowed(*model.unpack(trial)) else (math.inf,)
-        expected = -float(grad_z @ step + 0.5 * step @ info_z @ step)
+        expected = -float(grad_z @ step + 0.5 * step @ hessian @ step)
         ratio = (nll - found[0]) / expected if expected > 0 else -math.inf
         if ratio < 0.25:
             radius *= 0.25
@@ -168,4 +214,16 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
             radius = min(2.0 * radius, 1000.0)
         if ratio > 0.15:
             theta, (nll, grad, info, mu) = trial, found
-    return theta, nll, info, mu
+            hessian = _secant(hessian, step, grad * unit - grad_z) if secant else info * np.outer(unit, unit)
+    return theta, nll, grad, info, mu
+
+
+def _secant(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """The BFGS update of ``hessian`` by a step and the gradient's change along it (kept
+    where the change shows no positive curvature)."""
+    curvature = float(change @ step)
+    along = hessian @ step
+    bend = float(step @ along)
+    if not (curvature > 1e-12 * float(change @ change) ** 0.5 * float(step @ step) ** 0.5 and bend > 0):
+        return hessian
+    return hessian + np.outer(change, change) / curvature - np.outer(along, along) / bend
