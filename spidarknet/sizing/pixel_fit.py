@@ -29,6 +29,8 @@ class _PixelModel:
         self.fit_b, self.fit_c = fit_background, fit_centre
         self.centre_xy = (float(centre_xy[0]), float(centre_xy[1]))
         self.free = [0] + ([1] if fit_background else []) + [2] + ([3, 4] if fit_centre else [])
+        self._all_free = len(self.free) == 5
+        self._ix = np.ix_(self.free, self.free)
         self.vector = np.array([optics.pixel_m, optics.distance_m, 4.0 * math.pi / optics.wavelength_m])
         self.steps = optics._subpixel_steps()
         self.correction: np.ndarray | None = None   # added to the gradient: see :meth:`correct`
@@ -41,7 +43,9 @@ class _PixelModel:
 
     def unpack(self, theta: np.ndarray) -> tuple[float, float, float, float, float]:
         """(a, b, d in nm, cx, cy) of the free parameters ``theta``."""
-        values = [float(v) for v in theta]
+        values = theta.tolist()
+        if self._all_free:
+            return tuple(values)
         a = values.pop(0)
         b = values.pop(0) if self.fit_b else 0.0
         d_nm = values.pop(0)
@@ -69,12 +73,13 @@ class _PixelModel:
                                                pixels.aspect, d_nm * 1e-9, self.vector, self.steps, a, b)
             nll = float(sums[0] - kernels.log_sum(mu, pixels.photon_index, pixels.counts))
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
-        free = self.free
-        grad = (sums[1:] - score)[free]
+        grad = sums[1:] - score
+        if not self._all_free:
+            grad, info = grad[self.free], info[self._ix]
         if self.correction is not None:
             nll += float(self.correction @ theta)
             grad += self.correction
-        return nll, grad, info[np.ix_(free, free)], mu
+        return nll, grad, info, mu
 
 
 def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
@@ -201,7 +206,7 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
     radius = 100.0 if allowed(*model.unpack(theta)) else 0.0
     for _ in range(max_steps if radius > 0 else 0):   # scipy's trust-region rules
         grad_z = grad * unit
-        if not np.linalg.norm(grad_z) >= tolerance:
+        if not math.sqrt(float(grad_z @ grad_z)) >= tolerance:
             break
         step, on_boundary = _scoring_step(hessian, grad_z, radius)
         trial = theta + step * unit
