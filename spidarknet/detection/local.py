@@ -414,7 +414,7 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
     started = time.perf_counter()
     engine = f"{type(detector).__name__} (batch {getattr(detector, 'batch', '?')})"
     _log_start(source, engine, chunk_frames, prefilter)
-    chunks = source.chunks(chunk_frames, roi=pre.roi)
+    chunks = source.chunks(chunk_frames, roi=pre.roi if fits is None else fits.roi(pre.roi))
     while True:
         t0 = time.perf_counter()
         chunk = next(chunks, None)
@@ -422,6 +422,8 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         times.read += t1 - t0
         if chunk is None:
             break
+        as_read = FrameChunk(info=chunk.info, indices=chunk.indices, data=chunk.data, valid=chunk.valid,
+                             origin=chunk.origin)   # preprocessing may narrow the chunk's mask
         processed = pre.process(chunk)
         t2 = time.perf_counter()
         passed = gate.passes(chunk, processed.photons) if gate is not None else None
@@ -439,7 +441,7 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         scored.add(chunk, processed, chunk_scores, chunk_boxes, passed)
         if fits is not None:
             t5 = time.perf_counter()
-            fits.add(source, chunk, (chunk_scores >= threshold) & (scored.status[-1] != NO_VALID_PIXELS))
+            fits.add(source, as_read, (chunk_scores >= threshold) & (scored.status[-1] != NO_VALID_PIXELS))
             times.fit += time.perf_counter() - t5
         if on_chunk is not None:
             on_chunk(len(chunk))
