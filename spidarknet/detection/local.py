@@ -51,6 +51,7 @@ import numpy as np
 
 from spidarknet.core.defaults import DETECT_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, EngineError
+from spidarknet.detection.fits import ScreenedFits
 from spidarknet.engine.detector import Detector
 from spidarknet.frames.source import FrameChunk, FrameSource
 from spidarknet.hits import NO_VALID_PIXELS, OK, PADDED, HitList
@@ -90,7 +91,7 @@ class StageTimes:
 
     def add(self, other: "StageTimes") -> None:
         """Add another process's seconds per stage (not its total: the caller's wall clock is)."""
-        for stage in ("read", "preprocess", "prefilter", "inference"):
+        for stage in ("read", "preprocess", "prefilter", "inference", "fit"):
             setattr(self, stage, getattr(self, stage) + getattr(other, stage))
 
 
@@ -396,12 +397,15 @@ def _log_chunk(chunk: FrameChunk, passed: np.ndarray | None, engine: str, t: tup
 
 def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detector, threshold: float, *,
                   prefilter: Prefilter | None = None, chunk_frames: int = DETECT_CHUNK_FRAMES,
-                  on_chunk: Callable[[int], None] | None = None) -> tuple[HitList, StageTimes]:
+                  on_chunk: Callable[[int], None] | None = None,
+                  fits: ScreenedFits | None = None) -> tuple[HitList, StageTimes]:
     """Score every selected frame of ``source``; returns the hit list and stage timings.
 
     With a ``prefilter`` the hit list's ``meta["prefilter"]`` holds its rule and the
     number of frames it rejected; ``meta["frame_checks"]`` always holds
-    :meth:`FrameChecks.to_dict`, and each frame's status is in the hit list.
+    :meth:`FrameChecks.to_dict`, and each frame's status is in the hit list.  With
+    ``fits``, the frames scoring at least ``threshold`` (with a usable pixel) are fitted
+    chunk by chunk into it (:mod:`.fits`).
     """
     pre = Preprocessor(settings)
     gate = PrefilterGate(prefilter, settings) if prefilter is not None else None
@@ -410,7 +414,7 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
     started = time.perf_counter()
     engine = f"{type(detector).__name__} (batch {getattr(detector, 'batch', '?')})"
     _log_start(source, engine, chunk_frames, prefilter)
-    chunks = source.chunks(chunk_frames, roi=pre.roi)
+    chunks = source.chunks(chunk_frames, roi=pre.roi if fits is None else fits.roi(pre.roi))
     while True:
         t0 = time.perf_counter()
         chunk = next(chunks, None)
@@ -418,6 +422,8 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         times.read += t1 - t0
         if chunk is None:
             break
+        as_read = FrameChunk(info=chunk.info, indices=chunk.indices, data=chunk.data, valid=chunk.valid,
+                             origin=chunk.origin)   # preprocessing may narrow the chunk's mask
         processed = pre.process(chunk)
         t2 = time.perf_counter()
         passed = gate.passes(chunk, processed.photons) if gate is not None else None
@@ -433,6 +439,10 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         if log.isEnabledFor(logging.DEBUG):
             _log_chunk(chunk, passed, engine, (t0, t1, t2, t3, t4))
         scored.add(chunk, processed, chunk_scores, chunk_boxes, passed)
+        if fits is not None:
+            t5 = time.perf_counter()
+            fits.add(source, as_read, (chunk_scores >= threshold) & (scored.status[-1] != NO_VALID_PIXELS))
+            times.fit += time.perf_counter() - t5
         if on_chunk is not None:
             on_chunk(len(chunk))
     times.total = time.perf_counter() - started
