@@ -355,6 +355,7 @@ class _Scored:
     scores: list = field(default_factory=list)
     boxes: list = field(default_factory=list)
     status: list = field(default_factory=list)
+    ids: dict = field(default_factory=dict)   # name -> arrays per chunk (trainId, pulseId, ... of runs)
     rejected: int = 0           # frames the prefilter kept from the network
 
     def add(self, chunk: FrameChunk, processed: Processed, scores: np.ndarray, boxes: np.ndarray,
@@ -363,6 +364,8 @@ class _Scored:
         self.scores.append(scores)
         self.boxes.append(boxes)
         self.status.append(self.checks.add(chunk, processed))
+        for name, values in (chunk.ids or {}).items():
+            self.ids.setdefault(name, []).append(values)
         if passed is not None:
             self.rejected += len(chunk) - int(np.count_nonzero(passed))
 
@@ -370,7 +373,9 @@ class _Scored:
         """The hit list of the frames so far, with the frame checks and the prefilter's count."""
         hits = HitList(self.keys, np.concatenate(self.scores) if self.scores else np.zeros(0, np.float32),
                        np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4), np.float32), self.threshold,
-                       status=np.concatenate(self.status) if self.status else np.zeros(0, np.int8))
+                       status=np.concatenate(self.status) if self.status else np.zeros(0, np.int8),
+                       columns={name: np.concatenate(parts) for name, parts in self.ids.items()
+                                if sum(len(p) for p in parts) == sum(len(s) for s in self.scores)})
         hits.meta["frame_checks"] = self.checks.to_dict()
         if self.prefilter is not None:
             hits.meta["prefilter"] = {**self.prefilter.to_dict(), "rejected": self.rejected}
