@@ -228,6 +228,7 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     hits = _finished(args, hits, model, source, backend, jobs, times, shard_meta, inputs)
     hits.write_csv(args.out, force=args.force)
     warn_frame_checks(hits.meta["frame_checks"])
+    warn_missing_modules(hits)
     rate = len(hits) / times.total if times.total > 0 else float("inf")
     workers = jobs if isinstance(jobs, str) else f"{jobs} process{'es' if jobs > 1 else ''}"
     screened = (f", {hits.meta['prefilter']['rejected']} background-like frames kept from the network"
@@ -363,6 +364,19 @@ def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: s
         apply_decision(hits, args, inputs, times)
         hits.meta["timing"] = times.as_dict(len(hits))
     return hits
+
+
+def warn_missing_modules(hits) -> None:
+    """One warning line where frames of European XFEL runs were scored with modules missing
+    from their train (their pixels masked; the hit list's ``missing_modules`` column)."""
+    missing = hits.columns.get("missing_modules")
+    if missing is None or not np.any(np.asarray(missing) > 0):
+        return
+    short = np.asarray(missing) > 0
+    trains = np.unique(np.asarray(hits.columns["trainId"])[short])
+    print(f"warning: {int(np.count_nonzero(short))} frames of {len(trains)} trains (first trainId "
+          f"{int(trains[0])}) lack up to {int(np.max(missing))} modules: scored with those modules masked "
+          "(column missing_modules of the hit list)", file=sys.stderr)
 
 
 def warn_frame_checks(values: dict) -> None:

@@ -101,10 +101,19 @@ def resolve_run(spec: str, data: str = "proc") -> str:
     return path
 
 
+def _extra_geom():
+    try:
+        import extra_geom
+    except ImportError:
+        raise ConfigError("European XFEL runs need EXtra-geom and EXtra-data: pip install 'spidarknet[euxfel]' "
+                          "(or pip install extra-data extra-geom)") from None
+    return extra_geom
+
+
 def read_geom_file(path: str) -> tuple[object, float | None, float | None]:
     """An AGIPD 1M geometry from a CrystFEL ``.geom`` file, with its ``clen`` (m) and
     ``photon_energy`` (eV) where it gives them as numbers (None otherwise)."""
-    from extra_geom import AGIPD_1MGeometry
+    AGIPD_1MGeometry = _extra_geom().AGIPD_1MGeometry
     if not os.path.isfile(path):
         raise InputError(f"geometry file {path} does not exist")
     try:
@@ -240,7 +249,7 @@ def _check_options(options: RunOptions) -> None:
 
 def _geometry(options: RunOptions, folder: str):
     """(EXtra-geom geometry, distance m, wavelength m, where they came from)."""
-    from extra_geom import AGIPD_1MGeometry
+    AGIPD_1MGeometry = _extra_geom().AGIPD_1MGeometry
     distance = wavelength = None
     if options.geom is not None:
         geometry, clen, energy_ev = read_geom_file(options.geom)

@@ -144,6 +144,21 @@ def simulate_agipd_run(out_dir: str, count: int, *, seed: int = 0, run: AgipdRun
     return AgipdRunSummary(out_dir, int(count), writer.n_trains, counts, n_label, time.perf_counter() - t0)
 
 
+def module_pixels(layout: AgipdLayout) -> np.ndarray:
+    """For each module pixel (flat, 16 × 512 × 128) the assembled pixel it was placed on."""
+    placed = layout.index.ravel()
+    source_of = np.zeros(N_MODULES * MODULE_SHAPE[0] * MODULE_SHAPE[1], dtype=np.int64)
+    source_of[placed[placed >= 0]] = np.flatnonzero(placed >= 0)
+    return source_of
+
+
+def to_modules(frames: np.ndarray, layout: AgipdLayout) -> np.ndarray:
+    """Assembled frames (n, rows, columns) cut into the modules: (n, 16, 512, 128) float32."""
+    n = len(frames)
+    return frames.reshape(n, -1)[:, module_pixels(layout)].astype(np.float32).reshape(
+        (n, N_MODULES) + MODULE_SHAPE)
+
+
 class _RunWriter:
     """The module files of one run, their per-cell gains and bad pixels, and the truth file."""
 
@@ -170,9 +185,7 @@ class _RunWriter:
         self.gain = 1.0 + run.gain_sigma * rng.standard_normal((run.cells, N_MODULES, 8, 2)).astype(np.float32)
         pixels = N_MODULES * MODULE_SHAPE[0] * MODULE_SHAPE[1]
         self.bad = (rng.random(pixels) < run.bad_pixel_fraction).reshape((N_MODULES,) + MODULE_SHAPE)
-        placed = layout.index.ravel()
-        self.source_of = np.zeros(pixels, dtype=np.int64)   # module pixel -> assembled pixel
-        self.source_of[placed[placed >= 0]] = np.flatnonzero(placed >= 0)
+        self.source_of = module_pixels(layout)
         self.train_ids = run.first_train + np.arange(count) // run.cells
         self.cells = np.arange(count) % run.cells
 
