@@ -182,3 +182,42 @@ def test_python_face_opens_runs(sim_run):
     assert len(hits) == 12 and set(hits.columns["trainId"]) == {10000}
     with pytest.raises(sk.SpidarknetError, match="European XFEL"):
         sk.open_frames(str(next(sim_run.glob("*.h5"))), geom="x.geom")
+
+
+def test_write_back_read_by_extra_data(proc_run, tmp_path, capsys):
+    """Per-pulse flags in the facility's layout, an event list against the run's virtual CXI made by
+    EXtra-data, and the selected frames assembled as CXI."""
+    from extra_data import H5File, RunDirectory
+    from spidarknet.cli import export_hits
+    from spidarknet.frames.source import FrameSource
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(proc_run), *GEOMETRY, "--frames", "0:64", "--out", str(out), "--quiet",
+                        "--write-cxi", str(tmp_path / "sel.cxi")]) == 0
+    hits = read_hits(out)
+    vds = tmp_path / "run.cxi"
+    from extra_data.components import AGIPD1M
+    AGIPD1M(RunDirectory(str(proc_run))).write_virtual_cxi(str(vds))
+    capsys.readouterr()
+    assert export_hits.main([str(out), "--hitflags", str(tmp_path / "flags.h5"), "--lst", str(tmp_path / "h.lst"),
+                             "--vds", str(vds)]) == 0
+    flags = H5File(str(tmp_path / "flags.h5"))["SPB_DET_AGIPD1M-1/SPIDARKNET/HITS:output"]
+    np.testing.assert_array_equal(flags["data.hitFlag"].ndarray(), hits.hits.astype(np.uint8))
+    np.testing.assert_array_equal(flags["data.hitscore"].ndarray(), hits.scores)
+    np.testing.assert_array_equal(flags["data.pulseId"].ndarray(), hits.columns["pulseId"])
+    assert list(flags["data.hitFlag"].train_id_coordinates()[:1]) == [10000]
+    assert list(flags.train_ids) == [10000, 10001]
+    lines = (tmp_path / "h.lst").read_text().splitlines()
+    with h5py.File(vds) as handle:
+        v_train, v_pulse = handle["entry_1/trainId"][()], handle["entry_1/pulseId"][()]
+    chosen = np.flatnonzero(hits.hits)
+    assert len(lines) == len(chosen) > 0
+    for line, i in zip(lines, chosen):
+        n = int(line.split("//")[1])
+        assert line.startswith(str(vds)) and (v_train[n], v_pulse[n]) == (hits.columns["trainId"][i],
+                                                                          hits.columns["pulseId"][i])
+    cxi = FrameSource([str(tmp_path / "sel.cxi")])
+    info = cxi.files[0]
+    assert info.n_frames == len(chosen) and info.frame_shape == (1256, 1092)
+    assert info.mask_shared is not None and info.geometry.distance_m == pytest.approx(0.705)
+    with h5py.File(tmp_path / "sel.cxi") as handle:
+        np.testing.assert_array_equal(handle["spidarknet/trainId"][()], hits.columns["trainId"][chosen])

@@ -204,8 +204,9 @@ def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="frame")
 
 # -- options shared by every command that reads frames --------------------------------------
 
-def add_input_args(parser: argparse.ArgumentParser) -> None:
-    """INPUT..., --dataset, --frames, geometry and mask options."""
+def add_input_args(parser: argparse.ArgumentParser, adu_option: bool = False) -> None:
+    """INPUT..., --dataset, --frames, geometry and mask options, and those of European XFEL runs
+    (with ``adu_option`` their --adu-per-photon, for commands that have none of their own)."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="CXI/HDF5 files (globs allowed, quote them: 'run*.cxi')")
     group = parser.add_argument_group("frames and geometry")
@@ -225,10 +226,10 @@ def add_input_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mask-invert", action="store_true",
                        help="the --mask file marks good pixels with non-zero (Cheetah/CrystFEL style)")
     group.add_argument("--no-file-mask", action="store_true", help="ignore the mask stored in the files")
-    add_run_args(parser)
+    add_run_args(parser, adu_option)
 
 
-def add_run_args(parser: argparse.ArgumentParser) -> None:
+def add_run_args(parser: argparse.ArgumentParser, adu_option: bool) -> None:
     """Options of European XFEL AGIPD runs (an INPUT that is a run folder or PROPOSAL/RUN)."""
     group = parser.add_argument_group(
         "European XFEL runs (INPUT a run folder, or p2304/r107 as open_run finds it; docs/euxfel.md)")
@@ -244,7 +245,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
                        help="with PROPOSAL/RUN: the proc (corrected, default) or raw folder")
     group.add_argument("--detector-name", default="SPB_DET_AGIPD1M-1", metavar="NAME",
                        help="the detector's source prefix (default SPB_DET_AGIPD1M-1)")
-    if "--adu-per-photon" not in parser._option_string_actions:
+    if adu_option:
         group.add_argument("--adu-per-photon", type=float, metavar="X",
                            help="corrected data in ADU (keV-like: X = the photon energy in keV): photons = "
                                 "round(value / X) (default: the data are photons)")

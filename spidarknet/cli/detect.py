@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pixel in the crop are marked 'no-valid-pixels' and never selected (one warning line each).",
         "spidarknet detect 'run*.cxi' --weights ds/backup/yolov2-tiny-spi_final.weights --out hits.csv\n"
         "  spidarknet detect run7.cxi --out hits.csv --expected-hit-rate 0.03   # the built-in model")
-    cli.add_input_args(parser)
+    cli.add_input_args(parser, adu_option=True)
     parser.add_argument("--weights", help="trained weights (their model card JSON beside them); default: the "
                                            "built-in model trained on simulation (see --expected-hit-rate)")
     parser.add_argument("--out", required=True, metavar="CSV", help="hit list to write")
