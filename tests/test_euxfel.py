@@ -221,3 +221,31 @@ def test_write_back_read_by_extra_data(proc_run, tmp_path, capsys):
     assert info.mask_shared is not None and info.geometry.distance_m == pytest.approx(0.705)
     with h5py.File(tmp_path / "sel.cxi") as handle:
         np.testing.assert_array_equal(handle["spidarknet/trainId"][()], hits.columns["trainId"][chosen])
+
+
+def test_size_and_export_dataset_read_runs(sim_run, tmp_path):
+    from spidarknet.cli import export_dataset, size
+    from spidarknet.core.selection import read_selection
+    sizes = tmp_path / "sizes.csv"
+    assert size.main([str(sim_run), "--adu-per-photon", "6", "--frames", "0:6", "--out", str(sizes), "--quiet"]) == 0
+    rows = sizes.read_text().splitlines()
+    assert len(rows) == 7 and "diameter_nm" in rows[0]
+    with h5py.File(sim_run / "spidarknet-truth.hdf5") as handle:
+        truth = handle["truth/diameter_nm"][:6], handle["truth/kind"][:6]
+    import csv
+    fitted = {int(r["index"]): r for r in csv.DictReader(sizes.open())}
+    singles = [i for i in range(6) if truth[1][i] == b"single" and fitted[i]["diameter_nm"]]
+    assert singles, "no single among the first frames was sized"
+    for i in singles:
+        assert abs(float(fitted[i]["diameter_nm"]) - truth[0][i]) < 8.0
+    ds = tmp_path / "ds"
+    assert export_dataset.main([str(sim_run), "--adu-per-photon", "6", "--labels-dataset", "/truth/label",
+                                "--out", str(ds), "--quiet"]) == 0
+    train = [line for line in (ds / "train.txt").read_text().splitlines() if "_r" not in line]  # not the turned copies
+    assert len(train) + len((ds / "valid.txt").read_text().splitlines()) == 24
+    assert sum(1 for p in (ds / "labels").glob("*.txt") if "_r" not in p.name and p.read_text().strip()) == labels_sum(sim_run)
+
+
+def labels_sum(run: Path) -> int:
+    with h5py.File(run / "spidarknet-truth.hdf5") as handle:
+        return int(handle["truth/label"][()].sum())

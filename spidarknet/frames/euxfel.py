@@ -68,6 +68,12 @@ def is_run_folder(path: str) -> bool:
     return os.path.isdir(path) and any(name.endswith(".h5") for name in os.listdir(path))
 
 
+def values_file(path: str) -> str:
+    """Where per-frame values (labels, truth) of a frame file lie: the file itself, or for a run
+    folder the truth file the AGIPD simulator writes in it (:data:`TRUTH_FILE`)."""
+    return os.path.join(path, TRUTH_FILE) if os.path.isdir(path) else path
+
+
 def is_run_input(text: str) -> bool:
     """A run folder, or ``PROPOSAL/RUN`` (``p2304/r107``, ``2304:107``) that is no file."""
     return is_run_folder(text) or (not os.path.exists(text) and bool(_PROPOSAL_RUN.match(text)))

@@ -19,7 +19,7 @@ from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import Canon, MatchKey, describe_keys
 from spidarknet.core.labels import positive_labels
 from spidarknet.core.selection import read_selection
-from spidarknet.frames.euxfel import TRUTH_FILE
+from spidarknet.frames.euxfel import values_file
 from spidarknet.frames.source import describe_datasets, open_h5, reading
 from spidarknet.hits import HitList
 
@@ -43,7 +43,7 @@ class Truth:
 def truth_file(path: str) -> str:
     """Where the truth of a frame file lies: the file itself, or for a European XFEL run
     folder the truth file the AGIPD simulator writes in it."""
-    return os.path.join(path, TRUTH_FILE) if os.path.isdir(path) else path
+    return values_file(path)
 
 
 def read_truth_dataset(hits: HitList, dataset: str) -> dict[MatchKey, bool]:
