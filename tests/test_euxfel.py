@@ -249,3 +249,19 @@ def test_size_and_export_dataset_read_runs(sim_run, tmp_path):
 def labels_sum(run: Path) -> int:
     with h5py.File(run / "spidarknet-truth.hdf5") as handle:
         return int(handle["truth/label"][()].sum())
+
+
+def test_simulate_like_a_run(sim_run, tmp_path, capsys):
+    from spidarknet.frames.source import FrameSource
+    out = tmp_path / "like.cxi"
+    assert simulate.main([str(out), "--like", str(sim_run), "--like-adu-per-photon", "6", "--count", "3",
+                          "--quiet"]) == 0
+    assert "like" in capsys.readouterr().out
+    info = FrameSource([str(out)]).files[0]
+    run = EuXFELRun([str(sim_run)]).files[0]
+    assert info.frame_shape == run.frame_shape
+    assert info.geometry.distance_m == pytest.approx(0.705) and info.geometry.wavelength_m == pytest.approx(
+        run.geometry.wavelength_m)
+    assert np.array_equal(info.mask_shared[run.mask_shared == 0], np.zeros(np.count_nonzero(~run.mask_shared), bool))
+    with h5py.File(out) as handle:
+        assert 1000 < handle["truth"].attrs["photons"] < 20000

@@ -152,6 +152,11 @@ def _add_like_args(parser: argparse.ArgumentParser) -> None:
                       "B x B detector pixels")
     like.add_argument("--like-dataset", metavar="PATH",
                       help="frame dataset inside the --like file (default: the CXI locations)")
+    like.add_argument("--like-geom", metavar="FILE",
+                      help="--like a European XFEL run folder: its CrystFEL geometry (default: the .geom "
+                           "file in the folder); the frames are written assembled, as detect reads them")
+    like.add_argument("--like-adu-per-photon", type=float, metavar="X",
+                      help="--like a European XFEL run whose corrected data are in ADU: photons = round(x / X)")
 
 
 #: measured-like options: (flag, setting, type, metavar, help)
@@ -251,6 +256,14 @@ def run_agipd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _like_run_options(args: argparse.Namespace) -> dict | None:
+    """The reading options of a --like European XFEL run (None when none given)."""
+    options = {"geom": args.like_geom, "adu_per_photon": args.like_adu_per_photon}
+    if any(v is not None for v in options.values()) and not args.like:
+        raise ConfigError("--like-geom and --like-adu-per-photon go with --like RUN_FOLDER")
+    return {k: v for k, v in options.items() if v is not None} or None
+
+
 def run(args: argparse.Namespace) -> int:
     from spidarknet.simulate import DEFAULT_SETTINGS, MEASURED_LIKE_SETTINGS, simulate_file
     if args.detector == "agipd1m":
@@ -278,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
     with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
         summary = simulate_file(args.output, args.count, seed=args.seed, like=args.like, settings=base,
                                 like_dataset=args.like_dataset, compression=compression,
+                                like_run_options=_like_run_options(args),
                                 chunk_frames=args.chunk_frames, fractions=args.fractions,
                                 progress=bar.update, **options)
     if summary.like_line:
