@@ -265,3 +265,15 @@ def test_simulate_like_a_run(sim_run, tmp_path, capsys):
     assert np.array_equal(info.mask_shared[run.mask_shared == 0], np.zeros(np.count_nonzero(~run.mask_shared), bool))
     with h5py.File(out) as handle:
         assert 1000 < handle["truth"].attrs["photons"] < 20000
+
+
+def test_lit_pixel_prefilter_passes_the_bright_frames(proc_run, tmp_path):
+    out = tmp_path / "lit.csv"
+    assert detect.main([str(proc_run), *GEOMETRY, "--frames", "0:32", "--prefilter-litpixels", "3", "--out", str(out),
+                        "--quiet", "--jobs", "1"]) == 0
+    hits = read_hits(out)
+    assert hits.meta["prefilter"]["rule"] == "litpixels"
+    reached = hits.scores > 0  # frames the rule kept from the network score 0
+    # the window's 24 blank frames set the median: the singles and the background-lit empty shots pass
+    assert np.all(reached[:8]) and not np.any(reached[8:])
+    assert hits.meta["prefilter"]["rejected"] == 24

@@ -98,6 +98,10 @@ def _add_prefilter_args(parser: argparse.ArgumentParser) -> None:
                         help="the background test: a frame reaches the network when its inner crop holds more than "
                              f"Z standard deviations above its outer crop's background (default {PREFILTER_SIGMA:g}; "
                              "lower is more cautious)")
+    parser.add_argument("--prefilter-litpixels", type=float, metavar="K",
+                        help="instead: European XFEL's lit-pixel hit finder - a frame reaches the network when its "
+                             "lit pixels (>= 1 photon, in the region read) exceed the median + K x IQR of its window "
+                             "(the frames read together: up to --chunk frames, of one train for runs); e.g. 3")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,10 +200,10 @@ def threshold_for_rate(scores: np.ndarray, rate: float) -> float:
 def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
     """The prefilter the options ask for (None: every frame goes to the network)."""
     if args.no_prefilter:
-        if args.prefilter_photons is not None:
-            raise ConfigError("--no-prefilter and --prefilter-photons exclude each other: choose one")
+        if args.prefilter_photons is not None or args.prefilter_litpixels is not None:
+            raise ConfigError("--no-prefilter excludes --prefilter-photons and --prefilter-litpixels: choose one")
         return None
-    return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma)
+    return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma, lit_k=args.prefilter_litpixels)
 
 
 def run_local(args: argparse.Namespace, comm=None) -> int:

@@ -494,9 +494,8 @@ class _RunIndex:
         trains_all = self.train_of(info.indices)
         log.debug("%s: region rows %d:%d, columns %d:%d lies on modules %s", os.path.basename(self.path),
                   r0, r1, c0, c1, ",".join(str(p.module) for p in parts) or "none")
-        for start in range(0, len(info.indices), chunk_frames):
-            indices = info.indices[start:start + chunk_frames]
-            trains = trains_all[start:start + chunk_frames]
+        for start, stop in _train_chunks(trains_all, chunk_frames):
+            indices, trains = info.indices[start:stop], trains_all[start:stop]
             t0 = time.perf_counter()
             data = np.zeros((len(indices), r1 - r0, c1 - c0), dtype=np.float32)
             valid = np.zeros(data.shape, dtype=bool)
@@ -540,6 +539,15 @@ class _RunIndex:
                     data[frames[:, None], part.rows[None, :], part.cols[None, :]] = block[:, part.ss, part.fs]
                     valid[frames[:, None], part.rows[None, :], part.cols[None, :]] = (
                         True if good is None else good[:, part.ss, part.fs])
+
+
+def _train_chunks(trains: np.ndarray, limit: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) positions of chunks of at most ``limit`` frames, never two trains in one:
+    a chunk is the same window of frames whatever the rest of the selection (shards, MPI ranks)."""
+    breaks = np.concatenate([[0], np.flatnonzero(np.diff(trains) != 0) + 1, [len(trains)]])
+    for a, b in zip(breaks[:-1], breaks[1:]):
+        for start in range(int(a), int(b), limit):
+            yield start, min(start + limit, int(b))
 
 
 def _contiguous(values: np.ndarray) -> Iterator[tuple[int, int]]:
