@@ -277,3 +277,18 @@ def test_lit_pixel_prefilter_passes_the_bright_frames(proc_run, tmp_path):
     # the window's 24 blank frames set the median: the singles and the background-lit empty shots pass
     assert np.all(reached[:8]) and not np.any(reached[8:])
     assert hits.meta["prefilter"]["rejected"] == 24
+
+
+def test_size_of_a_run_hit_list_and_commands_that_need_files(sim_run, tmp_path, capsys):
+    from spidarknet.cli import report, size
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(sim_run), "--adu-per-photon", "6", "--frames", "0:12", "--out", str(out), "--quiet"]) == 0
+    sizes = tmp_path / "sizes.csv"
+    assert size.main([str(sim_run), "--adu-per-photon", "6", "--hits", str(out), "--all-frames", "--out", str(sizes),
+                      "--quiet"]) == 0
+    assert len(sizes.read_text().splitlines()) == 13
+    capsys.readouterr()
+    assert report.main(["--hits", str(out), "--out", str(tmp_path / "rep")]) == 1
+    assert "give the run as INPUT" in capsys.readouterr().err
+    assert detect.main([str(sim_run), "--follow", "--out", str(tmp_path / "f.csv")]) == 1
+    assert "--follow reads one growing" in capsys.readouterr().err

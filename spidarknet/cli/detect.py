@@ -397,6 +397,10 @@ def run_follow(args: argparse.Namespace) -> int:
         raise InputError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
     if args.idle <= 0:
         raise InputError("--idle must be positive")
+    from spidarknet.frames.euxfel import is_run_input
+    if is_run_input(args.inputs[0]):
+        raise InputError("--follow reads one growing CXI/HDF5 file; a European XFEL run is scored once written "
+                         "(detect RUN without --follow)")
     prefilter = prefilter_from_args(args)
     model = _model_from_args(args)
     start = _follow_start(args.frames)

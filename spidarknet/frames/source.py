@@ -512,6 +512,11 @@ class FrameSource:
         """
         keys = list(keys)
         groups = group_keys(keys)
+        runs = [f for files in groups.values() for f in files if os.path.isdir(f)]
+        if runs:
+            raise InputError(f"the {what} names the European XFEL run {runs[0]}: give the run as INPUT with its "
+                             "options (--geom, --adu-per-photon, ...), e.g. size RUN --hits hits.csv; this command "
+                             "reads CXI/HDF5 files only")
         missing = [f for f in dict.fromkeys(f for files in groups.values() for f in files)
                    if not os.path.isfile(f)]
         if missing:
