@@ -201,7 +201,8 @@ def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
     """The prefilter the options ask for (None: every frame goes to the network)."""
     if args.no_prefilter:
         if args.prefilter_photons is not None or args.prefilter_litpixels is not None:
-            raise ConfigError("--no-prefilter and --prefilter-photons or --prefilter-litpixels exclude each other: choose one")
+            raise ConfigError("--no-prefilter and --prefilter-photons or --prefilter-litpixels exclude each other: "
+                              "choose one")
         return None
     return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma, lit_k=args.prefilter_litpixels)
 
