@@ -292,3 +292,19 @@ def test_size_of_a_run_hit_list_and_commands_that_need_files(sim_run, tmp_path, 
     assert "give the run as INPUT" in capsys.readouterr().err
     assert detect.main([str(sim_run), "--follow", "--out", str(tmp_path / "f.csv")]) == 1
     assert "--follow reads one growing" in capsys.readouterr().err
+
+
+def test_shards_of_a_run_are_whole_trains_and_merge_to_one_list(sim_run, tmp_path):
+    from spidarknet.cli import merge
+    parts = []
+    for k in (1, 2):
+        parts.append(tmp_path / f"part{k}.csv")
+        assert detect.main([str(sim_run), "--adu-per-photon", "6", "--shard", f"{k}/2", "--out", str(parts[-1]),
+                            "--quiet", "--jobs", "1"]) == 0
+    assert [set(read_hits(p).columns["trainId"]) for p in parts] == [{10000}, {10001}]
+    one = tmp_path / "one.csv"
+    assert detect.main([str(sim_run), "--adu-per-photon", "6", "--out", str(one), "--quiet", "--jobs", "1"]) == 0
+    assert merge.main([*map(str, parts), "--out", str(tmp_path / "merged.csv")]) == 0
+    a, b = read_hits(one), read_hits(tmp_path / "merged.csv")
+    assert a.keys == b.keys and np.array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.columns["pulseId"], b.columns["pulseId"])
