@@ -44,7 +44,7 @@ import numpy as np
 from spidarknet.core.defaults import READ_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.frames.source import (EV_J, LIGHT_M_S, PLANCK_J_S, FileInfo, FrameChunk, FrameSource, Geometry,
-                                      Roi, _clip_roi, open_h5)
+                                      Roi, _clip_roi, _DirectReader, open_h5)
 
 log = logging.getLogger(__name__)
 
@@ -517,7 +517,6 @@ class _RunIndex:
     def _read_part(self, part: ModulePart, indices, trains, present, data, valid) -> None:
         """Fill one module's pixels of ``data`` and ``valid`` for the frames whose train has it."""
         index = self.modules[part.module]
-        s0, s1, f0, f1 = part.box
         rows_in_file = index.first[trains] + (indices - self.first_frame[trains])
         use = np.flatnonzero(present)
         for f, path in enumerate(index.files):
@@ -528,17 +527,39 @@ class _RunIndex:
                 ds = handle[f"INSTRUMENT/{index.source}/image/data"]
                 mask_ds = (handle.get(f"INSTRUMENT/{index.source}/image/mask") if self.options.use_file_mask
                            else None)
-                for a, b in _contiguous(rows_in_file[here]):
-                    frames = here[a:b]
-                    lo, hi = int(rows_in_file[frames[0]]), int(rows_in_file[frames[-1]]) + 1
-                    try:
-                        block = ds[lo:hi, s0:s1, f0:f1]
-                        good = mask_ds[lo:hi, s0:s1, f0:f1] == 0 if mask_ds is not None else None
-                    except (OSError, ValueError) as exc:
-                        raise InputError(f"cannot read frames {lo}:{hi} of {path} ({index.source}): {exc}") from None
-                    data[frames[:, None], part.rows[None, :], part.cols[None, :]] = block[:, part.ss, part.fs]
-                    valid[frames[:, None], part.rows[None, :], part.cols[None, :]] = (
-                        True if good is None else good[:, part.ss, part.fs])
+                readers = [_DirectReader.open(d, path) if d is not None else None for d in (ds, mask_ds)]
+                try:
+                    for a, b in _contiguous(rows_in_file[here]):
+                        frames = here[a:b]
+                        lo, hi = int(rows_in_file[frames[0]]), int(rows_in_file[frames[-1]]) + 1
+                        try:
+                            block = _read_block(ds, readers[0], lo, hi, part.box)
+                            good = (_read_block(mask_ds, readers[1], lo, hi, part.box) == 0
+                                    if mask_ds is not None else None)
+                        except (OSError, ValueError) as exc:
+                            raise InputError(f"cannot read frames {lo}:{hi} of {path} ({index.source}): {exc}"
+                                             ) from None
+                        _place(part, frames, block, good, data, valid)
+                finally:
+                    for reader in readers:
+                        if reader is not None:
+                            reader.close()
+
+
+def _read_block(ds, direct: "_DirectReader | None", lo: int, hi: int, box: tuple) -> np.ndarray:
+    """Frames lo:hi of a module dataset, rows and columns of ``box``: straight from the file's
+    bytes where its frames are stored uncompressed (as :class:`_DirectReader` can), else by h5py."""
+    s0, s1, f0, f1 = box
+    out = np.empty((hi - lo, s1 - s0, f1 - f0), dtype=ds.dtype)
+    if direct is None or not direct.read(lo, hi, box, out):
+        ds.read_direct(out, np.s_[lo:hi, s0:s1, f0:f1])
+    return out
+
+
+def _place(part: ModulePart, frames: np.ndarray, block: np.ndarray, good: np.ndarray | None, data, valid) -> None:
+    """One module's pixels of ``block`` (and of its good-pixel mask) into the region's frames."""
+    data[frames[:, None], part.rows[None, :], part.cols[None, :]] = block[:, part.ss, part.fs]
+    valid[frames[:, None], part.rows[None, :], part.cols[None, :]] = True if good is None else good[:, part.ss, part.fs]
 
 
 def _train_chunks(trains: np.ndarray, limit: int) -> Iterator[tuple[int, int]]:
