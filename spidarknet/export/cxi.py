@@ -66,11 +66,11 @@ def _copy_frames(source: FrameSource, chunk_frames: int, data, det, prov, score_
     row, mask = 0, None
     for chunk in source.chunks(chunk_frames):
         data[row:row + len(chunk)] = chunk.data
-        if chunk.valid.ndim == 3:
+        if chunk.valid.ndim == 3 or chunk.ids is not None:  # a run's frames: their own bad pixels
             if mask is None:
                 mask = det.create_dataset("mask", shape=data.shape, dtype=np.uint32, chunks=(1,) + data.shape[1:],
                                           compression="gzip", compression_opts=1)
-            mask[row:row + len(chunk)] = (~chunk.valid).astype(np.uint32)
+            mask[row:row + len(chunk)] = np.broadcast_to(~chunk.valid, chunk.data.shape).astype(np.uint32)
         row += len(chunk)
         for name, values in (chunk.ids or {}).items():
             ids.setdefault(name, []).append(values)

@@ -492,6 +492,7 @@ class _RunIndex:
         parts = self.layout.module_parts(region, order)
         base_valid = info.mask_shared[r0:r1, c0:c1]
         trains_all = self.train_of(info.indices)
+        shared = None
         log.debug("%s: region rows %d:%d, columns %d:%d lies on modules %s", os.path.basename(self.path),
                   r0, r1, c0, c1, ",".join(str(p.module) for p in parts) or "none")
         for start, stop in _train_chunks(trains_all, chunk_frames):
@@ -508,6 +509,8 @@ class _RunIndex:
                 data /= self.options.adu_per_photon
                 np.rint(data, out=data)
             np.maximum(data, 0.0, out=data)  # corrected data scatter around 0 where no photon fell
+            valid = _shared_valid(valid, shared)
+            shared = valid if valid.ndim == 2 else shared
             log.debug("read %s frames %d:%d (%d, %d modules) in %.3f s", os.path.basename(self.path),
                       int(indices[0]), int(indices[-1]) + 1, len(indices), len(parts), time.perf_counter() - t0)
             chunk = FrameChunk(info=info, indices=indices, data=data, valid=valid, origin=(r0, c0))
@@ -560,6 +563,16 @@ def _place(part: ModulePart, frames: np.ndarray, block: np.ndarray, good: np.nda
     """One module's pixels of ``block`` (and of its good-pixel mask) into the region's frames."""
     data[frames[:, None], part.rows[None, :], part.cols[None, :]] = block[:, part.ss, part.fs]
     valid[frames[:, None], part.rows[None, :], part.cols[None, :]] = True if good is None else good[:, part.ss, part.fs]
+
+
+def _shared_valid(valid: np.ndarray, last: np.ndarray | None) -> np.ndarray:
+    """``valid`` (n, h, w) as one (h, w) mask when its frames agree (a static bad-pixel mask, no
+    train missing modules): the very ``last`` object when equal to it, so that what later stages
+    work out per mask (the fit's pixel sets, the prefilter's areas) is worked out once."""
+    if len(valid) == 0 or (valid != valid[:1]).any():
+        return valid
+    one = valid[0]
+    return last if last is not None and last.ndim == 2 and np.array_equal(last, one) else one
 
 
 def _train_chunks(trains: np.ndarray, limit: int) -> Iterator[tuple[int, int]]:
