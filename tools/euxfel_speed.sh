@@ -27,6 +27,7 @@ for rep in 1 2; do
     timed "agipd-detect-2procs-$rep" $SK detect r0002 --adu-per-photon 6 --out a.csv --force --quiet
     timed "pnccd-detect-2procs-$rep" $SK detect pnccd.cxi --out p.csv --force --quiet
 done
+timed agipd-detect-2procs-no-file-mask $SK detect r0002 --adu-per-photon 6 --out an.csv --force --quiet --no-file-mask
 timed agipd-detect-1proc $SK detect r0002 --adu-per-photon 6 --out a1.csv --force --quiet --jobs 1
 timed pnccd-detect-1proc $SK detect pnccd.cxi --out p1.csv --force --quiet --jobs 1
 timed agipd-detect-size-window $SK detect r0002 --adu-per-photon 6 --out aw.csv --force --quiet --size-range 60 75
