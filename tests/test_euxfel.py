@@ -86,6 +86,11 @@ def test_only_the_modules_the_crop_needs_are_read(proc_run):
     run = source._runs[source.files[0].path]
     parts = run.layout.module_parts(pre.roi(source.files[0]), sorted(run.modules))
     assert sorted(p.module for p in parts) == [3, 4, 8, 15]
+    # the beam centre: where EXtra-geom's assembly puts the origin, within its rounding
+    from extra_geom import AGIPD_1MGeometry
+    _, centre = AGIPD_1MGeometry.from_quad_positions(quad_pos=list(DEFAULT_QUAD_POSITIONS_MM)).position_modules(
+        np.zeros((16, 512, 128)))
+    assert abs(run.layout.centre_px[0] - centre[1]) <= 1.0 and abs(run.layout.centre_px[1] - centre[0]) <= 1.0
     # a run of only those modules scores the same
     only = EuXFELRun([str(proc_run)], RunOptions(quad_positions=DEFAULT_QUAD_POSITIONS_MM, distance_m=0.705,
                                                  wavelength_m=2.0664e-10, frames=(0, 8, None), modules=(3, 4, 8, 15)))

@@ -29,10 +29,8 @@ order, each train's pulses in order).  Each chunk also carries the frames' ``tra
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
-import math
 import os
 import re
 import time
@@ -277,7 +275,7 @@ def _geometry(options: RunOptions, folder: str):
     return geometry, distance, wavelength, where
 
 
-def _index_module(folder: str, options: RunOptions, module: int, train_ids: np.ndarray | None):
+def _index_module(folder: str, options: RunOptions, module: int):
     """The :class:`ModuleIndex` of one module (its corrected name first, then the legacy one),
     or None when the run lacks it."""
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
@@ -425,7 +423,7 @@ class _RunIndex:
         wanted = range(N_MODULES) if options.modules is None else sorted(set(int(m) for m in options.modules))
         found = {}
         for m in wanted:
-            index, entries = _index_module(path, options, m, None)
+            index, entries = _index_module(path, options, m)
             if index is not None:
                 found[m] = (index, entries)
         if not found:
