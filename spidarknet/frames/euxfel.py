@@ -558,9 +558,20 @@ def _read_block(ds, direct: "_DirectReader | None", lo: int, hi: int, box: tuple
 
 
 def _place(part: ModulePart, frames: np.ndarray, block: np.ndarray, good: np.ndarray | None, data, valid) -> None:
-    """One module's pixels of ``block`` (and of its good-pixel mask) into the region's frames."""
-    data[frames[:, None], part.rows[None, :], part.cols[None, :]] = block[:, part.ss, part.fs]
-    valid[frames[:, None], part.rows[None, :], part.cols[None, :]] = True if good is None else good[:, part.ss, part.fs]
+    """One module's pixels of ``block`` (and of its good-pixel mask) into the region's frames
+    (flat indices along the pixels: several times faster than fancy indexing on two axes)."""
+    n, width = len(frames), data.shape[2]
+    dst = part.rows * width + part.cols
+    src = part.ss * block.shape[2] + part.fs
+    rows = (slice(int(frames[0]), int(frames[-1]) + 1) if frames[-1] - frames[0] == n - 1
+            else frames)  # consecutive frames, as they nearly always are: a view
+    flat_data, flat_valid = data.reshape(len(data), -1), valid.reshape(len(valid), -1)
+    if isinstance(rows, slice):
+        flat_data[rows][:, dst] = block.reshape(n, -1)[:, src]
+        flat_valid[rows][:, dst] = True if good is None else good.reshape(n, -1)[:, src]
+    else:
+        flat_data[rows[:, None], dst[None, :]] = block.reshape(n, -1)[:, src]
+        flat_valid[rows[:, None], dst[None, :]] = True if good is None else good.reshape(n, -1)[:, src]
 
 
 def _shared_valid(valid: np.ndarray, last: np.ndarray | None) -> np.ndarray:
