@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pixel in the crop are marked 'no-valid-pixels' and never selected (one warning line each).",
         "spidarknet detect 'run*.cxi' --weights ds/backup/yolov2-tiny-spi_final.weights --out hits.csv\n"
         "  spidarknet detect run7.cxi --out hits.csv --expected-hit-rate 0.03   # the built-in model")
-    cli.add_input_args(parser)
+    cli.add_input_args(parser, adu_option=True)
     parser.add_argument("--weights", help="trained weights (their model card JSON beside them); default: the "
                                            "built-in model trained on simulation (see --expected-hit-rate)")
     parser.add_argument("--out", required=True, metavar="CSV", help="hit list to write")
@@ -98,6 +98,10 @@ def _add_prefilter_args(parser: argparse.ArgumentParser) -> None:
                         help="the background test: a frame reaches the network when its inner crop holds more than "
                              f"Z standard deviations above its outer crop's background (default {PREFILTER_SIGMA:g}; "
                              "lower is more cautious)")
+    parser.add_argument("--prefilter-litpixels", type=float, metavar="K",
+                        help="instead: European XFEL's lit-pixel hit finder - a frame reaches the network when its "
+                             "lit pixels (>= 1 photon, in the region read) exceed the median + K x IQR of its window "
+                             "(the frames read together: up to --chunk frames, of one train for runs); e.g. 3")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,10 +201,11 @@ def threshold_for_rate(scores: np.ndarray, rate: float) -> float:
 def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
     """The prefilter the options ask for (None: every frame goes to the network)."""
     if args.no_prefilter:
-        if args.prefilter_photons is not None:
-            raise ConfigError("--no-prefilter and --prefilter-photons exclude each other: choose one")
+        if args.prefilter_photons is not None or args.prefilter_litpixels is not None:
+            raise ConfigError("--no-prefilter and --prefilter-photons or --prefilter-litpixels exclude each other: "
+                              "choose one")
         return None
-    return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma)
+    return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma, lit_k=args.prefilter_litpixels)
 
 
 def run_local(args: argparse.Namespace, comm=None) -> int:
@@ -230,6 +235,7 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     hits = _finished(args, hits, model, source, backend, jobs, times, shard_meta, inputs, fits)
     hits.write_csv(args.out, force=args.force)
     warn_frame_checks(hits.meta["frame_checks"])
+    warn_missing_modules(hits)
     rate = len(hits) / times.total if times.total > 0 else float("inf")
     workers = jobs if isinstance(jobs, str) else f"{jobs} process{'es' if jobs > 1 else ''}"
     screened = (f", {hits.meta['prefilter']['rejected']} background-like frames kept from the network"
@@ -379,6 +385,19 @@ def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: s
     return hits
 
 
+def warn_missing_modules(hits) -> None:
+    """One warning line where frames of European XFEL runs were scored with modules missing
+    from their train (their pixels masked; the hit list's ``missing_modules`` column)."""
+    missing = hits.columns.get("missing_modules")
+    if missing is None or not np.any(np.asarray(missing) > 0):
+        return
+    short = np.asarray(missing) > 0
+    trains = np.unique(np.asarray(hits.columns["trainId"])[short])
+    print(f"warning: {int(np.count_nonzero(short))} frames of {len(trains)} trains (first trainId "
+          f"{int(trains[0])}) lack up to {int(np.max(missing))} modules: scored with those modules masked "
+          "(column missing_modules of the hit list)", file=sys.stderr)
+
+
 def warn_frame_checks(values: dict) -> None:
     """The run's one warning line per kind of frame the model does not fit (stderr)."""
     for line in FrameChecks.from_dicts([values]).warnings():
@@ -393,6 +412,10 @@ def run_follow(args: argparse.Namespace) -> int:
         raise InputError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
     if args.idle <= 0:
         raise InputError("--idle must be positive")
+    from spidarknet.frames.euxfel import is_run_input
+    if is_run_input(args.inputs[0]):
+        raise InputError("--follow reads one growing CXI/HDF5 file; a European XFEL run is scored once written "
+                         "(detect RUN without --follow)")
     prefilter = prefilter_from_args(args)
     model = _model_from_args(args)
     start = _follow_start(args.frames)

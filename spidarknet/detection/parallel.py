@@ -26,8 +26,9 @@ from spidarknet.core.errors import EngineError, SpidarknetError
 from spidarknet.core.pool import Died, Failed, Pool, Progress, Result
 from spidarknet.detection.fits import ScreenedFits
 from spidarknet.detection.local import FrameChecks, PartialResult, Prefilter, StageTimes, detect_frames
+from spidarknet.frames.euxfel import source_from_spec
 from spidarknet.frames.source import FrameSource
-from spidarknet.hits import HitList
+from spidarknet.hits import HitList, join_columns
 from spidarknet.preprocess import Preprocessing
 from spidarknet.sizing import SizeResult, SizingSettings
 
@@ -78,7 +79,7 @@ def serve(conn) -> None:
     job = shard.detection
     settings = Preprocessing.from_dict(job.preprocessing)
     model = Model(weights=Path(job.weights), cfg=DarknetCfg.parse(job.cfg), preprocessing=settings)
-    source = FrameSource.from_spec(shard.source)
+    source = source_from_spec(shard.source)
     prefilter = Prefilter.from_dict(job.prefilter) if job.prefilter else None
     fits = ScreenedFits(job.fit) if job.fit is not None else None
     # this process is the crash barrier: load darknet here, one thread per worker
@@ -160,7 +161,8 @@ def join_shards(parts: list[HitList], threshold: float, prefilter: dict | None =
                    np.concatenate([part.scores for part in parts]) if parts else empty,
                    np.concatenate([part.boxes for part in parts]) if parts else np.zeros((0, 4), np.float32),
                    threshold,
-                   status=np.concatenate([part.status for part in parts]) if parts else np.zeros(0, np.int8))
+                   status=np.concatenate([part.status for part in parts]) if parts else np.zeros(0, np.int8),
+                   columns=join_columns(parts))
     hits.meta["frame_checks"] = FrameChecks.from_dicts(part.meta["frame_checks"] for part in parts).to_dict()
     if prefilter:
         rejected = sum(part.meta.get("prefilter", {}).get("rejected", 0) for part in parts)

@@ -134,7 +134,8 @@ class FrameChunk:
 
     ``data`` is (n, h, w) in the file's dtype; ``valid`` is a bool (h, w) or (n, h, w)
     array, True where a pixel may be used; ``origin`` is the (row, column) of
-    ``data[:, 0, 0]`` in the full frame.
+    ``data[:, 0, 0]`` in the full frame; ``ids``, where the frames have facility
+    identifiers (European XFEL runs: trainId, pulseId, cellId), one number array per name.
     """
 
     info: FileInfo
@@ -142,6 +143,7 @@ class FrameChunk:
     data: np.ndarray
     valid: np.ndarray
     origin: tuple[int, int] = (0, 0)
+    ids: dict | None = None
 
     @property
     def keys(self) -> list[FrameKey]:
@@ -545,6 +547,11 @@ class FrameSource:
         """
         keys = list(keys)
         groups = group_keys(keys)
+        runs = [f for files in groups.values() for f in files if os.path.isdir(f)]
+        if runs:
+            raise InputError(f"the {what} names the European XFEL run {runs[0]}: give the run as INPUT with its "
+                             "options (--geom, --adu-per-photon, ...), e.g. size RUN --hits hits.csv; this command "
+                             "reads CXI/HDF5 files only")
         missing = [f for f in dict.fromkeys(f for files in groups.values() for f in files)
                    if not os.path.isfile(f)]
         if missing:
