@@ -58,7 +58,7 @@ DEFAULT_FEATURES = FEATURES
 def _robust(name: str, values: np.ndarray) -> np.ndarray:
     """The feature on the scale the classifier sees (log for photons and χ², clipped tails)."""
     v = np.asarray(values, dtype=np.float64)
-    if name in ("signal_photons", "fit_quality"):
+    if name in ("signal_photons", "fit_quality", "frame_photons"):
         return np.log10(np.clip(v, 1e-3, None))
     if name == "background_photons_per_pixel":
         return np.log10(np.clip(v, 0.0, None) + 1e-4)
