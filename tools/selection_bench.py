@@ -17,12 +17,19 @@ model and fitted once; labels come from the truth through a *rule*:
 
 For each rule and each label count (20, 40, 80, 160; ``--draws`` random draws from run A)
 the selector is learnt (:func:`spidarknet.selection.selector.learn_selector`) and judged:
-its 5-fold cross-validated F1 on the labels, and its F1 on every frame of run B.  Then, for
-the simulator's rule, labels are added 10 at a time, chosen at random or by
-:func:`spidarknet.selection.propose.propose` (representative first, then half uncertain),
-until F1 on run B reaches 0.95.  Writes JSON and a Markdown table.
+its 5-fold cross-validated F1 on the labels, and its F1 on every frame of run B; so are 40
+labels chosen by :func:`spidarknet.selection.propose.propose` (10 at a time: representative
+first, then half uncertain), and, as the ceiling of the features, every frame of run A
+labelled.  Then, for each rule of ``--reach-rules``, labels are added 10 at a time, chosen
+at random or by ``propose``, until F1 on run B reaches 0.95.  With ``--finetuned RULE ...``
+the network arms of the learning curve join (``tools/selection_finetune.py`` fine-tunes the
+built-in network on the first draw's labels; the same labels give the selector alone).
+Features are cached beside each run (``RUN.cxi.features.pkl``) and fitted again, the
+network's scores kept, when :data:`~spidarknet.selection.features.FEATURES` grows.  Writes
+JSON and a Markdown table.
 
-    python tools/selection_bench.py --work build/selection --out build/selection/selection.md
+    python tools/selection_bench.py --seeds 8101 8102 --reach-rules simulator bright \
+        --finetuned simulator narrow --out build/selector/dev.md
 """
 
 from __future__ import annotations
@@ -157,6 +164,8 @@ def curves(tables, model, draws: int) -> dict:
             if n == 40:
                 rows[n].update(_proposed_figures(mA, yA, mB, yB, card, draws))
             print(rule, n, rows[n], flush=True)
+        every = learn_selector(mA, yA, card_screen=card, weights={}, seed=0)  # the ceiling: all of run A labelled
+        rows["all"] = {"cv_f1": every.figures["f1"], "heldout_f1": judged(every, mB, yB)}
         out[rule] = {"positives_A": int(yA.sum()), "positives_B": int(yB.sum()), "counts": rows}
     return out
 
@@ -244,12 +253,13 @@ def _rescored(measured, scores_by_index: np.ndarray):
 
 def markdown(results: dict) -> str:
     lines = ["| rule | positives (A / B) | " + " | ".join(f"{n} random labels: CV F1 / held-out F1" for n in COUNTS)
-             + " | 40 proposed labels: CV F1 / held-out F1 |",
-             "| --- | --- | " + " | ".join("---" for _ in COUNTS) + " | --- |"]
+             + " | 40 proposed labels: CV F1 / held-out F1 | every frame of run A labelled |",
+             "| --- | --- | " + " | ".join("---" for _ in COUNTS) + " | --- | --- |"]
     for rule, r in results["curves"].items():
-        counts = {int(k): v for k, v in r["counts"].items()}
+        counts = {(int(k) if k != "all" else k): v for k, v in r["counts"].items()}
         cells = [f"{counts[n]['cv_f1']:.3f} / {counts[n]['heldout_f1']:.3f}" for n in COUNTS]
         cells.append(f"{counts[40]['proposed_cv_f1']:.3f} / {counts[40]['proposed_heldout_f1']:.3f}")
+        cells.append(f"{counts['all']['cv_f1']:.3f} / {counts['all']['heldout_f1']:.3f}")
         lines.append(f"| {rule} | {r['positives_A']} / {r['positives_B']} | " + " | ".join(cells) + " |")
     lines += ["", f"Labels to reach held-out F1 {results['target']} (per draw; None: not within 200):", ""]
     for rule, reach in results["labels_to_reach"].items():
@@ -259,7 +269,7 @@ def markdown(results: dict) -> str:
                   "| --- | --- | --- | --- | --- |"]
         for rule, rows in results["finetuned"].items():
             for n, r in rows.items():
-                alone = results["curves"][rule]["counts"][int(n)]
+                alone = results["curves"][rule]["counts"][n]
                 lines.append(f"| {rule} | {n} | {alone['heldout_f1_first']:.3f} | {r['network_alone']:.3f} | "
                              f"{r['both_cv_f1']:.3f} / {r['both_heldout_f1']:.3f} |")
     return "\n".join(lines) + "\n"

@@ -33,8 +33,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selection_bench import draw, rule_labels, run_table  # noqa: E402
 
 from spidarknet.engine.model import builtin_weights, load_model  # noqa: E402
-from spidarknet.experiments.learning_curve import (_call, _detect_scores, _export_options, _seed_args,  # noqa: E402
-                                                   net_args, preprocess_args, write_selections)
+from spidarknet.experiments.learning_curve import (_call, _export_options, _seed_args, net_args,  # noqa: E402
+                                                   preprocess_args, write_selections)
+
+
+def _scores(path: Path, model, frames=None) -> np.ndarray:
+    """The network's score of ``frames`` of ``path`` (all by default; NaN for the others), by
+    frame index, as the bench scores its runs (one process, no prefilter)."""
+    from spidarknet.frames.source import FrameSource
+    from spidarknet.selection.pipeline import score_frames
+    source = FrameSource([str(path)])
+    n = source.files[0].n_frames
+    if frames is not None:
+        source = source.select({source.files[0].path: np.sort(np.asarray(frames, dtype=np.int64))})
+    hits = score_frames(source, model)
+    scores = np.full(n, np.nan)
+    scores[[k.index for k in hits.keys]] = hits.scores
+    return scores
 
 
 def finetune_cell(work: Path, run_a: Path, run_b: Path, labels: np.ndarray, pick: np.ndarray, model,
@@ -55,10 +70,10 @@ def finetune_cell(work: Path, run_a: Path, run_b: Path, labels: np.ndarray, pick
     _call("train", train.main, [str(ds), "--force", "--pretrained", str(model.weights), *_seed_args(seed), "--quiet"])
     train_s = time.perf_counter() - t0
     weights = sorted((ds / "backup").glob("*_final.weights"))[0]
-    scores_a, threshold, _ = _detect_scores(work, "A", run_a, weights)
-    scores_b, _, _ = _detect_scores(work, "B", run_b, weights)
-    np.save(work / "scores-A.npy", scores_a)
-    np.save(work / "scores-B.npy", scores_b)
+    tuned = load_model(weights)
+    threshold = tuned.threshold
+    np.save(work / "scores-A.npy", _scores(run_a, tuned, pick))  # the labelled frames: all the selector sees of A
+    np.save(work / "scores-B.npy", _scores(run_b, tuned))
     cell = {"labels": int(len(pick)), "positives": int(labels[pick].sum()), "threshold": threshold,
             "weights": str(weights), "train_seconds": round(train_s, 1), "iterations": iterations,
             "frames": pick.tolist()}
