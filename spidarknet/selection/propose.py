@@ -17,8 +17,8 @@ Frames already labelled are never proposed, and uncertain ones are taken among t
 the network lets through: a frame below the screen is never selected, so its label
 teaches only the screen.  The shares were chosen on the development runs (8101/8102,
 8201/8202; docs/selection.md): three quarters uncertain or a tenth below the screen did
-no better within the draws' spread (40 labels: mean held-out F1 over the five rules 0.83
-and 0.87 against 0.88).  The pool is every frame the network lets through plus an equal
+no better within the draws' spread (40 labels: mean held-out F1 over the five rules 0.83-0.87
+against 0.88).  The pool is every frame the network lets through plus an equal
 number, at most, of those it does not.
 """
 

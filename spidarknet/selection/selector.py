@@ -10,7 +10,11 @@ with 40 labels (seeds 10-17) L1 reached held-out F1 0.93 / 0.89 / 0.61 for a pho
 photon-and-misfit rule and a narrow size window, L2 0.89 / 0.87 / 0.37.  The size window's
 own verdict (``one_round_particle``) is one of the features: on the development runs
 (seeds 8101/8102, 40 labels) it raised held-out F1 for the simulator's label from 0.90 to
-0.93.
+0.93.  Less rigid models from scikit-learn (random forest, gradient boosting, an RBF SVM,
+logistic regression on splines or hinges), class weights and other criteria for the
+strength were compared on the development runs (8101/8102, 8201/8202; docs/selection.md):
+with all 500 frames of a run labelled some gain up to 0.04 on a rule, with 40 labels
+every one of them loses 0.1-0.5.
 
 **The design.**  Each feature is made robust first (photons and χ² on a log scale, the
 misfit and second-particle score clipped), a missing value (no fit) replaced by the
