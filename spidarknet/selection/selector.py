@@ -13,8 +13,8 @@ own verdict (``one_round_particle``) is one of the features: on the development 
 0.93.  Less rigid models from scikit-learn (random forest, gradient boosting, an RBF SVM,
 logistic regression on splines or hinges), class weights and other criteria for the
 strength were compared on the development runs (8101/8102, 8201/8202; docs/selection.md):
-with all 500 frames of a run labelled some gain up to 0.04 on a rule, with 40 labels
-every one of them loses 0.1-0.5.
+with all 500 frames of a run labelled the trees gain up to 0.06 on a rule and the rest
+nothing, with 40 labels the trees and splines lose 0.1-0.5.
 
 **The design.**  Each feature is made robust first (photons and χ² on a log scale, the
 misfit and second-particle score clipped), a missing value (no fit) replaced by the
