@@ -36,7 +36,10 @@ setup(
         # the selection learnt from the user's labels (logistic regression, cross-validation, k-means)
         "scikit-learn>=1.3",
     ],
-    extras_require={"test": ["pytest>=7", "mpi4py>=3.1"], "mpi": ["mpi4py>=3.1"]},
+    extras_require={"test": ["pytest>=7", "mpi4py>=3.1", "extra-data>=1.20", "extra-geom>=1.12"],
+                    "mpi": ["mpi4py>=3.1"],
+                    # European XFEL runs (docs/euxfel.md): EXtra-data reads them, EXtra-geom places the modules
+                    "euxfel": ["extra-data>=1.20", "extra-geom>=1.12"]},
     data_files=[("share/spidarknet/cfg", templates)],
     entry_points={"console_scripts": ["spidarknet=spidarknet.cli:console_main"]},
 )

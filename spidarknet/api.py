@@ -25,6 +25,7 @@ from spidarknet.detection.local import Prefilter, detect_frames
 from spidarknet.engine.backends import OpenedDetector
 from spidarknet.engine.model import Model, builtin_weights
 from spidarknet.engine.model import load_model as _load_model
+from spidarknet.frames.euxfel import EuXFELRun, RunOptions, is_run_input
 from spidarknet.frames.source import EV_J, LIGHT_M_S, PLANCK_J_S, FrameSource, GeometryOverrides, parse_frame_range
 from spidarknet.hits import HitList, read_hits
 from spidarknet.selection.decide import decide
@@ -34,15 +35,29 @@ from spidarknet.sizing import SizeResult, SizingSettings, estimate_sizes
 
 def open_frames(inputs: str | Sequence[str], *, dataset: str | None = None, frames: str | None = None,
                 distance_m: float | None = None, pixel_size_m: float | None = None,
-                energy_ev: float | None = None, centre_px: tuple[float, float] | None = None) -> FrameSource:
+                energy_ev: float | None = None, centre_px: tuple[float, float] | None = None,
+                keep_bad_pixels: bool = False, **run_options) -> FrameSource:
     """The frames of CXI/HDF5 files (paths or globs), read lazily in chunks.  ``frames`` is a
     range as on the command line ("0:100"); the geometry options replace what the files say
-    (metres, eV, pixels as (x, y))."""
+    (metres, eV, pixels as (x, y)).  Hot and dead pixels that a file's own frames show are
+    masked unless ``keep_bad_pixels`` (:mod:`spidarknet.frames.badpixels`).
+
+    European XFEL runs (run folders, or "p2304/r107"): ``run_options`` are those of
+    :class:`~spidarknet.frames.euxfel.RunOptions` (``geom="agipd.geom"``,
+    ``quad_positions=[(x, y)] * 4`` in mm, ``modules=(0, 1)``, ``adu_per_photon=6.0``, ...)."""
     paths = [inputs] if isinstance(inputs, str) else list(inputs)
     wavelength = None if energy_ev is None else PLANCK_J_S * LIGHT_M_S / (energy_ev * EV_J)
+    if any(is_run_input(p) for p in paths):
+        span = parse_frame_range(frames)
+        options = RunOptions(distance_m=distance_m, wavelength_m=wavelength,
+                             frames=None if span is None else (span.start, span.stop, span.step), **run_options)
+        return EuXFELRun(paths, options)
+    if run_options:
+        raise ConfigError(f"{', '.join(run_options)}: options of European XFEL runs, and no input is a run")
     overrides = GeometryOverrides(distance_m=distance_m, pixel_size_m=pixel_size_m, wavelength_m=wavelength,
                                   centre_px=centre_px)
-    return FrameSource(paths, dataset=dataset, frames=parse_frame_range(frames), geometry=overrides)
+    return FrameSource(paths, dataset=dataset, frames=parse_frame_range(frames), geometry=overrides,
+                       bad_pixels=not keep_bad_pixels)
 
 
 def load_model(weights: str | None = None, *, threshold: float | None = None) -> Model:

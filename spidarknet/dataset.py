@@ -37,6 +37,7 @@ from spidarknet.core.keys import FileResolver
 from spidarknet.core.labels import positive_labels
 from spidarknet.core.selection import group_entries, read_selection
 from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource, describe_datasets, open_h5, reading
+from spidarknet.frames.euxfel import values_file
 from spidarknet.preprocess import Preprocessor, Processed, pattern_extent
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def labels_from_dataset(source: FrameSource, dataset: str) -> dict[str, np.ndarr
     """Per-file int8 labels (1 single, 0 not) from a per-frame dataset in each file."""
     labels = {}
     for info in source.files:
-        with open_h5(info.path) as handle:
+        with open_h5(values_file(info.path)) as handle:
             if dataset not in handle:
                 raise InputError(f"{info.path} has no label dataset {dataset} "
                                  f"({describe_datasets(handle, ndim=1)})")

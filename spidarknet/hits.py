@@ -175,7 +175,21 @@ def _cell(value) -> str:
     """A CSV cell of an extra column: text as it is, numbers with 6 significant digits, NaN empty."""
     if isinstance(value, str):
         return value
-    return f"{value:.6g}" if np.isfinite(value) else ""
+    if not np.isfinite(value):
+        return ""
+    if float(value).is_integer() and abs(value) < 2 ** 53:  # identifiers (trainId ~1.5e9) whole
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def join_columns(parts: list["HitList"]) -> dict:
+    """The extra columns of hit lists joined in the order given (those all of them have)."""
+    if not parts:
+        return {}
+    names = [n for n in parts[0].columns if all(n in p.columns for p in parts)]
+    return {n: (np.concatenate([np.asarray(p.columns[n]) for p in parts])
+                if all(isinstance(p.columns[n], np.ndarray) for p in parts)
+                else [v for p in parts for v in p.columns[n]]) for n in names}
 
 
 def _extra_columns(names, rows) -> dict:

@@ -1,4 +1,4 @@
-"""Compiled loops of the sphere fit (:mod:`spidarknet.sizing`): arrays in, arrays out.
+"""Compiled loops of the sphere fit (the package :mod:`spidarknet.sizing`): arrays in, arrays out.
 
 Two loops carry the fit's cost, and numpy cannot run them without building arrays of
 (centres x diameters x rings) or (pixels x parameters) on every step:
@@ -6,7 +6,7 @@ Two loops carry the fit's cost, and numpy cannot run them without building array
 * :func:`ring_cells` — for chosen (centre, diameter) cells of the ring-sum search, the
   maximum-likelihood scale ``a`` and background ``b`` of ``μ = a s + b`` (three EM steps,
   then Newton steps kept inside ``a, b ≥ 0``: the same steps as
-  :func:`spidarknet.sizing._scale_background`) and the negative log-likelihood;
+  :func:`spidarknet.sizing.background._scale_background`) and the negative log-likelihood;
 * :func:`pixel_gradients` and :func:`accumulate` — for one point (a, b, d, centre) of the
   per-pixel fit, the model and its derivatives on every pixel of the fit region, then
   ``Σ μ``, ``Σ ∇μ`` and the expected (Fisher) information ``Σ ∇μ ∇μᵀ / μ`` (the
@@ -153,7 +153,7 @@ def ring_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarray, ce
 def _point_model(px, py, aspect, d_m, pixel_m, distance_m, k4):
     """The sphere model ``s = w A²`` of a point ``px``, ``py`` (x pixels, y already times
     ``aspect``) from the beam centre, ``∂s/∂d`` (per nm) and ``∂s/∂cx``, ``∂s/∂cy`` (per
-    pixel of the centre), as :meth:`spidarknet.sizing._Optics.shape_and_derivatives`
+    pixel of the centre), as :meth:`spidarknet.sizing.formfactor._Optics.shape_and_derivatives`
     (which has the formulas) but in two square roots and two divisions:
 
     * ``L = √(D² + ρ²)``, ``t = 1/(L (L + D))``: ``cos 2θ = D (L + D) t`` and

@@ -12,9 +12,13 @@ from typing import Sequence
 
 import numpy as np
 
-from spidarknet.sizing import (SECOND_PARTICLE_MIN_SEPARATION, SizingSettings, SphereFit, _assess, _centre_candidates,
-                               _diameter_grid, _FitPixels, _inverse_scaled, _judge, _Optics, _scale_background,
-                               centre_search_in_pixels)
+from spidarknet.sizing import SECOND_PARTICLE_MIN_SEPARATION, SizingSettings, SphereFit, centre_search_in_pixels
+from spidarknet.sizing.background import _scale_background
+from spidarknet.sizing.centre_search import _centre_candidates
+from spidarknet.sizing.formfactor import _Optics
+from spidarknet.sizing.frame_fit import _assess
+from spidarknet.sizing.profile_fit import _diameter_grid, _inverse_scaled, _judge
+from spidarknet.sizing.region import _FitPixels
 
 
 def second_particle_z_reference(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,

@@ -35,10 +35,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("dataset", ("spidarknet.dataset",)),
     # hit lists: scores, boxes, threshold, the selection as written
     ("hits", ("spidarknet.hits",)),
+    # particle size per frame (used by detection's fits of screened
+    # frames, select, export, reconstruct and the report)
+    ("sizing", ("spidarknet.sizing.*", "spidarknet.sizing_kernels")),
     # frames -> hit list: local, all cores, shards, follow, threshold calibration
     ("detection", ("spidarknet.detection.*",)),
-    # particle size per frame (used by select, export, reconstruct and the report)
-    ("sizing", ("spidarknet.sizing", "spidarknet.sizing_kernels")),
     # what the pipeline measures per frame, the selection learnt from labels, frames to label
     ("selection", ("spidarknet.selection.*",)),
     # a selection handed on: CXI copies, CrystFEL/OM lists and sidecars, Dragonfly EMC input

@@ -466,7 +466,9 @@ def _fits_new_and_reference(path, settings=None):
     ``tests/sizing_reference.py``, on the same pixels)."""
     from sizing_reference import fit_frame_sphere_reference
 
-    from spidarknet.sizing import _FitPixels, _Optics, fit_frame_sphere
+    from spidarknet.sizing import fit_frame_sphere
+    from spidarknet.sizing.formfactor import _Optics
+    from spidarknet.sizing.region import _FitPixels
     s = settings or SizingSettings()
     source = FrameSource([str(path)])
     geometry = source.files[0].geometry

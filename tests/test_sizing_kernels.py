@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spidarknet import sizing_kernels as kernels
-from spidarknet.sizing import _Optics
+from spidarknet.sizing.formfactor import _Optics
 from spidarknet.simulate import PNCCD
 
 OPTICS = _Optics(PNCCD.pixel_size_m, PNCCD.distance_m, PNCCD.wavelength_m)

@@ -36,25 +36,39 @@ KINDS = {
     "bright": (dict(photons=25000.0, centre_jitter_px=3.0, fluence_sigma=0.3, fractions={"single": 1.0}), 62),
     "hits": (dict(fractions={"single": 1.0}), 63),
 }
-#: the stages timed, by the function of :mod:`spidarknet.sizing` each one is
+#: the stages timed, by the function :func:`spidarknet.sizing.fit_frame_sphere` calls for each
 STAGES = {"ring search": "_ring_search", "pixel fit": "_fisher_scoring", "assess": "_assess",
           "second particle": "second_particle_z"}
 
 
+def _internal(name: str):
+    """A private name of the sphere fit: from the module of the ``spidarknet.sizing`` package
+    that holds it, or from the one module ``sizing.py`` of an older checkout."""
+    import importlib
+    for module in ("frame_fit", "formfactor", "region", ""):
+        try:
+            found = importlib.import_module("spidarknet.sizing" + (f".{module}" if module else ""))
+        except ImportError:
+            continue
+        if hasattr(found, name):
+            return found
+    raise AttributeError(name)
+
+
 def frames_of(path: str, settings):
     """(pixels, optics, centre) of every frame of ``path``: the fit's inputs, read once."""
-    from spidarknet import sizing
     from spidarknet.frames.source import FrameSource
+    _Optics, _FitPixels = _internal("_Optics")._Optics, _internal("_FitPixels")._FitPixels
     source = FrameSource([path])
     geometry = source.files[0].geometry
-    optics = sizing._Optics.of(geometry, settings.d_max_nm)
+    optics = _Optics.of(geometry, settings.d_max_nm)
     aspect = geometry.pixel_size_m[1] / geometry.pixel_size_m[0]
     r_in, r_out = optics.radius_px(settings.q_min_inv_nm * 1e9), optics.radius_px(settings.q_max_inv_nm * 1e9)
     out, region = [], None
     for chunk in source.chunks(32):
         for i in range(len(chunk)):
             valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[i]
-            pixels = sizing._FitPixels(chunk.data[i], valid, chunk.origin, geometry.centre_px, r_in, r_out,
+            pixels = _FitPixels(chunk.data[i], valid, chunk.origin, geometry.centre_px, r_in, r_out,
                                        aspect, region=region)
             region = pixels.region
             out.append((pixels, optics, geometry.centre_px, chunk.keys[i].index))
@@ -95,7 +109,7 @@ def time_kind(frames, settings, repeat: int) -> tuple[list[float], dict, list]:
     fits = [sizing.fit_frame_sphere(p, o, c, settings) for p, o, c, _ in frames[:4]]   # compile, warm
     passes = []
     for r in range(repeat):
-        clock = _StageClock(sizing) if r == repeat - 1 else None
+        clock = _StageClock(_internal("fit_frame_sphere")) if r == repeat - 1 else None
         if clock:
             clock.__enter__()
         c0 = time.process_time()

@@ -204,8 +204,9 @@ def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="frame")
 
 # -- options shared by every command that reads frames --------------------------------------
 
-def add_input_args(parser: argparse.ArgumentParser) -> None:
-    """INPUT..., --dataset, --frames, geometry and mask options."""
+def add_input_args(parser: argparse.ArgumentParser, adu_option: bool = False) -> None:
+    """INPUT..., --dataset, --frames, geometry and mask options, and those of European XFEL runs
+    (with ``adu_option`` their --adu-per-photon, for commands that have none of their own)."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="CXI/HDF5 files (globs allowed, quote them: 'run*.cxi')")
     group = parser.add_argument_group("frames and geometry")
@@ -225,6 +226,69 @@ def add_input_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mask-invert", action="store_true",
                        help="the --mask file marks good pixels with non-zero (Cheetah/CrystFEL style)")
     group.add_argument("--no-file-mask", action="store_true", help="ignore the mask stored in the files")
+    group.add_argument("--keep-bad-pixels", action="store_true",
+                       help="do not mask the hot and dead pixels each file's own frames show (by default 32 "
+                            "frames per file are read first: a pixel lit in most of them and far more often "
+                            "than its neighbours is hot, one never lit where its neighbours are is dead)")
+    add_run_args(parser, adu_option)
+
+
+def add_run_args(parser: argparse.ArgumentParser, adu_option: bool) -> None:
+    """Options of European XFEL AGIPD runs (an INPUT that is a run folder or PROPOSAL/RUN)."""
+    group = parser.add_argument_group(
+        "European XFEL runs (INPUT a run folder, or p2304/r107 as open_run finds it; docs/euxfel.md)")
+    group.add_argument("--geom", metavar="FILE", help="CrystFEL geometry of the AGIPD 1M: module positions, and "
+                       "the distance (clen) and photon energy where it gives them (default: the .geom file in "
+                       "the run folder, if it holds one)")
+    group.add_argument("--quad-positions", type=float, nargs=8, metavar="MM",
+                       help="instead of --geom: x y of each of the 4 quadrants in mm (EXtra-geom's "
+                            "from_quad_positions)")
+    group.add_argument("--modules", metavar="LIST", help="modules to use, e.g. 0-3,8 (default all 16; only "
+                       "those the model's q range reaches are read)")
+    group.add_argument("--run-data", choices=("proc", "raw"), default="proc",
+                       help="with PROPOSAL/RUN: the proc (corrected, default) or raw folder")
+    group.add_argument("--detector-name", default="SPB_DET_AGIPD1M-1", metavar="NAME",
+                       help="the detector's source prefix (default SPB_DET_AGIPD1M-1)")
+    if adu_option:
+        group.add_argument("--adu-per-photon", type=float, metavar="X",
+                           help="corrected data in ADU (keV-like: X = the photon energy in keV): photons = "
+                                "round(value / X) (default: the data are photons)")
+
+
+def parse_modules(text: str | None):
+    """``0-3,8`` -> (0, 1, 2, 3, 8); None stays None."""
+    from spidarknet.core.errors import ConfigError
+    if text is None:
+        return None
+    modules = []
+    try:
+        for item in text.split(","):
+            lo, _, hi = item.strip().partition("-")
+            modules += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ConfigError(f"--modules {text!r}: give module numbers and ranges, e.g. 0-3,8") from None
+    return tuple(modules)
+
+
+def _run_source(args: argparse.Namespace, inputs: Sequence[str], wavelength):
+    """The European XFEL runs ``inputs`` with the run options; their --adu-per-photon is the
+    reader's (photons rounded), so it is taken off ``args`` for the later stages."""
+    from spidarknet.core.errors import ConfigError
+    from spidarknet.frames.euxfel import EuXFELRun, RunOptions
+    from spidarknet.frames.source import parse_frame_range
+    if args.centre or args.pixel_size or args.dataset or args.mask or args.mask_invert:
+        raise ConfigError("--centre, --pixel-size, --dataset and --mask are for CXI/HDF5 files; a run's geometry "
+                          "is --geom or --quad-positions (and --distance, --energy-ev)")
+    frames = parse_frame_range(args.frames)
+    quads = args.quad_positions
+    options = RunOptions(detector=args.detector_name, modules=parse_modules(args.modules), geom=args.geom,
+                         quad_positions=None if quads is None else tuple(zip(quads[0::2], quads[1::2])),
+                         distance_m=args.distance, wavelength_m=wavelength,
+                         adu_per_photon=getattr(args, "adu_per_photon", None),
+                         use_file_mask=not args.no_file_mask,
+                         frames=None if frames is None else (frames.start, frames.stop, frames.step))
+    args.adu_per_photon = None
+    return EuXFELRun(list(inputs), options, data=args.run_data)
 
 
 def check_size_range(size_range) -> None:
@@ -238,6 +302,7 @@ def check_size_range(size_range) -> None:
 def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str] = ()):
     from spidarknet.frames.source import (EV_J, LIGHT_M_S, PLANCK_J_S, FrameSource, GeometryOverrides,
                                    parse_frame_range)
+    from spidarknet.frames.euxfel import is_run_input
     from spidarknet.core.errors import ConfigError
     wavelength = args.wavelength
     if args.energy_ev is not None:
@@ -250,12 +315,19 @@ def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str]
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive (SI units: metres)")
+    inputs = list(args.inputs) + list(extra_inputs)
+    runs = [is_run_input(p) for p in inputs]
+    if any(runs):
+        if not all(runs):
+            raise ConfigError("give European XFEL runs or CXI/HDF5 files, not both in one command")
+        return _run_source(args, inputs, wavelength)
     overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,
                                   distance_m=args.distance, pixel_size_m=args.pixel_size,
                                   wavelength_m=wavelength)
-    return FrameSource(list(args.inputs) + list(extra_inputs), dataset=args.dataset,
+    return FrameSource(inputs, dataset=args.dataset,
                        frames=parse_frame_range(args.frames), geometry=overrides, mask=args.mask,
-                       mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask)
+                       mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask,
+                       bad_pixels=not getattr(args, "keep_bad_pixels", False))
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pixel in the crop are marked 'no-valid-pixels' and never selected (one warning line each).",
         "spidarknet detect 'run*.cxi' --weights ds/backup/yolov2-tiny-spi_final.weights --out hits.csv\n"
         "  spidarknet detect run7.cxi --out hits.csv --expected-hit-rate 0.03   # the built-in model")
-    cli.add_input_args(parser)
+    cli.add_input_args(parser, adu_option=True)
     parser.add_argument("--weights", help="trained weights (their model card JSON beside them); default: the "
                                            "built-in model trained on simulation (see --expected-hit-rate)")
     parser.add_argument("--out", required=True, metavar="CSV", help="hit list to write")
@@ -98,6 +98,10 @@ def _add_prefilter_args(parser: argparse.ArgumentParser) -> None:
                         help="the background test: a frame reaches the network when its inner crop holds more than "
                              f"Z standard deviations above its outer crop's background (default {PREFILTER_SIGMA:g}; "
                              "lower is more cautious)")
+    parser.add_argument("--prefilter-litpixels", type=float, metavar="K",
+                        help="instead: European XFEL's lit-pixel hit finder - a frame reaches the network when its "
+                             "lit pixels (>= 1 photon, in the region read) exceed the median + K x IQR of its window "
+                             "(the frames read together: up to --chunk frames, of one train for runs); e.g. 3")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,16 +157,17 @@ def _say_builtin_model(args: argparse.Namespace, comm) -> None:
         print(f"using the built-in model {args.weights} (trained on simulated frames)", file=sys.stderr)
 
 
-def apply_decision(hits: HitList, args: argparse.Namespace, source, times=None) -> None:
+def apply_decision(hits: HitList, args: argparse.Namespace, source, times=None, fits=None) -> None:
     """Narrow the selection by --size-range or --selector: the frames the network let through
-    are fitted (in --jobs processes, default one per core), the window or the selector decides,
-    and every row gets the measurements; the fit's seconds go into ``times``."""
+    are fitted (those ``fits`` lacks: the detection's own fits; in --jobs processes, default
+    one per core), the window or the selector decides, and every row gets the measurements;
+    the fit's seconds go into ``times``."""
     from spidarknet.selection.decide import decide
     bar = cli.progress(total=hits.n_hits, desc="fit", quiet=args.quiet)
     started, n_hits = time.perf_counter(), hits.n_hits
     try:
         counts = decide(hits, source, size_range=args.size_range, selector=getattr(args, "selector_obj", None),
-                        jobs=args.jobs, on_frames=bar.update)
+                        jobs=args.jobs, on_frames=bar.update, fitted=fits.by_key() if fits is not None else None)
     finally:
         bar.close()
     seconds = time.perf_counter() - started
@@ -196,10 +201,11 @@ def threshold_for_rate(scores: np.ndarray, rate: float) -> float:
 def prefilter_from_args(args: argparse.Namespace) -> Prefilter | None:
     """The prefilter the options ask for (None: every frame goes to the network)."""
     if args.no_prefilter:
-        if args.prefilter_photons is not None:
-            raise ConfigError("--no-prefilter and --prefilter-photons exclude each other: choose one")
+        if args.prefilter_photons is not None or args.prefilter_litpixels is not None:
+            raise ConfigError("--no-prefilter and --prefilter-photons or --prefilter-litpixels exclude each other: "
+                              "choose one")
         return None
-    return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma)
+    return Prefilter(min_photons=args.prefilter_photons, sigma=args.prefilter_sigma, lit_k=args.prefilter_litpixels)
 
 
 def run_local(args: argparse.Namespace, comm=None) -> int:
@@ -217,7 +223,8 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
     if jobs < 1:
         raise InputError("--jobs must be at least 1")
     jobs = worker_count(jobs, len(source), args.chunk)
-    hits, times = _score(args, source, model, backend, prefilter, jobs, comm)
+    fits = _screened_fits(args, comm)
+    hits, times = _score(args, source, model, backend, prefilter, jobs, comm, fits)
     if comm is not None:
         parts = comm.gather(hits, root=0)  # each rank's hit list, frame checks and prefilter counts
         if comm.Get_rank() != 0:
@@ -225,9 +232,10 @@ def run_local(args: argparse.Namespace, comm=None) -> int:
         hits = join_shards(parts, model.threshold, prefilter.to_dict() if prefilter is not None else None)
         times.total = time.perf_counter() - started
         jobs = f"{comm.Get_size()} MPI ranks"
-    hits = _finished(args, hits, model, source, backend, jobs, times, shard_meta, inputs)
+    hits = _finished(args, hits, model, source, backend, jobs, times, shard_meta, inputs, fits)
     hits.write_csv(args.out, force=args.force)
     warn_frame_checks(hits.meta["frame_checks"])
+    warn_missing_modules(hits)
     rate = len(hits) / times.total if times.total > 0 else float("inf")
     workers = jobs if isinstance(jobs, str) else f"{jobs} process{'es' if jobs > 1 else ''}"
     screened = (f", {hits.meta['prefilter']['rejected']} background-like frames kept from the network"
@@ -317,18 +325,30 @@ def _share_of(args: argparse.Namespace, source, comm):
     return source, shard_meta
 
 
-def _score(args: argparse.Namespace, source, model, backend: str, prefilter: Prefilter | None, jobs: int, comm):
-    """Score ``source`` in ``jobs`` processes, or in this one; a failure after some frames
-    leaves those in ``OUT.partial``."""
+def _screened_fits(args: argparse.Namespace, comm):
+    """Where --size-range or --selector will fit the frames at the model's threshold, the
+    detection fits them as it scores them (:mod:`spidarknet.detection.fits`); not with
+    --expected-hit-rate (the threshold comes after) nor MPI ranks (fitted afterwards)."""
+    if not (args.size_range or args.selector) or args.expected_hit_rate is not None or comm is not None:
+        return None
+    from spidarknet.detection.fits import ScreenedFits
+    return ScreenedFits()
+
+
+def _score(args: argparse.Namespace, source, model, backend: str, prefilter: Prefilter | None, jobs: int, comm,
+           fits=None):
+    """Score ``source`` in ``jobs`` processes, or in this one (fitting the screened frames
+    into ``fits``); a failure after some frames leaves those in ``OUT.partial``."""
     bar = cli.progress(total=len(source), desc=f"detect ({backend})", quiet=args.quiet)
     try:
         if jobs > 1 and backend in ("opencv", "darknet"):
-            return detect_parallel(source, shard_job(args, model, backend, prefilter), jobs, on_chunk=bar.update)
+            job = shard_job(args, model, backend, prefilter, fits.settings if fits is not None else None)
+            return detect_parallel(source, job, jobs, on_chunk=bar.update, fits=fits)
         threads = 1 if comm is not None and comm.Get_size() > 1 else None  # one core per MPI rank
         with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
                             libdarknet=args.libdarknet, threads=threads) as detector:
             return detect_frames(source, model.preprocessing, detector, model.threshold, prefilter=prefilter,
-                                 chunk_frames=args.chunk, on_chunk=bar.update)
+                                 chunk_frames=args.chunk, on_chunk=bar.update, fits=fits)
     except PartialResult as exc:
         bar.close()
         if len(exc.hits):
@@ -342,7 +362,7 @@ def _score(args: argparse.Namespace, source, model, backend: str, prefilter: Pre
 
 
 def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: str, jobs, times,
-              shard_meta: dict | None, inputs=None) -> HitList:
+              shard_meta: dict | None, inputs=None, fits=None) -> HitList:
     """The hit list with its record of the run, sorted, thresholded and narrowed to --size-range."""
     hits.meta.update({
         "backend": backend, "jobs": jobs, "weights": os.path.abspath(args.weights), "model": model.origin,
@@ -360,9 +380,22 @@ def _finished(args: argparse.Namespace, hits: HitList, model, source, backend: s
         hits.meta["threshold_from"] = args.threshold_from
     if args.size_range or args.selector:
         # the fits read the frames of the files this run opened, with its geometry and mask options
-        apply_decision(hits, args, inputs, times)
+        apply_decision(hits, args, inputs, times, fits)
         hits.meta["timing"] = times.as_dict(len(hits))
     return hits
+
+
+def warn_missing_modules(hits) -> None:
+    """One warning line where frames of European XFEL runs were scored with modules missing
+    from their train (their pixels masked; the hit list's ``missing_modules`` column)."""
+    missing = hits.columns.get("missing_modules")
+    if missing is None or not np.any(np.asarray(missing) > 0):
+        return
+    short = np.asarray(missing) > 0
+    trains = np.unique(np.asarray(hits.columns["trainId"])[short])
+    print(f"warning: {int(np.count_nonzero(short))} frames of {len(trains)} trains (first trainId "
+          f"{int(trains[0])}) lack up to {int(np.max(missing))} modules: scored with those modules masked "
+          "(column missing_modules of the hit list)", file=sys.stderr)
 
 
 def warn_frame_checks(values: dict) -> None:
@@ -379,6 +412,10 @@ def run_follow(args: argparse.Namespace) -> int:
         raise InputError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
     if args.idle <= 0:
         raise InputError("--idle must be positive")
+    from spidarknet.frames.euxfel import is_run_input
+    if is_run_input(args.inputs[0]):
+        raise InputError("--follow reads one growing CXI/HDF5 file; a European XFEL run is scored once written "
+                         "(detect RUN without --follow)")
     prefilter = prefilter_from_args(args)
     model = _model_from_args(args)
     start = _follow_start(args.frames)
@@ -469,8 +506,10 @@ def gpu_build(args: argparse.Namespace) -> bool:
     return find_libdarknet(args.libdarknet).gpu
 
 
-def shard_job(args: argparse.Namespace, model, backend: str, prefilter: Prefilter | None = None) -> DetectionJob:
-    """What each worker of detect_parallel needs to repeat this detection."""
+def shard_job(args: argparse.Namespace, model, backend: str, prefilter: Prefilter | None = None,
+              fit=None) -> DetectionJob:
+    """What each worker of detect_parallel needs to repeat this detection (``fit``: the
+    sizing settings of the screened frames' fits)."""
     libdarknet = gpu = None
     if backend == "darknet":
         from spidarknet.engine.locate import find_libdarknet
@@ -479,7 +518,7 @@ def shard_job(args: argparse.Namespace, model, backend: str, prefilter: Prefilte
                         preprocessing=model.preprocessing.to_dict(), threshold=model.threshold,
                         backend=backend, batch=args.batch, chunk=args.chunk,
                         prefilter=prefilter.to_dict() if prefilter is not None else None,
-                        libdarknet=libdarknet, gpu=gpu)
+                        libdarknet=libdarknet, gpu=gpu, fit=fit)
 
 
 def write_cxi(args: argparse.Namespace, hits, source) -> int:

@@ -28,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("hits", metavar="HITS.csv", help="hit list (from detect, select or merge)")
     parser.add_argument("--lst", metavar="FILE", help="event list of the selected frames to write")
     parser.add_argument("--cxi-scores", metavar="DIR", help="folder of CXI score/tag sidecars to create")
+    run = parser.add_argument_group("hit lists of European XFEL runs (docs/euxfel.md)")
+    run.add_argument("--hitflags", metavar="FILE.h5",
+                     help="per-pulse data.hitFlag, data.hitscore keyed by data.trainId/data.pulseId in the "
+                          "facility's file layout, as its SPI hit finder writes them (EXtra-data reads it)")
+    run.add_argument("--vds", metavar="RUN.cxi",
+                     help="with --lst: the run's virtual CXI file (extra-data-make-virtual-cxi RUN -o RUN.cxi), "
+                          "the file the event list names; frames found in it by trainId and pulseId")
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
     cli.add_common_args(parser)
     return parser
@@ -37,13 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from spidarknet.export.interchange import inspect_datasets, write_event_list, write_score_sidecars
     from spidarknet.hits import read_selected
 
-    if not args.lst and not args.cxi_scores:
-        raise ConfigError("nothing to write: give --lst FILE and/or --cxi-scores DIR")
+    if not args.lst and not args.cxi_scores and not args.hitflags:
+        raise ConfigError("nothing to write: give --lst FILE, --cxi-scores DIR and/or --hitflags FILE.h5")
+    hits, flags = read_selected(args.hits, unique=True)
+    if "trainId" in hits.columns or args.hitflags or args.vds:
+        return run_of_runs(args, hits, flags & ~hits.unusable)
     if args.lst:
         check_destination(args.lst, args.force, "event list")
     if args.cxi_scores:
         check_destination(args.cxi_scores, args.force, "sidecar folder")
-    hits, flags = read_selected(args.hits, unique=True)
     flags = flags & ~hits.unusable
     if hits.n_unusable:
         print(f"{hits.n_unusable} frames without a valid pixel (status no-valid-pixels): not selected, "
@@ -58,6 +67,27 @@ def run(args: argparse.Namespace) -> int:
                                         hit_list_name=str(args.hits), infos=infos)
         tagged = sum(s.n_tagged for s in sidecars)
         print(f"{len(sidecars)} CXI sidecar(s), {tagged} frames tagged single_hit -> {args.cxi_scores}")
+    return 0
+
+
+def run_of_runs(args: argparse.Namespace, hits, flags) -> int:
+    """A hit list of European XFEL runs: per-pulse flags, and the event list against the run's virtual CXI."""
+    from spidarknet.export.euxfel import write_hit_flags, write_vds_event_list
+    if args.cxi_scores:
+        raise ConfigError("--cxi-scores writes sidecars of CXI files; a run's hit list goes back as --hitflags "
+                          "FILE.h5 (and --lst FILE --vds RUN.cxi)")
+    if args.lst and not args.vds:
+        raise ConfigError("the event list of a run names its virtual CXI file: give --vds RUN.cxi "
+                          "(made by extra-data-make-virtual-cxi RUN -o RUN.cxi)")
+    for path, what in ((args.hitflags, "hit flags"), (args.lst, "event list")):
+        if path:
+            check_destination(path, args.force, what)
+    if args.hitflags:
+        trains = write_hit_flags(hits, flags, args.hitflags, force=args.force)
+        print(f"{int(flags.sum())} of {len(hits)} pulses flagged in {trains} trains -> {args.hitflags}")
+    if args.lst:
+        n = write_vds_event_list(hits, flags, args.lst, args.vds, force=args.force)
+        print(f"{n} of {len(hits)} frames of {args.vds} -> {args.lst}")
     return 0
 
 

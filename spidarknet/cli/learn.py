@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         "applies it.  Without --negatives every other frame of the inputs is a negative.\n"
         "Which frames to label: 'spidarknet propose'.",
         "spidarknet learn run7.cxi --positives singles.csv --negatives others.csv --out selection.json")
-    cli.add_input_args(parser)
+    cli.add_input_args(parser, adu_option=True)
     labels = parser.add_argument_group("labels")
     labels.add_argument("--positives", nargs="+", default=[], metavar="CSV",
                         help="frames labelled single (file,index rows, e.g. from 'propose' or a hit list)")

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spidarknet propose run7.cxi --n 40 --out to-label.csv\n"
         "  spidarknet propose run7.cxi --n 20 --selector selection.json --positives p.csv --negatives n.csv "
         "--out next.csv")
-    cli.add_input_args(parser)
+    cli.add_input_args(parser, adu_option=True)
     parser.add_argument("--n", type=int, default=40, help="frames to propose (default 40)")
     parser.add_argument("--out", required=True, metavar="CSV", help="the list to write (file,dataset,index,why,...)")
     parser.add_argument("--selector", metavar="JSON", help="the selection learnt so far ('spidarknet learn')")

@@ -68,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-frames", type=int, default=SIMULATE_CHUNK_FRAMES,
                         help=f"frames generated and written at a time (default {SIMULATE_CHUNK_FRAMES})")
     parser.add_argument("--force", "-f", action="store_true", help="overwrite OUT.cxi if it exists")
+    agipd = parser.add_argument_group("a European XFEL AGIPD run (--detector agipd1m OUT_DIR; docs/euxfel.md)")
+    agipd.add_argument("--detector", choices=("pnccd", "agipd1m"), default="pnccd",
+                       help="pnccd: one CXI file (default); agipd1m: a run folder in the facility's layout (16 "
+                            "module files, 6 keV and 0.705 m unless --energy-ev/--distance say, the geometry as "
+                            "agipd1m.geom, the truth in spidarknet-truth.hdf5; --adu-per-photon sets its keV-like "
+                            "ADU, default the photon energy in keV)")
+    agipd.add_argument("--cells", type=int, default=352, help="agipd1m: frames per train (default 352)")
+    agipd.add_argument("--legacy-names", action="store_true",
+                       help="agipd1m: the older source names SPB_DET_AGIPD1M-1/DET/{N}CH0:xtdf")
+    agipd.add_argument("--modules", metavar="LIST", help="agipd1m: the modules written, e.g. 0-3,8 (default all)")
     _add_sample_args(parser, d)
     _add_geometry_args(parser, d)
     _add_like_args(parser)
@@ -142,6 +152,11 @@ def _add_like_args(parser: argparse.ArgumentParser) -> None:
                       "B x B detector pixels")
     like.add_argument("--like-dataset", metavar="PATH",
                       help="frame dataset inside the --like file (default: the CXI locations)")
+    like.add_argument("--like-geom", metavar="FILE",
+                      help="--like a European XFEL run folder: its CrystFEL geometry (default: the .geom "
+                           "file in the folder); the frames are written assembled, as detect reads them")
+    like.add_argument("--like-adu-per-photon", type=float, metavar="X",
+                      help="--like a European XFEL run whose corrected data are in ADU: photons = round(x / X)")
 
 
 #: measured-like options: (flag, setting, type, metavar, help)
@@ -216,8 +231,43 @@ def settings_from_args(args: argparse.Namespace) -> dict:
             **{name: getattr(args, name) for _, name, *_ in MEASURED_OPTIONS}}
 
 
+def run_agipd(args: argparse.Namespace) -> int:
+    """``--detector agipd1m``: a labelled AGIPD run folder."""
+    from spidarknet.simulate.agipd import AgipdRunSettings, simulate_agipd_run
+    from spidarknet.simulate.settings import option_name
+    if args.like or args.measured_like or args.compression != "none" or args.binning or args.half_detector:
+        raise ConfigError("--like, --measured-like, --compression, --binning and --half-detector are pnCCD options; "
+                          "--detector agipd1m writes the facility's corrected layout")
+    options = settings_from_args(args)
+    extra = [name for _, name, *_ in MEASURED_OPTIONS if name != "adu_per_photon" and options.get(name) is not None]
+    if extra:
+        raise ConfigError(f"{option_name(extra[0])} is a pnCCD readout option; not used with --detector agipd1m")
+    for _, name, *_ in MEASURED_OPTIONS:
+        options.pop(name, None)
+    if os.path.exists(args.output) and not args.force:
+        raise OutputError(f"{args.output} exists; use --force to overwrite it or choose another name")
+    modules = cli.parse_modules(args.modules)
+    run = AgipdRunSettings(cells=args.cells, adu_per_photon=args.adu_per_photon, legacy_names=args.legacy_names,
+                           **({} if modules is None else {"modules": modules}))
+    with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
+        summary = simulate_agipd_run(args.output, args.count, seed=args.seed, run=run, fractions=args.fractions,
+                                     progress=bar.update, **options)
+    print(summary.line())
+    return 0
+
+
+def _like_run_options(args: argparse.Namespace) -> dict | None:
+    """The reading options of a --like European XFEL run (None when none given)."""
+    options = {"geom": args.like_geom, "adu_per_photon": args.like_adu_per_photon}
+    if any(v is not None for v in options.values()) and not args.like:
+        raise ConfigError("--like-geom and --like-adu-per-photon go with --like RUN_FOLDER")
+    return {k: v for k, v in options.items() if v is not None} or None
+
+
 def run(args: argparse.Namespace) -> int:
     from spidarknet.simulate import DEFAULT_SETTINGS, MEASURED_LIKE_SETTINGS, simulate_file
+    if args.detector == "agipd1m":
+        return run_agipd(args)
 
     if args.count < 1:
         raise ConfigError(f"--count must be at least 1, got {args.count}")
@@ -241,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
     with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
         summary = simulate_file(args.output, args.count, seed=args.seed, like=args.like, settings=base,
                                 like_dataset=args.like_dataset, compression=compression,
+                                like_run_options=_like_run_options(args),
                                 chunk_frames=args.chunk_frames, fractions=args.fractions,
                                 progress=bar.update, **options)
     if summary.like_line:

@@ -76,7 +76,7 @@ def settings_from_args(args: argparse.Namespace) -> SizingSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings_from_args(args)  # a bad value fails before anything is read
     if args.chunk < 1:
         raise ConfigError("--chunk must be at least 1")
     if args.jobs is not None and args.jobs < 1:
@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--all-frames goes with --hits")
     check_destination(args.out, args.force, "size table")
     source = cli.frame_source_from_args(args)
+    settings = settings_from_args(args)  # after the source: a run's reader has taken its --adu-per-photon
     if args.hits:
         hits, flags = read_selected(args.hits)
         keys = hits.keys if args.all_frames else [k for k, f in zip(hits.keys, flags) if f]

@@ -51,6 +51,7 @@ import numpy as np
 
 from spidarknet.core.defaults import DETECT_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, EngineError
+from spidarknet.detection.fits import ScreenedFits
 from spidarknet.engine.detector import Detector
 from spidarknet.frames.source import FrameChunk, FrameSource
 from spidarknet.hits import NO_VALID_PIXELS, OK, PADDED, HitList
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: the background test: standard deviations of inner excess a frame needs to reach the network
 PREFILTER_SIGMA = 3.0
+#: a pixel is lit (the lit-pixel rule) from this many photons on: one photon, after rounding
+LIT_PHOTONS = 0.5
 #: radius of the inner disc and start of the outer region, as fractions of the crop's half-width
 INNER_FRACTION = 0.5
 OUTER_FRACTION = 0.9
@@ -90,7 +93,7 @@ class StageTimes:
 
     def add(self, other: "StageTimes") -> None:
         """Add another process's seconds per stage (not its total: the caller's wall clock is)."""
-        for stage in ("read", "preprocess", "prefilter", "inference"):
+        for stage in ("read", "preprocess", "prefilter", "inference", "fit"):
             setattr(self, stage, getattr(self, stage) + getattr(other, stage))
 
 
@@ -115,14 +118,25 @@ class Prefilter:
 
     min_photons: float | None = None
     sigma: float = PREFILTER_SIGMA
+    #: the facility's lit-pixel rule instead (European XFEL's SPI hit finder): a frame passes when
+    #: its lit pixels (valid pixels of the region read with >= LIT_PHOTONS photons) exceed the
+    #: median + ``lit_k`` x IQR of the lit pixels of its window (the frames read together: up to
+    #: ``--chunk`` frames, of one train for European XFEL runs)
+    lit_k: float | None = None
 
     def __post_init__(self):
+        if self.lit_k is not None and not (math.isfinite(self.lit_k) and self.lit_k >= 0):
+            raise ConfigError(f"the lit-pixel rule's k must be a number >= 0, not {self.lit_k}")
+        if self.lit_k is not None and self.min_photons is not None:
+            raise ConfigError("choose one prefilter rule: a photon floor or the lit-pixel rule")
         if self.min_photons is not None and not (math.isfinite(self.min_photons) and self.min_photons >= 0):
             raise ConfigError(f"the prefilter's photon floor must be a number >= 0, not {self.min_photons}")
         if not (math.isfinite(self.sigma) and self.sigma >= 0):
             raise ConfigError(f"the prefilter's sigma must be a number >= 0, not {self.sigma}")
 
     def to_dict(self) -> dict:
+        if self.lit_k is not None:
+            return {"rule": "litpixels", "k": self.lit_k, "lit_photons": LIT_PHOTONS}
         if self.min_photons is not None:
             return {"rule": "min_photons", "min_photons": self.min_photons}
         return {"rule": "background", "sigma": self.sigma, "inner_fraction": INNER_FRACTION,
@@ -132,6 +146,8 @@ class Prefilter:
     def from_dict(cls, values: dict) -> "Prefilter":
         if values["rule"] == "min_photons":
             return cls(min_photons=float(values["min_photons"]))
+        if values["rule"] == "litpixels":
+            return cls(lit_k=float(values["k"]))
         return cls(sigma=float(values["sigma"]))
 
 
@@ -152,6 +168,8 @@ class PrefilterGate:
 
     def passes(self, chunk: FrameChunk, photons: np.ndarray) -> np.ndarray:
         """True for each frame of ``chunk`` that goes to the network; ``photons`` per bin."""
+        if self.rule.lit_k is not None:
+            return lit_pixel_pass(chunk, self.rule.lit_k)
         flat = photons.reshape(len(photons), -1)
         if self.rule.min_photons is not None:
             return flat.sum(axis=1, dtype=np.float64) >= self.rule.min_photons
@@ -172,6 +190,20 @@ class PrefilterGate:
             self._areas = (area[:, self._inner].sum(axis=1), area[:, self._outer].sum(axis=1))
             self._valid_seen = chunk.valid
         return self._areas
+
+
+def lit_pixels(chunk: FrameChunk) -> np.ndarray:
+    """Per frame of ``chunk``: its valid pixels with at least :data:`LIT_PHOTONS` photons."""
+    lit = (np.nan_to_num(chunk.data, nan=0.0) >= LIT_PHOTONS) & chunk.valid
+    return np.count_nonzero(lit.reshape(len(chunk), -1), axis=1)
+
+
+def lit_pixel_pass(chunk: FrameChunk, k: float) -> np.ndarray:
+    """The facility's lit-pixel hit finder on one window (the chunk): lit pixels above the
+    window's median + ``k`` x its interquartile range."""
+    counts = lit_pixels(chunk).astype(np.float64)
+    q1, median, q3 = np.percentile(counts, [25, 50, 75])
+    return counts > median + k * (q3 - q1)
 
 
 def crop_valid_area(chunk: FrameChunk, settings: Preprocessing) -> np.ndarray:
@@ -355,6 +387,7 @@ class _Scored:
     scores: list = field(default_factory=list)
     boxes: list = field(default_factory=list)
     status: list = field(default_factory=list)
+    ids: dict = field(default_factory=dict)   # name -> arrays per chunk (trainId, pulseId, ... of runs)
     rejected: int = 0           # frames the prefilter kept from the network
 
     def add(self, chunk: FrameChunk, processed: Processed, scores: np.ndarray, boxes: np.ndarray,
@@ -363,6 +396,8 @@ class _Scored:
         self.scores.append(scores)
         self.boxes.append(boxes)
         self.status.append(self.checks.add(chunk, processed))
+        for name, values in (chunk.ids or {}).items():
+            self.ids.setdefault(name, []).append(values)
         if passed is not None:
             self.rejected += len(chunk) - int(np.count_nonzero(passed))
 
@@ -370,7 +405,9 @@ class _Scored:
         """The hit list of the frames so far, with the frame checks and the prefilter's count."""
         hits = HitList(self.keys, np.concatenate(self.scores) if self.scores else np.zeros(0, np.float32),
                        np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4), np.float32), self.threshold,
-                       status=np.concatenate(self.status) if self.status else np.zeros(0, np.int8))
+                       status=np.concatenate(self.status) if self.status else np.zeros(0, np.int8),
+                       columns={name: np.concatenate(parts) for name, parts in self.ids.items()
+                                if sum(len(p) for p in parts) == sum(len(s) for s in self.scores)})
         hits.meta["frame_checks"] = self.checks.to_dict()
         if self.prefilter is not None:
             hits.meta["prefilter"] = {**self.prefilter.to_dict(), "rejected": self.rejected}
@@ -396,12 +433,15 @@ def _log_chunk(chunk: FrameChunk, passed: np.ndarray | None, engine: str, t: tup
 
 def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detector, threshold: float, *,
                   prefilter: Prefilter | None = None, chunk_frames: int = DETECT_CHUNK_FRAMES,
-                  on_chunk: Callable[[int], None] | None = None) -> tuple[HitList, StageTimes]:
+                  on_chunk: Callable[[int], None] | None = None,
+                  fits: ScreenedFits | None = None) -> tuple[HitList, StageTimes]:
     """Score every selected frame of ``source``; returns the hit list and stage timings.
 
     With a ``prefilter`` the hit list's ``meta["prefilter"]`` holds its rule and the
     number of frames it rejected; ``meta["frame_checks"]`` always holds
-    :meth:`FrameChecks.to_dict`, and each frame's status is in the hit list.
+    :meth:`FrameChecks.to_dict`, and each frame's status is in the hit list.  With
+    ``fits``, the frames scoring at least ``threshold`` (with a usable pixel) are fitted
+    chunk by chunk into it (:mod:`.fits`).
     """
     pre = Preprocessor(settings)
     gate = PrefilterGate(prefilter, settings) if prefilter is not None else None
@@ -410,7 +450,7 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
     started = time.perf_counter()
     engine = f"{type(detector).__name__} (batch {getattr(detector, 'batch', '?')})"
     _log_start(source, engine, chunk_frames, prefilter)
-    chunks = source.chunks(chunk_frames, roi=pre.roi)
+    chunks = source.chunks(chunk_frames, roi=pre.roi if fits is None else fits.roi(pre.roi))
     while True:
         t0 = time.perf_counter()
         chunk = next(chunks, None)
@@ -418,6 +458,8 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         times.read += t1 - t0
         if chunk is None:
             break
+        as_read = FrameChunk(info=chunk.info, indices=chunk.indices, data=chunk.data, valid=chunk.valid,
+                             origin=chunk.origin)   # preprocessing may narrow the chunk's mask
         processed = pre.process(chunk)
         t2 = time.perf_counter()
         passed = gate.passes(chunk, processed.photons) if gate is not None else None
@@ -433,6 +475,10 @@ def detect_frames(source: FrameSource, settings: Preprocessing, detector: Detect
         if log.isEnabledFor(logging.DEBUG):
             _log_chunk(chunk, passed, engine, (t0, t1, t2, t3, t4))
         scored.add(chunk, processed, chunk_scores, chunk_boxes, passed)
+        if fits is not None:
+            t5 = time.perf_counter()
+            fits.add(source, as_read, (chunk_scores >= threshold) & (scored.status[-1] != NO_VALID_PIXELS))
+            times.fit += time.perf_counter() - t5
         if on_chunk is not None:
             on_chunk(len(chunk))
     times.total = time.perf_counter() - started

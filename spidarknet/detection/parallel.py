@@ -24,10 +24,13 @@ import numpy as np
 
 from spidarknet.core.errors import EngineError, SpidarknetError
 from spidarknet.core.pool import Died, Failed, Pool, Progress, Result
+from spidarknet.detection.fits import ScreenedFits
 from spidarknet.detection.local import FrameChecks, PartialResult, Prefilter, StageTimes, detect_frames
+from spidarknet.frames.euxfel import source_from_spec
 from spidarknet.frames.source import FrameSource
-from spidarknet.hits import HitList
+from spidarknet.hits import HitList, join_columns
 from spidarknet.preprocess import Preprocessing
+from spidarknet.sizing import SizeResult, SizingSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class DetectionJob:
     prefilter: dict | None = None   # Prefilter.to_dict(); None: every frame reaches the network
     libdarknet: str | None = None   # the darknet backend's library
     gpu: int | None = None
+    fit: SizingSettings | None = None  # fit the frames at or above the threshold too (ScreenedFits)
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,11 @@ class ShardJob:
 @dataclass
 class ShardScores:
     """A worker's result: its share's hit list (frame checks and prefilter counts in its
-    meta) and its stage times."""
+    meta), its stage times and the sphere fits of its screened frames (``DetectionJob.fit``)."""
 
     hits: HitList
     times: StageTimes
+    fits: list[SizeResult] | None = None
 
 
 def serve(conn) -> None:
@@ -74,15 +79,16 @@ def serve(conn) -> None:
     job = shard.detection
     settings = Preprocessing.from_dict(job.preprocessing)
     model = Model(weights=Path(job.weights), cfg=DarknetCfg.parse(job.cfg), preprocessing=settings)
-    source = FrameSource.from_spec(shard.source)
+    source = source_from_spec(shard.source)
     prefilter = Prefilter.from_dict(job.prefilter) if job.prefilter else None
+    fits = ScreenedFits(job.fit) if job.fit is not None else None
     # this process is the crash barrier: load darknet here, one thread per worker
     with OpenedDetector(model, job.backend, batch=job.batch, threads=1, isolate=False,
                         libdarknet=job.libdarknet, gpu=job.gpu) as detector:
         # a PartialResult (the engine failed part-way) goes back whole, with the frames scored
         hits, times = detect_frames(source, settings, detector, job.threshold, prefilter=prefilter,
-                                    chunk_frames=job.chunk, on_chunk=lambda n: conn.send(Progress(n)))
-    conn.send(Result(ShardScores(hits, times)))
+                                    chunk_frames=job.chunk, on_chunk=lambda n: conn.send(Progress(n)), fits=fits)
+    conn.send(Result(ShardScores(hits, times, fits.results if fits is not None else None)))
 
 
 def worker_count(requested: int, frames: int, chunk_frames: int) -> int:
@@ -93,8 +99,10 @@ def worker_count(requested: int, frames: int, chunk_frames: int) -> int:
 
 
 def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
-                    on_chunk: Callable[[int], None] | None = None) -> tuple[HitList, StageTimes]:
-    """Score ``source`` in ``jobs`` worker processes.
+                    on_chunk: Callable[[int], None] | None = None,
+                    fits: ScreenedFits | None = None) -> tuple[HitList, StageTimes]:
+    """Score ``source`` in ``jobs`` worker processes; with ``fits`` (and ``job.fit``) the
+    workers' sphere fits of their screened frames are merged into it.
 
     A worker's failure is raised as the project's error it raised (or :class:`EngineError`
     for a death or a foreign exception), with ``worker_type`` and ``worker_traceback``;
@@ -123,6 +131,8 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
             elif isinstance(message, Result):
                 parts[index] = message.value.hits
                 times.add(message.value.times)
+                if fits is not None and message.value.fits:
+                    fits.merge(message.value.fits)
             elif isinstance(message, (Failed, Died)):
                 error = pool.error(index, message)
                 if isinstance(error, PartialResult):
@@ -151,7 +161,8 @@ def join_shards(parts: list[HitList], threshold: float, prefilter: dict | None =
                    np.concatenate([part.scores for part in parts]) if parts else empty,
                    np.concatenate([part.boxes for part in parts]) if parts else np.zeros((0, 4), np.float32),
                    threshold,
-                   status=np.concatenate([part.status for part in parts]) if parts else np.zeros(0, np.int8))
+                   status=np.concatenate([part.status for part in parts]) if parts else np.zeros(0, np.int8),
+                   columns=join_columns(parts))
     hits.meta["frame_checks"] = FrameChecks.from_dicts(part.meta["frame_checks"] for part in parts).to_dict()
     if prefilter:
         rejected = sum(part.meta.get("prefilter", {}).get("rejected", 0) for part in parts)

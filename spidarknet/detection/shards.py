@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from spidarknet.core.errors import ConfigError, InputError
-from spidarknet.hits import HitList, read_hits, summary_path
+from spidarknet.hits import HitList, join_columns, read_hits, summary_path
 
 SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -98,7 +98,8 @@ def merge_parts(paths: list[str]) -> tuple[HitList, dict]:
     merged = HitList([key for _, hits, _ in in_order for key in hits.keys],
                      np.concatenate([hits.scores for _, hits, _ in in_order]),
                      np.concatenate([hits.boxes for _, hits, _ in in_order]), float(first["threshold"]),
-                     status=np.concatenate([hits.status for _, hits, _ in in_order]))
+                     status=np.concatenate([hits.status for _, hits, _ in in_order]),
+                     columns=join_columns([hits for _, hits, _ in in_order]))
     if len(set(merged.keys)) != len(merged.keys):
         raise InputError("two parts score the same frames: were they made with different --frames or inputs?")
     meta = {k: v for k, v in first.items() if k not in ("threshold", "frames", "hits", "shard", "timing", "jobs")}

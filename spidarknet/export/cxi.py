@@ -52,21 +52,39 @@ def write_selected_cxi(hits: HitList, source: FrameSource, out: str | Path, *, f
             f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
             prov = f.create_group("spidarknet")
             prov.attrs["description"] = "frames selected by spidarknet detect; one entry per frame"
-            files, datasets, indices, scores = [], [], [], []
-            row = 0
-            for chunk in source.chunks(chunk_frames):
-                data[row:row + len(chunk)] = chunk.data
-                row += len(chunk)
-                for index in chunk.indices:
-                    files.append(chunk.info.path)
-                    datasets.append(chunk.info.dataset)
-                    indices.append(int(index))
-                    scores.append(score_of[(chunk.info.path, int(index))])
-                if on_frames is not None:
-                    on_frames(len(chunk))
-            string = h5py.string_dtype()
-            prov.create_dataset("source_file", data=np.array(files, dtype=object), dtype=string)
-            prov.create_dataset("source_dataset", data=np.array(datasets, dtype=object), dtype=string)
-            prov.create_dataset("source_index", data=np.asarray(indices, dtype=np.int64))
-            prov.create_dataset("score", data=np.asarray(scores, dtype=np.float32))
+            _copy_frames(source, chunk_frames, data, det, prov, score_of, on_frames)
     return n
+
+
+def _copy_frames(source: FrameSource, chunk_frames: int, data, det, prov, score_of: dict,
+                 on_frames: Callable[[int], None] | None) -> None:
+    """The frames into ``data``, where they came from and their scores into ``prov``; frames with a
+    mask of their own (European XFEL runs: bad pixels, NaN, missing modules) get ``detector_1/mask``
+    (1 = invalid), and their trainId, pulseId, cellId go into ``prov``."""
+    import h5py
+    files, datasets, indices, scores, ids = [], [], [], [], {}
+    row, mask = 0, None
+    for chunk in source.chunks(chunk_frames):
+        data[row:row + len(chunk)] = chunk.data
+        if chunk.valid.ndim == 3 or chunk.ids is not None:  # a run's frames: their own bad pixels
+            if mask is None:
+                mask = det.create_dataset("mask", shape=data.shape, dtype=np.uint32, chunks=(1,) + data.shape[1:],
+                                          compression="gzip", compression_opts=1)
+            mask[row:row + len(chunk)] = np.broadcast_to(~chunk.valid, chunk.data.shape).astype(np.uint32)
+        row += len(chunk)
+        for name, values in (chunk.ids or {}).items():
+            ids.setdefault(name, []).append(values)
+        for index in chunk.indices:
+            files.append(chunk.info.path)
+            datasets.append(chunk.info.dataset)
+            indices.append(int(index))
+            scores.append(score_of[(chunk.info.path, int(index))])
+        if on_frames is not None:
+            on_frames(len(chunk))
+    string = h5py.string_dtype()
+    prov.create_dataset("source_file", data=np.array(files, dtype=object), dtype=string)
+    prov.create_dataset("source_dataset", data=np.array(datasets, dtype=object), dtype=string)
+    prov.create_dataset("source_index", data=np.asarray(indices, dtype=np.int64))
+    prov.create_dataset("score", data=np.asarray(scores, dtype=np.float32))
+    for name, parts in ids.items():
+        prov.create_dataset(name, data=np.concatenate(parts).astype(np.int64))

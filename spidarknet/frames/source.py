@@ -134,7 +134,8 @@ class FrameChunk:
 
     ``data`` is (n, h, w) in the file's dtype; ``valid`` is a bool (h, w) or (n, h, w)
     array, True where a pixel may be used; ``origin`` is the (row, column) of
-    ``data[:, 0, 0]`` in the full frame.
+    ``data[:, 0, 0]`` in the full frame; ``ids``, where the frames have facility
+    identifiers (European XFEL runs: trainId, pulseId, cellId), one number array per name.
     """
 
     info: FileInfo
@@ -142,6 +143,7 @@ class FrameChunk:
     data: np.ndarray
     valid: np.ndarray
     origin: tuple[int, int] = (0, 0)
+    ids: dict | None = None
 
     @property
     def keys(self) -> list[FrameKey]:
@@ -379,11 +381,15 @@ class FrameSource:
     frames : a slice applied to every file's frame axis (``--frames``)
     geometry : user overrides of what the files say
     mask : a separate mask file spec (see :func:`load_mask_file`)
+    bad_pixels : find each file's hot and dead pixels in a sample of its frames and mask them
+        (:mod:`spidarknet.frames.badpixels`); or, as a source rebuilt from its :meth:`spec`,
+        the flat indices found before, per file path
     """
 
     def __init__(self, inputs: Sequence[str], *, dataset: str | None = None,
                  frames: slice | None = None, geometry: GeometryOverrides | None = None,
-                 mask: str | None = None, mask_invert: bool = False, use_file_mask: bool = True):
+                 mask: str | None = None, mask_invert: bool = False, use_file_mask: bool = True,
+                 bad_pixels: bool | dict = False):
         self.paths = expand_inputs(inputs)
         self.files: list[FileInfo] = []
         overrides = geometry or GeometryOverrides()
@@ -412,6 +418,9 @@ class FrameSource:
                 raise InputError(f"--frames {frames.start}:{frames.stop} selects no frame of {path}, "
                                  f"which has {info.n_frames}")
             self.files.append(info)
+        self.bad_pixels: dict[str, np.ndarray] = {}
+        if bad_pixels:
+            self._mask_bad_pixels(bad_pixels if isinstance(bad_pixels, dict) else None)
         if self.files:
             log.debug("opened %d file%s:\n%s", len(self.files), "s" if len(self.files) > 1 else "",
                       self.describe())
@@ -486,16 +495,44 @@ class FrameSource:
                     f"{info.frame_shape[1]} {info.dtype}, {info.geometry.describe()}, {mask}")
         return "\n".join(line(info) for info in self.files)
 
+    def _mask_bad_pixels(self, known: dict | None) -> None:
+        """Mask each file's hot and dead pixels: ``known`` (flat indices per path) or found in
+        a sample of its selected frames, said once per file where there are any."""
+        from spidarknet.frames.badpixels import BadPixelCounter, sample_indices
+        for info in self.files:
+            if known is not None:
+                flat = np.asarray(known.get(info.path, []), dtype=np.int64)
+            else:
+                counter = BadPixelCounter(info.frame_shape)
+                sample = self.select({info.path: info.indices[sample_indices(len(info.indices))]})
+                for chunk in sample.chunks():
+                    counter.add(chunk.data, np.asarray(chunk.valid))
+                found = counter.result()
+                flat = np.concatenate([found.hot, found.dead])
+                log.debug("%s: %s", info.path, found.describe())
+                if len(found):
+                    log.warning("%s: masked %s; --keep-bad-pixels keeps them",
+                                os.path.basename(info.path), found.describe())
+            self.bad_pixels[info.path] = flat
+            if len(flat):
+                usable = (np.ones(info.frame_shape, dtype=bool) if info.mask_shared is None
+                          else info.mask_shared.copy())
+                usable.ravel()[flat] = False
+                info.mask_shared = usable
+
     def spec(self) -> dict:
-        """JSON-able arguments that rebuild this source (in another process), with its selection."""
-        return dict(self._spec, indices={f.path: f.indices.tolist() for f in self.files})
+        """JSON-able arguments that rebuild this source (in another process), with its selection
+        and the bad pixels found (not looked for again)."""
+        return dict(self._spec, indices={f.path: f.indices.tolist() for f in self.files},
+                    bad_pixels={path: flat.tolist() for path, flat in self.bad_pixels.items()})
 
     @classmethod
     def from_spec(cls, spec: dict) -> "FrameSource":
         geometry = GeometryOverrides(**{k: (tuple(v) if isinstance(v, list) else v)
                                         for k, v in spec["geometry"].items()})
         source = cls(spec["inputs"], dataset=spec["dataset"], geometry=geometry, mask=spec["mask"],
-                     mask_invert=spec["mask_invert"], use_file_mask=spec["use_file_mask"])
+                     mask_invert=spec["mask_invert"], use_file_mask=spec["use_file_mask"],
+                     bad_pixels=spec.get("bad_pixels") or False)
         return source.select({p: np.asarray(v, dtype=np.int64) for p, v in spec["indices"].items()})
 
     @classmethod
@@ -510,6 +547,11 @@ class FrameSource:
         """
         keys = list(keys)
         groups = group_keys(keys)
+        runs = [f for files in groups.values() for f in files if os.path.isdir(f)]
+        if runs:
+            raise InputError(f"the {what} names the European XFEL run {runs[0]}: give the run as INPUT with its "
+                             "options (--geom, --adu-per-photon, ...), e.g. size RUN --hits hits.csv; this command "
+                             "reads CXI/HDF5 files only")
         missing = [f for f in dict.fromkeys(f for files in groups.values() for f in files)
                    if not os.path.isfile(f)]
         if missing:

@@ -28,6 +28,7 @@ from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import describe_keys, match_keys
 from spidarknet.core.selection import csv_header, read_selection
 from spidarknet.frames.source import list_datasets, open_h5, reading
+from spidarknet.judge.truth import truth_file
 from spidarknet.hits import HitList
 from spidarknet.judge.evaluation import selection_confusion
 from spidarknet.judge.truth import Truth
@@ -66,7 +67,7 @@ def has_frame_dataset(hits: HitList, dataset: str) -> bool:
     for path, rows in _rows_by_file(hits).items():
         if not os.path.exists(path):
             return False
-        with open_h5(path) as handle:
+        with open_h5(truth_file(path)) as handle:
             ds = handle.get(dataset)
             need = max(hits.keys[r].index for r in rows) + 1
             if getattr(ds, "ndim", None) != 1 or ds.shape[0] < need:
@@ -83,7 +84,7 @@ def read_frame_values(hits: HitList, dataset: str, option: str) -> np.ndarray:
             raise InputError(f"{option} {dataset}: the frame file {path} named in the hit list does not "
                              "exist; the values are read from it")
         index = np.array([hits.keys[r].index for r in rows], dtype=np.int64)
-        with open_h5(path) as handle:
+        with open_h5(truth_file(path)) as handle:
             ds = handle.get(dataset)
             if getattr(ds, "ndim", None) != 1 or ds.shape[0] <= index.max():
                 found = ("no such dataset" if ds is None else

@@ -19,6 +19,7 @@ from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import Canon, MatchKey, describe_keys
 from spidarknet.core.labels import positive_labels
 from spidarknet.core.selection import read_selection
+from spidarknet.frames.euxfel import values_file
 from spidarknet.frames.source import describe_datasets, open_h5, reading
 from spidarknet.hits import HitList
 
@@ -39,6 +40,12 @@ class Truth:
         return int(np.count_nonzero(self.labels))
 
 
+def truth_file(path: str) -> str:
+    """Where the truth of a frame file lies: the file itself, or for a European XFEL run
+    folder the truth file the AGIPD simulator writes in it."""
+    return values_file(path)
+
+
 def read_truth_dataset(hits: HitList, dataset: str) -> dict[MatchKey, bool]:
     """Labels of every frame of the files the hit list names, from ``dataset`` in each."""
     by_file: dict[str, list[int]] = defaultdict(list)
@@ -49,7 +56,7 @@ def read_truth_dataset(hits: HitList, dataset: str) -> dict[MatchKey, bool]:
         if not os.path.exists(path):
             raise InputError(f"the frame file {path} named in the hit list does not exist; the "
                              f"truth dataset is read from it (or give --truth CSV)")
-        with open_h5(path) as handle:
+        with open_h5(truth_file(path)) as handle:
             if dataset not in handle:
                 raise InputError(f"{path} has no truth dataset {dataset} "
                                  f"({describe_datasets(handle, 1, near=dataset)}); name the right one with "

@@ -59,15 +59,17 @@ def selector_reasons(measured: Measured, selector: Selector) -> tuple[np.ndarray
 
 def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | None = None,
            selector: Selector | None = None, jobs: int | None = None,
-           on_frames: Callable[[int], object] | None = None) -> dict:
-    """Measure the frames ``hits`` selects (frames of ``source``) and narrow the selection
-    by the size window or the selector; the measurements go into ``hits.columns``.  Returns
-    the counts (window) or the selected number (selector), with the frames fitted
-    (``fitted_frames``) and the fits' CPU seconds (``cpu_s``: ``fit``, ``second_particle``)."""
+           on_frames: Callable[[int], object] | None = None, fitted: dict | None = None) -> dict:
+    """Measure the frames ``hits`` selects (frames of ``source``; those ``fitted`` lacks, see
+    :func:`~spidarknet.selection.features.measure`) and narrow the selection by the size
+    window or the selector; the measurements go into ``hits.columns``.  Returns the counts
+    (window) or the selected number (selector), with the frames fitted (``fitted_frames``)
+    and the fits' CPU seconds (``cpu_s``: ``fit``, ``second_particle``)."""
     if (size_range is None) == (selector is None):
         raise ValueError("give a size range or a selector")
     scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
-    measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range)
+    measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range,
+                       fitted=fitted)
     return apply_measured(hits, measured, size_range, selector)
 
 

@@ -507,7 +507,8 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
                   fractions: Mapping[str, float] | None = None,
                   progress: Callable[[int], object] | None = None,
                   settings: SimulationSettings | None = None, like=None,
-                  like_dataset: str | None = None, **options) -> SimulationSummary:
+                  like_dataset: str | None = None, like_run_options: dict | None = None,
+                  **options) -> SimulationSummary:
     """Write ``count`` simulated, labelled frames to the CXI file ``path``.
 
     Frames are generated and written ``chunk_frames`` at a time (memory stays flat), into a
@@ -529,7 +530,8 @@ def simulate_file(path, count: int, *, seed: int = 0, half_detector: bool | None
     """
     t0 = time.perf_counter()
     _check_run(count, chunk_frames, compression)
-    settings, like_result = _resolved_settings(settings, like, like_dataset, half_detector, options)
+    settings, like_result = _resolved_settings(settings, like, like_dataset, half_detector, options,
+                                               like_run_options)
     path = str(path)
     check_output_path(path)
     frac = _normalise_fractions(fractions)
@@ -557,12 +559,12 @@ def _check_run(count, chunk_frames, compression: str | None) -> None:
 
 
 def _resolved_settings(settings: SimulationSettings | None, like, like_dataset: str | None,
-                       half_detector: bool | None, options: dict):
+                       half_detector: bool | None, options: dict, run_options: dict | None = None):
     """The settings the frames are made with, and what ``like`` took from its file (None without it)."""
     if like is not None:
         from spidarknet.simulate.like import settings_like
 
-        like_result = settings_like(like, dataset=like_dataset, settings=settings,
+        like_result = settings_like(like, dataset=like_dataset, settings=settings, run_options=run_options,
                                     half_detector=half_detector, **options)
         return like_result.settings, like_result
     settings = (DEFAULT_SETTINGS if settings is None else settings).with_options(

@@ -97,15 +97,28 @@ class Like:
         return {f"like_{k}": v for k, v in dataclasses.asdict(self.level).items()}
 
 
-def _frame_source(path: str, dataset: str | None, max_frames: int):
-    """The file's frames, every k-th so that at most ``max_frames`` are read."""
+#: at most this many frames of a European XFEL run (each read whole: its 16 modules)
+LIKE_MAX_RUN_FRAMES = 400
+
+
+def _frame_source(path: str, dataset: str | None, max_frames: int, run_options: dict | None = None):
+    """The file's frames, every k-th so that at most ``max_frames`` are read; a European XFEL
+    run's (a folder) assembled, read with ``run_options`` (:class:`RunOptions` fields)."""
+    from spidarknet.frames.euxfel import EuXFELRun, RunOptions, is_run_input
     from spidarknet.frames.source import FrameSource
 
-    source = FrameSource([str(path)], dataset=dataset)
+    if is_run_input(str(path)):
+        options = RunOptions(**(run_options or {}))
+        n = len(EuXFELRun([str(path)], options))
+        step = max(1, math.ceil(n / max(min(int(max_frames), LIKE_MAX_RUN_FRAMES), 1)))
+        return EuXFELRun([str(path)], dataclasses.replace(options, frames=(0, None, step)))
+    source = FrameSource([str(path)], dataset=dataset, bad_pixels=True)
     step = max(1, math.ceil(source.files[0].n_frames / max(int(max_frames), 1)))
     if step == 1:
         return source
-    return FrameSource([str(path)], dataset=dataset, frames=slice(0, None, step))
+    # the bad pixels of the whole file, found above, masked in the sample too
+    return FrameSource([str(path)], dataset=dataset, frames=slice(0, None, step),
+                       bad_pixels=source.bad_pixels)
 
 
 def _valid_mask(source) -> np.ndarray:
@@ -125,6 +138,8 @@ def _mask_bits(path: str, source, valid: np.ndarray) -> np.ndarray:
 
     from spidarknet.frames.source import DETECTOR_GROUP
 
+    if os.path.isdir(path):  # a European XFEL run: its gaps and bad pixels as invalid
+        return np.where(valid, 0, MASK_INVALID).astype(np.uint32)
     with h5py.File(path, "r") as handle:
         raw = handle.get(f"{DETECTOR_GROUP}/mask_shared")
         if (raw is not None and raw.shape == valid.shape and raw.dtype.kind in "ui"
@@ -148,7 +163,7 @@ def measure_photon_level(path, *, dataset: str | None = None,
 def _photon_level(path: str, source, valid: np.ndarray) -> PhotonLevel:
     sums = []
     for chunk in source.chunks(32):
-        sums.append(np.sum(chunk.data * valid, axis=(1, 2), dtype=np.float64))
+        sums.append(np.sum(np.where(chunk.valid & valid, chunk.data, 0), axis=(1, 2), dtype=np.float64))
     sums = np.sort(np.concatenate(sums)) if sums else np.zeros(0)
     n_valid = int(np.count_nonzero(valid))
     if sums.size < 4 * MIN_HITS:
@@ -176,23 +191,26 @@ def _photon_level(path: str, source, valid: np.ndarray) -> PhotonLevel:
 
 def settings_like(path, *, dataset: str | None = None,
                   settings: SimulationSettings | None = None,
-                  max_frames: int = LIKE_MAX_FRAMES, **options) -> Like:
+                  max_frames: int = LIKE_MAX_FRAMES, run_options: dict | None = None, **options) -> Like:
     """Settings that make simulated frames look like those of ``path`` (module notes).
 
     ``settings`` (default :data:`DEFAULT_SETTINGS`) gives everything the file does not;
     ``options`` (field names of :class:`SimulationSettings`, ``None`` = not given) win over
-    what the file says.  ``shape`` cannot be given: the file's mask fixes it.
+    what the file says.  ``shape`` cannot be given: the file's mask fixes it.  ``path`` may be a
+    European XFEL run folder: its assembled frames (geometry from its .geom file or ``run_options``,
+    :class:`~spidarknet.frames.euxfel.RunOptions` fields such as ``geom`` and ``adu_per_photon``).
     """
+    from spidarknet.frames.euxfel import is_run_input
     path = str(path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"--like {path}: no such file; name a CXI file of your run")
+    if not os.path.isfile(path) and not is_run_input(path):
+        raise ConfigError(f"--like {path}: no such file; name a CXI file or a European XFEL run folder of yours")
     explicit = {k for k, v in options.items() if v is not None}
     if "shape" in explicit:
         raise ConfigError("--shape cannot be combined with --like: the frames take the shape "
                           f"of {path}, which its mask must fit")
     base = (DEFAULT_SETTINGS if settings is None else settings).with_options(**options)
     b = base.binning
-    source = _frame_source(path, dataset, max_frames)
+    source = _frame_source(path, dataset, max_frames, run_options)
     info = source.files[0]
     g = info.geometry
     rows, cols = info.frame_shape

@@ -1,0 +1,212 @@
+"""One frame's sphere: the centre search, the per-pixel fit, its quality and uncertainty and
+the second-particle test (:func:`fit_frame_sphere`), and a frame's size result
+(:func:`size_frame`) with the region of the frames that a fit reads (:func:`fit_roi`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from spidarknet.frames.source import FileInfo, FrameKey, Geometry
+from spidarknet.sizing.centre_search import _centre_candidates, _ring_search, centre_search_in_pixels
+from spidarknet.sizing.formfactor import _Optics, radius_for_q_m
+from spidarknet.sizing.pixel_fit import _fisher_scoring
+from spidarknet.sizing.profile import RadialProfile, radial_profile
+from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
+from spidarknet.sizing.region import _FitPixels, _kernels
+from spidarknet.sizing.second_particle import second_particle_z
+from spidarknet.sizing.settings import SizingSettings
+
+
+def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float],
+                     settings: SizingSettings | None = None) -> SphereFit:
+    """Beam centre, diameter, scale and background of one frame's photons (module notes, 4-5).
+
+    1. For each centre on a grid of ``centre_step_px`` within ``centre_search_px`` of
+       ``centre_xy`` (just ``centre_xy`` without centre refinement) and each diameter of
+       the grid (every other one), the Poisson likelihood of the sums in rings
+       ``2 bin_px`` wide with the best scale and background; then the same on the 3 × 3
+       pixels around the best centre, rings ``bin_px`` wide and the full diameter grid
+       near the best diameter.
+    2. From there, Fisher scoring (in scipy's trust region) of the per-pixel likelihood
+       over (a, b, d, cx, cy).
+    3. The uncertainty of the diameter from the inverse Fisher information of all five
+       (so it includes the freedom of the centre), widened by the shape term.
+    """
+    s = (settings or SizingSettings()).check()
+    refine = s.refine_centre and s.centre_search_px > 0
+    reach, step = centre_search_in_pixels(optics.pixel_m, s) if refine else (0.0, 0.0)
+    n_total = pixels.n_pixels
+    r_least, r_most = pixels.radius_range(centre_xy) if n_total else (float("nan"),) * 2
+    q_range = ((float(optics.q_inv_m(r_least)), float(optics.q_inv_m(r_most))) if n_total
+               else (float("nan"),) * 2)
+    if n_total < 100:
+        return SphereFit(float("nan"), 0.0, 0.0, float("nan"), 0.0, 0, q_range,
+                         centre_xy=tuple(centre_xy)).fail(
+            f"no usable pixels: {n_total} in the q range around the beam centre (need >= 100); "
+            "check the mask, --centre and --q-range")
+    # 1. centre grid x diameter grid on ring sums, coarse then fine
+    grid = _diameter_grid(s)
+    ring_limit = r_most + reach + 2.0
+    # rings narrower than the pixels where these span much of a fringe (binned frames)
+    width = s.bin_px * min(1.0, 2.0 / optics.subpixels)
+    if refine:
+        coarse = _centre_candidates(centre_xy, reach, step)
+        centre, d0, _, _ = _ring_search(pixels, optics, s, coarse, grid[::2], 2.0 * width, 3, ring_limit,
+                                        anchor_xy=centre_xy)
+        near = _centre_candidates(centre, 1.5, 1.0)
+        near = near[np.hypot(near[:, 0] - centre_xy[0], near[:, 1] - centre_xy[1]) <= reach]
+        local = grid[np.abs(grid - d0) <= 3 * s.coarse_step_nm * 1e-9]
+        centre, d0, a0, b0 = _ring_search(pixels, optics, s, np.vstack([near, [centre]]), local, width, 6,
+                                          ring_limit, anchor_xy=centre)
+    else:
+        centre, d0, a0, b0 = _ring_search(pixels, optics, s, [tuple(centre_xy)], grid, width, 6, ring_limit,
+                                          anchor_xy=centre_xy)
+    # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
+    a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(
+        pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
+    # 3. fit quality and uncertainty; 4. fringes of a second particle
+    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range), s)
+    if fit.ok:
+        started = time.thread_time()
+        fit.second_particle_z, fit.second_particle_separation_m = second_particle_z(
+            pixels, optics, mu, b, (cx, cy), d)
+        fit.second_particle_cpu_s = time.thread_time() - started
+    return fit
+
+
+def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nll: float, mu: np.ndarray,
+            r_pix: np.ndarray, q_range) -> SphereFit:
+    """The fit of ``params`` (a, b, d, cx, cy) with its ring-sum quality, misfit and the
+    diameter's 1σ from the covariance ``cov``; the rings about (cx, cy) are those of the
+    pixels' radii ``r_pix`` where given (else worked out here)."""
+    a, b, d, cx, cy = params
+    if r_pix is None:
+        shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
+        mu_k, n_k, c_k = _kernels().ring_totals(pixels.x, pixels.y, shift, s.bin_px, mu, pixels.lit, pixels.counts)
+    else:
+        ring = (r_pix / s.bin_px).astype(np.intp)
+        mu_k, n_k = np.bincount(ring, weights=mu), np.bincount(ring)
+        c_k = np.bincount(ring[pixels.lit], weights=pixels.counts, minlength=len(mu_k))[:len(mu_k)]
+    used = n_k > 0
+    signal = float(mu.sum() - b * pixels.n_pixels)
+    chi2, misfit = _ring_quality(c_k[used], mu_k[used], 2 + s.background + 2 * refine, signal)
+    var = cov[1 + s.background, 1 + s.background]
+    sigma = math.sqrt(var) * 1e-9 if np.isfinite(var) and var > 0 else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        model = np.where(n_k > 0, mu_k / np.maximum(n_k, 1), np.nan)
+    return SphereFit(d, a, b, chi2, signal, int(used.sum()), q_range,
+                     diameter_err_m=_diameter_error(sigma, d, misfit), diameter_stat_err_m=sigma,
+                     misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model)
+
+
+@dataclass
+class SizeResult:
+    """The size estimate of one frame; ``diameter_nm`` (and its 1σ ``diameter_err_nm``) is
+    NaN and ``reason`` says why when the fit failed."""
+
+    key: FrameKey
+    diameter_nm: float
+    fit_quality: float
+    reason: str
+    signal_photons: float
+    background_photons_per_pixel: float
+    centre_xy: tuple[float, float]
+    diameter_err_nm: float = float("nan")
+    misfit: float = float("nan")
+    second_particle_z: float = float("nan")
+    profile: RadialProfile | None = None
+    q_inv_m: np.ndarray | None = None      # q of every ring of ``profile``
+    fit: SphereFit | None = None
+    fit_cpu_s: float = 0.0                 # CPU seconds of the fit (its cost, for benchmarks)
+    second_particle_cpu_s: float = 0.0     # ... of which the second-particle test
+    frame_photons: float = float("nan")    # photons within the fit's outer q (:func:`reach_photons`)
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+    def row(self) -> list:
+        def fmt(value: float, digits: int) -> str:
+            return f"{value:.{digits}f}" if math.isfinite(value) else ""
+        return [self.key.file, self.key.dataset, self.key.index, fmt(self.diameter_nm, 2),
+                fmt(self.diameter_err_nm, 2), fmt(self.fit_quality, 3), fmt(self.misfit, 3),
+                fmt(self.second_particle_z, 2), int(self.ok), self.reason,
+                fmt(self.signal_photons, 0), fmt(self.background_photons_per_pixel, 5),
+                fmt(self.centre_xy[0], 2), fmt(self.centre_xy[1], 2)]
+
+
+def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
+    """Largest ring radius (x pixels) the fit needs: where q reaches ``q_max_inv_nm``."""
+    geometry.require_scattering()
+    rho = radius_for_q_m(settings.q_max_inv_nm * 1e9, geometry.distance_m, geometry.wavelength_m)
+    return rho / geometry.pixel_size_m[0] + settings.bin_px
+
+
+def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, key: FrameKey,
+               settings: SizingSettings | None = None, *, origin: tuple[int, int] = (0, 0),
+               with_profile: bool = True, regions: dict | None = None) -> SizeResult:
+    """Centre, diameter and (``with_profile``) radial profile about the fitted centre of one
+    frame (``frame`` may be a region whose top-left pixel is ``origin`` = (row, column) of
+    the full frame).  ``regions``, a dict kept from frame to frame of a file, keeps the
+    fit region (its pixels and their offsets) for the next frame of the same mask."""
+    s = (settings or SizingSettings()).check()
+    optics = _Optics.of(geometry, s.d_max_nm)
+    frame = np.asarray(frame)
+    usable = np.ones(frame.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    px, py = geometry.pixel_size_m
+    r_in = optics.radius_px(s.q_min_inv_nm * 1e9)
+    r_out = optics.radius_px(s.q_max_inv_nm * 1e9)
+    pixels = _FitPixels(frame, usable, origin, geometry.centre_px, r_in, r_out, py / px,
+                        region=None if regions is None else regions.get("last"), adu_per_photon=s.adu_per_photon)
+    if regions is not None:
+        regions["last"] = pixels.region
+    started = time.thread_time()
+    fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s)
+    fit_cpu_s = time.thread_time() - started
+    bright = reach_photons(frame, usable, origin, geometry.centre_px, r_out, py / px, s.adu_per_photon)
+    centre = fit.centre_xy or geometry.centre_px
+    profile = q = None
+    if with_profile:
+        photons = np.asarray(frame, dtype=np.float64)
+        if s.adu_per_photon is not None:
+            photons = photons / s.adu_per_photon
+        photons = np.where(photons < 0, 0.0, photons)  # negative pixel noise counts as no photon
+        profile = radial_profile(photons, usable, centre, bin_px=s.bin_px, r_max_px=r_max_px(geometry, s),
+                                 origin=origin, pixel_aspect=py / px)
+        q = optics.q_inv_m(np.nan_to_num(profile.radius_px))
+    return SizeResult(key=key, diameter_nm=fit.diameter_nm, fit_quality=fit.fit_quality,
+                      reason=fit.reason, signal_photons=fit.signal_photons,
+                      background_photons_per_pixel=fit.background, centre_xy=centre,
+                      diameter_err_nm=fit.diameter_err_nm, misfit=fit.misfit,
+                      second_particle_z=fit.second_particle_z, profile=profile,
+                      q_inv_m=q, fit=fit, fit_cpu_s=fit_cpu_s, second_particle_cpu_s=fit.second_particle_cpu_s,
+                      frame_photons=bright)
+
+
+def reach_photons(frame: np.ndarray, usable: np.ndarray, origin: tuple[int, int], centre_xy: Sequence[float],
+                  r_out_px: float, aspect: float, adu_per_photon: float | None = None) -> float:
+    """Photons on the usable pixels of ``frame`` (a region whose corner is ``origin``) within
+    ``r_out_px`` (x pixels; rows scaled by ``aspect``) of the file's beam centre ``centre_xy``,
+    background included: how bright the frame is where the fit looks, whatever the fit made
+    of it (NaN pixels and negative noise count as none)."""
+    rows = (np.arange(frame.shape[0]) + origin[0] - centre_xy[1]) * aspect
+    cols = np.arange(frame.shape[1]) + origin[1] - centre_xy[0]
+    inside = (rows[:, None] ** 2 + cols[None, :] ** 2 <= r_out_px * r_out_px) & usable
+    values = np.asarray(frame)[inside].astype(np.float64)
+    if adu_per_photon is not None:
+        values /= adu_per_photon
+    return float(np.sum(values, where=np.isfinite(values) & (values > 0)))
+
+
+def fit_roi(info: FileInfo, settings: SizingSettings) -> tuple[int, int, int, int]:
+    """Rows r0:r1 and columns c0:c1 of a file's frames that the fit needs (around the beam,
+    the centre search included; may leave the frame)."""
+    reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], settings)[0]
+    half = int(math.ceil(max(r_max_px(info.geometry, settings), 128) + reach + 2))
+    cx, cy = info.geometry.centre_px
+    return (int(round(cy)) - half, int(round(cy)) + half + 1, int(round(cx)) - half, int(round(cx)) + half + 1)

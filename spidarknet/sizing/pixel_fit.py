@@ -1,0 +1,234 @@
+"""The per-pixel Poisson likelihood of (a, b, d, centre) and its maximum by Fisher scoring in
+a trust region."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from spidarknet.sizing.formfactor import _Optics
+from spidarknet.sizing.profile_fit import _inverse_scaled
+from spidarknet.sizing.region import _FitPixels, _kernels
+from spidarknet.sizing.settings import SizingSettings
+
+
+class _PixelModel:
+    """The Poisson likelihood of every pixel of ``pixels`` as a function of the free
+    parameters θ = (a, [b,] d in nm[, cx, cy]) (b fixed at 0 without a background, the
+    centre fixed at ``centre_xy`` when ``fit_centre`` is false): :meth:`at` gives the
+    negative log-likelihood, its gradient, the expected (Fisher) information
+    ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel, all but ``Σ C log μ`` (a sum over the pixels
+    holding photons) from one compiled pass over the pixels
+    (:func:`spidarknet.sizing_kernels.pixel_pass`)."""
+
+    def __init__(self, pixels: _FitPixels, optics: _Optics, fit_background: bool, fit_centre: bool,
+                 centre_xy: Sequence[float], lattice: tuple[np.ndarray, np.ndarray] | None = None):
+        self.pixels, self.optics, self.lattice = pixels, optics, lattice
+        self.fit_b, self.fit_c = fit_background, fit_centre
+        self.centre_xy = (float(centre_xy[0]), float(centre_xy[1]))
+        self.free = [0] + ([1] if fit_background else []) + [2] + ([3, 4] if fit_centre else [])
+        self._all_free = len(self.free) == 5
+        self._ix = np.ix_(self.free, self.free)
+        self.vector = np.array([optics.pixel_m, optics.distance_m, 4.0 * math.pi / optics.wavelength_m])
+        self.steps = optics._subpixel_steps()
+        self.correction: np.ndarray | None = None   # added to the gradient: see :meth:`correct`
+
+    def correct(self, gradient: np.ndarray) -> None:
+        """Add ``gradient`` to this model's gradient from now on (and ``gradient · θ`` to its
+        negative log-likelihood): the difference between every pixel's gradient and the
+        lattice's at a point, so that the lattice's steps head for every pixel's optimum."""
+        self.correction = gradient if self.correction is None else self.correction + gradient
+
+    def unpack(self, theta: np.ndarray) -> tuple[float, float, float, float, float]:
+        """(a, b, d in nm, cx, cy) of the free parameters ``theta``."""
+        values = theta.tolist()
+        if self._all_free:
+            return tuple(values)
+        a = values.pop(0)
+        b = values.pop(0) if self.fit_b else 0.0
+        d_nm = values.pop(0)
+        return (a, b, d_nm) + ((values[0], values[1]) if self.fit_c else self.centre_xy)
+
+    def at(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(negative log-likelihood, its gradient and the information of the free
+        parameters, μ per pixel) at ``theta``."""
+        a, b, d_nm, cx, cy = self.unpack(theta)
+        pixels = self.pixels
+        shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
+        kernels = _kernels()
+        if self.lattice is None:
+            mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
+                                                     d_nm * 1e-9, self.vector, self.steps, a, b)
+            nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
+        else:   # the sums over all pixels from the lattice's, the photons' terms from their pixels
+            x, y = self.lattice
+            _, sums, info, _ = kernels.pixel_pass(x, y, np.zeros(len(x)), shift, pixels.aspect, d_nm * 1e-9,
+                                                  self.vector, self.steps, a, b)
+            scale = pixels.n_pixels / len(x)
+            sums *= scale
+            info *= scale
+            mu, _, _, lit = kernels.pixel_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift,
+                                               pixels.aspect, d_nm * 1e-9, self.vector, self.steps, a, b)
+            nll = float(sums[0] - kernels.log_sum(mu, pixels.photon_index, pixels.counts))
+        score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
+        grad = sums[1:] - score
+        if not self._all_free:
+            grad, info = grad[self.free], info[self._ix]
+        if self.correction is not None:
+            nll += float(self.correction @ theta)
+            grad += self.correction
+        return nll, grad, info, mu
+
+
+def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
+    """The step minimising the quadratic model ``g·p + ½ pᵀ I p`` within ``|p| ≤ radius``
+    (in standard errors): the Fisher-scoring step ``-I⁻¹ g`` when that is inside, else
+    ``-(I + λ)⁻¹ g`` on the boundary (λ by bisection; it turns towards steepest descent as
+    the radius shrinks, as scipy's trust-exact does).  Returns the step and whether it lies
+    on the boundary."""
+    values, vectors = np.linalg.eigh(info_z)
+    along = vectors.T @ grad_z
+    lowest = float(values.min())
+    if lowest > 0:
+        step = -vectors @ (along / values)
+        if np.linalg.norm(step) <= radius:
+            return step, False
+    # ‖p(λ)‖ = radius by Newton's method on 1/‖p‖ (nearly linear in λ), kept in a bracket
+    lo = max(0.0, -lowest)
+    hi = lo + float(np.linalg.norm(grad_z)) / radius + 1e-300
+    lam = hi
+    for _ in range(50):
+        step = along / (values + lam)
+        length = math.sqrt(float((step * step).sum()))
+        if abs(length - radius) <= 1e-6 * radius:
+            break
+        lo, hi = (lam, hi) if length > radius else (lo, lam)
+        slope = float((step * step / (values + lam)).sum()) / length   # -d‖p‖/dλ
+        lam += (length - radius) / radius * length / slope if slope > 0 else 0.0
+        if not lo < lam < hi:
+            lam = 0.5 * (lo + hi)
+    return -vectors @ (along / (values + lam)), True
+
+
+#: the per-pixel fit first converges to this gradient (in standard errors) on the lattice
+#: of every other row and column (:meth:`_FitPixels.lattice`), ...
+LATTICE_TOLERANCE = 0.5
+#: ... then, with every pixel's gradient where it stands added to the lattice's, to this
+#: (see :func:`_fisher_scoring`), at most this many times
+CORRECTED_TOLERANCE, CORRECTIONS = 0.005, 3
+#: ... in regions of at least this many pixels
+LATTICE_MIN_PIXELS = 4096
+
+
+def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,
+                    search_centre: Sequence[float] | None, reach_px: float, *, max_steps: int = 30):
+    """Maximum-likelihood (a, b, d, cx, cy) of the photons of every pixel of ``pixels``.
+
+    Fisher scoring in a trust region (:func:`_trust_region`) of the negative
+    log-likelihood.  Points outside a, b ≥ 0, the diameter range searched and ``reach_px``
+    (+1) of ``search_centre`` are refused (the centre is fixed when that is None, b when
+    there is no background); a start outside stays.  Converged where the gradient of
+    every pixel's likelihood, in standard errors, is below 1 % of one.  The grid's start
+    may lie many standard errors away (the centre is known to a pixel, its standard error
+    is a few hundredths of one), and a pass over every pixel is the fit's cost, so the
+    steps take the sums over all pixels from every other row and column (a quarter of
+    them; the photons' terms stay exact; :func:`_secant` steps) to
+    :data:`LATTICE_TOLERANCE`; then, where every pixel's gradient is not yet below 1 %,
+    the difference between it and the lattice's is added to the lattice's gradient and
+    the lattice's steps go on to :data:`CORRECTED_TOLERANCE` (:data:`CORRECTIONS` times at
+    most, then every pixel's steps; each of these stages at most ``max_steps`` steps): two
+    passes over every pixel a frame, most often.  ``start`` is (a, b, d in m,
+    cx, cy).  Returns a, b, d (m), cx, cy, the covariance of the free parameters (a, [b,]
+    d in nm[, cx, cy]), the negative log-likelihood and μ per pixel.
+    """
+    a, b, d_m, cx, cy = (float(v) for v in start)
+    fit_c = search_centre is not None
+    theta = np.array([a] + ([b] if s.background else []) + [d_m * 1e9] + ([cx, cy] if fit_c else []))
+
+    def allowed(a, b, d_nm, cx, cy) -> bool:
+        inside = not fit_c or math.hypot(cx - search_centre[0], cy - search_centre[1]) <= reach_px + 1.0
+        return a >= 0 and b >= 0 and s.d_min_nm <= d_nm <= s.d_max_nm and inside
+
+    model = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy))
+    lattice = pixels.lattice() if optics.subpixels == 1 and pixels.n_pixels >= LATTICE_MIN_PIXELS else None
+    found = None
+    if lattice is not None and allowed(*model.unpack(theta)):
+        rough = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy), lattice=lattice)
+        theta, *at_theta = _trust_region(rough, theta, allowed, LATTICE_TOLERANCE, max_steps, secant=True)
+        theta, found = _corrected(model, rough, theta, at_theta, allowed, max_steps)
+    if found is None:
+        theta, nll, _, info, mu = _trust_region(model, theta, allowed, 1e-2, max_steps)
+    else:
+        nll, _, info, mu = found
+    a, b, d_nm, cx, cy = model.unpack(theta)
+    return a, b, d_nm * 1e-9, cx, cy, _inverse_scaled(info), nll, mu
+
+
+def _corrected(model: "_PixelModel", rough: "_PixelModel", theta: np.ndarray, at_theta: list,
+               allowed: Callable, max_steps: int):
+    """(θ, every pixel's (nll, gradient, information, μ) there where its gradient is below
+    1 % of a standard error, else None): the lattice's steps (``rough``, whose (nll,
+    gradient, information, μ) at ``theta`` are ``at_theta``), corrected by every pixel's
+    gradient, at most :data:`CORRECTIONS` times (see :func:`_fisher_scoring`)."""
+    for _ in range(CORRECTIONS):
+        found = model.at(theta)
+        unit = 1.0 / np.sqrt(np.maximum(np.diag(found[2]), 1e-300))
+        if not np.linalg.norm(found[1] * unit) >= 1e-2:
+            return theta, found
+        change = found[1] - at_theta[1]
+        rough.correct(change)
+        start = (at_theta[0] + float(change @ theta), found[1], at_theta[2], at_theta[3])
+        theta, *at_theta = _trust_region(rough, theta, allowed, CORRECTED_TOLERANCE, max_steps, start=start,
+                                         secant=True)
+    return theta, None
+
+
+def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, tolerance: float, max_steps: int,
+                  start: tuple | None = None, secant: bool = False):
+    """Fisher scoring of ``model`` from ``theta`` in a trust region (the steps and rules of
+    scipy's trust-exact, which this replaces; :func:`_scoring_step`) with the expected
+    information ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` as the Hessian, in units of the starting
+    point's standard errors (one trust radius suits the scale, the background, the
+    diameter and the centre); points where ``allowed`` is false are refused, and a start
+    there stays.  Converged when the gradient in those units is below ``tolerance``, or
+    after ``max_steps`` steps (``start``: the model's (nll, gradient, information, μ) at
+    ``theta``, known already).  ``secant``: the information is the start's, updated after
+    each step by the gradient's change (BFGS), which heads for the likelihood's own
+    curvature (the lattice's steps, whose end point is not the answer; every pixel's steps
+    keep the information of each point).  Returns θ, the negative log-likelihood, its gradient, the
+    information and μ there."""
+    nll, grad, info, mu = model.at(theta) if start is None else start
+    unit = 1.0 / np.sqrt(np.maximum(np.diag(info), 1e-300))   # 1σ of each, at the start
+    hessian = info * np.outer(unit, unit)
+    # a start outside (the grid's largest diameter, rounded above d_max) stays: an edge
+    radius = 100.0 if allowed(*model.unpack(theta)) else 0.0
+    for _ in range(max_steps if radius > 0 else 0):   # scipy's trust-region rules
+        grad_z = grad * unit
+        if not math.sqrt(float(grad_z @ grad_z)) >= tolerance:
+            break
+        step, on_boundary = _scoring_step(hessian, grad_z, radius)
+        trial = theta + step * unit
+        found = model.at(trial) if allowed(*model.unpack(trial)) else (math.inf,)
+        expected = -float(grad_z @ step + 0.5 * step @ hessian @ step)
+        ratio = (nll - found[0]) / expected if expected > 0 else -math.inf
+        if ratio < 0.25:
+            radius *= 0.25
+        elif ratio > 0.75 and on_boundary:
+            radius = min(2.0 * radius, 1000.0)
+        if ratio > 0.15:
+            theta, (nll, grad, info, mu) = trial, found
+            hessian = _secant(hessian, step, grad * unit - grad_z) if secant else info * np.outer(unit, unit)
+    return theta, nll, grad, info, mu
+
+
+def _secant(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """The BFGS update of ``hessian`` by a step and the gradient's change along it (kept
+    where the change shows no positive curvature)."""
+    curvature = float(change @ step)
+    along = hessian @ step
+    bend = float(step @ along)
+    if not (curvature > 1e-12 * float(change @ change) ** 0.5 * float(step @ step) ** 0.5 and bend > 0):
+        return hessian
+    return hessian + np.outer(change, change) / curvature - np.outer(along, along) / bend

@@ -1,0 +1,133 @@
+"""The evidence for a second particle's fringes in the residual of a fitted single (one FFT
+of the pixels' weighted residual), and the size window's cut on it."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from spidarknet.sizing.formfactor import _Optics
+from spidarknet.sizing.region import _FitPixels, _kernels
+
+
+#: the search for a second particle (:func:`second_particle_z`) starts this many fitted
+#: diameters from the origin of the residual's Patterson map: one particle's own
+#: autocorrelation reaches its largest width (a regular icosahedron's circumscribed
+#: diameter, 1.18 times its volume-equivalent one), and the mask's edges spread it further
+#: (chosen on the science benchmark's development files: at 25,000 photons single
+#: icosahedra reached z 7.1 from 1.25 diameters, 4.8 from 1.5)
+SECOND_PARTICLE_MIN_SEPARATION = 1.5
+
+
+#: a size window drops fits whose evidence for a second particle is above this (σ) on a dim
+#: frame.  For a single particle ``z²`` is the largest of some 10⁴ independent exponential
+#: variables of mean 1 (median z ≈ 3.2, and z > 5 about once in 10⁶ frames)
+SIZE_WINDOW_MAX_SECOND_PARTICLE_Z = 5.0
+
+
+#: ... widened on bright frames by this times √(signal photons), in quadrature: a particle
+#: that is not quite a sphere leaves a residual that grows with its photons (single
+#: icosahedra on the development files: z up to 5.1 at 25,000 photons, 6.7 at 100,000,
+#: where the cut is 6.4 and 9.3; multiples there gave 11-60 and 37-240)
+SECOND_PARTICLE_Z_PER_ROOT_PHOTON = 0.025
+
+
+def second_particle_cut(signal_photons) -> np.ndarray:
+    """The ``second_particle_z`` above which a size window drops a fit of that many signal
+    photons: ``hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON √N)``."""
+    n = np.maximum(np.nan_to_num(np.asarray(signal_photons, dtype=np.float64)), 0.0)
+    return np.hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON * np.sqrt(n))
+
+
+def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
+                      centre_xy: Sequence[float], diameter_m: float) -> tuple[float, float]:
+    """Evidence for a second particle beside the fitted one: ``(z, separation in m)``.
+
+    Two particles whose centres lie ``d`` apart across the beam scatter ``|F₁ + F₂ e^{iq·d}|²``,
+    one particle's pattern times fringes ``1 + γ cos(q·d + φ)``; a ring profile averages
+    such fringes away, the pixels keep them.  The Poisson likelihood's score for fringes of
+    separation ``d`` about the fitted single is ``U(d) = Σ_j (C_j/μ_j − 1) s_j e^{i q_j·d}``
+    (``s_j = μ_j − b``, the fitted particle's photons on pixel j): the Fourier transform of
+    the weighted residual, so one FFT over the pixel grid gives every ``d`` at once, and at
+    every ``d`` ``|U|²/Σ_j s_j²/μ_j`` is exponentially distributed with mean 1 when the single
+    explains the frame (a map whose lower quartile says it is noisier than that is scaled
+    back to it, so that extra detector noise does not pass for a second particle).  ``z`` is ``√``
+    of its largest value at separations from
+    :data:`SECOND_PARTICLE_MIN_SEPARATION` fitted diameters to 0.9 of the largest the
+    pixels resolve (``π/κ``, ``κ`` the q across one pixel); NaN when that range is empty.
+    The statistic is a test of a model (one particle), not of our simulator: its null
+    distribution follows from Poisson statistics alone.
+    """
+    kappa = 2.0 * math.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m  # q per pixel
+    largest = 0.9 * math.pi / kappa
+    if not largest > SECOND_PARTICLE_MIN_SEPARATION * diameter_m or len(mu) == 0:
+        return float("nan"), float("nan")
+    kernels = _kernels()
+    shift = (np.float32(centre_xy[0] - pixels.centre_xy[0]),
+             np.float32((centre_xy[1] - pixels.centre_xy[1]) * pixels.aspect))
+    # (C/μ − 1) s on the grid of the pixels' rounded offsets (float32: the map's noise is
+    # Poisson's, ~10⁷ times float32's), with C = 0 off the lit pixels
+    grid, variance = kernels.residual_grid(pixels.x, pixels.y, shift, pixels.lit, pixels.counts, mu, background,
+                                           pixels.bounds)
+    if not variance > 0:
+        return float("nan"), float("nan")
+    spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]))
+    separation = _separations(len(grid), kappa)
+    low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
+    n_searched, n_quiet, best, peak, histogram = kernels.spectrum_peak(spectrum, separation, low, largest, variance,
+                                                                  quiet)
+    if not n_searched:
+        return float("nan"), float("nan")
+    # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower
+    # quartile of the searched map, ln(4/3) for exponentials of mean 1, says by how much; a
+    # second particle raises its peaks and their surroundings, hardly the quietest quarter.
+    # (The quartile is looked for only when it can exceed ln(4/3): when fewer values than
+    # the quartile's rank lie below that.)
+    if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1:
+        quartile = kernels.spectrum_quantile(spectrum, separation, low, largest, variance, 0.25, histogram)
+        peak /= max(1.0, quartile / quiet)
+    return math.sqrt(peak), float(separation.flat[best])
+
+
+def _grid_rows(side: int, bounds, shift_y: float) -> np.ndarray | None:
+    """The rows of :func:`spidarknet.sizing_kernels.residual_grid`'s grid that pixels of
+    ``bounds`` fall in (None: all of them)."""
+    lo = int(np.rint(np.float32(bounds[2]) - np.float32(shift_y)))
+    hi = int(np.rint(np.float32(bounds[3]) - np.float32(shift_y)))
+    return None if hi - lo + 1 >= side else np.arange(lo, hi + 1) & (side - 1)
+
+
+def _real_fft2(grid: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """``scipy.fft.rfft2(grid)`` (the same numbers), its rows' transforms taken only for
+    ``rows`` (the others hold zeros: half of them on a half detector)."""
+    fft = _fft()
+    if rows is None:
+        return fft.rfft2(grid, workers=1, overwrite_x=True)
+    spectrum = np.zeros((grid.shape[0], grid.shape[1] // 2 + 1), dtype=np.complex64)
+    spectrum[rows] = fft.rfft(grid[rows], axis=1, workers=1)
+    return fft.fft(spectrum, axis=0, workers=1, overwrite_x=True)
+
+
+def _fft():
+    """scipy.fft (imported on first use; its real FFTs are several times numpy's)."""
+    from scipy import fft
+    return fft
+
+
+#: separations (m) of the frequencies of :func:`second_particle_z`'s maps, by (n, q per pixel)
+_separation_cache: dict = {}
+
+
+def _separations(n: int, kappa: float) -> np.ndarray:
+    """(n, n // 2 + 1): the separation across the beam (m) that each frequency of the real
+    FFT of an n x n grid of pixels ``kappa`` (1/m) apart stands for; kept."""
+    key = (int(n), float(kappa))
+    if key not in _separation_cache:
+        if len(_separation_cache) >= 8:
+            _separation_cache.clear()
+        fy = np.fft.fftfreq(n) * n
+        fx = np.arange(n // 2 + 1, dtype=np.float64)
+        _separation_cache[key] = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
+    return _separation_cache[key]

@@ -1,0 +1,64 @@
+"""How sizes are estimated: :class:`SizingSettings`, and the constants calibrated once
+(what an icosahedron measures, the shape term of the error, the window's misfit limit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spidarknet.core.errors import ConfigError
+
+
+#: fringe-equivalent sphere diameter of a regular icosahedron over its volume-equivalent
+#: diameter (the sphere fit's measure of an icosahedron; see the module notes)
+ICOSAHEDRON_SPHERE_DIAMETER_RATIO = 0.998
+
+
+#: the shape term of the diameter error, per diameter and per √misfit (module notes)
+SHAPE_ERROR_PER_ROOT_MISFIT = 0.025
+
+
+#: a size window (``select --size-range``) drops fits whose misfit is above this
+SIZE_WINDOW_MAX_MISFIT = 0.5
+
+
+@dataclass
+class SizingSettings:
+    """How sizes are estimated (defaults suit a pnCCD at 1.7 keV and 125 mm)."""
+
+    d_min_nm: float = 30.0            # smallest diameter searched
+    d_max_nm: float = 150.0           # largest diameter searched
+    coarse_step_nm: float = 0.5       # grid step of the global search
+    q_min_inv_nm: float = 0.0         # fit pixels from this q (the mask usually decides)
+    q_max_inv_nm: float = 1.0         # ... up to this q (≈ 195 px on the simulated pnCCD)
+    bin_px: float = 1.0               # ring width of the grid search and of the profiles
+    min_ring_fraction: float = 0.2    # profiles shown (report): rings at least this usable
+    min_signal_photons: float = 100.0  # fitted sphere photons needed in the fit region
+    background: bool = True           # fit a flat background b (else b = 0)
+    refine_centre: bool = True        # fit the beam centre per frame
+    centre_search_px: float = 15.0    # ... at most this far from the file's centre (pixels of
+    centre_step_px: float = 5.0       # ... 75 µm: CENTRE_PIXEL_M), starting from a grid this coarse
+    adu_per_photon: float | None = None  # detector units per photon (None: data are photons)
+
+    def check(self) -> "SizingSettings":
+        """Raise :class:`ConfigError` on values that cannot work."""
+        if not 0 < self.d_min_nm < self.d_max_nm:
+            raise ConfigError(f"the diameter range {self.d_min_nm}-{self.d_max_nm} nm must be "
+                              "positive and increasing (e.g. --d-range 30 150)")
+        if not 0 < self.coarse_step_nm <= (self.d_max_nm - self.d_min_nm) / 4:
+            raise ConfigError(f"the diameter step {self.coarse_step_nm} nm must be positive and "
+                              "small against the range")
+        if not 0 <= self.q_min_inv_nm < self.q_max_inv_nm:
+            raise ConfigError(f"the q range {self.q_min_inv_nm}-{self.q_max_inv_nm} nm⁻¹ must be "
+                              "increasing (e.g. --q-range 0 1.0)")
+        if not self.bin_px > 0:
+            raise ConfigError("the ring width must be positive (pixels)")
+        if not 0 < self.min_ring_fraction <= 1:
+            raise ConfigError("the usable share of a ring must lie in (0, 1]")
+        if self.centre_search_px < 0:
+            raise ConfigError("the centre search radius must be ≥ 0 pixels")
+        if not 0 < self.centre_step_px <= max(self.centre_search_px, 0.1) * 2:
+            raise ConfigError("the centre grid step must be positive and at most twice the "
+                              "search radius (pixels)")
+        if self.adu_per_photon is not None and not self.adu_per_photon > 0:
+            raise ConfigError("--adu-per-photon must be positive")
+        return self

@@ -1,0 +1,58 @@
+"""The sphere fits of the screened frames, made by the detection workers as they score
+(issue #19 item 2): the same answers as fitting the hit list's frames afterwards."""
+
+import numpy as np
+import pytest
+
+from spidarknet.cli import detect
+from spidarknet.detection.fits import ScreenedFits, _compressed
+from spidarknet.detection.parallel import detect_parallel
+from spidarknet.engine.model import builtin_weights, load_model
+from spidarknet.frames.source import FrameSource
+from spidarknet.hits import read_hits
+from spidarknet.selection.decide import decide
+from spidarknet.simulate import simulate_file
+from spidarknet.sizing import estimate_sizes
+
+
+@pytest.mark.parametrize("compression", [None, "lzf"])
+def test_workers_fit_the_screened_frames_as_a_separate_fit_would(tmp_path, compression):
+    """Uncompressed frames: the screened ones read again with the fit's region; compressed
+    frames: every chunk read once with the fit's region joined to the network's crop."""
+    path = tmp_path / "frames.cxi"
+    simulate_file(path, 24, seed=11, compression=compression)
+    model = load_model(str(builtin_weights()))
+    screen = float(model.validation["screening_threshold"])
+    source = FrameSource([str(path)])
+    assert _compressed(source.files[0]) == (compression is not None)
+    args = detect.build_parser().parse_args([str(path), "--out", "unused.csv", "--chunk", "8",
+                                             "--weights", str(builtin_weights())])
+    fits = ScreenedFits()
+    model.threshold = screen
+    job = detect.shard_job(args, model, "opencv", fit=fits.settings)
+    hits, times = detect_parallel(source, job, 2, fits=fits)
+    hits.threshold = screen
+    screened = [k for k, h in zip(hits.keys, hits.hits) if h]
+    assert len(screened) >= 3 and times.fit > 0
+    by_key = fits.by_key()
+    assert sorted(by_key) == sorted((k.file, k.index) for k in screened)
+    afterwards = estimate_sizes(source.select_keys(screened), jobs=1)
+    for later in afterwards:
+        now = by_key[(later.key.file, later.key.index)]
+        assert now.reason == later.reason
+        np.testing.assert_equal([now.diameter_nm, now.diameter_err_nm, now.misfit, now.second_particle_z],
+                                [later.diameter_nm, later.diameter_err_nm, later.misfit, later.second_particle_z])
+
+
+def test_detect_size_range_with_the_workers_fits_equals_the_fits_made_afterwards(small_cxi, tmp_path):
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(small_cxi), "--out", str(out), "--size-range", "60", "75", "--jobs", "2",
+                        "--chunk", "16", "--quiet"]) == 0
+    written = read_hits(out)
+    again = read_hits(out)
+    again.selected = None
+    decide(again, FrameSource([str(small_cxi)]), size_range=(60.0, 75.0), jobs=1)
+    assert list(written.hits) == list(again.hits) and written.n_hits >= 1
+    for name in ("diameter_nm", "diameter_err_nm", "misfit", "second_particle_z", "signal_photons"):
+        np.testing.assert_allclose(written.columns[name], again.columns[name], rtol=1e-4, equal_nan=True)
+    assert list(written.columns["reason"]) == list(again.columns["reason"])
