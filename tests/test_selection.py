@@ -27,6 +27,7 @@ def synthetic(n: int, seed: int) -> Measured:
               "signal_photons": 10 ** rng.uniform(2, 4.5, n), "background_photons_per_pixel": rng.uniform(0, 0.01, n),
               "centre_offset_inv_nm": rng.uniform(0, 0.01, n), "fit_ok": np.ones(n),
               "one_round_particle": np.ones(n)}
+    values["frame_photons"] = values["signal_photons"] * rng.uniform(1.5, 2.5, n)
     values["second_particle_excess"] = values["second_particle_z"] / 5.0
     keys = [FrameKey("f.cxi", "/d", i) for i in range(n)]
     return Measured(keys, values, [""] * n, np.ones(n, dtype=bool))
@@ -75,6 +76,23 @@ def test_the_screen_keeps_98_percent_of_the_labelled_singles():
     labels = np.ones(100, dtype=int)
     assert screen_for(scores, labels, 0.355) == pytest.approx(0.03, abs=1e-4)  # 2 of 100 below
     assert screen_for(scores + 0.5, labels, 0.355) == 0.355                   # the card's, where lower
+
+
+def test_frame_photons_count_the_usable_pixels_within_the_fits_reach_wherever_the_region_starts():
+    from spidarknet.sizing import reach_photons
+    rng = np.random.default_rng(6)
+    frame = rng.poisson(2.0, (60, 80)).astype(np.float32)
+    usable = rng.random((60, 80)) > 0.2
+    frame[5, 7], frame[31, 40] = np.nan, -3.0           # no photon: NaN and negative noise
+    rows, cols = np.mgrid[:60, :80]
+    inside = (rows - 30.0) ** 2 + (cols - 41.5) ** 2 <= 15.0 ** 2
+    expected = np.nansum(np.clip(frame, 0, None)[inside & usable])
+    assert reach_photons(frame, usable, (0, 0), (41.5, 30.0), 15.0, 1.0) == pytest.approx(expected)
+    # the same pixels read as a region of the frame (the fit's ROI) give the same photons
+    region = (slice(10, 55), slice(20, 70))
+    assert reach_photons(frame[region], usable[region], (10, 20), (41.5, 30.0), 15.0, 1.0) == pytest.approx(expected)
+    assert reach_photons(frame * 4, usable, (0, 0), (41.5, 30.0), 15.0, 1.0, adu_per_photon=4.0) == \
+        pytest.approx(expected)
 
 
 def test_hit_list_extra_columns_round_trip(tmp_path):

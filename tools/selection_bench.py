@@ -17,12 +17,19 @@ model and fitted once; labels come from the truth through a *rule*:
 
 For each rule and each label count (20, 40, 80, 160; ``--draws`` random draws from run A)
 the selector is learnt (:func:`spidarknet.selection.selector.learn_selector`) and judged:
-its 5-fold cross-validated F1 on the labels, and its F1 on every frame of run B.  Then, for
-the simulator's rule, labels are added 10 at a time, chosen at random or by
-:func:`spidarknet.selection.propose.propose` (representative first, then half uncertain),
-until F1 on run B reaches 0.95.  Writes JSON and a Markdown table.
+its 5-fold cross-validated F1 on the labels, and its F1 on every frame of run B; so are 40
+labels chosen by :func:`spidarknet.selection.propose.propose` (10 at a time: representative
+first, then half uncertain), and, as the ceiling of the features, every frame of run A
+labelled.  Then, for each rule of ``--reach-rules``, labels are added 10 at a time, chosen
+at random or by ``propose``, until F1 on run B reaches 0.95.  With ``--finetuned RULE ...``
+the network arms of the learning curve join (``tools/selection_finetune.py`` fine-tunes the
+built-in network on the first draw's labels; the same labels give the selector alone).
+Features are cached beside each run (``RUN.cxi.features.pkl``) and fitted again, the
+network's scores kept, when :data:`~spidarknet.selection.features.FEATURES` grows.  Writes
+JSON and a Markdown table.
 
-    python tools/selection_bench.py --work build/selection --out build/selection/selection.md
+    python tools/selection_bench.py --seeds 8101 8102 --reach-rules simulator bright \
+        --finetuned simulator narrow --out build/selector/dev.md
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import numpy as np
 from spidarknet.core.metrics import confusion
 from spidarknet.engine.model import builtin_weights, load_model
 from spidarknet.frames.source import FrameSource
-from spidarknet.selection.features import measure
+from spidarknet.selection.features import FEATURES, measure
 from spidarknet.selection.pipeline import score_frames
 from spidarknet.selection.propose import propose
 from spidarknet.selection.selector import fit_selector, learn_selector, screen_for
@@ -56,11 +63,22 @@ def run_table(path: str, model):
     cache = path + ".features.pkl"
     if os.path.exists(cache):
         with open(cache, "rb") as handle:
-            return pickle.load(handle)
-    table = _run_table(path, model)
+            table = pickle.load(handle)
+        if all(name in table[0].values for name in FEATURES):
+            return table
+        table = _refit(path, *table)  # features added since: the network's scores are kept
+    else:
+        table = _run_table(path, model)
     with open(cache, "wb") as handle:
         pickle.dump(table, handle)
     return table
+
+
+def _refit(path: str, measured, truth):
+    """The table of a run whose cached features predate some of :data:`FEATURES`: fitted again."""
+    source = FrameSource(sorted({key.file for key in measured.keys}))  # the paths the cache names
+    scores = measured.values["score"]
+    return measure(source, measured.keys, scores, -np.inf, jobs=2), truth
 
 
 def _run_table(path: str, model):
@@ -141,11 +159,13 @@ def curves(tables, model, draws: int) -> dict:
                 sel = learn_selector(part, yA[pick], card_screen=card, weights={}, seed=d)
                 cv.append(sel.figures["f1"])
                 held.append(judged(sel, mB, yB))
-            rows[n] = {"cv_f1": float(np.mean(cv)), "cv_f1_min": float(np.min(cv)),
+            rows[n] = {"cv_f1": float(np.mean(cv)), "cv_f1_min": float(np.min(cv)), "heldout_f1_first": held[0],
                        "heldout_f1": float(np.mean(held)), "heldout_f1_min": float(np.min(held))}
             if n == 40:
                 rows[n].update(_proposed_figures(mA, yA, mB, yB, card, draws))
             print(rule, n, rows[n], flush=True)
+        every = learn_selector(mA, yA, card_screen=card, weights={}, seed=0)  # the ceiling: all of run A labelled
+        rows["all"] = {"cv_f1": every.figures["f1"], "heldout_f1": judged(every, mB, yB)}
         out[rule] = {"positives_A": int(yA.sum()), "positives_B": int(yB.sum()), "counts": rows}
     return out
 
@@ -178,9 +198,11 @@ def _proposal_rounds(mA, yA, card, seed: int, step: int, most: int, fit_seed: in
                                seed=fit_seed)
 
 
-def labels_to_reach(tables, model, target: float, draws: int, step: int = 10, most: int = 200) -> dict:
+def labels_to_reach(tables, model, target: float, draws: int, step: int = 10, most: int = 200,
+                    rule: str = "simulator") -> dict:
     (mA, tA), (mB, tB) = tables
-    yA, yB = tA["label"].astype(bool), tB["label"].astype(bool)
+    cut = float(np.percentile(tA["photons"][tA["label"].astype(bool)], 25))
+    yA, yB = rule_labels(rule, tA, cut), rule_labels(rule, tB, cut)
     card = model.validation.get("screening_threshold")
     result = {"random": [], "proposals": []}
     for d in range(draws):
@@ -189,33 +211,83 @@ def labels_to_reach(tables, model, target: float, draws: int, step: int = 10, mo
         result["random"].append(_first_reaching(random_sets, mA, yA, mB, yB, card, target))
         rounds = _proposal_rounds(mA, yA, card, d, step, most)
         result["proposals"].append(_first_reaching(rounds, mA, yA, mB, yB, card, target))
-        print("labels to reach", target, d, result, flush=True)
+        print("labels to reach", rule, target, d, result, flush=True)
     return result
+
+
+def finetune_arms(tables, work: str, rules, counts, iterations: int, seeds) -> dict:
+    """The learning curve's network arms from ``tools/selection_finetune.py``'s cells: the
+    fine-tuned network alone (its own threshold) and the selector learnt on its scores."""
+    (mA, tA), (mB, tB) = tables
+    cut = float(np.percentile(tA["photons"][tA["label"].astype(bool)], 25))
+    out = {}
+    for rule in rules:
+        yA, yB = rule_labels(rule, tA, cut), rule_labels(rule, tB, cut)
+        for n in counts:
+            cell = os.path.join(work, "finetune", f"{seeds[0]}-{rule}-n{n}-i{iterations}")
+            if not os.path.exists(os.path.join(cell, "cell.json")):
+                continue
+            with open(os.path.join(cell, "cell.json")) as handle:
+                info = json.load(handle)
+            with open(os.path.splitext(info["weights"])[0] + ".json") as handle:
+                card = json.load(handle)
+            a, b = _rescored(mA, np.load(os.path.join(cell, "scores-A.npy"))), \
+                _rescored(mB, np.load(os.path.join(cell, "scores-B.npy")))
+            pick = draw(yA, n, np.random.default_rng(1000 * n))
+            alone = confusion((b.values["score"] >= info["threshold"]).astype(float), yB, 0.5).f1
+            screen_card = card.get("validation", {}).get("screening_threshold", info["threshold"])
+            sel = learn_selector(a.subset(pick), yA[pick], card_screen=screen_card, weights={}, seed=0)
+            out.setdefault(rule, {})[n] = {"network_alone": alone, "both_cv_f1": sel.figures["f1"],
+                                           "both_heldout_f1": judged(sel, b, yB),
+                                           "train_seconds": info["train_seconds"]}
+            print("fine-tuned", rule, n, out[rule][n], flush=True)
+    return out
+
+
+def _rescored(measured, scores_by_index: np.ndarray):
+    """``measured`` with the network's scores replaced (the fit does not depend on them)."""
+    values = dict(measured.values)
+    values["score"] = scores_by_index[[k.index for k in measured.keys]]
+    return type(measured)(measured.keys, values, measured.fit_reason, measured.fitted)
 
 
 def markdown(results: dict) -> str:
     lines = ["| rule | positives (A / B) | " + " | ".join(f"{n} random labels: CV F1 / held-out F1" for n in COUNTS)
-             + " | 40 proposed labels: CV F1 / held-out F1 |",
-             "| --- | --- | " + " | ".join("---" for _ in COUNTS) + " | --- |"]
+             + " | 40 proposed labels: CV F1 / held-out F1 | every frame of run A labelled |",
+             "| --- | --- | " + " | ".join("---" for _ in COUNTS) + " | --- | --- |"]
     for rule, r in results["curves"].items():
-        counts = {int(k): v for k, v in r["counts"].items()}
+        counts = {(int(k) if k != "all" else k): v for k, v in r["counts"].items()}
         cells = [f"{counts[n]['cv_f1']:.3f} / {counts[n]['heldout_f1']:.3f}" for n in COUNTS]
         cells.append(f"{counts[40]['proposed_cv_f1']:.3f} / {counts[40]['proposed_heldout_f1']:.3f}")
+        cells.append(f"{counts['all']['cv_f1']:.3f} / {counts['all']['heldout_f1']:.3f}")
         lines.append(f"| {rule} | {r['positives_A']} / {r['positives_B']} | " + " | ".join(cells) + " |")
-    reach = results["labels_to_reach"]
-    lines += ["", f"Labels to reach held-out F1 {results['target']} (simulator's rule; per draw, None: not "
-                  f"within 200): random {reach['random']}, proposals {reach['proposals']}"]
+    lines += ["", f"Labels to reach held-out F1 {results['target']} (per draw; None: not within 200):", ""]
+    for rule, reach in results["labels_to_reach"].items():
+        lines.append(f"- {rule}: random {reach['random']}, proposals {reach['proposals']}")
+    if results.get("finetuned"):
+        lines += ["", "| rule | labels | selector alone (held-out F1) | fine-tuned network alone | both: CV / held-out F1 |",
+                  "| --- | --- | --- | --- | --- |"]
+        for rule, rows in results["finetuned"].items():
+            for n, r in rows.items():
+                alone = results["curves"][rule]["counts"][n]
+                lines.append(f"| {rule} | {n} | {alone['heldout_f1_first']:.3f} | {r['network_alone']:.3f} | "
+                             f"{r['both_cv_f1']:.3f} / {r['both_heldout_f1']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="build/selection")
-    parser.add_argument("--out", default="build/selection/selection.md")
+    parser.add_argument("--work", default="build/selector")
+    parser.add_argument("--out", default="build/selector/selection.md")
     parser.add_argument("--seeds", nargs=2, type=int, default=(8101, 8102))
     parser.add_argument("--frames", type=int, default=500)
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--reach-rules", nargs="+", default=["simulator"], choices=RULES,
+                        help="rules whose labels to reach the target are counted (default simulator)")
+    parser.add_argument("--finetuned", nargs="*", choices=RULES, default=[],
+                        help="rules whose network arms (tools/selection_finetune.py, in --work) join the table")
+    parser.add_argument("--finetune-iterations", type=int, default=200)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     os.makedirs(args.work, exist_ok=True)
@@ -230,7 +302,10 @@ def main(argv=None) -> int:
         print(f"run {seed}: scored and fitted ({time.perf_counter() - started:.0f} s)", flush=True)
     results = {"seeds": list(args.seeds), "frames": args.frames, "draws": args.draws, "target": args.target,
                "curves": curves(tables, model, args.draws),
-               "labels_to_reach": labels_to_reach(tables, model, args.target, args.draws)}
+               "labels_to_reach": {rule: labels_to_reach(tables, model, args.target, args.draws, rule=rule)
+                                   for rule in args.reach_rules},
+               "finetuned": finetune_arms(tables, args.work, args.finetuned, COUNTS, args.finetune_iterations,
+                                          args.seeds)}
     results["seconds"] = round(time.perf_counter() - started, 1)
     with open(os.path.splitext(args.out)[0] + ".json", "w") as handle:
         json.dump(results, handle, indent=1)

@@ -12,6 +12,8 @@ to the frames the network lets through (``score >= screen``) and returns per fra
 ``second_particle_z``            the Poisson score (σ) of a second particle's fringes
 ``second_particle_excess``       that score over the size window's cut (above 1: a second particle)
 ``signal_photons``               the photons of the fitted pattern above the background
+``frame_photons``                the frame's photons within the fit's outer q, background included
+                                 (how bright the frame is, whatever the fit made of it)
 ``background_photons_per_pixel`` the fitted flat background
 ``centre_offset_inv_nm``         how far the fitted beam centre lies from the file's, in q (nm⁻¹)
 ``fit_ok``                       1 where the fit gave a size, 0 where it failed or was not tried
@@ -40,7 +42,7 @@ from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, SizeResult, SizingSetting
 #: the numbers :func:`measure` gives per frame, in this order
 FEATURES = ("score", "diameter_nm", "diameter_err_nm", "misfit", "fit_quality", "second_particle_z",
             "second_particle_excess", "signal_photons", "background_photons_per_pixel", "centre_offset_inv_nm",
-            "fit_ok", "one_round_particle")
+            "fit_ok", "one_round_particle", "frame_photons")
 #: the measured columns a hit list carries (the score is its own column already)
 HIT_COLUMNS = FEATURES[1:]
 
@@ -84,7 +86,7 @@ def _fit_values(results: Sequence[SizeResult], files) -> dict[str, np.ndarray]:
     """The sphere fit's features of ``results``, in their order."""
     get = {name: np.array([getattr(r, name) for r in results], dtype=np.float64)
            for name in ("diameter_nm", "diameter_err_nm", "misfit", "fit_quality", "second_particle_z",
-                        "signal_photons")}
+                        "signal_photons", "frame_photons")}
     get["background_photons_per_pixel"] = np.array([r.background_photons_per_pixel for r in results],
                                                    dtype=np.float64)
     get["second_particle_excess"] = get["second_particle_z"] / second_particle_cut(get["signal_photons"])

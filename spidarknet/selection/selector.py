@@ -10,7 +10,11 @@ with 40 labels (seeds 10-17) L1 reached held-out F1 0.93 / 0.89 / 0.61 for a pho
 photon-and-misfit rule and a narrow size window, L2 0.89 / 0.87 / 0.37.  The size window's
 own verdict (``one_round_particle``) is one of the features: on the development runs
 (seeds 8101/8102, 40 labels) it raised held-out F1 for the simulator's label from 0.90 to
-0.93.
+0.93.  Less rigid models from scikit-learn (random forest, gradient boosting, an RBF SVM,
+logistic regression on splines or hinges), class weights and other criteria for the
+strength were compared on the development runs (8101/8102, 8201/8202; docs/selection.md):
+with all 500 frames of a run labelled the trees gain up to 0.06 on a rule and the rest
+nothing, with 40 labels the trees and splines lose 0.1-0.5.
 
 **The design.**  Each feature is made robust first (photons and χ² on a log scale, the
 misfit and second-particle score clipped), a missing value (no fit) replaced by the
@@ -58,7 +62,7 @@ DEFAULT_FEATURES = FEATURES
 def _robust(name: str, values: np.ndarray) -> np.ndarray:
     """The feature on the scale the classifier sees (log for photons and χ², clipped tails)."""
     v = np.asarray(values, dtype=np.float64)
-    if name in ("signal_photons", "fit_quality"):
+    if name in ("signal_photons", "fit_quality", "frame_photons"):
         return np.log10(np.clip(v, 1e-3, None))
     if name == "background_photons_per_pixel":
         return np.log10(np.clip(v, 0.0, None) + 1e-4)

@@ -92,7 +92,7 @@ from spidarknet.sizing.centre_search import CENTRE_PIXEL_M, RING_SEARCH_CELLS, c
 from spidarknet.sizing.formfactor import (SPHERE_FIRST_ZERO_X, SUBPIXEL_FRINGE_SHARE, SUBPIXELS_PER_FRINGE,
                                           pixel_weight, radius_for_q_m, ring_q_inv_m, scattering_q_inv_m,
                                           sphere_intensity, subpixels_for)
-from spidarknet.sizing.frame_fit import SizeResult, fit_frame_sphere, fit_roi, r_max_px, size_frame
+from spidarknet.sizing.frame_fit import SizeResult, fit_frame_sphere, fit_roi, r_max_px, reach_photons, size_frame
 from spidarknet.sizing.pixel_fit import LATTICE_MIN_PIXELS, LATTICE_TOLERANCE
 from spidarknet.sizing.pool import default_jobs, estimate_sizes, size_frames, summary_line
 from spidarknet.sizing.profile import RadialProfile, radial_profile
@@ -112,7 +112,7 @@ __all__ = [
     "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X",
     "SUBPIXELS_PER_FRINGE", "SUBPIXEL_FRINGE_SHARE", "SizeResult", "SizeRow", "SizingSettings", "SphereFit",
     "centre_search_in_pixels", "default_jobs", "estimate_sizes", "fit_frame_sphere", "fit_roi", "fit_sphere",
-    "pixel_weight", "r_max_px", "radial_profile", "radius_for_q_m", "read_sizes", "ring_q_inv_m",
+    "pixel_weight", "r_max_px", "radial_profile", "radius_for_q_m", "reach_photons", "read_sizes", "ring_q_inv_m",
     "scattering_q_inv_m", "second_particle_cut", "second_particle_z", "select_size_window", "size_frame",
     "size_frames", "sizes_for", "sphere_intensity", "subpixels_for", "summary_line", "window_verdicts",
     "write_sizes_csv"

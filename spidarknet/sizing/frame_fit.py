@@ -124,6 +124,7 @@ class SizeResult:
     fit: SphereFit | None = None
     fit_cpu_s: float = 0.0                 # CPU seconds of the fit (its cost, for benchmarks)
     second_particle_cpu_s: float = 0.0     # ... of which the second-particle test
+    frame_photons: float = float("nan")    # photons within the fit's outer q (:func:`reach_photons`)
 
     @property
     def ok(self) -> bool:
@@ -167,6 +168,7 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
     started = time.thread_time()
     fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s)
     fit_cpu_s = time.thread_time() - started
+    bright = reach_photons(frame, usable, origin, geometry.centre_px, r_out, py / px, s.adu_per_photon)
     centre = fit.centre_xy or geometry.centre_px
     profile = q = None
     if with_profile:
@@ -182,7 +184,23 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
                       background_photons_per_pixel=fit.background, centre_xy=centre,
                       diameter_err_nm=fit.diameter_err_nm, misfit=fit.misfit,
                       second_particle_z=fit.second_particle_z, profile=profile,
-                      q_inv_m=q, fit=fit, fit_cpu_s=fit_cpu_s, second_particle_cpu_s=fit.second_particle_cpu_s)
+                      q_inv_m=q, fit=fit, fit_cpu_s=fit_cpu_s, second_particle_cpu_s=fit.second_particle_cpu_s,
+                      frame_photons=bright)
+
+
+def reach_photons(frame: np.ndarray, usable: np.ndarray, origin: tuple[int, int], centre_xy: Sequence[float],
+                  r_out_px: float, aspect: float, adu_per_photon: float | None = None) -> float:
+    """Photons on the usable pixels of ``frame`` (a region whose corner is ``origin``) within
+    ``r_out_px`` (x pixels; rows scaled by ``aspect``) of the file's beam centre ``centre_xy``,
+    background included: how bright the frame is where the fit looks, whatever the fit made
+    of it (NaN pixels and negative noise count as none)."""
+    rows = (np.arange(frame.shape[0]) + origin[0] - centre_xy[1]) * aspect
+    cols = np.arange(frame.shape[1]) + origin[1] - centre_xy[0]
+    inside = (rows[:, None] ** 2 + cols[None, :] ** 2 <= r_out_px * r_out_px) & usable
+    values = np.asarray(frame)[inside].astype(np.float64)
+    if adu_per_photon is not None:
+        values /= adu_per_photon
+    return float(np.sum(values, where=np.isfinite(values) & (values > 0)))
 
 
 def fit_roi(info: FileInfo, settings: SizingSettings) -> tuple[int, int, int, int]:
