@@ -33,10 +33,11 @@ def read_frame(info: FileInfo, index: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frame_picture(photons: np.ndarray, valid: np.ndarray, box: Sequence[float] | None = None,
-                  side_px: int = 384) -> np.ndarray:
+                  side_px: int = 384, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """(side, side·w/h, 3) uint8: ``photons`` on a log scale (to the 99.8th percentile of the
     usable pixels), pixels of the mask shaded, the network's ``box`` (x, y, w, h: top-left
-    corner and size in frame pixels) drawn."""
+    corner and size in frame pixels; ``origin`` is the (row, column) of ``photons[0, 0]``
+    in the frame) drawn."""
     import cv2
     from PIL import Image, ImageDraw
     image = np.log10(1.0 + np.clip(np.nan_to_num(photons), 0.0, None))
@@ -52,9 +53,20 @@ def frame_picture(photons: np.ndarray, valid: np.ndarray, box: Sequence[float] |
     picture = Image.fromarray(rgb, "RGB")
     if box is not None and all(np.isfinite(box)) and box[2] > 0 and box[3] > 0:
         sx, sy = size[0] / w, size[1] / h
-        ImageDraw.Draw(picture).rectangle([box[0] * sx, box[1] * sy, (box[0] + box[2]) * sx,
-                                           (box[1] + box[3]) * sy], outline=BOX_RGB, width=2)
+        x0, y0 = box[0] - origin[1], box[1] - origin[0]
+        ImageDraw.Draw(picture).rectangle([x0 * sx, y0 * sy, (x0 + box[2]) * sx, (y0 + box[3]) * sy],
+                                          outline=BOX_RGB, width=2)
     return np.asarray(picture)
+
+
+def around_centre(photons: np.ndarray, valid: np.ndarray, centre_xy: Sequence[float],
+                  half_px: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(photons, valid, origin) of the square of half-side ``half_px`` around ``centre_xy``
+    (column, row), clipped to the frame: what a pattern shows, without the empty detector."""
+    half = int(math.ceil(half_px))
+    r0, c0 = max(int(round(centre_xy[1])) - half, 0), max(int(round(centre_xy[0])) - half, 0)
+    r1, c1 = min(r0 + 2 * half, photons.shape[0]), min(c0 + 2 * half, photons.shape[1])
+    return photons[r0:r1, c0:c1], valid[r0:r1, c0:c1], (r0, c0)
 
 
 def profile_figure(result, geometry, width_px: int = 460, height_px: int = 300):
@@ -81,7 +93,7 @@ def profile_figure(result, geometry, width_px: int = 460, height_px: int = 300):
                         label=f"sphere {result.diameter_nm:.1f} ± {result.diameter_err_nm:.1f} nm")
         ax.set_xlabel("q (nm⁻¹)")
         ax.set_ylabel("photons per pixel")
-        ax.set_title("radial profile" + (f": {result.reason}" if result.reason else ""))
+        ax.set_title("radial profile and sphere fit" if result.ok else "radial profile (no size)")
         ax.legend(loc="upper right")
     return fig
 

@@ -25,11 +25,12 @@ from typing import Callable
 
 import numpy as np
 
-from spidarknet.core.errors import InputError
+from spidarknet.core.errors import InputError, SpidarknetError
 from spidarknet.frames.source import FileInfo, FrameSource
 from spidarknet.report import plot
 from spidarknet.serve import server
-from spidarknet.serve.images import frame_picture, read_frame
+from spidarknet.serve.images import around_centre, frame_picture, read_frame
+from spidarknet.sizing import SizingSettings, r_max_px
 
 #: selected frames whose pictures the page shows
 LATEST_HITS = 8
@@ -161,7 +162,8 @@ def rate_figure(state: MonitorState):
             x = np.array([k for k, _ in items], dtype=np.float64)
             counts = np.array([v for _, v in items], dtype=np.float64)
             if state.rate_unit == "minute":
-                x = (x - x[-1])
+                x = x - x[-1]
+                ax.set_xlim(min(x[0], -10.0) - 0.5, 0.5)
             ax.plot(x, 100.0 * counts[:, 1] / np.maximum(counts[:, 0], 1), "o-", ms=3, color=plot.BLUE)
         ax.set_xlabel("minutes before now" if state.rate_unit == "minute" else "train ID")
         ax.set_ylabel("selected (%)")
@@ -171,14 +173,14 @@ def rate_figure(state: MonitorState):
 
 
 def histogram_figure(edges: np.ndarray, counts: np.ndarray, selected: np.ndarray, title: str, xlabel: str):
+    from matplotlib.ticker import MaxNLocator
     with plot.figure(400, 230) as (fig, ax):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.stairs(counts, edges, fill=True, color=plot.LIGHT, label="all frames")
         ax.stairs(selected, edges, fill=True, color=plot.ORANGE, alpha=0.85, label="selected")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("frames")
         ax.set_title(title)
-        if counts.any():
-            ax.set_yscale("log")
         ax.legend(loc="upper right")
     return fig
 
@@ -239,7 +241,13 @@ class Monitor:
         hit = latest[slot]
         info = self._file(hit["file"], hit["dataset"])
         photons, valid = read_frame(info, hit["index"])
-        return server.png_of_rgb(frame_picture(photons, valid, hit["box"], side_px=220))
+        origin = (0, 0)
+        try:
+            half = r_max_px(info.geometry, SizingSettings())
+            photons, valid, origin = around_centre(photons, valid, info.geometry.centre_px, half)
+        except SpidarknetError:
+            pass  # a file without the geometry of q: the whole frame
+        return server.png_of_rgb(frame_picture(photons, valid, hit["box"], side_px=220, origin=origin))
 
     def _file(self, path: str, dataset: str) -> FileInfo:
         """The checked file (geometry, mask) of a hit-list row; only files the hit list names."""
