@@ -35,8 +35,12 @@ setup(
         "hdf5plugin>=4",
         # the selection learnt from the user's labels (logistic regression, cross-validation, k-means)
         "scikit-learn>=1.3",
+        # the monitor and labelling pages: an ASGI framework and server (server-sent events)
+        "starlette>=0.37",
+        "uvicorn>=0.29",
     ],
-    extras_require={"test": ["pytest>=7", "mpi4py>=3.1"], "mpi": ["mpi4py>=3.1"]},
+    # the page tests drive Debian's Chromium (make system-deps) with Playwright: no browser download
+    extras_require={"test": ["pytest>=7", "mpi4py>=3.1", "playwright>=1.40"], "mpi": ["mpi4py>=3.1"]},
     data_files=[("share/spidarknet/cfg", templates)],
     entry_points={"console_scripts": ["spidarknet=spidarknet.cli:console_main"]},
 )

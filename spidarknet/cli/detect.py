@@ -409,9 +409,9 @@ def run_follow(args: argparse.Namespace) -> int:
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
     decider, roi = _follow_decision(args, info, pre)
     appender = RowAppender(args.out, model.threshold, decider.columns if decider is not None else ())
+    page = _start_monitor(args, appender) if args.monitor else None
     started = time.perf_counter()
     interrupted = False
-    page = _start_monitor(args) if args.monitor else None
     bar = cli.progress(desc=f"follow ({backend})", quiet=args.quiet)
     try:
         with OpenedDetector(model, backend, batch=args.batch, gpu=args.gpu, darknet=args.darknet,
@@ -441,9 +441,19 @@ def _check_follow_options(args: argparse.Namespace) -> None:
         raise ConfigError("--idle must be positive")
 
 
-def _start_monitor(args: argparse.Namespace):
+def _start_monitor(args: argparse.Namespace, appender):
     """The monitor page of the hit list being written, in a process of its own (its drawing
-    never holds this one up); returns once the page listens, having printed its address."""
+    never holds this one up); returns once the page listens, having printed its address.
+    When it cannot start, the hit list just begun is removed."""
+    try:
+        return _monitor_process(args)
+    except BaseException:
+        appender.close()
+        os.unlink(args.out)
+        raise
+
+
+def _monitor_process(args: argparse.Namespace):
     import subprocess
     command = [sys.executable, "-m", "spidarknet", "monitor", str(args.out), "--port", str(args.port),
                "--host", args.host, "--title", f"detect --follow {os.path.basename(args.inputs[0])}"]
