@@ -14,6 +14,7 @@ representative ones), and the learn button runs ``learn`` on the files as writte
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -32,6 +33,8 @@ from spidarknet.selection.propose import propose
 from spidarknet.selection.selector import Selector, learn_selector
 from spidarknet.serve import server
 from spidarknet.serve.images import around_centre, frame_picture, profile_figure
+
+log = logging.getLogger(__name__)
 
 SINGLE, NOT_SINGLE, SKIP = "1", "0", "skip"
 #: frames whose pictures are kept drawn (the current one, the next, a few back for undo)
@@ -110,6 +113,7 @@ class LabelSession:
         self.why: dict[int, str] = {}
         self.queue: list[int] = []
         self._pictures: OrderedDict = OrderedDict()
+        self._drawing: dict[int, threading.Event] = {}
         self.propose()
 
     # -- the queue ---------------------------------------------------------------------------
@@ -214,19 +218,43 @@ class LabelSession:
                 "probability": self.probability[row], "fit_reason": m.fit_reason[row]}
 
     def pictures(self, row: int) -> tuple[bytes, bytes]:
-        """(the frame's PNG, its profile's PNG), drawn once for the last few frames asked."""
+        """(the frame's PNG, its profile's PNG), drawn once for the last few frames asked (a
+        frame being drawn already, for the page or ahead of it, is waited for)."""
         if not 0 <= row < len(self.pool.measured):
             raise IndexError(row)
         with self.lock:
             if row in self._pictures:
                 self._pictures.move_to_end(row)
                 return self._pictures[row]
-        drawn = self._draw(row)
-        with self.lock:
-            self._pictures[row] = drawn
-            while len(self._pictures) > PICTURE_CACHE:
-                self._pictures.popitem(last=False)
+            drawing = self._drawing.get(row)
+            if drawing is None:
+                self._drawing[row] = threading.Event()
+        if drawing is not None:
+            drawing.wait()
+            return self.pictures(row)
+        try:
+            drawn = self._draw(row)
+            with self.lock:
+                self._pictures[row] = drawn
+                while len(self._pictures) > PICTURE_CACHE:
+                    self._pictures.popitem(last=False)
+        finally:
+            with self.lock:
+                self._drawing.pop(row).set()
         return drawn
+
+    def draw_ahead(self) -> None:
+        """Draw the next frames of the queue in the background, while the current one is looked at."""
+        with self.lock:
+            ahead = [row for row in self.queue[:2] if row not in self._pictures and row not in self._drawing]
+        def draw() -> None:
+            for row in ahead:
+                try:
+                    self.pictures(row)
+                except Exception:  # drawn again, and its error told, when the page asks for it
+                    log.debug("drawing frame %d ahead failed", row, exc_info=True)
+        if ahead:
+            threading.Thread(target=draw, daemon=True).start()
 
     def _draw(self, row: int) -> tuple[bytes, bytes]:
         from spidarknet.sizing import SizingSettings, r_max_px, size_frame
@@ -302,6 +330,7 @@ def label_app(session: LabelSession, title: str):
         return server.html_response(server.render_template("label.html", title=title))
 
     async def state(request):
+        session.draw_ahead()
         return server.json_response(await run_in_threadpool(session.state))
 
     async def act(request):
@@ -321,6 +350,7 @@ def label_app(session: LabelSession, title: str):
         except (ValueError, KeyError, TypeError):
             return server.json_response({"error": "expected JSON {\"row\": N, \"label\": \"1\"|\"0\"|\"skip\"}"},
                                         status_code=400)
+        session.draw_ahead()
         return server.json_response(await run_in_threadpool(session.state))
 
     async def picture(request):
