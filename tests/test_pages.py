@@ -107,6 +107,7 @@ def shown_number(page, selector: str) -> int:
     return int(page.inner_text(selector))
 
 
+@pytest.mark.slow
 def test_monitor_numbers_follow_the_frames_appended_to_a_followed_file(page, small_cxi, tmp_path):
     growing, hits = GrowingFile(small_cxi, tmp_path / "live.cxi"), tmp_path / "hits.csv"
     growing.append(0, 12)
@@ -140,6 +141,7 @@ def test_monitor_numbers_follow_the_frames_appended_to_a_followed_file(page, sma
         raw_status(url, "/state")
 
 
+@pytest.mark.slow
 def test_label_page_by_keyboard_writes_rows_and_undo_removes_one(page, small_cxi, tmp_path):
     pos, neg, sel = tmp_path / "single.csv", tmp_path / "other.csv", tmp_path / "selection.json"
     proc, url = start(["label", str(small_cxi), "--positives", str(pos), "--negatives", str(neg), "--selection",
