@@ -209,6 +209,14 @@ def test_monitor_memory_is_bounded_whatever_the_run_length():
     assert snap["latest"][0]["index"] == 19_996  # the newest first
 
 
+def test_monitor_rate_is_per_train_for_a_run_with_train_ids():
+    state = MonitorState()
+    state.add([{"file": "r.h5", "dataset": "/d", "index": str(i), "score": "0.9", "hit": "1" if i % 5 == 0 else "0",
+                "status": "ok", "trainId": str(1000 + i // 10)} for i in range(50)])
+    assert state.rate_unit == "train" and list(state.rate) == [1000, 1001, 1002, 1003, 1004]
+    assert [v for v in state.rate.values()] == [[10, 2]] * 5
+
+
 def test_pages_listen_on_this_machine_unless_told(small_cxi, tmp_path, capsys):
     from spidarknet.cli import detect, monitor
     assert host_warning("127.0.0.1") is None and host_warning("::1") is None and host_warning("localhost") is None

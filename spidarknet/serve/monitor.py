@@ -4,7 +4,8 @@
 lines: ``detect --follow`` writes whole rows at once); :class:`MonitorState` keeps what the
 page shows in memory that does not grow with the run: totals, fixed-bin histograms of the
 score and the fitted diameter, the hit rate per minute (or per train, where the hit list has a
-``train_id`` column) over the last :data:`RATE_BINS` bins, and the last :data:`LATEST_HITS`
+train column, as hit lists of European XFEL runs have: ``trainId``) over the last
+:data:`RATE_BINS` bins, and the last :data:`LATEST_HITS`
 selected frames.  The page subscribes to ``/events`` (server-sent events): a small JSON
 object each time the numbers change; figures and the latest hits' pictures are PNGs drawn on
 the server when the page asks for them, at most once per change of the numbers.
@@ -38,6 +39,8 @@ LATEST_HITS = 8
 RATE_BINS = 240
 SCORE_EDGES = np.linspace(0.0, 1.0, 41)
 DIAMETER_EDGES = np.arange(0.0, 202.0, 2.0)
+#: the hit-list columns that hold a frame's train ID (European XFEL runs)
+TRAIN_COLUMNS = ("trainId", "train_id")
 #: bytes of the hit list read per look at most (the rest at the next look)
 READ_LIMIT = 4 << 20
 
@@ -96,6 +99,7 @@ class MonitorState:
     #: hit-rate bin (minute since the epoch, or train ID) -> [frames, selected]
     rate: "OrderedDict[int, list[int]]" = field(default_factory=OrderedDict)
     rate_unit: str = "minute"
+    train_column: str | None = None
     latest: deque = field(default_factory=lambda: deque(maxlen=LATEST_HITS))
     version: int = 0
     error: str = ""
@@ -106,7 +110,8 @@ class MonitorState:
         if not rows:
             return
         now = self.clock()
-        if "train_id" in rows[0]:
+        self.train_column = next((c for c in TRAIN_COLUMNS if c in rows[0]), None)
+        if self.train_column is not None:
             self.rate_unit = "train"
         for row in rows:
             self._add_row(row, now)
@@ -131,7 +136,7 @@ class MonitorState:
             if 0 <= b < len(DIAMETER_EDGES) - 1:
                 self.diameter_counts[b] += 1
                 self.diameter_counts_selected[b] += selected
-        unit = int(_number(row.get("train_id"))) if self.rate_unit == "train" else int(now // 60)
+        unit = int(_number(row.get(self.train_column))) if self.train_column else int(now // 60)
         counts = self.rate.setdefault(unit, [0, 0])
         counts[0] += 1
         counts[1] += selected
