@@ -65,6 +65,8 @@ class HitListTail:
         data = self.rest + data
         cut = data.rfind(b"\n") + 1
         self.rest = data[cut:]
+        if len(self.rest) > READ_LIMIT:
+            raise InputError(f"{self.path} has a line longer than {READ_LIMIT >> 20} MB: it is not a hit list")
         lines = data[:cut].decode("utf-8", errors="replace").splitlines()
         rows = list(csv.reader(io.StringIO("\n".join(lines)))) if lines else []
         if rows and self.header is None:
