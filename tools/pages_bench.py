@@ -5,7 +5,7 @@
 (one process, as --follow runs) and then waits ``--idle`` seconds.  The frames per second are
 counted from the hit list as it grows (this process watches its size every 2 ms): from the
 first scored row to the last write, so neither the start-up nor the idle wait counts.  Three
-variants, run in turn, paired (``--pairs`` rounds of all three, the order rotated each round):
+variants, run in turn, paired (``--pairs`` rounds of all three, the order rotated each round, after one uncounted run):
 ``off`` (no monitor), ``monitor`` (``--monitor``: the page is served, nobody looks) and
 ``browser`` (``--monitor`` with the page open in headless Chromium, which receives every
 event and redraws its figures and pictures, on the same two cores).  Prints frames/s per
@@ -119,6 +119,7 @@ def follow_once(cxi: Path, work: Path, variant: str, browser, extra: list[str]) 
 
 def overhead(cxi: Path, work: Path, pairs: int, browser, extra: list[str], screenshot: Path | None) -> dict:
     variants = ["off", "monitor", "browser"]
+    follow_once(cxi, work, "off", browser, extra)  # a warm-up, not counted: the file into the page cache
     runs = []
     for k in range(pairs):
         order = variants[k % 3:] + variants[:k % 3]
