@@ -227,3 +227,9 @@ def test_pages_listen_on_this_machine_unless_told(small_cxi, tmp_path, capsys):
     assert "not a hit list" in capsys.readouterr().err
     assert detect.main([str(small_cxi), "--out", str(tmp_path / "h.csv"), "--monitor"]) == 1
     assert "add --follow" in capsys.readouterr().err
+    from spidarknet.cli import label
+    same = str(tmp_path / "labels.csv")
+    assert label.main([str(small_cxi), "--positives", same, "--negatives", same, "--port", "0"]) == 1
+    assert "two files" in capsys.readouterr().err
+    assert monitor.main([str(tmp_path / "h.csv"), "--port", "70000"]) == 1
+    assert "between 1 and 65535" in capsys.readouterr().err
