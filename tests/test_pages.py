@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from spidarknet.core.selection import read_selection
-from spidarknet.serve.monitor import LATEST_HITS, RATE_BINS, MonitorState
+from spidarknet.serve.monitor import KEPT_HITS, LATEST_HITS, RATE_BINS, MonitorState
 from spidarknet.serve.server import host_warning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,7 +204,7 @@ def test_monitor_memory_is_bounded_whatever_the_run_length():
                     "diameter_nm": "65.0" if i % 4 == 0 else ""} for i in range(20)])
     snap = state.snapshot()
     assert snap["frames"] == 20_000 and snap["selected"] == 5_000 and snap["hit_rate"] == pytest.approx(0.25)
-    assert len(state.rate) == RATE_BINS and len(state.latest) == LATEST_HITS == len(snap["latest"])
+    assert len(state.rate) == RATE_BINS and len(state.latest) == KEPT_HITS and len(snap["latest"]) == LATEST_HITS
     assert state.score_counts.sum() == 20_000 and state.diameter_counts.sum() == 5_000
     assert snap["latest"][0]["index"] == 19_996  # the newest first
 

@@ -5,10 +5,12 @@ lines: ``detect --follow`` writes whole rows at once); :class:`MonitorState` kee
 page shows in memory that does not grow with the run: totals, fixed-bin histograms of the
 score and the fitted diameter, the hit rate per minute (or per train, where the hit list has a
 train column, as hit lists of European XFEL runs have: ``trainId``) over the last
-:data:`RATE_BINS` bins, and the last :data:`LATEST_HITS`
-selected frames.  The page subscribes to ``/events`` (server-sent events): a small JSON
-object each time the numbers change; figures and the latest hits' pictures are PNGs drawn on
-the server when the page asks for them, at most once per change of the numbers.
+:data:`RATE_BINS` bins, and the last :data:`KEPT_HITS` selected frames (the page shows
+:data:`LATEST_HITS` of them).  The page subscribes to ``/events`` (server-sent events): a
+small JSON object each time the numbers change.  Figures and the latest hits' pictures are
+PNGs drawn on the server when the page asks for them: a figure at most once per change of
+the numbers, a hit's picture once (its address names the frame; the browser keeps it), and
+the page asks at most every 5 s.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from spidarknet.sizing import SizingSettings, r_max_px
 
 #: selected frames whose pictures the page shows
 LATEST_HITS = 8
+#: selected frames kept, so that a picture the page asks for a moment late is still there
+KEPT_HITS = 64
 #: bins of the hit-rate history kept (minutes, or trains)
 RATE_BINS = 240
 SCORE_EDGES = np.linspace(0.0, 1.0, 41)
@@ -102,7 +106,7 @@ class MonitorState:
     rate: "OrderedDict[int, list[int]]" = field(default_factory=OrderedDict)
     rate_unit: str = "minute"
     train_column: str | None = None
-    latest: deque = field(default_factory=lambda: deque(maxlen=LATEST_HITS))
+    latest: deque = field(default_factory=lambda: deque(maxlen=KEPT_HITS))
     version: int = 0
     error: str = ""
     started: float = field(default_factory=time.time)
@@ -157,8 +161,8 @@ class MonitorState:
                 "unusable": self.unusable, "sized": self.sized,
                 "hit_rate": self.selected / self.frames if self.frames else None,
                 "last_bin_rate": last[1] / last[0] if last[0] else None, "rate_unit": self.rate_unit,
-                "latest": [{k: v for k, v in hit.items() if k != "box"} | {"slot": i}
-                           for i, hit in enumerate(reversed(self.latest))],
+                "latest": [{k: v for k, v in hit.items() if k != "box"}
+                           for hit in list(reversed(self.latest))[:LATEST_HITS]],
                 "elapsed_s": round(self.clock() - self.started, 1), "error": self.error}
 
 
@@ -239,13 +243,14 @@ class Monitor:
         self._figures[name] = (version, data)
         return data
 
-    def hit_picture(self, slot: int) -> bytes | None:
-        """The PNG of the ``slot``-th latest selected frame (0: the newest), with its box."""
+    def hit_picture(self, number: int) -> bytes | None:
+        """The PNG of the selected frame that was the run's ``number``-th row, while it is among
+        the latest hits (the page asks each picture once: its address names the frame, not a
+        place on the page)."""
         with self.lock:
-            latest = list(reversed(self.state.latest))
-        if not 0 <= slot < len(latest):
+            hit = next((h for h in self.state.latest if h["number"] == number), None)
+        if hit is None:
             return None
-        hit = latest[slot]
         info = self._file(hit["file"], hit["dataset"])
         photons, valid = read_frame(info, hit["index"])
         origin = (0, 0)
@@ -282,10 +287,10 @@ def monitor_app(monitor: Monitor, title: str):
 
     async def hit(request):
         try:
-            data = await run_in_threadpool(monitor.hit_picture, request.path_params["slot"])
+            data = await run_in_threadpool(monitor.hit_picture, request.path_params["number"])
         except (OSError, KeyError, IndexError, InputError):
             data = None  # the file moved or the frame is not readable yet
-        return server.png_response(data) if data is not None else server.not_found()
+        return server.png_response(data, cache_s=600) if data is not None else server.not_found()
 
     async def state(request):
         with monitor.lock:
@@ -320,5 +325,5 @@ def monitor_app(monitor: Monitor, title: str):
             task.cancel()
 
     routes = [Route("/", page), Route("/events", stream), Route("/state", state),
-              Route("/figure/{name:str}.png", figure), Route("/hit/{slot:int}.png", hit)]
+              Route("/figure/{name:str}.png", figure), Route("/hit/{number:int}.png", hit)]
     return Starlette(routes=routes, lifespan=lifespan)

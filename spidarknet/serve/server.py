@@ -105,9 +105,12 @@ def png_of_rgb(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def png_response(data: bytes):
+def png_response(data: bytes, cache_s: int = 0):
+    """PNG bytes; ``cache_s``: how long the browser may keep them (for a picture whose address
+    names what it shows, so it never changes)."""
     from starlette.responses import Response
-    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+    cache = f"private, max-age={cache_s}, immutable" if cache_s else "no-store"
+    return Response(data, media_type="image/png", headers={"Cache-Control": cache})
 
 
 def json_response(data: dict, status_code: int = 200):
