@@ -80,6 +80,41 @@ class SizeWatch(threading.Thread):
             time.sleep(0.002)
 
 
+class CpuWatch(threading.Thread):
+    """The CPU seconds (user + system) a process has used, sampled until it is gone."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.cpu_s = pid, 0.0
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.samples: list[tuple[float, float]] = []
+
+    def run(self) -> None:
+        while True:
+            try:
+                with open(f"/proc/{self.pid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            if fields[0] == "Z":
+                return
+            self.cpu_s = (int(fields[11]) + int(fields[12])) / self.tick
+            self.samples.append((time.perf_counter(), self.cpu_s))
+            time.sleep(0.05)
+
+    def between(self, t0: float, t1: float) -> float:
+        """CPU seconds used from ``t0`` to ``t1`` (the samples nearest them)."""
+        times = np.array([t for t, _ in self.samples])
+        cpu = np.array([c for _, c in self.samples])
+        return float(np.interp(t1, times, cpu) - np.interp(t0, times, cpu))
+
+
+def monitor_pid(detect_pid: int) -> int:
+    """The monitor page's process: the child ``detect --follow --monitor`` started."""
+    with open(f"/proc/{detect_pid}/task/{detect_pid}/children") as handle:
+        return int(handle.read().split()[0])
+
+
 def rows_up_to(path: Path, size: int) -> int:
     with open(path, "rb") as handle:
         return handle.read(size).count(b"\n") - 1  # less the header
@@ -96,9 +131,11 @@ def follow_once(cxi: Path, work: Path, variant: str, browser, extra: list[str]) 
     watch = SizeWatch(out)
     watch.start()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    page = None
+    page = cpu = None
     if variant != "off":
         url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
+        cpu = CpuWatch(monitor_pid(proc.pid))
+        cpu.start()
         if variant == "browser":
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url)
@@ -113,8 +150,12 @@ def follow_once(cxi: Path, work: Path, variant: str, browser, extra: list[str]) 
     t0, size0 = watch.first
     t1, size1 = watch.last
     frames = rows_up_to(out, size1) - rows_up_to(out, size0)
+    if cpu is not None:
+        cpu.join()
     return {"variant": variant, "frames": frames, "seconds": t1 - t0, "frames_per_s": frames / (t1 - t0),
-            "total_rows": rows_up_to(out, size1)}
+            "total_rows": rows_up_to(out, size1),
+            # the monitor's CPU while the frames were scored, as a share of one core
+            "monitor_core_share": cpu.between(t0, t1) / (t1 - t0) if cpu is not None else None}
 
 
 def overhead(cxi: Path, work: Path, pairs: int, browser, extra: list[str], screenshot: Path | None) -> dict:
@@ -127,15 +168,19 @@ def overhead(cxi: Path, work: Path, pairs: int, browser, extra: list[str], scree
             run = follow_once(cxi, work, variant, browser, extra)
             run["round"] = k
             runs.append(run)
+            cpu = ("" if run["monitor_core_share"] is None
+                   else f"; the monitor used {100 * run['monitor_core_share']:.0f} % of a core meanwhile")
             print(f"  round {k} {variant:8s} {run['frames']} frames in {run['seconds']:.2f} s: "
-                  f"{run['frames_per_s']:.0f} frames/s", flush=True)
+                  f"{run['frames_per_s']:.0f} frames/s{cpu}", flush=True)
     if screenshot is not None:
         monitor_screenshot(cxi, work, browser, extra, screenshot)
     by = {v: [r["frames_per_s"] for r in runs if r["variant"] == v] for v in variants}
     ratios = {v: [r["frames_per_s"] / next(o["frames_per_s"] for o in runs
                                           if o["variant"] == "off" and o["round"] == r["round"])
                   for r in runs if r["variant"] == v] for v in variants[1:]}
+    cpu = {v: statistics.median(r["monitor_core_share"] for r in runs if r["variant"] == v) for v in variants[1:]}
     return {"runs": runs, "median_frames_per_s": {v: statistics.median(x) for v, x in by.items()},
+            "median_monitor_core_share": cpu,
             "median_ratio_to_off": {v: statistics.median(x) for v, x in ratios.items()},
             "ratios": ratios, "detect_options": extra}
 
