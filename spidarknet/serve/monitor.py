@@ -303,11 +303,11 @@ def monitor_app(monitor: Monitor, title: str):
                 snap = monitor.state.snapshot() if monitor.state.version != sent else None
             if snap is not None:
                 sent = snap["version"]
-                yield snap
+            yield snap  # None: nothing new (the stream looks whether the server is stopping)
             await asyncio.sleep(monitor.poll_s)
 
     async def stream(request):
-        return server.sse_response(events)
+        return server.sse_response(request, events)
 
     async def poller():
         while True:

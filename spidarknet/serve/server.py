@@ -75,9 +75,15 @@ def run_server(app, sock: socket.socket, on_ready: Callable[[str], object] | Non
     """Serve ``app`` on the bound ``sock`` until interrupted (Ctrl-C, SIGTERM); ``on_ready`` is
     given the page's address once it listens."""
     import uvicorn
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2,
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            app.state.stopping = True  # event streams end, so the connections close cleanly
+            super().handle_exit(sig, frame)
+    app.state.stopping = False
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3,
                             lifespan="on")
-    server = uvicorn.Server(config)
+    server = Server(config)
     url = url_of(sock)
 
     async def main() -> None:
@@ -123,13 +129,17 @@ def not_found():
     return PlainTextResponse("not found", status_code=404)
 
 
-def sse_response(events: Callable[[], AsyncIterator[dict]]):
-    """A server-sent-events stream of the JSON objects ``events()`` yields."""
+def sse_response(request, events: Callable[[], AsyncIterator[dict]]):
+    """A server-sent-events stream of the JSON objects ``events()`` yields, until the server
+    stops (:func:`run_server`)."""
     from starlette.responses import StreamingResponse
 
     async def stream():
         async for event in events():
-            yield f"data: {json.dumps(json_ready(event), allow_nan=False)}\n\n"
+            if getattr(request.app.state, "stopping", False):
+                break
+            if event is not None:
+                yield f"data: {json.dumps(json_ready(event), allow_nan=False)}\n\n"
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
