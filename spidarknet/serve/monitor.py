@@ -43,6 +43,8 @@ KEPT_HITS = 64
 RATE_BINS = 240
 SCORE_EDGES = np.linspace(0.0, 1.0, 41)
 DIAMETER_EDGES = np.arange(0.0, 202.0, 2.0)
+#: the figures of the page
+FIGURES = ("rate", "scores", "diameters")
 #: the hit-list columns that hold a frame's train ID (European XFEL runs)
 TRAIN_COLUMNS = ("trainId", "train_id")
 #: bytes of the hit list read per look at most (the rest at the next look)
@@ -166,8 +168,12 @@ class MonitorState:
                 "elapsed_s": round(self.clock() - self.started, 1), "error": self.error}
 
 
+#: the monitor's figures are drawn at fixed margins (pixels: left, right, bottom, top)
+MARGINS_PX = (56, 12, 44, 26)
+
+
 def rate_figure(state: MonitorState):
-    with plot.figure(520, 230) as (fig, ax):
+    with plot.figure(520, 230, MARGINS_PX) as (fig, ax):
         items = list(state.rate.items())
         if items:
             x = np.array([k for k, _ in items], dtype=np.float64)
@@ -185,7 +191,7 @@ def rate_figure(state: MonitorState):
 
 def histogram_figure(edges: np.ndarray, counts: np.ndarray, selected: np.ndarray, title: str, xlabel: str):
     from matplotlib.ticker import MaxNLocator
-    with plot.figure(400, 230) as (fig, ax):
+    with plot.figure(400, 230, MARGINS_PX) as (fig, ax):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.stairs(counts, edges, fill=True, color=plot.LIGHT, label="all frames")
         ax.stairs(selected, edges, fill=True, color=plot.ORANGE, alpha=0.85, label="selected")
@@ -318,6 +324,8 @@ def monitor_app(monitor: Monitor, title: str):
 
     @asynccontextmanager
     async def lifespan(app):
+        # matplotlib's first figure costs most (imports, fonts): paid before the page is announced
+        await run_in_threadpool(lambda: [monitor.figure(name) for name in FIGURES])
         task = asyncio.ensure_future(poller())
         try:
             yield
