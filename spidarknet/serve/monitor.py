@@ -181,11 +181,12 @@ def rate_figure(state: MonitorState):
             if state.rate_unit == "minute":
                 x = x - x[-1]
                 ax.set_xlim(min(x[0], -10.0) - 0.5, 0.5)
-            ax.plot(x, 100.0 * counts[:, 1] / np.maximum(counts[:, 0], 1), "o-", ms=3, color=plot.BLUE)
+            rate = 100.0 * counts[:, 1] / np.maximum(counts[:, 0], 1)
+            ax.plot(x, rate, "o-", ms=3, color=plot.BLUE)
+            ax.set_ylim(0, max(5.0, 1.15 * float(rate.max())))
         ax.set_xlabel("minutes before now" if state.rate_unit == "minute" else "train ID")
         ax.set_ylabel("selected (%)")
         ax.set_title(f"hit rate per {state.rate_unit}")
-        ax.set_ylim(bottom=0)
     return fig
 
 
