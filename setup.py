@@ -35,8 +35,12 @@ setup(
         "hdf5plugin>=4",
         # the selection learnt from the user's labels (logistic regression, cross-validation, k-means)
         "scikit-learn>=1.3",
+        # the monitor and labelling pages: an ASGI framework and server (server-sent events)
+        "starlette>=0.37",
+        "uvicorn>=0.29",
     ],
-    extras_require={"test": ["pytest>=7", "mpi4py>=3.1", "extra-data>=1.20", "extra-geom>=1.12"],
+    # the page tests drive Debian's Chromium (make system-deps) with Playwright: no browser download
+    extras_require={"test": ["pytest>=7", "mpi4py>=3.1", "extra-data>=1.20", "extra-geom>=1.12", "playwright>=1.40"],
                     "mpi": ["mpi4py>=3.1"],
                     # European XFEL runs (docs/euxfel.md): EXtra-data reads them, EXtra-geom places the modules
                     "euxfel": ["extra-data>=1.20", "extra-geom>=1.12"]},

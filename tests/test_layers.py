@@ -52,6 +52,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("report", ("spidarknet.report.*",)),
     # the library's functions for notebooks and scripts: open frames, load a model, detect, fit, evaluate
     ("api", ("spidarknet.api",)),
+    # the pages in the browser: the monitor of a followed run, the labelling page
+    ("serve", ("spidarknet.serve.*",)),
     # command-line plumbing and one module per pipeline command
     ("cli", ("spidarknet.cli.*", "spidarknet.__main__")),
     # experiments that drive the pipeline through its commands, as a user would

@@ -41,6 +41,8 @@ COMMANDS = {
                     "hit list -> CrystFEL/OM event list (.lst), CXI score/tags sidecar"),
     "export-emc": ("spidarknet.cli.export_emc", "selected frames -> Dragonfly photons.emc, detector file, blacklist"),
     "reconstruct": ("spidarknet.cli.reconstruct", "Dragonfly EMC on the selected frames -> 3D intensity, figures"),
+    "monitor": ("spidarknet.cli.monitor", "a page that shows a run's hit list as detect --follow writes it"),
+    "label": ("spidarknet.cli.label", "a page to label the frames propose ranks, one at a time (learn inside)"),
     "merge": ("spidarknet.cli.merge", "join the hit lists of a SLURM job array (detect --shard K/N)"),
     "seed-questions": ("spidarknet.cli.seed_questions",
                        "the seed's three questions on a simulated beamtime: F1 per run, table, structure"),
@@ -192,6 +194,31 @@ def new_parser(prog: str, description: str, example: str) -> argparse.ArgumentPa
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def add_page_args(parser: argparse.ArgumentParser) -> None:
+    """--host and --port of the pages (monitor, label)."""
+    from spidarknet.serve.server import DEFAULT_HOST, DEFAULT_PORT
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port of the page (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default {DEFAULT_HOST}: this machine only); any other "
+                             "address lets other machines see the page, without a password, and is warned about")
+
+
+def serve_page(app, args: argparse.Namespace, what: str) -> int:
+    """Listen on --host/--port (warning for an address other machines reach) and serve ``app``
+    until Ctrl-C; the address is printed (flushed) once the page is up."""
+    from spidarknet.serve.server import bind, host_warning, run_server
+    warning = host_warning(args.host)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    sock = bind(args.host, args.port)
+    try:
+        run_server(app, sock, lambda url: print(f"{what} at {url} (Ctrl-C stops it)", flush=True))
+    finally:
+        sock.close()
+    return 0
 
 
 def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="frame"):

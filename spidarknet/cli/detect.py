@@ -72,19 +72,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mpi", action="store_true",
                         help="run as one rank of 'mpirun -n N': each rank scores its share, rank 0 writes "
                              "the one hit list (needs mpi4py)")
-    parser.add_argument("--follow", action="store_true",
-                        help="classify a file while it is being written (HDF5 SWMR): rows are appended as "
-                             "frames arrive, until none came for --idle seconds")
-    parser.add_argument("--idle", type=float, default=30.0, metavar="SECONDS",
-                        help="with --follow: stop after this long without new frames (default 30)")
     parser.add_argument("--shard", metavar="K/N",
                         help="score only part K of N (1..N) of the frames, for job arrays; join the parts "
                              "with 'spidarknet merge'")
     parser.add_argument("--chunk", type=int, default=DETECT_CHUNK_FRAMES,
                         help=f"frames read at a time (default {DETECT_CHUNK_FRAMES})")
     _add_prefilter_args(parser)
+    _add_follow_args(parser)
     cli.add_common_args(parser)
     return parser
+
+
+def _add_follow_args(parser: argparse.ArgumentParser) -> None:
+    """--follow, and the monitor page beside it."""
+    parser.add_argument("--follow", action="store_true",
+                        help="classify a file while it is being written (HDF5 SWMR): rows are appended as "
+                             "frames arrive, until none came for --idle seconds")
+    parser.add_argument("--idle", type=float, default=30.0, metavar="SECONDS",
+                        help="with --follow: stop after this long without new frames (default 30)")
+    parser.add_argument("--monitor", action="store_true",
+                        help="with --follow: also serve the monitor page of the hit list (spidarknet monitor) "
+                             "in a process of its own, on --host/--port, until the following ends")
+    cli.add_page_args(parser)
 
 
 def _add_prefilter_args(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--cfg and --preprocess describe weights you give: add --weights")
         args.weights = str(builtin_weights())
         args.builtin_model = True  # said once the inputs are found (_say_builtin_model)
+    if args.monitor and not args.follow:
+        raise ConfigError("--monitor shows a hit list as it is written: add --follow (for a finished hit "
+                          "list, 'spidarknet report' draws a page)")
     if args.follow:
         _check_follow_options(args)
         return run_follow(args)
@@ -434,6 +446,7 @@ def run_follow(args: argparse.Namespace) -> int:
     backend = resolve_auto(args.libdarknet) if args.backend == "auto" else args.backend
     decider, roi = _follow_decision(args, info, pre)
     appender = RowAppender(args.out, model.threshold, decider.columns if decider is not None else ())
+    page = _start_monitor(args, appender) if args.monitor else None
     started = time.perf_counter()
     interrupted = False
     bar = cli.progress(desc=f"follow ({backend})", quiet=args.quiet)
@@ -448,6 +461,8 @@ def run_follow(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         appender.close()
+        if page is not None:
+            _stop_monitor(page)
     _write_follow_summary(args, model, info, backend, appender, checks, prefilter, rejected, interrupted,
                           time.perf_counter() - started)
     print(f"followed {info.path}: {appender.hits} of {appender.rows} frames selected at threshold "
@@ -461,6 +476,42 @@ def _check_follow_options(args: argparse.Namespace) -> None:
         raise ConfigError("--follow takes exactly one input file, without --mpi, --shard or --write-cxi")
     if args.idle <= 0:
         raise ConfigError("--idle must be positive")
+
+
+def _start_monitor(args: argparse.Namespace, appender):
+    """The monitor page of the hit list being written, in a process of its own (its drawing
+    never holds this one up); returns once the page listens, having printed its address.
+    When it cannot start, the hit list just begun is removed."""
+    try:
+        return _monitor_process(args)
+    except BaseException:
+        appender.close()
+        os.unlink(args.out)
+        raise
+
+
+def _monitor_process(args: argparse.Namespace):
+    import subprocess
+    command = [sys.executable, "-m", "spidarknet", "monitor", str(args.out), "--port", str(args.port),
+               "--host", args.host, "--title", f"detect --follow {os.path.basename(args.inputs[0])}"]
+    page = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    line = page.stdout.readline()  # "monitor at URL ...", or nothing when it failed (its error is on stderr)
+    if not line:
+        page.wait()
+        raise ConfigError("the monitor page did not start (its error is above); choose another --port, "
+                          "or leave out --monitor")
+    print(line.rstrip(), flush=True)
+    return page
+
+
+def _stop_monitor(page) -> None:
+    page.terminate()
+    try:
+        page.wait(timeout=10)
+    except Exception:
+        page.kill()
+        page.wait()
+    page.stdout.close()
 
 
 def _follow_decision(args: argparse.Namespace, info, pre):

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 
 import numpy as np
 
 from spidarknet import cli
 from spidarknet.core.errors import ConfigError
 from spidarknet.core.outputs import atomic_path, check_destination
-from spidarknet.dataset import POSITIVE, labels_from_selections
 from spidarknet.engine.model import builtin_weights, load_model
-from spidarknet.frames.source import FrameSource
-from spidarknet.selection.features import measure
-from spidarknet.selection.pipeline import score_frames
-from spidarknet.selection.propose import pool_index, propose
+from spidarknet.selection.pipeline import labelled_among, measure_pool, score_frames
+from spidarknet.selection.propose import propose
 from spidarknet.selection.selector import Selector
 
 COLUMNS = ["file", "dataset", "index", "why", "score", "probability", "diameter_nm", "signal_photons", "misfit",
@@ -51,15 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _labelled(args: argparse.Namespace, source: FrameSource, hits) -> np.ndarray:
-    """Whether each frame of ``hits`` is named in --positives or --negatives already."""
-    lists = args.positives + args.negatives
-    if not lists:
-        return np.zeros(len(hits), dtype=bool)
-    named = labels_from_selections(source, lists, [])  # every listed frame 1, the rest 0
-    return np.array([named[k.file][k.index] == POSITIVE for k in hits.keys], dtype=bool)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.n < 1 or args.pool < 1:
         raise ConfigError("--n and --pool must be at least 1")
@@ -71,11 +58,10 @@ def run(args: argparse.Namespace) -> int:
     source = cli.frame_source_from_args(args)
     with cli.progress(total=len(source), desc="score", quiet=args.quiet) as bar:
         hits = score_frames(source, model, on_chunk=bar.update)
-    labelled = _labelled(args, source, hits)
-    pool = pool_index(hits.scores, screen, args.pool, args.seed, exclude=labelled)
-    with cli.progress(total=len(pool), desc="fit", quiet=args.quiet) as bar:
-        measured = measure(source, [hits.keys[i] for i in pool], hits.scores[pool], -math.inf, jobs=args.jobs,
-                           on_frames=bar.update)
+    labelled = labelled_among(source, hits, args.positives + args.negatives)
+    with cli.progress(desc="fit", quiet=args.quiet) as bar:
+        pool, measured = measure_pool(source, hits, screen, size=args.pool, seed=args.seed, labelled=labelled,
+                                      jobs=args.jobs, on_frames=bar.update)
     chosen, why = propose(measured, args.n, selector=selector, seed=args.seed, screen=screen)
     p = selector.probability(measured) if selector else np.full(len(measured), np.nan)
     _write(args, measured, chosen, why, p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable
 
@@ -38,6 +39,27 @@ def measure_hits(source: FrameSource, hits: HitList, screen: float, *, jobs: int
     return measure(source, hits.keys, np.where(hits.unusable, 0.0, hits.scores), screen, jobs=jobs,
                    on_frames=on_frames)
 
+
+def labelled_among(source: FrameSource, hits: HitList, lists: list[str]) -> np.ndarray:
+    """Whether each frame of ``hits`` (frames of ``source``) is named in one of the selection
+    CSVs ``lists`` (labelled already, either way)."""
+    from spidarknet.dataset import POSITIVE, labels_from_selections
+    if not lists:
+        return np.zeros(len(hits), dtype=bool)
+    named = labels_from_selections(source, lists, [])  # every listed frame 1, the rest 0
+    return np.array([named[k.file][k.index] == POSITIVE for k in hits.keys], dtype=bool)
+
+
+def measure_pool(source: FrameSource, hits: HitList, screen: float, *, size: int, seed: int = 0,
+                 labelled: np.ndarray | None = None, jobs: int | None = None,
+                 on_frames: Callable[[int], object] | None = None) -> tuple[np.ndarray, Measured]:
+    """(rows of ``hits``, their features): the pool that proposals are drawn from (see
+    :func:`~spidarknet.selection.propose.pool_index`), every frame of it fitted."""
+    from spidarknet.selection.propose import pool_index
+    pool = pool_index(hits.scores, screen, size, seed, exclude=labelled)
+    measured = measure(source, [hits.keys[i] for i in pool], hits.scores[pool], -math.inf, jobs=jobs,
+                       on_frames=on_frames)
+    return pool, measured
 
 
 def learn_from_labels(source: FrameSource, labels: dict[str, np.ndarray], model, *, screen: float | None = None,

@@ -1,0 +1,44 @@
+"""``spidarknet monitor``: a page that shows a run's hit list while ``detect --follow`` writes it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from spidarknet import cli
+from spidarknet.core.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser(
+        "monitor",
+        "Serve a page (on 127.0.0.1 unless --host says otherwise) that follows a hit list as\n"
+        "'detect --follow' appends to it: totals, hit rate per minute (per train where the hit list\n"
+        "has a train_id column), score and diameter histograms, the latest selected frames with\n"
+        "their box and fitted size.  The hit list may not exist yet; the page waits for it.\n"
+        "'detect --follow --monitor' starts this page beside the detection.",
+        "spidarknet detect run7.cxi --follow --out hits.csv &   spidarknet monitor hits.csv --port 8765")
+    parser.add_argument("hits", metavar="HITS.csv", help="the hit list detect --follow writes")
+    parser.add_argument("--title", help="the page's title (default: the hit list's name)")
+    parser.add_argument("--poll", type=float, default=0.5, metavar="SECONDS",
+                        help="how often the hit list is read for new rows (default 0.5)")
+    cli.add_page_args(parser)
+    cli.add_common_args(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from spidarknet.serve.monitor import HitListTail, Monitor, monitor_app
+    if not args.poll > 0:
+        raise ConfigError("--poll must be positive")
+    if os.path.isdir(args.hits):
+        raise ConfigError(f"{args.hits} is a folder: give the hit list CSV that detect --follow writes")
+    if os.path.exists(args.hits):
+        HitListTail(args.hits).read()  # a file that is not a hit list is refused before the page starts
+    monitor = Monitor(args.hits, poll_s=args.poll)
+    title = args.title or f"monitor of {os.path.basename(args.hits)}"
+    return cli.serve_page(monitor_app(monitor, title), args, "monitor")
+
+
+def main(argv=None) -> int:
+    return cli.run_main(build_parser, run, argv)
