@@ -15,7 +15,8 @@ from spidarknet.detection.threshold import validated_model
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.data_folder import ExportedDataset, darknet_label_path
 from spidarknet.engine.locate import describe, find_darknet
-from spidarknet.engine.train import SEED_MAX, final_weights, newest_backup, omp_wait_policy, takes_seed, train
+from spidarknet.engine.train import (MAX_PASSES, SEED_MAX, final_weights, fit_iterations_to_set, newest_backup,
+                                     omp_wait_policy, takes_seed, train)
 
 
 def seed_arg(text: str) -> int | str:
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
                           "no CPU backward pass); build the patched engine with 'make darknet OPENMP=1'")
     weights = _starting_weights(args, ds)
     _warn_small(ds)
+    if not args.resume:
+        _fit_iterations(ds)
     seed = args.seed
     if seed == "random":  # an engine without our seed patch seeds from the clock, unrecorded
         seed = secrets.randbelow(SEED_MAX + 1) if takes_seed(darknet) else None
@@ -138,6 +141,16 @@ def _warn_small(ds: ExportedDataset) -> None:
         print(f"warning: the validation images hold {singles} labelled singles (of {len(ds.valid_images)}): "
               "the threshold and F1 chosen on them will be uncertain; label or export more frames "
               f"(at least {FEW_VALIDATION_SINGLES} singles among the validation frames)", file=sys.stderr)
+
+
+def _fit_iterations(ds: ExportedDataset) -> None:
+    """A small data set trains fewer iterations than the default (and says so)."""
+    changed = fit_iterations_to_set(ds)
+    if changed:
+        before, after = changed
+        print(f"a small data set ({len(ds.train_images)} training images): training {after} iterations instead "
+              f"of {before}, at most {MAX_PASSES} passes over the images (export-dataset --max-batches N "
+              "sets the count)", file=sys.stderr)
 
 
 def _train_with_progress(args: argparse.Namespace, ds: ExportedDataset, darknet, weights: Path | None,

@@ -41,6 +41,10 @@ SIMULATE_CHUNK_FRAMES: int = 16
 #: :func:`spidarknet.engine.cfg.configure_network`)
 TRAIN_BATCH: int = 16
 
+#: training iterations (``export-dataset --max-batches``); ``train`` shortens them for a small
+#: data set (:func:`spidarknet.engine.train.fit_iterations_to_set`)
+TRAIN_ITERATIONS: int = 1500
+
 #: random share of the labelled frames kept for validation, stratified by class
 #: (``export-dataset --valid-fraction``, the learning curve)
 VALID_FRACTION: float = 0.2
