@@ -3,9 +3,26 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 here = Path(__file__).parent
 templates = sorted(str(p.relative_to(here)) for p in (here / "cfg").glob("*.cfg"))
+
+#: the engine's build recipe, shipped in the package so that 'spidarknet build-engine' (and
+#: 'train' on first need) can build darknet with our patches where pip put spidarknet
+ENGINE_RECIPE = ["mk/darknet.mk", "tools/darknet-source.sh", "tools/darknet-prepare.sh",
+                 *sorted(str(p.relative_to(here)) for p in (here / "patches").glob("*.patch"))]
+
+
+class BuildWithEngineRecipe(build_py):
+    """build_py that also copies the engine's recipe into spidarknet/engine/darknet_build/."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "spidarknet" / "engine" / "darknet_build"
+        for name in ENGINE_RECIPE:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            self.copy_file(str(here / name), str(target / name))
 
 setup(
     name="spidarknet",
@@ -36,7 +53,9 @@ setup(
         # the selection learnt from the user's labels (logistic regression, cross-validation, k-means)
         "scikit-learn>=1.3",
     ],
-    extras_require={"test": ["pytest>=7", "mpi4py>=3.1"], "mpi": ["mpi4py>=3.1"]},
+    # wheel: the sdist install test builds spidarknet without build isolation (no network)
+    extras_require={"test": ["pytest>=7", "mpi4py>=3.1", "wheel"], "mpi": ["mpi4py>=3.1"]},
     data_files=[("share/spidarknet/cfg", templates)],
     entry_points={"console_scripts": ["spidarknet=spidarknet.cli:console_main"]},
+    cmdclass={"build_py": BuildWithEngineRecipe},
 )

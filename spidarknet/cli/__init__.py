@@ -45,6 +45,8 @@ COMMANDS = {
     "seed-questions": ("spidarknet.cli.seed_questions",
                        "the seed's three questions on a simulated beamtime: F1 per run, table, structure"),
     "bench": ("spidarknet.cli.bench", "throughput benchmark: detect end to end per backend vs the naive way"),
+    "build-engine": ("spidarknet.cli.build_engine",
+                     "build the darknet engine with spidarknet's patches into the user's cache"),
 }
 
 EXIT_USAGE = 2

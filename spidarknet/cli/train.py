@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 from spidarknet import cli
-from spidarknet.core.errors import EngineError, OutputError
+from spidarknet.core.errors import OutputError
 from spidarknet.detection.threshold import validated_model
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.data_folder import ExportedDataset, darknet_label_path
-from spidarknet.engine.locate import describe, find_darknet
+from spidarknet.cli.build_engine import engine_for_training
+from spidarknet.engine.locate import describe
 from spidarknet.engine.train import (MAX_PASSES, SEED_MAX, final_weights, fit_iterations_to_set, newest_backup,
                                      omp_wait_policy, takes_seed, train)
 
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "spidarknet train ds/            # then: spidarknet detect run.cxi --weights ds/backup/yolov2-tiny-spi_final.weights")
     parser.add_argument("dataset", metavar="DIR", help="folder made by export-dataset")
     parser.add_argument("--cfg", help="network cfg to train (default: the one export-dataset wrote)")
-    parser.add_argument("--darknet", metavar="PATH", help="darknet binary (default: the repository's build)")
+    parser.add_argument("--darknet", metavar="PATH",
+                        help="darknet binary (default: the repository's build, else the one in the user's cache, "
+                             "built there on first need: see 'spidarknet build-engine')")
     parser.add_argument("--gpus", metavar="LIST", help="GPU indices for darknet, e.g. 0 or 0,1 (GPU builds)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from the newest backup weights")
@@ -63,10 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     ds = ExportedDataset.open(args.dataset, args.cfg)
-    darknet = find_darknet(args.darknet)
-    if not darknet.trains_on_cpu and not darknet.gpu:
-        raise EngineError(f"{describe(darknet)} cannot train YOLOv2 on the CPU (upstream's region layer has "
-                          "no CPU backward pass); build the patched engine with 'make darknet OPENMP=1'")
+    darknet = engine_for_training(args.darknet, args.quiet)
     weights = _starting_weights(args, ds)
     _warn_small(ds)
     if not args.resume:
