@@ -8,7 +8,7 @@ DIR=${1:-demo}
 sk() { "$PYTHON" -m spidarknet "$@"; }
 
 rm -rf "$DIR" && mkdir -p "$DIR"
-echo "== the demo writes into $DIR/ (replaced on every run; about 200 MB)"
+echo "== the demo writes into $DIR/ (replaced on every run; about 65 MB)"
 echo "== 1/6 simulate: a training run and a held-out run (pnCCD, 1.7 keV, 125 mm)"
 sk simulate "$DIR/train.cxi" --count 800 --seed 1
 sk simulate "$DIR/heldout.cxi" --count 400 --seed 2

@@ -76,10 +76,6 @@ def missing_tools(source: Path | None) -> list[str]:
     return [name for name in needed if shutil.which(name) is None]
 
 
-def can_build() -> bool:
-    return not missing_tools(pristine_source())
-
-
 def _make_command(recipe: Path, out: Path, source: Path | None, gpu: bool) -> list[str]:
     cache = cache_dir()
     command = ["make", "-C", str(recipe), "-f", "mk/darknet.mk", "darknet", f"DARKNET_OUT={out}",
