@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 from spidarknet import cli
+from spidarknet.cli.build_engine import engine_for_training
 from spidarknet.core.errors import OutputError
 from spidarknet.detection.threshold import validated_model
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.data_folder import ExportedDataset, darknet_label_path
-from spidarknet.cli.build_engine import engine_for_training
 from spidarknet.engine.locate import describe
 from spidarknet.engine.train import (MAX_PASSES, SEED_MAX, final_weights, fit_iterations_to_set, newest_backup,
                                      omp_wait_policy, takes_seed, train)
