@@ -3,9 +3,26 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 here = Path(__file__).parent
 templates = sorted(str(p.relative_to(here)) for p in (here / "cfg").glob("*.cfg"))
+
+#: the engine's build recipe, shipped in the package so that 'spidarknet build-engine' (and
+#: 'train' on first need) can build darknet with our patches where pip put spidarknet
+ENGINE_RECIPE = ["mk/darknet.mk", "tools/darknet-source.sh", "tools/darknet-prepare.sh",
+                 *sorted(str(p.relative_to(here)) for p in (here / "patches").glob("*.patch"))]
+
+
+class BuildWithEngineRecipe(build_py):
+    """build_py that also copies the engine's recipe into spidarknet/engine/darknet_build/."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "spidarknet" / "engine" / "darknet_build"
+        for name in ENGINE_RECIPE:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            self.copy_file(str(here / name), str(target / name))
 
 setup(
     name="spidarknet",
@@ -39,11 +56,14 @@ setup(
         "starlette>=0.37",
         "uvicorn>=0.29",
     ],
-    # the page tests drive Debian's Chromium (make system-deps) with Playwright: no browser download
-    extras_require={"test": ["pytest>=7", "mpi4py>=3.1", "extra-data>=1.20", "extra-geom>=1.12", "playwright>=1.40"],
+    # the page tests drive Debian's Chromium (make system-deps) with Playwright: no browser download;
+    # wheel: the sdist install test builds spidarknet without build isolation (no network)
+    extras_require={"test": ["pytest>=7", "mpi4py>=3.1", "extra-data>=1.20", "extra-geom>=1.12", "playwright>=1.40",
+                             "wheel"],
                     "mpi": ["mpi4py>=3.1"],
                     # European XFEL runs (docs/euxfel.md): EXtra-data reads them, EXtra-geom places the modules
                     "euxfel": ["extra-data>=1.20", "extra-geom>=1.12"]},
     data_files=[("share/spidarknet/cfg", templates)],
     entry_points={"console_scripts": ["spidarknet=spidarknet.cli:console_main"]},
+    cmdclass={"build_py": BuildWithEngineRecipe},
 )

@@ -8,13 +8,17 @@
 #   make darknet-source      only fetch and cache the pristine source
 #   make clean-darknet       remove builds and the patched tree (keeps the cached source)
 #
-# Source: the darknet/ submodule when populated, else Debian's pristine
-# .orig.tar.xz of the same commit (tools/darknet-source.sh, cached in
-# build/darknet-orig/, so later builds are offline).  The patched tree lives in
-# build/darknet-src/; objects and results go to $(DARKNET_OUT) (default
-# build/darknet/: darknet, libdarknet.so, libdarknet.a, obj/).  Changing the
-# build configuration (GPU, CUDNN, ...) rebuilds in place; give another
-# DARKNET_OUT (e.g. build/darknet-gpu) to keep several builds side by side.
+# Source: the darknet/ submodule when populated (DARKNET_SUBMODULE: another
+# folder holding the same source), else Debian's pristine .orig.tar.xz of the
+# same commit (tools/darknet-source.sh, cached in build/darknet-orig/, so later
+# builds are offline).  The patched tree lives in build/darknet-src/; objects
+# and results go to $(DARKNET_OUT) (default build/darknet/: darknet,
+# libdarknet.so, libdarknet.a, obj/); the compiler's output goes to
+# $(DARKNET_OUT)/build.log, its last lines to the terminal when it fails.
+# Changing the build configuration (GPU, CUDNN, ...) rebuilds in place; give
+# another DARKNET_OUT (e.g. build/darknet-gpu) to keep several builds side by
+# side.  'spidarknet build-engine' runs this file from the installed package
+# with DARKNET_OUT, DARKNET_SRC and DARKNET_CACHE in the user's cache.
 
 GPU        ?= 0
 CUDNN      ?= 0
@@ -44,15 +48,17 @@ DARKNET_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DARKNET_OUT      ?= build/darknet
 DARKNET_CACHE    := build/darknet-orig
 DARKNET_SRC      := build/darknet-src
+DARKNET_SUBMODULE ?= darknet
+DARKNET_LOG      := $(DARKNET_OUT)/build.log
 DARKNET_ORIG     := $(DARKNET_CACHE)/darknet_0.0.0+git20180914.61c9d02e.orig.tar.xz
 DARKNET_PATCHES  := $(sort $(wildcard patches/*.patch))
 DARKNET_BIN      := $(DARKNET_OUT)/darknet
 DARKNET_LIB      := $(DARKNET_OUT)/libdarknet.so
 
-ifeq ($(wildcard darknet/Makefile),)
+ifeq ($(wildcard $(DARKNET_SUBMODULE)/Makefile),)
 DARKNET_PRISTINE := $(DARKNET_ORIG)
 else
-DARKNET_PRISTINE := darknet
+DARKNET_PRISTINE := $(DARKNET_SUBMODULE)
 endif
 
 ifeq ($(CUDNN)$(GPU),10)
@@ -86,22 +92,22 @@ darknet: $(DARKNET_OUT)/.spidarknet-built
 
 # Pristine source from Debian (only when the submodule is empty).
 $(DARKNET_ORIG):
-	tools/darknet-source.sh $(DARKNET_CACHE)
+	sh tools/darknet-source.sh $(DARKNET_CACHE)
 
 # Fetch (and cache) the source only, e.g. before going offline.
-darknet-source: $(filter-out darknet,$(DARKNET_PRISTINE))
+darknet-source: $(filter-out $(DARKNET_SUBMODULE),$(DARKNET_PRISTINE))
 
 # What the patched tree is made of: source (and submodule commit) and the
 # list of patches (their contents are prerequisites below).
 $(DARKNET_SRC).inputs: FORCE
 	@mkdir -p $(@D)
 	@echo '$(DARKNET_PRISTINE) $(notdir $(DARKNET_PATCHES))' \
-	    $(if $(filter darknet,$(DARKNET_PRISTINE)),"$$(git -C darknet rev-parse HEAD 2>/dev/null)") > $@.new
+	    $(if $(filter $(DARKNET_SUBMODULE),$(DARKNET_PRISTINE)),"$$(git -C $(DARKNET_SUBMODULE) rev-parse HEAD 2>/dev/null)") > $@.new
 	@if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
 
 $(DARKNET_SRC)/.spidarknet-patched: $(DARKNET_SRC).inputs $(DARKNET_PATCHES) tools/darknet-prepare.sh \
-		$(if $(filter darknet,$(DARKNET_PRISTINE)),darknet/Makefile,$(DARKNET_ORIG))
-	tools/darknet-prepare.sh $(DARKNET_PRISTINE) patches $(DARKNET_SRC)
+		$(if $(filter $(DARKNET_SUBMODULE),$(DARKNET_PRISTINE)),$(DARKNET_SUBMODULE)/Makefile,$(DARKNET_ORIG))
+	sh tools/darknet-prepare.sh $(DARKNET_PRISTINE) patches $(DARKNET_SRC)
 	@touch $@
 
 $(DARKNET_OUT)/.spidarknet-config: FORCE
@@ -123,7 +129,10 @@ endif
 ifeq ($(CUDNN),1)
 	@test -f $(CUDNN_PATH)/include/cudnn.h || { echo "error: CUDNN=1 needs $(CUDNN_PATH)/include/cudnn.h (set CUDNN_PATH)" >&2; exit 1; }
 endif
-	$(MAKE) -C $(DARKNET_SRC) $(DARKNET_MAKE_ARGS) all
+	@echo "darknet: compiling in $(DARKNET_OUT) (GPU=$(GPU) CUDNN=$(CUDNN) OPENMP=$(OPENMP)); compiler output: $(DARKNET_LOG)"
+	@$(MAKE) -C $(DARKNET_SRC) $(DARKNET_MAKE_ARGS) all > $(DARKNET_LOG) 2>&1 || { \
+	    tail -n 25 $(DARKNET_LOG) >&2; \
+	    echo "error: compiling darknet failed; the compiler's output is in $(DARKNET_LOG)" >&2; exit 1; }
 	@touch $@
 	@echo "darknet: built $(DARKNET_BIN) and $(DARKNET_LIB) (GPU=$(GPU) CUDNN=$(CUDNN) OPENMP=$(OPENMP))"
 

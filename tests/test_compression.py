@@ -20,7 +20,7 @@ from spidarknet.simulate.writer import COMPRESSIONS, TRUTH_FIELDS, CxiWriter, co
 DATA = "/entry_1/instrument_1/detector_1/data"
 N = 6
 #: compression -> HDF5 filter ids in its pipeline
-FILTER_IDS = {"none": [], "gzip": [1], "lzf": [32000], "shuffle-gzip": [2, 1],
+FILTER_IDS = {"none": [], "gzip-1": [1], "gzip": [1], "lzf": [32000], "shuffle-gzip": [2, 1],
               "bitshuffle-lz4": [32008], "blosc": [32001], "zstd": [32015]}
 
 
@@ -93,6 +93,31 @@ def test_missing_filter_is_named_with_its_package(compressed):
     assert "bitshuffle (HDF5 filter 32008)" in bshuf and bshuf.endswith("pip install hdf5plugin")
     assert "Blosc (HDF5 filter 32001)" in blosc and blosc.endswith("pip install hdf5plugin")
     assert gzip == ["READABLE", "None"]
+
+
+PLAIN_READ = """
+import sys, h5py, numpy as np
+assert "hdf5plugin" not in sys.modules
+with h5py.File(sys.argv[1], "r") as f:
+    ds = f["/entry_1/instrument_1/detector_1/data"]
+    print(ds.compression, ds.compression_opts, int(np.asarray(ds[()], dtype=np.int64).sum()))
+"""
+
+
+def test_simulate_compresses_by_default_with_a_filter_plain_h5py_reads(tmp_path):
+    """simulate's default: deflate level 1, a few percent of the raw size, read by an h5py
+    that has no plugins; the frames are those of an uncompressed file."""
+    plain, default = tmp_path / "plain.cxi", tmp_path / "default.cxi"
+    assert simulate_cmd.main([str(plain), "--count", "4", "--seed", "9", "--compression", "none", "-q"]) == 0
+    assert simulate_cmd.main([str(default), "--count", "4", "--seed", "9", "-q"]) == 0
+    assert os.path.getsize(default) < 0.05 * os.path.getsize(plain)
+    with h5py.File(plain, "r") as f:
+        total = int(f[DATA][()].astype(np.int64).sum())
+    env = {**os.environ, "HDF5_PLUGIN_PATH": "/nonexistent-spidarknet-test"}
+    done = subprocess.run([sys.executable, "-c", PLAIN_READ, str(default)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["gzip", "1", str(total)]
 
 
 def test_unknown_filter_is_named_by_its_id(tmp_path):

@@ -257,3 +257,63 @@ def test_report_figures_are_png_and_svg_and_the_page_is_well_formed(report_input
         assert im["alt"]
     assert set(checker.links) == {f"{name}.svg" for name in plots}
     assert all((out / link).is_file() for link in checker.links)
+
+
+def _vertical_lines(fig) -> list:
+    """The axes' vertical lines (axvline) as (x, label, line style, zorder)."""
+    ax = fig.axes[0]
+    out = []
+    for line in ax.get_lines():
+        x = np.asarray(line.get_xdata(), dtype=float)
+        if len(x) == 2 and x[0] == x[1]:
+            out.append((float(x[0]), line.get_label(), line.get_linestyle(), line.get_zorder()))
+    return out
+
+
+def test_score_histogram_keeps_the_threshold_visible_beside_max_f1():
+    """The card's threshold is not hidden under the max-F1 line: where they coincide one line
+    names both; apart, both are drawn in different styles above the bars."""
+    from spidarknet.report import page, plot
+    edges = np.linspace(0.0, 1.0, 41)
+    series = [("all frames: 30", np.arange(40) % 3 + 1, plot.BLUE)]
+    same = page._threshold_lines(0.42, 0.42 + 1e-4, edges[1] - edges[0])
+    lines = _vertical_lines(plot.score_histogram(edges, series, same))
+    assert len(lines) == 1
+    assert "threshold 0.420" in lines[0][1] and "max F1 0.420" in lines[0][1]
+    apart = page._threshold_lines(0.42, 0.61, edges[1] - edges[0])
+    lines = _vertical_lines(plot.score_histogram(edges, series, apart))
+    assert sorted(x for x, *_ in lines) == [0.42, 0.61]
+    assert len({style for _, _, style, _ in lines}) == 2
+    assert all(z > 2 for *_, z in lines)                    # above the histogram's bars
+    assert [label for _, label, _, _ in _vertical_lines(plot.score_histogram(
+        edges, series, page._threshold_lines(float("nan"), 0.5, 0.025)))] == ["max F1 0.500"]
+
+
+def test_size_histogram_draws_the_median_its_legend_names():
+    from spidarknet.report import plot
+    diameters = np.array([58.0, 61.0, 62.5, 63.0, 66.0, 70.0, 71.0])
+    fig = plot.size_histogram(diameters, np.arange(55.0, 76.0, 2.0), (60.0, 75.0))
+    lines = _vertical_lines(fig)
+    assert [(x, label) for x, label, *_ in lines] == [(63.0, "median 63.0 nm")]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "median 63.0 nm" in legend
+
+
+def test_report_states_each_panels_tile_size_once(report_inputs, tmp_path):
+    """The page names no tile size that a panel's own note contradicts: the general note
+    gives none, each panel its own (the boxes of report_inputs make some panels larger)."""
+    root, _, _ = report_inputs
+    out = tmp_path / "report"
+    assert report_cmd.main(["--hits", str(root / "hits.csv"), "--truth-dataset", "/truth/label",
+                            "--out", str(out), "--tiles", "3", "--max-profiles", "4", "--quiet"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    frames = page[page.index("<h2>Frames</h2>"):page.index("<h2>Radial profiles")]
+    sections = frames.split("<h3>")
+    assert not re.search(r"\d+ × \d+", sections[0])         # the general note
+    sides = []
+    for section in sections[1:]:
+        stated = re.findall(r"Tiles: (\d+) × (\d+) pixels", section)
+        assert len(stated) == 1 and stated[0][0] == stated[0][1], section[:300]
+        sides.append(int(stated[0][0]))
+    assert len(sides) == 4 and min(sides) >= 256
+    assert any(side > 256 for side in sides)                # a panel grown to fit its boxes says so

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from spidarknet.core.errors import InputError
 from spidarknet.experiments import seed_questions as sq
 
 
@@ -59,12 +61,32 @@ def test_structure_within_ten_percent_up_to_the_truths_resolution():
     assert sq.answers(result)["reasonable_selection"].startswith("no")
 
 
+def test_runs_found_from_a_relative_work_folder(tmp_path, monkeypatch):
+    """The Makefile's --workdir is relative; hit lists hold absolute paths: each frame still
+    finds its run (it ended in "'.../data/run1.cxi' is not in list")."""
+    monkeypatch.chdir(tmp_path)
+    data = [Path("work") / "data" / f"run{i}.cxi" for i in (1, 2)]
+    files = np.array([str(tmp_path / "work" / "data" / "run2.cxi"), str(tmp_path / "work/data/run1.cxi"),
+                      str(tmp_path / "work" / "data" / "run2.cxi")], dtype=object)
+    assert sq.run_index(files, data).tolist() == [1, 0, 1]
+    labels, selected = np.array([1, 1, 0], dtype=bool), np.array([1, 0, 0], dtype=bool)
+    kinds = np.array(["single", "single", "empty"], dtype=object)
+    runs = sq.BEAMTIME[:2]
+    per_run = sq._per_run(selected, labels, kinds, files, runs, data)
+    assert per_run["run1"]["positives"] == 1 and per_run["run1"]["selected"] == 0
+    assert per_run["run2"]["f1"] == 1.0 and per_run["run2"]["selected"] == 1
+    with pytest.raises(InputError, match="none of the runs"):
+        sq.run_index(np.array([str(tmp_path / "elsewhere.cxi")], dtype=object), data)
+
+
 @pytest.mark.slow
-def test_a_small_beamtime_end_to_end(tmp_path, capsys):
-    """Simulate a small beamtime, train the four recipes briefly, detect, tabulate (no EMC)."""
+def test_a_small_beamtime_end_to_end(tmp_path, capsys, monkeypatch):
+    """Simulate a small beamtime, train the four recipes briefly, detect, tabulate (no EMC),
+    in a work folder given relative to the current one, as the Makefile gives it."""
     from spidarknet.cli import seed_questions as command
 
-    args = ["--workdir", str(tmp_path), "--frames-per-run", "60", "--labelled-frames", "100",
+    monkeypatch.chdir(tmp_path.parent)
+    args = ["--workdir", tmp_path.name, "--frames-per-run", "60", "--labelled-frames", "100",
             "--max-batches", "10", "--no-reconstruct", "-q"]
     assert command.main(args) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ DIR=${1:-demo}
 sk() { "$PYTHON" -m spidarknet "$@"; }
 
 rm -rf "$DIR" && mkdir -p "$DIR"
+echo "== the demo writes into $DIR/ (replaced on every run; about 65 MB)"
 echo "== 1/6 simulate: a training run and a held-out run (pnCCD, 1.7 keV, 125 mm)"
 sk simulate "$DIR/train.cxi" --count 800 --seed 1
 sk simulate "$DIR/heldout.cxi" --count 400 --seed 2
@@ -34,3 +35,4 @@ for name, label in (("evaluation.json", "CNN score alone"), ("evaluation-60-75nm
     print(f"{label:<30} precision {e['precision']:.3f}  recall {e['recall']:.3f}  F1 {e['f1']:.3f}")
 PY
 echo "report: $DIR/report/index.html   (hit lists, sizes, selected.cxi, the data set and weights are in $DIR/)"
+echo "disk: $(du -sh "$DIR" | cut -f1) in $DIR/"

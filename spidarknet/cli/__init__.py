@@ -47,6 +47,8 @@ COMMANDS = {
     "seed-questions": ("spidarknet.cli.seed_questions",
                        "the seed's three questions on a simulated beamtime: F1 per run, table, structure"),
     "bench": ("spidarknet.cli.bench", "throughput benchmark: detect end to end per backend vs the naive way"),
+    "build-engine": ("spidarknet.cli.build_engine",
+                     "build the darknet engine with spidarknet's patches into the user's cache"),
 }
 
 EXIT_USAGE = 2
@@ -55,6 +57,9 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h: a bug, not the user's mistake
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger(__name__)
+
+#: commands in progress in this process (experiments run commands inside a command)
+_running = 0
 
 
 def dispatch(argv: Sequence[str]) -> int:
@@ -106,7 +111,10 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its message
         return int(exc.code or 0)
-    configure_logging(getattr(args, "verbose", False))
+    global _running
+    if not _running:  # a command run by another (an experiment's) keeps the outer one's logging
+        configure_logging(getattr(args, "verbose", False))
+    _running += 1
     try:
         return run(args)
     except SpidarknetError as exc:
@@ -129,6 +137,8 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line, and its traceback for the report
         return _internal_error(exc, f"{type(exc).__name__}: {exc}")
+    finally:
+        _running -= 1
 
 
 def _internal_error(exc: BaseException, what: str) -> int:

@@ -12,10 +12,11 @@ from spidarknet import cli
 from spidarknet.core.version import __version__
 from spidarknet.dataset import (DarknetDatasetWriter, check_trainable, labels_from_dataset,
                                 labels_from_selections, split_subsets, used_frames, write_frames)
-from spidarknet.core.defaults import ORIENTATIONS, READ_CHUNK_FRAMES, TRAIN_BATCH, VALID_FRACTION
+from spidarknet.core.defaults import ORIENTATIONS, READ_CHUNK_FRAMES, TRAIN_BATCH, TRAIN_ITERATIONS, VALID_FRACTION
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import check_destination, staged_dir
 from spidarknet.engine.cfg import configure_network, load_template
+from spidarknet.engine.train import MAX_PASSES
 from spidarknet.frames.source import expand_inputs
 from spidarknet.preprocess import Preprocessor
 
@@ -57,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "model; 1 for the others)")
     net.add_argument("--batch", type=int, default=TRAIN_BATCH, help=f"training batch (default {TRAIN_BATCH})")
     net.add_argument("--subdivisions", type=int, default=1, help="darknet subdivisions (default 1)")
-    net.add_argument("--max-batches", type=int, default=1500,
-                     help="training iterations (default 1500: about 6 min for the default network on 2 cores)")
+    net.add_argument("--max-batches", type=int,
+                     help=f"training iterations (default {TRAIN_ITERATIONS}: about 6 min for the default network "
+                          "on 2 cores; train shortens it for a small data set, to at most "
+                          f"{MAX_PASSES} passes over the training images)")
     net.add_argument("--learning-rate", type=float, help="default: the template's")
     net.add_argument("--burn-in", type=int, help="warm-up iterations (default: the template's)")
     net.add_argument("--jitter", type=float,
@@ -123,7 +126,7 @@ def _network(args: argparse.Namespace, size: int):
     if args.width_scale is None:
         args.width_scale = 0.25 if net_name == "yolov2-tiny-spi" else 1.0
     cfg = configure_network(template, size=size, batch=args.batch, subdivisions=args.subdivisions,
-                            max_batches=args.max_batches, learning_rate=args.learning_rate,
+                            max_batches=args.max_batches or TRAIN_ITERATIONS, learning_rate=args.learning_rate,
                             burn_in=args.burn_in, width_scale=args.width_scale, jitter=args.jitter)
     cfg_name = os.path.basename(net_name)[:-4] if net_name.endswith(".cfg") else net_name
     cfg_name = cfg_name.split(".")[0]  # darknet names backups after the cfg up to its first dot
@@ -152,6 +155,7 @@ def _summary(args: argparse.Namespace, source, pre: Preprocessor, valid_paths, c
         "counts": {"train_single": c.train_pos, "train_other": c.train_neg,
                    "valid_single": c.valid_pos, "valid_other": c.valid_neg},
         "orientations": args.orientations,
+        "max_batches_given": args.max_batches is not None,     # else train may shorten a small set's
         "cfg": f"{cfg_name}.cfg", "net": args.net, "masked_bad_values": n_bad,
         "seconds": round(seconds, 3),
     }

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 from spidarknet import cli
-from spidarknet.core.errors import EngineError, OutputError
+from spidarknet.cli.build_engine import engine_for_training
+from spidarknet.core.errors import OutputError
 from spidarknet.detection.threshold import validated_model
 from spidarknet.engine.cfg import DarknetCfg
 from spidarknet.engine.data_folder import ExportedDataset, darknet_label_path
-from spidarknet.engine.locate import describe, find_darknet
-from spidarknet.engine.train import SEED_MAX, final_weights, newest_backup, omp_wait_policy, takes_seed, train
+from spidarknet.engine.locate import describe
+from spidarknet.engine.train import (MAX_PASSES, SEED_MAX, final_weights, fit_iterations_to_set, newest_backup,
+                                     omp_wait_policy, takes_seed, train)
 
 
 def seed_arg(text: str) -> int | str:
@@ -40,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "spidarknet train ds/            # then: spidarknet detect run.cxi --weights ds/backup/yolov2-tiny-spi_final.weights")
     parser.add_argument("dataset", metavar="DIR", help="folder made by export-dataset")
     parser.add_argument("--cfg", help="network cfg to train (default: the one export-dataset wrote)")
-    parser.add_argument("--darknet", metavar="PATH", help="darknet binary (default: the repository's build)")
+    parser.add_argument("--darknet", metavar="PATH",
+                        help="darknet binary (default: the repository's build, else the one in the user's cache, "
+                             "built there on first need: see 'spidarknet build-engine')")
     parser.add_argument("--gpus", metavar="LIST", help="GPU indices for darknet, e.g. 0 or 0,1 (GPU builds)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from the newest backup weights")
@@ -62,12 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     ds = ExportedDataset.open(args.dataset, args.cfg)
-    darknet = find_darknet(args.darknet)
-    if not darknet.trains_on_cpu and not darknet.gpu:
-        raise EngineError(f"{describe(darknet)} cannot train YOLOv2 on the CPU (upstream's region layer has "
-                          "no CPU backward pass); build the patched engine with 'make darknet OPENMP=1'")
+    darknet = engine_for_training(args.darknet, args.quiet)
     weights = _starting_weights(args, ds)
     _warn_small(ds)
+    if not args.resume:
+        _fit_iterations(ds)
     seed = args.seed
     if seed == "random":  # an engine without our seed patch seeds from the clock, unrecorded
         seed = secrets.randbelow(SEED_MAX + 1) if takes_seed(darknet) else None
@@ -138,6 +141,16 @@ def _warn_small(ds: ExportedDataset) -> None:
         print(f"warning: the validation images hold {singles} labelled singles (of {len(ds.valid_images)}): "
               "the threshold and F1 chosen on them will be uncertain; label or export more frames "
               f"(at least {FEW_VALIDATION_SINGLES} singles among the validation frames)", file=sys.stderr)
+
+
+def _fit_iterations(ds: ExportedDataset) -> None:
+    """A small data set trains fewer iterations than the default (and says so)."""
+    changed = fit_iterations_to_set(ds)
+    if changed:
+        before, after = changed
+        print(f"a small data set ({len(ds.train_images)} training images): training {after} iterations instead "
+              f"of {before}, at most {MAX_PASSES} passes over the images (export-dataset --max-batches N "
+              "sets the count)", file=sys.stderr)
 
 
 def _train_with_progress(args: argparse.Namespace, ds: ExportedDataset, darknet, weights: Path | None,

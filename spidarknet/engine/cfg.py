@@ -184,6 +184,15 @@ def _scaled_filters(filters: int, scale: float) -> int:
     return max(8, int(round(filters * scale / 8.0)) * 8)
 
 
+def set_iterations(net, max_batches: int) -> None:
+    """The ``[net]`` section's ``max_batches`` and its step schedule: the learning rate falls
+    tenfold at 80 % and again at 90 % of the iterations."""
+    net.options["max_batches"] = str(max_batches)
+    steps = sorted({max(1, int(max_batches * 0.8)), max(1, int(max_batches * 0.9))})
+    net.options["steps"] = ",".join(str(s) for s in steps)
+    net.options["scales"] = ",".join(".1" for _ in steps)
+
+
 def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batch: int = TRAIN_BATCH,
                       subdivisions: int = 1, max_batches: int = 500,
                       learning_rate: float | None = None, burn_in: int | None = None,
@@ -211,10 +220,8 @@ def configure_network(template: DarknetCfg, *, size: int, classes: int = 1, batc
     net = cfg.net
     old_w, _, _ = cfg.input_size
     net.options.update(width=str(size), height=str(size), channels="3", batch=str(batch),
-                       subdivisions=str(subdivisions), max_batches=str(max_batches))
-    steps = sorted({max(1, int(max_batches * 0.8)), max(1, int(max_batches * 0.9))})
-    net.options["steps"] = ",".join(str(s) for s in steps)
-    net.options["scales"] = ",".join(".1" for _ in steps)
+                       subdivisions=str(subdivisions))
+    set_iterations(net, max_batches)
     if learning_rate is not None:
         net.options["learning_rate"] = repr(float(learning_rate))
     if burn_in is not None:

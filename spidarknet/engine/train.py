@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -11,7 +12,7 @@ from typing import Callable
 
 from spidarknet.core.errors import EngineError
 from spidarknet.core.pool import core_count
-from spidarknet.engine.cfg import DarknetCfg
+from spidarknet.engine.cfg import DarknetCfg, set_iterations
 from spidarknet.engine.data_folder import ExportedDataset
 from spidarknet.engine.locate import Found
 from spidarknet.engine.runner import run_darknet
@@ -43,6 +44,33 @@ class TrainResult:
     iterations: int
     history: list[Progress] = field(default_factory=list)
     log_path: Path | None = None
+
+
+#: a training of the default length passes over a small set's images at most this many times ...
+MAX_PASSES = 10
+#: ... and trains at least this many iterations (four times the template's warm-up)
+MIN_ITERATIONS = 200
+
+
+def fit_iterations_to_set(ds: ExportedDataset) -> tuple[int, int] | None:
+    """Shorten a small data set's training: where export-dataset chose the iterations (no
+    ``--max-batches``) and they would pass over the training images more than
+    :data:`MAX_PASSES` times, the cfg's ``max_batches`` (and its steps) is cut to
+    ``MAX_PASSES`` passes, never below :data:`MIN_ITERATIONS`.  Returns (before, after) when
+    it changed the cfg, else None.  A default-recipe set (2,560 training frames, 4
+    orientations: 2.3 passes in 1,500 iterations) is left alone."""
+    summary = ds.root / "export.json"
+    if not summary.is_file() or json.loads(summary.read_text()).get("max_batches_given", True):
+        return None
+    cfg = DarknetCfg.load(ds.cfg_path)
+    before = cfg.net.get_int("max_batches", 0)
+    batch = cfg.net.get_int("batch", 1)
+    after = min(before, max(MIN_ITERATIONS, math.ceil(MAX_PASSES * len(ds.train_images) / batch)))
+    if after >= before:
+        return None
+    set_iterations(cfg.net, after)
+    cfg.save(ds.cfg_path)
+    return before, after
 
 
 def parse_progress(line: str) -> Progress | None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -216,12 +217,24 @@ def true_selection(hits, labels: np.ndarray, path: Path):
     return truth
 
 
+def run_index(files: np.ndarray, data: Sequence[Path]) -> np.ndarray:
+    """Per frame, the index in ``data`` of its run file; hit lists hold absolute paths, ``data``
+    may be relative to the working folder (the Makefile's ``--workdir build/seed-questions``)."""
+    where = {os.path.abspath(p): k for k, p in enumerate(data)}
+    absolute = [os.path.abspath(str(f)) for f in files]
+    missing = sorted(set(absolute) - set(where))
+    if missing:
+        raise InputError(f"the hit list names {missing[0]}, which is none of the runs' files")
+    return np.array([where[f] for f in absolute], dtype=int)
+
+
 def _per_run(selected: np.ndarray, labels: np.ndarray, kinds: np.ndarray, files: np.ndarray,
              runs: Sequence[Run], data: Sequence[Path]) -> dict:
     from spidarknet.judge.evaluation import selection_confusion
     out = {}
-    for run, path in zip(runs, data):
-        m = files == str(path)
+    run_of = run_index(files, data)
+    for k, (run, path) in enumerate(zip(runs, data)):
+        m = run_of == k
         c = selection_confusion(selected[m], labels[m], float("nan"))
         out[run.name] = {"precision": c.precision, "recall": c.recall, "f1": c.f1,
                          "selected": int(selected[m].sum()), "positives": int(labels[m].sum()),
@@ -381,7 +394,7 @@ def run_seed_questions(config: SeedConfig, say: Callable[[str], None] = print) -
         per_run[name] = _per_run(hits.hits, labels, kinds, names, config.runs, data)
         timings[name] = {"train_s": round(t1 - t0, 1), "detect_s": round(time.perf_counter() - t1, 1)}
     table = seed_table({"truth": labels, **selections}, labels)
-    run_of = np.array([[str(p) for p in data].index(f) for f in names])
+    run_of = run_index(names, data)
     uncertainty = differences(selections, labels, run_of, range(config.first_runs, len(config.runs)),
                               config.bootstrap)
     structure = {}

@@ -1,4 +1,5 @@
-"""Copying selected frames, with their geometry and mask, into a new CXI file."""
+"""Copying selected frames, with their geometry and mask, into a new CXI file (compressed with
+:data:`~spidarknet.core.defaults.FRAME_COMPRESSION`, which h5py reads without plugins)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Callable
 
 import numpy as np
 
+from spidarknet.core.defaults import FRAME_COMPRESSION
 from spidarknet.core.errors import InputError
 from spidarknet.core.outputs import atomic_path
 from spidarknet.frames.source import FrameSource
 from spidarknet.hits import HitList
+from spidarknet.simulate.writer import compression_options
 
 
 def write_selected_cxi(hits: HitList, source: FrameSource, out: str | Path, *, force: bool = False,
@@ -47,7 +50,8 @@ def write_selected_cxi(hits: HitList, source: FrameSource, out: str | Path, *, f
                 if infos[0].mask_shared is not None:
                     det["mask_shared"] = (~infos[0].mask_shared).astype(np.uint32)
             data = det.create_dataset("data", shape=(n,) + tuple(shape), dtype=dtype,
-                                      chunks=(1,) + tuple(shape) if n else None)
+                                      chunks=(1,) + tuple(shape) if n else None,
+                                      **(compression_options(FRAME_COMPRESSION) if n else {}))
             data.attrs["axes"] = "experiment_identifier:y:x"
             f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
             prov = f.create_group("spidarknet")

@@ -252,7 +252,9 @@ def _draw_figures(stage: Path, ctx: _Context, o: ReportOptions) -> dict:
     plot.save(_score_figure(ctx), stage, "scores.png")
     sections.append(("Scores", [("scores.png", "Histogram of the frames' scores"
                                  + (" by truth class" if ctx.labels is not None else "")
-                                 + "; dashed: the hit list's threshold.")]))
+                                 + "; solid line: the hit list's threshold"
+                                 + ("; dashed: the max-F1 threshold (one line when they coincide)."
+                                    if ctx.evaluation is not None else "."))]))
     profiles = _profile_map(ctx, o)
     if profiles is not None:
         plot.save(profiles, stage, "profiles.png")
@@ -275,7 +277,7 @@ def _by_file(name: str) -> str:
 
 
 def _score_figure(ctx: _Context):
-    """Score histograms (by truth class with truth), the threshold and max-F1 threshold dashed."""
+    """Score histograms (by truth class with truth) with the threshold and the max-F1 threshold."""
     scores = ctx.hits.scores.astype(np.float64)
     finite = scores[np.isfinite(scores)]
     lo = min(0.0, float(finite.min())) if len(finite) else 0.0
@@ -290,13 +292,24 @@ def _score_figure(ctx: _Context):
     for label, values, colour in groups:
         counts = np.histogram(values, bins=edges)[0]
         series.append((f"{label}: {int(counts.sum())}", counts, colour))
+    best = ctx.evaluation["suggested_thresholds"]["max_f1"]["threshold"] if ctx.evaluation is not None else None
+    return plot.score_histogram(edges, series, _threshold_lines(ctx.hits.threshold, best, edges[1] - edges[0]))
+
+
+def _threshold_lines(threshold: float, max_f1: float | None, bin_width: float) -> list[tuple]:
+    """The score histogram's vertical lines (score, colour, label, line style): the hit list's
+    threshold (solid) and the max-F1 threshold (dashed); one line naming both where they lie
+    within half a bin of each other, so that neither hides the other."""
     lines = []
-    if math.isfinite(ctx.hits.threshold):
-        lines.append((ctx.hits.threshold, plot.DARK, f"threshold {_num(ctx.hits.threshold)}"))
-    if ctx.evaluation is not None:
-        best = ctx.evaluation["suggested_thresholds"]["max_f1"]["threshold"]
-        lines.append((best, plot.GREEN, f"max F1 {_num(best)}"))
-    return plot.score_histogram(edges, series, lines)
+    if math.isfinite(threshold):
+        lines.append((threshold, plot.DARK, f"threshold {_num(threshold)}", "-"))
+    if max_f1 is None or not math.isfinite(max_f1):
+        return lines
+    if lines and abs(max_f1 - threshold) < 0.5 * bin_width:
+        lines[0] = (threshold, plot.DARK, f"threshold {_num(threshold)} = max F1 {_num(max_f1)}", "-")
+    else:
+        lines.append((max_f1, plot.GREEN, f"max F1 {_num(max_f1)}", "--"))
+    return lines
 
 
 def _tile(crop: tuple, box: np.ndarray, side: int, o: ReportOptions) -> np.ndarray:
@@ -367,10 +380,17 @@ def _draw_montages(stage: Path, ctx: _Context, panels: dict, crops: dict, sides:
             montages.append({"title": title, "png": None, "note": "No frame of this kind."})
             continue
         _montage(ctx, rows, crops, sides[name], o).save(stage / f"montage_{name}.png", optimize=True)
-        if sides[name] != o.crop_px:
-            note += f" Shown: {sides[name]} × {sides[name]} pixels, so that the boxes fit."
+        note += " " + _tile_size_note(sides[name], o.crop_px)
         montages.append({"title": title, "png": f"montage_{name}.png", "note": note})
     return montages
+
+
+def _tile_size_note(side: int, crop_px: int) -> str:
+    """What a montage's tiles show: ``side`` pixels square, said once, beside the panel (a
+    panel whose detection boxes reach farther than ``crop_px`` shows more)."""
+    if side == crop_px:
+        return f"Tiles: {side} × {side} pixels."
+    return f"Tiles: {side} × {side} pixels (more than the {crop_px} asked for, so that the boxes fit)."
 
 
 def _profile_map(ctx: _Context, o: ReportOptions):
@@ -508,7 +528,7 @@ def page_context(hits_path: str, summary: dict, drawn: dict, o: ReportOptions, s
                      for title, images in drawn["sections"]],
         "by": [_by_context(name, section, stage) for name, section in truth.get("by", {}).items()],
         "photons": _photons_context(truth["photon_bins"]) if truth.get("photon_bins") else None,
-        "tile_note": (f"Each tile: the {o.crop_px} × {o.crop_px} pixels around the beam centre, "
+        "tile_note": ("Each tile: a square around the beam centre (its side in pixels under each panel), "
                       "log10(1 + photons), each tile scaled to its own range; grey = masked pixels; "
                       "cyan box = the detection (x, y, w, h from the hit list)."),
         "montages": montages,

@@ -140,14 +140,14 @@ def by_category(name: str, section: dict) -> object:
 def score_histogram(edges: np.ndarray, series: Sequence[tuple[str, np.ndarray, str]],
                     lines: Sequence[tuple[float, str, str]]) -> object:
     """Histograms of scores (label, counts per bin of ``edges``, colour) on a log scale,
-    with dashed vertical ``lines`` (score, colour, label)."""
+    with vertical ``lines`` (score, colour, label, line style), drawn above the bars."""
     top = max((int(c.max()) for _, c, _ in series), default=1)
     with figure(640, 380) as (fig, ax):
         for label, counts, colour in series:
             ax.stairs(counts, edges, fill=True, color=colour, alpha=0.5, label=label)
             ax.stairs(counts, edges, color=colour, lw=1)
-        for x, colour, label in lines:
-            ax.axvline(x, color=colour, ls="--", lw=1.5, label=label)
+        for x, colour, label, style in lines:
+            ax.axvline(x, color=colour, ls=style, lw=1.5, label=label, zorder=3)
         ax.set_yscale("log")
         ax.set(title="Scores", xlabel="score", ylabel="frames (log scale)", xlim=(edges[0], edges[-1]),
                ylim=(0.7, max(10.0, top * 1.8)))
@@ -191,9 +191,10 @@ def size_histogram(diameters_nm: np.ndarray, edges: np.ndarray, window: tuple[fl
     with figure(560, 360) as (fig, ax):
         if window is not None:
             ax.axvspan(*window, color=GREEN, alpha=0.12, label=f"size window {window[0]:g}-{window[1]:g} nm")
-        ax.stairs(counts, edges, fill=True, color=BLUE, alpha=0.6,
-                  label=f"median {np.median(diameters_nm):.1f} nm")
+        ax.stairs(counts, edges, fill=True, color=BLUE, alpha=0.6, label="fitted diameters")
         ax.stairs(counts, edges, color=BLUE, lw=1)
+        median = float(np.median(diameters_nm))
+        ax.axvline(median, color=DARK, ls="--", lw=1.5, label=f"median {median:.1f} nm", zorder=3)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=f"Fitted diameters of {len(diameters_nm)} selected frames", xlabel="diameter (nm)",
                ylabel="frames", xlim=(edges[0], edges[-1]), ylim=(0, max(int(counts.max()) * 1.15, 1)))

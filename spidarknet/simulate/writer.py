@@ -60,6 +60,7 @@ LABEL_RULE = "single=1: one particle, 60-75 nm"
 #: facilities use (European XFEL and Dectris detectors write bitshuffle-LZ4); they come
 #: from the ``hdf5plugin`` package, which readers need too.
 COMPRESSIONS = {
+    "gzip-1": "deflate level 1 (built into HDF5; simulate's default, see FRAME_COMPRESSION)",
     "gzip": "deflate level 4 (built into HDF5)",
     "lzf": "LZF (built into h5py)",
     "shuffle-gzip": "byte shuffle then deflate level 4 (built into HDF5)",
@@ -75,8 +76,8 @@ def compression_options(name: str | None) -> dict:
         return {}
     if name not in COMPRESSIONS:
         raise OutputError(f"unknown compression {name!r}; use one of {', '.join(COMPRESSIONS)} or none")
-    if name == "gzip":
-        return {"compression": "gzip", "compression_opts": 4}
+    if name in ("gzip", "gzip-1"):
+        return {"compression": "gzip", "compression_opts": 4 if name == "gzip" else 1}
     if name == "lzf":
         return {"compression": "lzf"}
     if name == "shuffle-gzip":
@@ -166,7 +167,7 @@ class CxiWriter:
         det.create_dataset("y_pixel_size", data=np.float64(geometry.pixel_size_m))
         det.create_dataset("corner_position",
                            data=np.array(geometry.corner_position_m, dtype=np.float64))
-        det.create_dataset("mask_shared", data=mask.astype(np.uint32))
+        det.create_dataset("mask_shared", data=mask.astype(np.uint32), compression="gzip", compression_opts=1)
         det.create_dataset("description", data="simulated pnCCD")
         src = f.create_group("entry_1/instrument_1/source_1")
         src.create_dataset("energy", data=np.float64(geometry.photon_energy_J))
