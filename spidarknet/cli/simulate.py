@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed and options give identical files")
     parser.add_argument("--half-detector", action="store_true",
                         help="one pnCCD half dead (masked, zero), as in the 2018 PR772 run")
-    parser.add_argument("--compression", choices=(*COMPRESSIONS, "none"), default=FRAME_COMPRESSION,
+    parser.add_argument("--compression", choices=(*COMPRESSIONS, "none"), default=None,
                         help=f"HDF5 compression of the frames (default {FRAME_COMPRESSION}, which h5py reads "
                         "without plugins: ~24 kB a frame instead of 2.1 MB): "
                         + "; ".join(f"{k}: {v}" for k, v in COMPRESSIONS.items())
@@ -236,7 +236,7 @@ def run_agipd(args: argparse.Namespace) -> int:
     """``--detector agipd1m``: a labelled AGIPD run folder."""
     from spidarknet.simulate.agipd import AgipdRunSettings, simulate_agipd_run
     from spidarknet.simulate.settings import option_name
-    if args.like or args.measured_like or args.compression != "none" or args.binning or args.half_detector:
+    if args.like or args.measured_like or args.compression is not None or args.binning or args.half_detector:
         raise ConfigError("--like, --measured-like, --compression, --binning and --half-detector are pnCCD options; "
                           "--detector agipd1m writes the facility's corrected layout")
     options = settings_from_args(args)
@@ -286,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not args.force:
         raise OutputError(f"{args.output} exists; use --force to overwrite it "
                           "or choose another name")
-    compression = None if args.compression == "none" else args.compression
+    chosen = FRAME_COMPRESSION if args.compression is None else args.compression
+    compression = None if chosen == "none" else chosen
     if args.like:
         _check_like_geometry(args)
     with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
