@@ -21,7 +21,7 @@ def tiny_run(tmp_path_factory, darknet_bin):
 
 def test_the_stray_light_training_files_do_not_repeat_the_measured_regime():
     from spidarknet.simulate.settings import MEASURED_LIKE_SETTINGS
-    assert set(STRAY_TRAIN_SETS) <= set(TRAIN_SETS) and all(s.half_detector for s in STRAY_TRAIN_SETS)
+    assert not set(STRAY_TRAIN_SETS) & set(TRAIN_SETS) and all(s.half_detector for s in STRAY_TRAIN_SETS)
     for s in STRAY_TRAIN_SETS:
         effects = s.effects()
         assert effects.beamline_photons > 0 and effects.ring_photons > 0
@@ -32,7 +32,7 @@ def test_the_stray_light_training_files_do_not_repeat_the_measured_regime():
 
 
 def test_seeds_of_training_dev_and_test_files_never_meet():
-    seeds = [s.seed for s in (*TRAIN_SETS, *GEOMETRY_TRAIN_SETS, *DEV_SETS, *TEST_SETS)]
+    seeds = [s.seed for s in (*TRAIN_SETS, *STRAY_TRAIN_SETS, *GEOMETRY_TRAIN_SETS, *DEV_SETS, *TEST_SETS)]
     assert len(set(seeds)) == len(seeds)
     assert {s.half_detector for s in TEST_SETS} == {True, False}
 
@@ -117,6 +117,7 @@ def test_save_model_carries_the_figures_and_scores_frames(tiny_run, tmp_path, sm
     (["--weights", "w.weights", "--save-model", "x.weights"], "drop one or the other"),
     (["--weights", "w.weights", "--regimes", "measurd"], "unknown regime 'measurd'"),
     (["--weights", "w.weights", "--train-geometries"], "drop one or the other"),
+    (["--weights", "w.weights", "--train-stray"], "drop one or the other"),
     (["--weights", "w.weights", "--regimes", "dim@binned5"], "unknown regime 'dim@binned5'"),
 ])
 def test_bench_science_option_mistakes_are_one_error_line(argv, words, capsys, tmp_path):
