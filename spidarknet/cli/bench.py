@@ -68,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
                               "or dim and bright at another geometry (equal fluence): dim@binned4, "
                               "bright@binned8-581mm, dim@far-1.2keV, ... (default all), e.g. '--regimes measured "
                               "--weights spidarknet/models/spi-default.weights'")
+    _add_training_args(science)
+    parser.add_argument("--workdir", help="keep the files here (default: a temporary folder, removed; "
+                                          "--science reuses the simulated files it finds there)")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    cli.add_common_args(parser)
+    return parser
+
+
+def _add_training_args(science) -> None:
+    """The science benchmark's options of what the default recipe trains on, and where it goes."""
     science.add_argument("--train-geometries", action="store_true",
                          help="also train on 400 dim and 400 bright frames at each other geometry (equal fluence; "
                               "5,600 frames instead of 3,200) for 3,000 iterations: held-out F1 closer to the "
@@ -79,11 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     science.add_argument("--save-model", metavar="WEIGHTS",
                          help="copy the default recipe's model here with a card holding the figures "
                               "('make model' writes the built-in one)")
-    parser.add_argument("--workdir", help="keep the files here (default: a temporary folder, removed; "
-                                          "--science reuses the simulated files it finds there)")
-    parser.add_argument("--out", help="write the figures as JSON here")
-    cli.add_common_args(parser)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
