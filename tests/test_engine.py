@@ -26,6 +26,13 @@ from spidarknet.engine.workers import DarknetLibDetector
 from spidarknet.frames.source import FrameSource
 from spidarknet.hits import COLUMNS, read_hits
 
+
+def _sigint_as_ctrl_c():
+    """In the child before it starts: SIGINT raises KeyboardInterrupt there, as at a terminal, even
+    where this test runs from a shell job that ignores it (Python then keeps ignoring it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 WEIGHTS = "backup/yolov2-tiny-spi_final.weights"
 
 
@@ -314,7 +321,8 @@ def test_ctrl_c_stops_training_cleanly(small_cxi, tmp_path):
                                 "--width-scale", "0.25", "--max-batches", "5000", "--quiet"]) == 0
     proc = subprocess.Popen([sys.executable, "-m", "spidarknet", "train", str(ds), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+                            preexec_fn=_sigint_as_ctrl_c)
     log = ds / "train.log"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not (log.exists() and " avg," in log.read_text()):
