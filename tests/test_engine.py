@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from child import sigint_as_ctrl_c
 from spidarknet.cli import detect, train
 from spidarknet.core import metrics
 from spidarknet.core.errors import EngineError
@@ -25,12 +26,6 @@ from spidarknet.engine.weights import check_weights
 from spidarknet.engine.workers import DarknetLibDetector
 from spidarknet.frames.source import FrameSource
 from spidarknet.hits import COLUMNS, read_hits
-
-
-def _sigint_as_ctrl_c():
-    """In the child before it starts: SIGINT raises KeyboardInterrupt there, as at a terminal, even
-    where this test runs from a shell job that ignores it (Python then keeps ignoring it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 WEIGHTS = "backup/yolov2-tiny-spi_final.weights"
@@ -322,7 +317,7 @@ def test_ctrl_c_stops_training_cleanly(small_cxi, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "spidarknet", "train", str(ds), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
-                            preexec_fn=_sigint_as_ctrl_c)
+                            preexec_fn=sigint_as_ctrl_c)
     log = ds / "train.log"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not (log.exists() and " avg," in log.read_text()):

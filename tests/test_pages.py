@@ -20,15 +20,10 @@ import h5py
 import numpy as np
 import pytest
 
+from child import sigint_as_ctrl_c
 from spidarknet.core.selection import read_selection
 from spidarknet.serve.monitor import KEPT_HITS, LATEST_HITS, RATE_BINS, MonitorState
 from spidarknet.serve.server import host_warning
-
-
-def _sigint_as_ctrl_c():
-    """In the child before it starts: SIGINT raises KeyboardInterrupt there, as at a terminal, even
-    where this test runs from a shell job that ignores it (Python then keeps ignoring it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +50,7 @@ def page():
 def start(argv: list[str], timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """``python -m spidarknet ARGV --port 0`` and the address it prints once its page listens."""
     proc = subprocess.Popen([sys.executable, "-m", "spidarknet", *argv, "--port", "0"], stdout=subprocess.PIPE,
-                            text=True, cwd=REPO, preexec_fn=_sigint_as_ctrl_c)
+                            text=True, cwd=REPO, preexec_fn=sigint_as_ctrl_c)
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     line = proc.stdout.readline() if ready else ""
     found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)

@@ -18,18 +18,13 @@ import h5py
 import numpy as np
 import pytest
 
+from child import sigint_as_ctrl_c
 from spidarknet.cli import export_emc
 from spidarknet.cli import reconstruct as reconstruct_cmd
 from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList
 from spidarknet.reconstruct.run import (DragonflyError, read_intensity, read_log, reconstruct,
                                     run_dragonfly)
-
-
-def _sigint_as_ctrl_c():
-    """In the child before it starts: SIGINT raises KeyboardInterrupt there, as at a terminal, even
-    where this test runs from a shell job that ignores it (Python then keeps ignoring it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 DIAMETER_NM = 70.0
@@ -165,7 +160,7 @@ def test_an_interrupted_run_keeps_its_iterations_and_resumes(sphere_hits, tmp_pa
                "--num-div", "2", "--q-max", "0.5", "--iterations", "60", "--threads", "2", "-q",
                "--dragonfly", str(exe)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_sigint_as_ctrl_c)
+                            preexec_fn=sigint_as_ctrl_c)
     log_path = partial / "dragonfly" / "EMC.log"
     deadline = time.monotonic() + 60
     from spidarknet.reconstruct.run import parse_dragonfly_log

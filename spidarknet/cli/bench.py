@@ -170,8 +170,8 @@ def run_science_bench(args: argparse.Namespace) -> int:
             detect_args = () if args.no_size_window else ScienceConfig.detect_args
             config = ScienceConfig(workdir=work, export_args=options,
                                    label=(Path(args.weights).stem if args.weights else
-                                          f"{name}+geometries" if args.train_geometries else
-                                          f"{name}+stray" if args.train_stray else name),
+                                          name + "+geometries" * args.train_geometries
+                                          + "+stray" * args.train_stray),
                                    positives=args.positives, detect_args=detect_args,
                                    scale_counts=args.scale_counts, train_sets=train_sets,
                                    weights=Path(args.weights) if args.weights else None)
