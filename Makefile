@@ -7,10 +7,10 @@
 #   make install   pip-install spidarknet (editable) with its test tools into build/venv
 #   make system-deps  Debian packages the tests drive: OpenMPI, Chromium, Dragonfly's build deps (root)
 #   make bench     throughput benchmark: detect per backend vs the naive pipeline
-#   make science   science benchmark: train the default recipe, judge it on held-out regimes and geometries (~20 min)
+#   make science   science benchmark: train the default recipe, judge it on held-out regimes and geometries (~35 min)
 #   make science-measured  the measured-like regime alone, judged with the built-in model (~5 min)
-#   make science-agipd  the AGIPD regime (European XFEL runs) and the lit-pixel hit finder, built-in model (~15 min)
-#   make model     rebuild the built-in model (spidarknet/models/) with its figures at each geometry (~20 min)
+#   make science-agipd  the AGIPD regime (European XFEL runs) and the lit-pixel hit finder, built-in model (~13 min, 20 GB)
+#   make model     rebuild the built-in model (spidarknet/models/) with its figures at each geometry (~35 min)
 #   make seed-questions  the seed's three questions on a simulated beamtime, EMC included (~18 min)
 #
 #   Python: a virtual environment of the project's own, build/venv (made from BASE_PYTHON,
@@ -95,7 +95,7 @@ science-measured: $(INSTALLED)
 	$(PYTHON) -m spidarknet bench --science --regimes measured --weights spidarknet/models/spi-default.weights \
 		--workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science-measured.json
 
-# The AGIPD regime alone (simulate --detector agipd1m runs, 13 GB, each beside its pnCCD twin, and
+# The AGIPD regime alone (simulate --detector agipd1m runs, 13 GB, each beside its pnCCD twin, 6 GB, and
 # the facility's lit-pixel hit finder beside spidarknet's selection), judged with the built-in model.
 science-agipd: $(INSTALLED)
 	$(PYTHON) -m spidarknet bench --science --regimes agipd agipd-sparse --weights spidarknet/models/spi-default.weights \

@@ -76,13 +76,13 @@ def check_geometries_table(science: dict) -> None:
     """The card's held-out F1 per geometry (both regimes at each of the benchmark's geometries,
     at equal fluence): the pipeline's, the network's alone, the frames, and the distance to the
     training geometry's F1 (issue #18: within 0.03 is the target)."""
-    from spidarknet.experiments.science import GEOMETRIES, TRAINING_GEOMETRY
+    from spidarknet.experiments.science import AGIPD_GEOMETRY, GEOMETRIES, TRAINING_GEOMETRY
     table = science["geometries"]
-    assert set(table) == set(GEOMETRIES)
+    assert set(GEOMETRIES) <= set(table) <= set(GEOMETRIES) | {AGIPD_GEOMETRY.name}  # the AGIPD regime's runs
     base = table[TRAINING_GEOMETRY.name]["regimes"]
     assert base["dim"]["f1"] == science["tests"]["dim"]["f1"] and base["bright"]["set"] == "bright"
     for name, row in table.items():
-        assert row["about"] and {"dim", "bright"} <= set(row["regimes"])
+        assert row["about"] and (name not in GEOMETRIES or {"dim", "bright"} <= set(row["regimes"]))
         for conditions, r in row["regimes"].items():
             figures = science["tests"][r["set"]]
             assert r["frames"] == figures["frames"] >= 300 and r["positives"] == figures["positives"]

@@ -1,7 +1,7 @@
 """The science benchmark: is the selection right, on frames no choice was made on?
 
 One run simulates a training set and, with other seeds and somewhat other conditions,
-held-out test sets in three regimes, then does what a user does with the defaults —
+held-out test sets in four regimes, then does what a user does with the defaults —
 ``export-dataset`` + ``train`` on the training files, ``detect`` on each test file — and
 judges each hit list against the truth the simulator wrote:
 
