@@ -444,11 +444,13 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
                                  "seed": s.seed, "geometry": s.geometry} for s in config.train_sets]
     for spec, path in zip(judged, judged_files):
         figures = _detect_and_judge(spec, path, weights, run_dir, config.detect_args, card.get("threshold"))
-        if spec.conditions in LIT_PIXEL_CONDITIONS:
-            figures["lit_pixel"] = lit_pixel_figures(spec, path, weights)
         result["dev" if spec in config.dev_sets else "tests"][spec.name] = figures
     result["geometries"] = geometry_table(result["tests"], config.test_sets)
     result["dev_geometries"] = geometry_table(result["dev"], config.dev_sets)
+    for spec, path in zip(judged, judged_files):
+        if spec.conditions in LIT_PIXEL_CONDITIONS:
+            result["dev" if spec in config.dev_sets else "tests"][spec.name]["lit_pixel"] = lit_pixel_figures(
+                spec, path, weights)
     write_json(result, run_dir / "science.json", True, "science figures")
     return result
 
