@@ -106,9 +106,7 @@ DEFAULT_FRACTIONS = {"single": 0.35, "multiple": 0.15, "empty": 0.25,
 #: the defaults of :class:`SimulationSettings`, under their historical names
 LABEL_RANGE_NM = DEFAULT_SETTINGS.label_range_nm
 MEAN_FLUENCE_PHOTONS_PER_M2 = DEFAULT_SETTINGS.mean_fluence_photons_per_m2
-FLUENCE_SIGMA = DEFAULT_SETTINGS.fluence_sigma
 BACKGROUND_PHOTONS_PER_PIXEL = DEFAULT_SETTINGS.background_photons_per_pixel
-CENTRE_JITTER_PX = DEFAULT_SETTINGS.centre_jitter_px
 #: a pixel counts as "signal" for ``extent_px`` while the azimuthally averaged expected
 #: signal exceeds this multiple of the background
 EXTENT_BACKGROUND_FACTOR = 2.0
