@@ -50,12 +50,12 @@ The package, one job per module (lower ones first; each imports only those above
 
 =================  ==========================================================================
 ``defaults``       :data:`DEFAULTS`, the command's defaults in one table
+``page``           the figures and the HTML page of a run
 ``dragonfly``      finding ``dragonfly.emc``, its config and log, a run of it
 ``reduction``      the reduced detector and orientation sampling that suit the data
 ``prepare``        a run's input: frames exported or read, reduced, configs written
 ``results``        :class:`Reconstruction`, a run folder's products, reading them back
 ``run``            :func:`reconstruct`, the whole job
-``page``           the figures and the HTML page of a run
 =================  ==========================================================================
 """
 

@@ -153,6 +153,39 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+def _completed_iterations(folder: Path) -> int:
+    """The iterations an earlier run in ``folder`` completed; its log is trimmed to complete
+    lines, so that Dragonfly's ``-r`` reads the last one.  An error when that one's output is gone."""
+    log_path = folder / "EMC.log"
+    done = parse_dragonfly_log(log_path)
+    if done and not (folder / "data" / f"output_{int(done[-1][0]):03d}.h5").is_file():
+        raise OutputError(f"{folder}: the log ends at iteration {int(done[-1][0])} but its output file is "
+                          "gone; start over with --force")
+    if done:
+        log_path.write_text("".join(line for line in log_path.read_text().splitlines(keepends=True)
+                                    if line.endswith("\n")))
+    return len(done)
+
+
+def _follow(proc: subprocess.Popen, folder: Path, bar, tail: deque) -> None:
+    """Dragonfly's output, line by line until it ends: the last lines kept in ``tail``, and at
+    each finished iteration the bar moved on and older outputs deleted; Dragonfly is stopped
+    when this process is interrupted."""
+    try:
+        for line in proc.stdout:
+            tail.append(line.rstrip("\n"))
+            m = re.match(r"Finished iteration (\d+)", line)
+            if m:
+                bar.update(1)
+                _prune_outputs(folder / "data", int(m.group(1)))
+        proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        proc.stdout.close()
+
+
 def run_dragonfly(folder: Path, iterations: int, *, threads: int, dragonfly: Path, progress: bool,
                   desc: str = "EMC") -> dict:
     """Run (or continue) Dragonfly in ``folder`` (its config.ini) up to ``iterations`` in all.
@@ -161,15 +194,7 @@ def run_dragonfly(folder: Path, iterations: int, *, threads: int, dragonfly: Pat
     the tail of Dragonfly's output when it fails.
     """
     from tqdm import tqdm
-    log_path = folder / "EMC.log"
-    done = parse_dragonfly_log(log_path)
-    if done and not (folder / "data" / f"output_{int(done[-1][0]):03d}.h5").is_file():
-        raise OutputError(f"{folder}: the log ends at iteration {int(done[-1][0])} but its output file is "
-                          "gone; start over with --force")
-    completed = len(done)
-    if done:   # leave only complete lines, so that Dragonfly's -r reads the last iteration
-        log_path.write_text("".join(line for line in log_path.read_text().splitlines(keepends=True)
-                                    if line.endswith("\n")))
+    completed = _completed_iterations(folder)
     todo = iterations - completed
     if todo <= 0:
         return {"ran": 0, "seconds": 0.0, "completed_before": completed}
@@ -189,21 +214,9 @@ def run_dragonfly(folder: Path, iterations: int, *, threads: int, dragonfly: Pat
                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
         except OSError as exc:
             raise DragonflyError(f"cannot start Dragonfly ({' '.join(command)}): {exc}; {DRAGONFLY_INSTALL}") from None
-        try:
-            for line in proc.stdout:
-                tail.append(line.rstrip("\n"))
-                m = re.match(r"Finished iteration (\d+)", line)
-                if m:
-                    bar.update(1)
-                    _prune_outputs(folder / "data", int(m.group(1)))
-            proc.wait()
-        except BaseException:
-            _stop(proc)
-            raise
-        finally:
-            proc.stdout.close()
+        _follow(proc, folder, bar, tail)
     seconds = time.perf_counter() - t0
-    rows = parse_dragonfly_log(log_path)
+    rows = parse_dragonfly_log(folder / "EMC.log")
     if proc.returncode != 0 or len(rows) < iterations:
         what = (f"exited with status {proc.returncode}" if proc.returncode != 0 else
                 f"stopped after {len(rows)} of {iterations} iterations")
