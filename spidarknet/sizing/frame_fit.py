@@ -11,11 +11,12 @@ from typing import Sequence
 
 import numpy as np
 
+from spidarknet.core.radial import RadialProfile, radial_profile
+from spidarknet.core.scattering import radius_for_q_m
 from spidarknet.frames.source import FileInfo, FrameKey, Geometry
 from spidarknet.sizing.centre_search import _centre_candidates, _ring_search, centre_search_in_pixels
-from spidarknet.sizing.formfactor import _Optics, radius_for_q_m
+from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
 from spidarknet.sizing.pixel_fit import _fisher_scoring
-from spidarknet.sizing.profile import RadialProfile, radial_profile
 from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
 from spidarknet.sizing.region import _FitPixels, _kernels
 from spidarknet.sizing.second_particle import second_particle_z
@@ -143,7 +144,8 @@ class SizeResult:
 def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
     """Largest ring radius (x pixels) the fit needs: where q reaches ``q_max_inv_nm``."""
     geometry.require_scattering()
-    rho = radius_for_q_m(settings.q_max_inv_nm * 1e9, geometry.distance_m, geometry.wavelength_m)
+    rho = radius_for_q_m(settings.q_max_inv_nm * 1e9, geometry.distance_m, geometry.wavelength_m,
+                         hint=Q_RANGE_HINT)
     return rho / geometry.pixel_size_m[0] + settings.bin_px
 
 
