@@ -271,6 +271,24 @@ def _pixel_pass(x, y, values, shift_x, shift_y, aspect, d_m, optics, steps, a, b
     lit_out[0], lit_out[1], lit_out[2], lit_out[3], lit_out[4] = l_s, l_d, l_x, l_y, l_w
 
 
+def _model_sums(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out):
+    """``out`` = (Σ s, Σ ∂s/∂d, Σ ∂s/∂cx, Σ ∂s/∂cy) of :func:`_pixel_model` over every pixel at
+    ``x``, ``y`` seen from a centre ``shift`` away (as :func:`_pixel_pass`): the sums that
+    the gradient of the negative log-likelihood takes over all pixels, without μ, its
+    reciprocal and the information (the photons' terms come from their own pixels)."""
+    pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
+    s_s, s_d, s_x, s_y = 0.0, 0.0, 0.0, 0.0
+    for j in range(x.shape[0]):
+        px = np.float64(x[j]) - shift_x
+        py = np.float64(y[j]) - shift_y
+        shape, g_ds, g_xs, g_ys = _pixel_model(px, py, aspect, d_m, pixel_m, distance_m, k4, steps)
+        s_s += shape
+        s_d += g_ds
+        s_x += g_xs
+        s_y += g_ys
+    out[0], out[1], out[2], out[3] = s_s, s_d, s_x, s_y
+
+
 def _log_sum(mu, lit, counts):
     """``Σ C log μ`` over the pixels ``lit`` holding ``counts`` photons."""
     total = 0.0
@@ -279,38 +297,60 @@ def _log_sum(mu, lit, counts):
     return total
 
 
+def _lane_sums(index, values, n_bins, lanes):
+    """``lanes`` (4, n_bins) = the sums of ``values`` by ``index`` (every value below
+    ``n_bins``), consecutive values into four separate rows: pixels in a row mostly share a
+    ring, and one row of sums would make each addition wait for the one before."""
+    lanes[:, :n_bins] = 0.0
+    n = index.shape[0]
+    m = n - n % 4
+    for j in range(0, m, 4):
+        lanes[0, index[j]] += values[j]
+        lanes[1, index[j + 1]] += values[j + 1]
+        lanes[2, index[j + 2]] += values[j + 2]
+        lanes[3, index[j + 3]] += values[j + 3]
+    for j in range(m, n):
+        lanes[0, index[j]] += values[j]
+
+
 def _ring_sums(x, y, counts, shifts, width, out):
     """Strict IEEE float32 (no fused or reordered operations): see :func:`ring_sums`.
-    Each centre's ring numbers first (a loop that vectorises), then the sums."""
+    Each centre's ring numbers first (a loop that vectorises), then the sums
+    (:func:`_lane_sums`; the last ring holds the pixels beyond ``n_rings``)."""
     n_rings = out.shape[1]
     ring = np.empty(x.shape[0], dtype=np.int32)
+    lanes = np.empty((4, n_rings + 1))
     for i in range(shifts.shape[0]):
         dx, dy = shifts[i, 0], shifts[i, 1]
         for j in range(x.shape[0]):
             px = x[j] - dx
             py = y[j] - dy
             ring[j] = np.int32(min(np.sqrt(px * px + py * py) / width, np.float32(n_rings)))
-        for j in range(x.shape[0]):
-            if ring[j] < n_rings:
-                out[i, ring[j]] += counts[j]
+        _lane_sums(ring, counts, n_rings + 1, lanes)
+        for k in range(n_rings):
+            out[i, k] += (lanes[0, k] + lanes[1, k]) + (lanes[2, k] + lanes[3, k])
 
 
 def _ring_totals(x, y, shift_x, shift_y, width, mu, lit, counts):
     """(μ, pixels, photons) per ring ``width`` wide about a centre ``shift`` from the
     region's centre (float64 arithmetic: the rings of numpy's
     ``(((x - sx)² + (y - sy)²)^½ / width).astype(intp)``), as many rings as the farthest
-    pixel needs; ``lit`` (ascending) indexes the pixels holding ``counts`` photons."""
-    ring = np.empty(x.shape[0], dtype=np.int64)
+    pixel needs; ``lit`` (ascending) indexes the pixels holding ``counts`` photons.  The
+    ring numbers first, in a loop that vectorises (int32: AVX2 converts no int64), then
+    the sums (:func:`_lane_sums`)."""
+    ring = np.empty(x.shape[0], dtype=np.int32)
     last = 0
     for j in range(x.shape[0]):
         dx = np.float64(x[j]) - shift_x
         dy = np.float64(y[j]) - shift_y
-        ring[j] = np.int64(math.sqrt(dx * dx + dy * dy) / width)
+        ring[j] = np.int32(math.sqrt(dx * dx + dy * dy) / width)
         last = max(last, ring[j])
-    mu_k, n_k, c_k = np.zeros(last + 1), np.zeros(last + 1), np.zeros(last + 1)
-    for j in range(x.shape[0]):
-        mu_k[ring[j]] += mu[j]
-        n_k[ring[j]] += 1.0
+    lanes = np.empty((4, last + 1))
+    _lane_sums(ring, mu, last + 1, lanes)
+    mu_k = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    _lane_sums(ring, np.ones(x.shape[0]), last + 1, lanes)
+    n_k = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    c_k = np.zeros(last + 1)
     for m in range(lit.shape[0]):
         c_k[ring[lit[m]]] += counts[m]
     return mu_k, n_k, c_k
@@ -320,22 +360,27 @@ def _residual_grid(x, y, shift_x, shift_y, lit, counts, mu, background, side):
     """The weighted residual ``(C/μ − 1)(μ − b)`` of every pixel on a ``side`` x ``side``
     float32 grid (``side`` a power of two) at its rounded offsets (x, y float32, less
     ``shift``; rows and columns taken modulo ``side``), and ``Σ (μ − b)²/μ``.  ``lit``
-    (ascending) indexes the pixels holding ``counts`` photons."""
-    grid = np.zeros((side, side), dtype=np.float32)
-    wrap = side - 1
+    (ascending) indexes the pixels holding ``counts`` photons.  Each pixel's cell and
+    residual first (a loop that vectorises), the photons' terms, then the scatter."""
+    n = x.shape[0]
+    width, wrap = np.int32(side), np.int32(side - 1)
+    cell = np.empty(n, dtype=np.int32)
+    weighted = np.empty(n)
     variance = 0.0
-    m = 0
-    for j in range(x.shape[0]):
-        col = np.int64(np.rint(x[j] - shift_x)) & wrap
-        row = np.int64(np.rint(y[j] - shift_y)) & wrap
+    for j in range(n):
+        col = np.int32(np.rint(x[j] - shift_x)) & wrap
+        row = np.int32(np.rint(y[j] - shift_y)) & wrap
+        cell[j] = row * width + col
         signal = mu[j] - background
-        weighted = -signal
-        if m < lit.shape[0] and lit[m] == j:
-            weighted += counts[m] * signal / mu[j]
-            m += 1
+        weighted[j] = -signal
         variance += signal * signal / mu[j]
-        grid[row, col] += np.float32(weighted)
-    return grid, variance
+    for m in range(lit.shape[0]):
+        j = lit[m]
+        weighted[j] += counts[m] * (mu[j] - background) / mu[j]
+    grid = np.zeros(side * side, dtype=np.float32)
+    for j in range(n):
+        grid[cell[j]] += np.float32(weighted[j])
+    return grid.reshape(side, side), variance
 
 
 #: the histogram of the power that :func:`_spectrum_peak` keeps: bins this wide from 0 (the
@@ -418,9 +463,11 @@ if numba is not None:
     _pixel_model = _jit(_pixel_model, inline=True)
     _pixel_pass_jit = _jit(_pixel_pass, _SUM_FLAGS)
     _log_sum_jit = _jit(_log_sum, _SUM_FLAGS)
+    _model_sums_jit = _jit(_model_sums, _SUM_FLAGS)
+    _lane_sums = _jit(_lane_sums, flags=False, inline=True)
     _ring_sums_jit = _jit(_ring_sums, flags=False)
     _ring_totals_jit = _jit(_ring_totals, flags=False)
-    _residual_grid_jit = _jit(_residual_grid)
+    _residual_grid_jit = _jit(_residual_grid, _SUM_FLAGS)
     _spectrum_peak_jit = _jit(_spectrum_peak)
     _spectrum_quantile_jit = _jit(_spectrum_quantile)
 
@@ -436,6 +483,15 @@ def pixel_pass(x: np.ndarray, y: np.ndarray, values: np.ndarray, shift, aspect: 
     _pixel_pass_jit(x, y, values, float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, steps,
                     float(a), float(b), mu, sums, info, lit)
     return mu, sums, info, lit
+
+
+def model_sums(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray,
+               steps: np.ndarray) -> np.ndarray:
+    """(Σ s, Σ ∂s/∂d, Σ ∂s/∂cx, Σ ∂s/∂cy) of :func:`_model_sums` (arguments as :func:`pixel_pass`)."""
+    out = np.empty(4)
+    steps = None if len(steps) == 1 and steps[0] == 0.0 else np.ascontiguousarray(steps, dtype=np.float64)
+    _model_sums_jit(x, y, float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, steps, out)
+    return out
 
 
 def log_sum(mu: np.ndarray, lit: np.ndarray, counts: np.ndarray) -> float:

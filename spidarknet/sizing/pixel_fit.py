@@ -51,31 +51,42 @@ class _PixelModel:
         d_nm = values.pop(0)
         return (a, b, d_nm) + ((values[0], values[1]) if self.fit_c else self.centre_xy)
 
-    def at(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    def at(self, theta: np.ndarray, information: bool = True) -> tuple[float, np.ndarray, np.ndarray | None,
+                                                                      np.ndarray]:
         """(negative log-likelihood, its gradient and the information of the free
-        parameters, μ per pixel) at ``theta``."""
+        parameters, μ per pixel) at ``theta``; without ``information``: no information
+        (None) and μ only on the pixels holding photons (the sums over all pixels from
+        :func:`spidarknet.sizing_kernels.model_sums`, about half the cost of a full pass)."""
         a, b, d_nm, cx, cy = self.unpack(theta)
         pixels = self.pixels
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
         kernels = _kernels()
-        if self.lattice is None:
+        if self.lattice is None and information:
             mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
                                                      d_nm * 1e-9, self.vector, self.steps, a, b)
             nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
-        else:   # the sums over all pixels from the lattice's, the photons' terms from their pixels
-            x, y = self.lattice
-            _, sums, info, _ = kernels.pixel_pass(x, y, np.zeros(len(x)), shift, pixels.aspect, d_nm * 1e-9,
-                                                  self.vector, self.steps, a, b)
+        else:   # the sums over all pixels (or the lattice's), the photons' terms from their pixels
+            x, y = (pixels.x, pixels.y) if self.lattice is None else self.lattice
             scale = pixels.n_pixels / len(x)
-            sums *= scale
-            info *= scale
+            if information:
+                _, sums, info, _ = kernels.pixel_pass(x, y, np.zeros(len(x)), shift, pixels.aspect, d_nm * 1e-9,
+                                                      self.vector, self.steps, a, b)
+                sums *= scale
+                info *= scale
+            else:
+                shape = kernels.model_sums(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector, self.steps)
+                shape *= scale
+                sums = np.array([a * shape[0] + b * pixels.n_pixels, shape[0], pixels.n_pixels, a * shape[1],
+                                 a * shape[2], a * shape[3]])
+                info = None
             mu, _, _, lit = kernels.pixel_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift,
                                                pixels.aspect, d_nm * 1e-9, self.vector, self.steps, a, b)
             nll = float(sums[0] - kernels.log_sum(mu, pixels.photon_index, pixels.counts))
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
         grad = sums[1:] - score
         if not self._all_free:
-            grad, info = grad[self.free], info[self._ix]
+            grad = grad[self.free]
+            info = None if info is None else info[self._ix]
         if self.correction is not None:
             nll += float(self.correction @ theta)
             grad += self.correction
@@ -172,11 +183,14 @@ def _corrected(model: "_PixelModel", rough: "_PixelModel", theta: np.ndarray, at
     1 % of a standard error, else None): the lattice's steps (``rough``, whose (nll,
     gradient, information, μ) at ``theta`` are ``at_theta``), corrected by every pixel's
     gradient, at most :data:`CORRECTIONS` times (see :func:`_fisher_scoring`)."""
-    for _ in range(CORRECTIONS):
-        found = model.at(theta)
-        unit = 1.0 / np.sqrt(np.maximum(np.diag(found[2]), 1e-300))
-        if not np.linalg.norm(found[1] * unit) >= 1e-2:
-            return theta, found
+    for attempt in range(CORRECTIONS):
+        # the lattice's steps end 0.1-2 standard errors from every pixel's optimum (its own
+        # optimum is biased): the first correction needs every pixel's gradient, not the check
+        found = model.at(theta, information=attempt > 0)
+        if attempt > 0:
+            unit = 1.0 / np.sqrt(np.maximum(np.diag(found[2]), 1e-300))
+            if not np.linalg.norm(found[1] * unit) >= 1e-2:
+                return theta, found
         change = found[1] - at_theta[1]
         rough.correct(change)
         start = (at_theta[0] + float(change @ theta), found[1], at_theta[2], at_theta[3])
@@ -196,9 +210,10 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
     after ``max_steps`` steps (``start``: the model's (nll, gradient, information, μ) at
     ``theta``, known already).  ``secant``: the information is the start's, updated after
     each step by the gradient's change (BFGS), which heads for the likelihood's own
-    curvature (the lattice's steps, whose end point is not the answer; every pixel's steps
-    keep the information of each point).  Returns θ, the negative log-likelihood, its gradient, the
-    information and μ there."""
+    curvature (the lattice's steps, whose end point is not the answer; their trial points
+    compute no information; every pixel's steps keep the information of each point).
+    Returns θ, the negative log-likelihood, its gradient, the information (``secant``: the
+    start's) and μ there."""
     nll, grad, info, mu = model.at(theta) if start is None else start
     unit = 1.0 / np.sqrt(np.maximum(np.diag(info), 1e-300))   # 1σ of each, at the start
     hessian = info * np.outer(unit, unit)
@@ -210,7 +225,7 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
             break
         step, on_boundary = _scoring_step(hessian, grad_z, radius)
         trial = theta + step * unit
-        found = model.at(trial) if allowed(*model.unpack(trial)) else (math.inf,)
+        found = model.at(trial, information=not secant) if allowed(*model.unpack(trial)) else (math.inf,)
         expected = -float(grad_z @ step + 0.5 * step @ hessian @ step)
         ratio = (nll - found[0]) / expected if expected > 0 else -math.inf
         if ratio < 0.25:
@@ -218,8 +233,12 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
         elif ratio > 0.75 and on_boundary:
             radius = min(2.0 * radius, 1000.0)
         if ratio > 0.15:
-            theta, (nll, grad, info, mu) = trial, found
-            hessian = _secant(hessian, step, grad * unit - grad_z) if secant else info * np.outer(unit, unit)
+            theta, (nll, grad, new_info, mu) = trial, found
+            if secant:   # the start's information stays (a secant's steps compute none)
+                hessian = _secant(hessian, step, grad * unit - grad_z)
+            else:
+                info = new_info
+                hessian = info * np.outer(unit, unit)
     return theta, nll, grad, info, mu
 
 

@@ -73,8 +73,9 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
                                            pixels.bounds)
     if not variance > 0:
         return float("nan"), float("nan")
-    spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]))
-    separation = _separations(len(grid), kappa)
+    columns = _searched_columns(len(grid), kappa, largest)
+    spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]), columns)
+    separation = _separations(len(grid), kappa, columns)
     low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
     n_searched, n_quiet, best, peak, histogram = kernels.spectrum_peak(spectrum, separation, low, largest, variance,
                                                                   quiet)
@@ -99,14 +100,20 @@ def _grid_rows(side: int, bounds, shift_y: float) -> np.ndarray | None:
     return None if hi - lo + 1 >= side else np.arange(lo, hi + 1) & (side - 1)
 
 
-def _real_fft2(grid: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    """``scipy.fft.rfft2(grid)`` (the same numbers), its rows' transforms taken only for
-    ``rows`` (the others hold zeros: half of them on a half detector)."""
+def _searched_columns(side: int, kappa: float, largest: float) -> int:
+    """How many leading columns of the real FFT of a ``side`` x ``side`` grid hold
+    separations below ``largest`` (m): those whose column alone stands for less."""
+    return min(side // 2 + 1, int(math.floor(largest * side * kappa / (2.0 * math.pi))) + 1)
+
+
+def _real_fft2(grid: np.ndarray, rows: np.ndarray | None, columns: int) -> np.ndarray:
+    """The first ``columns`` columns of ``scipy.fft.rfft2(grid)`` (the same numbers), its
+    rows' transforms taken only for ``rows`` (the others hold zeros: half of them on a half
+    detector; None: all)."""
     fft = _fft()
-    if rows is None:
-        return fft.rfft2(grid, workers=1, overwrite_x=True)
-    spectrum = np.zeros((grid.shape[0], grid.shape[1] // 2 + 1), dtype=np.complex64)
-    spectrum[rows] = fft.rfft(grid[rows], axis=1, workers=1)
+    spectrum = np.zeros((grid.shape[0], columns), dtype=np.complex64)
+    chosen = slice(None) if rows is None else rows
+    spectrum[chosen] = fft.rfft(grid[chosen], axis=1, workers=1)[:, :columns]
     return fft.fft(spectrum, axis=0, workers=1, overwrite_x=True)
 
 
@@ -120,14 +127,15 @@ def _fft():
 _separation_cache: dict = {}
 
 
-def _separations(n: int, kappa: float) -> np.ndarray:
-    """(n, n // 2 + 1): the separation across the beam (m) that each frequency of the real
-    FFT of an n x n grid of pixels ``kappa`` (1/m) apart stands for; kept."""
-    key = (int(n), float(kappa))
+def _separations(n: int, kappa: float, columns: int) -> np.ndarray:
+    """(n, columns): the separation across the beam (m) that each frequency of the first
+    ``columns`` columns of the real FFT of an n x n grid of pixels ``kappa`` (1/m) apart
+    stands for; kept."""
+    key = (int(n), float(kappa), int(columns))
     if key not in _separation_cache:
         if len(_separation_cache) >= 8:
             _separation_cache.clear()
         fy = np.fft.fftfreq(n) * n
-        fx = np.arange(n // 2 + 1, dtype=np.float64)
+        fx = np.arange(columns, dtype=np.float64)
         _separation_cache[key] = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
     return _separation_cache[key]
