@@ -77,8 +77,7 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]), columns)
     separation = _separations(len(grid), kappa, columns)
     low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
-    n_searched, n_quiet, best, peak, histogram = kernels.spectrum_peak(spectrum, separation, low, largest, variance,
-                                                                  quiet)
+    n_searched, n_quiet, best, peak, power = kernels.spectrum_peak(spectrum, separation, low, largest, variance, quiet)
     if not n_searched:
         return float("nan"), float("nan")
     # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower
@@ -87,7 +86,7 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     # (The quartile is looked for only when it can exceed ln(4/3): when fewer values than
     # the quartile's rank lie below that.)
     if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1:
-        quartile = kernels.spectrum_quantile(spectrum, separation, low, largest, variance, 0.25, histogram)
+        quartile = kernels.spectrum_quantile(power, 0.25)
         peak /= max(1.0, quartile / quiet)
     return math.sqrt(peak), float(separation.flat[best])
 
