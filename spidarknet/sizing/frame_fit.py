@@ -196,13 +196,34 @@ def reach_photons(frame: np.ndarray, usable: np.ndarray, origin: tuple[int, int]
     ``r_out_px`` (x pixels; rows scaled by ``aspect``) of the file's beam centre ``centre_xy``,
     background included: how bright the frame is where the fit looks, whatever the fit made
     of it (NaN pixels and negative noise count as none)."""
-    rows = (np.arange(frame.shape[0]) + origin[0] - centre_xy[1]) * aspect
-    cols = np.arange(frame.shape[1]) + origin[1] - centre_xy[0]
-    inside = (rows[:, None] ** 2 + cols[None, :] ** 2 <= r_out_px * r_out_px) & usable
-    values = np.asarray(frame)[inside].astype(np.float64)
+    frame = np.asarray(frame)
+    inside = _disc(frame.shape, origin, centre_xy, r_out_px, aspect) & usable
+    if frame.dtype.kind in "ub" and adu_per_photon is None:   # photon counts: none NaN, none below 0
+        return float(np.sum(frame, where=inside, dtype=np.int64))
+    values = frame[inside].astype(np.float64)
     if adu_per_photon is not None:
         values /= adu_per_photon
     return float(np.sum(values, where=np.isfinite(values) & (values > 0)))
+
+
+#: the discs of :func:`_disc`, by their arguments (read-only)
+_disc_cache: dict = {}
+
+
+def _disc(shape, origin, centre_xy, r_out_px: float, aspect: float) -> np.ndarray:
+    """Whether each pixel of a region ``shape`` whose corner is ``origin`` lies within
+    ``r_out_px`` of ``centre_xy`` (rows scaled by ``aspect``); kept (a file's frames share it)."""
+    key = (tuple(shape), tuple(origin), float(centre_xy[0]), float(centre_xy[1]), float(r_out_px), float(aspect))
+    disc = _disc_cache.get(key)
+    if disc is None:
+        rows = (np.arange(shape[0]) + origin[0] - centre_xy[1]) * aspect
+        cols = np.arange(shape[1]) + origin[1] - centre_xy[0]
+        disc = rows[:, None] ** 2 + cols[None, :] ** 2 <= r_out_px * r_out_px
+        disc.setflags(write=False)
+        if len(_disc_cache) >= 64:
+            _disc_cache.clear()
+        _disc_cache[key] = disc
+    return disc
 
 
 def fit_roi(info: FileInfo, settings: SizingSettings) -> tuple[int, int, int, int]:
