@@ -105,7 +105,7 @@ science-agipd: $(INSTALLED)
 # same build gives the same weights), its figures in the card.
 model: $(INSTALLED) darknet
 	$(PYTHON) -m spidarknet bench --science --workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science.json \
-		--save-model spidarknet/models/spi-default.weights
+		--save-model spidarknet/models/spi-default.weights --train-geometries
 
 # The seed's three questions: a simulated beamtime, four recipes, EMC reconstructions of each
 # selection judged against the particle's true intensity; files kept in build/seed-questions.

@@ -13,12 +13,14 @@ from spidarknet.sizing.region import _FitPixels, _kernels
 
 
 #: the search for a second particle (:func:`second_particle_z`) starts this many fitted
-#: diameters from the origin of the residual's Patterson map: one particle's own
-#: autocorrelation reaches its largest width (a regular icosahedron's circumscribed
-#: diameter, 1.18 times its volume-equivalent one), and the mask's edges spread it further
-#: (chosen on the science benchmark's development files: at 25,000 photons single
-#: icosahedra reached z 7.1 from 1.25 diameters, 4.8 from 1.5)
-SECOND_PARTICLE_MIN_SEPARATION = 1.5
+#: diameters from the origin of the residual's Patterson map: just beyond one particle's own
+#: autocorrelation, whose largest width is a regular icosahedron's circumscribed diameter,
+#: 1.18 times its volume-equivalent one.  Chosen on the science benchmark's development files
+#: (docs/recipe.md, "Seventh session"): 1.5 until then; 1.25 kept every development F1 or
+#: raised it (dim 0.949 -> 0.955, 4 x 4-binned dim 0.864 -> 0.891, whose 300 µm pixels resolve
+#: separations up to 137 nm only); 1.1 reaches into the single's own autocorrelation and
+#: cost bright icosahedra (bright 0.976 -> 0.964)
+SECOND_PARTICLE_MIN_SEPARATION = 1.25
 
 
 #: a size window drops fits whose evidence for a second particle is above this (σ) on a dim
