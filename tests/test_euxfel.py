@@ -75,7 +75,9 @@ def test_corrected_run_scored_with_ids_missing_module_and_nan(proc_run, tmp_path
     assert hits.meta["frame_checks"]["masked_bad_values"]["values"] == 0
     singles, empties = hits.scores[[0, 1, 2, 3, 32, 33]], hits.scores[4:8]
     assert singles.min() > empties.max()
-    assert np.all(hits.hits[[0, 1, 2, 3]]) and not np.any(hits.hits[4:32])
+    # at the card's max-F1 threshold (0.663 for the model trained across geometries, whose
+    # singles here score 0.63-0.88): at most one of the six singles below it, no empty shot above
+    assert hits.hits[[0, 1, 2, 3, 32, 33]].sum() >= 5 and not np.any(hits.hits[4:32])
 
 
 def test_only_the_modules_the_crop_needs_are_read(proc_run):
