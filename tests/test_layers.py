@@ -54,6 +54,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("spidarknet.api",)),
     # the pages in the browser: the monitor of a followed run, the labelling page
     ("serve", ("spidarknet.serve.*",)),
+    # what each command does, as a library function: typed settings in, a result out
+    ("jobs", ("spidarknet.jobs.*",)),
     # command-line plumbing and one module per pipeline command
     ("cli", ("spidarknet.cli.*", "spidarknet.__main__")),
     # experiments that drive the pipeline through its commands, as a user would

@@ -93,6 +93,7 @@ def test_preprocess_args_round_trip():
     from spidarknet import cli
     from spidarknet.cli import export_dataset
     from spidarknet.experiments.learning_curve import preprocess_args
+    from spidarknet.jobs.export_dataset import preprocessing_for
     parser = export_dataset.build_parser()
     for settings in (Preprocessing(size=128, crop=256, scale="log"),
                      Preprocessing(size=64, crop=200, q_min_inv_nm=0.05, vmax=40.0, colormap="viridis",
@@ -101,4 +102,4 @@ def test_preprocess_args_round_trip():
                      Preprocessing(size=128, crop=None, q_max_inv_nm=0.5, q_min_inv_nm=0.04)):
         args = parser.parse_args(["x.cxi", "--out", "ds", "--labels-dataset", "/truth/label",
                                   *preprocess_args(settings)])
-        assert cli.preprocessing_from_args(args) == settings
+        assert preprocessing_for(cli.preprocess_options(args)) == settings

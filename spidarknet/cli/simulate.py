@@ -247,7 +247,8 @@ def run_agipd(args: argparse.Namespace) -> int:
         options.pop(name, None)
     if os.path.exists(args.output) and not args.force:
         raise OutputError(f"{args.output} exists; use --force to overwrite it or choose another name")
-    modules = cli.parse_modules(args.modules)
+    from spidarknet.frames.options import parse_modules
+    modules = parse_modules(args.modules)
     run = AgipdRunSettings(cells=args.cells, adu_per_photon=args.adu_per_photon, legacy_names=args.legacy_names,
                            **({} if modules is None else {"modules": modules}))
     with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
