@@ -14,7 +14,7 @@ from spidarknet.experiments.science import (DEV_SETS, GEOMETRIES, GEOMETRY_TRAIN
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, darknet_bin):
     work = tmp_path_factory.mktemp("science")
-    config = ScienceConfig(workdir=work, scale_counts=0.04, export_args=("--max-batches", "20"),
+    config = ScienceConfig(workdir=work, scale_counts=0.04, export_options={"max_batches": 20},
                            positives="single", label="tiny")
     return work, run_science(config, say=lambda *a: None)
 

@@ -126,20 +126,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _science_recipes(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """The recipes --science judges, (name, export-dataset options), after checking the options."""
+def _science_recipes(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """The recipes --science judges, (name, export settings that differ from the defaults),
+    after checking the options."""
     import shlex
 
-    from spidarknet.experiments.science import GEOMETRIES_EXPORT_ARGS
+    from spidarknet.cli.export_dataset import options_of
+    from spidarknet.experiments.science import GEOMETRIES_EXPORT_OPTIONS
     if not args.scale_counts > 0:
         raise ConfigError("--scale-counts must be positive")
     # the default recipe is export-dataset's defaults; across the geometries, 3,000 iterations
-    recipes = [] if args.no_default else [("default", list(GEOMETRIES_EXPORT_ARGS) if args.train_geometries else [])]
+    recipes = [] if args.no_default else [("default", dict(GEOMETRIES_EXPORT_OPTIONS) if args.train_geometries else {})]
     for text in args.variant:
         name, sep, options = text.partition("=")
         if not sep or not name.strip() or "/" in name:
             raise ConfigError(f"--variant {text!r}: give NAME=OPTIONS, e.g. 'linear=--scale linear'")
-        recipes.append((name.strip(), shlex.split(options)))
+        recipes.append((name.strip(), options_of(shlex.split(options))))
     if not recipes:
         raise ConfigError("--no-default without --variant leaves nothing to judge")
     if args.save_model and args.no_default:
@@ -153,7 +155,8 @@ def _science_recipes(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 def run_science_bench(args: argparse.Namespace) -> int:
     """bench --science: each recipe trained and judged on the same simulated files."""
     from spidarknet.experiments.science import (GEOMETRIES_TRAIN_SETS, STRAY_TRAIN_SETS, TRAIN_SETS, ScienceConfig,
-                                               comparison_markdown, format_result, run_science, save_model)
+                                               comparison_markdown, format_result, options_text, run_science,
+                                               save_model)
     recipes = _science_recipes(args)
     train_sets = ((GEOMETRIES_TRAIN_SETS if args.train_geometries else TRAIN_SETS)
                   + (STRAY_TRAIN_SETS if args.train_stray else ()))
@@ -166,13 +169,13 @@ def run_science_bench(args: argparse.Namespace) -> int:
     try:
         for name, options in recipes:
             say(f"judging {args.weights}" if args.weights else
-                f"recipe {name}: export-dataset {' '.join(options) or '(defaults)'}")
-            detect_args = () if args.no_size_window else ScienceConfig.detect_args
-            config = ScienceConfig(workdir=work, export_args=options,
+                f"recipe {name}: export-dataset {options_text(options) or '(defaults)'}")
+            detect = {} if args.no_size_window else {"size_range": (60.0, 75.0)}
+            config = ScienceConfig(workdir=work, export_options=options, feedback=cli.Console(quiet=True),
                                    label=(Path(args.weights).stem if args.weights else
                                           name + "+geometries" * args.train_geometries
                                           + "+stray" * args.train_stray),
-                                   positives=args.positives, detect_args=detect_args,
+                                   positives=args.positives, detect_options=detect,
                                    scale_counts=args.scale_counts, train_sets=train_sets,
                                    weights=Path(args.weights) if args.weights else None)
             if args.regimes:

@@ -84,3 +84,26 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     return cli.run_main(build_parser, run, argv)
+
+
+def options_of(argv: list[str]) -> dict:
+    """The export settings that export-dataset options (``--scale linear --max-batches 3000``)
+    change from the defaults, by their settings names (for :func:`spidarknet.jobs.with_options`);
+    an option that is not export-dataset's is a usage error."""
+    from dataclasses import asdict
+    parser = build_parser()
+    base = ["INPUT", "--out", "OUT", "--labels-dataset", "LABELS"]
+    try:
+        given, default = (settings_from_args(parser.parse_args(base + list(a))) for a in (argv, []))
+    except SystemExit:  # argparse said what is wrong
+        from spidarknet.core.errors import ConfigError
+        raise ConfigError(f"export-dataset options {' '.join(argv)!r}: see above") from None
+    flat = [_flat(asdict(s)) for s in (given, default)]
+    return {k: v for k, v in flat[0].items() if v != flat[1][k]}
+
+
+def _flat(values: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+        out.update(_flat(value) if isinstance(value, dict) else {key: value})
+    return out

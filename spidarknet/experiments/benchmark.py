@@ -41,8 +41,11 @@ from spidarknet.core.errors import EngineError
 
 PROBE = """
 import json, resource, sys
-from spidarknet.cli import detect
-code = detect.main(sys.argv[1:])
+from spidarknet.frames.options import FrameOptions
+from spidarknet.jobs.detect import DetectSettings, detect_to_file
+options = json.loads(sys.argv[1])
+detect_to_file(DetectSettings(FrameOptions(tuple(options.pop("inputs"))), **options))
+code = 0
 # VmHWM, not ru_maxrss: the latter carries over the launching process's peak across exec
 own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -138,18 +141,19 @@ def naive_pipeline(path: Path, model, darknet: Path, workdir: Path) -> dict:
     return times
 
 
-def run_detect(inputs: list[str], weights: Path, out: Path, extra: list[str]) -> dict:
-    """``spidarknet detect`` in a fresh process; its timing summary and peak memory."""
-    args = [*inputs, "--weights", str(weights), "--out", str(out), "--force", "--quiet", *extra]
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
+def run_detect(inputs: list[str], weights: Path, out: Path, options: dict) -> dict:
+    """``spidarknet detect`` (:func:`~spidarknet.jobs.detect.detect_to_file` with ``options``,
+    settings names) in a fresh process; its timing summary and peak memory."""
+    spec = {"inputs": list(inputs), "weights": str(weights), "out": str(out), "force": True, **options}
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(spec)], capture_output=True, text=True)
     try:
         probe = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):  # it died before the probe's last line
         probe = {}
     if proc.returncode != 0 or probe.get("code") != 0:
         status = probe.get("code", proc.returncode)
-        raise EngineError(f"the benchmark's detect run failed (exit status {status}): spidarknet detect "
-                          f"{' '.join(args)}; its last output:\n{proc.stderr.strip()[-2000:]}")
+        raise EngineError(f"the benchmark's detect run failed (exit status {status}): detect {json.dumps(spec)}; "
+                          f"its last output:\n{proc.stderr.strip()[-2000:]}")
     summary = json.loads(out.with_suffix(".json").read_text())
     timing = dict(summary["timing"])
     if "prefilter" not in summary:
@@ -179,24 +183,22 @@ def bench_model(weights: str | None, work: Path):
     return model
 
 
-def bench_variants(backends: list[str], cores: int) -> list[tuple[str, list[str] | None]]:
-    """(name, detect options) of every variant timed; None for the naive pipeline."""
-    variants: list[tuple[str, list[str] | None]] = []
+def bench_variants(backends: list[str], cores: int) -> list[tuple[str, dict | None]]:
+    """(name, detect settings) of every variant timed; None for the naive pipeline."""
+    variants: list[tuple[str, dict | None]] = []
     for backend in backends:
         if backend == "naive":
             variants.append(("naive", None))
         elif backend == "darknet-cli":
-            variants.append(("darknet-cli", ["--backend", "darknet-cli", "--jobs", "1", "--no-prefilter"]))
+            variants.append(("darknet-cli", {"backend": "darknet-cli", "jobs": 1, "no_prefilter": True}))
         elif backend == "cascade":
             for jobs in sorted({1, cores}):
-                variants.append((f"cascade x{jobs}", ["--backend", "opencv", "--jobs", str(jobs)]))
+                variants.append((f"cascade x{jobs}", {"backend": "opencv", "jobs": jobs}))
         elif backend == "window":
-            variants.append((f"window x{cores}", ["--backend", "opencv", "--jobs", str(cores),
-                                                   "--size-range", "60", "75"]))
+            variants.append((f"window x{cores}", {"backend": "opencv", "jobs": cores, "size_range": [60.0, 75.0]}))
         else:
             for jobs in sorted({1, cores}):
-                variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs),
-                                                        "--no-prefilter"]))
+                variants.append((f"{backend} x{jobs}", {"backend": backend, "jobs": jobs, "no_prefilter": True}))
     return variants
 
 
@@ -214,7 +216,7 @@ def mix_files(work: Path, mix: str, distinct: int, frames: int, say: Callable[[s
     return distinct_path, data
 
 
-def time_variants(data: Path, frames: int, mix: str, variants: list[tuple[str, list[str] | None]], model,
+def time_variants(data: Path, frames: int, mix: str, variants: list[tuple[str, dict | None]], model,
                   darknet: Path, work: Path, say: Callable[[str], None]) -> dict:
     """Each variant's timing on the ``frames`` frames of ``data``, with its ratio to the naive one."""
     runs = {}
@@ -262,7 +264,7 @@ def peak_memory(base: Path, counts: list[int], model, work: Path, cores: int, sa
         path = work / f"memory-{count}.cxi"
         say(f"peak memory of detect (opencv, {cores} processes) on a {count}-frame file ...")
         tile_frames(base, path, count)
-        timing = run_detect([str(path)], model.weights, work / "mem.csv", ["--backend", "opencv"])
+        timing = run_detect([str(path)], model.weights, work / "mem.csv", {"backend": "opencv"})
         memory[str(count)] = {k: timing[k] for k in ("peak_rss_mb", "parent_rss_mb",
                                                      "worker_rss_mb", "frames_per_s")}
         path.unlink()

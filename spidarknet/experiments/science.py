@@ -46,12 +46,13 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from spidarknet.core import metrics
 from spidarknet.core.errors import ConfigError, InputError
+from spidarknet.core.feedback import SILENT, Feedback
 from spidarknet.core.outputs import write_json
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ GEOMETRY_TRAIN_SETS = _at_geometries(CLEAN_TRAIN_SETS, {"train-dim": 400, "train
 #: those at the other geometries, 3,000 iterations.  Better at the geometries, worse on the
 #: measured-like regime (its screening threshold rises), so not the built-in model's: docs/recipe.md
 GEOMETRIES_TRAIN_SETS = TRAIN_SETS + GEOMETRY_TRAIN_SETS
-GEOMETRIES_EXPORT_ARGS = ("--max-batches", "3000")
+GEOMETRIES_EXPORT_OPTIONS = {"max_batches": 3000}
 TEST_SETS = TEST_SETS + GEOMETRY_TEST_SETS
 DEV_SETS = DEV_SETS + GEOMETRY_DEV_SETS
 #: the regimes, by name (``dim@binned4``: the dim regime at the geometry binned4)
@@ -240,15 +241,18 @@ class ScienceConfig:
     train_sets: Sequence[SimSet] = TRAIN_SETS
     test_sets: Sequence[SimSet] = TEST_SETS
     dev_sets: Sequence[SimSet] = DEV_SETS
-    export_args: Sequence[str] = ()      # extra export-dataset options (a variant of the recipe)
-    train_args: Sequence[str] = ()
+    #: export-dataset settings that differ from its defaults (a variant of the recipe), by the names
+    #: of :class:`~spidarknet.jobs.export_dataset.ExportSettings` (and its preprocessing), e.g.
+    #: {"scale": "linear"}; train's likewise (:class:`~spidarknet.jobs.train.TrainSettings`)
+    export_options: Mapping[str, object] = field(default_factory=dict)
+    train_options: Mapping[str, object] = field(default_factory=dict)
     #: detect options; the default keeps hits whose sphere-fit diameter lies in the label's
     #: size window (the network learns "one particle", the fit says which size)
-    detect_args: Sequence[str] = ("--size-range", "60", "75")
+    detect_options: Mapping[str, object] = field(default_factory=lambda: {"size_range": (60.0, 75.0)})
     scale_counts: float = 1.0            # multiply every file's frame count (quick runs)
     #: what the network learns as positive: "window" (the truth label: one particle in the
     #: label's size window) or "single" (one particle of any size; the size window is then
-    #: left to detect's sphere fit, e.g. detect_args=("--size-range", "60", "75"))
+    #: left to detect's sphere fit, e.g. detect_options={"size_range": (60.0, 75.0)})
     positives: str = "single"
     #: judge weights trained by an earlier run of the same label instead of training again
     reuse: bool = False
@@ -256,6 +260,8 @@ class ScienceConfig:
     extra: dict = field(default_factory=dict)
     #: judge these weights (with their model card) instead of training: no training files
     weights: Path | None = None
+    #: the progress and warnings of export, train and detect (silent: logged)
+    feedback: Feedback = field(default=SILENT, repr=False, compare=False)
 
     def for_regimes(self, regimes: Sequence[str]) -> "ScienceConfig":
         """A copy judging only the test and development files of ``regimes`` (names of
@@ -371,8 +377,9 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
         judged_files = ensure_simulated(work, judged, config.scale_counts, say)
         weights, export_s, train_s = _train(config, run_dir, train_files)
     card = json.loads(weights.with_suffix(".json").read_text()) if weights.with_suffix(".json").exists() else {}
-    result = {"label": config.label, "export_args": list(config.export_args),
-              "train_args": list(config.train_args), "detect_args": list(config.detect_args),
+    result = {"label": config.label, "export_options": _plain(config.export_options),
+              "train_options": _plain(config.train_options),
+              "detect_options": _plain(config.detect_options),
               "positives": config.positives, "export_seconds": round(export_s, 1),
               "train_seconds": round(train_s, 1), "weights": str(weights),
               "trained_here": config.weights is None,
@@ -381,7 +388,7 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
         result["train_sets"] = [{"name": s.name, "frames": _sim_path(work, s, config.scale_counts)[1],
                                  "seed": s.seed, "geometry": s.geometry} for s in config.train_sets]
     for spec, path in zip(judged, judged_files):
-        figures = _detect_and_judge(spec, path, weights, run_dir, config.detect_args, card.get("threshold"))
+        figures = _detect_and_judge(spec, path, weights, run_dir, config, card.get("threshold"))
         result["dev" if spec in config.dev_sets else "tests"][spec.name] = figures
     result["geometries"] = geometry_table(result["tests"], config.test_sets)
     result["dev_geometries"] = geometry_table(result["dev"], config.dev_sets)
@@ -389,70 +396,87 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
     return result
 
 
+def _plain(options: Mapping[str, object]) -> dict:
+    """Settings options as JSON holds them (tuples as lists)."""
+    return json.loads(json.dumps(dict(options)))
+
+
+def options_text(options: Mapping[str, object]) -> str:
+    """``name=value ...`` of settings options, for people."""
+    return " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                    for k, v in options.items())
+
+
 def _train(config: ScienceConfig, run_dir: Path, train_files: Sequence[Path]) -> tuple[Path, float, float]:
     """export-dataset + train on the training files (or the weights of an earlier run of the
     same label with ``reuse``): (weights, export seconds, train seconds)."""
-    from spidarknet.cli import export_dataset, train
+    from spidarknet.frames.options import FrameOptions
+    from spidarknet.jobs import with_options
+    from spidarknet.jobs.export_dataset import ExportSettings, export_dataset
+    from spidarknet.jobs.train import TrainSettings, train_model
     ds = run_dir / "ds"
-    quiet = ["--quiet"]
     trained = sorted((ds / "backup").glob("*_final.weights"))
     if config.reuse and trained and (run_dir / "science.json").is_file():
         old = json.loads((run_dir / "science.json").read_text())
         return trained[0], old["export_seconds"], old["train_seconds"]
     if config.positives == "window":
-        labels = ["--labels-dataset", "/truth/label"]
+        labels = {"labels_dataset": "/truth/label"}
     elif config.positives == "single":
-        labels = ["--positives", str(_write_singles(run_dir / "singles.csv", train_files))]
+        labels = {"positives": [str(_write_singles(run_dir / "singles.csv", train_files))]}
     else:
         raise ConfigError(f"positives must be 'window' or 'single', not {config.positives!r}")
     t0 = time.perf_counter()
-    q_range = _q_range_args(config, train_files)
-    if export_dataset.main([*map(str, train_files), *labels, "--out", str(ds), "--force", *q_range,
-                            *config.export_args, *quiet]) != 0:
-        raise InputError(f"export-dataset failed for variant {config.label}")
+    settings = ExportSettings(FrameOptions(tuple(map(str, train_files))), out=str(ds), force=True)
+    export_dataset(with_options(settings, {**labels, **_q_range(config, train_files), **config.export_options}),
+                   config.feedback)
     export_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    if train.main([str(ds), "--force", *config.train_args, *quiet]) != 0:
-        raise InputError(f"train failed for variant {config.label}")
+    result = train_model(with_options(TrainSettings(str(ds), force=True), config.train_options), config.feedback)
+    if result.interrupted:
+        raise KeyboardInterrupt
     train_s = time.perf_counter() - t0
     return sorted((ds / "backup").glob("*_final.weights"))[0], export_s, train_s
 
 
-def _q_range_args(config: ScienceConfig, train_files: Sequence[Path]) -> list[str]:
+def _q_range(config: ScienceConfig, train_files: Sequence[Path]) -> dict:
     """export-dataset's q range for training files that span geometries: the default crop
-    (``--q-max`` 0.66 nm⁻¹; left to itself, export would shrink it to what the 8 x 8-binned
+    (q_max 0.66 nm⁻¹; left to itself, export would shrink it to what the 8 x 8-binned
     detector reaches) and the beam stop of the training geometry's files (left to itself, the
     smallest over the files: the farther detector's, which lets the bright centre in)."""
     from spidarknet.frames.source import FrameSource
     from spidarknet.preprocess import DEFAULT_Q_MAX_INV_NM, masked_centre_q_inv_nm
     sets = list(config.train_sets)
     if all(s.geometry == TRAINING_GEOMETRY.name for s in sets) or any(
-            a.startswith(("--q-max", "--q-min", "--crop")) for a in config.export_args):
-        return []
+            k in config.export_options for k in ("q_max_inv_nm", "q_min_inv_nm", "crop")):
+        return {}
     reference = [str(f) for s, f in zip(sets, train_files) if s.geometry == TRAINING_GEOMETRY.name]
     if not reference:
         raise ConfigError("training files that span geometries need some at the training geometry "
                           f"({TRAINING_GEOMETRY.name}): its beam stop sets the model's q_min")
     q_min = masked_centre_q_inv_nm(FrameSource(reference).files)
-    return ["--q-max", f"{DEFAULT_Q_MAX_INV_NM:g}"] + (["--q-min", f"{q_min:g}"] if q_min else [])
+    # as the command line gave them (6 significant digits)
+    return {"q_max_inv_nm": float(f"{DEFAULT_Q_MAX_INV_NM:g}"), **({"q_min_inv_nm": float(f"{q_min:g}")} if q_min
+                                                                   else {})}
 
 
 def _detect_and_judge(spec: SimSet, path: Path, weights: Path, run_dir: Path,
-                      detect_args: Sequence[str], network_threshold: float | None = None) -> dict:
-    """detect on one judged file with ``weights``, and the figures of its hit list; with
-    ``network_threshold`` (the card's max-F1 one), also those of the network alone at it
-    (``network``: against the label, and ``f1_single`` against "one particle of any size",
-    what the network learns by default)."""
-    from spidarknet.cli import detect
+                      config: ScienceConfig, network_threshold: float | None = None) -> dict:
+    """detect on one judged file with ``weights`` and the config's detect options, and the
+    figures of its hit list; with ``network_threshold`` (the card's max-F1 one), also those of
+    the network alone at it (``network``: against the label, and ``f1_single`` against "one
+    particle of any size", what the network learns by default)."""
+    from spidarknet.frames.options import FrameOptions
+    from spidarknet.jobs import with_options
     from spidarknet.hits import read_hits
+    from spidarknet.jobs.detect import DetectSettings, detect_to_file
     out = run_dir / f"hits-{spec.name}.csv"
     for old in (out, out.with_suffix(".json")):
         old.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    if detect.main([str(path), "--weights", str(weights), "--out", str(out), *detect_args, "--quiet"]) != 0:
-        raise InputError(f"detect failed on {path}")
+    settings = DetectSettings(FrameOptions((str(path),)), out=str(out), weights=str(weights))
+    detect_to_file(with_options(settings, config.detect_options), config.feedback)
     detect_s = time.perf_counter() - t0
-    hits = read_hits(str(out))
+    hits = read_hits(str(out))  # as written: the figures of the file a user would judge
     indices = np.array([k.index for k in hits.keys])
     truth = read_truth(path, indices)
     figures = judge(hits.scores, hits.hits, truth, spec.background_per_written_pixel())
@@ -500,10 +524,10 @@ def format_result(result: dict) -> str:
     """The benchmark's table for people."""
     if result.get("trained_here", True):
         lines = [f"variant {result['label']}: train {result['train_seconds']:.0f} s "
-                 f"(export {result['export_seconds']:.0f} s) {' '.join(result['export_args'])}"]
+                 f"(export {result['export_seconds']:.0f} s) {options_text(result['export_options'])}"]
     else:
         lines = [f"variant {result['label']}: weights {result['weights']} (not trained here)"]
-    lines[0] += f"; detect {' '.join(result['detect_args']) or '(defaults)'}"
+    lines[0] += f"; detect {options_text(result['detect_options']) or '(defaults)'}"
     head = f"{'set':<13}{'P':>6}{'R':>6}{'F1':>6}{'AUC':>6}  " + "".join(f"{k[:9]:>10}" for k in KIND_ROWS)
     lines.append(head)
     sets = {**result.get("dev", {}), **result["tests"]}

@@ -55,7 +55,8 @@ def follow(settings: DetectSettings, state: RunState) -> DetectResult:
 
 
 def _prepare(settings: DetectSettings, state: RunState):
-    """The checks of --follow (those of the options are done); the file followed, the model, the prefilter and the first frame."""
+    """The checks of --follow (those of the options are done); the file followed, the model,
+    the prefilter and the first frame."""
     from spidarknet.frames.euxfel import is_run_input
     if is_run_input(settings.frames.inputs[0]):
         raise InputError("--follow reads one growing CXI/HDF5 file; a European XFEL run is scored once written "
