@@ -319,14 +319,6 @@ def add_run_args(parser: argparse.ArgumentParser, adu_option: bool) -> None:
                                 "round(value / X) (default: the data are photons)")
 
 
-def check_size_range(size_range) -> None:
-    """``--size-range MIN MAX`` of ``detect`` and ``select`` (fitted diameters, nm): a
-    :class:`~spidarknet.core.errors.ConfigError` unless 0 ≤ MIN ≤ MAX."""
-    from spidarknet.core.errors import ConfigError
-    if size_range and not 0 <= size_range[0] <= size_range[1]:
-        raise ConfigError(f"--size-range {size_range[0]:g} {size_range[1]:g}: give 0 <= MIN <= MAX in nm")
-
-
 def frame_options(args: argparse.Namespace):
     """The :class:`~spidarknet.frames.options.FrameOptions` of the input options."""
     from spidarknet.frames.options import FrameOptions
