@@ -156,8 +156,9 @@ def test_a_beam_centre_jittered_off_the_detector_is_an_error_line(tmp_path, caps
 
 def test_the_size_range_check_is_one_type_and_line_in_detect_and_select(small_cxi, tmp_path, capsys):
     from spidarknet.cli import detect, select
+    from spidarknet.jobs.detect_settings import check_size_range
     with pytest.raises(ConfigError, match="give 0 <= MIN <= MAX"):
-        cli.check_size_range((80.0, 60.0))
+        check_size_range((80.0, 60.0))
     assert detect.main([str(small_cxi), "--size-range", "80", "60", "--out", str(tmp_path / "h.csv"), "-q"]) == 1
     from_detect = error_lines(capsys.readouterr().err)
     (tmp_path / "h.csv").write_text("file,dataset,index,score,x,y,w,h,hit,status\n")
