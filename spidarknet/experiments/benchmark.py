@@ -30,13 +30,15 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from spidarknet.core.errors import EngineError
+from spidarknet.core.errors import EngineError, InputError
 
 
 PROBE = """
@@ -269,3 +271,100 @@ def peak_memory(base: Path, counts: list[int], model, work: Path, cores: int, sa
                                                      "worker_rss_mb", "frames_per_s")}
         path.unlink()
     return memory
+
+
+# -- the whole benchmark, as ``spidarknet bench`` runs it ---------------------------------------
+
+@dataclass
+class ThroughputSettings:
+    """What ``spidarknet bench`` (the throughput benchmark) is asked to time (its options)."""
+
+    frames: int = 2000                  # frames in the timed file
+    distinct: int = 300                 # distinct simulated frames tiled
+    weights: str | None = None          # default: untrained weights of the default CPU network
+    backends: Sequence[str] = ("naive", "darknet-cli", "darknet", "opencv", "cascade", "window")
+    mixes: Sequence[str] = ("realistic", "hits")
+    memory_frames: Sequence[int] = (1000, 10000)
+    workdir: str | None = None          # keep the files here (default: a temporary folder, removed)
+
+
+def run_throughput(settings: ThroughputSettings, say: Callable[[str], None] = print) -> dict:
+    """Every variant timed on every mix, and the peak memory of detect: the figures
+    (:func:`format_table` writes them for people)."""
+    from spidarknet.core.pool import core_count
+    from spidarknet.engine.locate import find_darknet
+    if settings.frames < 1 or settings.distinct < 1:
+        raise InputError("--frames and --distinct must be at least 1")
+    cores = core_count()
+    work = Path(settings.workdir or tempfile.mkdtemp(prefix="spidarknet-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"frames": settings.frames, "cores": cores, "mixes": {}, "memory": {}}
+    try:
+        model = bench_model(settings.weights, work)
+        results["network"] = {"weights": str(model.weights), "input": model.cfg.input_size[0]}
+        darknet = find_darknet()
+        variants = bench_variants(list(settings.backends), cores)
+        base = None
+        for mix in settings.mixes:
+            distinct, data = mix_files(work, mix, settings.distinct, settings.frames, say)
+            base = base or distinct
+            runs = time_variants(data, settings.frames, mix, variants, model, darknet.path, work, say)
+            results["mixes"][mix] = {"about": MIXES[mix]["about"], "runs": runs}
+            if not settings.workdir:
+                data.unlink()  # 2 GB per 1,000 frames
+        results["memory"].update(peak_memory(base, list(settings.memory_frames), model, work, cores, say))
+    finally:
+        if not settings.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{results['frames']} frames of 1024x1024 uint16, {results['cores']} cores, network input "
+             f"{results['network']['input']}"]
+
+    def rate(timing, key):
+        seconds = timing.get(key)
+        return f"{results['frames'] / seconds:9.0f}" if seconds else f"{'-':>9}"
+
+    for mix, figures in results["mixes"].items():
+        lines += [f"{mix} mix ({figures['about']}):",
+                  f"{'variant':<16}{'total f/s':>10}{'read':>9}{'prep':>9}{'filter':>9}{'write':>9}{'infer':>9}"
+                  f"{'to net':>9}{'vs naive':>10}{'peak MB':>9}"]
+        for name, t in figures["runs"].items():
+            ratio = f"{t['vs_naive']:9.1f}x" if "vs_naive" in t else f"{'-':>10}"
+            peak = f"{t['peak_rss_mb']:9.0f}" if "peak_rss_mb" in t else f"{'-':>9}"
+            lines.append(f"{name:<16}{t['frames_per_s']:10.0f}{rate(t, 'read_s')}{rate(t, 'preprocess_s')}"
+                         f"{rate(t, 'prefilter_s')}{rate(t, 'write_s')}{rate(t, 'inference_s')}"
+                         f"{t['network_frames']:9d}{ratio}{peak}")
+        lines += stage_cost_lines(figures["runs"])
+        for name, t in figures["runs"].items():
+            alone = name.replace("cascade", "opencv")
+            if name.startswith("cascade") and alone in figures["runs"]:
+                ratio = t["frames_per_s"] / figures["runs"][alone]["frames_per_s"]
+                lines.append(f"{name} vs {alone}: {ratio:.2f}x the frames/s, {t['network_frames']} of "
+                             f"{results['frames']} frames reached the network")
+    lines.append("stage columns: frames per second of that stage's own time, summed over processes "
+                 "(per core when several run); to net: frames that reached the network")
+    for count, m in results["memory"].items():
+        lines.append(f"peak memory, {count}-frame file: {m['peak_rss_mb']:.0f} MB (largest process; parent "
+                     f"{m['parent_rss_mb']:.0f} MB, worker {m['worker_rss_mb']:.0f} MB), {m['frames_per_s']:.0f} frames/s")
+    if len(results["memory"]) >= 2:
+        peaks = [m["peak_rss_mb"] for m in results["memory"].values()]
+        lines.append(f"memory growth long/short: {100 * (peaks[-1] / peaks[0] - 1):+.1f} %")
+    return "\n".join(lines)
+
+
+def stage_cost_lines(runs: dict) -> list[str]:
+    """The cost per frame of each stage of every run (ms; see
+    :func:`spidarknet.experiments.benchmark.stage_costs`)."""
+    names = ("read", "preprocess", "prefilter", "write", "network", "fit", "second_particle")
+    heads = ("read", "prep", "filter", "write", "network", "fit cpu", "2nd cpu")
+    lines = [f"  {'ms per frame':<16}" + "".join(f"{h:>9}" for h in heads)
+             + "   (network: per frame it saw; fit: per frame fitted)"]
+    for name, t in runs.items():
+        costs = t.get("ms_per_frame", {})
+        cells = "".join(f"{costs[n]:9.3f}" if n in costs else f"{'-':>9}" for n in names)
+        fitted = f"   {t['fitted_frames']} fitted" if t.get("fitted_frames") else ""
+        lines.append(f"  {name:<16}{cells}{fitted}")
+    return lines

@@ -623,3 +623,96 @@ def save_model(result: dict, weights_out: str | Path) -> Path:
                           "labelled frames (evaluate --truth) or from the run's hit rate "
                           "(detect --expected-hit-rate)",
         "science": figures})
+
+
+# -- the recipes, as ``spidarknet bench --science`` judges them --------------------------------
+
+@dataclass
+class RecipeSettings:
+    """What ``spidarknet bench --science`` is asked to judge (its options)."""
+
+    #: the recipes beside the default one: (name, export settings that differ from the defaults)
+    variants: Sequence[tuple[str, Mapping[str, object]]] = ()
+    no_default: bool = False            # judge only the variants
+    weights: str | None = None          # judge these instead of training
+    positives: str = "single"
+    size_window: bool = True            # detect's size_range 60-75 nm
+    scale_counts: float = 1.0
+    regimes: Sequence[str] | None = None
+    train_geometries: bool = False
+    train_stray: bool = False
+    save_model: str | None = None       # the default recipe's model, with a card holding the figures
+    workdir: str | None = None          # keep the files here (default: a temporary folder, removed)
+    out: str | None = None              # the figures as JSON
+    feedback: Feedback = field(default=SILENT, repr=False, compare=False)
+
+
+def _recipes(settings: RecipeSettings) -> list[tuple[str, dict]]:
+    """The recipes judged, (name, export options), after checking the settings."""
+    if not settings.scale_counts > 0:
+        raise ConfigError("--scale-counts must be positive")
+    # the default recipe is export-dataset's defaults; across the geometries, 3,000 iterations
+    recipes = [] if settings.no_default else [("default", dict(GEOMETRIES_EXPORT_OPTIONS)
+                                                            if settings.train_geometries else {})]
+    recipes += [(name, dict(options)) for name, options in settings.variants]
+    if not recipes:
+        raise ConfigError("--no-default without --variant leaves nothing to judge")
+    if settings.save_model and settings.no_default:
+        raise ConfigError("--save-model saves the default recipe's model: drop --no-default")
+    if settings.weights and (settings.save_model or settings.variants or settings.train_geometries
+                             or settings.train_stray):
+        raise ConfigError("--weights judges a model already trained: --save-model, --variant, "
+                          "--train-geometries and --train-stray train their own, drop one or the other")
+    return recipes
+
+
+def run_recipes(settings: RecipeSettings, say: Callable[[str], None] = print) -> list[dict]:
+    """Each recipe trained and judged on the same simulated files (or the weights judged);
+    the comparison said when there are several; the default recipe's model saved if asked."""
+    import shutil
+    import tempfile
+
+    from spidarknet.core.outputs import check_destination
+    recipes = _recipes(settings)
+    train_sets = ((GEOMETRIES_TRAIN_SETS if settings.train_geometries else TRAIN_SETS)
+                  + (STRAY_TRAIN_SETS if settings.train_stray else ()))
+    work = Path(settings.workdir or tempfile.mkdtemp(prefix="spidarknet-science-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if settings.out:
+        check_destination(settings.out, True, "benchmark figures")
+    try:
+        results = [_judge_recipe(settings, name, options, work, train_sets, say) for name, options in recipes]
+        if len(results) > 1:
+            say("\nrecipes on the development files (what a recipe is chosen on):")
+            say(comparison_markdown(results))
+            say("\nthe same on the held-out test files (reported, never chosen on):")
+            say(comparison_markdown(results, sets=tuple(results[0]["tests"])))
+        if settings.save_model:
+            card = save_model(results[0], settings.save_model)
+            say(f"saved the default recipe's model: {settings.save_model} (card {card})")
+        if settings.out:
+            write_json({"recipes": results}, settings.out, True, "benchmark figures")
+            say(f"wrote {settings.out}")
+    finally:
+        if not settings.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _judge_recipe(settings: RecipeSettings, name: str, options: dict, work: Path, train_sets,
+                  say: Callable[[str], None]) -> dict:
+    """One recipe trained (or the weights) and judged: its figures, said for people."""
+    say(f"judging {settings.weights}" if settings.weights else
+        f"recipe {name}: export-dataset {options_text(options) or '(defaults)'}")
+    config = ScienceConfig(workdir=work, export_options=options, feedback=settings.feedback,
+                           label=(Path(settings.weights).stem if settings.weights else
+                                  name + "+geometries" * settings.train_geometries + "+stray" * settings.train_stray),
+                           positives=settings.positives,
+                           detect_options={"size_range": (60.0, 75.0)} if settings.size_window else {},
+                           scale_counts=settings.scale_counts, train_sets=train_sets,
+                           weights=Path(settings.weights) if settings.weights else None)
+    if settings.regimes:
+        config = config.for_regimes(settings.regimes)
+    result = run_science(config, say=say)
+    say(format_result(result))
+    return result
