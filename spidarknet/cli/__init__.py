@@ -216,19 +216,10 @@ def add_page_args(parser: argparse.ArgumentParser) -> None:
                              "address lets other machines see the page, without a password, and is warned about")
 
 
-def serve_page(app, args: argparse.Namespace, what: str) -> int:
-    """Listen on --host/--port (warning for an address other machines reach) and serve ``app``
-    until Ctrl-C; the address is printed (flushed) once the page is up."""
-    from spidarknet.serve.server import bind, host_warning, run_server
-    warning = host_warning(args.host)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-    sock = bind(args.host, args.port)
-    try:
-        run_server(app, sock, lambda url: print(f"{what} at {url} (Ctrl-C stops it)", flush=True))
-    finally:
-        sock.close()
-    return 0
+def page_settings(args: argparse.Namespace):
+    """The :class:`~spidarknet.jobs.pages.PageSettings` of --host and --port."""
+    from spidarknet.jobs.pages import PageSettings
+    return PageSettings(host=args.host, port=args.port)
 
 
 class Console(Feedback):
