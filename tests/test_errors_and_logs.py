@@ -210,25 +210,26 @@ def test_a_malformed_truth_in_a_file_is_an_input_error_naming_it(tiny_cxi, tmp_p
         truth_from_simulation(bad)
 
 
-def test_verbose_keeps_its_traceback_when_a_command_runs_commands(tmp_path, capsys, caplog):
-    """An experiment runs the commands' mains inside its own: they no longer reset logging, so
-    the outer --verbose still logs the traceback of the bug that follows (seed-questions)."""
-    from spidarknet.cli import train
+def test_verbose_keeps_its_traceback_when_a_command_runs_jobs(tmp_path, capsys, caplog):
+    """An experiment's command runs the commands' jobs (library functions), which leave logging
+    alone, so its --verbose still logs the traceback of the bug that follows (seed-questions)."""
+    from spidarknet.core.errors import OutputError
+    from spidarknet.jobs.train import TrainSettings, train_model
 
     def build_parser():
-        parser = cli.new_parser("experiment", "runs a command, then fails", "experiment -v")
+        parser = cli.new_parser("experiment", "runs a job, then fails", "experiment -v")
         cli.add_common_args(parser)
         return parser
 
     def run(args):
-        assert train.main([str(tmp_path / "no-such-dataset"), "-q"]) == cli.EXIT_ERROR
+        with pytest.raises((InputError, OutputError), match="does not exist"):
+            train_model(TrainSettings(str(tmp_path / "no-such-dataset")))
         assert logging.getLogger("spidarknet").isEnabledFor(logging.DEBUG)
         raise ValueError("'run1.cxi' is not in list")
 
     assert cli.run_main(build_parser, run, ["--verbose"]) == cli.EXIT_INTERNAL
     record = next(r for r in caplog.records if r.name == "spidarknet.cli" and r.exc_info)
     assert record.exc_info[0] is ValueError and "is not in list" in caplog.text
-    assert "does not exist" in capsys.readouterr().err      # the inner command's own error line
     # after the outer command the next one configures logging afresh
     assert cli.run_main(build_parser, lambda args: 0, ["-q"]) == 0
     assert not logging.getLogger("spidarknet").isEnabledFor(logging.DEBUG)

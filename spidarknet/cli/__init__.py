@@ -58,9 +58,6 @@ EXIT_INTERRUPTED = 130
 
 log = logging.getLogger(__name__)
 
-#: commands in progress in this process (experiments run commands inside a command)
-_running = 0
-
 
 def dispatch(argv: Sequence[str]) -> int:
     """Run ``spidarknet CMD ARGS...``; prints the command list on ``-h`` or no command."""
@@ -111,10 +108,8 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its message
         return int(exc.code or 0)
-    global _running
-    if not _running:  # a command run by another (an experiment's) keeps the outer one's logging
-        configure_logging(getattr(args, "verbose", False))
-    _running += 1
+    # the experiments call the library's jobs, never a command's main: no command runs inside another
+    configure_logging(getattr(args, "verbose", False))
     try:
         return run(args)
     except SpidarknetError as exc:
@@ -137,8 +132,6 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line, and its traceback for the report
         return _internal_error(exc, f"{type(exc).__name__}: {exc}")
-    finally:
-        _running -= 1
 
 
 def _internal_error(exc: BaseException, what: str) -> int:
