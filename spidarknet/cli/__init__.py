@@ -1,7 +1,10 @@
 """Command-line plumbing shared by every command.
 
-Each command module defines ``build_parser()`` and ``run(args) -> int``; its
-``main(argv=None) -> int`` is ``cli.run_main(build_parser, run, argv)``, which turns
+Each command module defines ``build_parser()`` and ``run(args) -> int``: ``run`` builds the
+typed settings of the command's job (:mod:`spidarknet.jobs`), calls that one function with a
+:class:`Console` (its progress bars and stderr lines) and prints the result; the parsed
+``args`` never leave this package.  Its ``main(argv=None) -> int`` is
+``cli.run_main(build_parser, run, argv)``, which turns
 :class:`~spidarknet.core.errors.SpidarknetError` and operating-system errors into one
 ``error: ...`` line on stderr (exit status 1), and anything else, a bug, into one
 ``error: internal error (...)`` line (exit status 70); ``--verbose`` logs its traceback.
@@ -314,22 +317,6 @@ def frame_options(args: argparse.Namespace):
         bad_pixels=not getattr(args, "keep_bad_pixels", False), geom=args.geom,
         quad_positions=args.quad_positions, modules=args.modules, run_data=args.run_data,
         detector_name=args.detector_name, adu_per_photon=getattr(args, "adu_per_photon", None))
-
-
-def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str] = ()):
-    """The frames of the input options; a European XFEL run's --adu-per-photon is the reader's
-    (photons rounded), so it is taken off ``args`` for the later stages."""
-    from spidarknet.frames.options import is_runs, open_source
-    options = frame_options(args)
-    source = open_source(options, extra_inputs)
-    if is_runs(options) or any(_is_run(p) for p in extra_inputs):
-        args.adu_per_photon = None
-    return source
-
-
-def _is_run(path: str) -> bool:
-    from spidarknet.frames.euxfel import is_run_input
-    return is_run_input(path)
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ options, and those of European XFEL runs; :func:`open_source` turns them into a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 from spidarknet.core.errors import ConfigError
@@ -113,7 +113,3 @@ def open_source(options: FrameOptions, extra_inputs: Sequence[str] = ()):
                        geometry=overrides, mask=options.mask, mask_invert=options.mask_invert,
                        use_file_mask=options.use_file_mask, bad_pixels=options.bad_pixels)
 
-
-def with_inputs(options: FrameOptions, inputs: Sequence[str]) -> FrameOptions:
-    """``options`` for other inputs."""
-    return replace(options, inputs=tuple(inputs))
