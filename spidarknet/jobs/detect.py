@@ -32,7 +32,7 @@ def detect_to_file(settings: DetectSettings, feedback: Feedback = SILENT) -> Det
         if settings.cfg or settings.preprocess:
             raise ConfigError("--cfg and --preprocess describe weights you give: add --weights")
         settings = replace(settings, weights=str(builtin_weights()))
-        state.builtin = True  # said once the inputs are found (_say_builtin_model)
+        state.builtin = True  # said once the inputs are found (say_builtin_model)
     if settings.monitor and not settings.follow:
         raise ConfigError("--monitor shows a hit list as it is written: add --follow (for a finished hit "
                           "list, 'spidarknet report' draws a page)")
