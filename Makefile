@@ -7,9 +7,10 @@
 #   make install   pip-install spidarknet (editable) with its test tools into build/venv
 #   make system-deps  Debian packages the tests drive: OpenMPI, Chromium, Dragonfly's build deps (root)
 #   make bench     throughput benchmark: detect per backend vs the naive pipeline
-#   make science   science benchmark: train the default recipe, judge it on held-out regimes and geometries (~20 min)
+#   make science   science benchmark: train the default recipe, judge it on held-out regimes and geometries (~35 min)
 #   make science-measured  the measured-like regime alone, judged with the built-in model (~5 min)
-#   make model     rebuild the built-in model (spidarknet/models/) with its figures at each geometry (~20 min)
+#   make science-agipd  the AGIPD regime (European XFEL runs) and the lit-pixel hit finder, built-in model (~13 min, 20 GB)
+#   make model     rebuild the built-in model (spidarknet/models/) with its figures at each geometry (~35 min)
 #   make seed-questions  the seed's three questions on a simulated beamtime, EMC included (~18 min)
 #
 #   Python: a virtual environment of the project's own, build/venv (made from BASE_PYTHON,
@@ -28,10 +29,10 @@ endif
 # one marker per interpreter: switching PYTHON installs into the new one
 INSTALLED := build/.installed-$(subst /,_,$(subst ~,_,$(PYTHON)))
 
-.PHONY: help install test test-fast demo bench science science-measured model seed-questions system-deps
+.PHONY: help install test test-fast demo bench science science-measured science-agipd model seed-questions system-deps
 SYSTEM_DEPS := openmpi-bin libopenmpi-dev chromium libgsl-dev libhdf5-dev pkg-config
 help:
-	@sed -n '3,18p' Makefile | sed 's/^#//'
+	@sed -n '3,19p' Makefile | sed 's/^#//'
 
 # ---------------------------------------------------------------------------
 # The Darknet engine: targets darknet, darknet-source, clean-darknet;
@@ -94,11 +95,17 @@ science-measured: $(INSTALLED)
 	$(PYTHON) -m spidarknet bench --science --regimes measured --weights spidarknet/models/spi-default.weights \
 		--workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science-measured.json
 
+# The AGIPD regime alone (simulate --detector agipd1m runs, 13 GB, each beside its pnCCD twin, 6 GB, and
+# the facility's lit-pixel hit finder beside spidarknet's selection), judged with the built-in model.
+science-agipd: $(INSTALLED)
+	$(PYTHON) -m spidarknet bench --science --regimes agipd agipd-sparse --weights spidarknet/models/spi-default.weights \
+		--workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science-agipd.json
+
 # The built-in model: the default recipe trained by the science benchmark (seeded, so the
 # same build gives the same weights), its figures in the card.
 model: $(INSTALLED) darknet
 	$(PYTHON) -m spidarknet bench --science --workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science.json \
-		--save-model spidarknet/models/spi-default.weights
+		--save-model spidarknet/models/spi-default.weights --train-geometries
 
 # The seed's three questions: a simulated beamtime, four recipes, EMC reconstructions of each
 # selection judged against the particle's true intensity; files kept in build/seed-questions.

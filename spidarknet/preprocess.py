@@ -85,6 +85,7 @@ import numpy as np
 
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.outputs import write_json
+from spidarknet.core.scattering import q_from_radius_inv_m, radius_for_q_m
 from spidarknet.frames.source import FileInfo, FrameChunk, Geometry, Roi
 
 log = logging.getLogger(__name__)
@@ -248,8 +249,7 @@ class Preprocessing:
 
 def q_at_px(geometry: Geometry, r_px: float) -> float:
     """|q| (inverse metres) at ``r_px`` pixels from the beam along a detector axis."""
-    pixel = geometry.pixel_size_m[0]
-    return 4.0 * math.pi / geometry.wavelength_m * math.sin(math.atan(r_px * pixel / geometry.distance_m) / 2.0)
+    return float(q_from_radius_inv_m(r_px * geometry.pixel_size_m[0], geometry.distance_m, geometry.wavelength_m))
 
 
 def _describe(geometry: Geometry) -> str:
@@ -273,13 +273,12 @@ def _px_at_q(info: FileInfo, q_inv_nm: float, asked: str) -> float:
     if abs(px - py) > 1e-3 * max(px, py):
         raise InputError(f"{info.path}: {asked} needs square pixels, the file has {px * 1e6:.4g} × "
                          f"{py * 1e6:.4g} µm; give --pixel-size M if they are square, or use --crop PIXELS")
-    sine = q_inv_nm * 1e9 * g.wavelength_m / (4.0 * math.pi)
-    two_theta = 2.0 * math.asin(sine) if sine < 1.0 else math.pi
-    if two_theta >= math.pi / 2.0:
+    try:
+        return radius_for_q_m(q_inv_nm * 1e9, g.distance_m, g.wavelength_m) / px
+    except ConfigError:
         raise InputError(f"{info.path}: q {q_inv_nm:g} nm⁻¹ is scattered at 2θ ≥ 90° at "
                          f"λ {g.wavelength_m * 1e9:.4g} nm and never reaches a flat detector; "
-                         "use a smaller --q-max")
-    return g.distance_m * math.tan(two_theta) / px
+                         "use a smaller --q-max") from None
 
 
 def hole_radius_px(info: FileInfo, q_min_inv_nm: float) -> float:

@@ -36,6 +36,8 @@ _HALF_PI = (1.5707963276654482, -8.705515692000731e-10, -3.50343439808993e-19)
 _SUM_FLAGS = {"reassoc", "contract", "arcp", "nsz"}
 #: ... the same without reordering (it would undo the reduction of :func:`_sincos`)
 _FLAGS = {"contract", "arcp", "nsz"}
+#: ... with reordering, for loops whose values are never NaN (a largest value vectorises)
+_MAX_FLAGS = _SUM_FLAGS | {"nnan"}
 
 
 def _jit(function, flags=_FLAGS, inline: bool = False):
@@ -271,6 +273,79 @@ def _pixel_pass(x, y, values, shift_x, shift_y, aspect, d_m, optics, steps, a, b
     lit_out[0], lit_out[1], lit_out[2], lit_out[3], lit_out[4] = l_s, l_d, l_x, l_y, l_w
 
 
+def _model_sums(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out):
+    """``out`` = (Σ s, Σ ∂s/∂d, Σ ∂s/∂cx, Σ ∂s/∂cy) of :func:`_pixel_model` over every pixel at
+    ``x``, ``y`` seen from a centre ``shift`` away (as :func:`_pixel_pass`): the sums that
+    the gradient of the negative log-likelihood takes over all pixels, without μ, its
+    reciprocal and the information (the photons' terms come from their own pixels)."""
+    pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
+    s_s, s_d, s_x, s_y = 0.0, 0.0, 0.0, 0.0
+    for j in range(x.shape[0]):
+        px = np.float64(x[j]) - shift_x
+        py = np.float64(y[j]) - shift_y
+        shape, g_ds, g_xs, g_ys = _pixel_model(px, py, aspect, d_m, pixel_m, distance_m, k4, steps)
+        s_s += shape
+        s_d += g_ds
+        s_x += g_xs
+        s_y += g_ys
+    out[0], out[1], out[2], out[3] = s_s, s_d, s_x, s_y
+
+
+def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, b, out):
+    """The photons' terms of the likelihood (pixels at ``x``, ``y`` holding ``counts``, as
+    :func:`_pixel_pass`): ``out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ, without
+    the information :func:`_pixel_pass` sums (μ first, in a loop that vectorises, then the
+    logarithms)."""
+    pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
+    mu_all = np.empty(x.shape[0])
+    l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0
+    for j in range(x.shape[0]):
+        px = np.float64(x[j]) - shift_x
+        py = np.float64(y[j]) - shift_y
+        shape, g_ds, g_xs, g_ys = _pixel_model(px, py, aspect, d_m, pixel_m, distance_m, k4, steps)
+        mu = a * shape + b
+        mu_all[j] = mu
+        ratio = counts[j] * (1.0 / max(mu, 1e-300))
+        l_s += ratio * shape
+        l_d += ratio * g_ds
+        l_x += ratio * g_xs
+        l_y += ratio * g_ys
+        l_w += ratio
+    total = 0.0
+    for j in range(x.shape[0]):
+        total += counts[j] * math.log(max(mu_all[j], 1e-300))
+    out[0], out[1], out[2], out[3], out[4], out[5] = l_s, l_d, l_x, l_y, l_w, total
+
+
+def _boundary_lambda(values, along, radius, lo, hi):
+    """λ ≥ ``lo`` with ``‖along / (values + λ)‖ = radius`` (to 1e-6 of it; at most 50 steps)
+    by Newton's method on 1/‖p‖ kept in the bracket (``lo``, ``hi``), from ``hi``: the
+    boundary step of :func:`spidarknet.sizing.pixel_fit._scoring_step` (the eigenvalues
+    ``values`` of the information and the gradient ``along`` its eigenvectors)."""
+    lam = hi
+    for _ in range(50):
+        length2 = 0.0
+        for i in range(values.shape[0]):
+            step = along[i] / (values[i] + lam)
+            length2 += step * step
+        length = math.sqrt(length2)
+        if abs(length - radius) <= 1e-6 * radius:
+            break
+        if length > radius:
+            lo = lam
+        else:
+            hi = lam
+        slope = 0.0
+        for i in range(values.shape[0]):
+            step = along[i] / (values[i] + lam)
+            slope += step * step / (values[i] + lam)
+        slope /= length                                # -d‖p‖/dλ
+        lam += (length - radius) / radius * length / slope if slope > 0 else 0.0
+        if not lo < lam < hi:
+            lam = 0.5 * (lo + hi)
+    return lam
+
+
 def _log_sum(mu, lit, counts):
     """``Σ C log μ`` over the pixels ``lit`` holding ``counts`` photons."""
     total = 0.0
@@ -279,38 +354,60 @@ def _log_sum(mu, lit, counts):
     return total
 
 
+def _lane_sums(index, values, n_bins, lanes):
+    """``lanes`` (4, n_bins) = the sums of ``values`` by ``index`` (every value below
+    ``n_bins``), consecutive values into four separate rows: pixels in a row mostly share a
+    ring, and one row of sums would make each addition wait for the one before."""
+    lanes[:, :n_bins] = 0.0
+    n = index.shape[0]
+    m = n - n % 4
+    for j in range(0, m, 4):
+        lanes[0, index[j]] += values[j]
+        lanes[1, index[j + 1]] += values[j + 1]
+        lanes[2, index[j + 2]] += values[j + 2]
+        lanes[3, index[j + 3]] += values[j + 3]
+    for j in range(m, n):
+        lanes[0, index[j]] += values[j]
+
+
 def _ring_sums(x, y, counts, shifts, width, out):
     """Strict IEEE float32 (no fused or reordered operations): see :func:`ring_sums`.
-    Each centre's ring numbers first (a loop that vectorises), then the sums."""
+    Each centre's ring numbers first (a loop that vectorises), then the sums
+    (:func:`_lane_sums`; the last ring holds the pixels beyond ``n_rings``)."""
     n_rings = out.shape[1]
     ring = np.empty(x.shape[0], dtype=np.int32)
+    lanes = np.empty((4, n_rings + 1))
     for i in range(shifts.shape[0]):
         dx, dy = shifts[i, 0], shifts[i, 1]
         for j in range(x.shape[0]):
             px = x[j] - dx
             py = y[j] - dy
             ring[j] = np.int32(min(np.sqrt(px * px + py * py) / width, np.float32(n_rings)))
-        for j in range(x.shape[0]):
-            if ring[j] < n_rings:
-                out[i, ring[j]] += counts[j]
+        _lane_sums(ring, counts, n_rings + 1, lanes)
+        for k in range(n_rings):
+            out[i, k] += (lanes[0, k] + lanes[1, k]) + (lanes[2, k] + lanes[3, k])
 
 
 def _ring_totals(x, y, shift_x, shift_y, width, mu, lit, counts):
     """(μ, pixels, photons) per ring ``width`` wide about a centre ``shift`` from the
     region's centre (float64 arithmetic: the rings of numpy's
     ``(((x - sx)² + (y - sy)²)^½ / width).astype(intp)``), as many rings as the farthest
-    pixel needs; ``lit`` (ascending) indexes the pixels holding ``counts`` photons."""
-    ring = np.empty(x.shape[0], dtype=np.int64)
+    pixel needs; ``lit`` (ascending) indexes the pixels holding ``counts`` photons.  The
+    ring numbers first, in a loop that vectorises (int32: AVX2 converts no int64), then
+    the sums (:func:`_lane_sums`)."""
+    ring = np.empty(x.shape[0], dtype=np.int32)
     last = 0
     for j in range(x.shape[0]):
         dx = np.float64(x[j]) - shift_x
         dy = np.float64(y[j]) - shift_y
-        ring[j] = np.int64(math.sqrt(dx * dx + dy * dy) / width)
+        ring[j] = np.int32(math.sqrt(dx * dx + dy * dy) / width)
         last = max(last, ring[j])
-    mu_k, n_k, c_k = np.zeros(last + 1), np.zeros(last + 1), np.zeros(last + 1)
-    for j in range(x.shape[0]):
-        mu_k[ring[j]] += mu[j]
-        n_k[ring[j]] += 1.0
+    lanes = np.empty((4, last + 1))
+    _lane_sums(ring, mu, last + 1, lanes)
+    mu_k = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    _lane_sums(ring, np.ones(x.shape[0]), last + 1, lanes)
+    n_k = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    c_k = np.zeros(last + 1)
     for m in range(lit.shape[0]):
         c_k[ring[lit[m]]] += counts[m]
     return mu_k, n_k, c_k
@@ -320,86 +417,100 @@ def _residual_grid(x, y, shift_x, shift_y, lit, counts, mu, background, side):
     """The weighted residual ``(C/μ − 1)(μ − b)`` of every pixel on a ``side`` x ``side``
     float32 grid (``side`` a power of two) at its rounded offsets (x, y float32, less
     ``shift``; rows and columns taken modulo ``side``), and ``Σ (μ − b)²/μ``.  ``lit``
-    (ascending) indexes the pixels holding ``counts`` photons."""
-    grid = np.zeros((side, side), dtype=np.float32)
-    wrap = side - 1
+    (ascending) indexes the pixels holding ``counts`` photons.  Each pixel's cell and
+    residual first (a loop that vectorises), the photons' terms, then the scatter."""
+    n = x.shape[0]
+    width, wrap = np.int32(side), np.int32(side - 1)
+    cell = np.empty(n, dtype=np.int32)
+    weighted = np.empty(n)
     variance = 0.0
-    m = 0
-    for j in range(x.shape[0]):
-        col = np.int64(np.rint(x[j] - shift_x)) & wrap
-        row = np.int64(np.rint(y[j] - shift_y)) & wrap
+    for j in range(n):
+        col = np.int32(np.rint(x[j] - shift_x)) & wrap
+        row = np.int32(np.rint(y[j] - shift_y)) & wrap
+        cell[j] = row * width + col
         signal = mu[j] - background
-        weighted = -signal
-        if m < lit.shape[0] and lit[m] == j:
-            weighted += counts[m] * signal / mu[j]
-            m += 1
+        weighted[j] = -signal
         variance += signal * signal / mu[j]
-        grid[row, col] += np.float32(weighted)
-    return grid, variance
+    for m in range(lit.shape[0]):
+        j = lit[m]
+        weighted[j] += counts[m] * (mu[j] - background) / mu[j]
+    grid = np.zeros(side * side, dtype=np.float32)
+    for j in range(n):
+        grid[cell[j]] += np.float32(weighted[j])
+    return grid.reshape(side, side), variance
 
 
-#: the histogram of the power that :func:`_spectrum_peak` keeps: bins this wide from 0 (the
-#: power is in units of its Poisson expectation, 1), the last one open above
+#: the histogram of the power that :func:`_power_quantile` counts: bins this wide from 0
+#: (the power is in units of its Poisson expectation, 1), the last one open above
 _POWER_BIN, _POWER_BINS = 1.0 / 512.0, 4096
 
 
-def _spectrum_peak(spectrum, separation, low, high, inv_variance, quiet, histogram, out):
-    """Over the frequencies whose ``separation`` lies in (``low``, ``high``): ``out`` =
-    (number searched, number with power ≤ ``quiet``, flat index of the largest power, that
-    power), power ``|spectrum|² · inv_variance``, counted in ``histogram`` (bins of
-    ``_POWER_BIN``, the last open above)."""
-    searched, below, best, top = 0, 0, -1, -1.0
-    last = histogram.shape[0] - 1
+def _spectrum_power(spectrum, separation, low, high, inv_variance, power):
+    """``power`` (flat, row-major) = ``|spectrum|² · inv_variance`` at the frequencies whose
+    ``separation`` lies in (``low``, ``high``), −1 at the others (a loop that vectorises)."""
     rows, cols = spectrum.shape
     for i in range(rows):
         for k in range(cols):
             sep = separation[i, k]
-            if sep > low and sep < high:
-                value = spectrum[i, k]
-                re, im = np.float64(value.real), np.float64(value.imag)
-                power = (re * re + im * im) * inv_variance
-                searched += 1
-                histogram[np.int64(min(power * (1.0 / _POWER_BIN), float(last)))] += 1
-                if power <= quiet:
-                    below += 1
-                if power > top:
-                    top, best = power, i * cols + k
+            value = spectrum[i, k]
+            re, im = np.float64(value.real), np.float64(value.imag)
+            p = (re * re + im * im) * inv_variance
+            power[i * cols + k] = p if (sep > low and sep < high) else -1.0
+
+
+def _power_peak(power, quiet, out):
+    """``out`` = (number searched (power ≥ 0), number with 0 ≤ power ≤ ``quiet``, index of
+    the first largest power, that power) of :func:`_spectrum_power`'s ``power``."""
+    searched, below, top = 0, 0, -1.0
+    for j in range(power.shape[0]):
+        p = power[j]
+        searched += np.int64(p >= 0.0)
+        below += np.int64((p >= 0.0) & (p <= quiet))
+        top = p if p > top else top
+    best = -1
+    if searched > 0:
+        for j in range(power.shape[0]):
+            if power[j] == top:
+                best = j
+                break
     out[0], out[1], out[2], out[3] = searched, below, best, top
 
 
-def _spectrum_quantile(spectrum, separation, low, high, inv_variance, fraction, histogram):
-    """The ``fraction`` quantile (numpy's linear one, exact) of the power over the
-    frequencies whose ``separation`` lies in (``low``, ``high``), counted in ``histogram``
-    by :func:`_spectrum_peak`: only the powers of the bin holding the order statistic are
-    sorted (no data-dependent branches over all of them: a quickselect is several times
-    slower)."""
+def _power_bin(p, last):
+    """The bin of ``_POWER_BIN`` that holds the power ``p`` (the last one open above)."""
+    return np.int64(min(p * (1.0 / _POWER_BIN), float(last)))
+
+
+def _power_quantile(power, fraction):
+    """The ``fraction`` quantile (numpy's linear one, exact) of the powers ≥ 0 of
+    :func:`_spectrum_power`: counted in bins of ``_POWER_BIN``, then only the powers of the
+    bin holding the order statistic are sorted (no data-dependent branches over all of
+    them: a quickselect is several times slower)."""
+    histogram = np.zeros(_POWER_BINS, dtype=np.int64)
+    last = _POWER_BINS - 1
     count = 0
-    for b in range(histogram.shape[0]):
-        count += histogram[b]
+    for j in range(power.shape[0]):
+        if power[j] >= 0.0:
+            histogram[_power_bin(power[j], last)] += 1
+            count += 1
     position = fraction * (count - 1)
     rank = int(math.floor(position))
     below, chosen_bin = 0, 0
     while below + histogram[chosen_bin] <= rank:   # the bin of the rank-th smallest
         below += histogram[chosen_bin]
         chosen_bin += 1
-    last = histogram.shape[0] - 1
     chosen = np.empty(histogram[chosen_bin])
     following = math.inf                           # the least power of the bins above
     n = 0
-    rows, cols = spectrum.shape
-    for i in range(rows):
-        for k in range(cols):
-            sep = separation[i, k]
-            if sep > low and sep < high:
-                value = spectrum[i, k]
-                re, im = np.float64(value.real), np.float64(value.imag)
-                power = (re * re + im * im) * inv_variance
-                b = np.int64(min(power * (1.0 / _POWER_BIN), float(last)))
-                if b == chosen_bin:
-                    chosen[n] = power
-                    n += 1
-                elif b > chosen_bin and power < following:
-                    following = power
+    for j in range(power.shape[0]):
+        p = power[j]
+        if p >= 0.0:
+            b = _power_bin(p, last)
+            if b == chosen_bin:
+                chosen[n] = p
+                n += 1
+            elif b > chosen_bin and p < following:
+                following = p
     chosen.sort()
     lower = chosen[rank - below]
     if rank + 1 - below < n:
@@ -418,11 +529,17 @@ if numba is not None:
     _pixel_model = _jit(_pixel_model, inline=True)
     _pixel_pass_jit = _jit(_pixel_pass, _SUM_FLAGS)
     _log_sum_jit = _jit(_log_sum, _SUM_FLAGS)
+    _boundary_lambda_jit = _jit(_boundary_lambda, flags=False)
+    _model_sums_jit = _jit(_model_sums, _SUM_FLAGS)
+    _photon_pass_jit = _jit(_photon_pass, _SUM_FLAGS)
+    _lane_sums = _jit(_lane_sums, flags=False, inline=True)
     _ring_sums_jit = _jit(_ring_sums, flags=False)
     _ring_totals_jit = _jit(_ring_totals, flags=False)
-    _residual_grid_jit = _jit(_residual_grid)
-    _spectrum_peak_jit = _jit(_spectrum_peak)
-    _spectrum_quantile_jit = _jit(_spectrum_quantile)
+    _residual_grid_jit = _jit(_residual_grid, _SUM_FLAGS)
+    _spectrum_power_jit = _jit(_spectrum_power)
+    _power_peak_jit = _jit(_power_peak, _MAX_FLAGS)
+    _power_bin = _jit(_power_bin, inline=True)
+    _power_quantile_jit = _jit(_power_quantile)
 
 
 def pixel_pass(x: np.ndarray, y: np.ndarray, values: np.ndarray, shift, aspect: float, d_m: float,
@@ -436,6 +553,31 @@ def pixel_pass(x: np.ndarray, y: np.ndarray, values: np.ndarray, shift, aspect: 
     _pixel_pass_jit(x, y, values, float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, steps,
                     float(a), float(b), mu, sums, info, lit)
     return mu, sums, info, lit
+
+
+def model_sums(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray,
+               steps: np.ndarray) -> np.ndarray:
+    """(Σ s, Σ ∂s/∂d, Σ ∂s/∂cx, Σ ∂s/∂cy) of :func:`_model_sums` (arguments as :func:`pixel_pass`)."""
+    out = np.empty(4)
+    steps = None if len(steps) == 1 and steps[0] == 0.0 else np.ascontiguousarray(steps, dtype=np.float64)
+    _model_sums_jit(x, y, float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, steps, out)
+    return out
+
+
+def photon_pass(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shift, aspect: float, d_m: float,
+                optics: np.ndarray, steps: np.ndarray, a: float, b: float) -> np.ndarray:
+    """(6,): Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ over the pixels holding
+    ``counts`` photons (:func:`_photon_pass`; arguments as :func:`pixel_pass`)."""
+    out = np.empty(6)
+    steps = None if len(steps) == 1 and steps[0] == 0.0 else np.ascontiguousarray(steps, dtype=np.float64)
+    _photon_pass_jit(x, y, counts, float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, steps,
+                     float(a), float(b), out)
+    return out
+
+
+def boundary_lambda(values: np.ndarray, along: np.ndarray, radius: float, lo: float, hi: float) -> float:
+    """:func:`_boundary_lambda` (float64 arrays of one length)."""
+    return float(_boundary_lambda_jit(values, along, float(radius), float(lo), float(hi)))
 
 
 def log_sum(mu: np.ndarray, lit: np.ndarray, counts: np.ndarray) -> float:
@@ -476,16 +618,17 @@ def residual_grid(x: np.ndarray, y: np.ndarray, shift, lit: np.ndarray, counts: 
 
 def spectrum_peak(spectrum: np.ndarray, separation: np.ndarray, low: float, high: float, variance: float,
                   quiet: float) -> tuple[int, int, int, float, np.ndarray]:
-    """(searched, at most ``quiet``, flat index of the peak, its power, the histogram of the
-    power) of :func:`_spectrum_peak`."""
-    out, histogram = np.empty(4), np.zeros(_POWER_BINS, dtype=np.int64)
-    _spectrum_peak_jit(spectrum, separation, float(low), float(high), 1.0 / variance, float(quiet), histogram, out)
-    return int(out[0]), int(out[1]), int(out[2]), float(out[3]), histogram
+    """(searched, at most ``quiet``, flat index of the peak, its power, the power of every
+    frequency (−1 where not searched: :func:`spectrum_quantile` takes it)) over the
+    frequencies whose ``separation`` lies in (``low``, ``high``), power ``|spectrum|² /
+    variance``."""
+    out, power = np.empty(4), np.empty(spectrum.size)
+    _spectrum_power_jit(spectrum, separation, float(low), float(high), 1.0 / variance, power)
+    _power_peak_jit(power, float(quiet), out)
+    return int(out[0]), int(out[1]), int(out[2]), float(out[3]), power
 
 
-def spectrum_quantile(spectrum: np.ndarray, separation: np.ndarray, low: float, high: float, variance: float,
-                      fraction: float, histogram: np.ndarray) -> float:
-    """:func:`_spectrum_quantile`: ``np.percentile(power[searched], 100 fraction)``, with the
-    ``histogram`` of :func:`spectrum_peak`."""
-    return float(_spectrum_quantile_jit(spectrum, separation, float(low), float(high), 1.0 / variance,
-                                        float(fraction), histogram))
+def spectrum_quantile(power: np.ndarray, fraction: float) -> float:
+    """:func:`_power_quantile`: ``np.percentile(power[searched], 100 fraction)`` of the
+    ``power`` that :func:`spectrum_peak` gave."""
+    return float(_power_quantile_jit(power, float(fraction)))

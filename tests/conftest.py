@@ -28,7 +28,7 @@ def dragonfly_emc():
     """Dragonfly's ``dragonfly.emc`` as ``reconstruct`` finds it; the tests that need it are
     skipped without it, unless SPIDARKNET_REQUIRE_DRAGONFLY=1 (``make test``) makes its
     absence a failure."""
-    from spidarknet.reconstruct.run import DragonflyError, find_dragonfly
+    from spidarknet.reconstruct import DragonflyError, find_dragonfly
     try:
         return find_dragonfly()
     except DragonflyError:

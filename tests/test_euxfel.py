@@ -155,6 +155,22 @@ def test_simulated_run_is_the_facility_layout_and_evaluates(sim_run, tmp_path, c
     assert hits.scores[labels == 1].mean() > hits.scores[labels == 0].mean()
 
 
+def test_size_window_on_a_run_fits_the_frames_the_network_screens(sim_run, tmp_path):
+    """detect RUN --size-range: the workers fit the frames they screen (a run is read again by
+    module rows for them), as decide fits them afterwards (a run once failed here: its folder
+    was opened as an HDF5 file to ask whether it was compressed)."""
+    from spidarknet.selection.decide import decide
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(sim_run), "--adu-per-photon", "6", "--size-range", "55", "80", "--out", str(out),
+                        "--quiet"]) == 0
+    written, again = read_hits(out), read_hits(out)
+    again.selected = None
+    decide(again, EuXFELRun([str(sim_run)], RunOptions(adu_per_photon=6.0)), size_range=(55.0, 80.0), jobs=1)
+    assert list(written.hits) == list(again.hits) and written.n_hits >= 1
+    np.testing.assert_allclose(written.columns["diameter_nm"], again.columns["diameter_nm"], rtol=1e-4,
+                               equal_nan=True)
+
+
 def test_mpi_over_trains_gives_the_one_process_hit_list(sim_run, tmp_path):
     one, two = tmp_path / "one.csv", tmp_path / "mpi.csv"
     assert detect.main([str(sim_run), "--adu-per-photon", "6", "--out", str(one), "--quiet", "--jobs", "1"]) == 0

@@ -21,7 +21,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spidarknet"
 # Lower layers first.  ``name.*`` is a package with everything below it, a bare name one module;
 # a module belongs to its longest match.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    # errors, atomic outputs, frame-name matching, selection files, metrics, 0/1 labels; the version
+    # errors, atomic outputs, frame-name matching, selection files, metrics, 0/1 labels; the version;
+    # q from the radius, the sphere form factor and the radial profile every layer above shares
     ("core", ("spidarknet.core.*",)),
     # CXI/HDF5 frames streamed in chunks, geometry, masks, compression filters
     ("frames", ("spidarknet.frames.*",)),

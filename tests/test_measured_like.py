@@ -124,7 +124,7 @@ def test_stray_light_adds_photons_outside_the_truth_and_a_ring_in_q(tmp_path):
     extra = d1.astype(np.int64) - d0
     assert extra.min() >= 0 and np.array_equal(extra.reshape(8, -1).sum(axis=1), t1["stray_photons"])
     assert 0.3 < np.std(np.log(t1["stray_photons"] - 0.9 * 2000)) < 2  # shot-to-shot ring strength
-    from spidarknet.simulate.physics import pixel_q_inv_m
+    from spidarknet.core.scattering import pixel_q_inv_m
     from spidarknet.simulate import PNCCD
     q = pixel_q_inv_m(PNCCD.shape, PNCCD.centre_xy, PNCCD.pixel_size_m, PNCCD.distance_m,
                       PNCCD.wavelength_m) / 1e9

@@ -23,7 +23,7 @@ from spidarknet.cli import export_emc
 from spidarknet.cli import reconstruct as reconstruct_cmd
 from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList
-from spidarknet.reconstruct.run import (DragonflyError, read_intensity, read_log, reconstruct,
+from spidarknet.reconstruct import (DragonflyError, read_intensity, read_log, reconstruct,
                                     run_dragonfly)
 
 
@@ -163,7 +163,7 @@ def test_an_interrupted_run_keeps_its_iterations_and_resumes(sphere_hits, tmp_pa
                             preexec_fn=sigint_as_ctrl_c)
     log_path = partial / "dragonfly" / "EMC.log"
     deadline = time.monotonic() + 60
-    from spidarknet.reconstruct.run import parse_dragonfly_log
+    from spidarknet.reconstruct import parse_dragonfly_log
     while time.monotonic() < deadline and proc.poll() is None and len(parse_dragonfly_log(log_path)) < 2:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()

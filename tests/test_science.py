@@ -6,16 +6,20 @@ import h5py
 import numpy as np
 import pytest
 
-from spidarknet.experiments.science import (DEV_SETS, GEOMETRIES, GEOMETRY_TRAIN_SETS, KIND_ROWS, TEST_SETS,
-                                           STRAY_TRAIN_SETS, TRAIN_SETS, TRAINING_GEOMETRY, ScienceConfig, format_result,
-                                           _as_json, geometry_table, run_science)
+from spidarknet.experiments.science import (AGIPD_DEV_SETS, AGIPD_TEST_SETS, DEV_SETS, GEOMETRIES, GEOMETRY_TRAIN_SETS,
+                                           KIND_ROWS, TEST_SETS, STRAY_TRAIN_SETS, TRAIN_SETS, TRAINING_GEOMETRY,
+                                           ScienceConfig, format_result, _as_json, geometry_table, run_science)
+
+#: the pnCCD files (the AGIPD regime's run folders are judged in a test of their own, with the built-in model)
+PNCCD_TEST_SETS = tuple(s for s in TEST_SETS if s not in AGIPD_TEST_SETS)
+PNCCD_DEV_SETS = tuple(s for s in DEV_SETS if s not in AGIPD_DEV_SETS)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, darknet_bin):
     work = tmp_path_factory.mktemp("science")
     config = ScienceConfig(workdir=work, scale_counts=0.04, export_options={"max_batches": 20},
-                           positives="single", label="tiny")
+                           positives="single", label="tiny", test_sets=PNCCD_TEST_SETS, dev_sets=PNCCD_DEV_SETS)
     return work, run_science(config, say=lambda *a: None)
 
 
@@ -40,8 +44,8 @@ def test_seeds_of_training_dev_and_test_files_never_meet():
 @pytest.mark.slow
 def test_every_frame_is_judged_once_per_kind_and_photon_bin(tiny_run):
     work, result = tiny_run
-    assert set(result["tests"]) == {s.name for s in TEST_SETS}
-    assert set(result["dev"]) == {s.name for s in DEV_SETS}
+    assert set(result["tests"]) == {s.name for s in PNCCD_TEST_SETS}
+    assert set(result["dev"]) == {s.name for s in PNCCD_DEV_SETS}
     for name, figures in {**result["dev"], **result["tests"]}.items():
         path = next((work / "data").glob(f"{name}-s*.cxi"))
         with h5py.File(path) as f:
@@ -88,7 +92,7 @@ def test_figures_are_written_as_json_and_printed(tiny_run):
 def test_reuse_judges_the_same_weights_again(tiny_run):
     work, result = tiny_run
     again = run_science(ScienceConfig(workdir=work, scale_counts=0.04, positives="single", label="tiny",
-                                      reuse=True), say=lambda *a: None)
+                                      reuse=True, test_sets=PNCCD_TEST_SETS[:1], dev_sets=()), say=lambda *a: None)
     assert again["weights"] == result["weights"]
     assert again["tests"]["dim"]["f1"] == pytest.approx(result["tests"]["dim"]["f1"], abs=1e-9)
 
@@ -143,10 +147,10 @@ def test_a_given_model_is_judged_on_the_measured_regime_without_training(tmp_pat
     assert set(result["tests"]) == {"measured"} and set(result["dev"]) == {"dev-measured"}
     assert not result["trained_here"] and result["train_seconds"] == 0
     assert sorted(p.name for p in (tmp_path / "data").glob("*.cxi")) == [
-        "dev-measured-s303-n21.cxi", "measured-s223-n21.cxi"]  # no training files made
+        "dev-measured-s303-n21.cxi", "measured-s253-n21.cxi"]  # no training files made
     figures = result["tests"]["measured"]
     assert sum(k["frames"] for k in figures["kinds"].values()) == figures["frames"] == 21
-    with h5py.File(tmp_path / "data" / "measured-s223-n21.cxi", "r") as f:
+    with h5py.File(tmp_path / "data" / "measured-s253-n21.cxi", "r") as f:
         assert f["truth"].attrs["adu_per_photon"] > 0 and "mask" in f["entry_1/instrument_1/detector_1"]
     assert "not trained here" in format_result(result)
 
@@ -178,4 +182,35 @@ def test_the_geometry_table_says_how_far_each_geometry_is_from_the_training_one(
     assert set(table) == {TRAINING_GEOMETRY.name, "binned4"}
     row = table["binned4"]["regimes"]["dim"]
     assert row["delta_f1"] == pytest.approx(-0.05) and row["f1_network"] == 0.7 and row["frames"] == 400
-    assert row["seed"] == 211 and table[TRAINING_GEOMETRY.name]["regimes"]["dim"]["delta_f1"] == 0
+    assert row["seed"] == 261 and table[TRAINING_GEOMETRY.name]["regimes"]["dim"]["delta_f1"] == 0
+
+
+def test_the_agipd_regime_is_judged_on_runs_beside_its_pnccd_twin_and_the_lit_pixel_finder(tmp_path):
+    """The AGIPD regime with the built-in model: a run folder in the facility's layout and its
+    pnCCD twin, each judged as the other regimes are, and the lit-pixel hit finder beside them."""
+    from dataclasses import replace
+
+    from spidarknet.engine.model import builtin_weights
+    from spidarknet.hits import read_hits
+    config = ScienceConfig(workdir=tmp_path, scale_counts=0.03, weights=builtin_weights(),
+                           label="builtin").for_regimes(["agipd-sparse"])
+    assert [s.name for s in config.dev_sets] == ["dev-agipd-sparse", "dev-agipd-sparse@pnccd"]
+    result = run_science(replace(config, dev_sets=()), say=lambda *a: None)
+    assert set(result["tests"]) == {"agipd-sparse", "agipd-sparse@pnccd"}
+    run = tmp_path / "data" / "agipd-sparse-s2233-n42"
+    assert len(list(run.glob("CORR-R0001-AGIPD*-S00000.h5"))) == 16 and (run / "agipd1m.geom").is_file()
+    with h5py.File(run / "spidarknet-truth.hdf5") as f:
+        kinds = f["truth/kind"][()].astype(str)
+    assert np.count_nonzero(kinds == "empty") == round(0.85 * 42)  # the sparse mix
+    hits = read_hits(tmp_path / "runs" / "builtin" / "hits-agipd-sparse.csv")
+    assert set(hits.columns["trainId"]) == {10000}
+    for name in result["tests"]:
+        figures, lit = result["tests"][name], result["tests"][name]["lit_pixel"]
+        assert lit["k"] == 3 and lit["frames"] == figures["frames"] == 42
+        assert lit["kinds"]["empty"]["frames"] == 36 and lit["kinds"]["empty"]["selected"] == 0
+        assert lit["selected"] > figures["selected"]  # it passes every kind of hit, spidarknet the singles
+    row = result["geometries"]["agipd1m"]["regimes"]["agipd-sparse"]
+    twin = result["tests"]["agipd-sparse@pnccd"]["f1"]
+    assert row["delta_f1"] == pytest.approx(result["tests"]["agipd-sparse"]["f1"] - twin)
+    text = format_result(result)
+    assert "lit-pixel (k = 3)" in text and "| agipd-sparse | spidarknet |" in text

@@ -8,8 +8,9 @@ import pytest
 
 from spidarknet.cli import simulate as simulate_cmd
 from spidarknet.core.errors import ConfigError
+from spidarknet.core.scattering import pixel_q_inv_m, sphere_intensity
 from spidarknet.simulate import PNCCD, render_expected, simulate_file
-from spidarknet.simulate.physics import Particle, pixel_q_inv_m, random_rotation, sphere_intensity
+from spidarknet.simulate.physics import Particle, random_rotation
 
 H_J_S = 6.62607015e-34
 C_M_S = 299792458.0

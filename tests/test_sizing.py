@@ -12,14 +12,16 @@ import pytest
 
 from spidarknet.cli import select as select_cmd
 from spidarknet.cli import size as size_cmd
+from spidarknet.core.radial import radial_profile
+from spidarknet.core.scattering import pixel_q_inv_m, sphere_intensity
 from spidarknet.frames.source import FrameKey, FrameSource, Geometry
 from spidarknet.hits import HitList
 from spidarknet.simulate import PNCCD, render_expected, simulate_file
 from spidarknet.simulate.detector import build_mask
-from spidarknet.simulate.physics import Particle, pixel_q_inv_m
+from spidarknet.simulate.physics import Particle
 from spidarknet.sizing import (ICOSAHEDRON_SPHERE_DIAMETER_RATIO, SIZE_COLUMNS, SIZE_WINDOW_MAX_MISFIT,
-                               SizingSettings, second_particle_cut, estimate_sizes, fit_sphere, pixel_weight, radial_profile,
-                               read_sizes, ring_q_inv_m, select_size_window, size_frame, sphere_intensity,
+                               SizingSettings, second_particle_cut, estimate_sizes, fit_sphere, pixel_weight,
+                               read_sizes, ring_q_inv_m, select_size_window, size_frame,
                                subpixels_for, write_sizes_csv)
 
 GEOMETRY = Geometry(centre_px=PNCCD.centre_xy, distance_m=PNCCD.distance_m,

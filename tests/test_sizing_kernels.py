@@ -43,6 +43,30 @@ def test_pixel_pass_gives_the_numpy_model_and_its_sums(subpixels):
         float(values[lit_index] @ np.log(expected_mu[lit_index])), rel=1e-12)
 
 
+@pytest.mark.parametrize("subpixels", [1, 2])
+def test_model_sums_and_photon_pass_are_the_full_pass_parts(subpixels):
+    """The cheaper passes of the lattice's steps: the model's sums over all pixels, and the
+    photons' terms over the pixels holding photons, as the full pass gives them."""
+    x, y, values = _pixels()
+    optics = _Optics(OPTICS.pixel_m, OPTICS.distance_m, OPTICS.wavelength_m, subpixels)
+    steps = optics._subpixel_steps()
+    a, b, d_m, shift = 3.0, 0.01, 71.3e-9, (1.7, -2.2)
+    mu, sums, _, lit = kernels.pixel_pass(x, y, values, shift, 1.0, d_m, VECTOR, steps, a, b)
+    np.testing.assert_allclose(kernels.model_sums(x, y, shift, 1.0, d_m, VECTOR, steps) * [1, a, a, a],
+                               sums[[1, 3, 4, 5]], rtol=1e-10)
+    held = np.flatnonzero(values)
+    photons = kernels.photon_pass(x[held], y[held], values[held], shift, 1.0, d_m, VECTOR, steps, a, b)
+    np.testing.assert_allclose(photons[:5], lit, rtol=1e-10)
+    assert photons[5] == pytest.approx(float(values[held] @ np.log(mu[held])), rel=1e-12)
+
+
+def test_boundary_lambda_puts_the_step_on_the_trust_radius():
+    values, along = np.array([0.5, 1.0, 2.0, 4.0, 9.0]), np.array([3.0, -1.0, 0.5, 2.0, -4.0])
+    for radius in (2.0, 0.3, 1e-4):
+        lam = kernels.boundary_lambda(values, along, radius, 0.0, float(np.linalg.norm(along)) / radius)
+        assert np.linalg.norm(along / (values + lam)) == pytest.approx(radius, rel=1e-6)
+
+
 def test_residual_grid_is_the_bincount_of_the_weighted_residual():
     x, y, values = _pixels()
     mu = 0.02 + np.random.default_rng(4).random(len(x))
@@ -66,13 +90,13 @@ def test_spectrum_peak_and_quantile_are_numpys(scale):
     spectrum = (rng.normal(size=(64, 33)) + 1j * rng.normal(size=(64, 33))).astype(np.complex64) * np.sqrt(scale)
     separation = rng.random((64, 33))
     low, high, variance = 0.2, 0.9, 2.0
-    searched, below, best, peak, histogram = kernels.spectrum_peak(spectrum, separation, low, high, variance, 0.3)
+    searched, below, best, peak, power_map = kernels.spectrum_peak(spectrum, separation, low, high, variance, 0.3)
     power = (spectrum.real.astype(np.float64) ** 2 + spectrum.imag.astype(np.float64) ** 2) / variance
     inside = (separation > low) & (separation < high)
     assert searched == inside.sum() and below == (inside & (power <= 0.3)).sum()
     assert best == int(np.argmax(np.where(inside, power, -1.0))) and peak == pytest.approx(power.flat[best])
     for fraction in (0.0, 0.25, 0.5, 0.999, 1.0):
-        quantile = kernels.spectrum_quantile(spectrum, separation, low, high, variance, fraction, histogram)
+        quantile = kernels.spectrum_quantile(power_map, fraction)
         assert quantile == pytest.approx(float(np.percentile(power[inside], 100 * fraction)), rel=1e-12)
 
 

@@ -18,8 +18,8 @@ import pytest
 from spidarknet.cli import compare as compare_cmd
 from spidarknet.core.errors import InputError
 from spidarknet.simulate import simulate_file
-from spidarknet.simulate.physics import (ELEMENTARY_CHARGE_C, Particle, Renderer, random_rotation,
-                                         sphere_intensity, wavelength_m)
+from spidarknet.core.scattering import sphere_intensity
+from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C, Particle, Renderer, random_rotation, wavelength_m
 from spidarknet.judge.structure import (TruthModel, align, icosahedral_group, icosahedron_amplitude,
                                   icosahedron_faces, judge_halves, judge_selection, resolution,
                                   rotation_angle_deg, shell_correlation, truth_from_simulation,
@@ -262,6 +262,23 @@ def test_judge_halves_aligns_half2_onto_half1(tmp_path):
         judge_halves(tmp_path)
 
 
+def test_a_reconstruction_without_its_voxel_size_or_cube_is_an_input_error(tmp_path):
+    """The judge reads volumes through reconstruct's reader: what it lacks is named."""
+    from spidarknet.judge.structure import read_volume
+    folder = write_recon(tmp_path / "r", np.ones((5, 5, 5)), 0.05)
+    with h5py.File(folder / "intensity.h5", "a") as f:
+        del f["intensity"].attrs["q_per_voxel_inv_nm"]
+    with pytest.raises(InputError, match="no q_per_voxel_inv_nm attribute"):
+        read_volume(folder)
+    write_recon(tmp_path / "flat", np.ones((5, 5, 4)), 0.05)
+    with pytest.raises(InputError, match="cubic"):
+        read_volume(tmp_path / "flat")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "intensity.h5").write_bytes(b"not HDF5")
+    with pytest.raises(InputError, match="intensity.h5"):
+        read_volume(tmp_path / "bad")
+
+
 def test_judge_selection_against_a_truth_model(tmp_path):
     n, d = 41, 66.0
     dq = 2 * math.pi / d / 3.0
@@ -364,7 +381,7 @@ def test_compare_ranks_the_true_selection_above_one_diluted_with_multiples(tmp_p
     """
     from spidarknet.frames.source import FrameKey
     from spidarknet.hits import HitList
-    from spidarknet.reconstruct.run import reconstruct
+    from spidarknet.reconstruct import reconstruct
 
     n_true, n_mult = 240, 72
     sim = tmp_path / "ico.cxi"

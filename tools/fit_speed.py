@@ -28,7 +28,12 @@ import statistics
 import sys
 import time
 
-import numpy as np
+# one BLAS thread, as the fit's worker processes have (spinning BLAS threads would count as
+# the fit's CPU time); set before numpy loads its BLAS
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import numpy as np  # noqa: E402
 
 #: name -> simulate_file options (and seed) of the frames timed
 KINDS = {

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     science = parser.add_argument_group(
         "science benchmark (--science): is the selection right? simulate training, development and held-out "
         "test files (dim half-detector, bright and measured-like regimes; dim and bright also at three more "
-        "detector geometries, equal fluence), export-dataset + train with the "
+        "detector geometries, equal fluence; European XFEL AGIPD runs), export-dataset + train with the "
         "defaults, detect, judge; with --weights, judge that model instead of training one")
     science.add_argument("--science", action="store_true", help="run the science benchmark instead of the "
                                                                "throughput one (about 20 min on 2 cores)")
@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     science.add_argument("--regimes", nargs="+", metavar="REGIME",
                          help="judge only these regimes' development and test files: dim, bright, measured, "
                               "or dim and bright at another geometry (equal fluence): dim@binned4, "
-                              "bright@binned8-581mm, dim@far-1.2keV, ... (default all), e.g. '--regimes measured "
-                              "--weights spidarknet/models/spi-default.weights'")
+                              "bright@binned8-581mm, dim@far-1.2keV, ...; agipd, agipd-sparse: simulated AGIPD runs, "
+                              "each with its pnCCD twin and the lit-pixel hit finder beside (default all), e.g. "
+                              "'--regimes measured --weights spidarknet/models/spi-default.weights'")
     _add_training_args(science)
     parser.add_argument("--workdir", help="keep the files here (default: a temporary folder, removed; "
                                           "--science reuses the simulated files it finds there)")

@@ -98,7 +98,10 @@ _compressed_cache: dict[str, bool] = {}
 
 def _compressed(info: FileInfo) -> bool:
     """Whether the frames of ``info`` pass through an HDF5 filter (compression), so that
-    reading any part of a frame costs the whole frame."""
+    reading any part of a frame costs the whole frame.  A European XFEL run (a folder) reads
+    only the module rows a region needs: taken as uncompressed."""
+    if os.path.isdir(info.path):
+        return False
     if info.path not in _compressed_cache:
         with open_h5(info.path) as handle:
             _compressed_cache[info.path] = handle[info.dataset].id.get_create_plist().get_nfilters() > 0

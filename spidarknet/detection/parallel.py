@@ -122,7 +122,7 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
               len(source), len(shards), job.backend, job.batch, job.chunk,
               ", ".join(str(sum(len(v) for v in shard.source["indices"].values())) for shard in shards))
     pool = Pool("spidarknet.detection.parallel:serve", shards, label="detection worker {number} of {count}",
-                error=EngineError)
+                error=EngineError, quick_exit=True)
     try:
         for index, message in pool.replies():
             if isinstance(message, Progress):

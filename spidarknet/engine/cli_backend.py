@@ -28,7 +28,6 @@ from spidarknet.engine.detector import Detections
 from spidarknet.engine.locate import Found
 from spidarknet.engine.runner import run_darknet
 
-VALID_THRESHOLD = 0.005
 #: images ``detector valid`` loads at once (``nthreads`` in examples/detector.c): its list needs as many
 VALID_THREADS = 4
 

@@ -25,7 +25,6 @@ SEED_MAX = 2**32 - 2
 
 #: "12: 3.456789, 4.567890 avg, 0.001000 rate, 0.512345 seconds, 192 images"
 PROGRESS = re.compile(r"^\s*(\d+):\s*(\S+),\s*(\S+)\s+avg,\s*(\S+)\s+rate,\s*(\S+)\s+seconds,\s*(\d+)\s+images")
-BACKUP_N = re.compile(r"_(\d+)\.weights$")
 
 
 @dataclass

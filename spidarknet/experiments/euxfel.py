@@ -32,7 +32,7 @@ import numpy as np
 
 from spidarknet.api import detect, load_model, open_frames
 from spidarknet.core.defaults import DETECT_CHUNK_FRAMES
-from spidarknet.detection.local import lit_pixel_pass
+from spidarknet.detection.local import lit_pixel_pass, lit_pixels
 from spidarknet.frames.euxfel import values_file
 from spidarknet.preprocess import Preprocessor
 from spidarknet.simulate import simulate_file
@@ -86,9 +86,20 @@ def _truth(path: str, keys) -> tuple[np.ndarray, np.ndarray]:
 
 def lit_pixel_flags(frames, model, k: float = LIT_K) -> np.ndarray:
     """The lit-pixel rule's decision per frame (in key order), on the region the model reads."""
+    return lit_pixel_counts(frames, model, k)[2]
+
+
+def lit_pixel_counts(frames, model, k: float = LIT_K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lit-pixel rule on the region the model reads, window by window as ``detect
+    --prefilter-litpixels K`` reads them (up to ``DETECT_CHUNK_FRAMES`` frames of one train):
+    (frame indices, lit pixels per frame, passed) in key order."""
     pre = Preprocessor(model.preprocessing)
-    flags = [lit_pixel_pass(chunk, k) for chunk in frames.chunks(DETECT_CHUNK_FRAMES, roi=pre.roi)]
-    return np.concatenate(flags)
+    indices, counts, flags = [], [], []
+    for chunk in frames.chunks(DETECT_CHUNK_FRAMES, roi=pre.roi):
+        indices.append(chunk.indices)
+        counts.append(lit_pixels(chunk))
+        flags.append(lit_pixel_pass(chunk, k))
+    return np.concatenate(indices), np.concatenate(counts), np.concatenate(flags)
 
 
 def judge_regime(regime: Regime, frames, with_lit: bool) -> None:

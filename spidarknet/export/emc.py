@@ -57,6 +57,7 @@ import numpy as np
 
 from spidarknet.core.errors import ConfigError, InputError, OutputError
 from spidarknet.core.outputs import staged_dir
+from spidarknet.core.scattering import pixel_q_inv_m
 from spidarknet.export.interchange import frame_file
 from spidarknet.frames.source import FrameSource, Geometry, GeometryOverrides, group_keys, open_h5, reading
 from spidarknet.hits import HitList
@@ -278,17 +279,11 @@ class PixelReduction:
 
 def pixel_q_inv_nm(shape: tuple[int, int], geometry: Geometry) -> np.ndarray:
     """|q| (nm⁻¹, ``4π sin θ / λ``) at the centre of every pixel of frames of ``shape``."""
-    from spidarknet.sizing import scattering_q_inv_m
     if geometry.distance_m is None or geometry.pixel_size_m is None or geometry.wavelength_m is None:
         raise InputError("q per pixel needs the detector distance, pixel size and wavelength; the files "
                          "do not say them all: give --distance, --pixel-size (metres) and the wavelength")
-    rows, cols = shape
-    px, py = geometry.pixel_size_m
-    cx, cy = geometry.centre_px
-    x = (np.arange(cols, dtype=np.float64) - cx) * px
-    y = (np.arange(rows, dtype=np.float64) - cy) * py
-    rho = np.hypot(x[None, :], y[:, None])
-    return scattering_q_inv_m(rho, geometry.distance_m, geometry.wavelength_m) * 1e-9
+    return pixel_q_inv_m(shape, geometry.centre_px, geometry.pixel_size_m, geometry.distance_m,
+                         geometry.wavelength_m) * 1e-9
 
 
 def make_reduction(frame_shape: tuple[int, int], geometry: Geometry, usable: np.ndarray | None = None,

@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 DETECTOR = "SPB_DET_AGIPD1M-1"
 N_MODULES = 16
 MODULE_SHAPE = (512, 128)      # slow scan (rows), fast scan (columns) of one module
-AGIPD_PIXEL_M = 200e-6
 CORRECTED = "{detector}/CORR/{module}CH0:output"
 LEGACY = "{detector}/DET/{module}CH0:xtdf"
 #: quadrant positions (x, y) in mm of EXtra-geom's examples for SPB's AGIPD 1M

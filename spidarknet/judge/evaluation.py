@@ -105,22 +105,6 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: 
     swept, floor, dropped = sweep_scores(scores, threshold, selected, unusable)
     dropped = dropped & ~unusable  # what the selection's own rule (a size window) dropped
     c = metrics.curve(swept, labels).above(floor)
-    pr_index = _subsample(len(c.thresholds))
-    roc_fpr = np.r_[0.0, c.fpr]
-    roc_tpr = np.r_[0.0, c.recall]
-    roc_thr = np.r_[np.inf, c.thresholds]
-    roc_index = _subsample(len(roc_thr))
-
-    def at_threshold(t: float) -> dict:
-        return _point(metrics.confusion(swept, labels, t), beta)
-
-    high, reached = high_recall_choice(c, target_recall) if len(c.thresholds) else (float("nan"), False)
-    suggested = {
-        "max_f1": at_threshold(c.best_f_threshold(1.0)),
-        "high_recall": {**at_threshold(high), "target_recall": target_recall, "target_reached": reached},
-    }
-    if beta != 1.0:
-        suggested[f"max_f{beta:g}"] = at_threshold(c.best_f_threshold(beta))
     return {
         "frames": int(len(scores)), "no_valid_pixel_frames": int(unusable.sum()),
         "positives": int(labels.sum()),
@@ -134,13 +118,39 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, threshold: float, *, beta: 
                   "dropped_frames": int(dropped.sum()), "dropped_positives": int((dropped & labels).sum())},
         "roc_auc": metrics.roc_auc(swept, labels),
         "average_precision": c.average_precision,
-        "pr_curve": {"threshold": c.thresholds[pr_index].tolist(),
-                     "precision": c.precision[pr_index].tolist(),
-                     "recall": c.recall[pr_index].tolist()},
-        "roc_curve": {"threshold": roc_thr[roc_index].tolist(), "fpr": roc_fpr[roc_index].tolist(),
-                      "tpr": roc_tpr[roc_index].tolist()},
-        "suggested_thresholds": suggested,
+        **_curves(c),
+        "suggested_thresholds": _suggested(c, swept, labels, beta, target_recall),
     }
+
+
+def _curves(c) -> dict:
+    """The PR and ROC curves of :func:`evaluate`, each at most :data:`MAX_CURVE_POINTS` points."""
+    pr_index = _subsample(len(c.thresholds))
+    roc_fpr = np.r_[0.0, c.fpr]
+    roc_tpr = np.r_[0.0, c.recall]
+    roc_thr = np.r_[np.inf, c.thresholds]
+    roc_index = _subsample(len(roc_thr))
+    return {"pr_curve": {"threshold": c.thresholds[pr_index].tolist(),
+                         "precision": c.precision[pr_index].tolist(),
+                         "recall": c.recall[pr_index].tolist()},
+            "roc_curve": {"threshold": roc_thr[roc_index].tolist(), "fpr": roc_fpr[roc_index].tolist(),
+                          "tpr": roc_tpr[roc_index].tolist()}}
+
+
+def _suggested(c, swept: np.ndarray, labels: np.ndarray, beta: float, target_recall: float) -> dict:
+    """The thresholds :func:`evaluate` suggests (max F1, the high-recall choice, max F-beta),
+    each with its figures on the swept scores."""
+    def at_threshold(t: float) -> dict:
+        return _point(metrics.confusion(swept, labels, t), beta)
+
+    high, reached = high_recall_choice(c, target_recall) if len(c.thresholds) else (float("nan"), False)
+    suggested = {
+        "max_f1": at_threshold(c.best_f_threshold(1.0)),
+        "high_recall": {**at_threshold(high), "target_recall": target_recall, "target_reached": reached},
+    }
+    if beta != 1.0:
+        suggested[f"max_f{beta:g}"] = at_threshold(c.best_f_threshold(beta))
+    return suggested
 
 
 def _f(value: float, digits: int = 3) -> str:

@@ -73,7 +73,8 @@ def profile_figure(result, geometry, width_px: int = 460, height_px: int = 300):
     """The radial profile (photons per pixel against q) of a :class:`~spidarknet.sizing.SizeResult`
     with the fitted sphere's model over it (when the fit gave a size; ``geometry`` is the
     frame's file's); a matplotlib figure."""
-    from spidarknet.sizing import pixel_weight, sphere_intensity
+    from spidarknet.core.scattering import radius_for_q_m, sphere_intensity
+    from spidarknet.sizing import pixel_weight
     with plot.figure(width_px, height_px) as (fig, ax):
         profile = result.profile
         if profile is None or result.q_inv_m is None:
@@ -87,7 +88,7 @@ def profile_figure(result, geometry, width_px: int = 460, height_px: int = 300):
         if fit is not None and result.ok and np.isfinite(fit.diameter_m):
             q = np.linspace(q_nm[use].min(), q_nm[use].max(), 600) * 1e9
             distance, wavelength = geometry.distance_m, geometry.wavelength_m
-            rho = distance * np.tan(2.0 * np.arcsin(np.clip(q * wavelength / (4 * math.pi), 0, 1)))
+            rho = np.array([radius_for_q_m(v, distance, wavelength) for v in q])
             model = fit.scale * pixel_weight(rho, distance) * sphere_intensity(q, fit.diameter_m) + fit.background
             ax.semilogy(q * 1e-9, np.maximum(model, 1e-3), "-", color=plot.ORANGE, lw=1.4,
                         label=f"sphere {result.diameter_nm:.1f} ± {result.diameter_err_nm:.1f} nm")

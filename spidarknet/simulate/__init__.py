@@ -85,8 +85,9 @@ import numpy as np
 
 from spidarknet.core.defaults import SIMULATE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError
+from spidarknet.core.radial import radial_profile
 from spidarknet.simulate.detector import (MASK_INVALID, MASK_SATURATED, PNCCD, PnCCD, bin_mask,
-                                          bin_sum, build_mask, radial_bins, sample_photons, unbin)
+                                          bin_sum, build_mask, sample_photons, unbin)
 from spidarknet.simulate.measured import MEASURED_TRUTH_FIELDS, DetectorEffects
 from spidarknet.simulate.physics import (Cluster, Particle, Renderer, build_cluster,
                                          random_rotation)
@@ -105,9 +106,7 @@ DEFAULT_FRACTIONS = {"single": 0.35, "multiple": 0.15, "empty": 0.25,
 #: the defaults of :class:`SimulationSettings`, under their historical names
 LABEL_RANGE_NM = DEFAULT_SETTINGS.label_range_nm
 MEAN_FLUENCE_PHOTONS_PER_M2 = DEFAULT_SETTINGS.mean_fluence_photons_per_m2
-FLUENCE_SIGMA = DEFAULT_SETTINGS.fluence_sigma
 BACKGROUND_PHOTONS_PER_PIXEL = DEFAULT_SETTINGS.background_photons_per_pixel
-CENTRE_JITTER_PX = DEFAULT_SETTINGS.centre_jitter_px
 #: a pixel counts as "signal" for ``extent_px`` while the azimuthally averaged expected
 #: signal exceeds this multiple of the background
 EXTENT_BACKGROUND_FACTOR = 2.0
@@ -320,9 +319,6 @@ class FrameSimulator:
             b * b * self.background_photons_per_pixel)
         self._bin_px = 2.0
         self._binning = 4
-        self._bin_index, counts, _ = radial_bins(self.detector, bin_px=self._bin_px,
-                                                 binning=self._binning)
-        self._bin_counts = np.maximum(counts, 1)
         # measured-like effects flag some bad pixels in the written mask; photons still reach
         # them (the truth's photons count them, the mask and rendering stay the clean ones)
         self.effects = None
@@ -388,7 +384,7 @@ class FrameSimulator:
         rows, cols = signal.shape
         b = self._binning
         binned = cv2.resize(signal, (cols // b, rows // b), interpolation=cv2.INTER_AREA)
-        profile = np.bincount(self._bin_index, weights=binned.ravel()) / self._bin_counts
+        profile = radial_profile(binned, None, self.detector.centre_xy, bin_px=self._bin_px, binning=b).mean
         threshold = EXTENT_BACKGROUND_FACTOR * self.background_photons_per_pixel
         above = np.flatnonzero(profile > threshold)
         if above.size == 0:

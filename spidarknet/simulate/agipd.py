@@ -251,6 +251,7 @@ class _RunWriter:
             attrs = handle["truth"].attrs
             attrs.update(settings.to_attrs())
             attrs.update({"seed": int(seed), "cells": self.run.cells, "adu_per_photon": self.adu,
+                          "valid_pixels": int(np.count_nonzero(self.layout.gap_mask())),
                           "gain_sigma": self.run.gain_sigma, "noise_photons": self.run.noise_photons,
                           "detector": "agipd1m", "label_rule": "single=1: one particle, "
                           f"{settings.label_range_nm[0]:g}-{settings.label_range_nm[1]:g} nm"})

@@ -25,7 +25,6 @@ Simplifications (documented, deliberate):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -229,16 +228,3 @@ def _sample_dense(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     counts = rng.poisson(expected)
     np.minimum(counts, 65535, out=counts)
     return counts.astype(np.uint16)
-
-
-def radial_bins(geometry: PnCCD = PNCCD, bin_px: float = 2.0, binning: int = 2):
-    """Radius-bin index (around the nominal centre) of each ``binning``-binned pixel and
-    the number of binned pixels per bin; used for the azimuthal averages of the truth."""
-    rows, cols = geometry.shape[0] // binning, geometry.shape[1] // binning
-    cx, cy = geometry.centre_xy
-    centres_x = (np.arange(cols) + 0.5) * binning - 0.5
-    centres_y = (np.arange(rows) + 0.5) * binning - 0.5
-    r = np.sqrt(np.add.outer((centres_y - cy) ** 2, (centres_x - cx) ** 2))
-    index = (r / bin_px).astype(np.intp).ravel()
-    counts = np.bincount(index)
-    return index, counts, int(math.ceil(r.max() / bin_px)) + 1

@@ -53,8 +53,8 @@ import math
 
 import numpy as np
 
+from spidarknet.core.scattering import pixel_q_inv_m
 from spidarknet.simulate.detector import MASK_INVALID, PnCCD, sample_photons
-from spidarknet.simulate.physics import q_from_radius_inv_m
 
 #: detector columns per readout block (a pnCCD CAMEX chip reads 128 channels)
 READOUT_BLOCK_COLUMNS = 128
@@ -134,10 +134,7 @@ class DetectorEffects:
         if s.beamline_photons <= 0 and s.ring_photons <= 0:
             return None
         g = self.geometry
-        rows, cols = g.shape
-        dx = (np.arange(cols, dtype=np.float64) - centre_xy[0]) * g.pixel_size_m
-        dy = (np.arange(rows, dtype=np.float64) - centre_xy[1]) * g.pixel_size_m
-        q = q_from_radius_inv_m(np.sqrt(np.add.outer(dy * dy, dx * dx)), g.distance_m, g.wavelength_m)
+        q = pixel_q_inv_m(g.shape, centre_xy, g.pixel_size_m, g.distance_m, g.wavelength_m)
         out = np.zeros(g.shape, dtype=np.float64)
         if s.beamline_photons > 0:
             profile = (1.0 + (q / BEAMLINE_KNEE_INV_M) ** 2) ** -2 * valid

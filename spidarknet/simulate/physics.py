@@ -59,6 +59,7 @@ import cv2
 import numpy as np
 
 from spidarknet.core.errors import ConfigError
+from spidarknet.core.scattering import q_from_radius_inv_m, sphere_amplitude
 
 #: Planck constant (J s), speed of light (m/s), elementary charge (C), electron radius (m)
 PLANCK_J_S = 6.62607015e-34
@@ -100,55 +101,6 @@ ICOSAHEDRON_FACE_NORMALS = _icosahedron_face_normals()
 def wavelength_m(photon_energy_J: float) -> float:
     """Photon wavelength λ = h c / E (m) for a photon energy in joules."""
     return PLANCK_J_S * SPEED_OF_LIGHT_M_S / photon_energy_J
-
-
-def q_from_radius_inv_m(radius_m, distance_m: float, wavelength_m: float):
-    """|q| (1/m) at transverse distance ``radius_m`` from the beam on a flat detector.
-
-    ``|q| = 4π sin(θ)/λ`` with ``2θ = atan(radius_m / distance_m)``, evaluated in the
-    cancellation-free form ``sin θ = rho / sqrt(2 L (L + D))``, ``L = sqrt(D² + rho²)``.
-    """
-    rho = np.asarray(radius_m, dtype=np.float64)
-    length = np.sqrt(distance_m ** 2 + rho ** 2)
-    sin_theta = rho / np.sqrt(2.0 * length * (length + distance_m))
-    return 4.0 * math.pi / wavelength_m * sin_theta
-
-
-def pixel_q_inv_m(shape: Sequence[int], centre_xy: Sequence[float], pixel_size_m: float,
-                  distance_m: float, wavelength_m: float) -> np.ndarray:
-    """|q| (1/m, float64) of every pixel of a flat detector of ``shape`` (rows, columns).
-
-    ``centre_xy`` is the beam position in pixel-index coordinates (column, row); pixel
-    ``(i, j)`` lies at ``r = hypot(j - cx, i - cy)`` pixels from it, ``2θ = atan(r·p/D)``
-    and ``q = 4π sin(θ)/λ``.
-    """
-    rows, cols = int(shape[0]), int(shape[1])
-    cx, cy = float(centre_xy[0]), float(centre_xy[1])
-    dx = (np.arange(cols, dtype=np.float64) - cx) * pixel_size_m
-    dy = (np.arange(rows, dtype=np.float64) - cy) * pixel_size_m
-    rho = np.sqrt(np.add.outer(dy * dy, dx * dx))
-    return q_from_radius_inv_m(rho, distance_m, wavelength_m)
-
-
-def sphere_amplitude(q_inv_m, diameter_m: float):
-    """Normalised form factor amplitude of a uniform sphere, ``3 (sin x − x cos x) / x³``.
-
-    ``x = |q| R``; equals 1 at q = 0 and changes sign at each zero (x = 4.493, 7.725, ...).
-    """
-    x = np.asarray(q_inv_m, dtype=np.float64) * (0.5 * diameter_m)
-    out = np.empty_like(x)
-    small = np.abs(x) < 1e-2
-    xs = x[small]
-    out[small] = 1.0 - xs * xs / 10.0 + xs ** 4 / 280.0
-    xl = x[~small]
-    out[~small] = 3.0 * (np.sin(xl) - xl * np.cos(xl)) / xl ** 3
-    return out
-
-
-def sphere_intensity(q_inv_m, diameter_m: float):
-    """Normalised form factor |F|² of a uniform sphere: ``(3 (sin x − x cos x) / x³)²``,
-    ``x = |q| diameter/2``; 1 at q = 0."""
-    return sphere_amplitude(q_inv_m, diameter_m) ** 2
 
 
 def sphere_volume_m3(diameter_m: float) -> float:

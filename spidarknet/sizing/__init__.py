@@ -67,9 +67,8 @@ The package, one job per module (lower ones first; each imports only those above
 
 =====================  ====================================================================
 ``settings``           :class:`SizingSettings` and the constants calibrated once
-``formfactor``         q from the radius, the pixel weight, the sphere form factor, the model
+``formfactor``         q of a ring, the pixel weight, the sphere amplitude's slope, the model
                        of a pixel's photons (at its centre or over its area)
-``profile``            :func:`radial_profile`: azimuthal sums about a centre
 ``background``         the maximum-likelihood scale and flat background of given shapes
 ``region``             the fit region's pixels (once per file and mask) and a frame's photons
 ``profile_fit``        :func:`fit_sphere` of ring sums, :class:`SphereFit`, the judgements of a fit
@@ -83,19 +82,19 @@ The package, one job per module (lower ones first; each imports only those above
 =====================  ====================================================================
 
 Their public names are importable from ``spidarknet.sizing`` itself; the compiled loops are
-:mod:`spidarknet.sizing_kernels`.
+:mod:`spidarknet.sizing_kernels`.  q from the radius, the sphere form factor and the radial
+profile are the package's shared ones, :mod:`spidarknet.core.scattering` and
+:mod:`spidarknet.core.radial`.
 """
 
 from __future__ import annotations
 
 from spidarknet.sizing.centre_search import CENTRE_PIXEL_M, RING_SEARCH_CELLS, centre_search_in_pixels
 from spidarknet.sizing.formfactor import (SPHERE_FIRST_ZERO_X, SUBPIXEL_FRINGE_SHARE, SUBPIXELS_PER_FRINGE,
-                                          pixel_weight, radius_for_q_m, ring_q_inv_m, scattering_q_inv_m,
-                                          sphere_intensity, subpixels_for)
+                                          pixel_weight, ring_q_inv_m, subpixels_for)
 from spidarknet.sizing.frame_fit import SizeResult, fit_frame_sphere, fit_roi, r_max_px, reach_photons, size_frame
 from spidarknet.sizing.pixel_fit import LATTICE_MIN_PIXELS, LATTICE_TOLERANCE
 from spidarknet.sizing.pool import default_jobs, estimate_sizes, size_frames, summary_line
-from spidarknet.sizing.profile import RadialProfile, radial_profile
 from spidarknet.sizing.profile_fit import SphereFit, fit_sphere
 from spidarknet.sizing.second_particle import (SECOND_PARTICLE_MIN_SEPARATION, SECOND_PARTICLE_Z_PER_ROOT_PHOTON,
                                                SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, second_particle_cut,
@@ -107,13 +106,13 @@ from spidarknet.sizing.window import select_size_window, sizes_for, window_verdi
 
 __all__ = [
     "CENTRE_PIXEL_M", "ICOSAHEDRON_SPHERE_DIAMETER_RATIO", "LATTICE_MIN_PIXELS", "LATTICE_TOLERANCE",
-    "RING_SEARCH_CELLS", "RadialProfile", "SECOND_PARTICLE_MIN_SEPARATION",
+    "RING_SEARCH_CELLS", "SECOND_PARTICLE_MIN_SEPARATION",
     "SECOND_PARTICLE_Z_PER_ROOT_PHOTON", "SHAPE_ERROR_PER_ROOT_MISFIT", "SIZE_COLUMNS",
     "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X",
     "SUBPIXELS_PER_FRINGE", "SUBPIXEL_FRINGE_SHARE", "SizeResult", "SizeRow", "SizingSettings", "SphereFit",
     "centre_search_in_pixels", "default_jobs", "estimate_sizes", "fit_frame_sphere", "fit_roi", "fit_sphere",
-    "pixel_weight", "r_max_px", "radial_profile", "radius_for_q_m", "reach_photons", "read_sizes", "ring_q_inv_m",
-    "scattering_q_inv_m", "second_particle_cut", "second_particle_z", "select_size_window", "size_frame",
-    "size_frames", "sizes_for", "sphere_intensity", "subpixels_for", "summary_line", "window_verdicts",
+    "pixel_weight", "r_max_px", "reach_photons", "read_sizes", "ring_q_inv_m",
+    "second_particle_cut", "second_particle_z", "select_size_window", "size_frame",
+    "size_frames", "sizes_for", "subpixels_for", "summary_line", "window_verdicts",
     "write_sizes_csv"
 ]

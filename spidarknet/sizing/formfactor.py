@@ -1,6 +1,7 @@
-"""q from the radius on a flat detector, the pixel weight, the sphere form factor, and the
-model of the sphere's photons per pixel (:class:`_Optics`: at points or averaged over coarse
-pixels)."""
+"""q of a ring for a file's geometry, the pixel weight, the sphere amplitude with its slope, and
+the model of the sphere's photons per pixel (:class:`_Optics`: at points or averaged over coarse
+pixels).  q from the radius and the sphere form factor themselves are
+:mod:`spidarknet.core.scattering`'s."""
 
 from __future__ import annotations
 
@@ -9,39 +10,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spidarknet.core.errors import ConfigError
+from spidarknet.core.scattering import q_from_radius_inv_m, radius_for_q_m, sphere_intensity
 from spidarknet.frames.source import Geometry
 
+
+#: what to change when the q range asked for reaches beyond 90° scattering
+Q_RANGE_HINT = "lower the q range (--q-range MIN MAX)"
 
 #: first zero of the sphere amplitude, x = q R (tan x = x)
 SPHERE_FIRST_ZERO_X = 4.493409457909064
 
 
-def scattering_q_inv_m(radius_m, distance_m: float, wavelength_m: float) -> np.ndarray:
-    """|q| (1/m) at ``radius_m`` from the beam on a flat detector at ``distance_m``.
-
-    ``q = 4π sin(θ)/λ`` with ``2θ = atan(ρ/D)``, written without cancellation as
-    ``sin θ = ρ / sqrt(2 L (L + D))``, ``L = sqrt(D² + ρ²)``.
-    """
-    rho = np.asarray(radius_m, dtype=np.float64)
-    length = np.sqrt(distance_m * distance_m + rho * rho)
-    return 4.0 * math.pi / wavelength_m * rho / np.sqrt(2.0 * length * (length + distance_m))
-
-
-def radius_for_q_m(q_inv_m: float, distance_m: float, wavelength_m: float) -> float:
-    """The radius (m) on the detector where |q| reaches ``q_inv_m`` (inverse of the above)."""
-    s = q_inv_m * wavelength_m / (4.0 * math.pi)
-    if not 0 <= s < math.sqrt(0.5):
-        raise ConfigError(f"q = {q_inv_m * 1e-9:.3g} nm⁻¹ lies beyond 90° scattering at "
-                          f"λ = {wavelength_m * 1e9:.4g} nm; lower the q range (--q-range MIN MAX)")
-    return distance_m * math.tan(2.0 * math.asin(s))
-
-
 def ring_q_inv_m(radius_px, geometry: Geometry) -> np.ndarray:
     """|q| (1/m) of rings at ``radius_px`` (in x-pixel units) for a file's geometry."""
     geometry.require_scattering()
-    return scattering_q_inv_m(np.asarray(radius_px, dtype=np.float64) * geometry.pixel_size_m[0],
-                              geometry.distance_m, geometry.wavelength_m)
+    return q_from_radius_inv_m(np.asarray(radius_px, dtype=np.float64) * geometry.pixel_size_m[0],
+                               geometry.distance_m, geometry.wavelength_m)
 
 
 def pixel_weight(radius_m, distance_m: float) -> np.ndarray:
@@ -51,16 +35,6 @@ def pixel_weight(radius_m, distance_m: float) -> np.ndarray:
     rho = np.asarray(radius_m, dtype=np.float64)
     cos_2theta = distance_m / np.sqrt(distance_m * distance_m + rho * rho)
     return cos_2theta ** 3 * (1.0 - 0.5 * (1.0 - cos_2theta ** 2))
-
-
-def sphere_intensity(q_inv_m, diameter_m) -> np.ndarray:
-    """Normalised sphere form factor ``(3 (sin x − x cos x) / x³)²``, ``x = q d / 2``
-    (1 at q = 0); broadcasts ``q_inv_m`` against ``diameter_m``."""
-    x = np.asarray(q_inv_m, dtype=np.float64) * (0.5 * np.asarray(diameter_m, dtype=np.float64))
-    small = np.abs(x) < 1e-2
-    xs = np.where(small, 1.0, x)
-    amplitude = np.where(small, 1.0 - x * x / 10.0, 3.0 * (np.sin(xs) - xs * np.cos(xs)) / xs ** 3)
-    return amplitude * amplitude
 
 
 #: the table of :func:`_sincos`: sin and cos of every multiple of ``_SINCOS_STEP``
@@ -158,11 +132,11 @@ class _Optics:
                    float(geometry.wavelength_m), subpixels)
 
     def q_inv_m(self, radius_px) -> np.ndarray:
-        return scattering_q_inv_m(np.asarray(radius_px) * self.pixel_m, self.distance_m,
-                                  self.wavelength_m)
+        return q_from_radius_inv_m(np.asarray(radius_px) * self.pixel_m, self.distance_m,
+                                   self.wavelength_m)
 
     def radius_px(self, q_inv_m: float) -> float:
-        return radius_for_q_m(q_inv_m, self.distance_m, self.wavelength_m) / self.pixel_m
+        return radius_for_q_m(q_inv_m, self.distance_m, self.wavelength_m, hint=Q_RANGE_HINT) / self.pixel_m
 
     def shape_and_derivatives(self, radius_px: np.ndarray, diameter_m: float):
         """``s = w |F|²`` at ``radius_px`` and its derivatives by the diameter (per m) and by
@@ -197,7 +171,7 @@ class _Optics:
         scale (broadcasts the radii against the diameters)."""
         rho = np.asarray(radius_px, dtype=np.float64) * self.pixel_m
         return (pixel_weight(rho, self.distance_m)
-                * sphere_intensity(scattering_q_inv_m(rho, self.distance_m, self.wavelength_m),
+                * sphere_intensity(q_from_radius_inv_m(rho, self.distance_m, self.wavelength_m),
                                    diameter_m))
 
     def _subpixel_steps(self) -> np.ndarray:

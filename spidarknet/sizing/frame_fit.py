@@ -11,11 +11,12 @@ from typing import Sequence
 
 import numpy as np
 
+from spidarknet.core.radial import RadialProfile, radial_profile
+from spidarknet.core.scattering import radius_for_q_m
 from spidarknet.frames.source import FileInfo, FrameKey, Geometry
 from spidarknet.sizing.centre_search import _centre_candidates, _ring_search, centre_search_in_pixels
-from spidarknet.sizing.formfactor import _Optics, radius_for_q_m
+from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
 from spidarknet.sizing.pixel_fit import _fisher_scoring
-from spidarknet.sizing.profile import RadialProfile, radial_profile
 from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
 from spidarknet.sizing.region import _FitPixels, _kernels
 from spidarknet.sizing.second_particle import second_particle_z
@@ -143,7 +144,8 @@ class SizeResult:
 def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
     """Largest ring radius (x pixels) the fit needs: where q reaches ``q_max_inv_nm``."""
     geometry.require_scattering()
-    rho = radius_for_q_m(settings.q_max_inv_nm * 1e9, geometry.distance_m, geometry.wavelength_m)
+    rho = radius_for_q_m(settings.q_max_inv_nm * 1e9, geometry.distance_m, geometry.wavelength_m,
+                         hint=Q_RANGE_HINT)
     return rho / geometry.pixel_size_m[0] + settings.bin_px
 
 
@@ -194,13 +196,34 @@ def reach_photons(frame: np.ndarray, usable: np.ndarray, origin: tuple[int, int]
     ``r_out_px`` (x pixels; rows scaled by ``aspect``) of the file's beam centre ``centre_xy``,
     background included: how bright the frame is where the fit looks, whatever the fit made
     of it (NaN pixels and negative noise count as none)."""
-    rows = (np.arange(frame.shape[0]) + origin[0] - centre_xy[1]) * aspect
-    cols = np.arange(frame.shape[1]) + origin[1] - centre_xy[0]
-    inside = (rows[:, None] ** 2 + cols[None, :] ** 2 <= r_out_px * r_out_px) & usable
-    values = np.asarray(frame)[inside].astype(np.float64)
+    frame = np.asarray(frame)
+    inside = _disc(frame.shape, origin, centre_xy, r_out_px, aspect) & usable
+    if frame.dtype.kind in "ub" and adu_per_photon is None:   # photon counts: none NaN, none below 0
+        return float(np.sum(frame, where=inside, dtype=np.int64))
+    values = frame[inside].astype(np.float64)
     if adu_per_photon is not None:
         values /= adu_per_photon
     return float(np.sum(values, where=np.isfinite(values) & (values > 0)))
+
+
+#: the discs of :func:`_disc`, by their arguments (read-only)
+_disc_cache: dict = {}
+
+
+def _disc(shape, origin, centre_xy, r_out_px: float, aspect: float) -> np.ndarray:
+    """Whether each pixel of a region ``shape`` whose corner is ``origin`` lies within
+    ``r_out_px`` of ``centre_xy`` (rows scaled by ``aspect``); kept (a file's frames share it)."""
+    key = (tuple(shape), tuple(origin), float(centre_xy[0]), float(centre_xy[1]), float(r_out_px), float(aspect))
+    disc = _disc_cache.get(key)
+    if disc is None:
+        rows = (np.arange(shape[0]) + origin[0] - centre_xy[1]) * aspect
+        cols = np.arange(shape[1]) + origin[1] - centre_xy[0]
+        disc = rows[:, None] ** 2 + cols[None, :] ** 2 <= r_out_px * r_out_px
+        disc.setflags(write=False)
+        if len(_disc_cache) >= 64:
+            _disc_cache.clear()
+        _disc_cache[key] = disc
+    return disc
 
 
 def fit_roi(info: FileInfo, settings: SizingSettings) -> tuple[int, int, int, int]:

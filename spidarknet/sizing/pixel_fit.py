@@ -34,6 +34,7 @@ class _PixelModel:
         self.vector = np.array([optics.pixel_m, optics.distance_m, 4.0 * math.pi / optics.wavelength_m])
         self.steps = optics._subpixel_steps()
         self.correction: np.ndarray | None = None   # added to the gradient: see :meth:`correct`
+        self._last: tuple | None = None   # (θ, information asked, the answer) of every pixel's last point
 
     def correct(self, gradient: np.ndarray) -> None:
         """Add ``gradient`` to this model's gradient from now on (and ``gradient · θ`` to its
@@ -51,44 +52,63 @@ class _PixelModel:
         d_nm = values.pop(0)
         return (a, b, d_nm) + ((values[0], values[1]) if self.fit_c else self.centre_xy)
 
-    def at(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    def at(self, theta: np.ndarray, information: bool = True) -> tuple[float, np.ndarray, np.ndarray | None,
+                                                                      np.ndarray]:
         """(negative log-likelihood, its gradient and the information of the free
-        parameters, μ per pixel) at ``theta``."""
+        parameters, μ per pixel) at ``theta``; without ``information``: no information
+        (None) and no μ (None; the sums over all pixels from
+        :func:`spidarknet.sizing_kernels.model_sums`, about half the cost of a full pass).
+        On the lattice μ is None too: its sums come from the lattice's pixels, the photons'
+        terms from their own (:func:`spidarknet.sizing_kernels.photon_pass`)."""
+        key = theta.tobytes()
+        if self._last is not None and self._last[0] == key and (self._last[1] or not information):
+            return self._last[2]   # every pixel's model at the same point (a stalled fit asks again)
         a, b, d_nm, cx, cy = self.unpack(theta)
         pixels = self.pixels
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
         kernels = _kernels()
-        if self.lattice is None:
+        if self.lattice is None and information:
             mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
                                                      d_nm * 1e-9, self.vector, self.steps, a, b)
             nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
-        else:   # the sums over all pixels from the lattice's, the photons' terms from their pixels
-            x, y = self.lattice
-            _, sums, info, _ = kernels.pixel_pass(x, y, np.zeros(len(x)), shift, pixels.aspect, d_nm * 1e-9,
-                                                  self.vector, self.steps, a, b)
+        else:   # the sums over all pixels (or the lattice's), the photons' terms from their pixels
+            x, y = (pixels.x, pixels.y) if self.lattice is None else self.lattice
             scale = pixels.n_pixels / len(x)
-            sums *= scale
-            info *= scale
-            mu, _, _, lit = kernels.pixel_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift,
-                                               pixels.aspect, d_nm * 1e-9, self.vector, self.steps, a, b)
-            nll = float(sums[0] - kernels.log_sum(mu, pixels.photon_index, pixels.counts))
+            if information:
+                _, sums, info, _ = kernels.pixel_pass(x, y, np.zeros(len(x)), shift, pixels.aspect, d_nm * 1e-9,
+                                                      self.vector, self.steps, a, b)
+                sums *= scale
+                info *= scale
+            else:
+                shape = kernels.model_sums(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector, self.steps)
+                shape *= scale
+                sums = np.array([a * shape[0] + b * pixels.n_pixels, shape[0], pixels.n_pixels, a * shape[1],
+                                 a * shape[2], a * shape[3]])
+                info = None
+            lit = kernels.photon_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift, pixels.aspect,
+                                      d_nm * 1e-9, self.vector, self.steps, a, b)
+            nll, mu = float(sums[0] - lit[5]), None
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
         grad = sums[1:] - score
         if not self._all_free:
-            grad, info = grad[self.free], info[self._ix]
+            grad = grad[self.free]
+            info = None if info is None else info[self._ix]
         if self.correction is not None:
             nll += float(self.correction @ theta)
             grad += self.correction
+        elif self.lattice is None:
+            self._last = (key, information, (nll, grad, info, mu))
         return nll, grad, info, mu
 
 
-def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
+def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float,
+                  eig: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, bool]:
     """The step minimising the quadratic model ``g·p + ½ pᵀ I p`` within ``|p| ≤ radius``
     (in standard errors): the Fisher-scoring step ``-I⁻¹ g`` when that is inside, else
     ``-(I + λ)⁻¹ g`` on the boundary (λ by bisection; it turns towards steepest descent as
-    the radius shrinks, as scipy's trust-exact does).  Returns the step and whether it lies
-    on the boundary."""
-    values, vectors = np.linalg.eigh(info_z)
+    the radius shrinks, as scipy's trust-exact does).  ``eig``: ``numpy.linalg.eigh(info_z)``,
+    known already.  Returns the step and whether it lies on the boundary."""
+    values, vectors = np.linalg.eigh(info_z) if eig is None else eig
     along = vectors.T @ grad_z
     lowest = float(values.min())
     if lowest > 0:
@@ -98,18 +118,14 @@ def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tupl
     # ‖p(λ)‖ = radius by Newton's method on 1/‖p‖ (nearly linear in λ), kept in a bracket
     lo = max(0.0, -lowest)
     hi = lo + float(np.linalg.norm(grad_z)) / radius + 1e-300
-    lam = hi
-    for _ in range(50):
-        step = along / (values + lam)
-        length = math.sqrt(float((step * step).sum()))
-        if abs(length - radius) <= 1e-6 * radius:
-            break
-        lo, hi = (lam, hi) if length > radius else (lo, lam)
-        slope = float((step * step / (values + lam)).sum()) / length   # -d‖p‖/dλ
-        lam += (length - radius) / radius * length / slope if slope > 0 else 0.0
-        if not lo < lam < hi:
-            lam = 0.5 * (lo + hi)
+    lam = _kernels().boundary_lambda(values, along, radius, lo, hi)
     return -vectors @ (along / (values + lam)), True
+
+
+#: a trust region this small (in standard errors) ends the steps: its point can no longer move
+#: (a fit stalled at the edge of what is allowed, e.g. the smallest diameter searched, whose
+#: every step leaves it)
+MIN_TRUST_RADIUS = 1e-6
 
 
 #: the per-pixel fit first converges to this gradient (in standard errors) on the lattice
@@ -172,16 +188,22 @@ def _corrected(model: "_PixelModel", rough: "_PixelModel", theta: np.ndarray, at
     1 % of a standard error, else None): the lattice's steps (``rough``, whose (nll,
     gradient, information, μ) at ``theta`` are ``at_theta``), corrected by every pixel's
     gradient, at most :data:`CORRECTIONS` times (see :func:`_fisher_scoring`)."""
-    for _ in range(CORRECTIONS):
-        found = model.at(theta)
-        unit = 1.0 / np.sqrt(np.maximum(np.diag(found[2]), 1e-300))
-        if not np.linalg.norm(found[1] * unit) >= 1e-2:
-            return theta, found
+    for attempt in range(CORRECTIONS):
+        # the lattice's steps end 0.1-2 standard errors from every pixel's optimum (its own
+        # optimum is biased): the first correction needs every pixel's gradient, not the check
+        found = model.at(theta, information=attempt > 0)
+        if attempt > 0:
+            unit = 1.0 / np.sqrt(np.maximum(np.diag(found[2]), 1e-300))
+            if not np.linalg.norm(found[1] * unit) >= 1e-2:
+                return theta, found
         change = found[1] - at_theta[1]
         rough.correct(change)
         start = (at_theta[0] + float(change @ theta), found[1], at_theta[2], at_theta[3])
+        before = theta
         theta, *at_theta = _trust_region(rough, theta, allowed, CORRECTED_TOLERANCE, max_steps, start=start,
                                          secant=True)
+        if theta is before:   # no step taken (a stalled fit): another correction would repeat this one
+            break
     return theta, None
 
 
@@ -193,24 +215,28 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
     point's standard errors (one trust radius suits the scale, the background, the
     diameter and the centre); points where ``allowed`` is false are refused, and a start
     there stays.  Converged when the gradient in those units is below ``tolerance``, or
-    after ``max_steps`` steps (``start``: the model's (nll, gradient, information, μ) at
+    after ``max_steps`` steps, or once the trust radius is below :data:`MIN_TRUST_RADIUS`
+    (``start``: the model's (nll, gradient, information, μ) at
     ``theta``, known already).  ``secant``: the information is the start's, updated after
     each step by the gradient's change (BFGS), which heads for the likelihood's own
-    curvature (the lattice's steps, whose end point is not the answer; every pixel's steps
-    keep the information of each point).  Returns θ, the negative log-likelihood, its gradient, the
-    information and μ there."""
+    curvature (the lattice's steps, whose end point is not the answer; their trial points
+    compute no information; every pixel's steps keep the information of each point).
+    Returns θ, the negative log-likelihood, its gradient, the information (``secant``: the
+    start's) and μ there."""
     nll, grad, info, mu = model.at(theta) if start is None else start
     unit = 1.0 / np.sqrt(np.maximum(np.diag(info), 1e-300))   # 1σ of each, at the start
     hessian = info * np.outer(unit, unit)
     # a start outside (the grid's largest diameter, rounded above d_max) stays: an edge
     radius = 100.0 if allowed(*model.unpack(theta)) else 0.0
+    eig = None   # the Hessian's eigenvectors, until it changes
     for _ in range(max_steps if radius > 0 else 0):   # scipy's trust-region rules
         grad_z = grad * unit
-        if not math.sqrt(float(grad_z @ grad_z)) >= tolerance:
+        if not math.sqrt(float(grad_z @ grad_z)) >= tolerance or radius < MIN_TRUST_RADIUS:
             break
-        step, on_boundary = _scoring_step(hessian, grad_z, radius)
+        eig = np.linalg.eigh(hessian) if eig is None else eig
+        step, on_boundary = _scoring_step(hessian, grad_z, radius, eig)
         trial = theta + step * unit
-        found = model.at(trial) if allowed(*model.unpack(trial)) else (math.inf,)
+        found = model.at(trial, information=not secant) if allowed(*model.unpack(trial)) else (math.inf,)
         expected = -float(grad_z @ step + 0.5 * step @ hessian @ step)
         ratio = (nll - found[0]) / expected if expected > 0 else -math.inf
         if ratio < 0.25:
@@ -218,8 +244,13 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
         elif ratio > 0.75 and on_boundary:
             radius = min(2.0 * radius, 1000.0)
         if ratio > 0.15:
-            theta, (nll, grad, info, mu) = trial, found
-            hessian = _secant(hessian, step, grad * unit - grad_z) if secant else info * np.outer(unit, unit)
+            theta, (nll, grad, new_info, mu) = trial, found
+            eig = None
+            if secant:   # the start's information stays (a secant's steps compute none)
+                hessian = _secant(hessian, step, grad * unit - grad_z)
+            else:
+                info = new_info
+                hessian = info * np.outer(unit, unit)
     return theta, nll, grad, info, mu
 
 

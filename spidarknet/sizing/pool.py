@@ -126,7 +126,7 @@ def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[F
                 on_frames(len(task[4]))
         return results
     with Pool("spidarknet.sizing.pool:_serve", [None] * workers, label="size-fit worker {number} of {count}",
-              died_hint="; run again with --jobs 1 to see why") as pool:
+              died_hint="; run again with --jobs 1 to see why", quick_exit=True) as pool:
         for part in pool.map(tasks()):  # in the order of the tasks, two in flight per worker
             results.extend(part)
             if on_frames is not None:

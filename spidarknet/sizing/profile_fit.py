@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spidarknet.core.scattering import sphere_intensity
 from spidarknet.sizing.background import _scale_background
-from spidarknet.sizing.formfactor import _sphere_amplitude, sphere_intensity
+from spidarknet.sizing.formfactor import _sphere_amplitude
 from spidarknet.sizing.settings import SHAPE_ERROR_PER_ROOT_MISFIT, SizingSettings
 
 

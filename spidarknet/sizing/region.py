@@ -116,7 +116,6 @@ class _FitPixels:
         self.lit = np.flatnonzero(values > 0)   # the pixels holding photons
         self.photon_x, self.photon_y = self.x[self.lit], self.y[self.lit]
         self.counts = values[self.lit]
-        self.photon_index = np.arange(len(self.lit))   # the photon pixels among themselves
 
     @property
     def n_pixels(self) -> int:

@@ -13,12 +13,14 @@ from spidarknet.sizing.region import _FitPixels, _kernels
 
 
 #: the search for a second particle (:func:`second_particle_z`) starts this many fitted
-#: diameters from the origin of the residual's Patterson map: one particle's own
-#: autocorrelation reaches its largest width (a regular icosahedron's circumscribed
-#: diameter, 1.18 times its volume-equivalent one), and the mask's edges spread it further
-#: (chosen on the science benchmark's development files: at 25,000 photons single
-#: icosahedra reached z 7.1 from 1.25 diameters, 4.8 from 1.5)
-SECOND_PARTICLE_MIN_SEPARATION = 1.5
+#: diameters from the origin of the residual's Patterson map: just beyond one particle's own
+#: autocorrelation, whose largest width is a regular icosahedron's circumscribed diameter,
+#: 1.18 times its volume-equivalent one.  Chosen on the science benchmark's development files
+#: (docs/recipe.md, "Seventh session"): 1.5 until then; 1.25 kept every development F1 or
+#: raised it (dim 0.949 -> 0.955, 4 x 4-binned dim 0.864 -> 0.891, whose 300 µm pixels resolve
+#: separations up to 137 nm only); 1.1 reaches into the single's own autocorrelation and
+#: cost bright icosahedra (bright 0.976 -> 0.964)
+SECOND_PARTICLE_MIN_SEPARATION = 1.25
 
 
 #: a size window drops fits whose evidence for a second particle is above this (σ) on a dim
@@ -73,11 +75,11 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
                                            pixels.bounds)
     if not variance > 0:
         return float("nan"), float("nan")
-    spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]))
-    separation = _separations(len(grid), kappa)
+    columns = _searched_columns(len(grid), kappa, largest)
+    spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]), columns)
+    separation = _separations(len(grid), kappa, columns)
     low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
-    n_searched, n_quiet, best, peak, histogram = kernels.spectrum_peak(spectrum, separation, low, largest, variance,
-                                                                  quiet)
+    n_searched, n_quiet, best, peak, power = kernels.spectrum_peak(spectrum, separation, low, largest, variance, quiet)
     if not n_searched:
         return float("nan"), float("nan")
     # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower
@@ -86,7 +88,7 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     # (The quartile is looked for only when it can exceed ln(4/3): when fewer values than
     # the quartile's rank lie below that.)
     if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1:
-        quartile = kernels.spectrum_quantile(spectrum, separation, low, largest, variance, 0.25, histogram)
+        quartile = kernels.spectrum_quantile(power, 0.25)
         peak /= max(1.0, quartile / quiet)
     return math.sqrt(peak), float(separation.flat[best])
 
@@ -99,14 +101,20 @@ def _grid_rows(side: int, bounds, shift_y: float) -> np.ndarray | None:
     return None if hi - lo + 1 >= side else np.arange(lo, hi + 1) & (side - 1)
 
 
-def _real_fft2(grid: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    """``scipy.fft.rfft2(grid)`` (the same numbers), its rows' transforms taken only for
-    ``rows`` (the others hold zeros: half of them on a half detector)."""
+def _searched_columns(side: int, kappa: float, largest: float) -> int:
+    """How many leading columns of the real FFT of a ``side`` x ``side`` grid hold
+    separations below ``largest`` (m): those whose column alone stands for less."""
+    return min(side // 2 + 1, int(math.floor(largest * side * kappa / (2.0 * math.pi))) + 1)
+
+
+def _real_fft2(grid: np.ndarray, rows: np.ndarray | None, columns: int) -> np.ndarray:
+    """The first ``columns`` columns of ``scipy.fft.rfft2(grid)`` (the same numbers), its
+    rows' transforms taken only for ``rows`` (the others hold zeros: half of them on a half
+    detector; None: all)."""
     fft = _fft()
-    if rows is None:
-        return fft.rfft2(grid, workers=1, overwrite_x=True)
-    spectrum = np.zeros((grid.shape[0], grid.shape[1] // 2 + 1), dtype=np.complex64)
-    spectrum[rows] = fft.rfft(grid[rows], axis=1, workers=1)
+    spectrum = np.zeros((grid.shape[0], columns), dtype=np.complex64)
+    chosen = slice(None) if rows is None else rows
+    spectrum[chosen] = fft.rfft(grid[chosen], axis=1, workers=1)[:, :columns]
     return fft.fft(spectrum, axis=0, workers=1, overwrite_x=True)
 
 
@@ -120,14 +128,15 @@ def _fft():
 _separation_cache: dict = {}
 
 
-def _separations(n: int, kappa: float) -> np.ndarray:
-    """(n, n // 2 + 1): the separation across the beam (m) that each frequency of the real
-    FFT of an n x n grid of pixels ``kappa`` (1/m) apart stands for; kept."""
-    key = (int(n), float(kappa))
+def _separations(n: int, kappa: float, columns: int) -> np.ndarray:
+    """(n, columns): the separation across the beam (m) that each frequency of the first
+    ``columns`` columns of the real FFT of an n x n grid of pixels ``kappa`` (1/m) apart
+    stands for; kept."""
+    key = (int(n), float(kappa), int(columns))
     if key not in _separation_cache:
         if len(_separation_cache) >= 8:
             _separation_cache.clear()
         fy = np.fft.fftfreq(n) * n
-        fx = np.arange(n // 2 + 1, dtype=np.float64)
+        fx = np.arange(columns, dtype=np.float64)
         _separation_cache[key] = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
     return _separation_cache[key]
