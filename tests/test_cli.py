@@ -110,23 +110,22 @@ def test_train_anew_sets_the_earlier_weights_aside_and_warns_of_few_validation_s
     """train --force moves the earlier training's weights into backup/previous, so that a
     --resume after Ctrl-C continues the new training, not the finished old one; a data set
     whose validation images hold few singles is said to give uncertain figures."""
-    import argparse
-
-    from spidarknet.cli import export_dataset, train
+    from spidarknet.cli import Console, export_dataset
     from spidarknet.engine.data_folder import ExportedDataset
     from spidarknet.engine.train import final_weights, newest_backup
+    from spidarknet.jobs import train
     out = tmp_path / "ds"
     assert export_dataset.main([str(small_cxi), "--out", str(out), "--labels-dataset", "/truth/label",
                                 "--frames", "0:30", "--max-batches", "2", "--quiet"]) == 0
     ds = ExportedDataset.open(out)
     final_weights(ds).write_bytes(b"old")
     (ds.backup_dir / f"{ds.weights_base}.backup").write_bytes(b"old")
-    args = argparse.Namespace(resume=False, force=False, pretrained=None)
+    settings = train.TrainSettings(str(out))
     with pytest.raises(Exception, match="exists from an earlier training"):
-        train._starting_weights(args, ds)
-    args.force = True
-    assert train._starting_weights(args, ds) is None
+        train._starting_weights(settings, ds, Console())
+    settings.force = True
+    assert train._starting_weights(settings, ds, Console()) is None
     assert newest_backup(ds) is None and (ds.backup_dir / "previous" / final_weights(ds).name).is_file()
     capsys.readouterr()
-    train._warn_small(ds)
+    train._warn_small(ds, Console())
     assert "labelled singles" in capsys.readouterr().err

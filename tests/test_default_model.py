@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spidarknet.cli import detect
-from spidarknet.cli.detect import threshold_for_rate
+from spidarknet.jobs.detect import threshold_for_rate
 from spidarknet.hits import read_hits
 
 

@@ -9,7 +9,9 @@ from spidarknet.detection.fits import ScreenedFits, _compressed
 from spidarknet.detection.parallel import detect_parallel
 from spidarknet.engine.model import builtin_weights, load_model
 from spidarknet.frames.source import FrameSource
+from spidarknet.frames.options import FrameOptions
 from spidarknet.hits import read_hits
+from spidarknet.jobs.detect import DetectSettings, shard_job
 from spidarknet.selection.decide import decide
 from spidarknet.simulate import simulate_file
 from spidarknet.sizing import estimate_sizes
@@ -25,11 +27,10 @@ def test_workers_fit_the_screened_frames_as_a_separate_fit_would(tmp_path, compr
     screen = float(model.validation["screening_threshold"])
     source = FrameSource([str(path)])
     assert _compressed(source.files[0]) == (compression is not None)
-    args = detect.build_parser().parse_args([str(path), "--out", "unused.csv", "--chunk", "8",
-                                             "--weights", str(builtin_weights())])
+    settings = DetectSettings(FrameOptions([str(path)]), out="unused.csv", chunk=8, weights=str(builtin_weights()))
     fits = ScreenedFits()
     model.threshold = screen
-    job = detect.shard_job(args, model, "opencv", fit=fits.settings)
+    job = shard_job(settings, model, "opencv", fit=fits.settings)
     hits, times = detect_parallel(source, job, 2, fits=fits)
     hits.threshold = screen
     screened = [k for k, h in zip(hits.keys, hits.hits) if h]

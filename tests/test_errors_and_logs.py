@@ -156,8 +156,9 @@ def test_a_beam_centre_jittered_off_the_detector_is_an_error_line(tmp_path, caps
 
 def test_the_size_range_check_is_one_type_and_line_in_detect_and_select(small_cxi, tmp_path, capsys):
     from spidarknet.cli import detect, select
+    from spidarknet.jobs.detect_settings import check_size_range
     with pytest.raises(ConfigError, match="give 0 <= MIN <= MAX"):
-        cli.check_size_range((80.0, 60.0))
+        check_size_range((80.0, 60.0))
     assert detect.main([str(small_cxi), "--size-range", "80", "60", "--out", str(tmp_path / "h.csv"), "-q"]) == 1
     from_detect = error_lines(capsys.readouterr().err)
     (tmp_path / "h.csv").write_text("file,dataset,index,score,x,y,w,h,hit,status\n")
@@ -209,25 +210,26 @@ def test_a_malformed_truth_in_a_file_is_an_input_error_naming_it(tiny_cxi, tmp_p
         truth_from_simulation(bad)
 
 
-def test_verbose_keeps_its_traceback_when_a_command_runs_commands(tmp_path, capsys, caplog):
-    """An experiment runs the commands' mains inside its own: they no longer reset logging, so
-    the outer --verbose still logs the traceback of the bug that follows (seed-questions)."""
-    from spidarknet.cli import train
+def test_verbose_keeps_its_traceback_when_a_command_runs_jobs(tmp_path, capsys, caplog):
+    """An experiment's command runs the commands' jobs (library functions), which leave logging
+    alone, so its --verbose still logs the traceback of the bug that follows (seed-questions)."""
+    from spidarknet.core.errors import OutputError
+    from spidarknet.jobs.train import TrainSettings, train_model
 
     def build_parser():
-        parser = cli.new_parser("experiment", "runs a command, then fails", "experiment -v")
+        parser = cli.new_parser("experiment", "runs a job, then fails", "experiment -v")
         cli.add_common_args(parser)
         return parser
 
     def run(args):
-        assert train.main([str(tmp_path / "no-such-dataset"), "-q"]) == cli.EXIT_ERROR
+        with pytest.raises((InputError, OutputError), match="does not exist"):
+            train_model(TrainSettings(str(tmp_path / "no-such-dataset")))
         assert logging.getLogger("spidarknet").isEnabledFor(logging.DEBUG)
         raise ValueError("'run1.cxi' is not in list")
 
     assert cli.run_main(build_parser, run, ["--verbose"]) == cli.EXIT_INTERNAL
     record = next(r for r in caplog.records if r.name == "spidarknet.cli" and r.exc_info)
     assert record.exc_info[0] is ValueError and "is not in list" in caplog.text
-    assert "does not exist" in capsys.readouterr().err      # the inner command's own error line
     # after the outer command the next one configures logging afresh
     assert cli.run_main(build_parser, lambda args: 0, ["-q"]) == 0
     assert not logging.getLogger("spidarknet").isEnabledFor(logging.DEBUG)

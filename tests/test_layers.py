@@ -55,12 +55,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("spidarknet.api",)),
     # the pages in the browser: the monitor of a followed run, the labelling page
     ("serve", ("spidarknet.serve.*",)),
-    # command-line plumbing and one module per pipeline command
-    ("cli", ("spidarknet.cli.*", "spidarknet.__main__")),
-    # experiments that drive the pipeline through its commands, as a user would
+    # what each command does, as a library function: typed settings in, a result out
+    ("jobs", ("spidarknet.jobs.*",)),
+    # experiments that drive the pipeline through the commands' jobs, as a user would
     ("experiments", ("spidarknet.experiments.*",)),
-    # the commands that start those experiments
-    ("experiment commands", ("spidarknet.cli.bench", "spidarknet.cli.seed_questions")),
+    # command-line plumbing and one module per command: parse, build settings, call one function, print
+    ("cli", ("spidarknet.cli.*", "spidarknet.__main__")),
     # the package's face: the API's names and the exceptions, imported on first use
     ("face", ("spidarknet",)),
 ]
@@ -221,10 +221,10 @@ def test_the_rule_sees_what_it_should():
     """The checker itself: a lazy import is an arrow, a relative import resolves, Tarjan finds a circle."""
     found = {(a, b) for a, b, _ in arrows()}
     assert ("spidarknet.cli.detect", "spidarknet.cli") in found          # from spidarknet import cli
-    assert ("spidarknet.experiments.science", "spidarknet.cli.detect") in found   # inside a function
+    assert ("spidarknet.experiments.science", "spidarknet.jobs.detect") in found   # inside a function
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
-    assert layer_of("spidarknet.cli.bench") > layer_of("spidarknet.experiments.science") > layer_of("spidarknet.cli")
+    assert layer_of("spidarknet.cli.bench") > layer_of("spidarknet.experiments.science") > layer_of("spidarknet.jobs")
 
 
 def test_command_table_names_existing_modules():
@@ -235,3 +235,29 @@ def test_command_table_names_existing_modules():
     paths = [value.elts[0].value for value in table.values]
     missing = [p for p in paths if p not in modules()]
     assert paths and not missing, f"cli.COMMANDS names modules that do not exist: {missing}"
+
+
+def _namespace_uses(path: Path) -> list[str]:
+    """Where a module imports argparse, or names ``Namespace`` (an annotation, a call)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+            found.append(f"{node.lineno}: import argparse")
+        elif isinstance(node, ast.ImportFrom) and node.module == "argparse":
+            found.append(f"{node.lineno}: from argparse import ...")
+        elif isinstance(node, (ast.Name, ast.Attribute)) and (getattr(node, "id", None) == "Namespace"
+                                                               or getattr(node, "attr", None) == "Namespace"):
+            found.append(f"{node.lineno}: Namespace")
+    return found
+
+
+def test_args_stop_in_cli():
+    """Issue #20 item 2: the commands' parsed options (an ``argparse.Namespace``) never leave
+    ``cli/``; the library takes typed settings.  No module outside it imports argparse or names
+    a Namespace (a parameter annotated ``argparse.Namespace``, a Namespace built to call it)."""
+    outside = {name: path for name, path in modules().items()
+               if not (name.startswith("spidarknet.cli") or name == "spidarknet.__main__")}
+    wrong = [f"{path.relative_to(PACKAGE.parent)}:{use}" for path in outside.values() for use in _namespace_uses(path)]
+    assert not wrong, "argparse outside spidarknet/cli:\n  " + "\n  ".join(wrong)
+    # the checker sees what it should: cli/detect.py takes a Namespace
+    assert any("Namespace" in use for use in _namespace_uses(modules()["spidarknet.cli.detect"]))

@@ -21,8 +21,7 @@ def test_learning_curve_structure(tmp_path, darknet_bin):
     # pretrained on the default geometry with export's default crop in q (and the beam stop's
     # q as --q-min), which fine-tuning must repeat on the experiment's files
     weights = pretrain(tmp_path, frames=96, seed=11, options={"shape": SHAPE}, say=lambda _: None,
-                       export_args=["--size", "64", "--scale", "log", "--batch", "8",
-                                    "--max-batches", "60", "--burn-in", "10"])
+                       export_options={"size": 64, "scale": "log", "batch": 8, "max_batches": 60, "burn_in": 10})
     # the experiment: 2 x 2-binned at 0.25 m, so its pixels span the angle of the pretraining's
     experiment = Experiment(labelled_frames=60, test_frames=40, labelled_seed=21, test_seed=22,
                             options={"shape": SHAPE, "binning": 2, "distance_m": 0.25, "photons": 800.0,
@@ -56,8 +55,8 @@ def test_learning_curve_structure(tmp_path, darknet_bin):
     for n in (10, 20):
         # the pretrained weights were loaded: the first iteration starts from a trained net
         assert rows[(n, "pretrained")]["first_loss"] < rows[(n, "scratch")]["first_loss"]
-        assert any("--pretrained" in c for c in rows[(n, "pretrained")]["commands"])
-        assert not any("--pretrained" in c for c in rows[(n, "scratch")]["commands"])
+        assert rows[(n, "pretrained")]["steps"][1]["train"]["pretrained"] == str(weights.resolve())
+        assert "pretrained" not in rows[(n, "scratch")]["steps"][1]["train"]
     assert set(result["zero_shot"]["from_labels"]) == {"10", "20"}
 
     # the labels are nested: the 10 are among the 20
@@ -89,16 +88,21 @@ def test_pick_labels_stratified_and_enriched():
     assert labels[enriched[20]].sum() == 10
 
 
-def test_preprocess_args_round_trip():
-    from spidarknet import cli
+def test_preprocess_options_round_trip():
+    """The export settings of a model's preprocessing give it back, through the command line's
+    options as through the library's."""
     from spidarknet.cli import export_dataset
-    from spidarknet.experiments.learning_curve import preprocess_args
-    parser = export_dataset.build_parser()
+    from spidarknet.experiments.learning_curve import preprocess_options
+    from spidarknet.jobs import with_options
+    from spidarknet.jobs.export_dataset import ExportSettings, preprocessing_for
+    from spidarknet.frames.options import FrameOptions
     for settings in (Preprocessing(size=128, crop=256, scale="log"),
                      Preprocessing(size=64, crop=200, q_min_inv_nm=0.05, vmax=40.0, colormap="viridis",
                                    centre_px=(100.5, 99.0), adu_per_photon=12.5),
                      Preprocessing(size=128, crop=None, q_max_inv_nm=0.66, scale="sqrt"),
                      Preprocessing(size=128, crop=None, q_max_inv_nm=0.5, q_min_inv_nm=0.04)):
-        args = parser.parse_args(["x.cxi", "--out", "ds", "--labels-dataset", "/truth/label",
-                                  *preprocess_args(settings)])
-        assert cli.preprocessing_from_args(args) == settings
+        export = with_options(ExportSettings(FrameOptions(("x.cxi",)), out="ds"), preprocess_options(settings))
+        assert preprocessing_for(export.preprocessing) == settings
+    # the command line's options name the same settings (bench --science --variant)
+    assert export_dataset.options_of(["--q-max", "0.5", "--q-min", "0.04", "--size", "64", "--centre", "1", "2"]) == {
+        "q_max_inv_nm": 0.5, "q_min_inv_nm": 0.04, "size": 64, "centre_px": (1.0, 2.0)}

@@ -18,7 +18,7 @@ PNCCD_DEV_SETS = tuple(s for s in DEV_SETS if s not in AGIPD_DEV_SETS)
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, darknet_bin):
     work = tmp_path_factory.mktemp("science")
-    config = ScienceConfig(workdir=work, scale_counts=0.04, export_args=("--max-batches", "20"),
+    config = ScienceConfig(workdir=work, scale_counts=0.04, export_options={"max_batches": 20},
                            positives="single", label="tiny", test_sets=PNCCD_TEST_SETS, dev_sets=PNCCD_DEV_SETS)
     return work, run_science(config, say=lambda *a: None)
 

@@ -15,6 +15,7 @@ from spidarknet.core.errors import EngineError
 from spidarknet.engine import train as engine_train
 from spidarknet.engine.data_folder import ExportedDataset
 from spidarknet.engine.locate import Found
+from spidarknet.jobs import train as train_job
 
 ITERATIONS = 30
 
@@ -50,7 +51,7 @@ def test_same_seed_same_weights_whatever_the_threads(exported, darknet_bin, tmp_
     weights = (first / "backup" / "yolov2-tiny-spi_final.weights").read_bytes()
     assert result.weights.read_bytes() == weights
     # 'random' draws a seed (here 1), records it, and training follows it
-    monkeypatch.setattr(train.secrets, "randbelow", lambda n: 1)
+    monkeypatch.setattr(train_job.secrets, "randbelow", lambda n: 1)
     other = _copy(exported, tmp_path, "other")
     assert train.main([str(other), "--seed", "random", "--quiet"]) == 0
     card = json.loads((other / "backup" / "yolov2-tiny-spi_final.json").read_text())

@@ -51,11 +51,12 @@ def test_train_says_it_shortened_a_small_set(fifty, tmp_path, capsys, darknet_bi
     """The message and the cfg as train leaves them; the training itself is replaced by a
     Ctrl-C (the one fake: 200 real iterations take a minute)."""
     from spidarknet.cli import train
+    from spidarknet.jobs import train as train_job
     ds = _export(fifty, tmp_path / "ds")
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(train, "train", stop)
+    monkeypatch.setattr(train_job, "train", stop)
     assert train.main([str(ds.root), "-q"]) == 130
     err = capsys.readouterr().err
     after = _schedule(ds)[0]

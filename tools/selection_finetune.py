@@ -33,8 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selection_bench import draw, rule_labels, run_table  # noqa: E402
 
 from spidarknet.engine.model import builtin_weights, load_model  # noqa: E402
-from spidarknet.experiments.learning_curve import (_call, _export_options, _seed_args, net_args,  # noqa: E402
-                                                   preprocess_args, write_selections)
+from spidarknet.experiments.learning_curve import (_export, _train, _train_seed, export_common,  # noqa: E402
+                                                   net_options, preprocess_options, write_selections)
 
 
 def _scores(path: Path, model, frames=None) -> np.ndarray:
@@ -55,19 +55,18 @@ def _scores(path: Path, model, frames=None) -> np.ndarray:
 def finetune_cell(work: Path, run_a: Path, run_b: Path, labels: np.ndarray, pick: np.ndarray, model,
                   iterations: int, seed: int = 0) -> dict:
     """Export the labelled frames ``pick`` of run A, fine-tune, score both runs; kept in ``work``."""
-    from spidarknet.cli import export_dataset, train
     done = work / "cell.json"
     if done.is_file():
         return json.loads(done.read_text())
     work.mkdir(parents=True, exist_ok=True)
     positives, negatives = write_selections(work / "labels", run_a, pick, labels)
-    common = _export_options(net_args(model, work / "net"), preprocess_args(model.preprocessing), iterations, 4,
-                             0.2, seed, [])
+    common = export_common(net_options(model, work / "net"), preprocess_options(model.preprocessing), iterations, 4,
+                           0.2, seed, {})
     ds = work / "ds"
-    _call("export-dataset", export_dataset.main, [str(run_a), "--positives", str(positives), "--negatives",
-                                                  str(negatives), "--out", str(ds), "--force", *common])
+    _export({"inputs": [str(run_a)], "positives": [str(positives)], "negatives": [str(negatives)], "out": str(ds),
+             "force": True, **common})
     t0 = time.perf_counter()
-    _call("train", train.main, [str(ds), "--force", "--pretrained", str(model.weights), *_seed_args(seed), "--quiet"])
+    _train({"dataset": str(ds), "force": True, "pretrained": str(model.weights), "seed": _train_seed(seed)})
     train_s = time.perf_counter() - t0
     weights = sorted((ds / "backup").glob("*_final.weights"))[0]
     tuned = load_model(weights)

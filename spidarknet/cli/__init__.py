@@ -1,7 +1,10 @@
 """Command-line plumbing shared by every command.
 
-Each command module defines ``build_parser()`` and ``run(args) -> int``; its
-``main(argv=None) -> int`` is ``cli.run_main(build_parser, run, argv)``, which turns
+Each command module defines ``build_parser()`` and ``run(args) -> int``: ``run`` builds the
+typed settings of the command's job (:mod:`spidarknet.jobs`), calls that one function with a
+:class:`Console` (its progress bars and stderr lines) and prints the result; the parsed
+``args`` never leave this package.  Its ``main(argv=None) -> int`` is
+``cli.run_main(build_parser, run, argv)``, which turns
 :class:`~spidarknet.core.errors.SpidarknetError` and operating-system errors into one
 ``error: ...`` line on stderr (exit status 1), and anything else, a bug, into one
 ``error: internal error (...)`` line (exit status 70); ``--verbose`` logs its traceback.
@@ -17,11 +20,11 @@ import argparse
 import difflib
 import importlib
 import logging
-import math
 import sys
 from typing import Callable, Sequence
 
 from spidarknet.core.errors import ConfigError, SpidarknetError
+from spidarknet.core.feedback import Feedback
 
 #: command name -> (module, one-line help)
 COMMANDS = {
@@ -57,9 +60,6 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h: a bug, not the user's mistake
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger(__name__)
-
-#: commands in progress in this process (experiments run commands inside a command)
-_running = 0
 
 
 def dispatch(argv: Sequence[str]) -> int:
@@ -111,10 +111,8 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its message
         return int(exc.code or 0)
-    global _running
-    if not _running:  # a command run by another (an experiment's) keeps the outer one's logging
-        configure_logging(getattr(args, "verbose", False))
-    _running += 1
+    # the experiments call the library's jobs, never a command's main: no command runs inside another
+    configure_logging(getattr(args, "verbose", False))
     try:
         return run(args)
     except SpidarknetError as exc:
@@ -137,8 +135,6 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line, and its traceback for the report
         return _internal_error(exc, f"{type(exc).__name__}: {exc}")
-    finally:
-        _running -= 1
 
 
 def _internal_error(exc: BaseException, what: str) -> int:
@@ -216,19 +212,37 @@ def add_page_args(parser: argparse.ArgumentParser) -> None:
                              "address lets other machines see the page, without a password, and is warned about")
 
 
-def serve_page(app, args: argparse.Namespace, what: str) -> int:
-    """Listen on --host/--port (warning for an address other machines reach) and serve ``app``
-    until Ctrl-C; the address is printed (flushed) once the page is up."""
-    from spidarknet.serve.server import bind, host_warning, run_server
-    warning = host_warning(args.host)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-    sock = bind(args.host, args.port)
-    try:
-        run_server(app, sock, lambda url: print(f"{what} at {url} (Ctrl-C stops it)", flush=True))
-    finally:
-        sock.close()
-    return 0
+def page_settings(args: argparse.Namespace):
+    """The :class:`~spidarknet.jobs.pages.PageSettings` of --host and --port."""
+    from spidarknet.jobs.pages import PageSettings
+    return PageSettings(host=args.host, port=args.port)
+
+
+class Console(Feedback):
+    """A job's feedback as the commands give it: tqdm bars and notes on stderr unless
+    ``quiet``, warnings as ``warning: ...`` lines, said lines always; shown lines on stdout."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def bar(self, total=None, desc=None, unit="frame"):
+        return progress(total=total, desc=desc, quiet=self.quiet, unit=unit)
+
+    def say(self, line: str) -> None:
+        print(line, file=sys.stderr)
+
+    def note(self, line: str) -> None:
+        if not self.quiet:
+            print(line, file=sys.stderr)
+
+    def show(self, line: str) -> None:
+        print(line, flush=True)
+
+    def warn(self, line: str) -> None:
+        print(f"warning: {line}", file=sys.stderr)
+
+    def hushed(self) -> "Console":
+        return Console(quiet=True)
 
 
 def progress(iterable=None, *, total=None, desc=None, quiet=False, unit="frame"):
@@ -292,79 +306,17 @@ def add_run_args(parser: argparse.ArgumentParser, adu_option: bool) -> None:
                                 "round(value / X) (default: the data are photons)")
 
 
-def parse_modules(text: str | None):
-    """``0-3,8`` -> (0, 1, 2, 3, 8); None stays None."""
-    from spidarknet.core.errors import ConfigError
-    if text is None:
-        return None
-    modules = []
-    try:
-        for item in text.split(","):
-            lo, _, hi = item.strip().partition("-")
-            modules += list(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise ConfigError(f"--modules {text!r}: give module numbers and ranges, e.g. 0-3,8") from None
-    return tuple(modules)
-
-
-def _run_source(args: argparse.Namespace, inputs: Sequence[str], wavelength):
-    """The European XFEL runs ``inputs`` with the run options; their --adu-per-photon is the
-    reader's (photons rounded), so it is taken off ``args`` for the later stages."""
-    from spidarknet.core.errors import ConfigError
-    from spidarknet.frames.euxfel import EuXFELRun, RunOptions
-    from spidarknet.frames.source import parse_frame_range
-    if args.centre or args.pixel_size or args.dataset or args.mask or args.mask_invert:
-        raise ConfigError("--centre, --pixel-size, --dataset and --mask are for CXI/HDF5 files; a run's geometry "
-                          "is --geom or --quad-positions (and --distance, --energy-ev)")
-    frames = parse_frame_range(args.frames)
-    quads = args.quad_positions
-    options = RunOptions(detector=args.detector_name, modules=parse_modules(args.modules), geom=args.geom,
-                         quad_positions=None if quads is None else tuple(zip(quads[0::2], quads[1::2])),
-                         distance_m=args.distance, wavelength_m=wavelength,
-                         adu_per_photon=getattr(args, "adu_per_photon", None),
-                         use_file_mask=not args.no_file_mask,
-                         frames=None if frames is None else (frames.start, frames.stop, frames.step))
-    args.adu_per_photon = None
-    return EuXFELRun(list(inputs), options, data=args.run_data)
-
-
-def check_size_range(size_range) -> None:
-    """``--size-range MIN MAX`` of ``detect`` and ``select`` (fitted diameters, nm): a
-    :class:`~spidarknet.core.errors.ConfigError` unless 0 ≤ MIN ≤ MAX."""
-    from spidarknet.core.errors import ConfigError
-    if size_range and not 0 <= size_range[0] <= size_range[1]:
-        raise ConfigError(f"--size-range {size_range[0]:g} {size_range[1]:g}: give 0 <= MIN <= MAX in nm")
-
-
-def frame_source_from_args(args: argparse.Namespace, extra_inputs: Sequence[str] = ()):
-    from spidarknet.frames.source import (EV_J, LIGHT_M_S, PLANCK_J_S, FrameSource, GeometryOverrides,
-                                   parse_frame_range)
-    from spidarknet.frames.euxfel import is_run_input
-    from spidarknet.core.errors import ConfigError
-    wavelength = args.wavelength
-    if args.energy_ev is not None:
-        if wavelength is not None:
-            raise ConfigError("give --wavelength or --energy-ev, not both")
-        if args.energy_ev <= 0:
-            raise ConfigError("--energy-ev must be positive")
-        wavelength = PLANCK_J_S * LIGHT_M_S / (args.energy_ev * EV_J)
-    for name in ("distance", "pixel_size", "wavelength"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive (SI units: metres)")
-    inputs = list(args.inputs) + list(extra_inputs)
-    runs = [is_run_input(p) for p in inputs]
-    if any(runs):
-        if not all(runs):
-            raise ConfigError("give European XFEL runs or CXI/HDF5 files, not both in one command")
-        return _run_source(args, inputs, wavelength)
-    overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,
-                                  distance_m=args.distance, pixel_size_m=args.pixel_size,
-                                  wavelength_m=wavelength)
-    return FrameSource(inputs, dataset=args.dataset,
-                       frames=parse_frame_range(args.frames), geometry=overrides, mask=args.mask,
-                       mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask,
-                       bad_pixels=not getattr(args, "keep_bad_pixels", False))
+def frame_options(args: argparse.Namespace):
+    """The :class:`~spidarknet.frames.options.FrameOptions` of the input options."""
+    from spidarknet.frames.options import FrameOptions
+    return FrameOptions(
+        inputs=tuple(args.inputs), dataset=args.dataset, frames=args.frames,
+        centre_px=tuple(args.centre) if args.centre else None, distance_m=args.distance,
+        pixel_size_m=args.pixel_size, wavelength_m=args.wavelength, energy_ev=args.energy_ev, mask=args.mask,
+        mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask,
+        bad_pixels=not getattr(args, "keep_bad_pixels", False), geom=args.geom,
+        quad_positions=args.quad_positions, modules=args.modules, run_data=args.run_data,
+        detector_name=args.detector_name, adu_per_photon=getattr(args, "adu_per_photon", None))
 
 
 def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
@@ -400,60 +352,10 @@ def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
                        help=f"grey or a colour map for the 3 channels (default {d.colormap})")
 
 
-def _default_q_max(files, centre, q_max: float) -> float:
-    """``q_max``, or less where a file's detector ends before it: the q the detectors all
-    reach (rounded down to 1e-3 nm⁻¹), so that a data set is not padded by default."""
-    from spidarknet.core.errors import InputError
-    from spidarknet.preprocess import detector_reach_q_inv_nm
-    try:
-        reach = min(detector_reach_q_inv_nm(f, centre) for f in files)
-    except (InputError, TypeError):  # no geometry: the check of the settings says so
-        return q_max
-    if reach >= q_max:
-        return q_max
-    reached = math.floor(reach * 1000) / 1000
-    print(f"note: the detector reaches q {reach:.3f} nm⁻¹, less than the default {q_max:g}: the images span "
-          f"q ≤ {reached:g} nm⁻¹ (--q-max {reached:g}); give --q-max to choose", file=sys.stderr)
-    return reached
-
-
-def preprocessing_from_args(args: argparse.Namespace, files=None):
-    """The :class:`~spidarknet.preprocess.Preprocessing` the options ask for.
-
-    ``--crop`` gives pixel settings, ``--q-max`` q settings, both checked against ``files``
-    (the :class:`~spidarknet.frames.source.FileInfo` of the inputs) when given, from which the
-    default ``--q-min`` is taken too.  Without ``--crop``, ``--q-max`` or ``--q-min``: the q
-    default, or, for ``files`` that it does not fit (no geometry, say), the pixel default
-    with a warning on stderr.
-    """
-    from spidarknet.core.errors import ConfigError, InputError
-    from spidarknet.preprocess import DEFAULT_CROP, DEFAULT_Q_MAX_INV_NM, Preprocessing, masked_centre_q_inv_nm
-    common = dict(size=args.size, adu_per_photon=args.adu_per_photon, scale=args.scale, vmax=args.vmax,
-                  colormap=args.colormap)
-    centre = tuple(args.centre) if args.centre else None
-    if args.crop is not None and args.q_max is not None:
-        raise ConfigError("give the crop in detector pixels (--crop) or in q (--q-max), not both")
-    q_min = args.q_min if args.q_min else None  # 0: none
-    if args.crop is not None:
-        settings = Preprocessing(crop=args.crop, centre_px=centre, q_min_inv_nm=q_min, **common)
-    else:
-        # the centre is the files' geometry (--centre overrides it there), not the model's
-        q_max = DEFAULT_Q_MAX_INV_NM if args.q_max is None else args.q_max
-        if args.q_max is None and files:
-            q_max = _default_q_max(files, centre, q_max)
-        if args.q_min is None and files is not None:
-            try:
-                q_min = masked_centre_q_inv_nm(files)
-            except InputError:
-                q_min = None  # the check below says what is wrong
-        settings = Preprocessing(crop=None, q_max_inv_nm=q_max, q_min_inv_nm=q_min, **common)
-    if files is not None:
-        try:
-            settings.check_files(files)
-        except InputError as exc:
-            if args.crop is not None or args.q_max is not None or args.q_min is not None:
-                raise
-            print(f"warning: {exc}\nwarning: cropping {DEFAULT_CROP} detector pixels instead (--crop "
-                  f"{DEFAULT_CROP}): a model trained on it fits only this geometry", file=sys.stderr)
-            return Preprocessing(crop=DEFAULT_CROP, centre_px=centre, **common)
-    return settings
+def preprocess_options(args: argparse.Namespace):
+    """The :class:`~spidarknet.jobs.export_dataset.PreprocessOptions` of the preprocessing options."""
+    from spidarknet.jobs.export_dataset import PreprocessOptions
+    return PreprocessOptions(size=args.size, q_max_inv_nm=args.q_max, q_min_inv_nm=args.q_min, crop=args.crop,
+                             centre_px=tuple(args.centre) if args.centre else None,
+                             adu_per_photon=args.adu_per_photon, scale=args.scale, vmax=args.vmax,
+                             colormap=args.colormap)

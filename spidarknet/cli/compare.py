@@ -4,13 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from spidarknet import cli
-from spidarknet.core.errors import ConfigError, InputError
-from spidarknet.core.outputs import check_destination
-from spidarknet.judge.compare import (compare, compare_structures, read_selection_like, write_comparison,
-                                       write_structure)
+from spidarknet.jobs.compare import CompareSettings, compare_to_files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,47 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if len(args.inputs) < 2:
-        raise ConfigError("compare needs at least two selections (hit lists or file,index CSVs)")
-    if args.names is not None and len(args.names) != len(args.inputs):
-        raise ConfigError(f"--names gives {len(args.names)} names for {len(args.inputs)} inputs; "
-                          "give one name per input")
-    if args.out:
-        if not args.out.lower().endswith((".csv", ".json")):
-            raise ConfigError(f"--out {args.out}: give a .csv or .json file name")
-        check_destination(args.out, args.force, "comparison table")
-    if args.recon is None and (args.truth or args.structure_out):
-        raise ConfigError("--truth and --structure-out judge reconstructions: give --recon with one folder per input")
-    if not 0 < args.threshold < 1:
-        raise ConfigError(f"--threshold {args.threshold}: give a correlation between 0 and 1 (e.g. 0.5)")
-    if args.recon is not None:
-        if len(args.recon) != len(args.inputs):
-            raise ConfigError(f"--recon gives {len(args.recon)} folders for {len(args.inputs)} inputs; "
-                              "give one reconstruction folder per input, in the same order")
-        for folder in args.recon:
-            if not os.path.isdir(folder):
-                raise InputError(f"--recon {folder} is not a folder; give the folder 'spidarknet reconstruct' wrote")
-        if args.truth is not None and not os.path.isfile(args.truth):
-            raise InputError(f"--truth {args.truth} does not exist; give the CXI file 'spidarknet simulate' wrote")
-        if args.structure_out:
-            check_destination(args.structure_out, args.force, "structure folder")
-    names = args.names or [None] * len(args.inputs)
-    selections = [read_selection_like(path, name) for path, name in zip(args.inputs, names)]
-    result = compare(selections)
+    result, structure = compare_to_files(CompareSettings(
+        inputs=args.inputs, names=args.names, out=args.out, recon=args.recon, truth=args.truth,
+        shell_method=args.shell_method, threshold=args.threshold, structure_out=args.structure_out,
+        force=args.force))
     print(result.table())
-    structure = None
-    if args.recon is not None:
-        structure = compare_structures(selections, args.recon, args.truth, method=args.shell_method,
-                                       threshold=args.threshold)
+    if structure is not None:
         print()
         print(structure.table())
         for j in structure.judgements:
             print(j.line())
     if args.out:
-        write_comparison(result, args.out, force=args.force, structure=structure)
         print(f"wrote {args.out}")
     if args.structure_out:
-        write_structure(structure, args.structure_out, force=args.force)
         print(f"wrote {args.structure_out}/structure.json and structure.md")
     return 0
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 
 from spidarknet import cli
-from spidarknet.core.outputs import check_destination, write_json
-from spidarknet.hits import read_selected
-from spidarknet.judge.breakdown import DEFAULT_PHOTONS_DATASET, PHOTON_EDGES, breakdown_text, breakdowns
-from spidarknet.judge.evaluation import evaluate, summary_text
-from spidarknet.judge.truth import load_truth
+from spidarknet.jobs.evaluate import EvaluateSettings, evaluate_to_file
+from spidarknet.judge.breakdown import DEFAULT_PHOTONS_DATASET, PHOTON_EDGES, breakdown_text
+from spidarknet.judge.evaluation import summary_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,26 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out:
-        check_destination(args.out, args.force, "evaluation")
-    hits, flags = read_selected(args.hits)
-    truth = load_truth(hits, dataset=args.truth_dataset, csv_path=args.truth,
-                       common_only=args.common_only)
-    result = evaluate(truth.hits.scores, truth.labels, truth.hits.threshold, beta=args.beta,
-                      target_recall=args.target_recall, selected=flags[truth.index],
-                      unusable=truth.hits.unusable)
-    parts = breakdowns(truth, flags[truth.index], by=args.by, truth_csv=args.truth,
-                       photons_dataset=args.photons_dataset, photon_edges=args.photon_bins)
-    result = {"hits": args.hits, "truth": truth.source, "frames_without_truth": truth.dropped,
-              "truth_frames_not_scored": truth.unscored, **result, **parts}
+    result = evaluate_to_file(EvaluateSettings(
+        hits=args.hits, truth_dataset=args.truth_dataset, truth=args.truth, common_only=args.common_only,
+        beta=args.beta, target_recall=args.target_recall, by=args.by, photons_dataset=args.photons_dataset,
+        photon_bins=args.photon_bins, out=args.out, force=args.force))
     print(summary_text(result))
-    if parts:
+    if "by" in result or "photon_bins" in result:  # breakdowns asked for
         print(breakdown_text(result))
-    if truth.dropped or truth.unscored:
-        print(f"(--common-only: left out {truth.dropped} hit-list frames without truth and "
-              f"{truth.unscored} truth frames not in the hit list)")
+    dropped, unscored = result["frames_without_truth"], result["truth_frames_not_scored"]
+    if dropped or unscored:
+        print(f"(--common-only: left out {dropped} hit-list frames without truth and "
+              f"{unscored} truth frames not in the hit list)")
     if args.out:
-        write_json(result, args.out, force=args.force, what="evaluation")
         print(f"wrote {args.out}")
     return 0
 

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sys
-import time
 
 from spidarknet import cli
-from spidarknet.core.version import __version__
-from spidarknet.dataset import (DarknetDatasetWriter, check_trainable, labels_from_dataset,
-                                labels_from_selections, split_subsets, used_frames, write_frames)
 from spidarknet.core.defaults import ORIENTATIONS, READ_CHUNK_FRAMES, TRAIN_BATCH, TRAIN_ITERATIONS, VALID_FRACTION
-from spidarknet.core.errors import ConfigError, InputError
-from spidarknet.core.outputs import check_destination, staged_dir
-from spidarknet.engine.cfg import configure_network, load_template
 from spidarknet.engine.train import MAX_PASSES
-from spidarknet.frames.source import expand_inputs
-from spidarknet.preprocess import Preprocessor
-
-log = logging.getLogger(__name__)
+from spidarknet.jobs.export_dataset import ExportSettings, export_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,92 +61,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_from_args(args: argparse.Namespace) -> ExportSettings:
+    """The job's settings from the options."""
+    return ExportSettings(
+        frames=cli.frame_options(args), out=args.out, force=args.force, labels_dataset=args.labels_dataset,
+        positives=args.positives, negatives=args.negatives, valid_fraction=args.valid_fraction,
+        valid_files=args.valid_files, seed=args.seed, orientations=args.orientations, net=args.net,
+        width_scale=args.width_scale, batch=args.batch, subdivisions=args.subdivisions, max_batches=args.max_batches,
+        learning_rate=args.learning_rate, burn_in=args.burn_in, jitter=args.jitter,
+        preprocessing=cli.preprocess_options(args), chunk=args.chunk)
+
+
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    cfg, cfg_name = _network(args, cli.preprocessing_from_args(args).size)
-    check_destination(args.out, args.force, "output folder")
-    if args.chunk < 1:
-        raise InputError("--chunk must be at least 1")
-    _check_label_options(args)
-    valid_paths = set(expand_inputs(args.valid_files)) if args.valid_files else None
-    extra = sorted(valid_paths - set(expand_inputs(args.inputs))) if valid_paths else []
-    source = cli.frame_source_from_args(args, extra_inputs=extra)
-    settings = cli.preprocessing_from_args(args, source.files)  # checked against each file's geometry
-
-    if args.labels_dataset:
-        labels = labels_from_dataset(source, args.labels_dataset)
-    else:
-        labels = labels_from_selections(source, args.positives, args.negatives)
-    subsets = split_subsets(source, labels, valid_fraction=args.valid_fraction, seed=args.seed,
-                            valid_files=valid_paths)
-    used = used_frames(source, labels)
-    source = source.select(used)
-    check_trainable(labels, subsets, used)
-
-    pre = Preprocessor(settings)
-    with staged_dir(args.out, args.force) as stage:
-        writer = DarknetDatasetWriter(stage)
-        try:
-            with cli.progress(total=len(source), desc="export", quiet=args.quiet) as bar:
-                n_bad = write_frames(writer, source, pre, labels, subsets, chunk_frames=args.chunk,
-                                     orientations=args.orientations, on_chunk=bar.update)
-        finally:
-            writer.close()
-        writer.write_definitions(cfg, cfg_name)
-        settings.save(stage / "preprocess.json")
-        seconds = time.perf_counter() - started
-        writer.write_summary(_summary(args, source, pre, valid_paths, writer.counts, cfg_name, n_bad, seconds))
-    if n_bad:
-        print(f"warning: {n_bad} NaN or negative pixel values were masked", file=sys.stderr)
-    c = writer.counts
+    result = export_dataset(settings_from_args(args), cli.Console(args.quiet))
+    c, seconds, size = result.counts, result.seconds, result.preprocessing.size
     rate = c.total / seconds if seconds > 0 else float("inf")
-    print(f"exported {c.total} frames to {args.out}: train {c.train_pos + c.train_neg} "
+    print(f"exported {c.total} frames to {result.out}: train {c.train_pos + c.train_neg} "
           f"({c.train_pos} single), valid {c.valid_pos + c.valid_neg} ({c.valid_pos} single); "
-          f"network {cfg_name}.cfg at {settings.size}x{settings.size}; {seconds:.1f} s, {rate:.0f} frames/s")
+          f"network {result.cfg_name}.cfg at {size}x{size}; {seconds:.1f} s, {rate:.0f} frames/s")
     return 0
-
-
-def _network(args: argparse.Namespace, size: int):
-    """The network cfg configured from ``--net`` and its options, and the name to save it under."""
-    net_name = args.net
-    template = load_template(net_name)
-    if args.width_scale is None:
-        args.width_scale = 0.25 if net_name == "yolov2-tiny-spi" else 1.0
-    cfg = configure_network(template, size=size, batch=args.batch, subdivisions=args.subdivisions,
-                            max_batches=args.max_batches or TRAIN_ITERATIONS, learning_rate=args.learning_rate,
-                            burn_in=args.burn_in, width_scale=args.width_scale, jitter=args.jitter)
-    cfg_name = os.path.basename(net_name)[:-4] if net_name.endswith(".cfg") else net_name
-    cfg_name = cfg_name.split(".")[0]  # darknet names backups after the cfg up to its first dot
-    return cfg, cfg_name
-
-
-def _check_label_options(args: argparse.Namespace) -> None:
-    label_sources = [bool(args.labels_dataset), bool(args.positives)]
-    if sum(label_sources) != 1:
-        raise ConfigError("give the labels either as --labels-dataset PATH or as --positives CSV "
-                          "(with optional --negatives CSV), not both and not neither")
-    if args.negatives and not args.positives:
-        raise ConfigError("--negatives needs --positives")
-
-
-def _summary(args: argparse.Namespace, source, pre: Preprocessor, valid_paths, c, cfg_name: str,
-             n_bad: int, seconds: float) -> dict:
-    """The contents of export.json."""
-    return {
-        "spidarknet_version": __version__,
-        "inputs": [{"file": f.path, "dataset": f.dataset, "frames": len(f.indices),
-                    "crop_px": pre.for_file(f).crop} for f in source.files],
-        "labels": args.labels_dataset or {"positives": args.positives, "negatives": args.negatives},
-        "split": {"valid_files": sorted(valid_paths)} if valid_paths else
-                 {"valid_fraction": args.valid_fraction, "seed": args.seed},
-        "counts": {"train_single": c.train_pos, "train_other": c.train_neg,
-                   "valid_single": c.valid_pos, "valid_other": c.valid_neg},
-        "orientations": args.orientations,
-        "max_batches_given": args.max_batches is not None,     # else train may shorten a small set's
-        "cfg": f"{cfg_name}.cfg", "net": args.net, "masked_bad_values": n_bad,
-        "seconds": round(seconds, 3),
-    }
 
 
 def main(argv=None) -> int:
     return cli.run_main(build_parser, run, argv)
+
+
+def options_of(argv: list[str]) -> dict:
+    """The export settings that export-dataset options (``--scale linear --max-batches 3000``)
+    change from the defaults, by their settings names (for :func:`spidarknet.jobs.with_options`);
+    an option that is not export-dataset's is a usage error."""
+    from dataclasses import asdict
+    parser = build_parser()
+    base = ["INPUT", "--out", "OUT", "--labels-dataset", "LABELS"]
+    try:
+        given, default = (settings_from_args(parser.parse_args(base + list(a))) for a in (argv, []))
+    except SystemExit:  # argparse said what is wrong
+        from spidarknet.core.errors import ConfigError
+        raise ConfigError(f"export-dataset options {' '.join(argv)!r}: see above") from None
+    flat = [_flat(asdict(s)) for s in (given, default)]
+    return {k: v for k, v in flat[0].items() if v != flat[1][k]}
+
+
+def _flat(values: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+        out.update(_flat(value) if isinstance(value, dict) else {key: value})
+    return out

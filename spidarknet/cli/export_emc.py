@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spidarknet import cli
-from spidarknet.core.outputs import check_destination
+from spidarknet.jobs.export_emc import ExportEmcSettings, export_emc_to_folder
 
 EXAMPLE = "spidarknet export-emc hits.csv --out emc/ --adu-per-photon 31.5"
 
@@ -62,30 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.core.errors import ConfigError
-    from spidarknet.export.emc import export_emc
-    from spidarknet.frames.source import GeometryOverrides
-    from spidarknet.hits import read_selected
-
-    for name in ("distance", "pixel_size", "adu_per_photon", "ewald_rad", "q_max"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-    if args.binning < 1:
-        raise ConfigError(f"--binning must be a whole number >= 1, got {args.binning}")
-    check_destination(args.out, args.force, "output folder")
-    hits, flags = read_selected(args.hits, unique=True)
-    overrides = GeometryOverrides(centre_px=tuple(args.centre) if args.centre else None,
-                                  distance_m=args.distance, pixel_size_m=args.pixel_size)
-    total = len(hits) if args.all_frames else int(flags.sum())
-    with cli.progress(total=total, desc="export-emc", quiet=args.quiet) as bar:
-        result = export_emc(hits, flags, args.out, adu_per_photon=args.adu_per_photon,
-                            all_frames=args.all_frames, geometry=overrides, mask=args.mask,
-                            mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask,
-                            ewald_rad=args.ewald_rad, polarization=args.polarization,
-                            binning=args.binning, q_max_inv_nm=args.q_max, force=args.force,
-                            hit_list_name=str(args.hits), on_frames=bar.update)
-    print(result.line())
+    settings = ExportEmcSettings(
+        hits=args.hits, out=args.out, adu_per_photon=args.adu_per_photon, all_frames=args.all_frames,
+        distance_m=args.distance, pixel_size_m=args.pixel_size, centre_px=tuple(args.centre) if args.centre else None,
+        mask=args.mask, mask_invert=args.mask_invert, use_file_mask=not args.no_file_mask, ewald_rad=args.ewald_rad,
+        polarization=args.polarization, binning=args.binning, q_max_inv_nm=args.q_max, force=args.force)
+    print(export_emc_to_folder(settings, cli.Console(args.quiet)).line())
     return 0
 
 

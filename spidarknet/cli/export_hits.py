@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spidarknet import cli
-from spidarknet.core.errors import ConfigError
-from spidarknet.core.outputs import check_destination
+from spidarknet.jobs.export_hits import ExportHitsSettings, export_hits
 
 EXAMPLE = ("spidarknet export-hits hits.csv --lst hits.lst --cxi-scores scores/\n"
            "  indexamajig -i hits.lst -g pnccd.geom -o hits.stream ...")
@@ -41,53 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.export.interchange import inspect_datasets, write_event_list, write_score_sidecars
-    from spidarknet.hits import read_selected
-
-    if not args.lst and not args.cxi_scores and not args.hitflags:
-        raise ConfigError("nothing to write: give --lst FILE, --cxi-scores DIR and/or --hitflags FILE.h5")
-    hits, flags = read_selected(args.hits, unique=True)
-    if "trainId" in hits.columns or args.hitflags or args.vds:
-        return run_of_runs(args, hits, flags & ~hits.unusable)
-    if args.lst:
-        check_destination(args.lst, args.force, "event list")
-    if args.cxi_scores:
-        check_destination(args.cxi_scores, args.force, "sidecar folder")
-    flags = flags & ~hits.unusable
-    if hits.n_unusable:
-        print(f"{hits.n_unusable} frames without a valid pixel (status no-valid-pixels): not selected, "
+    out = export_hits(ExportHitsSettings(hits=args.hits, lst=args.lst, cxi_scores=args.cxi_scores,
+                                         hitflags=args.hitflags, vds=args.vds, force=args.force))
+    if out.run:
+        if out.flagged is not None:
+            print(f"{out.flagged} of {out.frames} pulses flagged in {out.trains} trains -> {args.hitflags}")
+        if out.listed is not None:
+            print(f"{out.listed} of {out.frames} frames of {args.vds} -> {args.lst}")
+        return 0
+    if out.unusable:
+        print(f"{out.unusable} frames without a valid pixel (status no-valid-pixels): not selected, "
               "score NaN in the sidecars")
-    # each frame file opened once: all of them for the sidecars, else the selected ones' files
-    infos = inspect_datasets(hits.keys if args.cxi_scores else [k for k, f in zip(hits.keys, flags) if f])
-    if args.lst:
-        n = write_event_list(hits, flags, args.lst, force=args.force, checked=True)
-        print(f"{n} of {len(hits)} frames -> {args.lst}")
-    if args.cxi_scores:
-        sidecars = write_score_sidecars(hits, flags, args.cxi_scores, force=args.force,
-                                        hit_list_name=str(args.hits), infos=infos)
-        tagged = sum(s.n_tagged for s in sidecars)
-        print(f"{len(sidecars)} CXI sidecar(s), {tagged} frames tagged single_hit -> {args.cxi_scores}")
-    return 0
-
-
-def run_of_runs(args: argparse.Namespace, hits, flags) -> int:
-    """A hit list of European XFEL runs: per-pulse flags, and the event list against the run's virtual CXI."""
-    from spidarknet.export.euxfel import write_hit_flags, write_vds_event_list
-    if args.cxi_scores:
-        raise ConfigError("--cxi-scores writes sidecars of CXI files; a run's hit list goes back as --hitflags "
-                          "FILE.h5 (and --lst FILE --vds RUN.cxi)")
-    if args.lst and not args.vds:
-        raise ConfigError("the event list of a run names its virtual CXI file: give --vds RUN.cxi "
-                          "(made by extra-data-make-virtual-cxi RUN -o RUN.cxi)")
-    for path, what in ((args.hitflags, "hit flags"), (args.lst, "event list")):
-        if path:
-            check_destination(path, args.force, what)
-    if args.hitflags:
-        trains = write_hit_flags(hits, flags, args.hitflags, force=args.force)
-        print(f"{int(flags.sum())} of {len(hits)} pulses flagged in {trains} trains -> {args.hitflags}")
-    if args.lst:
-        n = write_vds_event_list(hits, flags, args.lst, args.vds, force=args.force)
-        print(f"{n} of {len(hits)} frames of {args.vds} -> {args.lst}")
+    if out.listed is not None:
+        print(f"{out.listed} of {out.frames} frames -> {args.lst}")
+    if out.sidecars is not None:
+        print(f"{out.sidecars} CXI sidecar(s), {out.tagged} frames tagged single_hit -> {args.cxi_scores}")
     return 0
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from spidarknet import cli
-from spidarknet.core.errors import ConfigError
-from spidarknet.core.outputs import check_destination
+from spidarknet.jobs.pages import LabelSettings, label_page
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,42 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check(args: argparse.Namespace) -> None:
-    if args.n < 1 or args.every < 1 or args.pool < 1:
-        raise ConfigError("--n, --every and --pool must be at least 1")
-    if args.folds < 2:
-        raise ConfigError(f"--folds {args.folds}: give at least 2")
-    if os.path.abspath(args.positives) == os.path.abspath(args.negatives):
-        raise ConfigError("--positives and --negatives must be two files")
-    for path, what in ((args.positives, "positives"), (args.negatives, "negatives")):
-        check_destination(path, True, f"--{what} file")
-    check_destination(args.selection, args.force, "selection")
-
-
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.engine.model import builtin_weights, load_model
-    from spidarknet.selection.selector import Selector
-    from spidarknet.serve.label import LabelFiles, label_app, start_session
-    _check(args)
-    selector = Selector.load(args.selector) if args.selector else None
-    weights = args.weights or (selector.weights.get("path") if selector else None) or str(builtin_weights())
-    model = load_model(weights)
-    source = cli.frame_source_from_args(args)
-    bars = []
-
-    def progress(stage: str, total):
-        bars.append(cli.progress(total=total, desc=stage, quiet=args.quiet))
-        return bars[-1].update
-    try:
-        session = start_session(source, model, LabelFiles(args.positives, args.negatives), n=args.n,
-                                every=args.every, pool_size=args.pool, selection_out=args.selection,
-                                seed=args.seed, jobs=args.jobs, folds=args.folds, selector=selector,
-                                progress=progress)
-    finally:
-        for bar in bars:
-            bar.close()
-    names = ", ".join(os.path.basename(f.path) for f in source.files[:3]) + (" ..." if len(source.files) > 3 else "")
-    return cli.serve_page(label_app(session, f"label {names}"), args, "labelling page")
+    settings = LabelSettings(frames=cli.frame_options(args), positives=args.positives, negatives=args.negatives,
+                             selection=args.selection, n=args.n, every=args.every, weights=args.weights,
+                             selector=args.selector, pool=args.pool, folds=args.folds, seed=args.seed,
+                             jobs=args.jobs, force=args.force, page=cli.page_settings(args))
+    return label_page(settings, cli.Console(args.quiet))
 
 
 def main(argv=None) -> int:

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from spidarknet import cli
-from spidarknet.core.errors import ConfigError
-from spidarknet.core.outputs import check_destination
-from spidarknet.dataset import labels_from_dataset, labels_from_selections
-from spidarknet.engine.model import builtin_weights, load_model
-from spidarknet.selection.pipeline import learn_from_labels
+from spidarknet.jobs.learn import LearnSettings, learn_to_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,39 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _labels(args: argparse.Namespace, source) -> dict:
-    if bool(args.labels_dataset) == bool(args.positives):
-        raise ConfigError("give the labels as --positives CSV (with optional --negatives CSV) or as "
-                          "--labels-dataset PATH, one of the two")
-    if args.negatives and not args.positives:
-        raise ConfigError("--negatives needs --positives")
-    if args.labels_dataset:
-        return labels_from_dataset(source, args.labels_dataset)
-    return labels_from_selections(source, args.positives, args.negatives)
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.folds < 2:
-        raise ConfigError(f"--folds {args.folds}: give at least 2")
-    if args.screen is not None and not 0 <= args.screen <= 1:
-        raise ConfigError(f"--screen {args.screen:g} must lie between 0 and 1")
-    check_destination(args.out, args.force, "selection")
-    source = cli.frame_source_from_args(args)
-    labels = _labels(args, source)
-    model = load_model(args.weights or str(builtin_weights()))
-    bars = []
-
-    def progress(stage: str, total: int):
-        bars.append(cli.progress(total=total, desc=stage, quiet=args.quiet))
-        return bars[-1].update
-    try:
-        selector = learn_from_labels(source, labels, model, screen=args.screen, backend=args.backend,
-                                     folds=args.folds, seed=args.seed, jobs=args.jobs, progress=progress)
-    finally:
-        for bar in bars:
-            bar.close()
-    selector.save(args.out, force=args.force)
-    _print(selector, args.out)
+    settings = LearnSettings(frames=cli.frame_options(args), out=args.out, positives=args.positives,
+                             negatives=args.negatives, labels_dataset=args.labels_dataset, weights=args.weights,
+                             screen=args.screen, folds=args.folds, seed=args.seed, backend=args.backend,
+                             jobs=args.jobs, force=args.force)
+    _print(learn_to_file(settings, cli.Console(args.quiet)), args.out)
     return 0
 
 
@@ -92,9 +60,6 @@ def _print(selector, out: str) -> None:
     for name, linear, square in selector.weight_table():
         print(f"  {name:<30s} {linear:+.3f} {square:+.3f}")
     print(f"wrote {out}; apply it with: spidarknet detect FILES --selector {out} --out hits.csv")
-    if f["labels"] < 30:
-        print(f"warning: {f['labels']} labels give wide intervals; 40 or more (spidarknet propose) do better",
-              file=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spidarknet import cli
-from spidarknet.detection.shards import merge_parts
+from spidarknet.detection.shards import merge_to_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,9 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    hits, meta = merge_parts(args.parts)
-    hits.meta.update(meta)
-    hits.write_csv(args.out, force=args.force)
+    hits = merge_to_file(args.parts, args.out, force=args.force)
     print(f"merged {len(args.parts)} parts: {hits.summary_line()}; wrote {args.out}")
     return 0
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from spidarknet import cli
-from spidarknet.core.errors import ConfigError
+from spidarknet.jobs.pages import MonitorSettings, monitor_page
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,16 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.serve.monitor import HitListTail, Monitor, monitor_app
-    if not args.poll > 0:
-        raise ConfigError("--poll must be positive")
-    if os.path.isdir(args.hits):
-        raise ConfigError(f"{args.hits} is a folder: give the hit list CSV that detect --follow writes")
-    if os.path.exists(args.hits):
-        HitListTail(args.hits).read()  # a file that is not a hit list is refused before the page starts
-    monitor = Monitor(args.hits, poll_s=args.poll)
-    title = args.title or f"monitor of {os.path.basename(args.hits)}"
-    return cli.serve_page(monitor_app(monitor, title), args, "monitor")
+    return monitor_page(MonitorSettings(hits=args.hits, title=args.title, poll=args.poll, page=cli.page_settings(args)),
+                        cli.Console(args.quiet))
 
 
 def main(argv=None) -> int:

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import csv
-
-import numpy as np
 
 from spidarknet import cli
-from spidarknet.core.errors import ConfigError
-from spidarknet.core.outputs import atomic_path, check_destination
-from spidarknet.engine.model import builtin_weights, load_model
-from spidarknet.selection.pipeline import labelled_among, measure_pool, score_frames
-from spidarknet.selection.propose import propose
-from spidarknet.selection.selector import Selector
-
-COLUMNS = ["file", "dataset", "index", "why", "score", "probability", "diameter_nm", "signal_photons", "misfit",
-           "second_particle_z"]
+from spidarknet.jobs.propose import ProposeSettings, propose_to_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,41 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n < 1 or args.pool < 1:
-        raise ConfigError("--n and --pool must be at least 1")
-    check_destination(args.out, args.force, "proposal list")
-    selector = Selector.load(args.selector) if args.selector else None
-    weights = args.weights or (selector.weights.get("path") if selector else None) or str(builtin_weights())
-    model = load_model(weights)
-    screen = selector.screen if selector else model.validation.get("screening_threshold", model.threshold)
-    source = cli.frame_source_from_args(args)
-    with cli.progress(total=len(source), desc="score", quiet=args.quiet) as bar:
-        hits = score_frames(source, model, on_chunk=bar.update)
-    labelled = labelled_among(source, hits, args.positives + args.negatives)
-    with cli.progress(desc="fit", quiet=args.quiet) as bar:
-        pool, measured = measure_pool(source, hits, screen, size=args.pool, seed=args.seed, labelled=labelled,
-                                      jobs=args.jobs, on_frames=bar.update)
-    chosen, why = propose(measured, args.n, selector=selector, seed=args.seed, screen=screen)
-    p = selector.probability(measured) if selector else np.full(len(measured), np.nan)
-    _write(args, measured, chosen, why, p)
-    kinds = {w: why.count(w) for w in dict.fromkeys(why)}
-    print(f"proposed {len(chosen)} frames to label (" + ", ".join(f"{v} {k}" for k, v in kinds.items())
-          + f") from {len(pool)} fitted of {len(hits)}; wrote {args.out}")
+    settings = ProposeSettings(frames=cli.frame_options(args), out=args.out, n=args.n, selector=args.selector,
+                               positives=args.positives, negatives=args.negatives, weights=args.weights,
+                               pool=args.pool, seed=args.seed, jobs=args.jobs, force=args.force)
+    result = propose_to_file(settings, cli.Console(args.quiet))
+    kinds = {w: result.why.count(w) for w in dict.fromkeys(result.why)}
+    print(f"proposed {len(result.why)} frames to label (" + ", ".join(f"{v} {k}" for k, v in kinds.items())
+          + f") from {result.pool} fitted of {result.frames}; wrote {args.out}")
     return 0
-
-
-def _write(args, measured, chosen, why, p) -> None:
-    def cell(value: float) -> str:
-        return f"{value:.4g}" if np.isfinite(value) else ""
-    v = measured.values
-    with atomic_path(args.out, args.force, "proposal list") as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            for i, reason in zip(chosen, why):
-                key = measured.keys[i]
-                writer.writerow([key.file, key.dataset, key.index, reason, cell(v["score"][i]), cell(p[i]),
-                                 *(cell(v[name][i]) for name in COLUMNS[6:])])
 
 
 def main(argv=None) -> int:

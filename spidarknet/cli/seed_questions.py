@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1")
     config = SeedConfig(workdir=Path(args.workdir), frames_per_run=args.frames_per_run,
                         labelled_frames=args.labelled_frames,
-                        train_options=("--max-batches", str(args.max_batches)),
+                        export_options={"max_batches": args.max_batches},
                         recon_iterations=args.iterations, recon_seeds=tuple(range(args.starts)),
                         reconstruct=not args.no_reconstruct,
-                        progress=not args.quiet)
+                        progress=not args.quiet, feedback=cli.Console(args.quiet))
     result = run_seed_questions(config, say=lambda line: print(line, flush=True))
     print(format_result(result))
     print(f"wrote {Path(args.workdir) / 'seed-questions.json'}")

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
-
 
 from spidarknet import cli
-from spidarknet.core.errors import ConfigError
-from spidarknet.core.outputs import check_destination
-from spidarknet.hits import read_selected, write_selected
-from spidarknet.sizing import select_size_window
+from spidarknet.jobs.select import SelectSettings, select_to_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,36 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threshold is None and args.size_range is None:
-        raise ConfigError("nothing to select by: give --threshold and/or --size-range")
-    if args.sizes and not args.size_range:
-        raise ConfigError("--sizes goes with --size-range MIN MAX")
-    cli.check_size_range(args.size_range)
-    check_destination(args.out, args.force, "hit list")
-    hits, _ = read_selected(args.hits)
-    threshold = hits.threshold if args.threshold is None else args.threshold
-    if not math.isfinite(threshold):
-        raise ConfigError(f"{args.hits} records no usable threshold; give --threshold")
-    above = (hits.scores >= threshold) & ~hits.unusable  # frames without a valid pixel: never
-    flags = above.copy()
-    meta = {"selected_from": args.hits}
-    message = f"{int(above.sum())} of {len(hits)} frames score ≥ {threshold:.3g}"
-    if hits.n_unusable:
-        message += f" ({hits.n_unusable} without a valid pixel, never selected)"
-    if args.size_range:
-        lo, hi = args.size_range
-        bar = cli.progress(total=int(above.sum()), desc="size", quiet=args.quiet or bool(args.sizes))
-        try:
-            flags, counts = select_size_window(hits, above, args.size_range, args.sizes, on_frames=bar.update)
-        finally:
-            bar.close()
-        meta.update(size_range_nm=[lo, hi], sizes=args.sizes or "fitted by select")
+    r = select_to_file(SelectSettings(hits=args.hits, out=args.out, threshold=args.threshold,
+                                      size_range=args.size_range, sizes=args.sizes, force=args.force),
+                       cli.Console(args.quiet))
+    message = f"{r.above} of {r.frames} frames score ≥ {r.threshold:.3g}"
+    if r.unusable:
+        message += f" ({r.unusable} without a valid pixel, never selected)"
+    if r.counts is not None:
+        lo, hi, counts = *args.size_range, r.counts
         message += (f"; {counts['inside']} with a diameter in {lo:g}-{hi:g} nm, {counts['outside']} outside, "
                     f"{counts['failed']} left out (no size, not a sphere, or {counts['second_particle']} with the "
                     "fringes of a second particle)")
-    hits.threshold = threshold
-    write_selected(hits, flags, args.out, force=args.force, meta=meta)
-    print(f"{message}: {int(flags.sum())} selected; wrote {args.out}")
+    print(f"{message}: {r.selected} selected; wrote {r.out}")
     return 0
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import os
 
 from spidarknet import cli
 from spidarknet.core.defaults import FRAME_COMPRESSION, SIMULATE_CHUNK_FRAMES
-from spidarknet.core.errors import ConfigError, OutputError
+from spidarknet.jobs.simulate import SimulateSettings, simulate_to_file
 from spidarknet.simulate.writer import COMPRESSIONS
 
 EXAMPLE = ("python -m spidarknet simulate sim.cxi --count 2000 --seed 1 --half-detector\n"
@@ -211,126 +209,35 @@ def _add_measured_args(parser: argparse.ArgumentParser, d) -> None:
                            help=f"{text} (default {getattr(d, name):g})".replace("%", "%%"))
 
 
-def settings_from_args(args: argparse.Namespace) -> dict:
-    """The simulation options the user gave (``None`` where not given)."""
-    from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
-
-    energy = args.energy_ev
-    return {"photons": args.photons, "mean_fluence_photons_per_m2": args.fluence,
-            "fluence_sigma": args.fluence_sigma,
-            "background_photons_per_pixel": args.background,
-            "centre_jitter_px": args.centre_jitter,
-            "size_range_nm": tuple(args.size_range) if args.size_range else None,
-            "label_range_nm": tuple(args.label_range) if args.label_range else None,
-            "off_size_fraction": args.off_size_fraction,
-            "separation_diameters": tuple(args.separation) if args.separation else None,
-            "particle_shape": args.particle_shape,
-            "distance_m": args.distance, "pixel_size_m": args.pixel_size,
-            "photon_energy_J": None if energy is None else energy * ELEMENTARY_CHARGE_C,
-            "shape": tuple(args.shape) if args.shape else None, "binning": args.binning,
-            "half_detector": args.half_detector or None,
-            **{name: getattr(args, name) for _, name, *_ in MEASURED_OPTIONS}}
-
-
-def run_agipd(args: argparse.Namespace) -> int:
-    """``--detector agipd1m``: a labelled AGIPD run folder."""
-    from spidarknet.simulate.agipd import AgipdRunSettings, simulate_agipd_run
-    from spidarknet.simulate.settings import option_name
-    if args.like or args.measured_like or args.compression is not None or args.binning or args.half_detector:
-        raise ConfigError("--like, --measured-like, --compression, --binning and --half-detector are pnCCD options; "
-                          "--detector agipd1m writes the facility's corrected layout")
-    options = settings_from_args(args)
-    extra = [name for _, name, *_ in MEASURED_OPTIONS if name != "adu_per_photon" and options.get(name) is not None]
-    if extra:
-        raise ConfigError(f"{option_name(extra[0])} is a pnCCD readout option; not used with --detector agipd1m")
-    for _, name, *_ in MEASURED_OPTIONS:
-        options.pop(name, None)
-    if os.path.exists(args.output) and not args.force:
-        raise OutputError(f"{args.output} exists; use --force to overwrite it or choose another name")
-    modules = cli.parse_modules(args.modules)
-    run = AgipdRunSettings(cells=args.cells, adu_per_photon=args.adu_per_photon, legacy_names=args.legacy_names,
-                           **({} if modules is None else {"modules": modules}))
-    with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
-        summary = simulate_agipd_run(args.output, args.count, seed=args.seed, run=run, fractions=args.fractions,
-                                     progress=bar.update, **options)
-    print(summary.line())
-    return 0
-
-
-def _like_run_options(args: argparse.Namespace) -> dict | None:
-    """The reading options of a --like European XFEL run (None when none given)."""
-    options = {"geom": args.like_geom, "adu_per_photon": args.like_adu_per_photon}
-    if any(v is not None for v in options.values()) and not args.like:
-        raise ConfigError("--like-geom and --like-adu-per-photon go with --like RUN_FOLDER")
-    return {k: v for k, v in options.items() if v is not None} or None
+def settings_from_args(args: argparse.Namespace) -> SimulateSettings:
+    """The job's settings: the simulation options the user gave (``None`` where not given)."""
+    options = {"photons": args.photons, "mean_fluence_photons_per_m2": args.fluence,
+               "fluence_sigma": args.fluence_sigma,
+               "background_photons_per_pixel": args.background,
+               "centre_jitter_px": args.centre_jitter,
+               "size_range_nm": tuple(args.size_range) if args.size_range else None,
+               "label_range_nm": tuple(args.label_range) if args.label_range else None,
+               "off_size_fraction": args.off_size_fraction,
+               "separation_diameters": tuple(args.separation) if args.separation else None,
+               "particle_shape": args.particle_shape,
+               "distance_m": args.distance, "pixel_size_m": args.pixel_size,
+               "shape": tuple(args.shape) if args.shape else None, "binning": args.binning,
+               "half_detector": args.half_detector or None}
+    return SimulateSettings(
+        output=args.output, count=args.count, seed=args.seed, options=options,
+        readout={name: getattr(args, name) for _, name, *_ in MEASURED_OPTIONS}, energy_ev=args.energy_ev,
+        detector=args.detector, measured_like=args.measured_like, like=args.like, like_dataset=args.like_dataset,
+        like_geom=args.like_geom, like_adu_per_photon=args.like_adu_per_photon, compression=args.compression,
+        chunk_frames=args.chunk_frames, fractions=args.fractions, force=args.force, cells=args.cells,
+        legacy_names=args.legacy_names, modules=args.modules)
 
 
 def run(args: argparse.Namespace) -> int:
-    from spidarknet.simulate import DEFAULT_SETTINGS, MEASURED_LIKE_SETTINGS, simulate_file
-    if args.detector == "agipd1m":
-        return run_agipd(args)
-
-    if args.count < 1:
-        raise ConfigError(f"--count must be at least 1, got {args.count}")
-    if args.photons is not None and args.fluence is not None:
-        raise ConfigError("give the photon level as --photons (photons of a single on the valid pixels) or "
-                          "as --fluence (photons/m² at the particle), not both")
-    if args.energy_ev is not None and not args.energy_ev > 0:
-        raise ConfigError(f"--energy-ev must be > 0, got {args.energy_ev:g}")
-    if args.like_dataset and not args.like:
-        raise ConfigError("--like-dataset names the frames of the --like file: give --like FILE too")
-    options = settings_from_args(args)
-    base = MEASURED_LIKE_SETTINGS if args.measured_like else DEFAULT_SETTINGS
-    if not args.like:
-        base.with_options(**options)  # a bad value fails before anything is read
-    if os.path.exists(args.output) and not args.force:
-        raise OutputError(f"{args.output} exists; use --force to overwrite it "
-                          "or choose another name")
-    chosen = FRAME_COMPRESSION if args.compression is None else args.compression
-    compression = None if chosen == "none" else chosen
-    if args.like:
-        _check_like_geometry(args)
-    with cli.progress(total=args.count, desc="simulate", quiet=args.quiet) as bar:
-        summary = simulate_file(args.output, args.count, seed=args.seed, like=args.like, settings=base,
-                                like_dataset=args.like_dataset, compression=compression,
-                                like_run_options=_like_run_options(args),
-                                chunk_frames=args.chunk_frames, fractions=args.fractions,
-                                progress=bar.update, **options)
-    if summary.like_line:
+    summary = simulate_to_file(settings_from_args(args), cli.Console(args.quiet))
+    if getattr(summary, "like_line", None):
         print(summary.like_line)
     print(summary.line())
     return 0
-
-
-#: frames of a --like file read, and the brightest of them fitted, to check its geometry
-LIKE_CHECK_FRAMES, LIKE_CHECK_FITS = 400, 30
-
-
-def _check_like_geometry(args: argparse.Namespace) -> None:
-    """Fit spheres to the brightest frames of the --like file and warn where the fits
-    contradict its geometry (a simulation copying a wrong geometry would teach it)."""
-    import numpy as np
-
-    from spidarknet.frames.source import FrameSource
-    from spidarknet.selection.features import geometry_warnings
-    from spidarknet.sizing import estimate_sizes
-    from spidarknet.core.errors import SpidarknetError
-    try:
-        source = FrameSource([args.like], dataset=args.like_dataset)
-        source.files[0].geometry.require_scattering()
-    except SpidarknetError:  # no geometry of its own (given as options): nothing to check it by
-        return
-    keys, sums = [], []
-    for chunk in source.chunks(64):
-        photons = np.where(chunk.valid, chunk.data, 0).reshape(len(chunk), -1).sum(axis=1)
-        keys += chunk.keys
-        sums += photons.tolist()
-        if len(keys) >= LIKE_CHECK_FRAMES:
-            break
-    brightest = [keys[i] for i in np.argsort(sums)[::-1][:LIKE_CHECK_FITS]]
-    results = estimate_sizes(source.select_keys(brightest))
-    for line in geometry_warnings(results, source.files, size_range=args.size_range):
-        print(f"warning: {line}", file=sys.stderr)
 
 
 def main(argv=None) -> int:

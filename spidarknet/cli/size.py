@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from spidarknet import cli
 from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
-from spidarknet.core.errors import ConfigError, InputError
-from spidarknet.core.keys import describe_keys, match_keys
-from spidarknet.core.outputs import check_destination
-from spidarknet.hits import read_selected
-from spidarknet.selection.features import geometry_warnings
-from spidarknet.sizing import SizingSettings, estimate_sizes, summary_line, write_sizes_csv
+from spidarknet.jobs.size import SizeSettings, size_to_file
+from spidarknet.sizing import SizingSettings, summary_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,37 +71,10 @@ def settings_from_args(args: argparse.Namespace) -> SizingSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings_from_args(args)  # a bad value fails before anything is read
-    if args.chunk < 1:
-        raise ConfigError("--chunk must be at least 1")
-    if args.jobs is not None and args.jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
-    if args.all_frames and not args.hits:
-        raise ConfigError("--all-frames goes with --hits")
-    check_destination(args.out, args.force, "size table")
-    source = cli.frame_source_from_args(args)
-    settings = settings_from_args(args)  # after the source: a run's reader has taken its --adu-per-photon
-    if args.hits:
-        hits, flags = read_selected(args.hits)
-        keys = hits.keys if args.all_frames else [k for k, f in zip(hits.keys, flags) if f]
-        available = {(info.path, int(i)): info.key(i) for info in source.files for i in info.indices}
-        found, missing = match_keys([(k.file, k.index) for k in keys], available)
-        if missing:
-            raise InputError(f"{len(missing)} of the {len(keys)} frames of {args.hits} to size are not "
-                             f"among the inputs ({describe_keys(missing)}); give the frame files the hit "
-                             "list was made from (and the same --frames)")
-        keys = found
-        if not keys:
-            print(f"{args.hits} selects no frame: nothing to size")
-    bar = cli.progress(total=len(keys) if args.hits else len(source), desc="size", quiet=args.quiet)
-    try:
-        results = estimate_sizes(source, keys if args.hits else None, settings,
-                                 chunk_frames=args.chunk, on_frames=bar.update, jobs=args.jobs)
-    finally:
-        bar.close()
-    write_sizes_csv(results, args.out, force=args.force)
-    for line in geometry_warnings(results, source.files, settings):
-        print(f"warning: {line}", file=sys.stderr)
+    settings = SizeSettings(frames=cli.frame_options(args), out=args.out, force=args.force, hits=args.hits,
+                            all_frames=args.all_frames, sizing=settings_from_args(args), chunk=args.chunk,
+                            jobs=args.jobs)
+    results = size_to_file(settings, cli.Console(args.quiet))
     print(f"{summary_line(results)}; wrote {args.out}")
     return 0
 

@@ -110,6 +110,14 @@ def merge_parts(paths: list[str]) -> tuple[HitList, dict]:
     return merged.sorted(), meta
 
 
+def merge_to_file(parts: list[str], out: str, force: bool = False) -> HitList:
+    """``spidarknet merge``: the parts' hit lists joined (:func:`merge_parts`) and written to ``out``."""
+    hits, meta = merge_parts(list(parts))
+    hits.meta.update(meta)
+    hits.write_csv(out, force=force)
+    return hits
+
+
 def _read_part(path: str) -> tuple[str, HitList, dict]:
     """(path, hit list, summary) of one part written by ``detect --shard K/N``."""
     summary = summary_path(path)

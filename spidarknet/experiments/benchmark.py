@@ -30,19 +30,24 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from spidarknet.core.errors import EngineError
+from spidarknet.core.errors import EngineError, InputError
 
 
 PROBE = """
 import json, resource, sys
-from spidarknet.cli import detect
-code = detect.main(sys.argv[1:])
+from spidarknet.frames.options import FrameOptions
+from spidarknet.jobs.detect import DetectSettings, detect_to_file
+options = json.loads(sys.argv[1])
+detect_to_file(DetectSettings(FrameOptions(tuple(options.pop("inputs"))), **options))
+code = 0
 # VmHWM, not ru_maxrss: the latter carries over the launching process's peak across exec
 own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -138,18 +143,19 @@ def naive_pipeline(path: Path, model, darknet: Path, workdir: Path) -> dict:
     return times
 
 
-def run_detect(inputs: list[str], weights: Path, out: Path, extra: list[str]) -> dict:
-    """``spidarknet detect`` in a fresh process; its timing summary and peak memory."""
-    args = [*inputs, "--weights", str(weights), "--out", str(out), "--force", "--quiet", *extra]
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
+def run_detect(inputs: list[str], weights: Path, out: Path, options: dict) -> dict:
+    """``spidarknet detect`` (:func:`~spidarknet.jobs.detect.detect_to_file` with ``options``,
+    settings names) in a fresh process; its timing summary and peak memory."""
+    spec = {"inputs": list(inputs), "weights": str(weights), "out": str(out), "force": True, **options}
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(spec)], capture_output=True, text=True)
     try:
         probe = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):  # it died before the probe's last line
         probe = {}
     if proc.returncode != 0 or probe.get("code") != 0:
         status = probe.get("code", proc.returncode)
-        raise EngineError(f"the benchmark's detect run failed (exit status {status}): spidarknet detect "
-                          f"{' '.join(args)}; its last output:\n{proc.stderr.strip()[-2000:]}")
+        raise EngineError(f"the benchmark's detect run failed (exit status {status}): detect {json.dumps(spec)}; "
+                          f"its last output:\n{proc.stderr.strip()[-2000:]}")
     summary = json.loads(out.with_suffix(".json").read_text())
     timing = dict(summary["timing"])
     if "prefilter" not in summary:
@@ -179,24 +185,22 @@ def bench_model(weights: str | None, work: Path):
     return model
 
 
-def bench_variants(backends: list[str], cores: int) -> list[tuple[str, list[str] | None]]:
-    """(name, detect options) of every variant timed; None for the naive pipeline."""
-    variants: list[tuple[str, list[str] | None]] = []
+def bench_variants(backends: list[str], cores: int) -> list[tuple[str, dict | None]]:
+    """(name, detect settings) of every variant timed; None for the naive pipeline."""
+    variants: list[tuple[str, dict | None]] = []
     for backend in backends:
         if backend == "naive":
             variants.append(("naive", None))
         elif backend == "darknet-cli":
-            variants.append(("darknet-cli", ["--backend", "darknet-cli", "--jobs", "1", "--no-prefilter"]))
+            variants.append(("darknet-cli", {"backend": "darknet-cli", "jobs": 1, "no_prefilter": True}))
         elif backend == "cascade":
             for jobs in sorted({1, cores}):
-                variants.append((f"cascade x{jobs}", ["--backend", "opencv", "--jobs", str(jobs)]))
+                variants.append((f"cascade x{jobs}", {"backend": "opencv", "jobs": jobs}))
         elif backend == "window":
-            variants.append((f"window x{cores}", ["--backend", "opencv", "--jobs", str(cores),
-                                                   "--size-range", "60", "75"]))
+            variants.append((f"window x{cores}", {"backend": "opencv", "jobs": cores, "size_range": [60.0, 75.0]}))
         else:
             for jobs in sorted({1, cores}):
-                variants.append((f"{backend} x{jobs}", ["--backend", backend, "--jobs", str(jobs),
-                                                        "--no-prefilter"]))
+                variants.append((f"{backend} x{jobs}", {"backend": backend, "jobs": jobs, "no_prefilter": True}))
     return variants
 
 
@@ -214,7 +218,7 @@ def mix_files(work: Path, mix: str, distinct: int, frames: int, say: Callable[[s
     return distinct_path, data
 
 
-def time_variants(data: Path, frames: int, mix: str, variants: list[tuple[str, list[str] | None]], model,
+def time_variants(data: Path, frames: int, mix: str, variants: list[tuple[str, dict | None]], model,
                   darknet: Path, work: Path, say: Callable[[str], None]) -> dict:
     """Each variant's timing on the ``frames`` frames of ``data``, with its ratio to the naive one."""
     runs = {}
@@ -262,8 +266,105 @@ def peak_memory(base: Path, counts: list[int], model, work: Path, cores: int, sa
         path = work / f"memory-{count}.cxi"
         say(f"peak memory of detect (opencv, {cores} processes) on a {count}-frame file ...")
         tile_frames(base, path, count)
-        timing = run_detect([str(path)], model.weights, work / "mem.csv", ["--backend", "opencv"])
+        timing = run_detect([str(path)], model.weights, work / "mem.csv", {"backend": "opencv"})
         memory[str(count)] = {k: timing[k] for k in ("peak_rss_mb", "parent_rss_mb",
                                                      "worker_rss_mb", "frames_per_s")}
         path.unlink()
     return memory
+
+
+# -- the whole benchmark, as ``spidarknet bench`` runs it ---------------------------------------
+
+@dataclass
+class ThroughputSettings:
+    """What ``spidarknet bench`` (the throughput benchmark) is asked to time (its options)."""
+
+    frames: int = 2000                  # frames in the timed file
+    distinct: int = 300                 # distinct simulated frames tiled
+    weights: str | None = None          # default: untrained weights of the default CPU network
+    backends: Sequence[str] = ("naive", "darknet-cli", "darknet", "opencv", "cascade", "window")
+    mixes: Sequence[str] = ("realistic", "hits")
+    memory_frames: Sequence[int] = (1000, 10000)
+    workdir: str | None = None          # keep the files here (default: a temporary folder, removed)
+
+
+def run_throughput(settings: ThroughputSettings, say: Callable[[str], None] = print) -> dict:
+    """Every variant timed on every mix, and the peak memory of detect: the figures
+    (:func:`format_table` writes them for people)."""
+    from spidarknet.core.pool import core_count
+    from spidarknet.engine.locate import find_darknet
+    if settings.frames < 1 or settings.distinct < 1:
+        raise InputError("--frames and --distinct must be at least 1")
+    cores = core_count()
+    work = Path(settings.workdir or tempfile.mkdtemp(prefix="spidarknet-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"frames": settings.frames, "cores": cores, "mixes": {}, "memory": {}}
+    try:
+        model = bench_model(settings.weights, work)
+        results["network"] = {"weights": str(model.weights), "input": model.cfg.input_size[0]}
+        darknet = find_darknet()
+        variants = bench_variants(list(settings.backends), cores)
+        base = None
+        for mix in settings.mixes:
+            distinct, data = mix_files(work, mix, settings.distinct, settings.frames, say)
+            base = base or distinct
+            runs = time_variants(data, settings.frames, mix, variants, model, darknet.path, work, say)
+            results["mixes"][mix] = {"about": MIXES[mix]["about"], "runs": runs}
+            if not settings.workdir:
+                data.unlink()  # 2 GB per 1,000 frames
+        results["memory"].update(peak_memory(base, list(settings.memory_frames), model, work, cores, say))
+    finally:
+        if not settings.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{results['frames']} frames of 1024x1024 uint16, {results['cores']} cores, network input "
+             f"{results['network']['input']}"]
+
+    def rate(timing, key):
+        seconds = timing.get(key)
+        return f"{results['frames'] / seconds:9.0f}" if seconds else f"{'-':>9}"
+
+    for mix, figures in results["mixes"].items():
+        lines += [f"{mix} mix ({figures['about']}):",
+                  f"{'variant':<16}{'total f/s':>10}{'read':>9}{'prep':>9}{'filter':>9}{'write':>9}{'infer':>9}"
+                  f"{'to net':>9}{'vs naive':>10}{'peak MB':>9}"]
+        for name, t in figures["runs"].items():
+            ratio = f"{t['vs_naive']:9.1f}x" if "vs_naive" in t else f"{'-':>10}"
+            peak = f"{t['peak_rss_mb']:9.0f}" if "peak_rss_mb" in t else f"{'-':>9}"
+            lines.append(f"{name:<16}{t['frames_per_s']:10.0f}{rate(t, 'read_s')}{rate(t, 'preprocess_s')}"
+                         f"{rate(t, 'prefilter_s')}{rate(t, 'write_s')}{rate(t, 'inference_s')}"
+                         f"{t['network_frames']:9d}{ratio}{peak}")
+        lines += stage_cost_lines(figures["runs"])
+        for name, t in figures["runs"].items():
+            alone = name.replace("cascade", "opencv")
+            if name.startswith("cascade") and alone in figures["runs"]:
+                ratio = t["frames_per_s"] / figures["runs"][alone]["frames_per_s"]
+                lines.append(f"{name} vs {alone}: {ratio:.2f}x the frames/s, {t['network_frames']} of "
+                             f"{results['frames']} frames reached the network")
+    lines.append("stage columns: frames per second of that stage's own time, summed over processes "
+                 "(per core when several run); to net: frames that reached the network")
+    for count, m in results["memory"].items():
+        lines.append(f"peak memory, {count}-frame file: {m['peak_rss_mb']:.0f} MB (largest process; parent "
+                     f"{m['parent_rss_mb']:.0f} MB, worker {m['worker_rss_mb']:.0f} MB), {m['frames_per_s']:.0f} frames/s")
+    if len(results["memory"]) >= 2:
+        peaks = [m["peak_rss_mb"] for m in results["memory"].values()]
+        lines.append(f"memory growth long/short: {100 * (peaks[-1] / peaks[0] - 1):+.1f} %")
+    return "\n".join(lines)
+
+
+def stage_cost_lines(runs: dict) -> list[str]:
+    """The cost per frame of each stage of every run (ms; see
+    :func:`spidarknet.experiments.benchmark.stage_costs`)."""
+    names = ("read", "preprocess", "prefilter", "write", "network", "fit", "second_particle")
+    heads = ("read", "prep", "filter", "write", "network", "fit cpu", "2nd cpu")
+    lines = [f"  {'ms per frame':<16}" + "".join(f"{h:>9}" for h in heads)
+             + "   (network: per frame it saw; fit: per frame fitted)"]
+    for name, t in runs.items():
+        costs = t.get("ms_per_frame", {})
+        cells = "".join(f"{costs[n]:9.3f}" if n in costs else f"{'-':>9}" for n in names)
+        fitted = f"   {t['fitted_frames']} fitted" if t.get("fitted_frames") else ""
+        lines.append(f"  {name:<16}{cells}{fitted}")
+    return lines

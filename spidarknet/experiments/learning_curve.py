@@ -39,7 +39,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 from spidarknet.core import metrics
 from spidarknet.core.defaults import ORIENTATIONS, VALID_FRACTION
 from spidarknet.core.errors import ConfigError, EngineError, InputError
+from spidarknet.core.feedback import SILENT, Feedback
 from spidarknet.core.outputs import write_json
 
 #: numbers of user labels of the measurement
@@ -88,20 +88,33 @@ def _say_nothing(_: str) -> None:
     pass
 
 
-def _call(command: str, main: Callable, argv: list[str]) -> str:
-    """Run a spidarknet command's ``main``; its command line, or :class:`EngineError`."""
-    line = f"spidarknet {command} {shlex.join(argv)}"
-    code = main(argv)
-    if code != 0:
-        raise EngineError(f"{command} failed (exit {code}; its error is above): {line}")
-    return line
+def _export(options: dict, feedback: Feedback = SILENT) -> dict:
+    """``export-dataset`` with ``options`` (settings names; ``inputs`` the files); the settings it ran with."""
+    from spidarknet.frames.options import FrameOptions
+    from spidarknet.jobs import with_options
+    from spidarknet.jobs.export_dataset import ExportSettings, export_dataset
+    record, options = _clean(options), dict(options)
+    settings = ExportSettings(FrameOptions(tuple(map(str, options.pop("inputs")))), out=str(options.pop("out")))
+    export_dataset(with_options(settings, options), feedback)
+    return {"export-dataset": record}
 
 
-def _seed_args(seed: int) -> list[str]:
-    """``train --seed``: ours when darknet takes one, else darknet seeds from the clock."""
+def _train(options: dict, feedback: Feedback = SILENT) -> dict:
+    """``train`` with ``options`` (settings names; ``dataset`` the folder); the settings it ran with."""
+    from spidarknet.jobs import with_options
+    from spidarknet.jobs.train import TrainSettings, train_model
+    record, options = _clean(options), dict(options)
+    result = train_model(with_options(TrainSettings(str(options.pop("dataset"))), options), feedback)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return {"train": record}
+
+
+def _train_seed(seed: int) -> int | str:
+    """``train``'s seed: ours when darknet takes one, else darknet seeds from the clock."""
     from spidarknet.engine.locate import find_darknet
     from spidarknet.engine.train import takes_seed
-    return ["--seed", str(seed) if takes_seed(find_darknet()) else "random"]
+    return seed if takes_seed(find_darknet()) else "random"
 
 
 def simulate_cached(path: Path, count: int, seed: int, options: dict,
@@ -120,37 +133,37 @@ def simulate_cached(path: Path, count: int, seed: int, options: dict,
     return path
 
 
-def preprocess_args(settings) -> list[str]:
-    """``export-dataset`` options that reproduce ``settings`` (a
+def preprocess_options(settings) -> dict:
+    """``export-dataset`` settings that reproduce ``settings`` (a
     :class:`~spidarknet.preprocess.Preprocessing`), so that fine-tuning sees the images the
-    pretrained model was trained on.  Raises :class:`ConfigError` for settings the command
-    line cannot express."""
+    pretrained model was trained on.  Raises :class:`ConfigError` for settings export-dataset
+    cannot express."""
     from spidarknet.preprocess import Preprocessing
     default = Preprocessing()
     if (settings.vmax_percentile, settings.vmax_floor) != (default.vmax_percentile, default.vmax_floor):
         raise ConfigError(f"the pretrained model's full scale (percentile {settings.vmax_percentile}, floor "
                           f"{settings.vmax_floor}) has no export-dataset option; export its frames "
                           "through the library with those settings")
-    args = ["--size", str(settings.size), "--scale", settings.scale, "--colormap", settings.colormap]
+    options = {"size": settings.size, "scale": settings.scale, "colormap": settings.colormap}
     q_min = getattr(settings, "q_min_inv_nm", None)
     if settings.q_max_inv_nm is not None:
-        # --q-min always: left out, export would take it from the user's files' beam stop
-        args += ["--q-max", repr(settings.q_max_inv_nm), "--q-min", repr(q_min) if q_min else "0"]
+        # q_min always: left out, export would take it from the user's files' beam stop
+        options.update(q_max_inv_nm=settings.q_max_inv_nm, q_min_inv_nm=q_min or 0.0)
     else:
-        args += ["--crop", str(settings.crop)]
+        options["crop"] = settings.crop
         if q_min:
-            args += ["--q-min", repr(q_min)]
+            options["q_min_inv_nm"] = q_min
         if settings.centre_px is not None:
-            args += ["--centre", *(repr(v) for v in settings.centre_px)]
+            options["centre_px"] = tuple(settings.centre_px)
     if settings.vmax is not None:
-        args += ["--vmax", repr(settings.vmax)]
+        options["vmax"] = settings.vmax
     if settings.adu_per_photon is not None:
-        args += ["--adu-per-photon", repr(settings.adu_per_photon)]
-    return args
+        options["adu_per_photon"] = settings.adu_per_photon
+    return options
 
 
-def net_args(model, folder: Path) -> list[str]:
-    """``export-dataset`` options for the pretrained model's own network: its cfg (from the
+def net_options(model, folder: Path) -> dict:
+    """``export-dataset`` settings for the pretrained model's own network: its cfg (from the
     card) as the template, unscaled, with its batch; writes the cfg into ``folder``."""
     stem = model.weights.stem
     base = (stem.rsplit("_", 1)[0] if "_" in stem else stem).replace(".", "-")
@@ -158,8 +171,8 @@ def net_args(model, folder: Path) -> list[str]:
     path = folder / f"{base}.cfg"
     model.cfg.save(path)
     net = model.cfg.net
-    return ["--net", str(path), "--width-scale", "1", "--batch", str(net.get_int("batch", 16)),
-            "--subdivisions", str(net.get_int("subdivisions", 1))]
+    return {"net": str(path), "width_scale": 1.0, "batch": net.get_int("batch", 16),
+            "subdivisions": net.get_int("subdivisions", 1)}
 
 
 def crop_q_inv_nm(settings, path: str | Path) -> float | None:
@@ -241,12 +254,12 @@ def train_log_losses(path: Path) -> dict:
 
 def _detect_scores(work: Path, name: str, cxi: Path, weights: Path) -> tuple[np.ndarray, float, float]:
     """Scores of every frame of ``cxi`` (by index), the model's threshold and detect's seconds."""
-    from spidarknet.cli import detect
+    from spidarknet.frames.options import FrameOptions
     from spidarknet.hits import read_hits
+    from spidarknet.jobs.detect import DetectSettings, detect_to_file
     out = work / f"hits-{name}.csv"
     t0 = time.perf_counter()
-    _call("detect", detect.main, [str(cxi), "--weights", str(weights), "--out", str(out), "--force",
-                                  "--jobs", "1", "--quiet"])
+    detect_to_file(DetectSettings(FrameOptions((str(cxi),)), out=str(out), weights=str(weights), force=True, jobs=1))
     seconds = time.perf_counter() - t0
     hits = read_hits(out)
     from spidarknet.frames.source import open_h5
@@ -274,16 +287,16 @@ def _clean(value):
 # -- pretraining -----------------------------------------------------------------------------
 
 def pretrain(workdir: str | Path, *, frames: int = 3200, seed: int = 101, like: str | None = None,
-             options: dict | None = None, export_args: Sequence[str] = (), train_args: Sequence[str] = (),
+             options: dict | None = None, export_options: dict | None = None, train_options: dict | None = None,
              train_seed: int = 0, say: Callable[[str], None] = print) -> Path:
     """Steps 1-2 of the path: simulate ``frames`` frames (``like`` a user's run, and/or with
-    simulator ``options``), export them with their truth labels and train with ``export_args``
-    / ``train_args`` on top of the defaults; returns the final weights (kept and reused when
+    simulator ``options``), export them with their truth labels and train with ``export_options``
+    / ``train_options`` (settings names) on top of the defaults; returns the final weights (kept and reused when
     asked again with the same settings)."""
-    from spidarknet.cli import export_dataset, train
     work = Path(workdir) / "pretrain"
     stamp = {"frames": frames, "seed": seed, "like": str(like) if like else None, "options": options or {},
-             "export_args": list(export_args), "train_args": list(train_args), "train_seed": train_seed}
+             "export_options": _clean(export_options or {}), "train_options": _clean(train_options or {}),
+             "train_seed": train_seed}
     extra = {"like": like} if like else {}
     sim = simulate_cached(work / f"sim-s{seed}-n{frames}.cxi", frames, seed, dict(options or {}), say, **extra)
     ds = work / "ds"
@@ -292,9 +305,9 @@ def pretrain(workdir: str | Path, *, frames: int = 3200, seed: int = 101, like: 
     if finals and done.is_file() and json.loads(done.read_text()) == _clean(stamp):
         return finals[0]
     say(f"pretraining on {sim.name} ...")
-    _call("export-dataset", export_dataset.main, [str(sim), "--labels-dataset", LABELS_DATASET, "--out", str(ds),
-                                                  "--force", *export_args, "--quiet"])
-    _call("train", train.main, [str(ds), "--force", *_seed_args(train_seed), *train_args, "--quiet"])
+    _export({"inputs": [str(sim)], "labels_dataset": LABELS_DATASET, "out": str(ds), "force": True,
+             **(export_options or {})})
+    _train({"dataset": str(ds), "force": True, "seed": _train_seed(train_seed), **(train_options or {})})
     write_json(stamp, done, True, "pretraining settings")
     return sorted((ds / "backup").glob("*_final.weights"))[0]
 
@@ -306,14 +319,14 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
                        experiment: Experiment | None = None, iterations: int = DEFAULT_ITERATIONS,
                        orientations: int = ORIENTATIONS, valid_fraction: float = VALID_FRACTION,
                        positive_share: float | None = None, seed: int = 0,
-                       export_args: Sequence[str] = (), train_args: Sequence[str] = (),
+                       export_options: dict | None = None, train_options: dict | None = None,
                        say: Callable[[str], None] = print) -> dict:
     """F1 on the experiment's test file against the number of user labels, from scratch and
     fine-tuned from ``pretrained_weights`` (see the module notes); returns the figures.
 
     Both arms export the same N labelled frames with the pretrained model's preprocessing
     and network (from its model card, or its data set folder) and train ``iterations``
-    iterations with the same seed; ``export_args`` / ``train_args`` are added to both.
+    iterations with the same seed; ``export_options`` / ``train_options`` (settings names) are added to both.
     Finished runs are kept in ``workdir`` and reused when asked again with the same
     settings.  Raises :class:`~spidarknet.core.errors.SpidarknetError` subclasses saying what
     to fix, before any heavy work where it can.
@@ -327,9 +340,9 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
     pretrained = Path(pretrained_weights).resolve()
     model = load_model(pretrained)  # cfg, preprocessing and threshold; checks they agree
     darknet = _training_engine()
-    pre_args = preprocess_args(model.preprocessing)
+    pre_options = preprocess_options(model.preprocessing)
     work.mkdir(parents=True, exist_ok=True)
-    network = net_args(model, work / "net")
+    network = net_options(model, work / "net")
 
     labelled, test = _experiment_files(work / "data", experiment, say)
     label_truth, test_truth = read_truth(labelled), read_truth(test)
@@ -342,9 +355,10 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
         "crop_q_max_inv_nm": {"experiment": crop_q_inv_nm(model.preprocessing, test),
                               "pretraining": crop_q_inv_nm(model.preprocessing, pre_inputs[0]) if pre_inputs else None},
         "schedule": {"iterations": iterations, "orientations": orientations, "valid_fraction": valid_fraction,
-                     "seed": seed, "export_args": list(export_args), "train_args": list(train_args)},
+                     "seed": seed, "export_options": _clean(export_options or {}),
+                     "train_options": _clean(train_options or {})},
         "labels": "stratified" if positive_share is None else f"enriched to {positive_share:g} positives",
-        "preprocess_args": pre_args, "net_args": network, "engine": describe(darknet),
+        "preprocess_options": _clean(pre_options), "net_options": network, "engine": describe(darknet),
         "zero_shot": {}, "rows": [],
     }
     result["zero_shot"] = _zero_shot(work, pretrained, labelled, test, label_truth, test_truth, background,
@@ -352,9 +366,9 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
 
     plan = _Plan(labelled=labelled, labels=label_truth["label"].astype(bool), test=test, test_truth=test_truth,
                  background=background, pretrained=pretrained,
-                 export_common=_export_options(network, pre_args, iterations, orientations, valid_fraction,
-                                               seed, export_args),
-                 train_common=[*_seed_args(seed), *train_args, "--quiet"], say=say)
+                 export_common=export_common(network, pre_options, iterations, orientations, valid_fraction,
+                                             seed, export_options or {}),
+                 train_common={"seed": _train_seed(seed), **(train_options or {})}, say=say)
     for n, idx in chosen.items():
         positives, negatives = write_selections(work / "labels" / f"n{n}", labelled, idx, plan.labels)
         for arm in ARMS:
@@ -362,11 +376,11 @@ def run_learning_curve(workdir: str | Path, pretrained_weights: str | Path,
     return result
 
 
-def _export_options(network: list[str], pre_args: list[str], iterations: int, orientations: int,
-                    valid_fraction: float, seed: int, export_args: Sequence[str]) -> list[str]:
-    """The export-dataset options every (N, arm) cell shares, after the labels and --out."""
-    return [*network, "--max-batches", str(iterations), *pre_args, "--orientations", str(orientations),
-            "--valid-fraction", repr(valid_fraction), "--seed", str(seed), *export_args, "--quiet"]
+def export_common(network: dict, pre_options: dict, iterations: int, orientations: int,
+                  valid_fraction: float, seed: int, export_options: dict) -> dict:
+    """The export-dataset settings every (N, arm) cell shares, beside the labels and the folder."""
+    return {**network, "max_batches": iterations, **pre_options, "orientations": orientations,
+            "valid_fraction": valid_fraction, "seed": seed, **export_options}
 
 
 def _checked_counts(label_counts: Sequence[int], iterations: int) -> list[int]:
@@ -448,21 +462,20 @@ class _Plan:
     test_truth: dict
     background: float           # photons per written pixel
     pretrained: Path
-    export_common: list         # export-dataset options after the labels and --out
-    train_common: list          # train options after the data set and --pretrained
+    export_common: dict         # export-dataset settings beside the labels and the folder
+    train_common: dict          # train settings beside the data set and the pretrained weights
     say: Callable[[str], None]
 
 
 def _run_arm(plan: _Plan, run: Path, n: int, arm: str, idx: np.ndarray, positives: Path,
              negatives: Path) -> dict:
     """One (N, arm) cell: export, train, detect the test file, judge; reused when done."""
-    from spidarknet.cli import export_dataset, train
     ds = run / "ds"
-    export_argv = [str(plan.labelled), "--positives", str(positives), "--negatives", str(negatives),
-                   "--out", str(ds), "--force", *plan.export_common]
-    train_argv = [str(ds), "--force", *(["--pretrained", str(plan.pretrained)] if arm == "pretrained" else []),
-                  *plan.train_common]
-    key = _clean({"export": export_argv, "train": train_argv, "frames": idx.tolist()})
+    export = {"inputs": [str(plan.labelled)], "positives": [str(positives)], "negatives": [str(negatives)],
+              "out": str(ds), "force": True, **plan.export_common}
+    train = {"dataset": str(ds), "force": True, **({"pretrained": str(plan.pretrained)} if arm == "pretrained" else {}),
+             **plan.train_common}
+    key = _clean({"export": export, "train": train, "frames": idx.tolist()})
     done = run / "row.json"
     if done.is_file():
         old = json.loads(done.read_text())
@@ -470,13 +483,13 @@ def _run_arm(plan: _Plan, run: Path, n: int, arm: str, idx: np.ndarray, positive
             return old["row"]
     plan.say(f"{n} labels, {arm}: export + train ...")
     run.mkdir(parents=True, exist_ok=True)
-    commands = [_call("export-dataset", export_dataset.main, export_argv)]
+    steps = [_export(export)]
     t0 = time.perf_counter()
-    commands.append(_call("train", train.main, train_argv))
+    steps.append(_train(train))
     train_s = time.perf_counter() - t0
     weights = sorted((ds / "backup").glob("*_final.weights"))[0]
     scores, threshold, detect_s = _detect_scores(run, "test", plan.test, weights)
-    commands.append(f"spidarknet detect {plan.test} --weights {weights} --out {run / 'hits-test.csv'}")
+    steps.append({"detect": {"inputs": [str(plan.test)], "weights": str(weights), "out": str(run / "hits-test.csv")}})
     frames = dataset_frames(ds)
     card = json.loads(weights.with_suffix(".json").read_text())
     picked = plan.labels[idx]
@@ -486,7 +499,7 @@ def _run_arm(plan: _Plan, run: Path, n: int, arm: str, idx: np.ndarray, positive
            "dataset": str(ds), "weights": str(weights), "train_seconds": round(train_s, 1),
            "detect_frames_per_s": round(len(scores) / detect_s, 1) if detect_s > 0 else None,
            "validation": card.get("validation", {}), **train_log_losses(ds / "train.log"),
-           "test": _figures(scores, threshold, plan.test_truth, plan.background), "commands": commands}
+           "test": _figures(scores, threshold, plan.test_truth, plan.background), "steps": steps}
     write_json({"key": key, "row": row}, done, True, "learning-curve cell")
     return row
 

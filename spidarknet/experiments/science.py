@@ -51,12 +51,13 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from spidarknet.core import metrics
 from spidarknet.core.errors import ConfigError, InputError
+from spidarknet.core.feedback import SILENT, Feedback
 from spidarknet.core.outputs import write_json
 
 log = logging.getLogger(__name__)
@@ -146,10 +147,6 @@ class SimSet:
         """How the set's frames are read (:func:`spidarknet.api.open_frames`): the AGIPD run's
         keV-like ADU converted to photons."""
         return {"adu_per_photon": AGIPD_GEOMETRY.photon_energy_eV / 1000.0} if self.is_run else {}
-
-    def reader_args(self) -> list[str]:
-        """:meth:`reader_options` as detect's options."""
-        return [f"--{k.replace('_', '-')}={v:g}" for k, v in self.reader_options().items()]
 
     @property
     def regime(self) -> str:
@@ -264,7 +261,7 @@ GEOMETRY_TRAIN_SETS = _at_geometries(CLEAN_TRAIN_SETS, {"train-dim": 400, "train
 #: those at the other geometries, 3,000 iterations.  Better at the geometries, worse on the
 #: measured-like regime (its screening threshold rises), so not the built-in model's: docs/recipe.md
 GEOMETRIES_TRAIN_SETS = TRAIN_SETS + GEOMETRY_TRAIN_SETS
-GEOMETRIES_EXPORT_ARGS = ("--max-batches", "3000")
+GEOMETRIES_EXPORT_OPTIONS = {"max_batches": 3000}
 TEST_SETS = TEST_SETS + GEOMETRY_TEST_SETS
 DEV_SETS = DEV_SETS + GEOMETRY_DEV_SETS
 #: the AGIPD regime (issue 21): simulated European XFEL runs, 3,000 photons per labelled single
@@ -294,15 +291,18 @@ class ScienceConfig:
     train_sets: Sequence[SimSet] = TRAIN_SETS
     test_sets: Sequence[SimSet] = TEST_SETS
     dev_sets: Sequence[SimSet] = DEV_SETS
-    export_args: Sequence[str] = ()      # extra export-dataset options (a variant of the recipe)
-    train_args: Sequence[str] = ()
+    #: export-dataset settings that differ from its defaults (a variant of the recipe), by the names
+    #: of :class:`~spidarknet.jobs.export_dataset.ExportSettings` (and its preprocessing), e.g.
+    #: {"scale": "linear"}; train's likewise (:class:`~spidarknet.jobs.train.TrainSettings`)
+    export_options: Mapping[str, object] = field(default_factory=dict)
+    train_options: Mapping[str, object] = field(default_factory=dict)
     #: detect options; the default keeps hits whose sphere-fit diameter lies in the label's
     #: size window (the network learns "one particle", the fit says which size)
-    detect_args: Sequence[str] = ("--size-range", "60", "75")
+    detect_options: Mapping[str, object] = field(default_factory=lambda: {"size_range": (60.0, 75.0)})
     scale_counts: float = 1.0            # multiply every file's frame count (quick runs)
     #: what the network learns as positive: "window" (the truth label: one particle in the
     #: label's size window) or "single" (one particle of any size; the size window is then
-    #: left to detect's sphere fit, e.g. detect_args=("--size-range", "60", "75"))
+    #: left to detect's sphere fit, e.g. detect_options={"size_range": (60.0, 75.0)})
     positives: str = "single"
     #: judge weights trained by an earlier run of the same label instead of training again
     reuse: bool = False
@@ -310,6 +310,8 @@ class ScienceConfig:
     extra: dict = field(default_factory=dict)
     #: judge these weights (with their model card) instead of training: no training files
     weights: Path | None = None
+    #: the progress and warnings of export, train and detect (silent: logged)
+    feedback: Feedback = field(default=SILENT, repr=False, compare=False)
 
     def for_regimes(self, regimes: Sequence[str]) -> "ScienceConfig":
         """A copy judging only the test and development files of ``regimes`` (names of
@@ -438,8 +440,9 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
         judged_files = ensure_simulated(work, judged, config.scale_counts, say)
         weights, export_s, train_s = _train(config, run_dir, train_files)
     card = json.loads(weights.with_suffix(".json").read_text()) if weights.with_suffix(".json").exists() else {}
-    result = {"label": config.label, "export_args": list(config.export_args),
-              "train_args": list(config.train_args), "detect_args": list(config.detect_args),
+    result = {"label": config.label, "export_options": _plain(config.export_options),
+              "train_options": _plain(config.train_options),
+              "detect_options": _plain(config.detect_options),
               "positives": config.positives, "export_seconds": round(export_s, 1),
               "train_seconds": round(train_s, 1), "weights": str(weights),
               "trained_here": config.weights is None,
@@ -448,7 +451,7 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
         result["train_sets"] = [{"name": s.name, "frames": _sim_path(work, s, config.scale_counts)[1],
                                  "seed": s.seed, "geometry": s.geometry} for s in config.train_sets]
     for spec, path in zip(judged, judged_files):
-        figures = _detect_and_judge(spec, path, weights, run_dir, config.detect_args, card.get("threshold"))
+        figures = _detect_and_judge(spec, path, weights, run_dir, config, card.get("threshold"))
         result["dev" if spec in config.dev_sets else "tests"][spec.name] = figures
     result["geometries"] = geometry_table(result["tests"], config.test_sets)
     result["dev_geometries"] = geometry_table(result["dev"], config.dev_sets)
@@ -460,71 +463,87 @@ def run_science(config: ScienceConfig, say: Callable[[str], None] = print) -> di
     return result
 
 
+def _plain(options: Mapping[str, object]) -> dict:
+    """Settings options as JSON holds them (tuples as lists)."""
+    return json.loads(json.dumps(dict(options)))
+
+
+def options_text(options: Mapping[str, object]) -> str:
+    """``name=value ...`` of settings options, for people."""
+    return " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                    for k, v in options.items())
+
+
 def _train(config: ScienceConfig, run_dir: Path, train_files: Sequence[Path]) -> tuple[Path, float, float]:
     """export-dataset + train on the training files (or the weights of an earlier run of the
     same label with ``reuse``): (weights, export seconds, train seconds)."""
-    from spidarknet.cli import export_dataset, train
+    from spidarknet.frames.options import FrameOptions
+    from spidarknet.jobs import with_options
+    from spidarknet.jobs.export_dataset import ExportSettings, export_dataset
+    from spidarknet.jobs.train import TrainSettings, train_model
     ds = run_dir / "ds"
-    quiet = ["--quiet"]
     trained = sorted((ds / "backup").glob("*_final.weights"))
     if config.reuse and trained and (run_dir / "science.json").is_file():
         old = json.loads((run_dir / "science.json").read_text())
         return trained[0], old["export_seconds"], old["train_seconds"]
     if config.positives == "window":
-        labels = ["--labels-dataset", "/truth/label"]
+        labels = {"labels_dataset": "/truth/label"}
     elif config.positives == "single":
-        labels = ["--positives", str(_write_singles(run_dir / "singles.csv", train_files))]
+        labels = {"positives": [str(_write_singles(run_dir / "singles.csv", train_files))]}
     else:
         raise ConfigError(f"positives must be 'window' or 'single', not {config.positives!r}")
     t0 = time.perf_counter()
-    q_range = _q_range_args(config, train_files)
-    if export_dataset.main([*map(str, train_files), *labels, "--out", str(ds), "--force", *q_range,
-                            *config.export_args, *quiet]) != 0:
-        raise InputError(f"export-dataset failed for variant {config.label}")
+    settings = ExportSettings(FrameOptions(tuple(map(str, train_files))), out=str(ds), force=True)
+    export_dataset(with_options(settings, {**labels, **_q_range(config, train_files), **config.export_options}),
+                   config.feedback)
     export_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    if train.main([str(ds), "--force", *config.train_args, *quiet]) != 0:
-        raise InputError(f"train failed for variant {config.label}")
+    result = train_model(with_options(TrainSettings(str(ds), force=True), config.train_options), config.feedback)
+    if result.interrupted:
+        raise KeyboardInterrupt
     train_s = time.perf_counter() - t0
     return sorted((ds / "backup").glob("*_final.weights"))[0], export_s, train_s
 
 
-def _q_range_args(config: ScienceConfig, train_files: Sequence[Path]) -> list[str]:
+def _q_range(config: ScienceConfig, train_files: Sequence[Path]) -> dict:
     """export-dataset's q range for training files that span geometries: the default crop
-    (``--q-max`` 0.66 nm⁻¹; left to itself, export would shrink it to what the 8 x 8-binned
+    (q_max 0.66 nm⁻¹; left to itself, export would shrink it to what the 8 x 8-binned
     detector reaches) and the beam stop of the training geometry's files (left to itself, the
     smallest over the files: the farther detector's, which lets the bright centre in)."""
     from spidarknet.frames.source import FrameSource
     from spidarknet.preprocess import DEFAULT_Q_MAX_INV_NM, masked_centre_q_inv_nm
     sets = list(config.train_sets)
     if all(s.geometry == TRAINING_GEOMETRY.name for s in sets) or any(
-            a.startswith(("--q-max", "--q-min", "--crop")) for a in config.export_args):
-        return []
+            k in config.export_options for k in ("q_max_inv_nm", "q_min_inv_nm", "crop")):
+        return {}
     reference = [str(f) for s, f in zip(sets, train_files) if s.geometry == TRAINING_GEOMETRY.name]
     if not reference:
         raise ConfigError("training files that span geometries need some at the training geometry "
                           f"({TRAINING_GEOMETRY.name}): its beam stop sets the model's q_min")
     q_min = masked_centre_q_inv_nm(FrameSource(reference).files)
-    return ["--q-max", f"{DEFAULT_Q_MAX_INV_NM:g}"] + (["--q-min", f"{q_min:g}"] if q_min else [])
+    # as the command line gave them (6 significant digits)
+    return {"q_max_inv_nm": float(f"{DEFAULT_Q_MAX_INV_NM:g}"), **({"q_min_inv_nm": float(f"{q_min:g}")} if q_min
+                                                                   else {})}
 
 
 def _detect_and_judge(spec: SimSet, path: Path, weights: Path, run_dir: Path,
-                      detect_args: Sequence[str], network_threshold: float | None = None) -> dict:
-    """detect on one judged file with ``weights``, and the figures of its hit list; with
-    ``network_threshold`` (the card's max-F1 one), also those of the network alone at it
-    (``network``: against the label, and ``f1_single`` against "one particle of any size",
-    what the network learns by default)."""
-    from spidarknet.cli import detect
+                      config: ScienceConfig, network_threshold: float | None = None) -> dict:
+    """detect on one judged file with ``weights`` and the config's detect options, and the
+    figures of its hit list; with ``network_threshold`` (the card's max-F1 one), also those of
+    the network alone at it (``network``: against the label, and ``f1_single`` against "one
+    particle of any size", what the network learns by default)."""
+    from spidarknet.frames.options import FrameOptions
+    from spidarknet.jobs import with_options
     from spidarknet.hits import read_hits
+    from spidarknet.jobs.detect import DetectSettings, detect_to_file
     out = run_dir / f"hits-{spec.name}.csv"
     for old in (out, out.with_suffix(".json")):
         old.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    if detect.main([str(path), *spec.reader_args(), "--weights", str(weights), "--out", str(out), *detect_args,
-                    "--quiet"]) != 0:
-        raise InputError(f"detect failed on {path}")
+    settings = DetectSettings(FrameOptions((str(path),), **spec.reader_options()), out=str(out), weights=str(weights))
+    detect_to_file(with_options(settings, config.detect_options), config.feedback)
     detect_s = time.perf_counter() - t0
-    hits = read_hits(str(out))
+    hits = read_hits(str(out))  # as written: the figures of the file a user would judge
     indices = np.array([k.index for k in hits.keys])
     truth = read_truth(path, indices)
     figures = judge(hits.scores, hits.hits, truth, spec.background_per_written_pixel())
@@ -586,10 +605,10 @@ def format_result(result: dict) -> str:
     """The benchmark's table for people."""
     if result.get("trained_here", True):
         lines = [f"variant {result['label']}: train {result['train_seconds']:.0f} s "
-                 f"(export {result['export_seconds']:.0f} s) {' '.join(result['export_args'])}"]
+                 f"(export {result['export_seconds']:.0f} s) {options_text(result['export_options'])}"]
     else:
         lines = [f"variant {result['label']}: weights {result['weights']} (not trained here)"]
-    lines[0] += f"; detect {' '.join(result['detect_args']) or '(defaults)'}"
+    lines[0] += f"; detect {options_text(result['detect_options']) or '(defaults)'}"
     head = f"{'set':<13}{'P':>6}{'R':>6}{'F1':>6}{'AUC':>6}  " + "".join(f"{k[:9]:>10}" for k in KIND_ROWS)
     lines.append(head)
     sets = {**result.get("dev", {}), **result["tests"]}
@@ -703,3 +722,96 @@ def save_model(result: dict, weights_out: str | Path) -> Path:
                           "labelled frames (evaluate --truth) or from the run's hit rate "
                           "(detect --expected-hit-rate)",
         "science": figures})
+
+
+# -- the recipes, as ``spidarknet bench --science`` judges them --------------------------------
+
+@dataclass
+class RecipeSettings:
+    """What ``spidarknet bench --science`` is asked to judge (its options)."""
+
+    #: the recipes beside the default one: (name, export settings that differ from the defaults)
+    variants: Sequence[tuple[str, Mapping[str, object]]] = ()
+    no_default: bool = False            # judge only the variants
+    weights: str | None = None          # judge these instead of training
+    positives: str = "single"
+    size_window: bool = True            # detect's size_range 60-75 nm
+    scale_counts: float = 1.0
+    regimes: Sequence[str] | None = None
+    train_geometries: bool = False
+    train_stray: bool = False
+    save_model: str | None = None       # the default recipe's model, with a card holding the figures
+    workdir: str | None = None          # keep the files here (default: a temporary folder, removed)
+    out: str | None = None              # the figures as JSON
+    feedback: Feedback = field(default=SILENT, repr=False, compare=False)
+
+
+def _recipes(settings: RecipeSettings) -> list[tuple[str, dict]]:
+    """The recipes judged, (name, export options), after checking the settings."""
+    if not settings.scale_counts > 0:
+        raise ConfigError("--scale-counts must be positive")
+    # the default recipe is export-dataset's defaults; across the geometries, 3,000 iterations
+    recipes = [] if settings.no_default else [("default", dict(GEOMETRIES_EXPORT_OPTIONS)
+                                                            if settings.train_geometries else {})]
+    recipes += [(name, dict(options)) for name, options in settings.variants]
+    if not recipes:
+        raise ConfigError("--no-default without --variant leaves nothing to judge")
+    if settings.save_model and settings.no_default:
+        raise ConfigError("--save-model saves the default recipe's model: drop --no-default")
+    if settings.weights and (settings.save_model or settings.variants or settings.train_geometries
+                             or settings.train_stray):
+        raise ConfigError("--weights judges a model already trained: --save-model, --variant, "
+                          "--train-geometries and --train-stray train their own, drop one or the other")
+    return recipes
+
+
+def run_recipes(settings: RecipeSettings, say: Callable[[str], None] = print) -> list[dict]:
+    """Each recipe trained and judged on the same simulated files (or the weights judged);
+    the comparison said when there are several; the default recipe's model saved if asked."""
+    import shutil
+    import tempfile
+
+    from spidarknet.core.outputs import check_destination
+    recipes = _recipes(settings)
+    train_sets = ((GEOMETRIES_TRAIN_SETS if settings.train_geometries else TRAIN_SETS)
+                  + (STRAY_TRAIN_SETS if settings.train_stray else ()))
+    work = Path(settings.workdir or tempfile.mkdtemp(prefix="spidarknet-science-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if settings.out:
+        check_destination(settings.out, True, "benchmark figures")
+    try:
+        results = [_judge_recipe(settings, name, options, work, train_sets, say) for name, options in recipes]
+        if len(results) > 1:
+            say("\nrecipes on the development files (what a recipe is chosen on):")
+            say(comparison_markdown(results))
+            say("\nthe same on the held-out test files (reported, never chosen on):")
+            say(comparison_markdown(results, sets=tuple(results[0]["tests"])))
+        if settings.save_model:
+            card = save_model(results[0], settings.save_model)
+            say(f"saved the default recipe's model: {settings.save_model} (card {card})")
+        if settings.out:
+            write_json({"recipes": results}, settings.out, True, "benchmark figures")
+            say(f"wrote {settings.out}")
+    finally:
+        if not settings.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _judge_recipe(settings: RecipeSettings, name: str, options: dict, work: Path, train_sets,
+                  say: Callable[[str], None]) -> dict:
+    """One recipe trained (or the weights) and judged: its figures, said for people."""
+    say(f"judging {settings.weights}" if settings.weights else
+        f"recipe {name}: export-dataset {options_text(options) or '(defaults)'}")
+    config = ScienceConfig(workdir=work, export_options=options, feedback=settings.feedback,
+                           label=(Path(settings.weights).stem if settings.weights else
+                                  name + "+geometries" * settings.train_geometries + "+stray" * settings.train_stray),
+                           positives=settings.positives,
+                           detect_options={"size_range": (60.0, 75.0)} if settings.size_window else {},
+                           scale_counts=settings.scale_counts, train_sets=train_sets,
+                           weights=Path(settings.weights) if settings.weights else None)
+    if settings.regimes:
+        config = config.for_regimes(settings.regimes)
+    result = run_science(config, say=say)
+    say(format_result(result))
+    return result

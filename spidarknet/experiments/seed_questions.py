@@ -38,13 +38,14 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from spidarknet.core.errors import InputError
+from spidarknet.core.feedback import SILENT, Feedback
 from spidarknet.core.outputs import write_json
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,9 @@ class SeedConfig:
     #: the network alone)
     size_window: tuple | None = SAMPLE["label_range_nm"]
     first_runs: int = FIRST_RUNS
-    train_options: Sequence[str] = ("--max-batches", "600")
+    #: export-dataset settings of every recipe beside its scale (names of
+    #: :class:`~spidarknet.jobs.export_dataset.ExportSettings`)
+    export_options: Mapping[str, object] = field(default_factory=lambda: {"max_batches": 600})
     scales: Sequence[str] = ("log", "linear")
     recon_iterations: int = 20
     recon_binning: int | None = None          # None: reconstruct's own choice
@@ -122,6 +125,8 @@ class SeedConfig:
     bootstrap: int = 1000
     reconstruct: bool = True
     progress: bool = True
+    #: the progress and warnings of export, train and detect (silent: logged)
+    feedback: Feedback = field(default=SILENT, repr=False, compare=False)
 
 
 #: the recipes: name -> (which runs give the labelled frames, intensity scale)
@@ -164,33 +169,35 @@ def simulate_beamtime(config: SeedConfig, say: Callable[[str], None] = print) ->
 # -- selections --------------------------------------------------------------------------------
 
 def _train(files: Sequence[Path], scale: str, out: Path, config: SeedConfig) -> Path:
-    from spidarknet.cli import export_dataset, train
+    from spidarknet.frames.options import FrameOptions
+    from spidarknet.jobs import with_options
+    from spidarknet.jobs.export_dataset import ExportSettings, export_dataset
+    from spidarknet.jobs.train import TrainSettings, train_model
     ds = out / "ds"
     final = sorted((ds / "backup").glob("*_final.weights"))
     card = out / "recipe.json"
-    spec = {"files": [str(f) for f in files], "scale": scale, "train": list(config.train_options)}
+    spec = {"files": [str(f) for f in files], "scale": scale, "export": dict(config.export_options)}
     if final and card.exists() and json.loads(card.read_text()) == spec:
         return final[0]
     out.mkdir(parents=True, exist_ok=True)
-    quiet = [] if config.progress else ["--quiet"]
-    if export_dataset.main([*map(str, files), "--labels-dataset", "/truth/label", "--out", str(ds),
-                            "--force", "--scale", scale, *config.train_options, *quiet]) != 0:
-        raise InputError(f"export-dataset failed for {out.name}")
-    if train.main([str(ds), "--force", *quiet]) != 0:
-        raise InputError(f"train failed for {out.name}")
+    settings = ExportSettings(FrameOptions(tuple(map(str, files))), out=str(ds), force=True,
+                              labels_dataset="/truth/label")
+    export_dataset(with_options(settings, {"scale": scale, **config.export_options}), config.feedback)
+    if train_model(TrainSettings(str(ds), force=True), config.feedback).interrupted:
+        raise KeyboardInterrupt
     card.write_text(json.dumps(spec))
     return sorted((ds / "backup").glob("*_final.weights"))[0]
 
 
 def _detect(files: Sequence[Path], weights: Path, out: Path, config: SeedConfig):
-    from spidarknet.cli import detect
+    from spidarknet.frames.options import FrameOptions
     from spidarknet.hits import read_hits
+    from spidarknet.jobs.detect import DetectSettings, detect_to_file
     for old in (out, out.with_suffix(".json")):
         old.unlink(missing_ok=True)
-    quiet = [] if config.progress else ["--quiet"]
-    window = ["--size-range", *map(str, config.size_window)] if config.size_window else []
-    if detect.main([*map(str, files), "--weights", str(weights), "--out", str(out), *window, *quiet]) != 0:
-        raise InputError(f"detect failed with {weights}")
+    window = tuple(map(float, config.size_window)) if config.size_window else None
+    detect_to_file(DetectSettings(FrameOptions(tuple(map(str, files))), out=str(out), weights=str(weights),
+                                  size_range=window), config.feedback)
     return read_hits(str(out))
 
 
@@ -408,7 +415,7 @@ def run_seed_questions(config: SeedConfig, say: Callable[[str], None] = print) -
             s["contrast_within_10_percent"] = _structure_within(s, structure["truth"], 0.10, "contrast")
     result = {"runs": [asdict(r) for r in config.runs], "frames_per_run": config.frames_per_run,
               "labelled_frames": config.labelled_frames, "first_runs": config.first_runs,
-              "train_options": list(config.train_options), "per_run_f1": per_run, "table": table,
+              "export_options": dict(config.export_options), "per_run_f1": per_run, "table": table,
               "differences": uncertainty,
               "structure": structure, "timings": timings,
               "total_seconds": round(time.perf_counter() - t_start, 1)}
