@@ -106,7 +106,8 @@ def check_size_range(size_range) -> None:
 def model_of(settings: DetectSettings, state: RunState):
     """The model of the weights (or cfg/preprocess), with the centre put into its preprocessing.
     With a size range and no threshold given, the threshold is the card's screening one
-    (the network keeps 98 % of its validation singles; the size fit decides)."""
+    (a share of the threshold that keeps 98 % of its validation singles: the network screens,
+    the size fit decides; see :data:`spidarknet.detection.threshold.SCREENING_MARGIN`)."""
     model = load_model(settings.weights, cfg=settings.cfg, preprocess=settings.preprocess,
                        threshold=settings.threshold)
     if settings.frames.centre_px:
