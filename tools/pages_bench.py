@@ -53,13 +53,12 @@ def simulate(path: Path, count: int, seed: int) -> Path:
 
 
 class SizeWatch(threading.Thread):
-    """The hit list's size over time: when the first row appeared, and its last change."""
+    """The hit list's size over time: every change, with when it was seen."""
 
     def __init__(self, path: Path):
         super().__init__(daemon=True)
         self.path, self.stop_flag = path, False
-        self.first: tuple[float, int] | None = None
-        self.last: tuple[float, int] = (0.0, 0)
+        self.changes: list[tuple[float, int]] = []   # (time, size) once there are rows
 
     def run(self) -> None:
         header = None
@@ -72,40 +71,59 @@ class SizeWatch(threading.Thread):
             if size and header is None:
                 with open(self.path, "rb") as handle:
                     header = len(handle.readline())
-            if header is not None and size > header:
-                if self.first is None:
-                    self.first = (now, size)
-                if size != self.last[1]:
-                    self.last = (now, size)
+            if header is not None and size > header and (not self.changes or size != self.changes[-1][1]):
+                self.changes.append((now, size))
             time.sleep(0.002)
 
 
-class CpuWatch(threading.Thread):
-    """The CPU seconds (user + system) a process has used, sampled until it is gone."""
+def cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of process ``pid``; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields[0] == "Z" else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, pid: int):
+
+def descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            children = [int(c) for c in handle.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return children + [d for c in children for d in descendants(c)]
+
+
+class CpuWatch(threading.Thread):
+    """The CPU seconds used by groups of processes, sampled every 50 ms until stopped.  ``groups()``
+    gives {name: pids} at each sample; a process that is gone keeps the seconds it had used."""
+
+    def __init__(self, groups):
         super().__init__(daemon=True)
-        self.pid, self.cpu_s = pid, 0.0
-        self.tick = os.sysconf("SC_CLK_TCK")
-        self.samples: list[tuple[float, float]] = []
+        self.groups, self.stop_flag = groups, False
+        self.used: dict[int, float] = {}
+        self.members: dict[str, set[int]] = {}
+        self.samples: list[tuple[float, dict[str, float]]] = []
 
     def run(self) -> None:
-        while True:
-            try:
-                with open(f"/proc/{self.pid}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                return
-            if fields[0] == "Z":
-                return
-            self.cpu_s = (int(fields[11]) + int(fields[12])) / self.tick
-            self.samples.append((time.perf_counter(), self.cpu_s))
+        while not self.stop_flag:
+            totals = {}
+            for name, pids in self.groups().items():
+                members = self.members.setdefault(name, set())
+                members |= set(pids)
+                for pid in pids:
+                    used = cpu_s(pid)
+                    if used is not None:
+                        self.used[pid] = used
+                totals[name] = sum(self.used.get(pid, 0.0) for pid in members)
+            self.samples.append((time.perf_counter(), totals))
             time.sleep(0.05)
 
-    def between(self, t0: float, t1: float) -> float:
-        """CPU seconds used from ``t0`` to ``t1`` (the samples nearest them)."""
+    def between(self, name: str, t0: float, t1: float) -> float:
+        """CPU seconds group ``name`` used from ``t0`` to ``t1`` (interpolated between samples)."""
         times = np.array([t for t, _ in self.samples])
-        cpu = np.array([c for _, c in self.samples])
+        cpu = np.array([c.get(name, 0.0) for _, c in self.samples])
         return float(np.interp(t1, times, cpu) - np.interp(t0, times, cpu))
 
 
@@ -113,11 +131,6 @@ def monitor_pid(detect_pid: int) -> int:
     """The monitor page's process: the child ``detect --follow --monitor`` started."""
     with open(f"/proc/{detect_pid}/task/{detect_pid}/children") as handle:
         return int(handle.read().split()[0])
-
-
-def rows_up_to(path: Path, size: int) -> int:
-    with open(path, "rb") as handle:
-        return handle.read(size).count(b"\n") - 1  # less the header
 
 
 def follow_once(cxi: Path, work: Path, variant: str, browser, extra: list[str]) -> dict:
@@ -130,32 +143,50 @@ def follow_once(cxi: Path, work: Path, variant: str, browser, extra: list[str]) 
         command += ["--monitor", "--port", "0"]
     watch = SizeWatch(out)
     watch.start()
+    load = os.getloadavg()[0]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    page = cpu = None
+    monitor: list[int] = []
+
+    def groups() -> dict[str, list[int]]:
+        detect = descendants(proc.pid)
+        page = {p for m in monitor for p in [m, *descendants(m)]}
+        return {"detect": [proc.pid, *(p for p in detect if p not in page)], "monitor": sorted(page),
+                "browser": [p for p in descendants(os.getpid()) if p != proc.pid and p not in detect]}
+    cpu = CpuWatch(groups)
+    cpu.start()
+    page = None
     if variant != "off":
         url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
-        cpu = CpuWatch(monitor_pid(proc.pid))
-        cpu.start()
+        monitor.append(monitor_pid(proc.pid))
         if variant == "browser":
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url)
     proc.stdout.read()
     code = proc.wait()
-    watch.stop_flag = True
+    watch.stop_flag = cpu.stop_flag = True
     watch.join()
+    cpu.join()
     if page is not None:
         page.close()
     if code != 0:
         raise SystemExit(f"detect --follow ({variant}) exited {code}")
-    t0, size0 = watch.first
-    t1, size1 = watch.last
-    frames = rows_up_to(out, size1) - rows_up_to(out, size0)
-    if cpu is not None:
-        cpu.join()
-    return {"variant": variant, "frames": frames, "seconds": t1 - t0, "frames_per_s": frames / (t1 - t0),
-            "total_rows": rows_up_to(out, size1),
-            # the monitor's CPU while the frames were scored, as a share of one core
-            "monitor_core_share": cpu.between(t0, t1) / (t1 - t0) if cpu is not None else None}
+    return {"variant": variant, "load_before": load, **window_figures(out, watch.changes, cpu)}
+
+
+def window_figures(out: Path, changes: list[tuple[float, int]], cpu: CpuWatch) -> dict:
+    """Frames/s from the first row to the last, and over the second half of the rows (the page
+    has loaded by then: what watching costs while it goes on); the CPU seconds of detect (with
+    its workers), of the monitor and of the browser (Chromium and Playwright's driver) over each."""
+    newlines = np.flatnonzero(np.frombuffer(out.read_bytes(), dtype=np.uint8) == ord("\n"))
+    rows = [int(np.searchsorted(newlines, size, side="left")) - 1 for _, size in changes]
+    half = next(i for i, r in enumerate(rows) if r - rows[0] >= (rows[-1] - rows[0]) / 2)
+    (t0, _), (th, _), (t1, _) = changes[0], changes[half], changes[-1]
+    figures = {"frames": rows[-1] - rows[0], "seconds": t1 - t0, "frames_per_s": (rows[-1] - rows[0]) / (t1 - t0),
+               "late_frames_per_s": (rows[-1] - rows[half]) / (t1 - th), "total_rows": rows[-1]}
+    for name in ("detect", "monitor", "browser"):
+        figures[f"{name}_cpu_s"] = cpu.between(name, t0, t1)
+        figures[f"{name}_late_cpu_s"] = cpu.between(name, th, t1)
+    return figures
 
 
 def overhead(cxi: Path, work: Path, pairs: int, browser, extra: list[str], screenshot: Path | None) -> dict:
@@ -168,21 +199,36 @@ def overhead(cxi: Path, work: Path, pairs: int, browser, extra: list[str], scree
             run = follow_once(cxi, work, variant, browser, extra)
             run["round"] = k
             runs.append(run)
-            cpu = ("" if run["monitor_core_share"] is None
-                   else f"; the monitor used {100 * run['monitor_core_share']:.0f} % of a core meanwhile")
+            watchers = run["monitor_cpu_s"] + run["browser_cpu_s"]
             print(f"  round {k} {variant:8s} {run['frames']} frames in {run['seconds']:.2f} s: "
-                  f"{run['frames_per_s']:.0f} frames/s{cpu}", flush=True)
+                  f"{run['frames_per_s']:.0f} frames/s (second half {run['late_frames_per_s']:.0f}); CPU s: "
+                  f"detect {run['detect_cpu_s']:.2f}, monitor {run['monitor_cpu_s']:.2f}, browser "
+                  f"{run['browser_cpu_s']:.2f} ({100 * watchers / run['seconds']:.1f} % of a core); "
+                  f"load {run['load_before']:.1f}", flush=True)
     if screenshot is not None:
         monitor_screenshot(cxi, work, browser, extra, screenshot)
-    by = {v: [r["frames_per_s"] for r in runs if r["variant"] == v] for v in variants}
-    ratios = {v: [r["frames_per_s"] / next(o["frames_per_s"] for o in runs
-                                          if o["variant"] == "off" and o["round"] == r["round"])
-                  for r in runs if r["variant"] == v] for v in variants[1:]}
-    cpu = {v: statistics.median(r["monitor_core_share"] for r in runs if r["variant"] == v) for v in variants[1:]}
-    return {"runs": runs, "median_frames_per_s": {v: statistics.median(x) for v, x in by.items()},
-            "median_monitor_core_share": cpu,
-            "median_ratio_to_off": {v: statistics.median(x) for v, x in ratios.items()},
-            "ratios": ratios, "detect_options": extra}
+    return summary(runs, variants) | {"detect_options": extra}
+
+
+def summary(runs: list[dict], variants: list[str]) -> dict:
+    """Per variant: the median frames/s; the ratios to the 'off' run of the same round (whole run
+    and second half: min, median, max); the CPU the monitor and the browser used, in % of one core."""
+    def off(r: dict, key: str) -> float:
+        return next(o[key] for o in runs if o["variant"] == "off" and o["round"] == r["round"])
+
+    def spread(values: list[float]) -> dict:
+        return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    result = {"runs": runs}
+    for v in variants:
+        mine = [r for r in runs if r["variant"] == v]
+        result[v] = {"median_frames_per_s": statistics.median(r["frames_per_s"] for r in mine),
+                     "watchers_core_percent": spread([100 * (r["monitor_cpu_s"] + r["browser_cpu_s"]) / r["seconds"]
+                                                      for r in mine])}
+        if v != "off":
+            result[v]["ratio_to_off"] = spread([r["frames_per_s"] / off(r, "frames_per_s") for r in mine])
+            result[v]["late_ratio_to_off"] = spread([r["late_frames_per_s"] / off(r, "late_frames_per_s")
+                                                     for r in mine])
+    return result
 
 
 def monitor_screenshot(cxi: Path, work: Path, browser, extra: list[str], path: Path) -> None:
