@@ -243,10 +243,15 @@ def hit_rows(cxi: Path, first: int, stop: int) -> str:
 
 def test_monitor_pictures_are_renewed_at_most_every_picture_s_and_only_drawn_when_asked(small_cxi, tmp_path):
     hits = tmp_path / "hits.csv"
-    hits.write_text("file,dataset,index,score,x,y,w,h,hit,diameter_nm\n" + hit_rows(small_cxi, 0, 10))
+    hits.write_text("file,dataset,index,score,x,y,w,h,hit,diameter_nm\n")
     now = [100.0]
     monitor = Monitor(str(hits), picture_s=10.0, clock=lambda: now[0])
     monitor.poll()
+    assert monitor.message(-1, -1)["pictures"] == 0             # no rows yet: the empty set
+    now[0] += 1.0
+    with hits.open("a") as handle:
+        handle.write(hit_rows(small_cxi, 0, 10))
+    monitor.poll()                                              # the first rows begin a set at once
     first = monitor.message(-1, -1)
     assert first["frames"] == 10 and first["pictures"] == 1 and [h["index"] for h in first["latest"]] == [8, 6, 4, 2, 0]
     assert monitor.message(first["version"], 1) is None        # nothing new: no message

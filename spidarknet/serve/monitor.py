@@ -323,7 +323,8 @@ class Monitor:
         #: the latest hits' pictures are drawn one strip at a time
         self.hits_lock = threading.Lock()
         #: the number of the current set of pictures, when it began, the state version it shows
-        self.pictures, self._pictures_at, self._pictured_version = 0, -math.inf, -1
+        #: (set 0: the empty run; set 1 begins with the first rows)
+        self.pictures, self._pictures_at, self._pictured_version = 0, -math.inf, self.state.version
         self._pictured_hits: list[dict] = []
         self._made: dict[str, LiveFigure] = {}
         self._figures: tuple[int, bytes] | None = None
