@@ -4,12 +4,20 @@
 **Overhead.**  ``detect FILE --follow`` on a finished file scores every frame at full speed
 (one process, as --follow runs) and then waits ``--idle`` seconds.  The frames per second are
 counted from the hit list as it grows (this process watches its size every 2 ms): from the
-first scored row to the last write, so neither the start-up nor the idle wait counts.  Three
-variants, run in turn, paired (``--pairs`` rounds of all three, the order rotated each round, after one uncounted run):
-``off`` (no monitor), ``monitor`` (``--monitor``: the page is served, nobody looks) and
-``browser`` (``--monitor`` with the page open in headless Chromium, which receives every
-event and redraws its figures and pictures, on the same two cores).  Prints frames/s per
-run, the median per variant and the median of the per-round ratios to ``off``.
+first scored row to the last write, so neither the start-up nor the idle wait counts, and
+over the second half of the rows (the page has loaded by then).  Variants, run in turn,
+paired (``--pairs`` rounds of all, the order rotated each round, after one uncounted run):
+``off`` (no monitor), ``monitor`` (``--monitor``: the page is served, nobody looks),
+``browser`` (``--monitor`` with the page open in headless Chromium on the same two cores)
+and, with ``--base OTHER-CHECKOUT``, ``browser@base`` (the same with that checkout's code).
+The CPU seconds of the detection (with its workers), the monitor and the browser (Chromium
+and Playwright's driver) are counted over the same intervals: on a machine shared with
+other work, wall time is blurred far more than CPU time.  Prints each run and the ratios
+to ``off`` of the same round (min, median, max).
+
+**Watching.**  What an open page costs once it is open, in CPU: ``spidarknet monitor`` on a
+hit list 100,000 rows long that grows by 200 rows a second, the page open in Chromium; the
+CPU of the monitor and of the browser over ``--watch-seconds`` (and the same for ``--base``).
 
 **Labelling.**  ``spidarknet label FILE --n 40`` is started, and a scripted labeller (Playwright
 driving Debian's Chromium) answers each frame from the simulator's truth (``/truth/label``)
@@ -20,7 +28,7 @@ button (until its figures are shown).  The rows written are checked against the 
 A person's thinking time is not in it: this is what the machine adds to it.
 
     flock /work/heavy.lock python tools/pages_bench.py --work /tmp/pages --out pages.json \\
-        [--frames 2000] [--pairs 3] [--screenshots docs/]
+        [--frames 2000] [--pairs 3] [--screenshots docs/] [--base OLD-CHECKOUT] [--skip plain|watching|...]
 """
 
 from __future__ import annotations
@@ -133,18 +141,23 @@ def monitor_pid(detect_pid: int) -> int:
         return int(handle.read().split()[0])
 
 
-def follow_once(cxi: Path, work: Path, variant: str, browser, extra: list[str]) -> dict:
-    out = work / f"follow-{variant}.csv"
+def follow_once(cxi: Path, work: Path, variant: str, browser, extra: list[str], base: Path | None = None) -> dict:
+    """One ``detect --follow`` run of ``variant``: off, monitor, browser; "…@base": with the
+    code of the checkout ``base`` instead of this one (the same detection, an older page)."""
+    kind, _, where = variant.partition("@")
+    repo = base if where else REPO
+    out = work / f"follow-{kind}{'-base' if where else ''}.csv"
     for p in (out, out.with_suffix(".json")):
         p.unlink(missing_ok=True)
     command = [sys.executable, "-m", "spidarknet", "detect", str(cxi), "--follow", "--idle", "1", "--out", str(out),
                "--quiet", *extra]
-    if variant != "off":
+    if kind != "off":
         command += ["--monitor", "--port", "0"]
     watch = SizeWatch(out)
     watch.start()
     load = os.getloadavg()[0]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=repo,
+                            env=dict(os.environ, PYTHONPATH=str(repo)))
     monitor: list[int] = []
 
     def groups() -> dict[str, list[int]]:
@@ -155,10 +168,10 @@ def follow_once(cxi: Path, work: Path, variant: str, browser, extra: list[str]) 
     cpu = CpuWatch(groups)
     cpu.start()
     page = None
-    if variant != "off":
+    if kind != "off":
         url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
         monitor.append(monitor_pid(proc.pid))
-        if variant == "browser":
+        if kind == "browser":
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url)
     proc.stdout.read()
@@ -189,18 +202,19 @@ def window_figures(out: Path, changes: list[tuple[float, int]], cpu: CpuWatch) -
     return figures
 
 
-def overhead(cxi: Path, work: Path, pairs: int, browser, extra: list[str], screenshot: Path | None) -> dict:
-    variants = ["off", "monitor", "browser"]
+def overhead(cxi: Path, work: Path, pairs: int, browser, extra: list[str], screenshot: Path | None,
+             base: Path | None = None) -> dict:
+    variants = ["off", "monitor", "browser"] + (["browser@base"] if base else [])
     follow_once(cxi, work, "off", browser, extra)  # a warm-up, not counted: the file into the page cache
     runs = []
     for k in range(pairs):
-        order = variants[k % 3:] + variants[:k % 3]
+        order = variants[k % len(variants):] + variants[:k % len(variants)]
         for variant in order:
-            run = follow_once(cxi, work, variant, browser, extra)
+            run = follow_once(cxi, work, variant, browser, extra, base)
             run["round"] = k
             runs.append(run)
             watchers = run["monitor_cpu_s"] + run["browser_cpu_s"]
-            print(f"  round {k} {variant:8s} {run['frames']} frames in {run['seconds']:.2f} s: "
+            print(f"  round {k} {variant:12s} {run['frames']} frames in {run['seconds']:.2f} s: "
                   f"{run['frames_per_s']:.0f} frames/s (second half {run['late_frames_per_s']:.0f}); CPU s: "
                   f"detect {run['detect_cpu_s']:.2f}, monitor {run['monitor_cpu_s']:.2f}, browser "
                   f"{run['browser_cpu_s']:.2f} ({100 * watchers / run['seconds']:.1f} % of a core); "
@@ -231,17 +245,79 @@ def summary(runs: list[dict], variants: list[str]) -> dict:
     return result
 
 
+def watching(source: Path, work: Path, browser, seconds: float, rate: float, prefill: int,
+             base: Path | None = None) -> dict:
+    """What watching costs once the page is open, in CPU: ``spidarknet monitor`` follows a hit
+    list that grows by ``rate`` rows a second (rows of ``source``, a hit list of the followed
+    file, over again), already ``prefill`` rows long (a run some minutes old); the page is
+    open in headless Chromium; after 5 s, the CPU seconds of the monitor, of Chromium and
+    of Playwright's driver are counted over ``seconds``.  With ``base``, the same for that
+    checkout's monitor, in turn.  CPU time is not stolen by other people's work the way
+    wall time is, so this holds on a loaded machine."""
+    lines = source.read_text().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    result = {"rows_per_s": rate, "prefill_rows": prefill, "seconds": seconds}
+    for name, repo in [("here", REPO)] + ([("base", base)] if base else []):
+        hits = work / f"watched-{name}.csv"
+        hits.write_text(header + "".join(rows[k % len(rows)] for k in range(prefill)))
+        proc = subprocess.Popen([sys.executable, "-m", "spidarknet", "monitor", str(hits), "--port", "0"],
+                                stdout=subprocess.PIPE, text=True, cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)))
+        url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
+        done = threading.Event()
+
+        def grow(k: int = prefill) -> None:
+            started = time.perf_counter()
+            with open(hits, "a") as handle:
+                while not done.is_set():
+                    due = prefill + int((time.perf_counter() - started) * rate)
+                    handle.writelines(rows[i % len(rows)] for i in range(k, due))
+                    handle.flush()
+                    k = due
+                    time.sleep(0.05)
+        feeder = threading.Thread(target=grow, daemon=True)
+        feeder.start()
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(url)
+        page.wait_for_timeout(5000)
+        mine = [p for p in descendants(os.getpid()) if p != proc.pid]
+        before = {p: cpu_s(p) or 0.0 for p in [proc.pid, *mine]}
+        asked = len(requests)
+        page.wait_for_timeout(1000 * seconds)
+        used = {p: (cpu_s(p) or before[p]) - before[p] for p in before}
+        result[name] = {"monitor_core_percent": 100 * used[proc.pid] / seconds,
+                        "browser_core_percent": 100 * sum(used[p] for p in mine) / seconds,
+                        "requests_per_s": (len(requests) - asked) / seconds}
+        done.set()
+        feeder.join()
+        page.close()
+        proc.terminate()
+        proc.wait()
+        hits.unlink()
+        print(f"  watching ({name}): monitor {result[name]['monitor_core_percent']:.2f} % of a core, browser "
+              f"{result[name]['browser_core_percent']:.2f} %, {result[name]['requests_per_s']:.2f} requests/s",
+              flush=True)
+    return result
+
+
 def monitor_screenshot(cxi: Path, work: Path, browser, extra: list[str], path: Path) -> None:
-    """The monitor page at the end of a followed run (its idle wait long enough to look)."""
+    """The monitor page at the end of a followed run: once every frame is counted and the next
+    set of pictures (figures, latest hits) has come (the idle wait long enough to look)."""
+    from spidarknet.serve.monitor import PICTURE_S
     out = work / "follow-shot.csv"
     out.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "spidarknet", "detect", str(cxi), "--follow", "--idle", "8",
-                             "--out", str(out), "--quiet", "--monitor", "--port", "0", *extra],
+    with h5py.File(cxi, "r") as f:
+        frames = f["entry_1/data_1/data"].shape[0]
+    proc = subprocess.Popen([sys.executable, "-m", "spidarknet", "detect", str(cxi), "--follow", "--idle",
+                             str(PICTURE_S + 20), "--out", str(out), "--quiet", "--monitor", "--port", "0", *extra],
                             stdout=subprocess.PIPE, text=True, cwd=REPO)
     url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(url)
-    page.wait_for_timeout(6000)
+    page.wait_for_function(f"document.getElementById('frames').textContent === '{frames}'", timeout=600_000)
+    page.wait_for_timeout(1000 * (PICTURE_S + 2))
+    page.wait_for_function("[...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)")
     page.screenshot(path=str(path), full_page=True)
     page.close()
     proc.stdout.read()
@@ -322,7 +398,12 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3, help="rounds of the three follow variants (default 3)")
     parser.add_argument("--n", type=int, default=40, help="frames labelled (default 40)")
     parser.add_argument("--screenshots", type=Path, help="folder for monitor.png and label.png")
-    parser.add_argument("--skip", choices=("overhead", "labelling"), action="append", default=[])
+    parser.add_argument("--skip", choices=("overhead", "plain", "watching", "labelling"), action="append", default=[],
+                        help="leave out a part: overhead (both), plain (the overhead without --size-range), "
+                             "watching, labelling")
+    parser.add_argument("--watch-seconds", type=float, default=40.0, help="CPU counted while watching (default 40)")
+    parser.add_argument("--base", type=Path,
+                        help="another checkout (an older monitor): its page, watched, is run in the same rounds")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     chromium = next(shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n))
@@ -333,12 +414,21 @@ def main() -> int:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         if "overhead" not in args.skip:
             followed = simulate(args.work / f"follow-{args.frames}.cxi", args.frames, seed=71)
-            print(f"detect --follow on {args.frames} frames, with and without the monitor", flush=True)
-            result["overhead"] = overhead(followed, args.work, args.pairs, browser, [], None)
+            if "plain" not in args.skip:
+                print(f"detect --follow on {args.frames} frames, with and without the monitor", flush=True)
+                result["overhead"] = overhead(followed, args.work, args.pairs, browser, [], None, args.base)
             print("the same with --size-range 60 75 (the fit decides)", flush=True)
             result["overhead_size_window"] = overhead(followed, args.work, args.pairs, browser,
                                                       ["--size-range", "60", "75"],
-                                                      shots / "monitor.png" if shots else None)
+                                                      shots / "monitor.png" if shots else None, args.base)
+        if "watching" not in args.skip:
+            source = args.work / "watched-source.csv"
+            if not source.exists():
+                follow_once(simulate(args.work / f"follow-{args.frames}.cxi", args.frames, seed=71), args.work, "off",
+                            browser, ["--size-range", "60", "75"])
+                (args.work / "follow-off.csv").rename(source)
+            print("the cost of watching, in CPU: 200 rows a second, 100,000 rows already", flush=True)
+            result["watching"] = watching(source, args.work, browser, args.watch_seconds, 200.0, 100_000, args.base)
         if "labelling" not in args.skip:
             run = simulate(args.work / f"label-{args.label_frames}.cxi", args.label_frames, seed=72)
             print(f"labelling {args.n} frames of {args.label_frames} through the page", flush=True)
