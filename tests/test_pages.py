@@ -5,6 +5,7 @@ artefacts folder ($SPIDARKNET_ARTEFACTS, default build/test-artefacts)."""
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import re
 import select
@@ -22,7 +23,8 @@ import pytest
 
 from child import sigint_as_ctrl_c
 from spidarknet.core.selection import read_selection
-from spidarknet.serve.monitor import KEPT_HITS, LATEST_HITS, RATE_BINS, MonitorState
+from spidarknet.serve.monitor import (DIAMETER_EDGES, FIGURE_HEIGHT_PX, FIGURES, HIT_SIDE_PX, KEPT_HITS, LATEST_HITS,
+                                     RATE_BINS, Monitor, MonitorState, make_figure)
 from spidarknet.serve.server import host_warning
 
 
@@ -129,11 +131,16 @@ def test_monitor_numbers_follow_the_frames_appended_to_a_followed_file(page, sma
                                "[...document.querySelectorAll('#hits img, .figures img')]"
                                ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
         assert page.inner_text("#hit-rate").endswith("%")
+        # the figures are one picture, and so are the latest hits: one request each per set
+        figures = page.evaluate("[...document.querySelectorAll('.figures img')].map(i => i.src)")
+        shown = page.evaluate("[...document.querySelectorAll('#hits img')].map(i => i.src)")
+        assert len(figures) == len(FIGURES) and len(set(figures)) == 1
+        assert 0 < len(shown) <= LATEST_HITS and len(set(shown)) == 1
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTEFACTS / "monitor.png"), full_page=True)
         # only the page's own routes: no path reaches another file
-        for path in ("/../../etc/passwd", "/hit/..%2F..%2Fetc%2Fpasswd", "/figure/..%2F..%2Fetc%2Fpasswd.png",
-                     "/%2e%2e/%2e%2e/etc/passwd", "/hit/0.png/../../../etc/passwd"):
+        for path in ("/../../etc/passwd", "/hits/..%2F..%2Fetc%2Fpasswd", "/figures/..%2F..%2Fetc%2Fpasswd.png",
+                     "/%2e%2e/%2e%2e/etc/passwd", "/hits/0.png/../../../etc/passwd", "/hits/0.png"):
             assert raw_status(url, path) == 404, path
     finally:
         growing.close()
@@ -209,6 +216,86 @@ def test_monitor_memory_is_bounded_whatever_the_run_length():
     assert len(state.rate) == RATE_BINS and len(state.latest) == KEPT_HITS and len(snap["latest"]) == LATEST_HITS
     assert state.score_counts.sum() == 20_000 and state.diameter_counts.sum() == 5_000
     assert snap["latest"][0]["index"] == 19_996  # the newest first
+
+
+def test_monitor_counts_rows_out_of_range_and_blank_as_the_hit_list_says():
+    state = MonitorState()
+    state.add([{"index": "0", "score": "1.0", "hit": "1", "diameter_nm": "250"},   # a diameter past the last bin
+               {"index": "1", "score": "-0.1", "hit": "0", "diameter_nm": ""},     # a score below 0: the first bin
+               {"index": "2", "score": "", "hit": "0", "status": "no-valid-pixels"},
+               {"index": "3", "score": "0.5", "hit": "1", "diameter_nm": "61.0"}])
+    assert (state.frames, state.selected, state.unusable, state.sized) == (4, 2, 1, 2)
+    assert state.score_counts.sum() == 3 and state.score_counts[0] == 1 and state.score_counts[-1] == 1
+    assert state.score_counts_selected.sum() == 2
+    assert state.diameter_counts.sum() == 1 and state.diameter_counts[np.searchsorted(DIAMETER_EDGES, 61.0) - 1] == 1
+    assert [h["number"] for h in state.latest] == [1, 4] and state.latest[-1]["diameter_nm"] == 61.0
+    trains = MonitorState()
+    trains.add([{"index": "0", "score": "0.9", "hit": "1", "trainId": "7"},
+                {"index": "1", "score": "0.9", "hit": "1", "trainId": ""}])
+    assert trains.frames == 2 and dict(trains.rate) == {7: [1, 1]}   # a row without its train is in no bin
+
+
+def hit_rows(cxi: Path, first: int, stop: int) -> str:
+    """Hit-list rows of frames ``first`` to ``stop`` of ``cxi``, every other one selected."""
+    return "".join(f"{cxi},/entry_1/data_1/data,{i},{0.9 if i % 2 == 0 else 0.1},480,480,64,64,{int(i % 2 == 0)},"
+                   f"{60 + i % 10}\n" for i in range(first, stop))
+
+
+def test_monitor_pictures_are_renewed_at_most_every_picture_s_and_only_drawn_when_asked(small_cxi, tmp_path):
+    hits = tmp_path / "hits.csv"
+    hits.write_text("file,dataset,index,score,x,y,w,h,hit,diameter_nm\n")
+    now = [100.0]
+    monitor = Monitor(str(hits), picture_s=10.0, clock=lambda: now[0])
+    monitor.poll()
+    assert monitor.message(-1, -1)["pictures"] == 0             # no rows yet: the empty set
+    now[0] += 1.0
+    with hits.open("a") as handle:
+        handle.write(hit_rows(small_cxi, 0, 10))
+    monitor.poll()                                              # the first rows begin a set at once
+    first = monitor.message(-1, -1)
+    assert first["frames"] == 10 and first["pictures"] == 1 and [h["index"] for h in first["latest"]] == [8, 6, 4, 2, 0]
+    assert monitor.message(first["version"], 1) is None        # nothing new: no message
+    assert not monitor._made and not monitor._tiles            # nothing drawn until a page asks
+    figures = monitor.figures_picture()
+    with hits.open("a") as handle:
+        handle.write(hit_rows(small_cxi, 10, 20))
+    now[0] += 4.0
+    monitor.poll()
+    second = monitor.message(first["version"], 1)
+    assert second["frames"] == 20 and second["pictures"] == 1 and "latest" not in second   # the numbers only
+    assert monitor.figures_picture() is figures                 # drawn once per set of pictures
+    now[0] += 6.0
+    monitor.poll()
+    third = monitor.message(second["version"], 1)
+    assert third["pictures"] == 2 and [h["index"] for h in third["latest"]][:2] == [18, 16]
+    assert monitor.figures_picture() != figures
+    strip = monitor.hits_picture(third["latest"][0]["number"])
+    assert strip is not None and len(monitor._tiles) == LATEST_HITS
+    from PIL import Image
+    assert Image.open(io.BytesIO(strip)).size == (LATEST_HITS * HIT_SIDE_PX, HIT_SIDE_PX)
+    assert Image.open(io.BytesIO(figures)).size == (sum(FIGURES.values()), FIGURE_HEIGHT_PX)
+    assert monitor.hits_picture(third["latest"][0]["number"] - 1) is None   # not a selected frame
+    now[0] += 60.0
+    monitor.poll()
+    assert monitor.message(third["version"], 2) is None         # no new rows: the same pictures
+
+
+def test_monitor_figure_drawn_over_its_kept_pixels_equals_the_figure_drawn_whole():
+    now = [6000.0]
+    state = MonitorState(clock=lambda: now[0])
+
+    def add(first: int, n: int) -> None:
+        state.add([{"index": str(i), "score": f"{(i % 10) / 10 + 0.05:.2f}", "hit": "1" if i % 3 == 0 else "0",
+                    "diameter_nm": str(50 + i % 30)} for i in range(first, first + n)])
+    add(0, 1000)
+    for k, name in enumerate(FIGURES):
+        kept = make_figure(name)
+        before, limits = kept.rgb(state), kept.limits
+        now[0] += 60.0
+        add(1000 + 10 * k, 10)                     # new numbers within the same axes' limits
+        again = kept.rgb(state)
+        assert kept.limits == limits and not np.array_equal(again, before), name
+        assert np.array_equal(again, make_figure(name).rgb(state)), name
 
 
 def test_monitor_rate_is_per_train_for_a_run_with_train_ids():

@@ -19,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         "spidarknet detect run7.cxi --follow --out hits.csv &   spidarknet monitor hits.csv --port 8765")
     parser.add_argument("hits", metavar="HITS.csv", help="the hit list detect --follow writes")
     parser.add_argument("--title", help="the page's title (default: the hit list's name)")
-    parser.add_argument("--poll", type=float, default=0.5, metavar="SECONDS",
-                        help="how often the hit list is read for new rows (default 0.5)")
+    parser.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                        help="how often the hit list is read for new rows (default 1)")
     cli.add_page_args(parser)
     cli.add_common_args(parser)
     return parser

@@ -54,6 +54,13 @@ def figure(width_px: int, height_px: int, margins_px: tuple[int, int, int, int] 
                                      1 - (bottom + top) / height_px))
 
 
+def style():
+    """The house style as a context: for drawing a figure made by :func:`figure` again (tick
+    labels are made while drawing, and take the style of that moment)."""
+    import matplotlib
+    return matplotlib.rc_context(_STYLE)
+
+
 def save(fig, folder: Path, png_name: str) -> None:
     """``fig`` as ``folder / png_name`` and as the same name with ``.svg``."""
     import matplotlib

@@ -16,19 +16,23 @@ MASKED_RGB = (70, 110, 150)
 BOX_RGB = (0, 230, 118)
 
 
-def read_frame(info: FileInfo, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(photons as float, usable pixels) of frame ``index`` of ``info``; the file may still be
-    being written (it is opened for SWMR reading where it allows)."""
+def read_frame(info: FileInfo, index: int, region: tuple[slice, slice] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(photons as float, usable pixels) of frame ``index`` of ``info``, or of its ``region``
+    (rows, columns: only that part is read); the file may still be being written (it is opened
+    for SWMR reading where it allows)."""
     import h5py
+    rows, columns = region if region is not None else (slice(None), slice(None))
     try:
         handle = h5py.File(info.path, "r", swmr=True)
     except (OSError, ValueError):
         handle = h5py.File(info.path, "r")
     with handle:
-        frame = np.asarray(handle[info.dataset][index], dtype=np.float64)
-        valid = (np.ones(frame.shape, dtype=bool) if info.mask_shared is None else info.mask_shared.copy())
+        frame = np.asarray(handle[info.dataset][index, rows, columns], dtype=np.float64)
+        valid = (np.ones(frame.shape, dtype=bool) if info.mask_shared is None
+                 else info.mask_shared[rows, columns].copy())
         if info.mask_dataset:
-            valid &= np.asarray(handle[info.mask_dataset][index]) == 0
+            valid &= np.asarray(handle[info.mask_dataset][index, rows, columns]) == 0
     return frame, valid & np.isfinite(frame)
 
 
@@ -59,14 +63,19 @@ def frame_picture(photons: np.ndarray, valid: np.ndarray, box: Sequence[float] |
     return np.asarray(picture)
 
 
-def around_centre(photons: np.ndarray, valid: np.ndarray, centre_xy: Sequence[float],
-                  half_px: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """(photons, valid, origin) of the square of half-side ``half_px`` around ``centre_xy``
-    (column, row), clipped to the frame: what a pattern shows, without the empty detector."""
+def region_around(shape: tuple[int, int], centre_xy: Sequence[float], half_px: float) -> tuple[slice, slice]:
+    """(rows, columns) of the square of half-side ``half_px`` around ``centre_xy`` (column, row),
+    clipped to a frame of ``shape``: what a pattern shows, without the empty detector."""
     half = int(math.ceil(half_px))
     r0, c0 = max(int(round(centre_xy[1])) - half, 0), max(int(round(centre_xy[0])) - half, 0)
-    r1, c1 = min(r0 + 2 * half, photons.shape[0]), min(c0 + 2 * half, photons.shape[1])
-    return photons[r0:r1, c0:c1], valid[r0:r1, c0:c1], (r0, c0)
+    return slice(r0, min(r0 + 2 * half, shape[0])), slice(c0, min(c0 + 2 * half, shape[1]))
+
+
+def around_centre(photons: np.ndarray, valid: np.ndarray, centre_xy: Sequence[float],
+                  half_px: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(photons, valid, origin) of :func:`region_around` the centre."""
+    rows, columns = region_around(photons.shape, centre_xy, half_px)
+    return photons[rows, columns], valid[rows, columns], (rows.start, columns.start)
 
 
 def profile_figure(result, geometry, width_px: int = 460, height_px: int = 300):

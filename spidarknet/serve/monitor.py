@@ -6,11 +6,16 @@ page shows in memory that does not grow with the run: totals, fixed-bin histogra
 score and the fitted diameter, the hit rate per minute (or per train, where the hit list has a
 train column, as hit lists of European XFEL runs have: ``trainId``) over the last
 :data:`RATE_BINS` bins, and the last :data:`KEPT_HITS` selected frames (the page shows
-:data:`LATEST_HITS` of them).  The page subscribes to ``/events`` (server-sent events): a
-small JSON object each time the numbers change.  Figures and the latest hits' pictures are
-PNGs drawn on the server when the page asks for them: a figure at most once per change of
-the numbers, a hit's picture once (its address names the frame; the browser keeps it), and
-the page asks at most every 5 s.
+:data:`LATEST_HITS` of them).
+
+What watching costs is bounded, so that the page never slows the detection beside it: the
+hit list is read once per ``poll_s`` (1 s), and the page gets a small JSON message (server-
+sent events) after a read that found rows, never more often.  The figures and the latest
+hits' pictures are drawn on the server (matplotlib, Pillow) only when a page asks for them,
+and at most once per :data:`PICTURE_S`: the messages carry the number of the current set of
+pictures, which changes at most that often, and the latest hits only when they change.
+A figure is made once and drawn again with the new numbers; a hit's picture is drawn once
+(its address names the frame, and the browser keeps it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import math
 import os
 import threading
@@ -32,8 +38,10 @@ from spidarknet.core.errors import InputError, SpidarknetError
 from spidarknet.frames.source import FileInfo, FrameSource
 from spidarknet.report import plot
 from spidarknet.serve import server
-from spidarknet.serve.images import around_centre, frame_picture, read_frame
+from spidarknet.serve.images import frame_picture, read_frame, region_around
 from spidarknet.sizing import SizingSettings, r_max_px
+
+log = logging.getLogger(__name__)
 
 #: selected frames whose pictures the page shows
 LATEST_HITS = 8
@@ -43,12 +51,20 @@ KEPT_HITS = 64
 RATE_BINS = 240
 SCORE_EDGES = np.linspace(0.0, 1.0, 41)
 DIAMETER_EDGES = np.arange(0.0, 202.0, 2.0)
-#: the figures of the page
-FIGURES = ("rate", "scores", "diameters")
+#: the figures of the page and their widths (pixels): one picture, side by side in this order
+FIGURES = {"rate": 520, "scores": 400, "diameters": 400}
+FIGURE_HEIGHT_PX = 230
 #: the hit-list columns that hold a frame's train ID (European XFEL runs)
 TRAIN_COLUMNS = ("trainId", "train_id")
 #: bytes of the hit list read per look at most (the rest at the next look)
 READ_LIMIT = 4 << 20
+#: seconds between two sets of figures and hit pictures at least (each set is drawn only when a
+#: page asks for it); the totals reach the page after every read of the hit list
+PICTURE_S = 10.0
+#: side of a latest hit's picture (pixels); the latest hits are one picture, side by side
+HIT_SIDE_PX = 220
+#: the colour of a latest hit's place where its frame could not be read (the page's grey)
+NO_PICTURE_RGB = (238, 238, 238)
 
 
 class HitListTail:
@@ -73,8 +89,7 @@ class HitListTail:
         self.rest = data[cut:]
         if len(self.rest) > READ_LIMIT:
             raise InputError(f"{self.path} has a line longer than {READ_LIMIT >> 20} MB: it is not a hit list")
-        lines = data[:cut].decode("utf-8", errors="replace").splitlines()
-        rows = list(csv.reader(io.StringIO("\n".join(lines)))) if lines else []
+        rows = list(csv.reader(io.StringIO(data[:cut].decode("utf-8", errors="replace")))) if cut else []
         if rows and self.header is None:
             self.header = [c.strip() for c in rows.pop(0)]
             if not {"file", "index", "score", "hit"} <= set(self.header):
@@ -88,6 +103,27 @@ def _number(text: str | None) -> float:
         return float(text) if text not in (None, "") else math.nan
     except ValueError:
         return math.nan
+
+
+def _numbers(texts: list) -> np.ndarray:
+    return np.array([_number(t) for t in texts], dtype=np.float64)
+
+
+def _count_into(counts: np.ndarray, counts_selected: np.ndarray, edges: np.ndarray, values: np.ndarray,
+                selected: np.ndarray, clip: bool) -> None:
+    """Add the finite ``values`` to the histogram ``counts`` (and the selected ones to
+    ``counts_selected``); ``clip``: values outside the edges go to the first or last bin,
+    else they are left out."""
+    finite = np.isfinite(values)
+    bins = np.searchsorted(edges, values[finite], side="right") - 1
+    chosen = selected[finite]
+    if clip:
+        bins = np.clip(bins, 0, len(counts) - 1)
+    else:
+        inside = (bins >= 0) & (bins < len(counts))
+        bins, chosen = bins[inside], chosen[inside]
+    counts += np.bincount(bins, minlength=len(counts))
+    counts_selected += np.bincount(bins[chosen], minlength=len(counts))
 
 
 @dataclass
@@ -114,109 +150,190 @@ class MonitorState:
     started: float = field(default_factory=time.time)
 
     def add(self, rows: list[dict]) -> None:
-        """Count appended hit-list rows."""
+        """Count appended hit-list rows (column by column: a second of a fast run is a few
+        milliseconds)."""
         if not rows:
             return
         now = self.clock()
         self.train_column = next((c for c in TRAIN_COLUMNS if c in rows[0]), None)
         if self.train_column is not None:
             self.rate_unit = "train"
-        for row in rows:
-            self._add_row(row, now)
-        while len(self.rate) > RATE_BINS:
-            self.rate.popitem(last=False)
+        column = lambda name: [row.get(name) for row in rows]  # noqa: E731
+        selected = np.array([v == "1" for v in column("hit")], dtype=bool)
+        score, diameter = _numbers(column("score")), _numbers(column("diameter_nm"))
+        _count_into(self.score_counts, self.score_counts_selected, SCORE_EDGES, score, selected, clip=True)
+        _count_into(self.diameter_counts, self.diameter_counts_selected, DIAMETER_EDGES, diameter, selected,
+                    clip=False)
+        units = (_numbers(column(self.train_column)) if self.train_column
+                 else np.full(len(rows), float(now // 60)))
+        self._add_rate(units, selected)
+        for i in np.flatnonzero(selected)[-KEPT_HITS:]:
+            self._add_hit(rows[i], self.frames + int(i) + 1, score[i], diameter[i])
+        self.frames += len(rows)
+        self.selected += int(selected.sum())
+        self.unusable += sum(v == "no-valid-pixels" for v in column("status"))
+        self.sized += int(np.isfinite(diameter).sum())
         self.version += 1
 
-    def _add_row(self, row: dict, now: float) -> None:
-        selected = row.get("hit") == "1"
-        score = _number(row.get("score"))
-        diameter = _number(row.get("diameter_nm"))
-        self.frames += 1
-        self.selected += selected
-        self.unusable += row.get("status") == "no-valid-pixels"
-        if math.isfinite(score):
-            b = min(max(int(np.searchsorted(SCORE_EDGES, score, side="right")) - 1, 0), len(SCORE_EDGES) - 2)
-            self.score_counts[b] += 1
-            self.score_counts_selected[b] += selected
-        if math.isfinite(diameter):
-            self.sized += 1
-            b = int(np.searchsorted(DIAMETER_EDGES, diameter, side="right")) - 1
-            if 0 <= b < len(DIAMETER_EDGES) - 1:
-                self.diameter_counts[b] += 1
-                self.diameter_counts_selected[b] += selected
-        unit = int(_number(row.get(self.train_column))) if self.train_column else int(now // 60)
-        counts = self.rate.setdefault(unit, [0, 0])
-        counts[0] += 1
-        counts[1] += selected
-        if selected:
-            box = [_number(row.get(c)) for c in ("x", "y", "w", "h")]
-            self.latest.append({"file": row.get("file", ""), "dataset": row.get("dataset", ""),
-                                "index": int(_number(row.get("index"))), "score": score, "diameter_nm": diameter,
-                                "diameter_err_nm": _number(row.get("diameter_err_nm")), "box": box,
-                                "number": self.frames})
+    def _add_rate(self, units: np.ndarray, selected: np.ndarray) -> None:
+        finite = np.isfinite(units)
+        found, where = np.unique(units[finite].astype(np.int64), return_inverse=True)
+        frames = np.bincount(where, minlength=len(found))
+        hits = np.bincount(where, weights=selected[finite], minlength=len(found))
+        for unit, n, k in zip(found.tolist(), frames.tolist(), hits.tolist()):
+            counts = self.rate.setdefault(unit, [0, 0])
+            counts[0] += n
+            counts[1] += int(k)
+        while len(self.rate) > RATE_BINS:
+            self.rate.popitem(last=False)
+
+    def _add_hit(self, row: dict, number: int, score: float, diameter: float) -> None:
+        self.latest.append({"file": row.get("file", ""), "dataset": row.get("dataset", ""),
+                            "index": int(_number(row.get("index"))), "score": float(score),
+                            "diameter_nm": float(diameter), "diameter_err_nm": _number(row.get("diameter_err_nm")),
+                            "box": [_number(row.get(c)) for c in ("x", "y", "w", "h")], "number": number})
+
+    def latest_hits(self) -> list[dict]:
+        """The :data:`LATEST_HITS` newest selected frames, newest first (JSON-ready)."""
+        return [{k: v for k, v in hit.items() if k != "box"} for hit in list(reversed(self.latest))[:LATEST_HITS]]
 
     def snapshot(self) -> dict:
         """The numbers of the page (JSON-ready)."""
-        rate = list(self.rate.items())
-        last = rate[-1][1] if rate else [0, 0]
+        rate = list(self.rate.values())
+        last = rate[-1] if rate else [0, 0]
         return {"version": self.version, "frames": self.frames, "selected": self.selected,
                 "unusable": self.unusable, "sized": self.sized,
                 "hit_rate": self.selected / self.frames if self.frames else None,
                 "last_bin_rate": last[1] / last[0] if last[0] else None, "rate_unit": self.rate_unit,
-                "latest": [{k: v for k, v in hit.items() if k != "box"}
-                           for hit in list(reversed(self.latest))[:LATEST_HITS]],
-                "elapsed_s": round(self.clock() - self.started, 1), "error": self.error}
+                "latest": self.latest_hits(), "elapsed_s": round(self.clock() - self.started, 1),
+                "error": self.error}
 
 
 #: the monitor's figures are drawn at fixed margins (pixels: left, right, bottom, top)
 MARGINS_PX = (56, 12, 44, 26)
+#: the steps an axis' top goes up by (times a power of ten), so that it changes seldom
+NICE_STEPS = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
 
-def rate_figure(state: MonitorState):
-    with plot.figure(520, 230, MARGINS_PX) as (fig, ax):
-        items = list(state.rate.items())
-        if items:
-            x = np.array([k for k, _ in items], dtype=np.float64)
-            counts = np.array([v for _, v in items], dtype=np.float64)
-            if state.rate_unit == "minute":
-                x = x - x[-1]
-                ax.set_xlim(min(x[0], -10.0) - 0.5, 0.5)
-            rate = 100.0 * counts[:, 1] / np.maximum(counts[:, 0], 1)
-            ax.plot(x, rate, "o-", ms=3, color=plot.BLUE)
-            ax.set_ylim(0, max(5.0, 1.15 * float(rate.max())))
-        ax.set_xlabel("minutes before now" if state.rate_unit == "minute" else "train ID")
+def nice_top(value: float) -> float:
+    """The smallest of :data:`NICE_STEPS` times a power of ten that is at least ``value`` (> 0)."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(step * power for step in NICE_STEPS if step * power >= value * (1 - 1e-12))
+
+
+class LiveFigure:
+    """A figure drawn again and again with new numbers.  What does not move with them (axes,
+    ticks, labels, title, legend) is drawn once and kept as pixels; only the ``moving`` artists
+    (the data) are drawn over it, until ``update(state)`` returns other limits (axes' tops go
+    up in :data:`NICE_STEPS`, so that is seldom): a few milliseconds instead of tens."""
+
+    def __init__(self, fig, moving: list, update: Callable):
+        self.fig, self.moving, self.update = fig, moving, update
+        for artist in moving:
+            artist.set_animated(True)   # left out of the full drawing, drawn over the kept pixels
+        self.limits = None
+        self.background = None
+
+    def rgb(self, state: "MonitorState") -> np.ndarray:
+        """The figure for ``state``, (height, width, 3) uint8 (the state's lock held while it is read)."""
+        with plot.style():
+            limits = self.update(state)
+            canvas = self.fig.canvas
+            if limits != self.limits:
+                canvas.draw()
+                self.background, self.limits = canvas.copy_from_bbox(self.fig.bbox), limits
+            else:
+                canvas.restore_region(self.background)
+            for artist in self.moving:
+                artist.axes.draw_artist(artist)
+            return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def rate_figure() -> LiveFigure:
+    """The hit rate per minute or train."""
+    with plot.figure(FIGURES["rate"], FIGURE_HEIGHT_PX, MARGINS_PX) as (fig, ax):
+        line, = ax.plot([], [], "o-", ms=3, color=plot.BLUE)
         ax.set_ylabel("selected (%)")
+
+    def update(state: MonitorState) -> tuple:
+        items = list(state.rate.items())
+        ax.set_xlabel("minutes before now" if state.rate_unit == "minute" else "train ID")
         ax.set_title(f"hit rate per {state.rate_unit}")
-    return fig
+        x = np.array([k for k, _ in items], dtype=np.float64)
+        counts = np.array([v for _, v in items], dtype=np.float64).reshape(-1, 2)
+        rate = 100.0 * counts[:, 1] / np.maximum(counts[:, 0], 1)
+        if state.rate_unit == "minute":
+            x = x - (x[-1] if len(x) else 0.0)
+            ax.set_xlim(min(x[0] if len(x) else 0.0, -10.0) - 0.5, 0.5)
+        elif len(x):
+            ax.set_xlim(x[0] - 0.5, x[-1] + 0.5)
+        line.set_data(x, rate)
+        ax.set_ylim(0, nice_top(max(5.0, 1.15 * float(rate.max(initial=0.0)))))
+        return state.rate_unit, ax.get_xlim(), ax.get_ylim()
+    return LiveFigure(fig, [line], update)
 
 
-def histogram_figure(edges: np.ndarray, counts: np.ndarray, selected: np.ndarray, title: str, xlabel: str):
+def histogram_figure(width_px: int, edges: np.ndarray, counts_of: Callable, title: str, xlabel: str) -> LiveFigure:
+    """A histogram, all frames and those selected; ``counts_of(state)`` gives (all, selected).
+    The legend is above the axes, where no bar reaches it."""
     from matplotlib.ticker import MaxNLocator
-    with plot.figure(400, 230, MARGINS_PX) as (fig, ax):
+    zeros = np.zeros(len(edges) - 1)
+    with plot.figure(width_px, FIGURE_HEIGHT_PX, MARGINS_PX) as (fig, ax):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.stairs(counts, edges, fill=True, color=plot.LIGHT, label="all frames")
-        ax.stairs(selected, edges, fill=True, color=plot.ORANGE, alpha=0.85, label="selected")
+        every = ax.stairs(zeros, edges, fill=True, color=plot.LIGHT, label="all frames")
+        chosen = ax.stairs(zeros, edges, fill=True, color=plot.ORANGE, alpha=0.85, label="selected")
+        ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("frames")
         ax.set_title(title)
-        ax.legend(loc="upper right")
-    return fig
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, frameon=False, borderaxespad=0.1,
+                  handlelength=1.2, columnspacing=1.0)
+
+    def update(state: MonitorState) -> tuple:
+        counts, selected = counts_of(state)
+        every.set_data(counts.astype(np.float64))
+        chosen.set_data(selected.astype(np.float64))
+        ax.set_ylim(0, nice_top(max(1.0, 1.05 * float(counts.max()))))
+        return ax.get_ylim()
+    return LiveFigure(fig, [every, chosen], update)
+
+
+def make_figure(name: str) -> LiveFigure:
+    """Figure ``name`` (one of :data:`FIGURES`)."""
+    if name == "rate":
+        return rate_figure()
+    if name == "scores":
+        return histogram_figure(FIGURES[name], SCORE_EDGES, lambda s: (s.score_counts, s.score_counts_selected),
+                                "network score", "score")
+    return histogram_figure(FIGURES[name], DIAMETER_EDGES, lambda s: (s.diameter_counts, s.diameter_counts_selected),
+                            "fitted diameter", "diameter (nm)")
 
 
 class Monitor:
-    """The monitor of one hit list: the tail, the state, the figures drawn for the latest numbers."""
+    """The monitor of one hit list: the tail, the state, and the pictures of the moment (the
+    figures and the latest hits), renewed at most once per ``picture_s``."""
 
-    def __init__(self, hits_path: str, poll_s: float = 0.5):
+    def __init__(self, hits_path: str, poll_s: float = 1.0, picture_s: float = PICTURE_S,
+                 clock: Callable[[], float] = time.monotonic):
         self.tail = HitListTail(hits_path)
         self.state = MonitorState()
-        self.poll_s = poll_s
+        self.poll_s, self.picture_s, self.clock = poll_s, picture_s, clock
+        #: the state, the pictures' number and their hits; the figures are drawn holding it
         self.lock = threading.Lock()
-        self._figures: dict[str, tuple[int, bytes]] = {}
+        #: the latest hits' pictures are drawn one strip at a time
+        self.hits_lock = threading.Lock()
+        #: the number of the current set of pictures, when it began, the state version it shows
+        #: (set 0: the empty run; set 1 begins with the first rows)
+        self.pictures, self._pictures_at, self._pictured_version = 0, -math.inf, self.state.version
+        self._pictured_hits: list[dict] = []
+        self._made: dict[str, LiveFigure] = {}
+        self._figures: tuple[int, bytes] | None = None
+        self._tiles: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self._files: dict[tuple[str, str], FileInfo] = {}
 
     def poll(self) -> None:
         """Count the rows appended since the last look (a file that is not a hit list: the page
-        says so, and nothing more is read)."""
+        says so, and nothing more is read); a new set of pictures begins where it is due."""
         if self.state.error:
             return
         try:
@@ -228,45 +345,86 @@ class Monitor:
             return
         with self.lock:
             self.state.add(rows)
+            now = self.clock()
+            if self.state.version != self._pictured_version and now - self._pictures_at >= self.picture_s:
+                self.pictures, self._pictures_at = self.pictures + 1, now
+                self._pictured_version = self.state.version
+                self._pictured_hits = self.state.latest_hits()
 
-    def figure(self, name: str) -> bytes | None:
-        """The PNG of figure ``name`` for the current numbers (drawn once per change)."""
+    def message(self, sent_version: int, sent_pictures: int) -> dict | None:
+        """The message for a page that was last sent ``sent_version`` of the numbers and set
+        ``sent_pictures`` of the pictures (-1: nothing yet); None when nothing changed.  The
+        latest hits are in it only with a new set of pictures."""
         with self.lock:
-            version = self.state.version
-            cached = self._figures.get(name)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            s = self.state
-            if name == "rate":
-                fig = rate_figure(s)
-            elif name == "scores":
-                fig = histogram_figure(SCORE_EDGES, s.score_counts, s.score_counts_selected, "network score", "score")
-            elif name == "diameters":
-                fig = histogram_figure(DIAMETER_EDGES, s.diameter_counts, s.diameter_counts_selected,
-                                       "fitted diameter", "diameter (nm)")
-            else:
+            if self.state.version == sent_version and self.pictures == sent_pictures:
                 return None
-        data = server.png_of_figure(fig)
-        self._figures[name] = (version, data)
+            message = self.state.snapshot()
+            message["pictures"] = self.pictures
+            if self.pictures != sent_pictures:
+                message["latest"] = self._pictured_hits
+            else:
+                del message["latest"]
+        return message
+
+    def figures_picture(self) -> bytes:
+        """One PNG of the :data:`FIGURES` side by side for the current set of pictures (drawn
+        once per set, and only when a page asks; the page shows each figure as its part)."""
+        with self.lock:
+            if self._figures is not None and self._figures[0] == self.pictures:
+                return self._figures[1]
+            for name in FIGURES:
+                if name not in self._made:
+                    self._made[name] = make_figure(name)
+            data = server.png_of_rgb(np.hstack([self._made[name].rgb(self.state) for name in FIGURES]))
+            self._figures = (self.pictures, data)
         return data
 
-    def hit_picture(self, number: int) -> bytes | None:
-        """The PNG of the selected frame that was the run's ``number``-th row, while it is among
-        the latest hits (the page asks each picture once: its address names the frame, not a
-        place on the page)."""
+    def hits_picture(self, number: int) -> bytes | None:
+        """One PNG of the :data:`LATEST_HITS` selected frames up to the run's ``number``-th row,
+        newest first, side by side (:data:`HIT_SIDE_PX` each); the page shows each hit as its
+        part, so a set of hits is one request and one picture to decode.  Its address names
+        what it shows, so the browser keeps it.  None when that row is not a kept hit."""
         with self.lock:
-            hit = next((h for h in self.state.latest if h["number"] == number), None)
-        if hit is None:
+            kept = [h for h in self.state.latest if h["number"] <= number]
+        if not kept or kept[-1]["number"] != number:
             return None
+        hits = kept[-LATEST_HITS:][::-1]
+        strip = np.empty((HIT_SIDE_PX, HIT_SIDE_PX * len(hits), 3), dtype=np.uint8)
+        strip[:] = NO_PICTURE_RGB
+        with self.hits_lock:
+            for k, hit in enumerate(hits):
+                tile = self._tile(hit)
+                if tile is not None:
+                    h, w = tile.shape[:2]
+                    y, x = (HIT_SIDE_PX - h) // 2, k * HIT_SIDE_PX + (HIT_SIDE_PX - w) // 2
+                    strip[y:y + h, x:x + w] = tile
+        return server.png_of_rgb(strip)
+
+    def _tile(self, hit: dict) -> np.ndarray | None:
+        """The picture of one selected frame, drawn once (the strips of the next sets reuse it);
+        None while its frame cannot be read (the file moved, or the frame is not there yet)."""
+        tile = self._tiles.get(hit["number"])
+        if tile is None:
+            try:
+                tile = self._draw_hit(hit)
+            except (OSError, KeyError, IndexError, SpidarknetError) as exc:
+                log.debug("no picture of %s #%s: %s", hit["file"], hit["index"], exc)
+                return None
+            self._tiles[hit["number"]] = tile
+            while len(self._tiles) > 2 * LATEST_HITS:
+                self._tiles.popitem(last=False)
+        return tile
+
+    def _draw_hit(self, hit: dict) -> np.ndarray:
         info = self._file(hit["file"], hit["dataset"])
-        photons, valid = read_frame(info, hit["index"])
-        origin = (0, 0)
         try:
             half = r_max_px(info.geometry, SizingSettings())
-            photons, valid, origin = around_centre(photons, valid, info.geometry.centre_px, half)
         except SpidarknetError:
-            pass  # a file without the geometry of q: the whole frame
-        return server.png_of_rgb(frame_picture(photons, valid, hit["box"], side_px=220, origin=origin))
+            half = None  # a file without the geometry of q: the whole frame
+        region = None if half is None else region_around(info.frame_shape, info.geometry.centre_px, half)
+        photons, valid = read_frame(info, hit["index"], region)
+        origin = (0, 0) if region is None else (region[0].start, region[1].start)
+        return frame_picture(photons, valid, hit["box"], side_px=HIT_SIDE_PX, origin=origin)
 
     def _file(self, path: str, dataset: str) -> FileInfo:
         """The checked file (geometry, mask) of a hit-list row; only files the hit list names."""
@@ -285,18 +443,17 @@ def monitor_app(monitor: Monitor, title: str):
     from starlette.routing import Route
 
     async def page(request):
-        return server.html_response(server.render_template("monitor.html", title=title,
-                                                           hits_path=os.path.basename(monitor.tail.path)))
+        offsets = np.cumsum([0, *FIGURES.values()])
+        figures = [(name, width, int(offset)) for (name, width), offset in zip(FIGURES.items(), offsets)]
+        return server.html_response(server.render_template(
+            "monitor.html", title=title, hits_path=os.path.basename(monitor.tail.path), figures=figures,
+            figure_height=FIGURE_HEIGHT_PX, hit_side=HIT_SIDE_PX))
 
-    async def figure(request):
-        data = await run_in_threadpool(monitor.figure, request.path_params["name"])
-        return server.png_response(data) if data is not None else server.not_found()
+    async def figures(request):
+        return server.png_response(await run_in_threadpool(monitor.figures_picture))
 
-    async def hit(request):
-        try:
-            data = await run_in_threadpool(monitor.hit_picture, request.path_params["number"])
-        except (OSError, KeyError, IndexError, InputError):
-            data = None  # the file moved or the frame is not readable yet
+    async def hits(request):
+        data = await run_in_threadpool(monitor.hits_picture, request.path_params["number"])
         return server.png_response(data, cache_s=600) if data is not None else server.not_found()
 
     async def state(request):
@@ -304,13 +461,12 @@ def monitor_app(monitor: Monitor, title: str):
             return server.json_response(monitor.state.snapshot())
 
     async def events():
-        sent = -1
+        sent_version = sent_pictures = -1
         while True:
-            with monitor.lock:
-                snap = monitor.state.snapshot() if monitor.state.version != sent else None
-            if snap is not None:
-                sent = snap["version"]
-            yield snap  # None: nothing new (the stream looks whether the server is stopping)
+            message = monitor.message(sent_version, sent_pictures)
+            if message is not None:
+                sent_version, sent_pictures = message["version"], message["pictures"]
+            yield message  # None: nothing new (the stream looks whether the server is stopping)
             await asyncio.sleep(monitor.poll_s)
 
     async def stream(request):
@@ -326,7 +482,7 @@ def monitor_app(monitor: Monitor, title: str):
     @asynccontextmanager
     async def lifespan(app):
         # matplotlib's first figure costs most (imports, fonts): paid before the page is announced
-        await run_in_threadpool(lambda: [monitor.figure(name) for name in FIGURES])
+        await run_in_threadpool(monitor.figures_picture)
         task = asyncio.ensure_future(poller())
         try:
             yield
@@ -334,5 +490,5 @@ def monitor_app(monitor: Monitor, title: str):
             task.cancel()
 
     routes = [Route("/", page), Route("/events", stream), Route("/state", state),
-              Route("/figure/{name:str}.png", figure), Route("/hit/{number:int}.png", hit)]
+              Route("/figures/{pictures:int}.png", figures), Route("/hits/{number:int}.png", hits)]
     return Starlette(routes=routes, lifespan=lifespan)
