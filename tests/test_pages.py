@@ -280,6 +280,29 @@ def test_monitor_pictures_are_renewed_at_most_every_picture_s_and_only_drawn_whe
     assert monitor.message(third["version"], 2) is None         # no new rows: the same pictures
 
 
+def test_the_strip_of_a_set_of_pictures_is_drawn_after_many_newer_hits(small_cxi, tmp_path):
+    """A set's latest hits stay drawable while it is the current set, even when more hits than
+    the state keeps arrive before a page asks for them."""
+    hits = tmp_path / "hits.csv"
+    hits.write_text("file,dataset,index,score,x,y,w,h,hit,diameter_nm\n")
+    now = [100.0]
+    monitor = Monitor(str(hits), picture_s=10.0, clock=lambda: now[0])
+    with hits.open("a") as handle:
+        handle.write(hit_rows(small_cxi, 0, 10))
+    monitor.poll()
+    newest = monitor.message(-1, -1)["latest"][0]["number"]
+    with hits.open("a") as handle:   # every other row a hit: more than KEPT_HITS newer hits
+        handle.write(hit_rows(small_cxi, 10, 10 + 2 * KEPT_HITS + 20))
+    now[0] += 1.0
+    monitor.poll()                   # within picture_s: still the first set
+    assert monitor.message(-1, -1)["pictures"] == 1
+    assert all(h["number"] > newest for h in monitor.state.latest)
+    strip = monitor.hits_picture(newest)
+    assert strip is not None
+    from PIL import Image
+    assert Image.open(io.BytesIO(strip)).size == (5 * HIT_SIDE_PX, HIT_SIDE_PX)   # its 5 hits
+
+
 def test_monitor_figure_drawn_over_its_kept_pixels_equals_the_figure_drawn_whole():
     now = [6000.0]
     state = MonitorState(clock=lambda: now[0])

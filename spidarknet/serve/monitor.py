@@ -326,6 +326,9 @@ class Monitor:
         #: (set 0: the empty run; set 1 begins with the first rows)
         self.pictures, self._pictures_at, self._pictured_version = 0, -math.inf, self.state.version
         self._pictured_hits: list[dict] = []
+        #: the same hits with their boxes, newest first: the strip of the set is drawn from them,
+        #: whatever number of newer hits has arrived since (the state keeps only KEPT_HITS)
+        self._strip_hits: list[dict] = []
         self._made: dict[str, LiveFigure] = {}
         self._figures: tuple[int, bytes] | None = None
         self._tiles: "OrderedDict[int, np.ndarray]" = OrderedDict()
@@ -350,6 +353,7 @@ class Monitor:
                 self.pictures, self._pictures_at = self.pictures + 1, now
                 self._pictured_version = self.state.version
                 self._pictured_hits = self.state.latest_hits()
+                self._strip_hits = list(reversed(self.state.latest))[:LATEST_HITS]
 
     def message(self, sent_version: int, sent_pictures: int) -> dict | None:
         """The message for a page that was last sent ``sent_version`` of the numbers and set
@@ -385,10 +389,13 @@ class Monitor:
         part, so a set of hits is one request and one picture to decode.  Its address names
         what it shows, so the browser keeps it.  None when that row is not a kept hit."""
         with self.lock:
-            kept = [h for h in self.state.latest if h["number"] <= number]
-        if not kept or kept[-1]["number"] != number:
-            return None
-        hits = kept[-LATEST_HITS:][::-1]
+            if self._strip_hits and self._strip_hits[0]["number"] == number:
+                hits = list(self._strip_hits)   # the current set's, kept with it
+            else:
+                kept = [h for h in self.state.latest if h["number"] <= number]
+                if not kept or kept[-1]["number"] != number:
+                    return None
+                hits = kept[-LATEST_HITS:][::-1]
         strip = np.empty((HIT_SIDE_PX, HIT_SIDE_PX * len(hits), 3), dtype=np.uint8)
         strip[:] = NO_PICTURE_RGB
         with self.hits_lock:
