@@ -3,6 +3,8 @@ the decision of a size window or a selector; the hit list written; the selected 
 
 from __future__ import annotations
 
+import sys
+
 import logging
 import os
 import time
@@ -41,7 +43,8 @@ def run_mpi(settings: DetectSettings, state: RunState) -> DetectResult:
     except BaseException as exc:  # one rank failing must stop all, never leave a short hit list
         if comm.Get_size() > 1:
             what = str(exc) if isinstance(exc, SpidarknetError) else f"{type(exc).__name__}: {exc}"
-            state.feedback.say(f"error: rank {comm.Get_rank()} of {comm.Get_size()}: {what}")
+            # on stderr whatever the feedback: Abort ends every rank before a log is read
+            print(f"error: rank {comm.Get_rank()} of {comm.Get_size()}: {what}", file=sys.stderr, flush=True)
             comm.Abort(1)
         raise
 

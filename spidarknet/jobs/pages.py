@@ -27,7 +27,7 @@ class MonitorSettings:
 
     hits: str                          # the hit list detect --follow writes
     title: str | None = None
-    poll: float = 0.5                  # seconds between reads of the hit list
+    poll: float = 1.0                  # seconds between reads of the hit list (as --poll and Monitor)
     page: PageSettings = field(default_factory=PageSettings)
 
 

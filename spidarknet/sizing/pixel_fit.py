@@ -61,7 +61,8 @@ class _PixelModel:
         On the lattice μ is None too: its sums come from the lattice's pixels, the photons'
         terms from their own (:func:`spidarknet.sizing_kernels.photon_pass`)."""
         key = theta.tobytes()
-        if self._last is not None and self._last[0] == key and (self._last[1] or not information):
+        if (self._last is not None and self.correction is None and self._last[0] == key
+                and (self._last[1] or not information)):
             return self._last[2]   # every pixel's model at the same point (a stalled fit asks again)
         a, b, d_nm, cx, cy = self.unpack(theta)
         pixels = self.pixels
