@@ -85,7 +85,7 @@ import numpy as np
 
 from spidarknet.core.defaults import SIMULATE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError
-from spidarknet.core.radial import radial_profile
+from spidarknet.core.radial import pixel_radius_px
 from spidarknet.simulate.detector import (MASK_INVALID, MASK_SATURATED, PNCCD, PnCCD, bin_mask,
                                           bin_sum, build_mask, sample_photons, unbin)
 from spidarknet.simulate.measured import MEASURED_TRUTH_FIELDS, DetectorEffects
@@ -319,6 +319,13 @@ class FrameSimulator:
             b * b * self.background_photons_per_pixel)
         self._bin_px = 2.0
         self._binning = 4
+        # each binned pixel's ring about the nominal centre, once per simulator (extent_px sums
+        # every frame's signal into these rings)
+        rows, cols = self.detector.shape
+        radius = pixel_radius_px((rows // self._binning, cols // self._binning), self.detector.centre_xy,
+                                 binning=self._binning)
+        self._ring = (radius / self._bin_px).astype(np.intp).ravel()
+        self._ring_pixels = np.maximum(np.bincount(self._ring), 1)
         # measured-like effects flag some bad pixels in the written mask; photons still reach
         # them (the truth's photons count them, the mask and rendering stay the clean ones)
         self.effects = None
@@ -384,7 +391,7 @@ class FrameSimulator:
         rows, cols = signal.shape
         b = self._binning
         binned = cv2.resize(signal, (cols // b, rows // b), interpolation=cv2.INTER_AREA)
-        profile = radial_profile(binned, None, self.detector.centre_xy, bin_px=self._bin_px, binning=b).mean
+        profile = np.bincount(self._ring, weights=binned.ravel(), minlength=len(self._ring_pixels)) / self._ring_pixels
         threshold = EXTENT_BACKGROUND_FACTOR * self.background_photons_per_pixel
         above = np.flatnonzero(profile > threshold)
         if above.size == 0:
