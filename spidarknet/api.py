@@ -22,6 +22,7 @@ import numpy as np
 from spidarknet.core.defaults import DETECT_CHUNK_FRAMES, INFERENCE_BATCH
 from spidarknet.core.errors import ConfigError
 from spidarknet.detection.local import Prefilter, detect_frames
+from spidarknet.detection.shards import file_digest
 from spidarknet.engine.backends import OpenedDetector
 from spidarknet.engine.model import Model, builtin_weights
 from spidarknet.engine.model import load_model as _load_model
@@ -79,6 +80,8 @@ def detect(frames: FrameSource, model: Model | str | None = None, *, size_range:
     model = model if isinstance(model, Model) else load_model(model)
     if isinstance(selector, str):
         selector = Selector.load(selector)
+    if selector is not None:
+        selector.check_weights(model.weights, file_digest(model.weights))
     if threshold is not None:
         model.threshold = float(threshold)
     elif selector is not None:

@@ -157,6 +157,9 @@ def test_a_selector_for_other_weights_or_features_is_refused(runs, tmp_path, cap
     assert detect.main([str(runs / "new.cxi"), "--selector", str(tmp_path / "other.json"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "learnt with the network /elsewhere/other.weights" in err and not out.exists()
+    import spidarknet as sk   # the library refuses it too, before any frame is scored
+    with pytest.raises(sk.ConfigError, match="learnt with the network /elsewhere/other.weights"):
+        sk.detect(sk.open_frames(str(runs / "new.cxi")), selector=str(tmp_path / "other.json"))
     values = json.loads((tmp_path / "other.json").read_text())
     values["weights"] = {"path": str(builtin_weights()), "sha256": ""}
     values["features"][0] = "colour"
