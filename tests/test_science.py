@@ -147,10 +147,10 @@ def test_a_given_model_is_judged_on_the_measured_regime_without_training(tmp_pat
     assert set(result["tests"]) == {"measured"} and set(result["dev"]) == {"dev-measured"}
     assert not result["trained_here"] and result["train_seconds"] == 0
     assert sorted(p.name for p in (tmp_path / "data").glob("*.cxi")) == [
-        "dev-measured-s303-n21.cxi", "measured-s253-n21.cxi"]  # no training files made
+        "dev-measured-s303-n21.cxi", "measured-s273-n21.cxi"]  # no training files made
     figures = result["tests"]["measured"]
     assert sum(k["frames"] for k in figures["kinds"].values()) == figures["frames"] == 21
-    with h5py.File(tmp_path / "data" / "measured-s253-n21.cxi", "r") as f:
+    with h5py.File(tmp_path / "data" / "measured-s273-n21.cxi", "r") as f:
         assert f["truth"].attrs["adu_per_photon"] > 0 and "mask" in f["entry_1/instrument_1/detector_1"]
     assert "not trained here" in format_result(result)
 
