@@ -199,6 +199,9 @@ def test_the_agipd_regime_is_judged_on_runs_beside_its_pnccd_twin_and_the_lit_pi
     assert set(result["tests"]) == {"agipd-sparse", "agipd-sparse@pnccd"}
     run = tmp_path / "data" / "agipd-sparse-s2233-n42"
     assert len(list(run.glob("CORR-R0001-AGIPD*-S00000.h5"))) == 16 and (run / "agipd1m.geom").is_file()
+    with h5py.File(run / "CORR-R0001-AGIPD04-S00000.h5") as f:  # written compressed (docs/euxfel.md)
+        data = f["INSTRUMENT/SPB_DET_AGIPD1M-1/CORR/4CH0:output/image/data"]
+        assert data.compression == "gzip" and data.shuffle
     with h5py.File(run / "spidarknet-truth.hdf5") as f:
         kinds = f["truth/kind"][()].astype(str)
     assert np.count_nonzero(kinds == "empty") == round(0.85 * 42)  # the sparse mix
