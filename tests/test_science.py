@@ -247,7 +247,10 @@ def check_merged_into_a_card(result: dict, tmp_path) -> None:
     row = science["geometries"]["agipd1m"]["regimes"]["agipd-sparse"]
     assert row["frames"] == 42 and row["delta_f1"] == pytest.approx(
         result["tests"]["agipd-sparse"]["f1"] - result["tests"]["agipd-sparse@pnccd"]["f1"])
-    assert science["geometries"]["pnccd"]["regimes"]["dim"] == before["geometries"]["pnccd"]["regimes"]["dim"]
+    for key in ("geometries", "dev_geometries"):  # the card's rows as they were measured (seeds too)
+        assert all(science[key][g]["regimes"][c] == r for g, row in before[key].items()
+                   for c, r in row["regimes"].items())
+    assert set(science["geometries"]["pnccd"]["regimes"]) == {"dim", "bright", "agipd-sparse"}
     assert science["merged"][-1]["sets"] == ["agipd-sparse", "agipd-sparse@pnccd"]
     assert "| agipd1m | agipd-sparse | agipd-sparse (2233) | 42 (" in format_result(science)
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\1")

@@ -590,6 +590,12 @@ def geometry_table(sets_figures: dict, specs: Sequence[SimSet]) -> dict:
         rows[spec.geometry]["regimes"][spec.conditions] = {
             "set": spec.name, "seed": spec.seed, "frames": t["frames"], "positives": t["positives"],
             "f1": t["f1"], "f1_network": net.get("f1"), "f1_network_single": net.get("f1_single")}
+    return _with_deltas(rows)
+
+
+def _with_deltas(rows: dict) -> dict:
+    """``rows`` (:func:`geometry_table`'s) with each regime's ``delta_f1`` to the training
+    geometry's F1 in the same conditions, where both are known."""
     base = rows.get(TRAINING_GEOMETRY.name, {}).get("regimes", {})
     for row in rows.values():
         for conditions, r in row["regimes"].items():
@@ -738,10 +744,10 @@ def save_model(result: dict, weights_out: str | Path) -> Path:
 def merge_into_card(result: dict, weights: str | Path) -> Path:
     """Put a benchmark run's figures for ``weights`` (``bench --science --weights W``, e.g. the
     AGIPD regime's) into the card beside them: its development and held-out sets join the card's
-    ``science`` block (a set judged again replaces its earlier figures), the per-geometry tables
-    are made again from all the sets, and ``science.merged`` records which sets came in, from which
-    version.  Refused when the figures are another model's or were judged with other detect
-    options than the card's."""
+    ``science`` block and their rows the per-geometry tables (a set or row judged again replaces
+    the earlier one; the card's other rows keep their seeds and figures), Δ F1 is worked out again,
+    and ``science.merged`` records which sets came in, from which version.  Refused when the
+    figures are another model's or were judged with other detect options than the card's."""
     import datetime
 
     from spidarknet.core.version import __version__
@@ -761,10 +767,12 @@ def merge_into_card(result: dict, weights: str | Path) -> Path:
     if _plain(result.get("detect_options", {})) != science.get("detect_options"):
         raise InputError(f"the figures were judged with detect {options_text(result.get('detect_options', {}))}, "
                          f"the card's with {options_text(science.get('detect_options') or {})}: not comparable")
-    for part in ("dev", "tests"):
+    for part, key in (("dev", "dev_geometries"), ("tests", "geometries")):
         science[part] = {**science.get(part, {}), **result.get(part, {})}
-    science["geometries"] = geometry_table(science["tests"], TEST_SETS)
-    science["dev_geometries"] = geometry_table(science["dev"], DEV_SETS)
+        table = science.get(key, {})
+        for name, row in result.get(key, {}).items():
+            table.setdefault(name, {"about": row["about"], "regimes": {}})["regimes"].update(row["regimes"])
+        science[key] = _with_deltas(table)
     science.setdefault("merged", []).append({
         "sets": [*result.get("dev", {}), *result.get("tests", {})], "spidarknet_version": __version__,
         "date": datetime.date.today().isoformat()})
