@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     card = merge_into_card(result, args.weights)
     with open(card) as handle:
         print(format_result(json.load(handle)["science"]))
-    print(f"added {', '.join(result['tests'])} to {card}")
+    print(f"added {', '.join([*result.get('dev', {}), *result['tests']])} to {card}")
     return 0
 
 

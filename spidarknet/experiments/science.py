@@ -849,7 +849,8 @@ def run_recipes(settings: RecipeSettings, say: Callable[[str], None] = print) ->
             card = save_model(results[0], settings.save_model)
             say(f"saved the default recipe's model: {settings.save_model} (card {card})")
         if settings.into_card:
-            say(f"added {', '.join(results[0]['tests'])} to the card {merge_into_card(results[0], settings.weights)}")
+            sets = [*results[0]["dev"], *results[0]["tests"]]
+            say(f"added {', '.join(sets)} to the card {merge_into_card(results[0], settings.weights)}")
         if settings.out:
             write_json({"recipes": results}, settings.out, True, "benchmark figures")
             say(f"wrote {settings.out}")
