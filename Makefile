@@ -9,7 +9,7 @@
 #   make bench     throughput benchmark: detect per backend vs the naive pipeline
 #   make science   science benchmark: train the default recipe, judge it on held-out regimes and geometries (~35 min)
 #   make science-measured  the measured-like regime alone, judged with the built-in model (~5 min)
-#   make science-agipd  the AGIPD regime (European XFEL runs) and the lit-pixel hit finder, built-in model (~13 min, 20 GB)
+#   make science-agipd  the AGIPD regime (European XFEL runs) and the lit-pixel hit finder, built-in model (~13 min, 4 GB)
 #   make model     rebuild the built-in model (spidarknet/models/) with its figures at each geometry (~35 min)
 #   make seed-questions  the seed's three questions on a simulated beamtime, EMC included (~18 min)
 #
@@ -95,7 +95,7 @@ science-measured: $(INSTALLED)
 	$(PYTHON) -m spidarknet bench --science --regimes measured --weights spidarknet/models/spi-default.weights \
 		--workdir $(SCIENCE_DIR) --out $(SCIENCE_DIR)/science-measured.json
 
-# The AGIPD regime alone (simulate --detector agipd1m runs, 13 GB, each beside its pnCCD twin, 6 GB, and
+# The AGIPD regime alone (simulate --detector agipd1m --compression gzip-1 runs, 4 GB, each beside its pnCCD twin, and
 # the facility's lit-pixel hit finder beside spidarknet's selection), judged with the built-in model.
 science-agipd: $(INSTALLED)
 	$(PYTHON) -m spidarknet bench --science --regimes agipd agipd-sparse --weights spidarknet/models/spi-default.weights \

@@ -93,6 +93,8 @@ def detect(frames: FrameSource, model: Model | str | None = None, *, size_range:
                                 prefilter=Prefilter() if prefilter else None, chunk_frames=DETECT_CHUNK_FRAMES,
                                 on_chunk=on_frames)
     hits = hits.sorted()
+    if isinstance(frames, EuXFELRun):
+        hits.meta["run_options"] = frames.recorded()
     if size_range is not None or selector is not None:
         decide(hits, frames, size_range=None if size_range is None else tuple(size_range), selector=selector,
                jobs=jobs)

@@ -53,6 +53,8 @@ def test_the_built_in_model_scores_frames_without_weights(small_cxi, tmp_path, c
     for figures in science["tests"].values():
         assert 0 <= figures["f1"] <= 1 and sum(k["frames"] for k in figures["kinds"].values()) == figures["frames"]
     check_geometries_table(science)
+    from spidarknet.experiments.science import format_result
+    assert format_result(science).splitlines()[0].endswith("max_batches=3000; detect size_range=60.0,75.0")
     model = load_model(weights)
     assert model.preprocessing.scale == "log" and model.preprocessing.q_min_inv_nm == 0.1297  # the training beam stop
     out = tmp_path / "hits.csv"

@@ -303,7 +303,7 @@ def test_lit_pixel_prefilter_passes_the_bright_frames(proc_run, tmp_path):
 
 
 def test_size_of_a_run_hit_list_and_commands_that_need_files(sim_run, tmp_path, capsys):
-    from spidarknet.cli import report, size
+    from spidarknet.cli import size
     out = tmp_path / "hits.csv"
     assert detect.main([str(sim_run), "--adu-per-photon", "6", "--frames", "0:12", "--out", str(out), "--quiet"]) == 0
     sizes = tmp_path / "sizes.csv"
@@ -311,8 +311,6 @@ def test_size_of_a_run_hit_list_and_commands_that_need_files(sim_run, tmp_path, 
                       "--quiet"]) == 0
     assert len(sizes.read_text().splitlines()) == 13
     capsys.readouterr()
-    assert report.main(["--hits", str(out), "--out", str(tmp_path / "rep")]) == 1
-    assert "give the run as INPUT" in capsys.readouterr().err
     assert detect.main([str(sim_run), "--follow", "--out", str(tmp_path / "f.csv")]) == 1
     assert "--follow reads one growing" in capsys.readouterr().err
 
@@ -331,3 +329,67 @@ def test_shards_of_a_run_are_whole_trains_and_merge_to_one_list(sim_run, tmp_pat
     a, b = read_hits(one), read_hits(tmp_path / "merged.csv")
     assert a.keys == b.keys and np.array_equal(a.scores, b.scores)
     np.testing.assert_array_equal(a.columns["pulseId"], b.columns["pulseId"])
+
+
+def test_report_and_export_emc_read_a_run_hit_list(sim_run, tmp_path, capsys):
+    """detect RUN -> report and export-emc: the run's frames read again as detect read them (the
+    geometry and photon conversion its hit list records), the photons EMC gets are the modules'
+    (read by EXtra-data), and options that only CXI files take are refused."""
+    import json
+    from extra_data import RunDirectory
+    from spidarknet.cli import export_emc, report
+    from spidarknet.export.emc import EmcReader, read_export
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(sim_run), "--adu-per-photon", "6", "--out", str(out), "--quiet", "--jobs", "1"]) == 0
+    hits = read_hits(out)
+    assert hits.meta["run_options"]["adu_per_photon"] == 6.0 and hits.n_hits >= 2
+    assert report.main(["--hits", str(out), "--truth-dataset", "/truth/label", "--tiles", "4", "--max-profiles", "3",
+                        "--out", str(tmp_path / "rep")]) == 0
+    summary = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert summary["selected"] == hits.n_hits and (tmp_path / "rep" / "montage_top.png").is_file()
+    with h5py.File(sim_run / "spidarknet-truth.hdf5") as handle:
+        diameters = handle["truth/diameter_nm"][()][hits.hits]
+    assert summary["sizes"]["fitted"] >= 2
+    assert abs(summary["sizes"]["median_diameter_nm"] - np.nanmedian(diameters)) < 10.0
+
+    emc = tmp_path / "emc"
+    assert export_emc.main([str(out), "--out", str(emc), "--quiet"]) == 0
+    folder = read_export(emc)
+    assert folder.frame_shape == (1256, 1092) and folder.geometry.distance_m == pytest.approx(0.705)
+    assert np.count_nonzero(folder.usable) == 16 * 512 * 128  # every module pixel, the gaps masked
+    rows = [r for r in __import__("csv").DictReader((emc / "frames.csv").open()) if r["selected"] == "1"]
+    assert [int(r["index"]) for r in rows] == list(np.flatnonzero(hits.hits))
+    chosen = [int(r["index"]) for r in rows]
+    run = RunDirectory(str(sim_run))
+    data, bits = ([run[f"SPB_DET_AGIPD1M-1/CORR/{m}CH0:output", key].ndarray()[chosen] for m in range(16)]
+                  for key in ("image.data", "image.mask"))
+    good = np.isfinite(np.stack(data)) & (np.stack(bits) == 0)         # (module, frame, ss, fs)
+    photons = np.maximum(np.rint(np.where(good, np.stack(data), 0.0) / 6.0), 0.0).sum(axis=(0, 2, 3))
+    reader = EmcReader(emc / "photons.emc")
+    assert [reader.dense(int(r["emc_row"])).sum() for r in rows] == list(photons) and photons.min() > 1000
+    assert [int(r["trainId"]) for r in rows] == list(hits.columns["trainId"][chosen].astype(int))
+    capsys.readouterr()
+    assert export_emc.main([str(out), "--out", str(tmp_path / "bad"), "--centre", "500", "500"]) == 1
+    assert "assembled with the geometry detect used" in capsys.readouterr().err
+
+
+def test_a_compressed_run_reads_as_its_uncompressed_twin(sim_run, tmp_path):
+    """simulate --compression gzip-1: a quarter to a third of the bytes, held to 1/64 ADU; EXtra-data
+    reads it, and detect scores it as the uncompressed run of the same seed."""
+    from extra_data import RunDirectory
+    folder = tmp_path / "r0001"
+    assert simulate.main([str(folder), "--detector", "agipd1m", "--count", "24", "--cells", "12", "--seed", "5",
+                          "--photons", "4000", "--compression", "gzip-1", "--quiet"]) == 0
+    size = sum(p.stat().st_size for p in folder.glob("*.h5"))
+    assert size < 0.4 * sum(p.stat().st_size for p in sim_run.glob("*.h5"))
+    source = "SPB_DET_AGIPD1M-1/CORR/4CH0:output"
+    plain, packed = (RunDirectory(str(f))[source, "image.data"].ndarray() for f in (sim_run, folder))
+    assert np.array_equal(np.isnan(plain), np.isnan(packed))
+    assert np.nanmax(np.abs(plain - packed)) <= 1 / 128
+    hits = []
+    for k, run in enumerate((sim_run, folder)):
+        out = tmp_path / f"hits{k}.csv"
+        assert detect.main([str(run), "--adu-per-photon", "6", "--out", str(out), "--quiet", "--jobs", "1"]) == 0
+        hits.append(read_hits(out))
+    assert list(hits[0].hits) == list(hits[1].hits)
+    np.testing.assert_allclose(hits[0].scores, hits[1].scores, atol=2e-3)

@@ -199,6 +199,9 @@ def test_the_agipd_regime_is_judged_on_runs_beside_its_pnccd_twin_and_the_lit_pi
     assert set(result["tests"]) == {"agipd-sparse", "agipd-sparse@pnccd"}
     run = tmp_path / "data" / "agipd-sparse-s2233-n42"
     assert len(list(run.glob("CORR-R0001-AGIPD*-S00000.h5"))) == 16 and (run / "agipd1m.geom").is_file()
+    with h5py.File(run / "CORR-R0001-AGIPD04-S00000.h5") as f:  # written compressed (docs/euxfel.md)
+        data = f["INSTRUMENT/SPB_DET_AGIPD1M-1/CORR/4CH0:output/image/data"]
+        assert data.compression == "gzip" and data.shuffle
     with h5py.File(run / "spidarknet-truth.hdf5") as f:
         kinds = f["truth/kind"][()].astype(str)
     assert np.count_nonzero(kinds == "empty") == round(0.85 * 42)  # the sparse mix
@@ -214,3 +217,44 @@ def test_the_agipd_regime_is_judged_on_runs_beside_its_pnccd_twin_and_the_lit_pi
     assert row["delta_f1"] == pytest.approx(result["tests"]["agipd-sparse"]["f1"] - twin)
     text = format_result(result)
     assert "lit-pixel (k = 3)" in text and "| agipd-sparse | spidarknet |" in text
+    check_merged_into_a_card(result, tmp_path)
+
+
+def check_merged_into_a_card(result: dict, tmp_path) -> None:
+    """The AGIPD figures of a real (small) run put into a copy of the built-in model's card: its
+    sets and their rows of the per-geometry table join the card's, which still formats."""
+    import runpy
+    import shutil
+    from pathlib import Path
+
+    from spidarknet.core.errors import ConfigError, InputError
+    from spidarknet.engine.model import builtin_weights
+    from spidarknet.experiments.science import RecipeSettings, merge_into_card, run_recipes
+    weights = tmp_path / "model" / "spi-default.weights"
+    weights.parent.mkdir()
+    shutil.copyfile(builtin_weights(), weights)
+    shutil.copyfile(builtin_weights().with_suffix(".json"), weights.with_suffix(".json"))
+    before = json.loads(weights.with_suffix(".json").read_text())["science"]
+    with pytest.raises(InputError, match="not comparable"):
+        merge_into_card({**result, "detect_options": {}}, weights)
+    from spidarknet.core.outputs import write_json
+    write_json({"recipes": [result]}, tmp_path / "figures.json")  # as bench --science --out writes them
+    tool = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "science_into_card.py"))
+    assert tool["main"]([str(tmp_path / "figures.json"), str(weights)]) == 0
+    science = json.loads(weights.with_suffix(".json").read_text())["science"]
+    assert science["tests"]["dim"] == before["tests"]["dim"] and "agipd1m" not in before["geometries"]
+    assert science["tests"]["agipd-sparse"]["f1"] == result["tests"]["agipd-sparse"]["f1"]
+    row = science["geometries"]["agipd1m"]["regimes"]["agipd-sparse"]
+    assert row["frames"] == 42 and row["delta_f1"] == pytest.approx(
+        result["tests"]["agipd-sparse"]["f1"] - result["tests"]["agipd-sparse@pnccd"]["f1"])
+    for key in ("geometries", "dev_geometries"):  # the card's rows as they were measured (seeds too)
+        assert all(science[key][g]["regimes"][c] == r for g, row in before[key].items()
+                   for c, r in row["regimes"].items())
+    assert set(science["geometries"]["pnccd"]["regimes"]) == {"dim", "bright", "agipd-sparse"}
+    assert science["merged"][-1]["sets"] == ["agipd-sparse", "agipd-sparse@pnccd"]
+    assert "| agipd1m | agipd-sparse | agipd-sparse (2233) | 42 (" in format_result(science)
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(InputError, match="not .*spi-default.weights"):
+        merge_into_card(result, weights)
+    with pytest.raises(ConfigError, match="--into-card"):
+        run_recipes(RecipeSettings(into_card=True))

@@ -86,6 +86,10 @@ def _add_training_args(science) -> None:
     science.add_argument("--save-model", metavar="WEIGHTS",
                          help="copy the default recipe's model here with a card holding the figures "
                               "('make model' writes the built-in one)")
+    science.add_argument("--into-card", action="store_true",
+                         help="with --weights W: add the sets judged (and their rows of the per-geometry "
+                              "tables) to the science figures of W's card, e.g. the AGIPD regime's to the "
+                              "built-in model's")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             variants=_variants(args.variant), no_default=args.no_default, weights=args.weights,
             positives=args.positives, size_window=not args.no_size_window, scale_counts=args.scale_counts,
             regimes=args.regimes, train_geometries=args.train_geometries, train_stray=args.train_stray,
-            save_model=args.save_model, workdir=args.workdir, out=args.out, feedback=cli.Console(quiet=True)), say)
+            save_model=args.save_model, into_card=args.into_card, workdir=args.workdir, out=args.out,
+            feedback=cli.Console(quiet=True)), say)
         return 0
     results = run_throughput(ThroughputSettings(
         frames=args.frames, distinct=args.distinct, weights=args.weights, backends=args.backends, mixes=args.mixes,

@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         "frames and needs no blacklist.\n\n"
         "--binning B sums B x B pixels and --q-max keeps only the (binned) pixels below that |q|:\n"
         "a smaller detector for EMC (full pnCCD frames are far too big for it on a CPU);\n"
-        "'spidarknet reconstruct' chooses both by itself.",
+        "'spidarknet reconstruct' chooses both by itself.\n\n"
+        "A hit list of European XFEL runs: the frames are assembled with the geometry, modules and\n"
+        "photon conversion detect used (its hit list records them; --adu-per-photon and --distance\n"
+        "here replace them); frames.csv gains trainId, pulseId and cellId.",
         EXAMPLE)
     parser.add_argument("hits", metavar="HITS.csv", help="hit list (from detect, select or merge)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create")

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the radial profiles of the selected hits sorted by size, and the size histogram.  With\n"
         "truth and --by, a table and a chart of the selected share and recall per category; with\n"
         "truth and a per-frame photon count, precision, recall and F1 per photon-count bin.\n"
-        "Frames are read again from the files the hit list names.",
+        "Frames are read again from the files the hit list names (European XFEL runs assembled with\n"
+        "the geometry and photon conversion detect used, as the hit list records them).",
         "spidarknet report --hits hits.csv --truth-dataset /truth/label --by /truth/kind --sizes sizes.csv "
         "--out report/")
     parser.add_argument("--hits", required=True, metavar="CSV", help="hit list (from detect or select)")

@@ -339,7 +339,7 @@ def ensure_simulated(work: Path, sets: Sequence[SimSet], scale: float,
     """Simulate the files (and run folders) that are not there yet (same name = same settings)."""
     from spidarknet.core.defaults import FRAME_COMPRESSION
     from spidarknet.simulate import simulate_file
-    from spidarknet.simulate.agipd import simulate_agipd_run
+    from spidarknet.simulate.agipd import AgipdRunSettings, simulate_agipd_run
     paths = []
     for s in sets:
         path, n = _sim_path(work, s, scale)
@@ -347,8 +347,9 @@ def ensure_simulated(work: Path, sets: Sequence[SimSet], scale: float,
         settings = path.with_suffix(".json")
         if not path.exists() or not settings.exists() or json.loads(settings.read_text()) != _as_json(s):
             say(f"simulating {s.name}: {n} frames (seed {s.seed}) ...")
-            if s.is_run:
-                simulate_agipd_run(path, n, **s.simulate_kwargs())
+            if s.is_run:  # compressed too: 30 % of the disk (1/64 ADU kept; docs/euxfel.md)
+                simulate_agipd_run(path, n, run=AgipdRunSettings(compression="gzip-1"),
+                                   **s.simulate_kwargs())
             else:  # compressed as simulate writes by default: the same frames in about 1 % of the disk (30 frames: 62 MB -> 1 MB)
                 simulate_file(path, n, compression=FRAME_COMPRESSION, **s.simulate_kwargs())
             settings.write_text(json.dumps(_as_json(s)))
@@ -591,16 +592,31 @@ def geometry_table(sets_figures: dict, specs: Sequence[SimSet]) -> dict:
         rows[spec.geometry]["regimes"][spec.conditions] = {
             "set": spec.name, "seed": spec.seed, "frames": t["frames"], "positives": t["positives"],
             "f1": t["f1"], "f1_network": net.get("f1"), "f1_network_single": net.get("f1_single")}
+    return _with_deltas(rows)
+
+
+def _with_deltas(rows: dict) -> dict:
+    """``rows`` (:func:`geometry_table`'s) with each regime's ``delta_f1`` to the training
+    geometry's F1 in the same conditions, where both are known."""
     base = rows.get(TRAINING_GEOMETRY.name, {}).get("regimes", {})
     for row in rows.values():
         for conditions, r in row["regimes"].items():
-            if conditions in base and r["f1"] == r["f1"] and base[conditions]["f1"] == base[conditions]["f1"]:
+            known = [x is not None and x == x for x in (r["f1"], base.get(conditions, {}).get("f1"))]
+            if conditions in base and all(known):  # (a card's JSON keeps NaN as None)
                 r["delta_f1"] = r["f1"] - base[conditions]["f1"]
     return rows
 
 
-def _pct(x: float) -> str:
-    return "  -  " if x != x else f"{100 * x:4.0f}%"
+def _pct(x: float | None) -> str:
+    return "  -  " if x is None or x != x else f"{100 * x:4.0f}%"
+
+
+def _fixed(x: float | None, spec: str) -> str:
+    """``x`` as ``spec`` formats it; a figure that could not be measured (NaN, or None as a card's
+    JSON keeps NaN) as ``-`` in its width."""
+    if x is None or x != x:
+        return "-".rjust(int(spec.split(".")[0] or 0))
+    return format(x, spec)
 
 
 def format_result(result: dict) -> str:
@@ -616,15 +632,16 @@ def format_result(result: dict) -> str:
     sets = {**result.get("dev", {}), **result["tests"]}
     for name, t in sets.items():
         kinds = "".join(f"{_pct(t['kinds'][k]['rate']):>10}" for k in KIND_ROWS)
-        lines.append(f"{name:<13}{t['precision']:6.3f}{t['recall']:6.3f}{t['f1']:6.3f}{t['roc_auc']:6.3f}  {kinds}")
+        lines.append(f"{name:<13}" + "".join(_fixed(t[k], "6.3f") for k in ("precision", "recall", "f1", "roc_auc"))
+                     + f"  {kinds}")
     lines.append("F1 per photon bin (signal photons):")
     for name, t in sets.items():
         cells = []
         for b in t["photon_bins"]:
             if b["positives"]:
-                cells.append(f"{b['photons']}: {b['f1']:.2f} (n+={b['positives']})")
+                cells.append(f"{b['photons']}: {_fixed(b['f1'], '.2f')} (n+={b['positives']})")
         lines.append(f"  {name:<13}" + "; ".join(cells))
-    lines.append("detect frames/s: " + ", ".join(f"{n} {t['detect_frames_per_s']:.0f}"
+    lines.append("detect frames/s: " + ", ".join(f"{n} {_fixed(t['detect_frames_per_s'], '.0f')}"
                                                  for n, t in sets.items()))
     if any("lit_pixel" in t for t in sets.values()):
         lines.append(format_lit_pixel(sets))
@@ -647,8 +664,8 @@ def format_lit_pixel(sets: dict) -> str:
             continue
         for what, f in (("spidarknet", t), (f"lit-pixel (k = {t['lit_pixel']['k']:g})", t["lit_pixel"])):
             kinds = " | ".join(f"{f['kinds'][k]['selected']}/{f['kinds'][k]['frames']}" for k in KIND_ROWS)
-            lines.append(f"| {name} | {what} | {f['selected']} | {f['precision']:.3f} | {f['recall']:.3f} | "
-                         f"{f['f1']:.3f} | {kinds} |")
+            lines.append(f"| {name} | {what} | {f['selected']} | " + " | ".join(
+                _fixed(f[k], ".3f") for k in ("precision", "recall", "f1")) + f" | {kinds} |")
     return "\n".join(lines)
 
 
@@ -726,6 +743,45 @@ def save_model(result: dict, weights_out: str | Path) -> Path:
         "science": figures})
 
 
+def merge_into_card(result: dict, weights: str | Path) -> Path:
+    """Put a benchmark run's figures for ``weights`` (``bench --science --weights W``, e.g. the
+    AGIPD regime's) into the card beside them: its development and held-out sets join the card's
+    ``science`` block and their rows the per-geometry tables (a set or row judged again replaces
+    the earlier one; the card's other rows keep their seeds and figures), Δ F1 is worked out again,
+    and ``science.merged`` records which sets came in, from which version.  Refused when the
+    figures are another model's or were judged with other detect options than the card's."""
+    import datetime
+
+    from spidarknet.core.version import __version__
+    from spidarknet.detection.shards import file_digest
+    from spidarknet.engine.model import card_path
+    weights, card_file = Path(weights), card_path(weights)
+    if not card_file.is_file():
+        raise InputError(f"{weights} has no card {card_file} to put the figures into")
+    card = json.loads(card_file.read_text())
+    science = card.get("science")
+    if not isinstance(science, dict) or "tests" not in science:
+        raise InputError(f"{card_file} holds no science figures to add to; 'make model' writes them")
+    judged = Path(result.get("weights", ""))
+    if not judged.is_file() or file_digest(judged) != file_digest(weights):
+        raise InputError(f"the figures were judged with {judged}, not {weights} (or that file is gone): they "
+                         "belong in its card, not this one")
+    if _plain(result.get("detect_options", {})) != science.get("detect_options"):
+        raise InputError(f"the figures were judged with detect {options_text(result.get('detect_options', {}))}, "
+                         f"the card's with {options_text(science.get('detect_options') or {})}: not comparable")
+    for part, key in (("dev", "dev_geometries"), ("tests", "geometries")):
+        science[part] = {**science.get(part, {}), **result.get(part, {})}
+        table = science.get(key, {})
+        for name, row in result.get(key, {}).items():
+            table.setdefault(name, {"about": row["about"], "regimes": {}})["regimes"].update(row["regimes"])
+        science[key] = _with_deltas(table)
+    science.setdefault("merged", []).append({
+        "sets": [*result.get("dev", {}), *result.get("tests", {})], "spidarknet_version": __version__,
+        "date": datetime.date.today().isoformat()})
+    write_json(card, card_file, True, "model card")
+    return card_file
+
+
 # -- the recipes, as ``spidarknet bench --science`` judges them --------------------------------
 
 @dataclass
@@ -743,6 +799,7 @@ class RecipeSettings:
     train_geometries: bool = False
     train_stray: bool = False
     save_model: str | None = None       # the default recipe's model, with a card holding the figures
+    into_card: bool = False             # with weights: their figures into the card beside them
     workdir: str | None = None          # keep the files here (default: a temporary folder, removed)
     out: str | None = None              # the figures as JSON
     feedback: Feedback = field(default=SILENT, repr=False, compare=False)
@@ -758,6 +815,8 @@ def _recipes(settings: RecipeSettings) -> list[tuple[str, dict]]:
     recipes += [(name, dict(options)) for name, options in settings.variants]
     if not recipes:
         raise ConfigError("--no-default without --variant leaves nothing to judge")
+    if settings.into_card and not settings.weights:
+        raise ConfigError("--into-card puts the figures of --weights W into W's card: give --weights")
     if settings.save_model and settings.no_default:
         raise ConfigError("--save-model saves the default recipe's model: drop --no-default")
     if settings.weights and (settings.save_model or settings.variants or settings.train_geometries
@@ -791,6 +850,9 @@ def run_recipes(settings: RecipeSettings, say: Callable[[str], None] = print) ->
         if settings.save_model:
             card = save_model(results[0], settings.save_model)
             say(f"saved the default recipe's model: {settings.save_model} (card {card})")
+        if settings.into_card:
+            sets = [*results[0]["dev"], *results[0]["tests"]]
+            say(f"added {', '.join(sets)} to the card {merge_into_card(results[0], settings.weights)}")
         if settings.out:
             write_json({"recipes": results}, settings.out, True, "benchmark figures")
             say(f"wrote {settings.out}")

@@ -59,7 +59,8 @@ from spidarknet.core.errors import ConfigError, InputError, OutputError
 from spidarknet.core.outputs import staged_dir
 from spidarknet.core.scattering import pixel_q_inv_m
 from spidarknet.export.interchange import frame_file
-from spidarknet.frames.source import FrameSource, Geometry, GeometryOverrides, group_keys, open_h5, reading
+from spidarknet.frames.euxfel import ID_COLUMNS, EuXFELRun, recorded_run_options, sources_of_keys
+from spidarknet.frames.source import Geometry, GeometryOverrides, group_keys, open_h5, reading
 from spidarknet.hits import HitList
 
 HEADER_BYTES = 1024
@@ -553,11 +554,13 @@ def _detector_for(first, usable: np.ndarray, binning: int, q_max_inv_nm, ewald_r
 def _write_photons(path: Path, sources: list, hits: HitList, expected, usable: np.ndarray,
                    reduction, num_pix: int, adu_per_photon, chunk_frames: int, on_frames) -> tuple:
     """Every selected frame into ``photons.emc``, in ``expected`` (hit-list rows) order;
-    returns the writer and each row's place in the file (-1: not written)."""
+    returns the writer and each row's place in the file (-1: not written).  Frames of runs
+    arrive in photons (the run reader converts them)."""
     emc_row = np.full(len(hits), -1, dtype=np.int64)
     writer = EmcWriter(path, num_pix)
     try:
         for source in sources:
+            adu = None if isinstance(source, EuXFELRun) else adu_per_photon
             for chunk in source.chunks(chunk_frames):
                 for k, index in enumerate(chunk.indices):
                     row = next(expected)
@@ -566,7 +569,7 @@ def _write_photons(path: Path, sources: list, hits: HitList, expected, usable: n
                         raise RuntimeError("frames arrived out of the expected order")
                     valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[k]
                     emc_row[row] = writer.num_data
-                    photons = to_photons(chunk.data[k], valid & usable, adu_per_photon)
+                    photons = to_photons(chunk.data[k], valid & usable, adu)
                     writer.write_frame(photons if reduction is None else reduction.apply(photons))
                 if on_frames is not None:
                     on_frames(len(chunk))
@@ -579,16 +582,38 @@ def _write_photons(path: Path, sources: list, hits: HitList, expected, usable: n
 
 def _write_tables(stage: Path, hits: HitList, flags: np.ndarray, order: list, emc_row: np.ndarray,
                   dataset_of: dict) -> None:
-    """``blacklist.dat`` and ``frames.csv``: one line per frame of the hit list, in ``order``."""
+    """``blacklist.dat`` and ``frames.csv``: one line per frame of the hit list, in ``order``
+    (with the trainId, pulseId and cellId of European XFEL frames)."""
     with open(stage / "blacklist.dat", "w") as handle:
         handle.writelines("0\n" if flags[r] else "1\n" for r in order)
+    ids = [name for name in ID_COLUMNS[:3] if name in hits.columns]
     with open(stage / "frames.csv", "w", newline="") as handle:
         table = csv.writer(handle)
-        table.writerow(["emc_row", "file", "dataset", "index", "score", "selected"])
+        table.writerow(["emc_row", "file", "dataset", "index", "score", "selected", *ids])
         for r in order:
             key = hits.keys[r]
             table.writerow([int(emc_row[r]), frame_file(key), dataset_of[(frame_file(key), key.dataset)],
-                            key.index, f"{hits.scores[r]:.6f}", int(flags[r])])
+                            key.index, f"{hits.scores[r]:.6f}", int(flags[r]),
+                            *(_whole(hits.columns[name][r]) for name in ids)])
+
+
+def _whole(value) -> str:
+    """A train, pulse or cell number as written (empty where it is not known)."""
+    return f"{int(value)}" if np.isfinite(value) else ""
+
+
+def _run_options(hits: HitList, geometry: GeometryOverrides | None, mask, adu_per_photon, use_file_mask: bool):
+    """How the hit list's European XFEL runs are read (None: it names none): as detect read them
+    (the geometry, modules and photon conversion its summary records), ``--adu-per-photon`` and
+    ``--distance`` in place of what it records; the run reader then converts to photons."""
+    if not any(os.path.isdir(path) for path in {frame_file(key) for key in hits.keys}):
+        return None
+    g = geometry or GeometryOverrides()
+    if g.centre_px is not None or g.pixel_size_m is not None or mask is not None:
+        raise ConfigError("--centre, --pixel-size and --mask are for CXI/HDF5 files; the hit list names a European "
+                          "XFEL run, assembled with the geometry detect used (its hit list records it)")
+    return recorded_run_options(hits.meta, adu_per_photon=adu_per_photon, distance_m=g.distance_m,
+                                use_file_mask=None if use_file_mask else False)
 
 
 def _blacklist_note(all_frames: bool) -> str:
@@ -646,8 +671,11 @@ def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
         raise InputError(f"the hit list selects none of its {len(hits)} frames, so there is nothing to "
                          "export; lower the threshold ('spidarknet select --threshold') or use --all-frames")
     # every file opened once, checked (files exist, indices in range) before any reading
-    sources = FrameSource.from_keys(hits.keys, geometry=geometry, mask=mask, mask_invert=mask_invert,
-                                    use_file_mask=use_file_mask)
+    runs = _run_options(hits, geometry, mask, adu_per_photon, use_file_mask)
+    sources = sources_of_keys(hits.keys, runs, geometry=geometry, mask=mask, mask_invert=mask_invert,
+                              use_file_mask=use_file_mask)
+    if runs is not None:
+        adu_per_photon = runs.adu_per_photon  # what export.json records: the runs' conversion
     # The order of frames everywhere: datasets, then files, in order of first appearance,
     # indices ascending within a file -- the order FrameSource reads them in.
     groups = group_keys(hits.keys)

@@ -42,7 +42,7 @@ import numpy as np
 from spidarknet.core.defaults import READ_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.frames.source import (EV_J, LIGHT_M_S, PLANCK_J_S, FileInfo, FrameChunk, FrameSource, Geometry,
-                                      Roi, _clip_roi, _DirectReader, open_h5)
+                                      Roi, _clip_roi, _DirectReader, group_keys, open_h5)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,56 @@ def source_from_spec(spec: dict) -> FrameSource:
     if spec.get("kind") == "euxfel":
         return EuXFELRun.from_spec(spec)
     return FrameSource.from_spec(spec)
+
+
+def recorded_run_options(meta: dict, **overrides) -> "RunOptions":
+    """How ``detect`` read the runs of a hit list (its summary's ``run_options``), with
+    ``overrides`` that are not None; a list that does not record them (made by the Python
+    face, or before they were recorded): the defaults, so the geometry is the run's own
+    ``.geom`` and the data are read as stored."""
+    values = dict(meta.get("run_options") or {})
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    values["frames"] = None  # the hit list's keys say which frames
+    return RunOptions.from_dict(values)
+
+
+def sources_of_keys(keys: Sequence, runs: "RunOptions | None", what: str = "hit list",
+                    **options) -> list[FrameSource]:
+    """:meth:`FrameSource.from_keys` with European XFEL runs: the frames ``keys`` name, one source
+    per dataset as written, in order of first appearance; run folders opened with ``runs``
+    (:func:`recorded_run_options`; None: refused as ``from_keys`` refuses them), files with
+    ``options``."""
+    keys = list(keys)
+    groups = group_keys(keys)
+    if runs is None or not any(os.path.isdir(f) for rows in groups.values() for f in rows):
+        return FrameSource.from_keys(keys, what, **options)
+    sources = []
+    for rows in groups.values():
+        if any(os.path.isdir(f) for f in rows):
+            sources.append(_runs_of_keys(keys, rows, runs, what))
+        else:
+            sources += FrameSource.from_keys([keys[p] for ps in rows.values() for p in ps], what, **options)
+    return sources
+
+
+def _runs_of_keys(keys: Sequence, rows: dict, options: "RunOptions", what: str) -> "EuXFELRun":
+    """The run frames that ``keys`` name at ``rows`` (run folder -> positions in ``keys``, as
+    :func:`~spidarknet.frames.source.group_keys` gives them), opened with ``options``: the runs in
+    the order given, the frames ascending."""
+    gone = [f for f in rows if not os.path.isdir(f)]
+    if gone:
+        raise InputError(f"the {what} names {gone[0]} beside the European XFEL run {next(iter(rows))}, and it is "
+                         "no run folder (moved, or deleted?)")
+    source = EuXFELRun(list(rows), options)
+    wanted = {}
+    for info in source.files:
+        idx = np.unique(np.asarray([keys[p].index for p in rows[info.path]], dtype=np.int64))
+        outside = idx[(idx < 0) | (idx >= info.n_frames)]
+        if len(outside):
+            raise InputError(f"the run {info.path} has {info.n_frames} frames, the {what} names frame "
+                             f"{int(outside[0])}; is it the run the list was made from?")
+        wanted[info.path] = idx
+    return source.select(wanted)
 
 
 def resolve_run(spec: str, data: str = "proc") -> str:
@@ -356,6 +406,15 @@ class EuXFELRun(FrameSource):
                          f"placed by {run.where} into {info.frame_shape[0]}x{info.frame_shape[1]}, "
                          f"{info.geometry.describe()}")
         return "\n".join(lines)
+
+    def recorded(self) -> dict:
+        """The options as a hit list records them (:func:`recorded_run_options` reads them back):
+        the geometry file by its absolute path, no frame range."""
+        values = self.options.to_dict()
+        if values["geom"] is not None:
+            values["geom"] = os.path.abspath(values["geom"])
+        values.pop("frames")
+        return values
 
     @classmethod
     def from_spec(cls, spec: dict) -> "EuXFELRun":

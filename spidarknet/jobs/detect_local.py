@@ -21,6 +21,7 @@ from spidarknet.detection.local import PartialResult, Prefilter, detect_frames
 from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards, worker_count
 from spidarknet.detection.shards import file_digest, parse_shard, ranges
 from spidarknet.engine.backends import OpenedDetector, resolve_auto
+from spidarknet.frames.euxfel import EuXFELRun
 from spidarknet.frames.options import open_source
 from spidarknet.hits import HitList
 from spidarknet.jobs.detect_settings import (DetectResult, DetectSettings, RunState, check_size_range, model_of,
@@ -216,6 +217,8 @@ def _finished(settings: DetectSettings, state: RunState, hits: HitList, model, s
         "timing": times.as_dict(len(hits)), "spidarknet_version": __version__,
         "weights_sha256": file_digest(settings.weights),
     })
+    if isinstance(source, EuXFELRun):  # how the runs were read: report and export-emc open them so again
+        hits.meta["run_options"] = source.recorded()
     if shard_meta is not None:
         hits.meta["shard"] = shard_meta
     hits = hits.sorted()

@@ -91,9 +91,8 @@ def _simulate_agipd(settings: SimulateSettings, feedback: Feedback):
     from spidarknet.simulate.agipd import AgipdRunSettings, simulate_agipd_run
     from spidarknet.simulate.settings import option_name
     options = {**settings.options, "photon_energy_J": _energy_j(settings.energy_ev)}
-    if (settings.like or settings.measured_like or settings.compression is not None or options.get("binning")
-            or options.get("half_detector")):
-        raise ConfigError("--like, --measured-like, --compression, --binning and --half-detector are pnCCD options; "
+    if settings.like or settings.measured_like or options.get("binning") or options.get("half_detector"):
+        raise ConfigError("--like, --measured-like, --binning and --half-detector are pnCCD options; "
                           "--detector agipd1m writes the facility's corrected layout")
     extra = [name for name, value in settings.readout.items() if name != "adu_per_photon" and value is not None]
     if extra:
@@ -102,7 +101,8 @@ def _simulate_agipd(settings: SimulateSettings, feedback: Feedback):
         raise OutputError(f"{settings.output} exists; use --force to overwrite it or choose another name")
     modules = parse_modules(settings.modules)
     run = AgipdRunSettings(cells=settings.cells, adu_per_photon=settings.readout.get("adu_per_photon"),
-                           legacy_names=settings.legacy_names, **({} if modules is None else {"modules": modules}))
+                           legacy_names=settings.legacy_names, **({} if modules is None else {"modules": modules}),
+                           compression=None if settings.compression in (None, "none") else settings.compression)
     with feedback.bar(total=settings.count, desc="simulate") as bar:
         return simulate_agipd_run(settings.output, settings.count, seed=settings.seed, run=run,
                                   fractions=settings.fractions, progress=bar.update, **options)

@@ -37,6 +37,7 @@ from spidarknet.core.version import __version__
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.keys import match_keys
 from spidarknet.core.outputs import check_destination, json_ready, staged_dir
+from spidarknet.frames.euxfel import recorded_run_options, sources_of_keys
 from spidarknet.frames.source import FrameKey, FrameSource
 from spidarknet.hits import HitList
 from spidarknet.hits import read_selected
@@ -117,7 +118,9 @@ def build_report(hits_path: str, out_dir: str, options: ReportOptions | None = N
     panels = _choose_tiles(hits, flags, ctx.labels, o.tiles)
     tile_rows = sorted({int(r) for rows in panels.values() for r in rows})
     # every file the report reads, opened once: the montages' frames and the sized ones
-    checked = FrameSource.from_keys([hits.keys[r] for r in sorted(set(tile_rows) | {int(r) for r in sample})])
+    # (European XFEL runs as detect read them: the geometry and photon conversion the hit list records)
+    checked = sources_of_keys([hits.keys[r] for r in sorted(set(tile_rows) | {int(r) for r in sample})],
+                              recorded_run_options(hits.meta))
     centres = {info.path: info.geometry.centre_px for source in checked for info in source.files}
     sides = {name: _panel_side(hits, rows, centres, o.crop_px) for name, rows in panels.items()}
     step(f"radial profiles of {len(sample)} selected frames")
