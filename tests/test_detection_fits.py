@@ -13,20 +13,23 @@ from spidarknet.frames.options import FrameOptions
 from spidarknet.hits import read_hits
 from spidarknet.jobs.detect import DetectSettings, shard_job
 from spidarknet.selection.decide import decide
-from spidarknet.simulate import simulate_file
-from spidarknet.sizing import estimate_sizes
+from spidarknet.simulate import MEASURED_LIKE_SETTINGS, simulate_file
+from spidarknet.sizing import SizingSettings, estimate_sizes, file_background
 
 
-@pytest.mark.parametrize("compression", [None, "lzf"])
-def test_workers_fit_the_screened_frames_as_a_separate_fit_would(tmp_path, compression):
+@pytest.mark.parametrize("compression, measured", [(None, False), ("lzf", False), ("lzf", True)])
+def test_workers_fit_the_screened_frames_as_a_separate_fit_would(tmp_path, compression, measured):
     """Uncompressed frames: the screened ones read again with the fit's region; compressed
-    frames: every chunk read once with the fit's region joined to the network's crop."""
+    frames: every chunk read once with the fit's region joined to the network's crop.  A
+    measured-like file (stray light): each process finds the same background shape."""
     path = tmp_path / "frames.cxi"
-    simulate_file(path, 24, seed=11, compression=compression)
+    simulate_file(path, 24, seed=11, compression=compression,
+                  **({"settings": MEASURED_LIKE_SETTINGS, "half_detector": True} if measured else {}))
     model = load_model(str(builtin_weights()))
     screen = float(model.validation["screening_threshold"])
     source = FrameSource([str(path)])
     assert _compressed(source.files[0]) == (compression is not None)
+    assert (file_background(source, source.files[0], SizingSettings()) is not None) == measured
     settings = DetectSettings(FrameOptions([str(path)]), out="unused.csv", chunk=8, weights=str(builtin_weights()))
     fits = ScreenedFits()
     model.threshold = screen

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource, open_h5
-from spidarknet.sizing import SizeResult, SizingSettings, fit_roi, size_frames
+from spidarknet.sizing import SizeResult, SizingSettings, file_background, fit_roi, size_frames
 
 Roi = tuple[int, int, int, int]
 
@@ -69,9 +69,10 @@ class ScreenedFits:
         else:
             frames = source.select({chunk.info.path: chunk.indices[index]})
             parts = frames.chunks(len(index), roi=lambda info: fit_roi(info, self.settings))
+        background = file_background(source, chunk.info, self.settings)
         for part in parts:
             self.results.extend(size_frames(part.data, part.valid, part.origin, part.info.geometry, part.keys,
-                                            self.settings, self._regions))
+                                            self.settings, self._regions, background))
         self.seconds += time.perf_counter() - started
 
     def merge(self, results: list[SizeResult]) -> None:

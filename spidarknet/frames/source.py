@@ -604,6 +604,15 @@ class FrameSource:
             info.indices, np.asarray(wanted.get(info.path, []), dtype=np.int64))) for info in self.files]
         return new
 
+    def any_frames(self, info: FileInfo, indices: np.ndarray) -> "FrameSource":
+        """A new source of the frames ``indices`` (sorted, unique) of this source's file
+        ``info``, whatever this one selects of it (a file-wide sample); nothing is read."""
+        new = copy.copy(self)
+        new.paths = [info.path]
+        new._spec = dict(self._spec)
+        new.files = [dataclasses.replace(info, indices=np.asarray(indices, dtype=np.int64))]
+        return new
+
     def select_keys(self, keys: Iterable[FrameKey]) -> "FrameSource":
         """A new source of the frames ``keys`` name among this one's (a key's file by absolute
         path, its dataset as written or empty)."""

@@ -58,6 +58,16 @@ once (an FFT): ``second_particle_z``, in σ, ≈ 3 for one particle whatever its
 a size window drops fits above :func:`second_particle_cut` (5 on dim frames, more on bright
 ones, whose not-quite-spherical particles leave a residual growing with their photons).
 
+**Stray light.**  Beamline and injector scatter (measured frames; ``simulate
+--measured-like``) is round about the beam and the same from shot to shot up to its
+strength, and a flat ``b`` does not model it: it inflated the misfit of dim singles past the
+size window's cut.  Each file's own background shape is measured once
+(:func:`file_background`: the ring profile of its quietest sampled frames,
+:func:`radial_background`); where it departs from a flat background, the ring sums' quality,
+misfit and signal photons are those of the fitted sphere with a flat background and that
+shape, both scaled to the frame.  Files without one (the simulator's clean frames) are fitted
+as before.
+
 A fit fails, with a reason and an empty diameter, only when the frame carries no size:
 when the fit region holds no usable pixels; when the fitted sphere holds fewer than
 ``min_signal_photons`` photons (empty shots); or when the best diameter is the edge of
@@ -69,7 +79,8 @@ The package, one job per module (lower ones first; each imports only those above
 ``settings``           :class:`SizingSettings` and the constants calibrated once
 ``formfactor``         q of a ring, the pixel weight, the sphere amplitude's slope, the model
                        of a pixel's photons (at its centre or over its area)
-``background``         the maximum-likelihood scale and flat background of given shapes
+``background``         the maximum-likelihood scale and flat background of given shapes, a
+                       file's background shape (:class:`RadialBackground`)
 ``region``             the fit region's pixels (once per file and mask) and a frame's photons
 ``profile_fit``        :func:`fit_sphere` of ring sums, :class:`SphereFit`, the judgements of a fit
 ``second_particle``    :func:`second_particle_z` and the window's :func:`second_particle_cut`
@@ -94,7 +105,8 @@ from spidarknet.sizing.formfactor import (SPHERE_FIRST_ZERO_X, SUBPIXEL_FRINGE_S
                                           pixel_weight, ring_q_inv_m, subpixels_for)
 from spidarknet.sizing.frame_fit import SizeResult, fit_frame_sphere, fit_roi, r_max_px, reach_photons, size_frame
 from spidarknet.sizing.pixel_fit import LATTICE_MIN_PIXELS, LATTICE_TOLERANCE
-from spidarknet.sizing.pool import default_jobs, estimate_sizes, size_frames, summary_line
+from spidarknet.sizing.background import RadialBackground, radial_background
+from spidarknet.sizing.pool import default_jobs, estimate_sizes, file_background, size_frames, summary_line
 from spidarknet.sizing.profile_fit import SphereFit, fit_sphere
 from spidarknet.sizing.second_particle import (SECOND_PARTICLE_MIN_SEPARATION, SECOND_PARTICLE_Z_PER_ROOT_PHOTON,
                                                SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, second_particle_cut,
@@ -110,7 +122,8 @@ __all__ = [
     "SECOND_PARTICLE_Z_PER_ROOT_PHOTON", "SHAPE_ERROR_PER_ROOT_MISFIT", "SIZE_COLUMNS",
     "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X",
     "SUBPIXELS_PER_FRINGE", "SUBPIXEL_FRINGE_SHARE", "SizeResult", "SizeRow", "SizingSettings", "SphereFit",
-    "centre_search_in_pixels", "default_jobs", "estimate_sizes", "fit_frame_sphere", "fit_roi", "fit_sphere",
+    "RadialBackground", "centre_search_in_pixels", "default_jobs", "estimate_sizes", "file_background",
+    "fit_frame_sphere", "fit_roi", "fit_sphere", "radial_background",
     "pixel_weight", "r_max_px", "reach_photons", "read_sizes", "ring_q_inv_m",
     "second_particle_cut", "second_particle_z", "select_size_window", "size_frame",
     "size_frames", "sizes_for", "subpixels_for", "summary_line", "window_verdicts",

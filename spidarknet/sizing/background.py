@@ -1,6 +1,12 @@
-"""The maximum-likelihood scale and flat background of ``μ = a s + b`` for given model shapes."""
+"""The maximum-likelihood scale and flat background of ``μ = a s + b`` for given model shapes,
+and a file's own background shape (:class:`RadialBackground`): the stray light of the
+beamline and the injector, the same from shot to shot, measured once per file."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -56,3 +62,123 @@ def _scale_background(counts: np.ndarray, shapes: np.ndarray, shape_sums: np.nda
     mu = a[:, None] * shapes + b[:, None]
     nll = a * shape_sums + b * n_pixels - (counts * np.log(np.maximum(mu, 1e-300))).sum(axis=1)
     return a, b, nll
+
+
+def _nonnegative_scales(counts: np.ndarray, shapes: np.ndarray, start: np.ndarray, *,
+                        em_steps: int = 5, newton_steps: int = 12) -> tuple[np.ndarray, float]:
+    """Maximum-likelihood ``θ ≥ 0`` of ``μ_k = Σ_i θ_i S_ik`` for Poisson counts ``C_k`` (a
+    few shapes ``S`` (m, K), e.g. a sphere's rings, flat and a file's background shape, and
+    their ring sums ``counts`` (K,)), from ``start`` (m,; positive): EM steps (multiplicative,
+    they stay positive), then Newton steps kept inside ``θ ≥ 0`` (a scale that reaches 0
+    stays there).  Returns θ and ``nll = Σ μ − Σ C log μ``."""
+    counts = np.asarray(counts, dtype=np.float64)
+    shapes = np.asarray(shapes, dtype=np.float64)
+    theta = np.maximum(np.asarray(start, dtype=np.float64), 1e-300)
+    sums = np.maximum(shapes.sum(axis=1), 1e-300)
+    lit = counts > 0
+    c, s = counts[lit], shapes[:, lit]
+    for _ in range(em_steps):
+        theta = theta * (s @ (c / np.maximum(theta @ s, 1e-300))) / sums
+    for _ in range(newton_steps):
+        free = theta > 0
+        mu = np.maximum(theta @ s, 1e-300)
+        grad = s @ (c / mu) - sums
+        hess = (s * (c / (mu * mu))) @ s.T
+        step = np.zeros_like(theta)
+        try:
+            step[free] = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
+        except np.linalg.LinAlgError:
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            limit = np.where(step < 0, -theta / step, np.inf)
+        t = min(1.0, float(limit.min()))
+        theta = np.maximum(theta + t * step, 0.0)
+        if not np.any(np.abs(step[free]) > 1e-9 * np.maximum(theta[free], 1e-300)):
+            break
+    mu = theta @ shapes
+    nll = float(mu.sum() - (c * np.log(np.maximum(theta @ s, 1e-300))).sum())
+    return theta, nll
+
+
+#: frames sampled per file for its background shape (spread evenly over all its frames)
+BACKGROUND_SAMPLE_FRAMES = 64
+#: ... of which the background shape averages the quietest share (fewest photons near the
+#: beam: empty shots, whatever the mix), at least ``BACKGROUND_MIN_FRAMES`` of them
+BACKGROUND_QUIET_SHARE, BACKGROUND_MIN_FRAMES = 0.25, 8
+#: ... and only where those hold at most this share of the photons near the beam that the
+#: loudest tenth hold (empty shots seen: stray-light files 0.009-0.016, files of singles
+#: only 0.35, development files 303, 253 and seeds 61-62)
+BACKGROUND_MAX_QUIET_RATIO = 0.1
+#: rings of the background shape, this wide (x pixels)
+BACKGROUND_RING_PX = 2.0
+#: a file has a background shape when its quiet frames' rings depart from a flat background
+#: by this reduced Pearson χ² or more (a flat one gives 1 ± √(2/rings)); else none, and its
+#: fits are those of a flat background
+BACKGROUND_MIN_CHI2 = 4.0
+
+
+@dataclass(frozen=True)
+class RadialBackground:
+    """A file's background shape: photons per pixel in rings ``BACKGROUND_RING_PX`` wide
+    about its beam centre (x pixels), averaged over its quietest frames (the flat
+    background included); a fit scales it per frame (see :func:`radial_background`)."""
+
+    radius_px: np.ndarray      # the rings' middles (x pixels)
+    per_pixel: np.ndarray      # mean photons per pixel in each ring
+    frames: int                # frames averaged
+    chi2: float                # their rings' reduced Pearson χ² against a flat background
+
+    def at(self, radius_px) -> np.ndarray:
+        """Photons per pixel at ``radius_px`` (x pixels; the end rings' values beyond)."""
+        return np.interp(radius_px, self.radius_px, self.per_pixel)
+
+
+def radial_background(frames: np.ndarray, valid: np.ndarray, origin: tuple[int, int],
+                      centre_xy: Sequence[float], r_max_px: float, aspect: float,
+                      adu_per_photon: float | None = None) -> RadialBackground | None:
+    """The background shape of frames (n, h, w; a region whose corner is ``origin``, usable
+    pixels ``valid`` (h, w) or (n, h, w)) about ``centre_xy`` out to ``r_max_px`` (x pixels;
+    rows scaled by ``aspect``), or None when it is flat (a reduced χ² below
+    :data:`BACKGROUND_MIN_CHI2`) or the frames are too few.
+
+    Beamline and injector scatter is the same from shot to shot, up to its strength: the
+    ring sums of the quietest :data:`BACKGROUND_QUIET_SHARE` of the frames (fewest photons
+    within a quarter of ``r_max_px``, where any particle's are; those of them with more than
+    twice their median there, + 3σ, left out: a particle's), over the usable pixels they have, give its shape (and the flat
+    background's) with hardly any particle in it.  Photons as the fit reads them: NaN
+    pixels unusable, negative noise none."""
+    frames, valid = np.asarray(frames), np.asarray(valid, dtype=bool)
+    n = len(frames)
+    if n < BACKGROUND_MIN_FRAMES:
+        return None
+    rows = (np.arange(frames.shape[1]) + origin[0] - centre_xy[1]) * aspect
+    cols = np.arange(frames.shape[2]) + origin[1] - centre_xy[0]
+    radius = np.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2)
+    ring = (radius / BACKGROUND_RING_PX).astype(np.intp)
+    n_rings = int(math.ceil(r_max_px / BACKGROUND_RING_PX))
+    inside = ring < n_rings
+    counts, pixels = np.zeros((n, n_rings)), np.zeros((n, n_rings))
+    for i, frame in enumerate(frames):   # one at a time: memory stays that of a frame
+        photons = frame.astype(np.float64)
+        if adu_per_photon is not None:
+            photons /= adu_per_photon
+        usable = (valid if valid.ndim == 2 else valid[i]) & np.isfinite(photons) & inside
+        counts[i] = np.bincount(ring[usable], weights=np.maximum(photons[usable], 0.0), minlength=n_rings)[:n_rings]
+        pixels[i] = np.bincount(ring[usable], minlength=n_rings)[:n_rings]
+    share = max(BACKGROUND_MIN_FRAMES, int(math.ceil(BACKGROUND_QUIET_SHARE * n)))
+    inner = counts[:, :n_rings // 4].sum(axis=1)   # a particle's photons are there, wherever its fringes end
+    quiet = np.argsort(inner, kind="stable")[:share]
+    typical = float(np.median(inner[quiet]))
+    if typical > BACKGROUND_MAX_QUIET_RATIO * float(np.percentile(inner, 90)):
+        return None   # no empty shots among them: the quietest hold particles (a file of singles)   # ... and a frame far above the quiet ones' median holds one
+    quiet = quiet[inner[quiet] <= 2.0 * typical + 3.0 * math.sqrt(typical) + 3.0]
+    counts, pixels = counts[quiet].sum(axis=0), pixels[quiet].sum(axis=0)
+    used = pixels > 0
+    mean = counts.sum() / max(pixels.sum(), 1)
+    if used.sum() < 3 or not mean > 0:
+        return None
+    chi2 = float(np.sum((counts[used] - pixels[used] * mean) ** 2 / (pixels[used] * mean)) / (used.sum() - 1))
+    if chi2 < BACKGROUND_MIN_CHI2:
+        return None
+    middles = (np.flatnonzero(used) + 0.5) * BACKGROUND_RING_PX
+    return RadialBackground(middles, counts[used] / pixels[used], len(quiet), chi2)

@@ -14,6 +14,7 @@ import numpy as np
 from spidarknet.core.radial import RadialProfile, radial_profile
 from spidarknet.core.scattering import radius_for_q_m
 from spidarknet.frames.source import FileInfo, FrameKey, Geometry
+from spidarknet.sizing.background import RadialBackground, _nonnegative_scales
 from spidarknet.sizing.centre_search import _centre_candidates, _ring_search, centre_search_in_pixels
 from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
 from spidarknet.sizing.pixel_fit import _fisher_scoring
@@ -24,7 +25,8 @@ from spidarknet.sizing.settings import SizingSettings
 
 
 def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float],
-                     settings: SizingSettings | None = None) -> SphereFit:
+                     settings: SizingSettings | None = None,
+                     background_shape: RadialBackground | None = None) -> SphereFit:
     """Beam centre, diameter, scale and background of one frame's photons (module notes, 4-5).
 
     1. For each centre on a grid of ``centre_step_px`` within ``centre_search_px`` of
@@ -37,6 +39,9 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        over (a, b, d, cx, cy).
     3. The uncertainty of the diameter from the inverse Fisher information of all five
        (so it includes the freedom of the centre), widened by the shape term.
+    4. With the file's ``background_shape`` (its stray light), the ring sums' quality and
+       misfit judge the sphere with a flat background and that shape scaled to the frame
+       (:func:`_with_background_shape`): the particle alone.
     """
     s = (settings or SizingSettings()).check()
     refine = s.refine_centre and s.centre_search_px > 0
@@ -71,7 +76,8 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
     # 3. fit quality and uncertainty; 4. fringes of a second particle
-    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range), s)
+    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range,
+                         background_shape), s)
     if fit.ok:
         started = time.thread_time()
         fit.second_particle_z, fit.second_particle_separation_m = second_particle_z(
@@ -81,10 +87,11 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
 
 
 def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nll: float, mu: np.ndarray,
-            r_pix: np.ndarray, q_range) -> SphereFit:
+            r_pix: np.ndarray, q_range, background_shape: RadialBackground | None = None) -> SphereFit:
     """The fit of ``params`` (a, b, d, cx, cy) with its ring-sum quality, misfit and the
     diameter's 1σ from the covariance ``cov``; the rings about (cx, cy) are those of the
-    pixels' radii ``r_pix`` where given (else worked out here)."""
+    pixels' radii ``r_pix`` where given (else worked out here); with ``background_shape``,
+    the ring sums' model adds it, scaled to the frame (:func:`_with_background_shape`)."""
     a, b, d, cx, cy = params
     if r_pix is None:
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
@@ -95,7 +102,11 @@ def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nl
         c_k = np.bincount(ring[pixels.lit], weights=pixels.counts, minlength=len(mu_k))[:len(mu_k)]
     used = n_k > 0
     signal = float(mu.sum() - b * pixels.n_pixels)
-    chi2, misfit = _ring_quality(c_k[used], mu_k[used], 2 + s.background + 2 * refine, signal)
+    n_params = 2 + s.background + 2 * refine
+    if background_shape is not None and a > 0:
+        a, b, mu_k, signal = _with_background_shape(c_k, mu_k, n_k, a, b, background_shape, s.bin_px)
+        n_params += 1
+    chi2, misfit = _ring_quality(c_k[used], mu_k[used], n_params, signal)
     var = cov[1 + s.background, 1 + s.background]
     sigma = math.sqrt(var) * 1e-9 if np.isfinite(var) and var > 0 else float("nan")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -103,6 +114,18 @@ def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nl
     return SphereFit(d, a, b, chi2, signal, int(used.sum()), q_range,
                      diameter_err_m=_diameter_error(sigma, d, misfit), diameter_stat_err_m=sigma,
                      misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model)
+
+
+def _with_background_shape(c_k: np.ndarray, mu_k: np.ndarray, n_k: np.ndarray, a: float, b: float,
+                           shape: RadialBackground, bin_px: float) -> tuple[float, float, np.ndarray, float]:
+    """(a, b, μ per ring, signal photons) of the ring sums ``c_k`` (rings ``bin_px`` wide
+    about the fitted centre, ``n_k`` pixels) as the fitted sphere's rings (``μ_k − b n_k``:
+    its diameter and centre as the per-pixel fit found them), a flat background and the
+    file's background ``shape`` at the rings' radii, their scales by the Poisson likelihood
+    (all ≥ 0)."""
+    shapes = np.vstack([(mu_k - b * n_k) / a, n_k, n_k * shape.at((np.arange(len(n_k)) + 0.5) * bin_px)])
+    theta, _ = _nonnegative_scales(c_k, shapes, np.array([a, 0.5 * b, 0.5 * b]))
+    return float(theta[0]), float(theta[1]), theta @ shapes, float(theta[0] * shapes[0].sum())
 
 
 @dataclass
@@ -151,11 +174,13 @@ def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
 
 def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, key: FrameKey,
                settings: SizingSettings | None = None, *, origin: tuple[int, int] = (0, 0),
-               with_profile: bool = True, regions: dict | None = None) -> SizeResult:
+               with_profile: bool = True, regions: dict | None = None,
+               background_shape: RadialBackground | None = None) -> SizeResult:
     """Centre, diameter and (``with_profile``) radial profile about the fitted centre of one
     frame (``frame`` may be a region whose top-left pixel is ``origin`` = (row, column) of
     the full frame).  ``regions``, a dict kept from frame to frame of a file, keeps the
-    fit region (its pixels and their offsets) for the next frame of the same mask."""
+    fit region (its pixels and their offsets) for the next frame of the same mask;
+    ``background_shape`` is the file's (:func:`file_background`), None for a flat one."""
     s = (settings or SizingSettings()).check()
     optics = _Optics.of(geometry, s.d_max_nm)
     frame = np.asarray(frame)
@@ -168,7 +193,7 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
     if regions is not None:
         regions["last"] = pixels.region
     started = time.thread_time()
-    fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s)
+    fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s, background_shape)
     fit_cpu_s = time.thread_time() - started
     bright = reach_photons(frame, usable, origin, geometry.centre_px, r_out, py / px, s.adu_per_photon)
     centre = fit.centre_xy or geometry.centre_px

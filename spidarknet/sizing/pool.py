@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections import defaultdict
 from typing import Callable, Sequence
 
@@ -12,7 +14,9 @@ from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.pool import Pool, Result, Stop, core_count
 from spidarknet.frames.source import FileInfo, FrameKey, FrameSource, Geometry
-from spidarknet.sizing.frame_fit import SizeResult, fit_roi, size_frame
+from spidarknet.sizing.background import BACKGROUND_SAMPLE_FRAMES, RadialBackground, radial_background
+from spidarknet.sizing.centre_search import centre_search_in_pixels
+from spidarknet.sizing.frame_fit import SizeResult, fit_roi, r_max_px, size_frame
 from spidarknet.sizing.settings import SizingSettings
 
 
@@ -29,15 +33,50 @@ _FRAMES_PER_TASK = 4
 _worker_regions: dict = {}
 
 
+#: the files' background shapes (:func:`file_background`), by file, dataset, mask and settings
+_background_cache: dict = {}
+
+
+def file_background(source: FrameSource, info: FileInfo, settings: SizingSettings) -> RadialBackground | None:
+    """The background shape of the file ``info`` of ``source`` (its beamline and injector
+    scatter: :func:`~spidarknet.sizing.background.radial_background`) from
+    :data:`BACKGROUND_SAMPLE_FRAMES` frames spread over all its frames, whatever ``source``
+    selects of it (so every process, shard and selection finds the same one), read with
+    the fit's region; None without a shape (a flat background), or where the settings fit
+    none.  Kept per file, mask and settings."""
+    if not (settings.background and settings.background_shape):
+        return None
+    mask = b"" if info.mask_shared is None else hashlib.sha1(np.packbits(info.mask_shared).tobytes()).digest()
+    key = (info.path, info.dataset, info.n_frames, mask, dataclasses.astuple(settings))
+    if key not in _background_cache:
+        if len(_background_cache) >= 64:
+            _background_cache.clear()
+        n = info.n_frames
+        wanted = np.unique(np.linspace(0, n - 1, min(n, BACKGROUND_SAMPLE_FRAMES)).round().astype(np.int64))
+        sample = source.any_frames(info, wanted)
+        chunks = list(sample.chunks(len(wanted), roi=lambda found: fit_roi(found, settings)))
+        frames = np.concatenate([c.data for c in chunks])
+        valid = (chunks[0].valid if all(c.valid.ndim == 2 for c in chunks)
+                 else np.concatenate([np.broadcast_to(c.valid, c.data.shape) for c in chunks]))
+        reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], settings)[0]
+        px, py = info.geometry.pixel_size_m
+        _background_cache[key] = radial_background(frames, valid, chunks[0].origin, info.geometry.centre_px,
+                                                   r_max_px(info.geometry, settings) + reach + 2.0, py / px,
+                                                   settings.adu_per_photon)
+    return _background_cache[key]
+
+
 def _size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], geometry: Geometry,
                  keys: Sequence[FrameKey], settings: SizingSettings, keep_profiles: bool,
-                 regions: dict | None = None) -> list[SizeResult]:
-    """:func:`size_frame` of consecutive frames of one file (``valid`` (h, w) or (n, h, w))."""
+                 background: RadialBackground | None = None, regions: dict | None = None) -> list[SizeResult]:
+    """:func:`size_frame` of consecutive frames of one file (``valid`` (h, w) or (n, h, w));
+    ``background``: the file's background shape (:func:`file_background`)."""
     regions = _worker_regions if regions is None else regions
     results = []
     for i, key in enumerate(keys):
         result = size_frame(data[i], valid if valid.ndim == 2 else valid[i], geometry, key, settings,
-                            origin=origin, with_profile=keep_profiles, regions=regions)
+                            origin=origin, with_profile=keep_profiles, regions=regions,
+                            background_shape=background)
         if not keep_profiles:
             result.profile = result.q_inv_m = None
             result.fit = None
@@ -46,10 +85,12 @@ def _size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], g
 
 
 def size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], geometry: Geometry,
-                keys: Sequence[FrameKey], settings: SizingSettings, regions: dict) -> list[SizeResult]:
+                keys: Sequence[FrameKey], settings: SizingSettings, regions: dict,
+                background: RadialBackground | None = None) -> list[SizeResult]:
     """The fits of frames already read (a region of ``data`` whose corner is ``origin``), in
-    this process; ``regions``, kept from call to call, keeps each mask's fit region."""
-    return _size_frames(data, valid, origin, geometry, keys, settings.check(), False, regions=regions)
+    this process; ``regions``, kept from call to call, keeps each mask's fit region;
+    ``background``: the file's background shape (:func:`file_background`)."""
+    return _size_frames(data, valid, origin, geometry, keys, settings.check(), False, background, regions=regions)
 
 
 def _serve(conn) -> None:
@@ -109,11 +150,12 @@ def estimate_sizes(source: FrameSource | Sequence[FrameSource], keys: Sequence[F
     def tasks():
         for src in sources:
             for chunk in src.chunks(chunk_frames, roi=region):
+                background = file_background(src, chunk.info, s)
                 for i in range(0, len(chunk), _FRAMES_PER_TASK if jobs > 1 else len(chunk)):
                     part = slice(i, i + _FRAMES_PER_TASK) if jobs > 1 else slice(None)
                     valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[part]
                     yield (chunk.data[part], valid, chunk.origin, chunk.info.geometry, chunk.keys[part],
-                           s, keep_profiles)
+                           s, keep_profiles, background)
 
     n_frames = sum(len(src) for src in sources)
     workers = min(jobs, -(-n_frames // _FRAMES_PER_TASK))

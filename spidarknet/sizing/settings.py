@@ -34,6 +34,7 @@ class SizingSettings:
     min_ring_fraction: float = 0.2    # profiles shown (report): rings at least this usable
     min_signal_photons: float = 100.0  # fitted sphere photons needed in the fit region
     background: bool = True           # fit a flat background b (else b = 0)
+    background_shape: bool = True     # ... and the file's own shape of it where it has one
     refine_centre: bool = True        # fit the beam centre per frame
     centre_search_px: float = 15.0    # ... at most this far from the file's centre (pixels of
     centre_step_px: float = 5.0       # ... 75 µm: CENTRE_PIXEL_M), starting from a grid this coarse
