@@ -71,6 +71,21 @@ def test_the_same_labels_and_seed_give_the_same_selector():
     assert first.coef == again.coef and first.intercept == again.intercept
 
 
+def test_representative_proposals_are_mostly_round_particles_where_the_singles_are():
+    """A fifth of the screened frames are round particles (every single is one): three
+    quarters of the representative proposals above the screen are taken among them."""
+    from spidarknet.selection.propose import ROUND_SHARE, propose
+    m = synthetic(200, 5)
+    m.values["one_round_particle"] = (np.arange(200) % 5 == 0).astype(float)
+    chosen, why = propose(m, 20, screen=0.0)
+    assert len(set(chosen)) == 20 and set(why) == {"representative"}
+    assert m.values["one_round_particle"][chosen].sum() == round(ROUND_SHARE * 20)
+    # fewer round particles than their share: all of them, the rest from the others
+    m.values["one_round_particle"] = (np.arange(200) < 6).astype(float)
+    chosen, _ = propose(m, 20, screen=0.0)
+    assert len(set(chosen)) == 20 and m.values["one_round_particle"][chosen].sum() == 6
+
+
 def test_the_screen_keeps_98_percent_of_the_labelled_singles():
     scores = np.linspace(0.01, 1.0, 100)
     labels = np.ones(100, dtype=int)
