@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -129,32 +128,3 @@ def test_map_answers_in_task_order_and_raises_a_workers_failure():
         assert list(pool.map(str(n) for n in range(40))) == [n * n for n in range(40)]
         with pytest.raises(WorkerError, match="failed with ValueError"):
             list(pool.map(["1", "2", "many", "4"]))
-
-
-def warm_marker() -> None:
-    """A standby's warm-up: leaves a mark that the job can see."""
-    os.environ["TEST_POOL_WARMED"] = "yes"
-
-
-def serve_after_standby(conn) -> None:
-    """Answers its job (from receive_job) with the job and whether its warm-up ran first."""
-    from spidarknet.core.pool import receive_job
-    job = receive_job(conn)
-    if job is None:
-        print("stopped on standby", flush=True)
-        return
-    conn.send(Result((job, os.environ.get("TEST_POOL_WARMED"))))
-
-
-def test_workers_on_standby_warm_up_take_their_job_later_and_the_spare_ones_leave():
-    from spidarknet.core.pool import Standby
-    with Pool("test_pool:serve_after_standby", [Standby(("test_pool:warm_marker",))] * 3) as pool:
-        pool.keep(2)
-        assert len(pool) == 2 and pool.name(1) == "worker 2 of 2"
-        pool.send(0, "first")
-        pool.send(1, "second")
-        assert sorted(message.value for _, message in pool.replies()) == [("first", "yes"), ("second", "yes")]
-        deadline = time.monotonic() + 30
-        while "stopped on standby" not in pool.log_tail() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert pool.log_tail().count("stopped on standby") == 1

@@ -16,8 +16,6 @@ The messages, pickled over the socket (a task and a job are the caller's own dat
 message                   direction           meaning
 ========================  ==================  ===============================================
 the job                   parent -> worker    first message: what this worker is to do
-:class:`Standby`          parent -> worker    first message of a worker started before its job
-                                              was known: load what it names, then read the job
 a task                    parent -> worker    one piece of work (a batch of images)
 :class:`Stop`             parent -> worker    no more tasks: clean up and leave
 :class:`Ready`            worker -> parent    set up (``info``: what the parent should check)
@@ -88,15 +86,6 @@ def core_count() -> int:
 @dataclass(frozen=True)
 class Stop:
     """Parent -> worker: no more tasks; clean up and leave."""
-
-
-@dataclass(frozen=True)
-class Standby:
-    """Parent -> worker, in place of the job while the parent still opens its inputs: call
-    each of ``warm`` (``"module:function"``, no arguments: imports, compiled code loaded) and
-    wait for the job itself (:func:`receive_job`)."""
-
-    warm: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,7 +207,6 @@ class Pool:
         self._tmp = tempfile.TemporaryDirectory(prefix="spidarknet-pool-")
         self.log_path = Path(self._tmp.name) / "workers.log"
         self.workers: list[Worker] = []
-        self._retired: list[Worker] = []   # stopped by keep(), waited for by close()
         package_root = str(Path(__file__).resolve().parents[2])
         python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
@@ -355,29 +343,15 @@ class Pool:
         except subprocess.TimeoutExpired:
             return Died(None)
 
-    def keep(self, count: int) -> None:
-        """Stop the workers beyond the first ``count`` (a pool started before its work was
-        known, :class:`Standby`): each leaves at its next message; :meth:`close` waits for them."""
-        for worker in self.workers[count:]:
-            self._stop(worker)
-        self._retired += self.workers[count:]
-        self.workers = self.workers[:count]
-
-    @staticmethod
-    def _stop(worker: Worker) -> None:
-        try:
-            worker.conn.send(Stop())
-        except OSError:
-            pass
-        worker.conn.close()
-
     def close(self, grace_s: float = 5.0) -> None:
         """Every worker stopped: :class:`Stop` sent, its socket closed (a busy worker leaves at
         its next message), then killed if it is still running after ``grace_s`` seconds."""
         for worker in self.workers:
-            self._stop(worker)
-        self.workers += self._retired
-        self._retired = []
+            try:
+                worker.conn.send(Stop())
+            except OSError:
+                pass
+            worker.conn.close()
         deadline = time.monotonic() + grace_s
         for worker in self.workers:
             try:
@@ -421,18 +395,6 @@ def _worker_main(serve: str, fd: str, log_path: str, quick_exit: str = "0") -> N
             pass
     if quick_exit == "1":
         _leave_now()
-
-
-def receive_job(conn: Connection) -> object | None:
-    """A worker's job: its first message or, after a :class:`Standby`, the next one (the
-    standby's warm-up called while the parent still works); None where it was stopped first."""
-    job = conn.recv()
-    if isinstance(job, Standby):
-        for name in job.warm:
-            module, _, function = name.partition(":")
-            getattr(importlib.import_module(module), function)()
-        job = conn.recv()
-    return None if isinstance(job, Stop) else job
 
 
 def _leave_now() -> None:

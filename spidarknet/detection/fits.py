@@ -83,20 +83,6 @@ class ScreenedFits:
         return {(os.path.abspath(r.key.file), r.key.index): r for r in self.results}
 
 
-def warm_up() -> None:
-    """Load what a process's first fit loads (numba, its CPU target, the fit's kernels module,
-    scipy.fft: ~0.6 s of CPU, most of it numba's own set-up, which imports scipy.linalg), for a
-    worker to call while it waits for its frames (:class:`~spidarknet.core.pool.Standby`)."""
-    from scipy import fft  # noqa: F401  (the second-particle test's)
-
-    from spidarknet import sizing_kernels  # noqa: F401  (imports numba)
-    try:
-        from numba.core.registry import cpu_target
-        cpu_target.target_context.refresh()   # what the first call of a compiled kernel does first
-    except (ImportError, AttributeError):   # another numba: the first fit does it
-        pass
-
-
 def _holds(chunk: FrameChunk, region: Roi) -> bool:
     """Whether ``chunk`` holds every pixel of ``region`` that lies on its frames."""
     rows, cols = chunk.info.frame_shape

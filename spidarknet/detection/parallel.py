@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from spidarknet.core.errors import EngineError, SpidarknetError
-from spidarknet.core.pool import Died, Failed, Pool, Progress, Result, Standby, receive_job
+from spidarknet.core.pool import Died, Failed, Pool, Progress, Result
 from spidarknet.detection.fits import ScreenedFits
 from spidarknet.detection.local import FrameChecks, PartialResult, Prefilter, StageTimes, detect_frames
 from spidarknet.frames.euxfel import source_from_spec
@@ -75,9 +75,7 @@ def serve(conn) -> None:
     from spidarknet.engine.backends import OpenedDetector
     from spidarknet.engine.cfg import DarknetCfg
     from spidarknet.engine.model import Model
-    shard: ShardJob | None = receive_job(conn)
-    if shard is None:   # started on standby, not needed
-        return
+    shard: ShardJob = conn.recv()
     job = shard.detection
     settings = Preprocessing.from_dict(job.preprocessing)
     model = Model(weights=Path(job.weights), cfg=DarknetCfg.parse(job.cfg), preprocessing=settings)
@@ -93,21 +91,6 @@ def serve(conn) -> None:
     conn.send(Result(ShardScores(hits, times, fits.results if fits is not None else None)))
 
 
-def warm_opencv() -> None:
-    """OpenCV's import, for a worker on standby (:func:`standby_workers`)."""
-    import cv2  # noqa: F401
-
-
-def standby_workers(count: int, backend: str, fit: bool) -> Pool:
-    """``count`` detection workers started before the caller knows their frames (while it opens
-    its inputs, on a core that would idle), loading OpenCV (``backend``) and, with ``fit``, the
-    sphere fit's compiled code meanwhile; :func:`detect_parallel` hands them their shares."""
-    warm = (("spidarknet.detection.parallel:warm_opencv",) if backend == "opencv" else ()) + \
-        (("spidarknet.detection.fits:warm_up",) if fit else ())
-    return Pool("spidarknet.detection.parallel:serve", [Standby(warm)] * count,
-                label="detection worker {number} of {count}", error=EngineError, quick_exit=True)
-
-
 def worker_count(requested: int, frames: int, chunk_frames: int) -> int:
     """The processes worth starting: no more than there are chunks of frames, one for none."""
     if frames == 0:
@@ -117,10 +100,9 @@ def worker_count(requested: int, frames: int, chunk_frames: int) -> int:
 
 def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
                     on_chunk: Callable[[int], None] | None = None,
-                    fits: ScreenedFits | None = None, pool: Pool | None = None) -> tuple[HitList, StageTimes]:
-    """Score ``source`` in ``jobs`` worker processes (those of ``pool``, started on standby
-    by :func:`standby_workers`, where given: the caller closes it); with ``fits`` (and
-    ``job.fit``) the workers' sphere fits of their screened frames are merged into it.
+                    fits: ScreenedFits | None = None) -> tuple[HitList, StageTimes]:
+    """Score ``source`` in ``jobs`` worker processes; with ``fits`` (and ``job.fit``) the
+    workers' sphere fits of their screened frames are merged into it.
 
     A worker's failure is raised as the project's error it raised (or :class:`EngineError`
     for a death or a foreign exception), with ``worker_type`` and ``worker_traceback``;
@@ -139,13 +121,8 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
     log.debug("detecting %d frames in %d worker processes (%s backend, batch %d, %d frames per chunk): %s frames each",
               len(source), len(shards), job.backend, job.batch, job.chunk,
               ", ".join(str(sum(len(v) for v in shard.source["indices"].values())) for shard in shards))
-    if pool is None:
-        pool = Pool("spidarknet.detection.parallel:serve", shards, label="detection worker {number} of {count}",
-                    error=EngineError, quick_exit=True)
-    else:
-        pool.keep(len(shards))
-        for index, shard in enumerate(shards):
-            pool.send(index, shard)
+    pool = Pool("spidarknet.detection.parallel:serve", shards, label="detection worker {number} of {count}",
+                error=EngineError, quick_exit=True)
     try:
         for index, message in pool.replies():
             if isinstance(message, Progress):

@@ -9,7 +9,7 @@ options, and those of European XFEL runs; :func:`open_source` turns them into a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 from spidarknet.core.errors import ConfigError
 
@@ -94,11 +94,9 @@ def is_runs(options: FrameOptions) -> bool:
     return any(is_run_input(p) for p in options.inputs)
 
 
-def open_source(options: FrameOptions, extra_inputs: Sequence[str] = (), *,
-                on_counted: Callable[[int], object] | None = None):
+def open_source(options: FrameOptions, extra_inputs: Sequence[str] = ()):
     """The frames ``options`` name (with ``extra_inputs`` added): a FrameSource, or an
-    EuXFELRun where the inputs are runs; ``on_counted`` is told their number as soon as it
-    is known (before the bad-pixel search of a FrameSource)."""
+    EuXFELRun where the inputs are runs."""
     from spidarknet.frames.euxfel import is_run_input
     from spidarknet.frames.source import FrameSource, GeometryOverrides, parse_frame_range
     wavelength = _wavelength(options)
@@ -107,14 +105,11 @@ def open_source(options: FrameOptions, extra_inputs: Sequence[str] = (), *,
     if any(runs):
         if not all(runs):
             raise ConfigError("give European XFEL runs or CXI/HDF5 files, not both in one command")
-        source = _run_source(options, inputs, wavelength)
-        if on_counted is not None:
-            on_counted(len(source))
-        return source
+        return _run_source(options, inputs, wavelength)
     overrides = GeometryOverrides(centre_px=tuple(options.centre_px) if options.centre_px else None,
                                   distance_m=options.distance_m, pixel_size_m=options.pixel_size_m,
                                   wavelength_m=wavelength)
     return FrameSource(inputs, dataset=options.dataset, frames=parse_frame_range(options.frames),
                        geometry=overrides, mask=options.mask, mask_invert=options.mask_invert,
-                       use_file_mask=options.use_file_mask, bad_pixels=options.bad_pixels, on_counted=on_counted)
+                       use_file_mask=options.use_file_mask, bad_pixels=options.bad_pixels)
 

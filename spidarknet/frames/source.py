@@ -384,14 +384,12 @@ class FrameSource:
     bad_pixels : find each file's hot and dead pixels in a sample of its frames and mask them
         (:mod:`spidarknet.frames.badpixels`); or, as a source rebuilt from its :meth:`spec`,
         the flat indices found before, per file path
-    on_counted : called with the number of frames once the files are inspected, before
-        the bad-pixel search (a caller starts the processes that will score them)
     """
 
     def __init__(self, inputs: Sequence[str], *, dataset: str | None = None,
                  frames: slice | None = None, geometry: GeometryOverrides | None = None,
                  mask: str | None = None, mask_invert: bool = False, use_file_mask: bool = True,
-                 bad_pixels: bool | dict = False, on_counted: Callable[[int], object] | None = None):
+                 bad_pixels: bool | dict = False):
         self.paths = expand_inputs(inputs)
         self.files: list[FileInfo] = []
         overrides = geometry or GeometryOverrides()
@@ -421,8 +419,6 @@ class FrameSource:
                                  f"which has {info.n_frames}")
             self.files.append(info)
         self.bad_pixels: dict[str, np.ndarray] = {}
-        if on_counted is not None:
-            on_counted(len(self))
         if bad_pixels:
             self._mask_bad_pixels(bad_pixels if isinstance(bad_pixels, dict) else None)
         if self.files:

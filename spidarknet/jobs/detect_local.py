@@ -94,27 +94,22 @@ def threshold_for_rate(scores: np.ndarray, rate: float) -> float:
 def run_local(settings: DetectSettings, state: RunState, comm=None) -> DetectResult:
     """Score the frames in this process and its workers (one MPI rank's share under ``comm``)."""
     prefilter = _check_local_options(settings, comm)
-    standby = _Standby(settings, comm)
-    try:
-        return _run_local(settings, state, comm, prefilter, standby)
-    finally:
-        standby.close()
-
-
-def _run_local(settings: DetectSettings, state: RunState, comm, prefilter, standby: "_Standby") -> DetectResult:
     model = model_of(settings, state)
     check_destination(settings.out, settings.force, "hit list")
     if settings.write_cxi:
         check_destination(settings.write_cxi, settings.force, "CXI file")
-    # all the inputs' frames, for write_cxi (select() leaves it as it is); the workers start once they are counted
-    inputs = _open_inputs(settings, comm, standby.start)
+    inputs = _open_inputs(settings, comm)  # all the inputs' frames, for write_cxi (select() leaves it as it is)
     say_builtin_model(settings, state, comm)
     source, shard_meta, settings, state = _share_of(settings, state, inputs, comm)
     started = time.perf_counter()
-    backend = standby.backend
-    jobs = worker_count(standby.jobs, len(source), settings.chunk)
+    backend = resolve_auto(settings.libdarknet) if settings.backend == "auto" else settings.backend
+    jobs = settings.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(settings))
+                             else core_count())
+    if jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    jobs = worker_count(jobs, len(source), settings.chunk)
     fits = _screened_fits(settings, comm)
-    hits, times = _score(settings, state, source, model, backend, prefilter, jobs, comm, fits, standby.pool)
+    hits, times = _score(settings, state, source, model, backend, prefilter, jobs, comm, fits)
     if comm is not None:
         parts = comm.gather(hits, root=0)  # each rank's hit list, frame checks and prefilter counts
         if comm.Get_rank() != 0:
@@ -149,37 +144,13 @@ def _check_local_options(settings: DetectSettings, comm) -> Prefilter | None:
     return prefilter
 
 
-class _Standby:
-    """The backend, the processes asked for, and the detection workers started while this
-    process opens the inputs (:func:`~spidarknet.detection.parallel.standby_workers`): once
-    the frames are counted (:meth:`start`), where they will score on several cores."""
-
-    def __init__(self, settings: DetectSettings, comm):
-        self.backend = resolve_auto(settings.libdarknet) if settings.backend == "auto" else settings.backend
-        self.jobs = settings.jobs or (1 if comm is not None or self.backend == "darknet-cli" or (
-            self.backend == "darknet" and gpu_build(settings)) else core_count())   # one per MPI rank
-        self.settings, self.comm = settings, comm
-        self.pool = None
-
-    def start(self, frames: int) -> None:
-        """Start the workers that ``frames`` frames will need (none for one process)."""
-        count = worker_count(self.jobs, frames, self.settings.chunk)
-        if self.pool is None and self.comm is None and count > 1 and self.backend in ("opencv", "darknet"):
-            from spidarknet.detection.parallel import standby_workers
-            self.pool = standby_workers(count, self.backend, _screened_fits(self.settings, self.comm) is not None)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close(grace_s=2)
-
-
-def _open_inputs(settings: DetectSettings, comm, on_counted=None):
+def _open_inputs(settings: DetectSettings, comm):
     """Every input's frames; under MPI, rank 0 opens the files and hands the result to all."""
     if comm is not None and comm.Get_size() > 1:
         # rank 0 inspects the files (shapes, geometry, masks) and hands the result to all,
         # so a large run does not open every file's metadata once per rank
         return comm.bcast(open_source(settings.frames) if comm.Get_rank() == 0 else None, root=0)
-    return open_source(settings.frames, on_counted=on_counted)
+    return open_source(settings.frames)
 
 
 def _share_of(settings: DetectSettings, state: RunState, source, comm):
@@ -211,15 +182,14 @@ def _screened_fits(settings: DetectSettings, comm):
 
 
 def _score(settings: DetectSettings, state: RunState, source, model, backend: str, prefilter: Prefilter | None,
-           jobs: int, comm, fits=None, pool=None):
-    """Score ``source`` in ``jobs`` processes (those of ``pool``, where started on standby),
-    or in this one (fitting the screened frames into ``fits``); a failure after some frames
-    leaves those in ``OUT.partial``."""
+           jobs: int, comm, fits=None):
+    """Score ``source`` in ``jobs`` processes, or in this one (fitting the screened frames
+    into ``fits``); a failure after some frames leaves those in ``OUT.partial``."""
     bar = state.feedback.bar(total=len(source), desc=f"detect ({backend})")
     try:
         if jobs > 1 and backend in ("opencv", "darknet"):
             job = shard_job(settings, model, backend, prefilter, fits.settings if fits is not None else None)
-            return detect_parallel(source, job, jobs, on_chunk=bar.update, fits=fits, pool=pool)
+            return detect_parallel(source, job, jobs, on_chunk=bar.update, fits=fits)
         threads = 1 if comm is not None and comm.Get_size() > 1 else None  # one core per MPI rank
         with OpenedDetector(model, backend, batch=settings.batch, gpu=settings.gpu, darknet=settings.darknet,
                             libdarknet=settings.libdarknet, threads=threads) as detector:
