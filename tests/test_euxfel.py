@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import h5py
@@ -393,3 +394,35 @@ def test_a_compressed_run_reads_as_its_uncompressed_twin(sim_run, tmp_path):
         hits.append(read_hits(out))
     assert list(hits[0].hits) == list(hits[1].hits)
     np.testing.assert_allclose(hits[0].scores, hits[1].scores, atol=2e-3)
+
+
+def test_deflated_mask_chunks_inflated_once_per_content(sim_run, tmp_path, monkeypatch):
+    """A gzip mask is read chunk by chunk and each distinct chunk inflated once (its stored
+    bytes repeat from train to train): the frames and their masks are those h5py reads, a
+    chunk that differs is inflated on its own, and reads that cross chunk edges are whole."""
+    from spidarknet.frames import euxfel
+    run = tmp_path / "r0001"
+    shutil.copytree(sim_run, run)
+    path = next(run.glob("*AGIPD04-S00000.h5"))
+    with h5py.File(path, "r+") as handle:   # chunks of 8 frames, frame 17's bits (third chunk) changed
+        name = "INSTRUMENT/SPB_DET_AGIPD1M-1/CORR/4CH0:output/image/mask"
+        mask = handle[name][()]
+        mask[17, :, :] = np.where(mask[17] == 0, 1, 0).astype(np.uint32)
+        del handle[name]
+        handle.create_dataset(name, data=mask, chunks=(8, 512, 128), compression="gzip", compression_opts=1)
+
+    def frames_of():
+        chunks = list(EuXFELRun([str(run)], RunOptions(adu_per_photon=6.0)).chunks(5))
+        return np.concatenate([c.data for c in chunks]), np.concatenate(
+            [np.broadcast_to(c.valid, c.data.shape) for c in chunks])
+
+    inflated, inflate = [], zlib.decompress
+    monkeypatch.setattr(euxfel.zlib, "decompress", lambda raw: inflated.append(raw) or inflate(raw))
+    euxfel._INFLATED.clear()
+    data, valid = frames_of()   # all 16 modules, frames 0:5, 5:10, 10:12 (a train's end), 12:17, ...
+    monkeypatch.setattr(euxfel._MaskChunks, "open", classmethod(lambda cls, ds: None))   # h5py reads them
+    data_h5py, valid_h5py = frames_of()
+    np.testing.assert_array_equal(data, data_h5py)
+    np.testing.assert_array_equal(valid, valid_h5py)
+    assert not valid[17].all() and (valid[17] != valid[16]).any()
+    assert len(inflated) == 16 + 1   # each module's one chunk of 24 frames; module 4's 8-frame chunks: 2 kinds
