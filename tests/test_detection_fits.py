@@ -8,7 +8,7 @@ from spidarknet.cli import detect
 from spidarknet.detection.fits import ScreenedFits, _compressed
 from spidarknet.detection.parallel import detect_parallel
 from spidarknet.engine.model import builtin_weights, load_model
-from spidarknet.frames.source import FrameSource
+from spidarknet.frames.source import FrameSource, GeometryOverrides
 from spidarknet.frames.options import FrameOptions
 from spidarknet.hits import read_hits
 from spidarknet.jobs.detect import DetectSettings, shard_job
@@ -29,7 +29,13 @@ def test_workers_fit_the_screened_frames_as_a_separate_fit_would(tmp_path, compr
     screen = float(model.validation["screening_threshold"])
     source = FrameSource([str(path)])
     assert _compressed(source.files[0]) == (compression is not None)
-    assert (file_background(source, source.files[0], SizingSettings()) is not None) == measured
+    shape = file_background(source, source.files[0], SizingSettings())
+    assert (shape is not None) == measured
+    if measured:  # the same file with another beam centre has its own shape, about that centre
+        cx, cy = source.files[0].geometry.centre_px
+        moved = FrameSource([str(path)], geometry=GeometryOverrides(centre_px=(cx + 6.0, cy)))
+        assert file_background(moved, moved.files[0], SizingSettings()) is not shape
+        assert file_background(source, source.files[0], SizingSettings()) is shape
     settings = DetectSettings(FrameOptions([str(path)]), out="unused.csv", chunk=8, weights=str(builtin_weights()))
     fits = ScreenedFits()
     model.threshold = screen

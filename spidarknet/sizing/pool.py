@@ -33,7 +33,8 @@ _FRAMES_PER_TASK = 4
 _worker_regions: dict = {}
 
 
-#: the files' background shapes (:func:`file_background`), by file, dataset, mask and settings
+#: the files' background shapes (:func:`file_background`), by file, dataset, geometry, read options, mask
+#: and settings
 _background_cache: dict = {}
 
 
@@ -43,11 +44,13 @@ def file_background(source: FrameSource, info: FileInfo, settings: SizingSetting
     :data:`BACKGROUND_SAMPLE_FRAMES` frames spread over all its frames, whatever ``source``
     selects of it (so every process, shard and selection finds the same one), read with
     the fit's region; None without a shape (a flat background), or where the settings fit
-    none.  Kept per file, mask and settings."""
+    none.  Kept per file, geometry, read options, mask and settings."""
     if not (settings.background and settings.background_shape):
         return None
     mask = b"" if info.mask_shared is None else hashlib.sha1(np.packbits(info.mask_shared).tobytes()).digest()
-    key = (info.path, info.dataset, info.n_frames, mask, dataclasses.astuple(settings))
+    # the geometry (the shape's rings are about its centre) and how a run is read (its photons)
+    key = (info.path, info.dataset, info.n_frames, info.geometry, repr(getattr(source, "options", None)), mask,
+           dataclasses.astuple(settings))
     if key not in _background_cache:
         if len(_background_cache) >= 64:
             _background_cache.clear()
