@@ -674,8 +674,9 @@ def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
     runs = _run_options(hits, geometry, mask, adu_per_photon, use_file_mask)
     sources = sources_of_keys(hits.keys, runs, geometry=geometry, mask=mask, mask_invert=mask_invert,
                               use_file_mask=use_file_mask)
-    if runs is not None:
-        adu_per_photon = runs.adu_per_photon  # what export.json records: the runs' conversion
+    # what export.json records: the runs' conversion where the frames are runs' (the run reader
+    # converts them; CXI files of the same list keep the conversion given for them)
+    recorded_adu = adu_per_photon if runs is None else runs.adu_per_photon
     # The order of frames everywhere: datasets, then files, in order of first appearance,
     # indices ascending within a file -- the order FrameSource reads them in.
     groups = group_keys(hits.keys)
@@ -696,7 +697,7 @@ def export_emc(hits: HitList, flags: np.ndarray, out: str | os.PathLike, *,
         mean = writer.photons / writer.num_data
         result = EmcExport(Path(out), len(hits), int(flags.sum()), writer.num_data, num_pix, mean, all_frames)
         summary = _summary(result, hits, hit_list_name, first.frame_shape, reduction, detector,
-                           binning=binning, q_max_inv_nm=q_max_inv_nm, adu_per_photon=adu_per_photon,
+                           binning=binning, q_max_inv_nm=q_max_inv_nm, adu_per_photon=recorded_adu,
                            polarization=polarization)
         with open(stage / "export.json", "w") as handle:
             json.dump(summary, handle, indent=2, default=float)
