@@ -426,3 +426,17 @@ def test_deflated_mask_chunks_inflated_once_per_content(sim_run, tmp_path, monke
     np.testing.assert_array_equal(valid, valid_h5py)
     assert not valid[17].all() and (valid[17] != valid[16]).any()
     assert len(inflated) == 16 + 1   # each module's one chunk of 24 frames; module 4's 8-frame chunks: 2 kinds
+
+
+def test_inflated_mask_chunks_are_kept_by_dtype_shape_and_bytes_within_their_budget(monkeypatch):
+    """The same stored bytes under another dtype or chunk shape are another chunk; the oldest
+    chunks go first once the budget is reached."""
+    from spidarknet.frames import euxfel
+    cache = euxfel._Inflated()
+    monkeypatch.setattr(euxfel, "_INFLATED_BYTES", 64)
+    a, b = np.zeros((2, 4), np.uint32), np.zeros((4, 2), np.uint32)
+    cache.keep(("<u4", (2, 4), b"raw"), a)
+    assert cache.take(("<u2", (2, 4), b"raw")) is None and cache.take(("<u4", (4, 2), b"raw")) is None
+    cache.keep(("<u4", (4, 2), b"raw"), b)
+    cache.keep(("<u4", (4, 2), b"other"), b.copy())   # 96 bytes > 64: the oldest one goes
+    assert cache.take(("<u4", (2, 4), b"raw")) is None and cache.take(("<u4", (4, 2), b"raw")) is b

@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import os
 import re
+import threading
 import time
 import zlib
 from collections import OrderedDict
@@ -705,7 +706,8 @@ class _MaskChunks:
             return None
         if filter_mask:
             return None
-        frames = _INFLATED.pop(raw, None)
+        key = (self.ds.dtype.str, tuple(self.chunk_shape), raw)
+        frames = _INFLATED.take(key)
         if frames is None:
             try:
                 frames = np.frombuffer(zlib.decompress(raw), dtype=self.ds.dtype)
@@ -714,9 +716,7 @@ class _MaskChunks:
             if frames.size != np.prod(self.chunk_shape):
                 return None
             frames = frames.reshape(self.chunk_shape)
-        _INFLATED[raw] = frames   # the most recently used last
-        while sum(f.nbytes for f in _INFLATED.values()) > _INFLATED_BYTES:
-            _INFLATED.popitem(last=False)
+        _INFLATED.keep(key, frames)
         return frames
 
     def close(self) -> None:
@@ -725,11 +725,43 @@ class _MaskChunks:
 
 #: HDF5's deflate (gzip) filter
 _H5Z_FILTER_DEFLATE = 1
-#: inflated mask chunks by their stored bytes (:class:`_MaskChunks`), the most recent last
-_INFLATED: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
-#: ... at most this many bytes of them: one chunk of 32 frames of each of AGIPD's 16 modules
-#: (8 MiB each), and some
+#: at most this many bytes of inflated mask chunks are kept: one chunk of 32 frames of each of
+#: AGIPD's 16 modules (8 MiB each), and some
 _INFLATED_BYTES = 160 << 20
+
+
+class _Inflated:
+    """Inflated mask chunks (:class:`_MaskChunks`) by dtype, chunk shape and stored bytes, the
+    most recently used last, at most :data:`_INFLATED_BYTES` of them; one lock, since the
+    labelling page reads frames from several threads."""
+
+    def __init__(self) -> None:
+        self._chunks: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            frames = self._chunks.pop(key, None)
+            if frames is not None:
+                self._bytes -= frames.nbytes
+            return frames
+
+    def keep(self, key: tuple, frames: np.ndarray) -> None:
+        with self._lock:
+            old = self._chunks.pop(key, None)
+            self._bytes += frames.nbytes - (0 if old is None else old.nbytes)
+            self._chunks[key] = frames
+            while self._bytes > _INFLATED_BYTES and len(self._chunks) > 1:
+                self._bytes -= self._chunks.popitem(last=False)[1].nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._chunks.clear()
+            self._bytes = 0
+
+
+_INFLATED = _Inflated()
 
 
 def _place(part: ModulePart, frames: np.ndarray, block: np.ndarray, good: np.ndarray | None, data, valid) -> None:
