@@ -257,16 +257,18 @@ class LabelSession:
             threading.Thread(target=draw, daemon=True).start()
 
     def _draw(self, row: int) -> tuple[bytes, bytes]:
-        from spidarknet.sizing import SizingSettings, r_max_px, size_frame
+        from spidarknet.sizing import SizingSettings, file_background, r_max_px, size_frame
         key = self.pool.measured.keys[row]
         frames = self.source.select_keys([key])
         info = next(f for f in frames.files if len(f.indices))
         chunk = next(frames.chunks(1))
         photons = np.asarray(chunk.data[0], dtype=np.float64)
         valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[0]
-        result = size_frame(photons, valid, info.geometry, key)
+        settings = SizingSettings()   # the fit detect made, with the file's background shape
+        result = size_frame(photons, valid, info.geometry, key, settings,
+                            background_shape=file_background(frames, info, settings))
         crop, crop_valid, origin = around_centre(photons, valid, result.centre_xy,
-                                                 r_max_px(info.geometry, SizingSettings()))
+                                                 r_max_px(info.geometry, settings))
         picture = frame_picture(crop, crop_valid, self.pool.boxes[row], side_px=440, origin=origin)
         return server.png_of_rgb(picture), server.png_of_figure(profile_figure(result, info.geometry))
 
