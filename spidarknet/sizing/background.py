@@ -65,12 +65,12 @@ def _scale_background(counts: np.ndarray, shapes: np.ndarray, shape_sums: np.nda
 
 
 def _nonnegative_scales(counts: np.ndarray, shapes: np.ndarray, start: np.ndarray, *,
-                        em_steps: int = 5, newton_steps: int = 12) -> tuple[np.ndarray, float]:
+                        em_steps: int = 5, newton_steps: int = 12) -> np.ndarray:
     """Maximum-likelihood ``θ ≥ 0`` of ``μ_k = Σ_i θ_i S_ik`` for Poisson counts ``C_k`` (a
     few shapes ``S`` (m, K), e.g. a sphere's rings, flat and a file's background shape, and
     their ring sums ``counts`` (K,)), from ``start`` (m,; positive): EM steps (multiplicative,
     they stay positive), then Newton steps kept inside ``θ ≥ 0`` (a scale that reaches 0
-    stays there).  Returns θ and ``nll = Σ μ − Σ C log μ``."""
+    stays there).  Returns θ."""
     counts = np.asarray(counts, dtype=np.float64)
     shapes = np.asarray(shapes, dtype=np.float64)
     theta = np.maximum(np.asarray(start, dtype=np.float64), 1e-300)
@@ -95,9 +95,7 @@ def _nonnegative_scales(counts: np.ndarray, shapes: np.ndarray, start: np.ndarra
         theta = np.maximum(theta + t * step, 0.0)
         if not np.any(np.abs(step[free]) > 1e-9 * np.maximum(theta[free], 1e-300)):
             break
-    mu = theta @ shapes
-    nll = float(mu.sum() - (c * np.log(np.maximum(theta @ s, 1e-300))).sum())
-    return theta, nll
+    return theta
 
 
 #: frames sampled per file for its background shape (spread evenly over all its frames)

@@ -124,7 +124,7 @@ def _with_background_shape(c_k: np.ndarray, mu_k: np.ndarray, n_k: np.ndarray, a
     file's background ``shape`` at the rings' radii, their scales by the Poisson likelihood
     (all ≥ 0)."""
     shapes = np.vstack([(mu_k - b * n_k) / a, n_k, n_k * shape.at((np.arange(len(n_k)) + 0.5) * bin_px)])
-    theta, _ = _nonnegative_scales(c_k, shapes, np.array([a, 0.5 * b, 0.5 * b]))
+    theta = _nonnegative_scales(c_k, shapes, np.array([a, 0.5 * b, 0.5 * b]))
     return float(theta[0]), float(theta[1]), theta @ shapes, float(theta[0] * shapes[0].sum())
 
 
