@@ -618,14 +618,17 @@ class _OpenModules:
         if source in self.files and self.files[source][0] != path:
             self._close(self.files.pop(source))
         if source not in self.files:
-            handle = open_h5(path)
+            handle, readers = open_h5(path), []
             try:
                 ds = handle[f"INSTRUMENT/{source}/image/data"]
                 mask_ds = handle.get(f"INSTRUMENT/{source}/image/mask") if self.use_file_mask else None
-                readers = [_DirectReader.open(ds, path),
-                           (_DirectReader.open(mask_ds, path) or _MaskChunks.open(mask_ds)) if mask_ds is not None
-                           else None]
+                readers.append(_DirectReader.open(ds, path))
+                readers.append((_DirectReader.open(mask_ds, path) or _MaskChunks.open(mask_ds))
+                               if mask_ds is not None else None)
             except BaseException:
+                for reader in readers:   # a data reader opened before the mask's failed
+                    if reader is not None:
+                        reader.close()
                 handle.close()
                 raise
             self.files[source] = (path, handle, ds, mask_ds, readers)
