@@ -131,6 +131,33 @@ class RadialBackground:
         return np.interp(radius_px, self.radius_px, self.per_pixel)
 
 
+def _ring_sums(frames: np.ndarray, valid: np.ndarray, ring: np.ndarray, inside: np.ndarray, n_rings: int,
+               adu_per_photon: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(photons, usable pixels) per frame and ring (n, ``n_rings``): a pixel counts where it is
+    ``valid``, ``inside`` and finite, its photons where positive.  One frame at a time (memory
+    stays that of a frame), the pixels a shared mask leaves picked once."""
+    n = len(frames)
+    counts, pixels = np.zeros((n, n_rings)), np.zeros((n, n_rings))
+    shared = valid.ndim == 2
+    if shared:
+        picked = valid & inside
+        rings = ring[picked]
+        everywhere = np.bincount(rings, minlength=n_rings)[:n_rings]
+    for i, frame in enumerate(frames):
+        if not shared:
+            picked = valid[i] & inside
+            rings = ring[picked]
+        photons = frame[picked].astype(np.float64)
+        if adu_per_photon is not None:
+            photons /= adu_per_photon
+        finite = np.isfinite(photons)
+        at = rings if finite.all() else rings[finite]
+        photons = photons if finite.all() else photons[finite]
+        counts[i] = np.bincount(at, weights=np.maximum(photons, 0.0), minlength=n_rings)[:n_rings]
+        pixels[i] = everywhere if shared and len(at) == len(rings) else np.bincount(at, minlength=n_rings)[:n_rings]
+    return counts, pixels
+
+
 def radial_background(frames: np.ndarray, valid: np.ndarray, origin: tuple[int, int],
                       centre_xy: Sequence[float], r_max_px: float, aspect: float,
                       adu_per_photon: float | None = None) -> RadialBackground | None:
@@ -155,14 +182,7 @@ def radial_background(frames: np.ndarray, valid: np.ndarray, origin: tuple[int, 
     ring = (radius / BACKGROUND_RING_PX).astype(np.intp)
     n_rings = int(math.ceil(r_max_px / BACKGROUND_RING_PX))
     inside = ring < n_rings
-    counts, pixels = np.zeros((n, n_rings)), np.zeros((n, n_rings))
-    for i, frame in enumerate(frames):   # one at a time: memory stays that of a frame
-        photons = frame.astype(np.float64)
-        if adu_per_photon is not None:
-            photons /= adu_per_photon
-        usable = (valid if valid.ndim == 2 else valid[i]) & np.isfinite(photons) & inside
-        counts[i] = np.bincount(ring[usable], weights=np.maximum(photons[usable], 0.0), minlength=n_rings)[:n_rings]
-        pixels[i] = np.bincount(ring[usable], minlength=n_rings)[:n_rings]
+    counts, pixels = _ring_sums(frames, valid, ring, inside, n_rings, adu_per_photon)
     share = max(BACKGROUND_MIN_FRAMES, int(math.ceil(BACKGROUND_QUIET_SHARE * n)))
     inner = counts[:, :n_rings // 4].sum(axis=1)   # a particle's photons are there, wherever its fringes end
     quiet = np.argsort(inner, kind="stable")[:share]
