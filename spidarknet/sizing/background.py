@@ -151,8 +151,10 @@ def _ring_sums(frames: np.ndarray, valid: np.ndarray, ring: np.ndarray, inside: 
         if adu_per_photon is not None:
             photons /= adu_per_photon
         finite = np.isfinite(photons)
-        at = rings if finite.all() else rings[finite]
-        photons = photons if finite.all() else photons[finite]
+        if not finite.all():
+            at, photons = rings[finite], photons[finite]
+        else:
+            at = rings
         counts[i] = np.bincount(at, weights=np.maximum(photons, 0.0), minlength=n_rings)[:n_rings]
         pixels[i] = everywhere if shared and len(at) == len(rings) else np.bincount(at, minlength=n_rings)[:n_rings]
     return counts, pixels
