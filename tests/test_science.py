@@ -141,16 +141,16 @@ def test_regimes_pick_their_development_and_test_files(tmp_path):
 
 def test_a_given_model_is_judged_on_the_measured_regime_without_training(tmp_path):
     from spidarknet.engine.model import builtin_weights
-    config = ScienceConfig(workdir=tmp_path, scale_counts=0.07, weights=builtin_weights(),
+    config = ScienceConfig(workdir=tmp_path, scale_counts=0.035, weights=builtin_weights(),
                            label="builtin").for_regimes(["measured"])
     result = run_science(config, say=lambda *a: None)
     assert set(result["tests"]) == {"measured"} and set(result["dev"]) == {"dev-measured"}
     assert not result["trained_here"] and result["train_seconds"] == 0
     assert sorted(p.name for p in (tmp_path / "data").glob("*.cxi")) == [
-        "dev-measured-s303-n21.cxi", "measured-s273-n21.cxi"]  # no training files made
+        "dev-measured-s303-n20.cxi", "measured-s289-n21.cxi"]  # no training files made
     figures = result["tests"]["measured"]
     assert sum(k["frames"] for k in figures["kinds"].values()) == figures["frames"] == 21
-    with h5py.File(tmp_path / "data" / "measured-s273-n21.cxi", "r") as f:
+    with h5py.File(tmp_path / "data" / "measured-s289-n21.cxi", "r") as f:
         assert f["truth"].attrs["adu_per_photon"] > 0 and "mask" in f["entry_1/instrument_1/detector_1"]
     assert "not trained here" in format_result(result)
 
@@ -182,7 +182,7 @@ def test_the_geometry_table_says_how_far_each_geometry_is_from_the_training_one(
     assert set(table) == {TRAINING_GEOMETRY.name, "binned4"}
     row = table["binned4"]["regimes"]["dim"]
     assert row["delta_f1"] == pytest.approx(-0.05) and row["f1_network"] == 0.7 and row["frames"] == 400
-    assert row["seed"] == 281 and table[TRAINING_GEOMETRY.name]["regimes"]["dim"]["delta_f1"] == 0
+    assert row["seed"] == 291 and table[TRAINING_GEOMETRY.name]["regimes"]["dim"]["delta_f1"] == 0
 
 
 def test_the_agipd_regime_is_judged_on_runs_beside_its_pnccd_twin_and_the_lit_pixel_finder(tmp_path):
