@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spidarknet.experiments.science import (AGIPD_DEV_SETS, AGIPD_TEST_SETS, DEV_SETS, GEOMETRIES, GEOMETRY_TRAIN_SETS,
-                                           KIND_ROWS, TEST_SETS, STRAY_TRAIN_SETS, TRAIN_SETS, TRAINING_GEOMETRY,
+                                           KIND_ROWS, SIZE_WINDOW, TEST_SETS, STRAY_TRAIN_SETS, TRAIN_SETS, TRAINING_GEOMETRY,
                                            ScienceConfig, format_result, _as_json, geometry_table, run_science)
 
 #: the pnCCD files (the AGIPD regime's run folders are judged in a test of their own, with the built-in model)
@@ -172,6 +172,12 @@ def test_every_geometry_is_judged_in_both_regimes_at_the_training_geometry_s_flu
     assert kwargs["background_photons_per_pixel"] == pytest.approx(spec.background * (0.125 / 0.581) ** 2)
     assert spec.background_per_written_pixel() == pytest.approx(64 * kwargs["background_photons_per_pixel"])
     assert "geometry" not in _as_json(TEST_SETS[0])  # older files' settings still match
+
+
+def test_the_pipeline_is_judged_with_the_size_window_of_the_simulator_s_labels():
+    from spidarknet.simulate.settings import DEFAULT_SETTINGS, MEASURED_LIKE_SETTINGS
+    assert SIZE_WINDOW == tuple(DEFAULT_SETTINGS.label_range_nm) == tuple(MEASURED_LIKE_SETTINGS.label_range_nm)
+    assert ScienceConfig(workdir=".").detect_options["size_range"] == SIZE_WINDOW
 
 
 def test_the_geometry_table_says_how_far_each_geometry_is_from_the_training_one():

@@ -56,12 +56,15 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from spidarknet.core import metrics
+from spidarknet.core.defaults import LABEL_RANGE_NM
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.feedback import SILENT, Feedback
 from spidarknet.core.outputs import write_json
 
 log = logging.getLogger(__name__)
 
+#: the size window the pipeline is judged with: the simulator's label range
+SIZE_WINDOW = LABEL_RANGE_NM
 #: edges of the photon bins (signal photons of a frame, background removed) for F1 per bin
 PHOTON_EDGES = (1_000.0, 3_000.0, 10_000.0, 30_000.0)
 #: per-kind rows of the table; "single" is split by the truth label
@@ -300,7 +303,7 @@ class ScienceConfig:
     train_options: Mapping[str, object] = field(default_factory=dict)
     #: detect options; the default keeps hits whose sphere-fit diameter lies in the label's
     #: size window (the network learns "one particle", the fit says which size)
-    detect_options: Mapping[str, object] = field(default_factory=lambda: {"size_range": (60.0, 75.0)})
+    detect_options: Mapping[str, object] = field(default_factory=lambda: {"size_range": SIZE_WINDOW})
     scale_counts: float = 1.0            # multiply every file's frame count (quick runs)
     #: what the network learns as positive: "window" (the truth label: one particle in the
     #: label's size window) or "single" (one particle of any size; the size window is then
@@ -871,7 +874,7 @@ def _judge_recipe(settings: RecipeSettings, name: str, options: dict, work: Path
                            label=(Path(settings.weights).stem if settings.weights else
                                   name + "+geometries" * settings.train_geometries + "+stray" * settings.train_stray),
                            positives=settings.positives,
-                           detect_options={"size_range": (60.0, 75.0)} if settings.size_window else {},
+                           detect_options={"size_range": SIZE_WINDOW} if settings.size_window else {},
                            scale_counts=settings.scale_counts, train_sets=train_sets,
                            weights=Path(settings.weights) if settings.weights else None)
     if settings.regimes:
