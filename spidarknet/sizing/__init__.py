@@ -64,13 +64,18 @@ strength, and a flat ``b`` does not model it: it inflated the misfit of dim sing
 size window's cut.  Each file's own background shape is measured once
 (:func:`file_background`: the ring profile of its quietest sampled frames,
 :func:`radial_background`); where it departs from a flat background, the ring sums' quality,
-misfit and signal photons are those of the fitted sphere with a flat background and that
-shape, both scaled to the frame.  Files without one (the simulator's clean frames) are fitted
-as before.
+misfit and signal photons are those of the fitted sphere with a flat background and the
+shape's two parts (:func:`~spidarknet.sizing.background.background_parts`: the beamline's
+scatter grows with the shot's fluence, the injector's ring with its gas, apart from each
+other), each scaled to the frame.  Such a fit also needs the sphere to stand
+``min_signal_z`` σ over that background alone (the ring sums' likelihood ratio): an empty
+shot whose stray light the parts explain has no sphere.  Files without a shape (the
+simulator's clean frames) are fitted as before.
 
 A fit fails, with a reason and an empty diameter, only when the frame carries no size:
 when the fit region holds no usable pixels; when the fitted sphere holds fewer than
-``min_signal_photons`` photons (empty shots); or when the best diameter is the edge of
+``min_signal_photons`` photons or (with a background shape) stands less than
+``min_signal_z`` σ over the stray light (empty shots); or when the best diameter is the edge of
 the range searched (a particle outside it).  Failures are results too: nothing is dropped.
 
 The package, one job per module (lower ones first; each imports only those above it):
