@@ -10,6 +10,8 @@ import pytest
 
 from spidarknet.cli import detect
 from spidarknet.hits import read_hits
+from spidarknet.selection.features import HIT_COLUMNS
+from spidarknet.simulate import MEASURED_LIKE_SETTINGS, simulate_file
 
 WRITER = """
 import sys, time, h5py
@@ -107,3 +109,23 @@ def test_follow_applies_the_size_window_as_frames_arrive(small_cxi, tmp_path):
     d0, d1 = followed.columns["diameter_nm"], whole.columns["diameter_nm"]
     assert np.allclose(d0, d1, equal_nan=True, atol=0.01)
     assert followed.columns["reason"] == whole.columns["reason"]
+
+
+def test_follow_fits_with_the_files_background_shape_as_detect_does(tmp_path):
+    """On a measured-like file (stray light) the followed fits have the file's background
+    shape, found once when the first chunk to fit arrives: the rows' fit columns and
+    reasons are those of detect --size-range on the finished file (with a flat background,
+    empty shots under the stray light had hundreds of signal photons)."""
+    path, followed, whole = tmp_path / "measured.cxi", tmp_path / "followed.csv", tmp_path / "whole.csv"
+    simulate_file(path, 16, seed=11, settings=MEASURED_LIKE_SETTINGS, half_detector=True)
+    assert detect.main([str(path), "--out", str(followed), "--follow", "--size-range", "60", "75", "--idle", "0.5",
+                        "--chunk", "8", "--quiet"]) == 0
+    assert detect.main([str(path), "--out", str(whole), "--size-range", "60", "75", "--jobs", "1", "--quiet"]) == 0
+    followed, whole = read_hits(followed), read_hits(whole)
+    assert [k.index for k in followed.keys] == list(range(16))
+    assert list(followed.hits) == list(whole.hits) and whole.n_hits >= 1
+    for name in HIT_COLUMNS:
+        np.testing.assert_allclose(followed.columns[name], whole.columns[name], rtol=1e-6, equal_nan=True,
+                                   err_msg=name)
+    assert followed.columns["reason"] == whole.columns["reason"]
+    assert any("stray light" in reason for reason in followed.columns["reason"])  # the shape was used
