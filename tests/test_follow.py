@@ -129,3 +129,25 @@ def test_follow_fits_with_the_files_background_shape_as_detect_does(tmp_path):
                                    err_msg=name)
     assert followed.columns["reason"] == whole.columns["reason"]
     assert any("stray light" in reason for reason in followed.columns["reason"])  # the shape was used
+
+
+def test_a_followed_file_s_background_shape_is_found_again_until_it_is_final(tmp_path):
+    """The decider asks for the file's shape with every chunk that has frames to fit until the
+    answer is final (a growing file holds the frames a batch run samples), then keeps it."""
+    from spidarknet.frames.source import FrameSource
+    from spidarknet.hits import HitList
+    from spidarknet.selection.decide import ChunkDecider
+    path = tmp_path / "small.cxi"
+    simulate_file(path, 6, seed=3, shape=(256, 256), binning=2)
+    asked = []
+
+    def background(info):
+        asked.append(info.path)
+        return None, len(asked) == 2  # final at the second asking
+
+    decider = ChunkDecider(size_range=(60.0, 75.0), background=background)
+    for chunk in FrameSource([str(path)]).chunks(2):
+        hits = HitList(list(chunk.keys), np.ones(len(chunk.keys)), np.zeros((len(chunk.keys), 4)), 0.5)
+        decider(chunk, hits)
+        assert "diameter_nm" in hits.columns and len(hits.columns["reason"]) == len(chunk.keys)
+    assert len(asked) == 2  # three chunks: asked with the first two, kept with the third

@@ -115,17 +115,20 @@ def _follow_decision(settings: DetectSettings, state: RunState, source, pre):
     """(the size range's or the selector's decision applied to each followed chunk, or None;
     the region to read: the network's crop, with the fit's region where there is a decision).
     The fits have the file's background shape, as ``detect`` fits: found from the frames
-    written when the first chunk to fit arrives (all of them on a finished file), and kept."""
+    written when a chunk to fit arrives (all of them on a finished file), found again with
+    each such chunk until the file holds the frames a batch run samples, then kept."""
     info = source.files[0]
     roi = pre.roi(info)
     if not (settings.size_range or settings.selector):
         return None, roi
     from spidarknet.detection.follow import frames_written
     from spidarknet.selection.decide import ChunkDecider
-    from spidarknet.sizing import file_background, fit_roi
+    from spidarknet.sizing import BACKGROUND_SAMPLE_FRAMES, file_background, fit_roi
 
     def background(found):
-        return file_background(source, replace(found, n_frames=frames_written(found)), decider.settings)
+        written = frames_written(found)
+        shape = file_background(source, replace(found, n_frames=written), decider.settings)
+        return shape, written >= BACKGROUND_SAMPLE_FRAMES
 
     decider = ChunkDecider(size_range=settings.size_range, selector=state.selector, background=background)
     fit = fit_roi(info, decider.settings)

@@ -101,12 +101,13 @@ class ChunkDecider:
 
     ``background`` finds the file's background shape (see
     :func:`~spidarknet.sizing.file_background`; None: a flat background) from the chunk's
-    file: it is asked once, when the first chunk with frames to fit arrives (a file still
-    being written: from the frames written by then), and the shape is kept for the rest of
+    file, and says whether it is final: it is asked when a chunk with frames to fit arrives
+    (a file still being written: from the frames written by then) until it says so (once the
+    file holds the frames a batch run samples), and the last shape is kept for the rest of
     the run.  Without it the fits have a flat background."""
 
     def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None,
-                 background: Callable[[FileInfo], RadialBackground | None] | None = None):
+                 background: Callable[[FileInfo], tuple[RadialBackground | None, bool]] | None = None):
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
@@ -119,8 +120,9 @@ class ChunkDecider:
     def __call__(self, chunk: FrameChunk, hits: HitList) -> None:
         index = np.flatnonzero(hits.hits)
         if len(index) and self._find_background is not None:
-            self.background = self._find_background(chunk.info)
-            self._find_background = None  # once per run
+            self.background, final = self._find_background(chunk.info)
+            if final:
+                self._find_background = None  # kept for the rest of the run
         valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[index]
         results = size_frames(chunk.data[index], valid, chunk.origin, chunk.info.geometry,
                               [hits.keys[i] for i in index], self.settings, self.regions, self.background)

@@ -110,7 +110,7 @@ from spidarknet.sizing.formfactor import (SPHERE_FIRST_ZERO_X, SUBPIXEL_FRINGE_S
                                           pixel_weight, ring_q_inv_m, subpixels_for)
 from spidarknet.sizing.frame_fit import SizeResult, fit_frame_sphere, fit_roi, r_max_px, reach_photons, size_frame
 from spidarknet.sizing.pixel_fit import LATTICE_MIN_PIXELS, LATTICE_TOLERANCE
-from spidarknet.sizing.background import RadialBackground, radial_background
+from spidarknet.sizing.background import BACKGROUND_SAMPLE_FRAMES, RadialBackground, radial_background
 from spidarknet.sizing.pool import default_jobs, estimate_sizes, file_background, size_frames, summary_line
 from spidarknet.sizing.profile_fit import SphereFit, fit_sphere
 from spidarknet.sizing.second_particle import (SECOND_PARTICLE_MIN_SEPARATION, SECOND_PARTICLE_Z_PER_ROOT_PHOTON,
@@ -122,7 +122,7 @@ from spidarknet.sizing.table import SIZE_COLUMNS, SizeRow, read_sizes, write_siz
 from spidarknet.sizing.window import select_size_window, sizes_for, window_verdicts
 
 __all__ = [
-    "CENTRE_PIXEL_M", "ICOSAHEDRON_SPHERE_DIAMETER_RATIO", "LATTICE_MIN_PIXELS", "LATTICE_TOLERANCE",
+    "BACKGROUND_SAMPLE_FRAMES", "CENTRE_PIXEL_M", "ICOSAHEDRON_SPHERE_DIAMETER_RATIO", "LATTICE_MIN_PIXELS", "LATTICE_TOLERANCE",
     "RING_SEARCH_CELLS", "SECOND_PARTICLE_MIN_SEPARATION",
     "SECOND_PARTICLE_Z_PER_ROOT_PHOTON", "SHAPE_ERROR_PER_ROOT_MISFIT", "SIZE_COLUMNS",
     "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X",
