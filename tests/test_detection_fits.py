@@ -6,7 +6,7 @@ import pytest
 
 from spidarknet.cli import detect
 from spidarknet.detection.fits import ScreenedFits, _compressed
-from spidarknet.detection.parallel import detect_parallel
+from spidarknet.detection.parallel import detect_parallel, shared_backgrounds
 from spidarknet.engine.model import builtin_weights, load_model
 from spidarknet.frames.source import FrameSource, GeometryOverrides
 from spidarknet.frames.options import FrameOptions
@@ -36,6 +36,11 @@ def test_workers_fit_the_screened_frames_as_a_separate_fit_would(tmp_path, compr
         moved = FrameSource([str(path)], geometry=GeometryOverrides(centre_px=(cx + 6.0, cy)))
         assert file_background(moved, moved.files[0], SizingSettings()) is not shape
         assert file_background(source, source.files[0], SizingSettings()) is shape
+        # found once in the parent where workers share the file, and sent to them
+        key = (source.files[0].path, source.files[0].dataset)
+        found = shared_backgrounds(source, [[key[0]], [key[0]]], SizingSettings())
+        assert list(found) == [key] and found[key] is shape
+        assert shared_backgrounds(source, [[key[0]], []], SizingSettings()) == {}
     settings = DetectSettings(FrameOptions([str(path)]), out="unused.csv", chunk=8, weights=str(builtin_weights()))
     fits = ScreenedFits()
     model.threshold = screen

@@ -22,7 +22,7 @@ def _pixels(n=5000, seed=3):
     return x, y, values
 
 
-@pytest.mark.parametrize("subpixels", [1, 2])
+@pytest.mark.parametrize("subpixels", [1, 2, 4])
 def test_pixel_pass_gives_the_numpy_model_and_its_sums(subpixels):
     x, y, values = _pixels()
     optics = _Optics(OPTICS.pixel_m, OPTICS.distance_m, OPTICS.wavelength_m, subpixels)
@@ -43,7 +43,7 @@ def test_pixel_pass_gives_the_numpy_model_and_its_sums(subpixels):
         float(values[lit_index] @ np.log(expected_mu[lit_index])), rel=1e-12)
 
 
-@pytest.mark.parametrize("subpixels", [1, 2])
+@pytest.mark.parametrize("subpixels", [1, 2, 4])
 def test_model_sums_and_photon_pass_are_the_full_pass_parts(subpixels):
     """The cheaper passes of the lattice's steps: the model's sums over all pixels, and the
     photons' terms over the pixels holding photons, as the full pass gives them."""

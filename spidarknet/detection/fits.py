@@ -35,12 +35,15 @@ class ScreenedFits:
     """Sphere fits of the frames scoring at least a threshold, chunk by chunk.
 
     ``results`` holds one :class:`~spidarknet.sizing.SizeResult` per fitted frame (without
-    its profile), ``seconds`` the wall time spent fitting here."""
+    its profile), ``seconds`` the wall time spent fitting here; ``backgrounds``, the files'
+    background shapes found already (:func:`~spidarknet.sizing.file_background`), by (path,
+    dataset): a file's is found here where it is not among them."""
 
     def __init__(self, settings: SizingSettings | None = None):
         self.settings = (settings or SizingSettings()).check()
         self.results: list[SizeResult] = []
         self.seconds = 0.0
+        self.backgrounds: dict = {}
         self._regions: dict = {}
 
     def roi(self, network_roi: Callable[[FileInfo], Roi]) -> Callable[[FileInfo], Roi]:
@@ -69,7 +72,9 @@ class ScreenedFits:
         else:
             frames = source.select({chunk.info.path: chunk.indices[index]})
             parts = frames.chunks(len(index), roi=lambda info: fit_roi(info, self.settings))
-        background = file_background(source, chunk.info, self.settings)
+        key = (chunk.info.path, chunk.info.dataset)
+        background = (self.backgrounds[key] if key in self.backgrounds
+                      else file_background(source, chunk.info, self.settings))
         for part in parts:
             self.results.extend(size_frames(part.data, part.valid, part.origin, part.info.geometry, part.keys,
                                             self.settings, self._regions, background))

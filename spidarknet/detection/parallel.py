@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,7 +31,7 @@ from spidarknet.frames.euxfel import source_from_spec
 from spidarknet.frames.source import FrameSource
 from spidarknet.hits import HitList, join_columns
 from spidarknet.preprocess import Preprocessing
-from spidarknet.sizing import SizeResult, SizingSettings
+from spidarknet.sizing import SizeResult, SizingSettings, file_background
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ def serve(conn) -> None:
     # this process is the crash barrier: load darknet here, one thread per worker
     with OpenedDetector(model, job.backend, batch=job.batch, threads=1, isolate=False,
                         libdarknet=job.libdarknet, gpu=job.gpu) as detector:
+        if fits is not None:   # the background shapes of the files that other workers share
+            fits.backgrounds.update(conn.recv())
         # a PartialResult (the engine failed part-way) goes back whole, with the frames scored
         hits, times = detect_frames(source, settings, detector, job.threshold, prefilter=prefilter,
                                     chunk_frames=job.chunk, on_chunk=lambda n: conn.send(Progress(n)), fits=fits)
@@ -124,6 +127,10 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
     pool = Pool("spidarknet.detection.parallel:serve", shards, label="detection worker {number} of {count}",
                 error=EngineError, quick_exit=True)
     try:
+        if job.fit is not None:   # while the workers start
+            backgrounds = shared_backgrounds(source, [shard.source["inputs"] for shard in shards], job.fit)
+            for index in range(len(shards)):
+                pool.send(index, backgrounds)
         for index, message in pool.replies():
             if isinstance(message, Progress):
                 if on_chunk is not None:
@@ -150,6 +157,16 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
               "prefilter %.2f s, inference %.2f s", len(shards), len(hits), times.total, times.read,
               times.preprocess, times.prefilter, times.inference)
     return hits, times
+
+
+def shared_backgrounds(source: FrameSource, inputs: list[list[str]], settings: SizingSettings) -> dict:
+    """The background shapes (:func:`~spidarknet.sizing.file_background`) of the files of
+    ``source`` that more than one worker reads (``inputs``: each worker's files), by (path,
+    dataset): found once here rather than by each of them (its sample is read whatever a
+    worker's share of the file); a worker finds those of its own files itself."""
+    counts = Counter(path for paths in inputs for path in paths)
+    return {(info.path, info.dataset): file_background(source, info, settings)
+            for info in source.files if counts[info.path] > 1}
 
 
 def join_shards(parts: list[HitList], threshold: float, prefilter: dict | None = None) -> HitList:
