@@ -56,7 +56,7 @@ def _print(selector, out: str) -> None:
           f"(68 % interval {f['f1_interval_68'][0]:.3f}-{f['f1_interval_68'][1]:.3f}, 95 % "
           f"{f['f1_interval_95'][0]:.3f}-{f['f1_interval_95'][1]:.3f}); the network screens at "
           f"{selector.screen:.3g}")
-    print("weights (standardised feature z, and z²):")
+    print("weights (standardised feature z, and z²; ordered counting each feature's hinges too):")
     for name, linear, square in selector.weight_table():
         print(f"  {name:<30s} {linear:+.3f} {square:+.3f}")
     print(f"wrote {out}; apply it with: spidarknet detect FILES --selector {out} --out hits.csv")
