@@ -1,5 +1,6 @@
 """The evidence for a second particle's fringes in the residual of a fitted single (one FFT
-of the pixels' weighted residual), and the size window's cut on it."""
+of the pixels' weighted residual), and the size window's cut on it (from the particle's
+photons beyond its first minimum)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spidarknet.sizing.formfactor import _Optics
+from spidarknet.sizing.formfactor import SPHERE_FIRST_ZERO_X, _Optics
 from spidarknet.sizing.region import _FitPixels, _kernels
 
 
@@ -29,18 +30,46 @@ SECOND_PARTICLE_MIN_SEPARATION = 1.25
 SIZE_WINDOW_MAX_SECOND_PARTICLE_Z = 5.0
 
 
-#: ... widened on bright frames by this times √(signal photons), in quadrature: a particle
-#: that is not quite a sphere leaves a residual that grows with its photons (single
-#: icosahedra on the development files: z up to 5.1 at 25,000 photons, 6.7 at 100,000,
-#: where the cut is 6.4 and 9.3; multiples there gave 11-60 and 37-240)
+#: ... widened on bright frames by this times √N, in quadrature, N the fitted particle's
+#: photons beyond its pattern's first minimum (:func:`shape_photons`): a particle that is not
+#: quite a sphere leaves a residual that grows with its photons (single icosahedra on the
+#: development files: z up to 5.1 at 25,000 photons, 6.7 at 100,000, where the cut is 6.4
+#: and 9.3; multiples there gave 11-60 and 37-240)
 SECOND_PARTICLE_Z_PER_ROOT_PHOTON = 0.025
 
 
-def second_particle_cut(signal_photons) -> np.ndarray:
-    """The ``second_particle_z`` above which a size window drops a fit of that many signal
-    photons: ``hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON √N)``."""
-    n = np.maximum(np.nan_to_num(np.asarray(signal_photons, dtype=np.float64)), 0.0)
+def second_particle_cut(photons) -> np.ndarray:
+    """The ``second_particle_z`` above which a size window drops a fit whose particle has
+    ``photons`` beyond its first minimum (:func:`shape_photons`; a size table without
+    them gives its signal photons):
+    ``hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON √N)``."""
+    n = np.maximum(np.nan_to_num(np.asarray(photons, dtype=np.float64)), 0.0)
     return np.hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON * np.sqrt(n))
+
+
+def window_cuts(cuts, signal_photons) -> np.ndarray:
+    """Each fit's ``second_particle_cut`` where known, else (an older size table, which
+    lacks it) :func:`second_particle_cut` of its signal photons."""
+    cuts = np.asarray(cuts, dtype=np.float64)
+    return np.where(np.isfinite(cuts), cuts, second_particle_cut(signal_photons))
+
+
+def shape_photons(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
+                  centre_xy: Sequence[float], diameter_m: float) -> float:
+    """The fitted particle's photons (``μ − b``) on the pixels beyond its pattern's first
+    minimum (``q d/2 >`` :data:`~spidarknet.sizing.formfactor.SPHERE_FIRST_ZERO_X` about the
+    fitted centre), what the bright allowance of :func:`second_particle_cut` counts.
+
+    Within the first minimum every compact particle scatters as the sphere of its volume
+    (Guinier), so the residual of a shape lies beyond it.  Counting only those photons, the
+    allowance stays the shape's where a small beam stop (in q) lets the central peak onto the
+    detector: singles on 8 x 8-binned pixels at 0.581 m have some 480,000 signal photons but
+    29,000 beyond the minimum (the pnCCD at 0.125 m, whose beam stop hides the peak: 22,500 of
+    either), and their z stays below 3.9 (docs/recipe.md, "Ninth session")."""
+    x, y = pixels.offsets(centre_xy)
+    radius = np.sqrt(x.astype(np.float64) ** 2 + y.astype(np.float64) ** 2)
+    beyond = optics.q_inv_m(radius) * (0.5 * diameter_m) > SPHERE_FIRST_ZERO_X
+    return float(np.sum(mu - background, where=beyond))
 
 
 def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
