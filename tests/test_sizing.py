@@ -465,6 +465,26 @@ def test_a_size_table_carries_the_cut_and_an_older_one_falls_back_to_signal_phot
     assert counts_older["second_particle"] == several_older < several
 
 
+def test_row_stripes_are_not_read_as_a_second_particle():
+    """A facility's common-mode correction leaves each row of a readout block (16 written
+    pixels of an 8 x 8-binned pnCCD) off by its own offset where the pattern fills the row:
+    fringes along the rows, which the second-particle search leaves out (z 5.4 before)."""
+    from spidarknet.sizing.formfactor import _Optics
+    from spidarknet.sizing.region import _FitPixels
+    from spidarknet.sizing.second_particle import second_particle_z
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:128, 0:128] - 63.5
+    r = np.hypot(xx, yy)
+    mu = 0.2 + 40.0 * np.exp(-(r / 18.0) ** 2)
+    stripes = rng.choice([-3, 3], size=(128, 8)).repeat(16, axis=1) * (mu > 5)
+    optics = _Optics(600e-6, 0.581, 0.7749e-9)
+    for counts in (rng.poisson(mu), np.maximum(rng.poisson(mu) + stripes, 0)):
+        pixels = _FitPixels(counts.astype(np.uint16), r > 3, (0, 0), (63.5, 63.5), 3.0, 60.0, 1.0)
+        z, _, _ = second_particle_z(pixels, optics, mu[pixels.region.rows, pixels.region.cols], 0.2, (63.5, 63.5),
+                                    70e-9)
+        assert z < 4.5
+
+
 def test_empty_frames_fail_with_a_reason_and_keep_their_rows(tmp_path, capsys):
     empty = tmp_path / "empty.cxi"
     simulate_file(empty, 4, seed=3, fractions={"empty": 1.0})

@@ -20,7 +20,7 @@ from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
 from spidarknet.sizing.pixel_fit import _fisher_scoring
 from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
 from spidarknet.sizing.region import _FitPixels, _kernels
-from spidarknet.sizing.second_particle import second_particle_cut, second_particle_z, shape_photons
+from spidarknet.sizing.second_particle import second_particle_cut, second_particle_z
 from spidarknet.sizing.settings import SizingSettings
 
 
@@ -88,9 +88,8 @@ def _test_second_particle(fit: SphereFit, pixels: _FitPixels, optics: _Optics, m
     """``fit``'s second-particle z, the separation it found, the window's cut on it (from
     the particle's photons beyond its first minimum) and the test's CPU seconds."""
     started = time.thread_time()
-    fit.second_particle_z, fit.second_particle_separation_m = second_particle_z(
+    fit.second_particle_z, fit.second_particle_separation_m, photons = second_particle_z(
         pixels, optics, mu, background, centre_xy, diameter_m)
-    photons = shape_photons(pixels, optics, mu, background, centre_xy, diameter_m)
     fit.second_particle_cut = float(second_particle_cut(photons))
     fit.second_particle_cpu_s = time.thread_time() - started
 
