@@ -10,6 +10,8 @@ import pytest
 
 from spidarknet.cli import detect
 from spidarknet.hits import read_hits
+from spidarknet.selection.features import HIT_COLUMNS
+from spidarknet.simulate import MEASURED_LIKE_SETTINGS, simulate_file
 
 WRITER = """
 import sys, time, h5py
@@ -107,3 +109,45 @@ def test_follow_applies_the_size_window_as_frames_arrive(small_cxi, tmp_path):
     d0, d1 = followed.columns["diameter_nm"], whole.columns["diameter_nm"]
     assert np.allclose(d0, d1, equal_nan=True, atol=0.01)
     assert followed.columns["reason"] == whole.columns["reason"]
+
+
+def test_follow_fits_with_the_files_background_shape_as_detect_does(tmp_path):
+    """On a measured-like file (stray light) the followed fits have the file's background
+    shape, found once when the first chunk to fit arrives: the rows' fit columns and
+    reasons are those of detect --size-range on the finished file (with a flat background,
+    empty shots under the stray light had hundreds of signal photons)."""
+    path, followed, whole = tmp_path / "measured.cxi", tmp_path / "followed.csv", tmp_path / "whole.csv"
+    simulate_file(path, 16, seed=11, settings=MEASURED_LIKE_SETTINGS, half_detector=True)
+    assert detect.main([str(path), "--out", str(followed), "--follow", "--size-range", "60", "75", "--idle", "0.5",
+                        "--chunk", "8", "--quiet"]) == 0
+    assert detect.main([str(path), "--out", str(whole), "--size-range", "60", "75", "--jobs", "1", "--quiet"]) == 0
+    followed, whole = read_hits(followed), read_hits(whole)
+    assert [k.index for k in followed.keys] == list(range(16))
+    assert list(followed.hits) == list(whole.hits) and whole.n_hits >= 1
+    for name in HIT_COLUMNS:
+        np.testing.assert_allclose(followed.columns[name], whole.columns[name], rtol=1e-6, equal_nan=True,
+                                   err_msg=name)
+    assert followed.columns["reason"] == whole.columns["reason"]
+    assert any("stray light" in reason for reason in followed.columns["reason"])  # the shape was used
+
+
+def test_a_followed_file_s_background_shape_is_found_again_until_it_is_final(tmp_path):
+    """The decider asks for the file's shape with every chunk that has frames to fit until the
+    answer is final (a growing file holds the frames a batch run samples), then keeps it."""
+    from spidarknet.frames.source import FrameSource
+    from spidarknet.hits import HitList
+    from spidarknet.selection.decide import ChunkDecider
+    path = tmp_path / "small.cxi"
+    simulate_file(path, 6, seed=3, shape=(256, 256), binning=2)
+    asked = []
+
+    def background(info):
+        asked.append(info.path)
+        return None, len(asked) == 2  # final at the second asking
+
+    decider = ChunkDecider(size_range=(60.0, 75.0), background=background)
+    for chunk in FrameSource([str(path)]).chunks(2):
+        hits = HitList(list(chunk.keys), np.ones(len(chunk.keys)), np.zeros((len(chunk.keys), 4)), 0.5)
+        decider(chunk, hits)
+        assert "diameter_nm" in hits.columns and len(hits.columns["reason"]) == len(chunk.keys)
+    assert len(asked) == 2  # three chunks: asked with the first two, kept with the third

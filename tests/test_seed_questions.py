@@ -146,7 +146,7 @@ def test_a_selection_is_judged_by_the_mean_over_its_starts(tmp_path, dragonfly_e
     HitList([FrameKey(str(cxi), "/entry_1/data_1/data", i) for i in range(120)], np.ones(120),
             np.zeros((120, 4)), 0.5).write_csv(hits)
     config = sq.SeedConfig(workdir=tmp_path, recon_iterations=3, recon_num_div=2, recon_q_max=0.45,
-                           recon_seeds=(0, 1), progress=False)
+                           recon_seeds=(0, 1))
     out = sq._reconstruct(hits, tmp_path / "recon" / "all", TruthModel("icosahedron", 70.0), config)
     assert (tmp_path / "recon" / "all" / "seed0" / "intensity.h5").exists()
     assert (tmp_path / "recon" / "all" / "seed1" / "intensity.h5").exists()

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                         export_options={"max_batches": args.max_batches},
                         recon_iterations=args.iterations, recon_seeds=tuple(range(args.starts)),
                         reconstruct=not args.no_reconstruct,
-                        progress=not args.quiet, feedback=cli.Console(args.quiet))
+                        feedback=cli.Console(args.quiet))
     result = run_seed_questions(config, say=lambda line: print(line, flush=True))
     print(format_result(result))
     print(f"wrote {Path(args.workdir) / 'seed-questions.json'}")

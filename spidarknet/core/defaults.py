@@ -31,6 +31,10 @@ READ_CHUNK_FRAMES: int = 32
 #: frames sized at a time (``size --chunk``, :func:`spidarknet.sizing.estimate_sizes`)
 SIZE_CHUNK_FRAMES: int = 16
 
+#: the diameters (nm) of the particle whose single hits the simulator labels positive
+#: (``simulate --label-range``): PR772's; the benchmarks judge the pipeline with this size window
+LABEL_RANGE_NM: tuple = (60.0, 75.0)
+
 #: frames simulated and written at a time (``simulate --chunk-frames``,
 #: :func:`spidarknet.simulate.simulate_file`)
 SIMULATE_CHUNK_FRAMES: int = 16

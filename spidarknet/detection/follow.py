@@ -63,6 +63,21 @@ def follow_chunks(info: FileInfo, roi: Roi | None, chunk_frames: int, *, start: 
                 sleep(poll_s)
 
 
+def frames_written(info: FileInfo) -> int:
+    """The frames of ``info``'s dataset written by now (with their per-frame masks, where
+    the file has them), as :func:`follow_chunks` counts them."""
+    import h5py
+    try:
+        handle = h5py.File(info.path, "r", swmr=True)
+    except OSError as exc:
+        raise InputError(f"cannot open {info.path} for following: {exc}") from None
+    with handle:
+        written = handle[info.dataset].shape[0]
+        if info.mask_dataset:
+            written = min(written, handle[info.mask_dataset].shape[0])
+    return int(written)
+
+
 class RowAppender:
     """A hit-list CSV that grows by complete rows."""
 

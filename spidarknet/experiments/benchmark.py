@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from spidarknet.core.errors import EngineError, InputError
+from spidarknet.core.defaults import LABEL_RANGE_NM
 
 
 PROBE = """
@@ -197,7 +198,7 @@ def bench_variants(backends: list[str], cores: int) -> list[tuple[str, dict | No
             for jobs in sorted({1, cores}):
                 variants.append((f"cascade x{jobs}", {"backend": "opencv", "jobs": jobs}))
         elif backend == "window":
-            variants.append((f"window x{cores}", {"backend": "opencv", "jobs": cores, "size_range": [60.0, 75.0]}))
+            variants.append((f"window x{cores}", {"backend": "opencv", "jobs": cores, "size_range": list(LABEL_RANGE_NM)}))
         else:
             for jobs in sorted({1, cores}):
                 variants.append((f"{backend} x{jobs}", {"backend": backend, "jobs": jobs, "no_prefilter": True}))

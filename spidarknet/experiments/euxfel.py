@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from spidarknet.api import detect, load_model, open_frames
-from spidarknet.core.defaults import DETECT_CHUNK_FRAMES
+from spidarknet.core.defaults import DETECT_CHUNK_FRAMES, LABEL_RANGE_NM as SIZE_WINDOW
 from spidarknet.detection.local import lit_pixel_pass, lit_pixels
 from spidarknet.frames.euxfel import values_file
 from spidarknet.preprocess import Preprocessor
@@ -40,7 +40,6 @@ from spidarknet.simulate.agipd import AgipdRunSettings, simulate_agipd_run
 
 KINDS = ("single", "multiple", "empty", "aggregate", "droplet", "tiny")
 LIT_K = 3.0
-SIZE_WINDOW = (60.0, 75.0)
 #: a sparse mix of shots, nearer a real run's hit rate
 SPARSE = {"empty": 0.85, "single": 0.06, "multiple": 0.03, "aggregate": 0.02, "droplet": 0.01, "tiny": 0.03}
 MIXES = {"default": None, "sparse": SPARSE}

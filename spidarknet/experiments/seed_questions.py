@@ -124,8 +124,8 @@ class SeedConfig:
     recon_q_max: float | None = 0.6
     bootstrap: int = 1000
     reconstruct: bool = True
-    progress: bool = True
-    #: the progress and warnings of export, train and detect (silent: logged)
+    #: the progress and warnings of export, train, detect and the reconstructions (silent:
+    #: logged, and no bar)
     feedback: Feedback = field(default=SILENT, repr=False, compare=False)
 
 
@@ -357,7 +357,7 @@ def _reconstruct(hit_list: Path, out: Path, truth, config: SeedConfig) -> dict:
             folder.parent.mkdir(parents=True, exist_ok=True)
             reconstruct(str(hit_list), folder, binning=config.recon_binning, q_max_inv_nm=config.recon_q_max,
                         num_div=config.recon_num_div, iterations=config.recon_iterations, seed=seed,
-                        force=True, progress=config.progress)
+                        force=True, progress=not config.feedback.quiet)
         judged.append(_judge_one(folder, truth))
     q = min((j["q_inv_nm"] for j in judged), key=len)          # the shells every seed measured
     cc = np.array([np.interp(q, j["q_inv_nm"], j["cc"]) for j in judged])

@@ -597,20 +597,20 @@ class FrameSource:
     def select(self, wanted: dict[str, np.ndarray]) -> "FrameSource":
         """A new source of the given frame indices per file path (sorted, unique) among this
         one's; this source is left as it is (nothing is read again)."""
-        new = copy.copy(self)
-        new.paths = list(self.paths)
-        new._spec = dict(self._spec)
-        new.files = [dataclasses.replace(info, indices=np.intersect1d(
-            info.indices, np.asarray(wanted.get(info.path, []), dtype=np.int64))) for info in self.files]
-        return new
+        return self._with(self.paths, [dataclasses.replace(info, indices=np.intersect1d(
+            info.indices, np.asarray(wanted.get(info.path, []), dtype=np.int64))) for info in self.files])
 
     def any_frames(self, info: FileInfo, indices: np.ndarray) -> "FrameSource":
         """A new source of the frames ``indices`` (sorted, unique) of this source's file
         ``info``, whatever this one selects of it (a file-wide sample); nothing is read."""
+        return self._with([info.path], [dataclasses.replace(info, indices=np.asarray(indices, dtype=np.int64))])
+
+    def _with(self, paths: list[str], files: list[FileInfo]) -> "FrameSource":
+        """A copy of this source (the same reader settings) of these paths and files."""
         new = copy.copy(self)
-        new.paths = [info.path]
+        new.paths = list(paths)
         new._spec = dict(self._spec)
-        new.files = [dataclasses.replace(info, indices=np.asarray(indices, dtype=np.int64))]
+        new.files = files
         return new
 
     def select_keys(self, keys: Iterable[FrameKey]) -> "FrameSource":

@@ -23,13 +23,14 @@ def follow(settings: DetectSettings, state: RunState) -> DetectResult:
     for ``settings.idle`` seconds (or Ctrl-C: the result says ``interrupted``)."""
     from spidarknet.detection.follow import RowAppender, append_scored, follow_chunks
     from spidarknet.preprocess import Preprocessor
-    info, model, prefilter, start = _prepare(settings, state)
+    source, model, prefilter, start = _prepare(settings, state)
+    info = source.files[0]
     pre = Preprocessor(model.preprocessing)
     gate = PrefilterGate(prefilter, model.preprocessing) if prefilter is not None else None
     checks = FrameChecks()
     rejected = 0
     backend = resolve_auto(settings.libdarknet) if settings.backend == "auto" else settings.backend
-    decider, roi = _follow_decision(settings, state, info, pre)
+    decider, roi = _follow_decision(settings, state, source, pre)
     appender = RowAppender(settings.out, model.threshold, decider.columns if decider is not None else ())
     page = _start_monitor(settings, state, appender) if settings.monitor else None
     started = time.perf_counter()
@@ -55,8 +56,8 @@ def follow(settings: DetectSettings, state: RunState) -> DetectResult:
 
 
 def _prepare(settings: DetectSettings, state: RunState):
-    """The checks of --follow (those of the options are done); the file followed, the model,
-    the prefilter and the first frame."""
+    """The checks of --follow (those of the options are done); the source of the file
+    followed, the model, the prefilter and the first frame."""
     from spidarknet.frames.euxfel import is_run_input
     if is_run_input(settings.frames.inputs[0]):
         raise InputError("--follow reads one growing CXI/HDF5 file; a European XFEL run is scored once written "
@@ -69,9 +70,9 @@ def _prepare(settings: DetectSettings, state: RunState):
             raise InputError(f"hit list {settings.out} already exists; use --force to replace it")
         os.unlink(settings.out)
     check_destination(settings.out, False, "hit list")
-    info = open_source(replace(settings.frames, frames=None)).files[0]
+    source = open_source(replace(settings.frames, frames=None))
     say_builtin_model(settings, state, None)
-    return info, model, prefilter, start
+    return source, model, prefilter, start
 
 
 def _start_monitor(settings: DetectSettings, state: RunState, appender):
@@ -110,15 +111,26 @@ def _stop_monitor(page) -> None:
     page.stdout.close()
 
 
-def _follow_decision(settings: DetectSettings, state: RunState, info, pre):
+def _follow_decision(settings: DetectSettings, state: RunState, source, pre):
     """(the size range's or the selector's decision applied to each followed chunk, or None;
-    the region to read: the network's crop, with the fit's region where there is a decision)."""
+    the region to read: the network's crop, with the fit's region where there is a decision).
+    The fits have the file's background shape, as ``detect`` fits: found from the frames
+    written when a chunk to fit arrives (all of them on a finished file), found again with
+    each such chunk until the file holds the frames a batch run samples, then kept."""
+    info = source.files[0]
     roi = pre.roi(info)
     if not (settings.size_range or settings.selector):
         return None, roi
+    from spidarknet.detection.follow import frames_written
     from spidarknet.selection.decide import ChunkDecider
-    from spidarknet.sizing import fit_roi
-    decider = ChunkDecider(size_range=settings.size_range, selector=state.selector)
+    from spidarknet.sizing import BACKGROUND_SAMPLE_FRAMES, file_background, fit_roi
+
+    def background(found):
+        written = frames_written(found)
+        shape = file_background(source, replace(found, n_frames=written), decider.settings)
+        return shape, written >= BACKGROUND_SAMPLE_FRAMES
+
+    decider = ChunkDecider(size_range=settings.size_range, selector=state.selector, background=background)
     fit = fit_roi(info, decider.settings)
     union = (min(roi[0], fit[0]), max(roi[1], fit[1]), min(roi[2], fit[2]), max(roi[3], fit[3]))
     return decider, union

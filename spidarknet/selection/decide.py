@@ -13,11 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from spidarknet.frames.source import FrameChunk, FrameSource
+from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource
 from spidarknet.hits import HitList
 from spidarknet.selection.features import HIT_COLUMNS, Measured, measure, measured_from
 from spidarknet.selection.selector import Selector
-from spidarknet.sizing import SIZE_WINDOW_MAX_MISFIT, SizingSettings, size_frames, window_cuts, window_verdicts
+from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, RadialBackground, SizingSettings, size_frames, window_cuts,
+                               window_verdicts)
 
 
 def window_reasons(measured: Measured, size_range: Sequence[float],
@@ -96,20 +97,34 @@ def apply_measured(hits: HitList, measured: Measured, size_range, selector: Sele
 class ChunkDecider:
     """The window or the selector applied chunk by chunk (``detect --follow``): the frames of
     a chunk that the network lets through are fitted here, from the chunk's own pixels
-    (read with :func:`~spidarknet.sizing.fit_roi`'s region), as they arrive."""
+    (read with :func:`~spidarknet.sizing.fit_roi`'s region), as they arrive.
 
-    def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None):
+    ``background`` finds the file's background shape (see
+    :func:`~spidarknet.sizing.file_background`; None: a flat background) from the chunk's
+    file, and says whether it is final: it is asked when a chunk with frames to fit arrives
+    (a file still being written: from the frames written by then) until it says so (once the
+    file holds the frames a batch run samples), and the last shape is kept for the rest of
+    the run.  Without it the fits have a flat background."""
+
+    def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None,
+                 background: Callable[[FileInfo], tuple[RadialBackground | None, bool]] | None = None):
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
         self.settings = SizingSettings()
         self.regions: dict = {}
         self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
+        self._find_background = background
+        self.background: RadialBackground | None = None
 
     def __call__(self, chunk: FrameChunk, hits: HitList) -> None:
         index = np.flatnonzero(hits.hits)
+        if len(index) and self._find_background is not None:
+            self.background, final = self._find_background(chunk.info)
+            if final:
+                self._find_background = None  # kept for the rest of the run
         valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[index]
         results = size_frames(chunk.data[index], valid, chunk.origin, chunk.info.geometry,
-                              [hits.keys[i] for i in index], self.settings, self.regions)
+                              [hits.keys[i] for i in index], self.settings, self.regions, self.background)
         measured = measured_from(hits.keys, hits.scores, index, results, [chunk.info])
         apply_measured(hits, measured, self.size_range, self.selector)

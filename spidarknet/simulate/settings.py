@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spidarknet.core.defaults import LABEL_RANGE_NM
 from spidarknet.core.errors import ConfigError
 from spidarknet.simulate.detector import PNCCD, PnCCD
 from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
@@ -83,7 +84,7 @@ class SimulationSettings:
     #: diameters of the sample's particles (nm): singles and the members of multiples
     size_range_nm: tuple = (55.0, 80.0)
     #: diameters (nm, inclusive) of a single particle that count as a positive
-    label_range_nm: tuple = (60.0, 75.0)
+    label_range_nm: tuple = LABEL_RANGE_NM
     #: share of singles drawn outside the label range (None: as the uniform draw over
     #: ``size_range_nm`` falls, 40 % with the defaults)
     off_size_fraction: float | None = None

@@ -65,13 +65,18 @@ strength, and a flat ``b`` does not model it: it inflated the misfit of dim sing
 size window's cut.  Each file's own background shape is measured once
 (:func:`file_background`: the ring profile of its quietest sampled frames,
 :func:`radial_background`); where it departs from a flat background, the ring sums' quality,
-misfit and signal photons are those of the fitted sphere with a flat background and that
-shape, both scaled to the frame.  Files without one (the simulator's clean frames) are fitted
-as before.
+misfit and signal photons are those of the fitted sphere with a flat background and the
+shape's two parts (:func:`~spidarknet.sizing.background.background_parts`: the beamline's
+scatter grows with the shot's fluence, the injector's ring with its gas, apart from each
+other), each scaled to the frame.  Such a fit also needs the sphere to stand
+``min_signal_z`` σ over that background alone (the ring sums' likelihood ratio): an empty
+shot whose stray light the parts explain has no sphere.  Files without a shape (the
+simulator's clean frames) are fitted as before.
 
 A fit fails, with a reason and an empty diameter, only when the frame carries no size:
 when the fit region holds no usable pixels; when the fitted sphere holds fewer than
-``min_signal_photons`` photons (empty shots); or when the best diameter is the edge of
+``min_signal_photons`` photons or (with a background shape) stands less than
+``min_signal_z`` σ over the stray light (empty shots); or when the best diameter is the edge of
 the range searched (a particle outside it).  Failures are results too: nothing is dropped.
 
 The package, one job per module (lower ones first; each imports only those above it):
@@ -106,7 +111,7 @@ from spidarknet.sizing.formfactor import (SPHERE_FIRST_ZERO_X, SUBPIXEL_FRINGE_S
                                           pixel_weight, ring_q_inv_m, subpixels_for)
 from spidarknet.sizing.frame_fit import SizeResult, fit_frame_sphere, fit_roi, r_max_px, reach_photons, size_frame
 from spidarknet.sizing.pixel_fit import LATTICE_MIN_PIXELS, LATTICE_TOLERANCE
-from spidarknet.sizing.background import RadialBackground, radial_background
+from spidarknet.sizing.background import BACKGROUND_SAMPLE_FRAMES, RadialBackground, radial_background
 from spidarknet.sizing.pool import default_jobs, estimate_sizes, file_background, size_frames, summary_line
 from spidarknet.sizing.profile_fit import SphereFit, fit_sphere
 from spidarknet.sizing.second_particle import (ROW_STRIPE_CYCLES_PER_PIXEL, SECOND_PARTICLE_MIN_SEPARATION,
@@ -119,7 +124,7 @@ from spidarknet.sizing.table import SIZE_COLUMNS, SizeRow, read_sizes, write_siz
 from spidarknet.sizing.window import select_size_window, sizes_for, window_verdicts
 
 __all__ = [
-    "CENTRE_PIXEL_M", "ICOSAHEDRON_SPHERE_DIAMETER_RATIO", "LATTICE_MIN_PIXELS", "LATTICE_TOLERANCE",
+    "BACKGROUND_SAMPLE_FRAMES", "CENTRE_PIXEL_M", "ICOSAHEDRON_SPHERE_DIAMETER_RATIO", "LATTICE_MIN_PIXELS", "LATTICE_TOLERANCE",
     "RING_SEARCH_CELLS", "ROW_STRIPE_CYCLES_PER_PIXEL", "SECOND_PARTICLE_MIN_SEPARATION",
     "SECOND_PARTICLE_Z_PER_ROOT_PHOTON", "SHAPE_ERROR_PER_ROOT_MISFIT", "SIZE_COLUMNS",
     "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X",

@@ -119,16 +119,27 @@ BACKGROUND_MIN_CHI2 = 4.0
 class RadialBackground:
     """A file's background shape: photons per pixel in rings ``BACKGROUND_RING_PX`` wide
     about its beam centre (x pixels), averaged over its quietest frames (the flat
-    background included); a fit scales it per frame (see :func:`radial_background`)."""
+    background included), and its parts that vary apart from shot to shot
+    (``components``: e.g. the beamline's scatter and the injector's ring); a fit scales each
+    part per frame (see :func:`radial_background`)."""
 
     radius_px: np.ndarray      # the rings' middles (x pixels)
     per_pixel: np.ndarray      # mean photons per pixel in each ring
     frames: int                # frames averaged
     chi2: float                # their rings' reduced Pearson χ² against a flat background
+    #: (k, rings) photons per pixel of each part in a typical quiet frame, the flat
+    #: background apart (:func:`background_parts`); None: one part, ``per_pixel``
+    components: np.ndarray | None = None
 
     def at(self, radius_px) -> np.ndarray:
         """Photons per pixel at ``radius_px`` (x pixels; the end rings' values beyond)."""
         return np.interp(radius_px, self.radius_px, self.per_pixel)
+
+    def parts_at(self, radius_px) -> np.ndarray:
+        """(k, len(radius_px)) photons per pixel of each part at ``radius_px`` (one row, the
+        mean shape, without parts)."""
+        parts = self.per_pixel[None] if self.components is None else self.components
+        return np.stack([np.interp(radius_px, self.radius_px, p) for p in parts])
 
 
 def _ring_sums(frames: np.ndarray, valid: np.ndarray, ring: np.ndarray, inside: np.ndarray, n_rings: int,
@@ -192,7 +203,8 @@ def radial_background(frames: np.ndarray, valid: np.ndarray, origin: tuple[int, 
     if typical > BACKGROUND_MAX_QUIET_RATIO * float(np.percentile(inner, 90)):
         return None   # no empty shots among them: the quietest hold particles (a file of singles)   # ... and a frame far above the quiet ones' median holds one
     quiet = quiet[inner[quiet] <= 2.0 * typical + 3.0 * math.sqrt(typical) + 3.0]
-    counts, pixels = counts[quiet].sum(axis=0), pixels[quiet].sum(axis=0)
+    per_frame, per_pixels = counts[quiet], pixels[quiet]
+    counts, pixels = per_frame.sum(axis=0), per_pixels.sum(axis=0)
     used = pixels > 0
     mean = counts.sum() / max(pixels.sum(), 1)
     if used.sum() < 3 or not mean > 0:
@@ -201,4 +213,53 @@ def radial_background(frames: np.ndarray, valid: np.ndarray, origin: tuple[int, 
     if chi2 < BACKGROUND_MIN_CHI2:
         return None
     middles = (np.flatnonzero(used) + 0.5) * BACKGROUND_RING_PX
-    return RadialBackground(middles, counts[used] / pixels[used], len(quiet), chi2)
+    parts = background_parts(per_frame[:, used], per_pixels[:, used], middles)
+    return RadialBackground(middles, counts[used] / pixels[used], len(quiet), chi2, parts)
+
+
+#: parts of a file's background shape, each scaled per frame (:func:`background_parts`):
+#: two, the beamline's scatter and the injector's ring of the measured-like frames (a third
+#: did not help on the development files, docs/recipe.md)
+BACKGROUND_PARTS = 2
+
+
+def background_parts(counts: np.ndarray, pixels: np.ndarray, radius_px: np.ndarray, *,
+                     iterations: int = 300) -> np.ndarray:
+    """:data:`BACKGROUND_PARTS` non-negative ring profiles (photons per pixel, (k, rings)) whose
+    per-frame non-negative sums explain the quiet frames' ring sums ``counts`` (n, rings; over
+    ``pixels`` usable pixels): the stray light's parts that vary apart from shot to shot
+    (beamline scatter with the fluence, the injector's ring with its gas), by the Poisson
+    likelihood (Lee and Seung's multiplicative updates of a non-negative factorisation, each
+    frame with a flat background of its own; deterministic: the start splits the mean shape
+    into radial bands), then made as unlike each other as they stay non-negative
+    (:func:`_widest`).  Each part is scaled to its mean strength over the frames."""
+    counts, pixels = np.asarray(counts, dtype=np.float64), np.asarray(pixels, dtype=np.float64)
+    mean = counts.sum(axis=0) / np.maximum(pixels.sum(axis=0), 1)
+    k = BACKGROUND_PARTS
+    middles = (np.arange(k) + 0.5) / k * radius_px[-1]
+    windows = np.exp(-0.5 * ((radius_px[None] - middles[:, None]) / (radius_px[-1] / k)) ** 2)
+    floor = 1e-3 * mean.mean()
+    # the parts, and a flat background of each frame's own (the last row, not a part)
+    h = np.vstack([mean * windows / windows.sum(axis=0) + floor, np.ones(len(mean))])
+    w = np.hstack([np.ones((len(counts), k)), np.full((len(counts), 1), max(0.5 * mean.min(), floor))])
+    for _ in range(iterations):
+        ratio = counts / np.maximum(w @ h * pixels, 1e-300)       # (n, rings)
+        w *= ((ratio * pixels) @ h.T) / np.maximum(pixels @ h.T, 1e-300)
+        ratio = counts / np.maximum(w @ h * pixels, 1e-300)
+        h[:k] *= (w[:, :k].T @ (ratio * pixels)) / np.maximum(w[:, :k].T @ pixels, 1e-300)
+    return _widest(h[:k] * w[:, :k].mean(axis=0)[:, None])
+
+
+def _widest(parts: np.ndarray) -> np.ndarray:
+    """Non-negative parts spanning the same profiles as ``parts`` (k, rings), each with as
+    little of the others as stays non-negative (the 5th percentile of their ratio over the
+    rings): a factorisation leaves any mix of the true parts that its frames' sums allow,
+    and a frame whose parts vary further apart than the quiet frames' did needs the pure ones."""
+    out = parts.copy()
+    for i in range(len(parts)):
+        for j in range(len(parts)):
+            if i != j:
+                held = parts[j] > 1e-3 * parts[j].max()
+                share = float(np.percentile(parts[i][held] / parts[j][held], 5)) if held.any() else 0.0
+                out[i] -= max(share, 0.0) * parts[j]
+    return np.maximum(out, 0.0)

@@ -40,8 +40,8 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     3. The uncertainty of the diameter from the inverse Fisher information of all five
        (so it includes the freedom of the centre), widened by the shape term.
     4. With the file's ``background_shape`` (its stray light), the ring sums' quality and
-       misfit judge the sphere with a flat background and that shape scaled to the frame
-       (:func:`_with_background_shape`): the particle alone.
+       misfit judge the sphere with a flat background and that shape's parts scaled to the
+       frame (:func:`_with_background_shape`), and it needs ``min_signal_z`` σ over them.
     """
     s = (settings or SizingSettings()).check()
     refine = s.refine_centre and s.centre_search_px > 0
@@ -110,10 +110,11 @@ def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nl
         c_k = np.bincount(ring[pixels.lit], weights=pixels.counts, minlength=len(mu_k))[:len(mu_k)]
     used = n_k > 0
     signal = float(mu.sum() - b * pixels.n_pixels)
+    signal_z = float("nan")
     n_params = 2 + s.background + 2 * refine
     if background_shape is not None and a > 0:
-        a, b, mu_k, signal = _with_background_shape(c_k, mu_k, n_k, a, b, background_shape, s.bin_px)
-        n_params += 1
+        a, b, mu_k, signal, signal_z = _with_background_shape(c_k, mu_k, n_k, a, b, background_shape, s.bin_px)
+        n_params += 1 if background_shape.components is None else len(background_shape.components)
     chi2, misfit = _ring_quality(c_k[used], mu_k[used], n_params, signal)
     var = cov[1 + s.background, 1 + s.background]
     sigma = math.sqrt(var) * 1e-9 if np.isfinite(var) and var > 0 else float("nan")
@@ -121,7 +122,7 @@ def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nl
         model = np.where(n_k > 0, mu_k / np.maximum(n_k, 1), np.nan)
     return SphereFit(d, a, b, chi2, signal, int(used.sum()), q_range,
                      diameter_err_m=_diameter_error(sigma, d, misfit), diameter_stat_err_m=sigma,
-                     misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model)
+                     misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model, signal_z=signal_z)
 
 
 def _with_background_shape(c_k: np.ndarray, mu_k: np.ndarray, n_k: np.ndarray, a: float, b: float,
@@ -129,11 +130,22 @@ def _with_background_shape(c_k: np.ndarray, mu_k: np.ndarray, n_k: np.ndarray, a
     """(a, b, μ per ring, signal photons) of the ring sums ``c_k`` (rings ``bin_px`` wide
     about the fitted centre, ``n_k`` pixels) as the fitted sphere's rings (``μ_k − b n_k``:
     its diameter and centre as the per-pixel fit found them), a flat background and the
-    file's background ``shape`` at the rings' radii, their scales by the Poisson likelihood
-    (all ≥ 0)."""
-    shapes = np.vstack([(mu_k - b * n_k) / a, n_k, n_k * shape.at((np.arange(len(n_k)) + 0.5) * bin_px)])
-    theta = _nonnegative_scales(c_k, shapes, np.array([a, 0.5 * b, 0.5 * b]))
-    return float(theta[0]), float(theta[1]), theta @ shapes, float(theta[0] * shapes[0].sum())
+    parts of the file's background ``shape`` at the rings' radii, their scales by the Poisson
+    likelihood (all ≥ 0); and the sphere's evidence over the background alone (σ: √(2 Δ)
+    of the two likelihoods' logarithms, the background's scales fitted again without it)."""
+    parts = shape.parts_at((np.arange(len(n_k)) + 0.5) * bin_px)
+    shapes = np.vstack([(mu_k - b * n_k) / a, n_k, n_k * parts])
+    start = np.array([a, 0.5 * b] + [0.5] * len(parts))
+    theta = _nonnegative_scales(c_k, shapes, start)
+    alone = _nonnegative_scales(c_k, shapes[1:], start[1:])
+    gain = _poisson_nll(c_k, alone @ shapes[1:]) - _poisson_nll(c_k, theta @ shapes)
+    z = math.sqrt(2.0 * max(gain, 0.0))
+    return float(theta[0]), float(theta[1]), theta @ shapes, float(theta[0] * shapes[0].sum()), z
+
+
+def _poisson_nll(counts: np.ndarray, mu: np.ndarray) -> float:
+    """``Σ μ − Σ C log μ`` of counts ``C`` under the model ``μ``."""
+    return float(np.sum(mu) - np.sum(counts * np.log(np.maximum(mu, 1e-300))))
 
 
 @dataclass

@@ -37,6 +37,9 @@ class SphereFit:
     nll: float = float("nan")  # Σ μ − Σ C log μ at the optimum
     reason: str = ""           # why the fit failed ("" when it did not)
     model: np.ndarray | None = None  # μ_k / n_k, photons per pixel of the best fit per ring
+    #: evidence (σ, the ring sums' likelihood ratio) for the sphere over the file's background
+    #: shape and a flat background alone; NaN without a background shape
+    signal_z: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -79,6 +82,9 @@ def _judge(fit: SphereFit, s: SizingSettings) -> SphereFit:
     if not fit.signal_photons >= s.min_signal_photons:
         return fit.fail(f"too few photons: {fit.signal_photons:.0f} signal photons in the fitted q "
                         f"range (need >= {s.min_signal_photons:.0f})")
+    if fit.signal_z < s.min_signal_z:   # NaN (no background shape): no verdict
+        return fit.fail(f"too few photons: the sphere stands {fit.signal_z:.1f} σ over the file's stray "
+                        f"light (need >= {s.min_signal_z:g})")
     edge = _edge_reason(fit.diameter_m, s)
     return fit.fail(edge) if edge else fit
 

@@ -33,6 +33,10 @@ class SizingSettings:
     bin_px: float = 1.0               # ring width of the grid search and of the profiles
     min_ring_fraction: float = 0.2    # profiles shown (report): rings at least this usable
     min_signal_photons: float = 100.0  # fitted sphere photons needed in the fit region
+    #: ... and the sphere's evidence (σ) over the file's stray light, where the file has a
+    #: background shape (measured-like development files: empty shots 0-10, singles from 9;
+    #: docs/recipe.md, ninth session)
+    min_signal_z: float = 8.0
     background: bool = True           # fit a flat background b (else b = 0)
     background_shape: bool = True     # ... and the file's own shape of it where it has one
     refine_centre: bool = True        # fit the beam centre per frame
@@ -55,6 +59,8 @@ class SizingSettings:
             raise ConfigError("the ring width must be positive (pixels)")
         if not 0 < self.min_ring_fraction <= 1:
             raise ConfigError("the usable share of a ring must lie in (0, 1]")
+        if not self.min_signal_z >= 0:
+            raise ConfigError("the sphere's least evidence over the stray light must be ≥ 0 σ")
         if self.centre_search_px < 0:
             raise ConfigError("the centre search radius must be ≥ 0 pixels")
         if not 0 < self.centre_step_px <= max(self.centre_search_px, 0.1) * 2:
