@@ -446,31 +446,35 @@ def _ring_totals(x, y, shift_x, shift_y, width, mu, lit, counts):
     return mu_k, n_k, c_k
 
 
-def _residual_grid(x, y, shift_x, shift_y, lit, counts, mu, background, side):
+def _residual_grid(x, y, shift_x, shift_y, lit, counts, mu, background, side, beyond_sq):
     """The weighted residual ``(C/μ − 1)(μ − b)`` of every pixel on a ``side`` x ``side``
     float32 grid (``side`` a power of two) at its rounded offsets (x, y float32, less
-    ``shift``; rows and columns taken modulo ``side``), and ``Σ (μ − b)²/μ``.  ``lit``
-    (ascending) indexes the pixels holding ``counts`` photons.  Each pixel's cell and
-    residual first (a loop that vectorises), the photons' terms, then the scatter."""
+    ``shift``; rows and columns taken modulo ``side``), ``Σ (μ − b)²/μ``, and ``Σ (μ − b)``
+    over the pixels farther than ``√beyond_sq`` from ``shift``.  ``lit`` (ascending) indexes
+    the pixels holding ``counts`` photons.  Each pixel's cell and residual first (a loop
+    that vectorises), the photons' terms, then the scatter."""
     n = x.shape[0]
     width, wrap = np.int32(side), np.int32(side - 1)
     cell = np.empty(n, dtype=np.int32)
     weighted = np.empty(n)
     variance = 0.0
+    beyond = 0.0
     for j in range(n):
-        col = np.int32(np.rint(x[j] - shift_x)) & wrap
-        row = np.int32(np.rint(y[j] - shift_y)) & wrap
+        dx, dy = x[j] - shift_x, y[j] - shift_y
+        col = np.int32(np.rint(dx)) & wrap
+        row = np.int32(np.rint(dy)) & wrap
         cell[j] = row * width + col
         signal = mu[j] - background
         weighted[j] = -signal
         variance += signal * signal / mu[j]
+        beyond += signal if np.float64(dx) * dx + np.float64(dy) * dy > beyond_sq else 0.0
     for m in range(lit.shape[0]):
         j = lit[m]
         weighted[j] += counts[m] * (mu[j] - background) / mu[j]
     grid = np.zeros(side * side, dtype=np.float32)
     for j in range(n):
         grid[cell[j]] += np.float32(weighted[j])
-    return grid.reshape(side, side), variance
+    return grid.reshape(side, side), variance, beyond
 
 
 #: the histogram of the power that :func:`_power_quantile` counts: bins this wide from 0
@@ -651,15 +655,17 @@ def ring_totals(x: np.ndarray, y: np.ndarray, shift, width: float, mu: np.ndarra
 
 
 def residual_grid(x: np.ndarray, y: np.ndarray, shift, lit: np.ndarray, counts: np.ndarray, mu: np.ndarray,
-                  background: float, bounds) -> tuple[np.ndarray, float]:
-    """(grid, Σ (μ − b)²/μ) of :func:`_residual_grid`; ``bounds`` are the least and largest
-    x and y (x min, x max, y min, y max): the grid's side is the power of two at least twice
-    the largest rounded offset plus one, ``2^⌈log₂ 2(m + 1)⌉``."""
+                  background: float, bounds, beyond_px: float = math.inf) -> tuple[np.ndarray, float, float]:
+    """(grid, Σ (μ − b)²/μ, Σ (μ − b) beyond ``beyond_px`` from ``shift``) of
+    :func:`_residual_grid`; ``bounds`` are the least and largest x and y (x min, x max, y
+    min, y max): the grid's side is the power of two at least twice the largest rounded
+    offset plus one, ``2^⌈log₂ 2(m + 1)⌉``."""
     sx, sy = np.float32(shift[0]), np.float32(shift[1])
     x0, x1, y0, y1 = (np.float32(v) for v in bounds)
     largest = int(max(abs(np.rint(x0 - sx)), abs(np.rint(x1 - sx)), abs(np.rint(y0 - sy)), abs(np.rint(y1 - sy))))
     side = 1 << int(math.ceil(math.log2(2 * (largest + 1))))
-    return _residual_grid_jit(x, y, sx, sy, lit, np.asarray(counts, dtype=np.float64), mu, float(background), side)
+    return _residual_grid_jit(x, y, sx, sy, lit, np.asarray(counts, dtype=np.float64), mu, float(background), side,
+                              float(beyond_px) ** 2)
 
 
 def spectrum_peak(spectrum: np.ndarray, separation: np.ndarray, low: float, high: float, variance: float,

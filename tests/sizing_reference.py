@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from spidarknet.sizing import SECOND_PARTICLE_MIN_SEPARATION, SizingSettings, SphereFit, centre_search_in_pixels
+from spidarknet.sizing import (ROW_STRIPE_CYCLES_PER_PIXEL, SECOND_PARTICLE_MIN_SEPARATION, SizingSettings, SphereFit,
+                               centre_search_in_pixels)
 from spidarknet.sizing.background import _scale_background
 from spidarknet.sizing.centre_search import _centre_candidates
 from spidarknet.sizing.formfactor import _Optics
@@ -36,9 +37,10 @@ def second_particle_z_reference(pixels: _FitPixels, optics: _Optics, mu: np.ndar
     back to it, so that extra detector noise does not pass for a second particle).  ``z`` is ``√``
     of its largest value at separations from
     :data:`SECOND_PARTICLE_MIN_SEPARATION` fitted diameters to 0.9 of the largest the
-    pixels resolve (``π/κ``, ``κ`` the q across one pixel); NaN when that range is empty.
-    The statistic is a test of a model (one particle), not of our simulator: its null
-    distribution follows from Poisson statistics alone.
+    pixels resolve (``π/κ``, ``κ`` the q across one pixel), but for the fringes along the rows
+    (:data:`~spidarknet.sizing.ROW_STRIPE_CYCLES_PER_PIXEL`, since the ninth session); NaN
+    when that range is empty.  The statistic is a test of a model (one particle), not of our
+    simulator: its null distribution follows from Poisson statistics alone.
     """
     kappa = 2.0 * math.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m  # q per pixel
     largest = 0.9 * math.pi / kappa
@@ -60,6 +62,7 @@ def second_particle_z_reference(pixels: _FitPixels, optics: _Optics, mu: np.ndar
     fx = np.arange(power.shape[1], dtype=np.float64)
     separation = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
     searched = (separation > SECOND_PARTICLE_MIN_SEPARATION * diameter_m) & (separation < largest)
+    searched &= fx[None, :] >= math.ceil(ROW_STRIPE_CYCLES_PER_PIXEL * n)
     if not searched.any():
         return float("nan"), float("nan")
     # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower

@@ -57,7 +57,8 @@ DIM_FRAMES = 72
 def dim_half_sized(tmp_path_factory):
     """Singles on the half pnCCD (one half dead, as in 2018), beam centre jitter σ = 5 px,
     at three photon levels: per frame (level, shape, signal photons, true diameter as the
-    fit measures it, fitted diameter, its 1σ, centre error in px, reason, second-particle z, fitted signal photons)."""
+    fit measures it, fitted diameter, its 1σ, centre error in px, reason, second-particle z, fitted signal photons,
+    the window's cut on that z)."""
     folder = tmp_path_factory.mktemp("dim")
     rows = []
     for photons, seed in DIM_LEVELS.items():
@@ -76,7 +77,7 @@ def dim_half_sized(tmp_path_factory):
                                 r.centre_xy[1] - truth["centre_y_px"][i])
             rows.append((photons, shape, truth["photons"][i] - background, truth["diameter_nm"][i] * ratio,
                          r.diameter_nm, r.diameter_err_nm, offset, r.reason, r.second_particle_z,
-                         r.signal_photons))
+                         r.signal_photons, r.second_particle_cut))
     return rows
 
 
@@ -118,7 +119,7 @@ def test_dim_half_detector_singles_show_no_second_particle(dim_half_sized):
     700-5,000 photons on half a detector, beam off by σ = 5 px): z is the largest of many
     exponentials of mean 1 (median ≈ 3.2) and at most 2 % pass the size window's cut."""
     rows = [r for r in dim_half_sized if r[2] >= 500 and math.isfinite(r[4])]
-    z, cut = np.array([r[8] for r in rows]), second_particle_cut([r[9] for r in rows])
+    z, cut = np.array([r[8] for r in rows]), np.array([r[10] for r in rows])
     assert len(z) >= 150 and np.all(np.isfinite(z))
     assert 2.5 < np.median(z) < 4.0, np.median(z)
     assert np.all((cut >= 5.0) & (cut < 6.0))  # at these photons the cut is mostly Poisson's
@@ -135,7 +136,7 @@ def test_dim_half_detector_multiples_show_their_second_particle(tmp_path):
                   centre_jitter_px=5.0)
     results = estimate_sizes(FrameSource([str(path)]))
     fits = [r for r in results if r.ok]
-    z, cut = np.array([r.second_particle_z for r in fits]), second_particle_cut([r.signal_photons for r in fits])
+    z, cut = np.array([r.second_particle_z for r in fits]), np.array([r.second_particle_cut for r in fits])
     round_enough = np.array([r.misfit <= SIZE_WINDOW_MAX_MISFIT for r in fits])
     assert len(z) >= 15 and round_enough.sum() >= 10
     assert np.mean(z > cut) >= 0.8, np.sort(z)
@@ -434,6 +435,102 @@ def test_icosahedra_give_the_volume_equivalent_size_within_10_percent(singles_si
     for r in icosahedra:
         assert r.ok, r.reason
         assert r.diameter_nm == pytest.approx(truth["diameter_nm"][r.key.index], rel=0.10)
+
+
+@pytest.fixture(scope="module")
+def binned8_bright(tmp_path_factory):
+    """Bright singles and multiples on 8 x 8-binned pnCCD pixels at 0.581 m and 1.6 keV (128 x
+    128 pixels of 600 µm): the beam stop is small in q there, and the central peak holds most
+    of a particle's photons.  (path, fits, kinds)"""
+    from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
+    path = tmp_path_factory.mktemp("binned8") / "bright.cxi"
+    simulate_file(path, 16, seed=8, fractions={"single": 0.5, "multiple": 0.5}, mean_fluence_photons_per_m2=9e22,
+                  background_photons_per_pixel=5e-5, distance_m=0.581, photon_energy_J=1600 * ELEMENTARY_CHARGE_C,
+                  binning=8)
+    with h5py.File(path) as f:
+        kinds = [k.decode() for k in f["truth"]["kind"][()]]
+    return path, estimate_sizes(FrameSource([str(path)]), jobs=1), kinds
+
+
+def test_the_bright_allowance_counts_the_photons_beyond_the_first_minimum(binned8_bright):
+    """The cut on a second particle widens with a particle's photons beyond its first minimum,
+    where a shape departs from a sphere, not with those of its central peak: on coarse pixels
+    far away the singles keep z < 3 under cuts of 5-10 (their signal photons would give
+    11-31), and multiples whose z is 14-15 are dropped, which the signal photons' cut kept."""
+    _, fits, kinds = binned8_bright
+    singles = [r for r, k in zip(fits, kinds) if k == "single" and r.ok]
+    multiples = [r for r, k in zip(fits, kinds) if k == "multiple" and r.ok and r.misfit <= SIZE_WINDOW_MAX_MISFIT]
+    assert len(singles) >= 6 and len(multiples) >= 6
+    for r in singles:
+        assert r.second_particle_z < 4.0 < 5.0 <= r.second_particle_cut < 10.0 < second_particle_cut(r.signal_photons)
+    assert all(r.second_particle_z > r.second_particle_cut for r in multiples), \
+        [(r.second_particle_z, r.second_particle_cut) for r in multiples]
+    kept_before = [r for r in multiples if r.second_particle_z <= second_particle_cut(r.signal_photons)]
+    assert len(kept_before) >= 2
+
+
+def test_detect_s_window_drops_the_multiples_by_the_fits_own_cut(binned8_bright):
+    """The window of ``detect --size-range`` (features, then the verdicts) reads each fit's
+    cut: the multiples of the coarse bright frames leave as second particles, the singles stay."""
+    from spidarknet.selection.decide import window_reasons
+    from spidarknet.selection.features import measured_from
+    path, fits, kinds = binned8_bright
+    keys = [r.key for r in fits]
+    measured = measured_from(keys, np.ones(len(keys)), np.arange(len(keys)), fits, FrameSource([str(path)]).files)
+    selected, reasons, counts = window_reasons(measured, (30, 150))
+    for r, k, chosen, why in zip(fits, kinds, selected, reasons):
+        if k == "single" and r.ok:
+            assert chosen, why
+        elif r.ok and r.misfit <= SIZE_WINDOW_MAX_MISFIT:
+            assert not chosen and why.startswith("second particle"), why
+    assert counts["second_particle"] >= 6
+
+
+def test_a_size_table_carries_the_cut_and_an_older_one_falls_back_to_signal_photons(binned8_bright, tmp_path):
+    """``second_particle_cut`` goes into the size table and the window reads it back; a table
+    without that column (written before it existed) gets the cut of its signal photons."""
+    path, fits, _ = binned8_bright
+    table = tmp_path / "sizes.csv"
+    write_sizes_csv(fits, table)
+    rows = read_sizes(table)
+    assert [round(r.second_particle_cut, 2) for r in rows] == [round(r.second_particle_cut, 2) for r in fits]
+    keys = [r.key for r in fits]
+    hits = HitList(keys, np.ones(len(keys)), np.zeros((len(keys), 4)), 0.5)
+    flags, counts = select_size_window(hits, np.ones(len(keys), bool), (30, 150), str(table))
+    several = sum(r.ok and r.misfit <= SIZE_WINDOW_MAX_MISFIT and r.second_particle_z > r.second_particle_cut
+                  for r in fits)
+    assert counts["second_particle"] == several > 0
+    older = tmp_path / "older.csv"
+    with open(table, newline="") as src, open(older, "w", newline="") as dst:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(dst, [c for c in reader.fieldnames if c != "second_particle_cut"])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in row.items() if k != "second_particle_cut"} for row in reader)
+    _, counts_older = select_size_window(hits, np.ones(len(keys), bool), (30, 150), str(older))
+    assert all(math.isnan(r.second_particle_cut) for r in read_sizes(older))
+    several_older = sum(r.ok and r.misfit <= SIZE_WINDOW_MAX_MISFIT
+                        and r.second_particle_z > second_particle_cut(r.signal_photons) for r in fits)
+    assert counts_older["second_particle"] == several_older < several
+
+
+def test_row_stripes_are_not_read_as_a_second_particle():
+    """A facility's common-mode correction leaves each row of a readout block (16 written
+    pixels of an 8 x 8-binned pnCCD) off by its own offset where the pattern fills the row:
+    fringes along the rows, which the second-particle search leaves out (z 5.4 before)."""
+    from spidarknet.sizing.formfactor import _Optics
+    from spidarknet.sizing.region import _FitPixels
+    from spidarknet.sizing.second_particle import second_particle_z
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:128, 0:128] - 63.5
+    r = np.hypot(xx, yy)
+    mu = 0.2 + 40.0 * np.exp(-(r / 18.0) ** 2)
+    stripes = rng.choice([-3, 3], size=(128, 8)).repeat(16, axis=1) * (mu > 5)
+    optics = _Optics(600e-6, 0.581, 0.7749e-9)
+    for counts in (rng.poisson(mu), np.maximum(rng.poisson(mu) + stripes, 0)):
+        pixels = _FitPixels(counts.astype(np.uint16), r > 3, (0, 0), (63.5, 63.5), 3.0, 60.0, 1.0)
+        z, _, _ = second_particle_z(pixels, optics, mu[pixels.region.rows, pixels.region.cols], 0.2, (63.5, 63.5),
+                                    70e-9)
+        assert z < 4.5
 
 
 def test_empty_frames_fail_with_a_reason_and_keep_their_rows(tmp_path, capsys):

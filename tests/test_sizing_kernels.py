@@ -73,7 +73,7 @@ def test_residual_grid_is_the_bincount_of_the_weighted_residual():
     lit = np.flatnonzero(values)
     shift = (np.float32(0.3), np.float32(-1.6))
     bounds = (float(x.min()), float(x.max()), float(y.min()), float(y.max()))
-    grid, variance = kernels.residual_grid(x, y, shift, lit, values[lit], mu, 0.01, bounds)
+    grid, variance, beyond = kernels.residual_grid(x, y, shift, lit, values[lit], mu, 0.01, bounds, 7.5)
     col, row = np.rint(x - shift[0]).astype(np.intp), np.rint(y - shift[1]).astype(np.intp)
     n = 1 << int(math.ceil(math.log2(2 * (max(np.abs(col).max(), np.abs(row).max()) + 1))))
     signal = mu - 0.01
@@ -82,6 +82,8 @@ def test_residual_grid_is_the_bincount_of_the_weighted_residual():
     assert grid.shape == (n, n) and grid.dtype == np.float32
     np.testing.assert_allclose(grid, expected, rtol=1e-6, atol=1e-6)
     assert variance == pytest.approx(float(np.sum(signal * signal / mu)), rel=1e-12)
+    far = np.hypot(x - shift[0], y - shift[1]) > 7.5
+    assert 0 < far.sum() < len(x) and beyond == pytest.approx(float(np.sum(signal[far])), rel=1e-12)
 
 
 @pytest.mark.parametrize("scale", [1.0, 40.0])   # 40: most of the power beyond the histogram's bins

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
         "likelihood's curvature and a shape term); fit_quality (reduced χ² of the ring sums, ≈1\n"
         "for a sphere); misfit (excess χ² per signal photon: ≈0 sphere, <0.4 icosahedron, more:\n"
         "not one particle); second_particle_z (σ of the fringes a second particle would add:\n"
-        "≈3 for one particle, above 5 several); ok; reason; ...  Frames without a size (too few photons, no usable\n"
+        "≈3 for one particle, above 5 several); ok; reason; ...; second_particle_cut (the z above\n"
+        "which a size window drops the fit).  Frames without a size (too few photons, no usable\n"
         "pixels, a size outside --d-range) keep their row, with the reason.",
         "spidarknet size run1.cxi --hits hits.csv --out sizes.csv")
     cli.add_input_args(parser)

@@ -17,8 +17,8 @@ from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource
 from spidarknet.hits import HitList
 from spidarknet.selection.features import HIT_COLUMNS, Measured, measure, measured_from
 from spidarknet.selection.selector import Selector
-from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, RadialBackground, SizingSettings, second_particle_cut,
-                               size_frames, window_verdicts)
+from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, RadialBackground, SizingSettings, size_frames, window_cuts,
+                               window_verdicts)
 
 
 def window_reasons(measured: Measured, size_range: Sequence[float],
@@ -26,9 +26,9 @@ def window_reasons(measured: Measured, size_range: Sequence[float],
     """(selected, reason per frame, counts) of the size window on measured frames; only
     fitted (screened) frames can be selected, and only they get a reason."""
     v = measured.values
-    inside, poor, several, fitted = window_verdicts(v["diameter_nm"], v["misfit"], v["second_particle_z"],
-                                                    v["signal_photons"], size_range, max_misfit)
-    cut = second_particle_cut(v["signal_photons"])
+    cut = window_cuts(v.get("second_particle_cut", np.full(len(measured), np.nan)), v["signal_photons"])
+    inside, poor, several, fitted = window_verdicts(v["diameter_nm"], v["misfit"], v["second_particle_z"], cut,
+                                                    size_range, max_misfit)
     lo, hi = size_range
     reasons = []
     for i in range(len(measured)):

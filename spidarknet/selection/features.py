@@ -37,7 +37,7 @@ import numpy as np
 
 from spidarknet.frames.source import FrameKey, FrameSource
 from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, SizeResult, SizingSettings, centre_search_in_pixels,
-                               estimate_sizes, second_particle_cut)
+                               estimate_sizes, window_cuts)
 
 #: the numbers :func:`measure` gives per frame, in this order
 FEATURES = ("score", "diameter_nm", "diameter_err_nm", "misfit", "fit_quality", "second_particle_z",
@@ -89,7 +89,8 @@ def _fit_values(results: Sequence[SizeResult], files) -> dict[str, np.ndarray]:
                         "signal_photons", "frame_photons")}
     get["background_photons_per_pixel"] = np.array([r.background_photons_per_pixel for r in results],
                                                    dtype=np.float64)
-    get["second_particle_excess"] = get["second_particle_z"] / second_particle_cut(get["signal_photons"])
+    get["second_particle_cut"] = window_cuts([r.second_particle_cut for r in results], get["signal_photons"])
+    get["second_particle_excess"] = get["second_particle_z"] / get["second_particle_cut"]
     geometries = {os.path.abspath(f.path): f.geometry for f in files}
     get["centre_offset_inv_nm"] = np.array([_offset_inv_nm(r, geometries) for r in results], dtype=np.float64)
     get["fit_ok"] = np.array([r.ok for r in results], dtype=np.float64)
@@ -131,7 +132,7 @@ def measured_from(keys: Sequence[FrameKey], scores: np.ndarray, index: np.ndarra
     """The features of ``keys`` (scored ``scores``) of which the frames ``index`` were fitted
     (``results``, in that order; the rest keep NaN and ``fit_ok`` 0)."""
     n = len(keys)
-    values = {name: np.full(n, np.nan) for name in FEATURES}
+    values = {name: np.full(n, np.nan) for name in FEATURES + ("second_particle_cut",)}
     values["score"] = np.asarray(scores, dtype=np.float64).copy()
     values["fit_ok"] = np.zeros(n)
     values["one_round_particle"] = np.zeros(n)

@@ -55,8 +55,9 @@ calibrated once by ``tools/sizing_bench.py --calibrate``: 175 simulated icosahed
 pattern times fringes ``1 + γ cos(q·d)``, which ring sums average away.  After the fit,
 :func:`second_particle_z` scores such fringes in the pixels' residual for every ``d`` at
 once (an FFT): ``second_particle_z``, in σ, ≈ 3 for one particle whatever its photons, and
-a size window drops fits above :func:`second_particle_cut` (5 on dim frames, more on bright
-ones, whose not-quite-spherical particles leave a residual growing with their photons).
+a size window drops fits above their ``second_particle_cut`` (:func:`second_particle_cut`: 5
+on dim frames, more on bright ones, whose not-quite-spherical particles leave a residual
+growing with their photons beyond the first minimum).
 
 **Stray light.**  Beamline and injector scatter (measured frames; ``simulate
 --measured-like``) is round about the beam and the same from shot to shot up to its
@@ -113,9 +114,10 @@ from spidarknet.sizing.pixel_fit import LATTICE_MIN_PIXELS, LATTICE_TOLERANCE
 from spidarknet.sizing.background import BACKGROUND_SAMPLE_FRAMES, RadialBackground, radial_background
 from spidarknet.sizing.pool import default_jobs, estimate_sizes, file_background, size_frames, summary_line
 from spidarknet.sizing.profile_fit import SphereFit, fit_sphere
-from spidarknet.sizing.second_particle import (SECOND_PARTICLE_MIN_SEPARATION, SECOND_PARTICLE_Z_PER_ROOT_PHOTON,
+from spidarknet.sizing.second_particle import (ROW_STRIPE_CYCLES_PER_PIXEL, SECOND_PARTICLE_MIN_SEPARATION,
+                                               SECOND_PARTICLE_Z_PER_ROOT_PHOTON,
                                                SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, second_particle_cut,
-                                               second_particle_z)
+                                               second_particle_z, window_cuts)
 from spidarknet.sizing.settings import (ICOSAHEDRON_SPHERE_DIAMETER_RATIO, SHAPE_ERROR_PER_ROOT_MISFIT,
                                         SIZE_WINDOW_MAX_MISFIT, SizingSettings)
 from spidarknet.sizing.table import SIZE_COLUMNS, SizeRow, read_sizes, write_sizes_csv
@@ -123,7 +125,7 @@ from spidarknet.sizing.window import select_size_window, sizes_for, window_verdi
 
 __all__ = [
     "BACKGROUND_SAMPLE_FRAMES", "CENTRE_PIXEL_M", "ICOSAHEDRON_SPHERE_DIAMETER_RATIO", "LATTICE_MIN_PIXELS", "LATTICE_TOLERANCE",
-    "RING_SEARCH_CELLS", "SECOND_PARTICLE_MIN_SEPARATION",
+    "RING_SEARCH_CELLS", "ROW_STRIPE_CYCLES_PER_PIXEL", "SECOND_PARTICLE_MIN_SEPARATION",
     "SECOND_PARTICLE_Z_PER_ROOT_PHOTON", "SHAPE_ERROR_PER_ROOT_MISFIT", "SIZE_COLUMNS",
     "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X",
     "SUBPIXELS_PER_FRINGE", "SUBPIXEL_FRINGE_SHARE", "SizeResult", "SizeRow", "SizingSettings", "SphereFit",
@@ -131,6 +133,6 @@ __all__ = [
     "fit_frame_sphere", "fit_roi", "fit_sphere", "radial_background",
     "pixel_weight", "r_max_px", "reach_photons", "read_sizes", "ring_q_inv_m",
     "second_particle_cut", "second_particle_z", "select_size_window", "size_frame",
-    "size_frames", "sizes_for", "subpixels_for", "summary_line", "window_verdicts",
+    "size_frames", "sizes_for", "subpixels_for", "summary_line", "window_cuts", "window_verdicts",
     "write_sizes_csv"
 ]

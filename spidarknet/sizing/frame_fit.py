@@ -20,7 +20,7 @@ from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
 from spidarknet.sizing.pixel_fit import _fisher_scoring
 from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
 from spidarknet.sizing.region import _FitPixels, _kernels
-from spidarknet.sizing.second_particle import second_particle_z
+from spidarknet.sizing.second_particle import second_particle_cut, second_particle_z
 from spidarknet.sizing.settings import SizingSettings
 
 
@@ -79,11 +79,19 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range,
                          background_shape), s)
     if fit.ok:
-        started = time.thread_time()
-        fit.second_particle_z, fit.second_particle_separation_m = second_particle_z(
-            pixels, optics, mu, b, (cx, cy), d)
-        fit.second_particle_cpu_s = time.thread_time() - started
+        _test_second_particle(fit, pixels, optics, mu, b, (cx, cy), d)
     return fit
+
+
+def _test_second_particle(fit: SphereFit, pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
+                          centre_xy: Sequence[float], diameter_m: float) -> None:
+    """``fit``'s second-particle z, the separation it found, the window's cut on it (from
+    the particle's photons beyond its first minimum) and the test's CPU seconds."""
+    started = time.thread_time()
+    fit.second_particle_z, fit.second_particle_separation_m, photons = second_particle_z(
+        pixels, optics, mu, background, centre_xy, diameter_m)
+    fit.second_particle_cut = float(second_particle_cut(photons))
+    fit.second_particle_cpu_s = time.thread_time() - started
 
 
 def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nll: float, mu: np.ndarray,
@@ -155,6 +163,7 @@ class SizeResult:
     diameter_err_nm: float = float("nan")
     misfit: float = float("nan")
     second_particle_z: float = float("nan")
+    second_particle_cut: float = float("nan")   # the z above which a size window drops the fit
     profile: RadialProfile | None = None
     q_inv_m: np.ndarray | None = None      # q of every ring of ``profile``
     fit: SphereFit | None = None
@@ -173,7 +182,7 @@ class SizeResult:
                 fmt(self.diameter_err_nm, 2), fmt(self.fit_quality, 3), fmt(self.misfit, 3),
                 fmt(self.second_particle_z, 2), int(self.ok), self.reason,
                 fmt(self.signal_photons, 0), fmt(self.background_photons_per_pixel, 5),
-                fmt(self.centre_xy[0], 2), fmt(self.centre_xy[1], 2)]
+                fmt(self.centre_xy[0], 2), fmt(self.centre_xy[1], 2), fmt(self.second_particle_cut, 2)]
 
 
 def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
@@ -222,7 +231,8 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
                       reason=fit.reason, signal_photons=fit.signal_photons,
                       background_photons_per_pixel=fit.background, centre_xy=centre,
                       diameter_err_nm=fit.diameter_err_nm, misfit=fit.misfit,
-                      second_particle_z=fit.second_particle_z, profile=profile,
+                      second_particle_z=fit.second_particle_z, second_particle_cut=fit.second_particle_cut,
+                      profile=profile,
                       q_inv_m=q, fit=fit, fit_cpu_s=fit_cpu_s, second_particle_cpu_s=fit.second_particle_cpu_s,
                       frame_photons=bright)
 

@@ -31,6 +31,7 @@ class SphereFit:
     misfit: float = float("nan")   # excess Pearson χ² of the ring sums per signal photon
     second_particle_z: float = float("nan")  # evidence (σ) for fringes of a second particle
     second_particle_separation_m: float = float("nan")  # the separation across the beam it found
+    second_particle_cut: float = float("nan")  # the z above which a size window drops the fit
     second_particle_cpu_s: float = 0.0  # CPU seconds of that test (its cost, for benchmarks)
     centre_xy: tuple[float, float] | None = None
     nll: float = float("nan")  # Σ μ − Σ C log μ at the optimum

@@ -1,5 +1,6 @@
 """The evidence for a second particle's fringes in the residual of a fitted single (one FFT
-of the pixels' weighted residual), and the size window's cut on it."""
+of the pixels' weighted residual), and the size window's cut on it (from the particle's
+photons beyond its first minimum)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from spidarknet.sizing.formfactor import _Optics
+from spidarknet.core.errors import ConfigError
+from spidarknet.sizing.formfactor import SPHERE_FIRST_ZERO_X, _Optics
 from spidarknet.sizing.region import _FitPixels, _kernels
 
 
@@ -23,29 +25,51 @@ from spidarknet.sizing.region import _FitPixels, _kernels
 SECOND_PARTICLE_MIN_SEPARATION = 1.25
 
 
+#: the search leaves out the fringes that run (almost) along the frame's rows, those whose
+#: frequency along a row is below this (cycles per pixel: a period along the row of more
+#: than 43 pixels).  A pnCCD reads each row of each block of 128 channels with its own
+#: common-mode offset, and the facility's median correction is biased where the pattern
+#: fills a row, so measured frames keep row stripes; on 8 x 8-binned measured-like
+#: development frames they raised the singles' z at those frequencies (docs/recipe.md,
+#: "Ninth session": 4/256 and 10/256 left more singles above the cut than 6/256).  Two
+#: particles lying along the columns lose that much of their map
+ROW_STRIPE_CYCLES_PER_PIXEL = 6.0 / 256.0
+
+
 #: a size window drops fits whose evidence for a second particle is above this (σ) on a dim
 #: frame.  For a single particle ``z²`` is the largest of some 10⁴ independent exponential
 #: variables of mean 1 (median z ≈ 3.2, and z > 5 about once in 10⁶ frames)
 SIZE_WINDOW_MAX_SECOND_PARTICLE_Z = 5.0
 
 
-#: ... widened on bright frames by this times √(signal photons), in quadrature: a particle
-#: that is not quite a sphere leaves a residual that grows with its photons (single
-#: icosahedra on the development files: z up to 5.1 at 25,000 photons, 6.7 at 100,000,
-#: where the cut is 6.4 and 9.3; multiples there gave 11-60 and 37-240)
+#: ... widened on bright frames by this times √N, in quadrature, N the fitted particle's
+#: photons beyond its pattern's first minimum (:func:`second_particle_z`): a particle that is not
+#: quite a sphere leaves a residual that grows with its photons (single icosahedra on the
+#: development files: z up to 5.1 at 25,000 photons, 6.7 at 100,000, where the cut is 6.4
+#: and 9.3; multiples there gave 11-60 and 37-240)
 SECOND_PARTICLE_Z_PER_ROOT_PHOTON = 0.025
 
 
-def second_particle_cut(signal_photons) -> np.ndarray:
-    """The ``second_particle_z`` above which a size window drops a fit of that many signal
-    photons: ``hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON √N)``."""
-    n = np.maximum(np.nan_to_num(np.asarray(signal_photons, dtype=np.float64)), 0.0)
+def second_particle_cut(photons) -> np.ndarray:
+    """The ``second_particle_z`` above which a size window drops a fit whose particle has
+    ``photons`` beyond its first minimum (the third value of :func:`second_particle_z`; a
+    size table without them gives its signal photons):
+    ``hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON √N)``."""
+    n = np.maximum(np.nan_to_num(np.asarray(photons, dtype=np.float64)), 0.0)
     return np.hypot(SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, SECOND_PARTICLE_Z_PER_ROOT_PHOTON * np.sqrt(n))
 
 
+def window_cuts(cuts, signal_photons) -> np.ndarray:
+    """Each fit's ``second_particle_cut`` where known, else (an older size table, which
+    lacks it) :func:`second_particle_cut` of its signal photons."""
+    cuts = np.asarray(cuts, dtype=np.float64)
+    return np.where(np.isfinite(cuts), cuts, second_particle_cut(signal_photons))
+
+
 def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
-                      centre_xy: Sequence[float], diameter_m: float) -> tuple[float, float]:
-    """Evidence for a second particle beside the fitted one: ``(z, separation in m)``.
+                      centre_xy: Sequence[float], diameter_m: float) -> tuple[float, float, float]:
+    """Evidence for a second particle beside the fitted one: ``(z, separation in m, the
+    fitted particle's photons beyond its first minimum)``.
 
     Two particles whose centres lie ``d`` apart across the beam scatter ``|F₁ + F₂ e^{iq·d}|²``,
     one particle's pattern times fringes ``1 + γ cos(q·d + φ)``; a ring profile averages
@@ -58,30 +82,41 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     back to it, so that extra detector noise does not pass for a second particle).  ``z`` is ``√``
     of its largest value at separations from
     :data:`SECOND_PARTICLE_MIN_SEPARATION` fitted diameters to 0.9 of the largest the
-    pixels resolve (``π/κ``, ``κ`` the q across one pixel); NaN when that range is empty.
+    pixels resolve (``π/κ``, ``κ`` the q across one pixel), leaving out the fringes that run
+    along the rows (:data:`ROW_STRIPE_CYCLES_PER_PIXEL`); NaN when that range is empty.
     The statistic is a test of a model (one particle), not of our simulator: its null
     distribution follows from Poisson statistics alone.
+
+    The photons (``μ − b``) beyond the first minimum (``q d/2 >``
+    :data:`~spidarknet.sizing.formfactor.SPHERE_FIRST_ZERO_X` about the fitted centre) are
+    what the bright allowance of :func:`second_particle_cut` counts.  Within that minimum
+    every compact particle scatters as the sphere of its volume (Guinier), so a shape's
+    residual lies beyond it; counting only those photons, the allowance stays the shape's
+    where a small beam stop (in q) lets the central peak onto the detector: singles on 8 x
+    8-binned pixels at 0.581 m have some 480,000 signal photons but 29,000 beyond the
+    minimum (the pnCCD at 0.125 m, whose beam stop hides the peak: 22,500 of either), and
+    their z stays below 3.9 (docs/recipe.md, "Ninth session").
     """
     kappa = 2.0 * math.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m  # q per pixel
     largest = 0.9 * math.pi / kappa
     if not largest > SECOND_PARTICLE_MIN_SEPARATION * diameter_m or len(mu) == 0:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     kernels = _kernels()
     shift = (np.float32(centre_xy[0] - pixels.centre_xy[0]),
              np.float32((centre_xy[1] - pixels.centre_xy[1]) * pixels.aspect))
     # (C/μ − 1) s on the grid of the pixels' rounded offsets (float32: the map's noise is
     # Poisson's, ~10⁷ times float32's), with C = 0 off the lit pixels
-    grid, variance = kernels.residual_grid(pixels.x, pixels.y, shift, pixels.lit, pixels.counts, mu, background,
-                                           pixels.bounds)
+    grid, variance, photons = kernels.residual_grid(pixels.x, pixels.y, shift, pixels.lit, pixels.counts, mu,
+                                                    background, pixels.bounds, _first_minimum_px(optics, diameter_m))
     if not variance > 0:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), photons
     columns = _searched_columns(len(grid), kappa, largest)
     spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]), columns)
     separation = _separations(len(grid), kappa, columns)
     low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
     n_searched, n_quiet, best, peak, power = kernels.spectrum_peak(spectrum, separation, low, largest, variance, quiet)
     if not n_searched:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), photons
     # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower
     # quartile of the searched map, ln(4/3) for exponentials of mean 1, says by how much; a
     # second particle raises its peaks and their surroundings, hardly the quietest quarter.
@@ -90,7 +125,15 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1:
         quartile = kernels.spectrum_quantile(power, 0.25)
         peak /= max(1.0, quartile / quiet)
-    return math.sqrt(peak), float(separation.flat[best])
+    return math.sqrt(peak), float(separation.flat[best]), photons
+
+
+def _first_minimum_px(optics: _Optics, diameter_m: float) -> float:
+    """The radius (x pixels) of a sphere's first minimum (inf where it lies beyond 90°)."""
+    try:
+        return optics.radius_px(SPHERE_FIRST_ZERO_X / (0.5 * diameter_m))
+    except ConfigError:
+        return math.inf
 
 
 def _grid_rows(side: int, bounds, shift_y: float) -> np.ndarray | None:
@@ -131,12 +174,15 @@ _separation_cache: dict = {}
 def _separations(n: int, kappa: float, columns: int) -> np.ndarray:
     """(n, columns): the separation across the beam (m) that each frequency of the first
     ``columns`` columns of the real FFT of an n x n grid of pixels ``kappa`` (1/m) apart
-    stands for; kept."""
+    stands for, inf for the fringes along the rows (:data:`ROW_STRIPE_CYCLES_PER_PIXEL`:
+    never searched); kept."""
     key = (int(n), float(kappa), int(columns))
     if key not in _separation_cache:
         if len(_separation_cache) >= 8:
             _separation_cache.clear()
         fy = np.fft.fftfreq(n) * n
         fx = np.arange(columns, dtype=np.float64)
-        _separation_cache[key] = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
+        separation = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
+        separation[:, :math.ceil(ROW_STRIPE_CYCLES_PER_PIXEL * n)] = math.inf
+        _separation_cache[key] = separation
     return _separation_cache[key]

@@ -16,7 +16,7 @@ from spidarknet.sizing.frame_fit import SizeResult
 
 SIZE_COLUMNS = ["file", "dataset", "index", "diameter_nm", "diameter_err_nm", "fit_quality", "misfit",
                 "second_particle_z", "ok", "reason", "signal_photons", "background_photons_per_pixel", "centre_x_px",
-                "centre_y_px"]
+                "centre_y_px", "second_particle_cut"]
 
 
 def write_sizes_csv(results: Sequence[SizeResult], path: str | os.PathLike, force: bool = False) -> None:
@@ -44,6 +44,7 @@ class SizeRow:
     misfit: float = float("nan")           # NaN for a failed fit or an older table
     second_particle_z: float = float("nan")  # NaN for a failed fit or an older table
     signal_photons: float = float("nan")
+    second_particle_cut: float = float("nan")  # NaN for a failed fit or an older table
 
     @property
     def ok(self) -> bool:
@@ -77,7 +78,8 @@ def read_sizes(path: str | os.PathLike) -> list[SizeRow]:
                                         diameter, _optional_float(row, "fit_quality"), row.get("reason") or "",
                                         _optional_float(row, "diameter_err_nm"), _optional_float(row, "misfit"),
                                         _optional_float(row, "second_particle_z"),
-                                        _optional_float(row, "signal_photons")))
+                                        _optional_float(row, "signal_photons"),
+                                        _optional_float(row, "second_particle_cut")))
                 except (TypeError, ValueError, AttributeError):
                     raise InputError(f"{path}:{number}: malformed row") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
