@@ -696,3 +696,12 @@ def test_fast_fit_gives_the_reference_fits_answers(tmp_path, regime):
             assert new.diameter_err_m == pytest.approx(old.diameter_err_m, rel=0.01)
             assert abs(new.second_particle_z - old.second_particle_z) <= 0.05
             assert abs(new.misfit - old.misfit) <= 0.01
+
+
+def test_background_scales_stay_numbers_where_a_lit_ring_has_no_model():
+    """A ring with photons that none of the shapes reaches (its model 0) once made the Newton
+    steps' Hessian infinite and every scale NaN; the scales stay finite and non-negative."""
+    from spidarknet.sizing.background import _nonnegative_scales
+    theta = _nonnegative_scales(np.array([5.0, 3.0, 2.0]), np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]),
+                                np.array([1.0, 1.0]))
+    assert np.all(np.isfinite(theta)) and np.all(theta >= 0) and theta[0] > 0

@@ -81,7 +81,7 @@ def _nonnegative_scales(counts: np.ndarray, shapes: np.ndarray, start: np.ndarra
         theta = theta * (s @ (c / np.maximum(theta @ s, 1e-300))) / sums
     for _ in range(newton_steps):
         free = theta > 0
-        mu = np.maximum(theta @ s, 1e-300)
+        mu = np.maximum(theta @ s, 1e-100)   # μ² stays a number where a lit ring's model is 0
         grad = s @ (c / mu) - sums
         hess = (s * (c / (mu * mu))) @ s.T
         step = np.zeros_like(theta)
