@@ -246,27 +246,27 @@ def _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, s
 
 
 def _pixel_pass(x, y, values, shift_x, shift_y, aspect, d_m, optics, steps, a, b, mu_out, sums, info, lit_out,
-                models=None):
-    """One point (a, b, d, centre) of the per-pixel likelihood over every pixel at ``x``,
-    ``y`` (float32 offsets from the region's centre, y times ``aspect``) holding ``values``
-    photons (0 on most), seen from a centre ``shift`` away: the model
-    ``μ = a s + b`` and ``∇μ = (s, 1, a ∂s/∂d, a ∂s/∂cx, a ∂s/∂cy)`` (``s`` the mean of
-    :func:`_point_model` over the sub-pixel points ``steps`` along each axis on coarse
-    pixels; ``steps`` None: at the pixel's centre), in one pass: ``mu_out`` μ per pixel,
-    ``sums`` = (Σ μ, Σ s, n, Σ ∇μ (d, cx, cy)), ``info`` = Σ ∇μ ∇μᵀ / μ (5 x 5) and
-    ``lit_out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1).  ``models``: the sub-pixel points'
-    sums of :func:`_subpixel_models` at this centre and diameter, known already."""
+                models=None, extra=None):
+    """One point (a, b, d, centre) of the per-pixel likelihood over every pixel at ``x``, ``y`` (float32
+    offsets from the region's centre, y times ``aspect``) holding ``values`` photons (0 on most), seen
+    from a centre ``shift`` away: the model ``μ = a s + b`` (+ ``extra``: each pixel's fixed background,
+    a file's stray light, or None) and ``∇μ = (s, 1, a ∂s/∂d, a ∂s/∂cx, a ∂s/∂cy)`` (``s`` the mean of
+    :func:`_point_model` over the sub-pixel points ``steps`` along each axis on coarse pixels; ``steps``
+    None: at the pixel's centre), in one pass: ``mu_out`` μ per pixel, ``sums`` = (Σ μ, Σ s, n, Σ ∇μ
+    (d, cx, cy)), ``info`` = Σ ∇μ ∇μᵀ / μ (5 x 5), ``lit_out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1);
+    ``models``: the sub-pixel points' sums of :func:`_subpixel_models` here, known already."""
     pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
     s_mu, s_a, s_d, s_cx, s_cy = 0.0, 0.0, 0.0, 0.0, 0.0
     i_aa, i_ab, i_ad, i_ax, i_ay = 0.0, 0.0, 0.0, 0.0, 0.0
-    i_bb, i_bd, i_bx, i_by = 0.0, 0.0, 0.0, 0.0
-    i_dd, i_dx, i_dy, i_xx, i_xy, i_yy = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    i_bb, i_bd, i_bx, i_by, i_dd, i_dx, i_dy, i_xx, i_xy, i_yy = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0
     for j in range(x.shape[0]):
         shape, g_ds, g_xs, g_ys = _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, steps,
                                             models)
         g_d, g_cx, g_cy = a * g_ds, a * g_xs, a * g_ys
         mu = a * shape + b
+        if extra is not None:   # a branch numba compiles away without one
+            mu += extra[j]
         mu_out[j] = mu
         inv = 1.0 / max(mu, 1e-300)
         s_mu += mu
@@ -325,11 +325,11 @@ def _model_sums(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out, models=
     out[0], out[1], out[2], out[3] = s_s, s_d, s_x, s_y
 
 
-def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, b, out, models=None):
+def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, b, out, models=None, extra=None):
     """The photons' terms of the likelihood (pixels at ``x``, ``y`` holding ``counts``, as
     :func:`_pixel_pass`): ``out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ, without
     the information :func:`_pixel_pass` sums (μ first, in a loop that vectorises, then the
-    logarithms); ``models`` as :func:`_pixel_pass`."""
+    logarithms); ``models`` and ``extra`` (on these pixels) as :func:`_pixel_pass`."""
     pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
     mu_all = np.empty(x.shape[0])
     l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0
@@ -337,6 +337,8 @@ def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, 
         shape, g_ds, g_xs, g_ys = _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, steps,
                                             models)
         mu = a * shape + b
+        if extra is not None:   # a branch numba compiles away without one
+            mu += extra[j]
         mu_all[j] = mu
         ratio = counts[j] * (1.0 / max(mu, 1e-300))
         l_s += ratio * shape
@@ -582,14 +584,15 @@ if numba is not None:
 
 
 def pixel_pass(x: np.ndarray, y: np.ndarray, values: np.ndarray, shift, aspect: float, d_m: float,
-               optics: np.ndarray, steps: np.ndarray, a: float, b: float):
+               optics: np.ndarray, steps: np.ndarray, a: float, b: float, extra: np.ndarray | None = None):
     """(μ per pixel, sums (6,): Σ μ, Σ s, n and Σ ∇μ (d, cx, cy), info (5, 5), lit (5,):
     Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1)) of :func:`_pixel_pass` at (a, b, d, centre ``shift``
     (x, y times ``aspect``) from the region's centre); ``optics`` is (pixel m, distance m,
-    4π/λ), ``steps`` the sub-pixel offsets along one axis (one: the pixel's centre)."""
+    4π/λ), ``steps`` the sub-pixel offsets along one axis (one: the pixel's centre), ``extra``
+    None or each pixel's fixed background (float64, added to μ)."""
     mu, sums, info, lit = np.empty(len(x)), np.empty(6), np.empty((5, 5)), np.empty(5)
     where = _where(x, y, shift, aspect, d_m, optics, steps)
-    _pixel_pass_jit(x, y, values, *where[:-1], float(a), float(b), mu, sums, info, lit, where[-1])
+    _pixel_pass_jit(x, y, values, *where[:-1], float(a), float(b), mu, sums, info, lit, where[-1], extra)
     return mu, sums, info, lit
 
 
@@ -616,12 +619,13 @@ def model_sums(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, o
 
 
 def photon_pass(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shift, aspect: float, d_m: float,
-                optics: np.ndarray, steps: np.ndarray, a: float, b: float) -> np.ndarray:
+                optics: np.ndarray, steps: np.ndarray, a: float, b: float,
+                extra: np.ndarray | None = None) -> np.ndarray:
     """(6,): Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ over the pixels holding
     ``counts`` photons (:func:`_photon_pass`; arguments as :func:`pixel_pass`)."""
     out = np.empty(6)
     where = _where(x, y, shift, aspect, d_m, optics, steps)
-    _photon_pass_jit(x, y, counts, *where[:-1], float(a), float(b), out, where[-1])
+    _photon_pass_jit(x, y, counts, *where[:-1], float(a), float(b), out, where[-1], extra)
     return out
 
 

@@ -304,8 +304,9 @@ def test_a_files_stray_light_shape_leaves_the_misfit_to_the_particle():
     """Dim spheres on the half pnCCD under the measured-like beamline and injector scatter
     (the simulator's own, ~1,000 stray photons a shot, about the beam): with a flat
     background their misfit is 0.2-0.4 (a size window drops 0.5); with the shape measured
-    from the 16 empty shots of 64 frames of the same file it is that of the same sphere without stray light
-    (within 0.08), and so are its signal photons (within 20 %: the beamline's q⁻⁴ is the
+    from the 16 empty shots of 64 frames of the same file it is that of the same sphere
+    without stray light (within 0.1 for one draw each; over 10 draws the means differ by
+    0.02 or less), and so are its signal photons (within 20 %: the beamline's q⁻⁴ is the
     sphere's envelope too).  Flat frames give no shape, nor do frames without an empty shot."""
     rng = np.random.default_rng(5)
     mask = build_mask(PNCCD, half_detector=True, rng=rng)
@@ -337,8 +338,49 @@ def test_a_files_stray_light_shape_leaves_the_misfit_to_the_particle():
         assert all(r.ok for r in fits.values()), {n: r.reason for n, r in fits.items()}
         misfit = {name: r.misfit for name, r in fits.items()}
         assert misfit["flat"] > misfit["clean"] + 0.15, misfit
-        assert abs(misfit["shape"] - misfit["clean"]) < 0.08, misfit
+        assert abs(misfit["shape"] - misfit["clean"]) < 0.1, misfit
         assert abs(fits["shape"].signal_photons / fits["clean"].signal_photons - 1) < 0.2
+
+
+class _MeasuredLikeStray:
+    """The simulator's measured-like stray light on the half pnCCD, about the true beam
+    centre, in the region a fit reads: its two parts (the beamline's scatter, the injector's
+    ring), shots with them at log-normal strengths (σ 0.4 and 0.7, mean 1) or at given ones,
+    and a file's background shape from a sample of 16 empty shots and 48 bright spheres."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        mask = build_mask(PNCCD, half_detector=True, rng=self.rng)
+        valid = mask == 0
+
+        def part(**off):
+            effects = DetectorEffects(MEASURED_LIKE_SETTINGS.with_options(**off), PNCCD, 1, mask.copy(),
+                                      np.random.SeedSequence(7))
+            return effects.stray_expected(PNCCD.centre_xy, 1.0, valid)
+
+        half = int(r_max_px(GEOMETRY, SizingSettings())) + 20
+        cy, cx = (int(round(v)) for v in PNCCD.centre_xy[::-1])
+        self.region = np.s_[cy - half:cy + half, cx - half:cx + half]
+        self.beam, self.ring = part(ring_photons=0)[self.region], part(beamline_photons=0)[self.region]
+        self.origin, self.valid = (cy - half, cx - half), valid[self.region]
+        hit = self.sphere(68.0, 3e22)
+        sample = np.concatenate([self.shot(16), self.shot(48, hit)])
+        self.shape = radial_background(sample, self.valid, self.origin, PNCCD.centre_xy, half, 1.0)
+
+    def sphere(self, diameter_nm: float, fluence_photons_per_m2: float) -> np.ndarray:
+        return render_expected([Particle("sphere", diameter_nm * 1e-9)], PNCCD.centre_xy,
+                               fluence_photons_per_m2=fluence_photons_per_m2)[self.region]
+
+    def shot(self, n: int, particle=0.0, strengths=None) -> np.ndarray:
+        rng = self.rng
+        strengths = strengths or zip(np.exp(0.4 * rng.standard_normal(n)),
+                                     np.exp(0.7 * rng.standard_normal(n) - 0.245))
+        return np.stack([rng.poisson((f * self.beam + g * self.ring + 0.003 + particle) * self.valid)
+                         for f, g in strengths]).astype(np.uint16)
+
+    def fit(self, frame: np.ndarray):
+        return size_frame(frame, self.valid, GEOMETRY, FrameKey("x.cxi", DATA, 0), origin=self.origin,
+                          with_profile=False, background_shape=self.shape)
 
 
 def test_stray_light_whose_parts_vary_apart_leaves_no_sphere_in_empty_shots():
@@ -348,45 +390,31 @@ def test_stray_light_whose_parts_vary_apart_leaves_no_sphere_in_empty_shots():
     shots were fitted as spheres of 100-300 photons.  The file's parts, found in its quiet
     frames and scaled per frame, leave none of them a sphere; dim spheres of the window
     (about 350-650 signal photons) still fit, inside it."""
-    rng = np.random.default_rng(11)
-    mask = build_mask(PNCCD, half_detector=True, rng=rng)
-    valid = mask == 0
-
-    def part(**off):
-        effects = DetectorEffects(MEASURED_LIKE_SETTINGS.with_options(**off), PNCCD, 1, mask.copy(),
-                                  np.random.SeedSequence(7))
-        return effects.stray_expected(PNCCD.centre_xy, 1.0, valid)
-
-    half = int(r_max_px(GEOMETRY, SizingSettings())) + 20
-    cy, cx = (int(round(v)) for v in PNCCD.centre_xy[::-1])
-    region = np.s_[cy - half:cy + half, cx - half:cx + half]
-    beam, ring = part(ring_photons=0)[region], part(beamline_photons=0)[region]
-    origin, valid = (cy - half, cx - half), valid[region]
-
-    def shot(n, particle=0.0):
-        strengths = zip(np.exp(0.4 * rng.standard_normal(n)), np.exp(0.7 * rng.standard_normal(n) - 0.245))
-        return np.stack([rng.poisson((f * beam + g * ring + 0.003 + particle) * valid)
-                         for f, g in strengths]).astype(np.uint16)
-
-    hit = render_expected([Particle("sphere", 68e-9)], PNCCD.centre_xy, fluence_photons_per_m2=3e22)[region]
-    sample = np.concatenate([shot(16), shot(48, hit)])       # a file's sample: 16 empty shots
-    shape = radial_background(sample, valid, origin, PNCCD.centre_xy, half, 1.0)
-    key = FrameKey("x.cxi", DATA, 0)
-
-    def fit(frame):
-        return size_frame(frame, valid, GEOMETRY, key, origin=origin, with_profile=False, background_shape=shape)
-
+    stray = _MeasuredLikeStray(11)
+    shape, shot, fit = stray.shape, stray.shot, stray.fit
     spheres = [fit(f) for f in shot(24)]
     assert not [(r.diameter_nm, r.signal_photons) for r in spheres if r.ok]
     assert len(shape.components) == 2
     inner = np.argmax(shape.components[:, 0])                # the beamline's part peaks at the beam
     assert shape.components[inner, 0] > 5 * shape.components[1 - inner, 0]
     for diameter_nm in (62.0, 68.0, 74.0):
-        sphere = render_expected([Particle("sphere", diameter_nm * 1e-9)], PNCCD.centre_xy,
-                                 fluence_photons_per_m2=0.4e22)[region]
-        result = fit(shot(1, sphere)[0])
+        result = fit(shot(1, stray.sphere(diameter_nm, 0.4e22))[0])
         assert result.ok, result.reason
         assert 60.0 <= result.diameter_nm <= 75.0
+
+
+def test_stray_light_inside_the_pixel_fit_leaves_a_dim_spheres_centre_and_diameter():
+    """With one half of the pnCCD dead, the stray light's excess near the beam (the
+    simulator's measured-like beamline scatter and ring, at their mean strengths) pulled a
+    dim 68 nm sphere's (~550 signal photons) fitted centre 1-3 pixels into the live half,
+    and its diameter 1-2 nm low with it (the window's edges lose singles so).  The file's
+    parts, scaled to the frame, inside the per-pixel model leave the centre within a pixel
+    and the diameter within 0.8 nm (4 draws: -0.5 nm, +0.5 pixels)."""
+    stray = _MeasuredLikeStray(5)
+    fits = [stray.fit(frame) for frame in stray.shot(4, stray.sphere(68.0, 0.4e22), [(1.0, 1.0)] * 4)]
+    assert all(r.ok for r in fits), [r.reason for r in fits]
+    assert abs(np.mean([r.diameter_nm for r in fits]) - 68.0) < 0.8        # a flat background: -2.0 nm
+    assert abs(np.mean([r.centre_xy[1] for r in fits]) - PNCCD.centre_xy[1]) < 1.0   # ... and +2.3 pixels
 
 
 def test_a_noisier_detector_does_not_pass_for_a_second_particle():

@@ -17,7 +17,7 @@ from spidarknet.frames.source import FileInfo, FrameKey, Geometry
 from spidarknet.sizing.background import RadialBackground, _nonnegative_scales
 from spidarknet.sizing.centre_search import _centre_candidates, _ring_search, centre_search_in_pixels
 from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
-from spidarknet.sizing.pixel_fit import _fisher_scoring
+from spidarknet.sizing.pixel_fit import _FixedBackground, _fisher_scoring
 from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
 from spidarknet.sizing.region import _FitPixels, _kernels
 from spidarknet.sizing.second_particle import second_particle_cut, second_particle_z
@@ -36,12 +36,16 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        pixels around the best centre, rings ``bin_px`` wide and the full diameter grid
        near the best diameter.
     2. From there, Fisher scoring (in scipy's trust region) of the per-pixel likelihood
-       over (a, b, d, cx, cy).
+       over (a, b, d, cx, cy); with the file's ``background_shape`` (its stray light in
+       parts), again with those parts scaled to the frame as a fixed background of every
+       pixel (:func:`_with_stray_light`).
     3. The uncertainty of the diameter from the inverse Fisher information of all five
        (so it includes the freedom of the centre), widened by the shape term.
     4. With the file's ``background_shape`` (its stray light), the ring sums' quality and
        misfit judge the sphere with a flat background and that shape's parts scaled to the
        frame (:func:`_with_background_shape`), and it needs ``min_signal_z`` σ over them.
+       The second-particle test reads the fit with a flat background (step 2's first), as
+       its threshold was set on.
     """
     s = (settings or SizingSettings()).check()
     refine = s.refine_centre and s.centre_search_px > 0
@@ -56,6 +60,28 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
             f"no usable pixels: {n_total} in the q range around the beam centre (need >= 100); "
             "check the mask, --centre and --q-range")
     # 1. centre grid x diameter grid on ring sums, coarse then fine
+    centre, d0, a0, b0 = _start(pixels, optics, s, centre_xy, refine, reach, step, r_most)
+    # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
+    a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(
+        pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
+    flat = (mu, b, (cx, cy), d)   # the second-particle test's (step 4)
+    if background_shape is not None and background_shape.components is not None and s.background and a > 0:
+        a, b, d, cx, cy, cov, nll, mu = _with_stray_light(pixels, optics, s, background_shape,
+                                                          (a, b, d, cx, cy), mu, centre_xy if refine else None,
+                                                          reach)
+    # 3. fit quality and uncertainty; 4. fringes of a second particle
+    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range,
+                         background_shape), s)
+    if fit.ok:
+        _test_second_particle(fit, pixels, optics, *flat)
+    return fit
+
+
+def _start(pixels: _FitPixels, optics: _Optics, s: SizingSettings, centre_xy: Sequence[float], refine: bool,
+           reach: float, step: float, r_most: float) -> tuple[tuple[float, float], float, float, float]:
+    """(centre, diameter, a, b) of the ring search that starts the per-pixel fit (step 1 of
+    :func:`fit_frame_sphere`): centres ``step`` apart within ``reach`` of ``centre_xy`` (only
+    it without ``refine``), rings out to ``r_most`` (+ ``reach``)."""
     grid = _diameter_grid(s)
     ring_limit = r_most + reach + 2.0
     # rings narrower than the pixels where these span much of a fringe (binned frames)
@@ -72,15 +98,48 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     else:
         centre, d0, a0, b0 = _ring_search(pixels, optics, s, [tuple(centre_xy)], grid, width, 6, ring_limit,
                                           anchor_xy=centre_xy)
-    # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
-    a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(
-        pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
-    # 3. fit quality and uncertainty; 4. fringes of a second particle
-    fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range,
-                         background_shape), s)
-    if fit.ok:
-        _test_second_particle(fit, pixels, optics, mu, b, (cx, cy), d)
-    return fit
+    return centre, d0, a0, b0
+
+
+def _with_stray_light(pixels: _FitPixels, optics: _Optics, s: SizingSettings, shape: RadialBackground, params,
+                      mu: np.ndarray, search_centre, reach: float):
+    """The per-pixel fit again (:func:`_fisher_scoring` from ``params``, the fit with a flat
+    background, whose μ per pixel is ``mu``) with the file's stray light (``shape``'s parts,
+    scaled to the frame: :func:`_stray_light`) a fixed background of every pixel, so that
+    its excess near the beam is not left to the sphere's centre and diameter (with one half
+    of a pnCCD dead, it pulled a dim sphere's centre 1-3 pixels into the live half and its
+    diameter 1-2 nm low).  The parts lie about the flat fit's centre: the beam's in the
+    frame (a beam that drifts from shot to shot takes its stray light along; the file's
+    centre is the shots' mean).  Returns what :func:`_fisher_scoring` does, μ per pixel
+    without the stray light (the sphere and the flat background: :func:`_assess` scales the
+    parts again on the ring sums)."""
+    fixed, a, b = _stray_light(pixels, s, shape, params, mu)
+    *found, mu = _fisher_scoring(pixels, optics, (a, b) + tuple(params[2:]), s, search_centre, reach, fixed=fixed)
+    return (*found, mu - fixed.pixels)
+
+
+def _stray_light(pixels: _FitPixels, s: SizingSettings, shape: RadialBackground, params,
+                 mu: np.ndarray) -> tuple[_FixedBackground, float, float]:
+    """(the file's stray light on each pixel, a, b): the parts of ``shape`` about the centre
+    of ``params`` (a, b, d, cx, cy; μ per pixel ``mu``), each scaled as the ring sums about
+    it take them with the sphere's rings and a flat background (all ≥ 0), and the sphere's
+    scale and flat background of that."""
+    a, b, d, cx, cy = params
+    shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
+    mu_k, n_k, c_k = _kernels().ring_totals(pixels.x, pixels.y, shift, s.bin_px, mu, pixels.lit, pixels.counts)
+    parts = shape.parts_at((np.arange(len(n_k)) + 0.5) * s.bin_px)
+    shapes = np.vstack([(mu_k - b * n_k) / a, n_k, n_k * parts])
+    theta = _nonnegative_scales(c_k, shapes, np.array([a, 0.5 * b] + [0.5] * len(parts)))
+    ax, ay = np.float32(shift[0]), np.float32(shift[1])
+
+    def on(x, y):
+        r = np.hypot(x - ax, y - ay)
+        return np.ascontiguousarray(theta[2:] @ shape.parts_at(r), dtype=np.float64)
+
+    lattice = pixels.lattice()
+    fixed = _FixedBackground(on(pixels.x, pixels.y), None if lattice is None else on(*lattice),
+                             on(pixels.photon_x, pixels.photon_y))
+    return fixed, float(max(theta[0], 1e-12)), float(max(theta[1], 1e-12))
 
 
 def _test_second_particle(fit: SphereFit, pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,

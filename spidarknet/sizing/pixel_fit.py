@@ -4,6 +4,7 @@ a trust region."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -14,6 +15,21 @@ from spidarknet.sizing.region import _FitPixels, _kernels
 from spidarknet.sizing.settings import SizingSettings
 
 
+@dataclass(frozen=True)
+class _FixedBackground:
+    """A fixed background of every pixel of a fit (photons; a file's stray light scaled to the
+    frame), added to the model ``a s + b``: on ``pixels`` (the fit's, in their order), on the
+    lattice's (:meth:`_FitPixels.lattice`, None without one) and on the pixels holding photons."""
+
+    pixels: np.ndarray
+    lattice: np.ndarray | None
+    photons: np.ndarray
+
+    @property
+    def total(self) -> float:
+        return float(self.pixels.sum())
+
+
 class _PixelModel:
     """The Poisson likelihood of every pixel of ``pixels`` as a function of the free
     parameters θ = (a, [b,] d in nm[, cx, cy]) (b fixed at 0 without a background, the
@@ -21,11 +37,13 @@ class _PixelModel:
     negative log-likelihood, its gradient, the expected (Fisher) information
     ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel, all but ``Σ C log μ`` (a sum over the pixels
     holding photons) from one compiled pass over the pixels
-    (:func:`spidarknet.sizing_kernels.pixel_pass`)."""
+    (:func:`spidarknet.sizing_kernels.pixel_pass`); ``fixed``: a fixed background of each
+    pixel added to the model (:class:`_FixedBackground`)."""
 
     def __init__(self, pixels: _FitPixels, optics: _Optics, fit_background: bool, fit_centre: bool,
-                 centre_xy: Sequence[float], lattice: tuple[np.ndarray, np.ndarray] | None = None):
-        self.pixels, self.optics, self.lattice = pixels, optics, lattice
+                 centre_xy: Sequence[float], lattice: tuple[np.ndarray, np.ndarray] | None = None,
+                 fixed: _FixedBackground | None = None):
+        self.pixels, self.optics, self.lattice, self.fixed = pixels, optics, lattice, fixed
         self.fit_b, self.fit_c = fit_background, fit_centre
         self.centre_xy = (float(centre_xy[0]), float(centre_xy[1]))
         self.free = [0] + ([1] if fit_background else []) + [2] + ([3, 4] if fit_centre else [])
@@ -68,16 +86,19 @@ class _PixelModel:
         pixels = self.pixels
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
         kernels = _kernels()
+        fixed = self.fixed
         if self.lattice is None and information:
             mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
-                                                     d_nm * 1e-9, self.vector, self.steps, a, b)
+                                                     d_nm * 1e-9, self.vector, self.steps, a, b,
+                                                     None if fixed is None else fixed.pixels)
             nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
         else:   # the sums over all pixels (or the lattice's), the photons' terms from their pixels
             x, y = (pixels.x, pixels.y) if self.lattice is None else self.lattice
             scale = pixels.n_pixels / len(x)
             if information:
+                extra = None if fixed is None else (fixed.pixels if self.lattice is None else fixed.lattice)
                 _, sums, info, _ = kernels.pixel_pass(x, y, np.zeros(len(x)), shift, pixels.aspect, d_nm * 1e-9,
-                                                      self.vector, self.steps, a, b)
+                                                      self.vector, self.steps, a, b, extra)
                 sums *= scale
                 info *= scale
             else:
@@ -85,9 +106,12 @@ class _PixelModel:
                 shape *= scale
                 sums = np.array([a * shape[0] + b * pixels.n_pixels, shape[0], pixels.n_pixels, a * shape[1],
                                  a * shape[2], a * shape[3]])
+                if fixed is not None:
+                    sums[0] += fixed.total
                 info = None
             lit = kernels.photon_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift, pixels.aspect,
-                                      d_nm * 1e-9, self.vector, self.steps, a, b)
+                                      d_nm * 1e-9, self.vector, self.steps, a, b,
+                                      None if fixed is None else fixed.photons)
             nll, mu = float(sums[0] - lit[5]), None
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
         grad = sums[1:] - score
@@ -140,7 +164,8 @@ LATTICE_MIN_PIXELS = 4096
 
 
 def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,
-                    search_centre: Sequence[float] | None, reach_px: float, *, max_steps: int = 30):
+                    search_centre: Sequence[float] | None, reach_px: float, *, max_steps: int = 30,
+                    fixed: _FixedBackground | None = None):
     """Maximum-likelihood (a, b, d, cx, cy) of the photons of every pixel of ``pixels``.
 
     Fisher scoring in a trust region (:func:`_trust_region`) of the negative
@@ -157,8 +182,9 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
     the lattice's steps go on to :data:`CORRECTED_TOLERANCE` (:data:`CORRECTIONS` times at
     most, then every pixel's steps; each of these stages at most ``max_steps`` steps): two
     passes over every pixel a frame, most often.  ``start`` is (a, b, d in m,
-    cx, cy).  Returns a, b, d (m), cx, cy, the covariance of the free parameters (a, [b,]
-    d in nm[, cx, cy]), the negative log-likelihood and μ per pixel.
+    cx, cy).  ``fixed``: a fixed background of each pixel in the model (:class:`_PixelModel`).
+    Returns a, b, d (m), cx, cy, the covariance of the free parameters (a, [b,] d in nm[, cx,
+    cy]), the negative log-likelihood and μ per pixel (``fixed`` included).
     """
     a, b, d_m, cx, cy = (float(v) for v in start)
     fit_c = search_centre is not None
@@ -168,11 +194,11 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
         inside = not fit_c or math.hypot(cx - search_centre[0], cy - search_centre[1]) <= reach_px + 1.0
         return a >= 0 and b >= 0 and s.d_min_nm <= d_nm <= s.d_max_nm and inside
 
-    model = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy))
+    model = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy), fixed=fixed)
     lattice = pixels.lattice() if optics.subpixels == 1 and pixels.n_pixels >= LATTICE_MIN_PIXELS else None
     found = None
     if lattice is not None and allowed(*model.unpack(theta)):
-        rough = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy), lattice=lattice)
+        rough = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy), lattice=lattice, fixed=fixed)
         theta, *at_theta = _trust_region(rough, theta, allowed, LATTICE_TOLERANCE, max_steps, secant=True)
         theta, found = _corrected(model, rough, theta, at_theta, allowed, max_steps)
     if found is None:
