@@ -113,16 +113,16 @@ def test_follow_applies_the_size_window_as_frames_arrive(small_cxi, tmp_path):
 
 def test_follow_fits_with_the_files_background_shape_as_detect_does(tmp_path):
     """On a measured-like file (stray light) the followed fits have the file's background
-    shape, found once when the first chunk to fit arrives: the rows' fit columns and
-    reasons are those of detect --size-range on the finished file (with a flat background,
-    empty shots under the stray light had hundreds of signal photons)."""
+    shape, found once the file holds the frames a batch run samples: the rows' fit columns
+    and reasons are those of detect --size-range on the finished file (with a flat
+    background, empty shots under the stray light had hundreds of signal photons)."""
     path, followed, whole = tmp_path / "measured.cxi", tmp_path / "followed.csv", tmp_path / "whole.csv"
-    simulate_file(path, 16, seed=11, settings=MEASURED_LIKE_SETTINGS, half_detector=True)
+    simulate_file(path, 64, seed=11, settings=MEASURED_LIKE_SETTINGS, half_detector=True)
     assert detect.main([str(path), "--out", str(followed), "--follow", "--size-range", "60", "75", "--idle", "0.5",
-                        "--chunk", "8", "--quiet"]) == 0
+                        "--chunk", "16", "--quiet"]) == 0
     assert detect.main([str(path), "--out", str(whole), "--size-range", "60", "75", "--jobs", "1", "--quiet"]) == 0
     followed, whole = read_hits(followed), read_hits(whole)
-    assert [k.index for k in followed.keys] == list(range(16))
+    assert [k.index for k in followed.keys] == list(range(64))
     assert list(followed.hits) == list(whole.hits) and whole.n_hits >= 1
     for name in HIT_COLUMNS:
         np.testing.assert_allclose(followed.columns[name], whole.columns[name], rtol=1e-6, equal_nan=True,

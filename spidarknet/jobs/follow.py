@@ -114,9 +114,10 @@ def _stop_monitor(page) -> None:
 def _follow_decision(settings: DetectSettings, state: RunState, source, pre):
     """(the size range's or the selector's decision applied to each followed chunk, or None;
     the region to read: the network's crop, with the fit's region where there is a decision).
-    The fits have the file's background shape, as ``detect`` fits: found from the frames
-    written when a chunk to fit arrives (all of them on a finished file), found again with
-    each such chunk until the file holds the frames a batch run samples, then kept."""
+    The fits have the file's background shape, as ``detect`` fits: found once the file holds
+    the frames a batch run samples (from the frames written by then: all of them on a
+    finished file), and kept; until then a flat background (a shape from a few frames is no
+    shape: on a clean file's first 15-20 frames the quietest ones may hold particles)."""
     info = source.files[0]
     roi = pre.roi(info)
     if not (settings.size_range or settings.selector):
@@ -127,8 +128,9 @@ def _follow_decision(settings: DetectSettings, state: RunState, source, pre):
 
     def background(found):
         written = frames_written(found)
-        shape = file_background(source, replace(found, n_frames=written), decider.settings)
-        return shape, written >= BACKGROUND_SAMPLE_FRAMES
+        if written < BACKGROUND_SAMPLE_FRAMES:
+            return None, False
+        return file_background(source, replace(found, n_frames=written), decider.settings), True
 
     decider = ChunkDecider(size_range=settings.size_range, selector=state.selector, background=background)
     fit = fit_roi(info, decider.settings)
