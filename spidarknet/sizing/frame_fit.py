@@ -127,9 +127,7 @@ def _stray_light(pixels: _FitPixels, s: SizingSettings, shape: RadialBackground,
     a, b, d, cx, cy = params
     shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
     mu_k, n_k, c_k = _kernels().ring_totals(pixels.x, pixels.y, shift, s.bin_px, mu, pixels.lit, pixels.counts)
-    parts = shape.parts_at((np.arange(len(n_k)) + 0.5) * s.bin_px)
-    shapes = np.vstack([(mu_k - b * n_k) / a, n_k, n_k * parts])
-    theta = _nonnegative_scales(c_k, shapes, np.array([a, 0.5 * b] + [0.5] * len(parts)))
+    theta = _sphere_and_parts(c_k, mu_k, n_k, a, b, shape, s.bin_px)[0]
     ax, ay = np.float32(shift[0]), np.float32(shift[1])
 
     def on(x, y):
@@ -192,14 +190,22 @@ def _with_background_shape(c_k: np.ndarray, mu_k: np.ndarray, n_k: np.ndarray, a
     parts of the file's background ``shape`` at the rings' radii, their scales by the Poisson
     likelihood (all ≥ 0); and the sphere's evidence over the background alone (σ: √(2 Δ)
     of the two likelihoods' logarithms, the background's scales fitted again without it)."""
-    parts = shape.parts_at((np.arange(len(n_k)) + 0.5) * bin_px)
-    shapes = np.vstack([(mu_k - b * n_k) / a, n_k, n_k * parts])
-    start = np.array([a, 0.5 * b] + [0.5] * len(parts))
-    theta = _nonnegative_scales(c_k, shapes, start)
+    theta, shapes, start = _sphere_and_parts(c_k, mu_k, n_k, a, b, shape, bin_px)
     alone = _nonnegative_scales(c_k, shapes[1:], start[1:])
     gain = _poisson_nll(c_k, alone @ shapes[1:]) - _poisson_nll(c_k, theta @ shapes)
     z = math.sqrt(2.0 * max(gain, 0.0))
     return float(theta[0]), float(theta[1]), theta @ shapes, float(theta[0] * shapes[0].sum()), z
+
+
+def _sphere_and_parts(c_k: np.ndarray, mu_k: np.ndarray, n_k: np.ndarray, a: float, b: float,
+                      shape: RadialBackground, bin_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scales, shapes, start) of the ring sums ``c_k`` as the sphere's rings (``μ_k − b n_k``
+    over ``a``), a flat background (``n_k`` pixels) and ``shape``'s parts at the rings'
+    radii: the scales by the Poisson likelihood (all ≥ 0) from ``start``."""
+    parts = shape.parts_at((np.arange(len(n_k)) + 0.5) * bin_px)
+    shapes = np.vstack([(mu_k - b * n_k) / a, n_k, n_k * parts])
+    start = np.array([a, 0.5 * b] + [0.5] * len(parts))
+    return _nonnegative_scales(c_k, shapes, start), shapes, start
 
 
 def _poisson_nll(counts: np.ndarray, mu: np.ndarray) -> float:
