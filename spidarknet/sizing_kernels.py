@@ -194,30 +194,12 @@ def _point_model(px, py, aspect, d_m, pixel_m, distance_m, k4):
     return shape, d_diameter, -radial * px, -radial * py * aspect
 
 
-def _pixel_model(px, py, aspect, d_m, pixel_m, distance_m, k4, steps):
-    """:func:`_point_model` of a pixel whose centre is at ``px``, ``py``: at that centre
-    (``steps`` None: a branch numba compiles away, so that the loop over the pixels stays
-    vectorised) or the mean over the sub-pixel points ``steps`` along each axis."""
-    if steps is None:
-        return _point_model(px, py, aspect, d_m, pixel_m, distance_m, k4)
-    shape, g_ds, g_xs, g_ys = 0.0, 0.0, 0.0, 0.0
-    for u in range(steps.shape[0]):
-        for v in range(steps.shape[0]):
-            sh, dd, dx, dy = _point_model(px + steps[u], py + steps[v] * aspect, aspect, d_m, pixel_m, distance_m, k4)
-            shape += sh
-            g_ds += dd
-            g_xs += dx
-            g_ys += dy
-    norm = 1.0 / (steps.shape[0] * steps.shape[0])
-    return shape * norm, g_ds * norm, g_xs * norm, g_ys * norm
-
-
 def _subpixel_models(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out):
     """``out`` (4, pixels) = the sums over the sub-pixel points ``steps`` along each axis of
     :func:`_point_model` (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy) of every pixel at ``x``, ``y`` seen from a
-    centre ``shift`` away (:func:`_model_of` divides by the points): what :func:`_pixel_model`
-    sums, but with the loop over the pixels innermost, so that it vectorises (a loop over the
-    points inside it does not: on 2 x 2 points a pass cost 7 times as much)."""
+    centre ``shift`` away (:func:`_model_of` divides by the points for their mean), with the
+    loop over the pixels innermost, so that it vectorises (a loop over the points inside the
+    loop over the pixels did not: on 2 x 2 points a pass cost 7 times as much)."""
     pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
     for k in range(4):
         for j in range(x.shape[0]):
@@ -236,11 +218,13 @@ def _subpixel_models(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out):
 
 
 def _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, steps, models):
-    """Pixel ``j``'s :func:`_pixel_model`: worked out here, or (``models`` not None) taken from
-    ``models`` (:func:`_subpixel_models`)."""
+    """Pixel ``j``'s model (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy): :func:`_point_model` at its centre
+    (``models`` None: a branch numba compiles away, so that the loop over the pixels stays
+    vectorised), or the mean over its sub-pixel points ``steps`` from ``models``
+    (:func:`_subpixel_models`)."""
     if models is None:
-        return _pixel_model(np.float64(x[j]) - shift_x, np.float64(y[j]) - shift_y, aspect, d_m, pixel_m,
-                            distance_m, k4, steps)
+        return _point_model(np.float64(x[j]) - shift_x, np.float64(y[j]) - shift_y, aspect, d_m, pixel_m,
+                            distance_m, k4)
     norm = 1.0 / (steps.shape[0] * steps.shape[0])
     return models[0, j] * norm, models[1, j] * norm, models[2, j] * norm, models[3, j] * norm
 
@@ -308,7 +292,7 @@ def _pixel_pass(x, y, values, shift_x, shift_y, aspect, d_m, optics, steps, a, b
 
 
 def _model_sums(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out, models=None):
-    """``out`` = (Σ s, Σ ∂s/∂d, Σ ∂s/∂cx, Σ ∂s/∂cy) of :func:`_pixel_model` over every pixel at
+    """``out`` = (Σ s, Σ ∂s/∂d, Σ ∂s/∂cx, Σ ∂s/∂cy) of :func:`_model_of` over every pixel at
     ``x``, ``y`` seen from a centre ``shift`` away (as :func:`_pixel_pass`): the sums that
     the gradient of the negative log-likelihood takes over all pixels, without μ, its
     reciprocal and the information (the photons' terms come from their own pixels);
@@ -565,7 +549,6 @@ if numba is not None:
     _ring_cells_jit = _jit(_ring_cells, _SUM_FLAGS)
     _sincos = _jit(_sincos, inline=True)
     _point_model = _jit(_point_model, inline=True)
-    _pixel_model = _jit(_pixel_model, inline=True)
     _pixel_pass_jit = _jit(_pixel_pass, _SUM_FLAGS)
     _subpixel_models_jit = _jit(_subpixel_models, _SUM_FLAGS)
     _model_of = _jit(_model_of, inline=True)
