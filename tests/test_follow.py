@@ -14,8 +14,12 @@ from spidarknet.selection.features import HIT_COLUMNS
 from spidarknet.simulate import MEASURED_LIKE_SETTINGS, simulate_file
 
 WRITER = """
-import sys, time, h5py
+import os, sys, time, h5py
 src_path, out_path, n, step, hits_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+# "rows": each step once the follower's rows of the one before are in the hit list; "paced":
+# once the hit list is begun, a step every 0.5 s (rows that wait for the file's background
+# shape come later; the follower looks every 0.2 s)
+paced = len(sys.argv) > 6 and sys.argv[6] == "paced"
 
 
 def rows_scored():
@@ -43,7 +47,9 @@ with h5py.File(src_path, "r") as src, h5py.File(out_path, "w", libver="latest") 
         if (i + 1) % step == 0 and i + 1 < n:
             # the next frames only once the follower has scored these: written while it follows
             deadline = time.monotonic() + 60
-            while rows_scored() < i + 1:
+            if paced:
+                time.sleep(0.5)
+            while (rows_scored() < i + 1) if not paced else not os.path.exists(hits_path):
                 if time.monotonic() > deadline:
                     sys.exit(f"the follower scored {rows_scored()} of {i + 1} frames within 60 s")
                 time.sleep(0.01)
@@ -87,9 +93,11 @@ def test_follow_refuses_several_files_and_stops_when_idle(untrained_weights, sma
 def test_follow_applies_the_size_window_as_frames_arrive(small_cxi, tmp_path):
     """--follow --size-range: the network screens, the frames it lets through are fitted from
     the followed chunks, and the rows carry the fit and the reason, as the window gives
-    them on the finished file."""
+    them on the finished file (a file of fewer frames than a batch run samples for the
+    background shape: the rows wait until it ends)."""
     growing, out = tmp_path / "live.cxi", tmp_path / "hits.csv"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(small_cxi), str(growing), "40", "10", str(out)],
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(small_cxi), str(growing), "40", "10", str(out),
+                               "paced"],
                               stdout=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([writer.stdout], [], [], 60)
@@ -111,18 +119,20 @@ def test_follow_applies_the_size_window_as_frames_arrive(small_cxi, tmp_path):
     assert followed.columns["reason"] == whole.columns["reason"]
 
 
-def test_follow_fits_with_the_files_background_shape_as_detect_does(tmp_path):
+@pytest.mark.parametrize("frames", [64, 40])
+def test_follow_fits_with_the_files_background_shape_as_detect_does(tmp_path, frames):
     """On a measured-like file (stray light) the followed fits have the file's background
-    shape, found once the file holds the frames a batch run samples: the rows' fit columns
-    and reasons are those of detect --size-range on the finished file (with a flat
-    background, empty shots under the stray light had hundreds of signal photons)."""
+    shape, found once the file holds the frames a batch run samples, or from all its frames
+    when it ends before (40: the rows wait until the file is done): the rows' fit columns and
+    reasons are those of detect --size-range on the finished file (with a flat background,
+    empty shots under the stray light had hundreds of signal photons)."""
     path, followed, whole = tmp_path / "measured.cxi", tmp_path / "followed.csv", tmp_path / "whole.csv"
-    simulate_file(path, 64, seed=11, settings=MEASURED_LIKE_SETTINGS, half_detector=True)
+    simulate_file(path, frames, seed=11, settings=MEASURED_LIKE_SETTINGS, half_detector=True)
     assert detect.main([str(path), "--out", str(followed), "--follow", "--size-range", "60", "75", "--idle", "0.5",
                         "--chunk", "16", "--quiet"]) == 0
     assert detect.main([str(path), "--out", str(whole), "--size-range", "60", "75", "--jobs", "1", "--quiet"]) == 0
     followed, whole = read_hits(followed), read_hits(whole)
-    assert [k.index for k in followed.keys] == list(range(64))
+    assert [k.index for k in followed.keys] == list(range(frames))
     assert list(followed.hits) == list(whole.hits) and whole.n_hits >= 1
     for name in HIT_COLUMNS:
         np.testing.assert_allclose(followed.columns[name], whole.columns[name], rtol=1e-6, equal_nan=True,
@@ -131,23 +141,32 @@ def test_follow_fits_with_the_files_background_shape_as_detect_does(tmp_path):
     assert any("stray light" in reason for reason in followed.columns["reason"])  # the shape was used
 
 
-def test_a_followed_file_s_background_shape_is_found_again_until_it_is_final(tmp_path):
+def test_a_followed_file_s_rows_wait_until_the_background_shape_is_final(tmp_path):
     """The decider asks for the file's shape with every chunk that has frames to fit until the
-    answer is final (a growing file holds the frames a batch run samples), then keeps it."""
+    answer is final (a growing file holds the frames a batch run samples), then keeps it; the
+    chunks scored before wait and come out in order, fitted with the final shape; what still
+    waits when the file ends is decided with the shape of every frame written."""
     from spidarknet.frames.source import FrameSource
     from spidarknet.hits import HitList
     from spidarknet.selection.decide import ChunkDecider
     path = tmp_path / "small.cxi"
-    simulate_file(path, 6, seed=3, shape=(256, 256), binning=2)
+    simulate_file(path, 8, seed=3, shape=(256, 256), binning=2)
     asked = []
 
-    def background(info):
-        asked.append(info.path)
-        return None, len(asked) == 2  # final at the second asking
+    def background(info, finished):
+        asked.append(finished)
+        return None, len(asked) == 2 or finished  # final at the second asking
+
+    def hit_list(chunk):
+        return HitList(list(chunk.keys), np.ones(len(chunk.keys)), np.zeros((len(chunk.keys), 4)), 0.5)
 
     decider = ChunkDecider(size_range=(60.0, 75.0), background=background)
-    for chunk in FrameSource([str(path)]).chunks(2):
-        hits = HitList(list(chunk.keys), np.ones(len(chunk.keys)), np.zeros((len(chunk.keys), 4)), 0.5)
-        decider(chunk, hits)
-        assert "diameter_nm" in hits.columns and len(hits.columns["reason"]) == len(chunk.keys)
-    assert len(asked) == 2  # three chunks: asked with the first two, kept with the third
+    released = [decider(chunk, hit_list(chunk)) for chunk in FrameSource([str(path)]).chunks(2)]
+    assert [[h.keys[0].index for h in r] for r in released] == [[], [0, 2], [4], [6]]
+    assert asked == [False, False] and decider.finish() == []  # asked with the first two, kept after
+    for hits in released[1]:
+        assert "diameter_nm" in hits.columns and len(hits.columns["reason"]) == len(hits.keys)
+    ending = ChunkDecider(size_range=(60.0, 75.0), background=lambda info, finished: (None, finished))
+    chunk = next(iter(FrameSource([str(path)]).chunks(3)))
+    assert ending(chunk, hit_list(chunk)) == []
+    assert [h.keys[0].index for h in ending.finish()] == [0] and ending.finish() == []

@@ -42,11 +42,9 @@ def follow_chunks(info: FileInfo, roi: Roi | None, chunk_frames: int, *, start: 
         done = start
         last_new = clock()
         while True:
-            ds.refresh()
-            available = ds.shape[0]
-            if mask_ds is not None:  # a frame is taken once its mask is written too
-                mask_ds.refresh()
-                available = min(available, mask_ds.shape[0])
+            for d in (ds, mask_ds) if mask_ds is not None else (ds,):
+                d.refresh()
+            available = _written(ds, mask_ds)
             if available > done:
                 for first in range(done, available, chunk_frames):
                     stop = min(first + chunk_frames, available)
@@ -72,10 +70,15 @@ def frames_written(info: FileInfo) -> int:
     except OSError as exc:
         raise InputError(f"cannot open {info.path} for following: {exc}") from None
     with handle:
-        written = handle[info.dataset].shape[0]
-        if info.mask_dataset:
-            written = min(written, handle[info.mask_dataset].shape[0])
-    return int(written)
+        return _written(handle[info.dataset], handle[info.mask_dataset] if info.mask_dataset else None)
+
+
+def _written(ds, mask_ds) -> int:
+    """The frames of an open frame dataset written by its last refresh; a frame counts once
+    its per-frame mask (``mask_ds``, where the file has one) is written too.  (A handle opened
+    for the count is not refreshed: two handles on one file in one process share HDF5's
+    metadata cache, and refreshing the second broke the first's reads.)"""
+    return int(ds.shape[0] if mask_ds is None else min(ds.shape[0], mask_ds.shape[0]))
 
 
 class RowAppender:
@@ -104,17 +107,18 @@ class RowAppender:
 
 def append_scored(chunk: FrameChunk, pre: Preprocessor, gate: PrefilterGate | None, detector: Detector,
                   checks: FrameChecks, appender: RowAppender,
-                  decide: Callable[[FrameChunk, HitList], object] | None = None) -> int:
+                  decide: Callable[[FrameChunk, HitList], list[HitList]] | None = None) -> int:
     """Score one chunk of a followed file and append its rows (narrowed by ``decide``, which
-    may fit the chunk's frames and add columns); returns the frames the prefilter kept from
-    the network."""
+    may fit the chunk's frames, add columns, and hold rows back: it returns the hit lists
+    decided by now, in order); returns the frames the prefilter kept from the network."""
     data, valid, origin = chunk.data, chunk.valid, chunk.origin  # preprocessing may narrow the chunk's mask
     processed = pre.process(chunk)
     passed = gate.passes(chunk, processed.photons) if gate is not None else None
     scores, boxes = score_chunk(detector, processed, passed, pre.settings)
     status = checks.add(chunk, processed)
     hits = HitList(chunk.keys, scores, boxes, appender.threshold, status=status)
-    if decide is not None:
-        decide(FrameChunk(info=chunk.info, indices=chunk.indices, data=data, valid=valid, origin=origin), hits)
-    appender.append(hits)
+    decided = [hits] if decide is None else decide(
+        FrameChunk(info=chunk.info, indices=chunk.indices, data=data, valid=valid, origin=origin), hits)
+    for ready in decided:
+        appender.append(ready)
     return len(chunk) - int(np.count_nonzero(passed)) if passed is not None else 0

@@ -46,6 +46,7 @@ def follow(settings: DetectSettings, state: RunState) -> DetectResult:
         interrupted = True
     finally:
         bar.close()
+        _append_waiting(decider, appender)
         appender.close()
         if page is not None:
             _stop_monitor(page)
@@ -111,13 +112,22 @@ def _stop_monitor(page) -> None:
     page.stdout.close()
 
 
+def _append_waiting(decider, appender) -> None:
+    """The rows the decider still holds (a file that ended, or a run interrupted, before
+    the background shape was final), decided now: no scored frame's row is lost."""
+    if decider is not None:
+        for hits in decider.finish():
+            appender.append(hits)
+
+
 def _follow_decision(settings: DetectSettings, state: RunState, source, pre):
     """(the size range's or the selector's decision applied to each followed chunk, or None;
     the region to read: the network's crop, with the fit's region where there is a decision).
     The fits have the file's background shape, as ``detect`` fits: found once the file holds
-    the frames a batch run samples (from the frames written by then: all of them on a
-    finished file), and kept; until then a flat background (a shape from a few frames is no
-    shape: on a clean file's first 15-20 frames the quietest ones may hold particles)."""
+    the frames a batch run samples (from the frames written by then), or when the file ends
+    before (from all its frames, as ``detect`` samples them), and kept; the rows with frames
+    to fit wait until then (a shape from a growing file's first few frames is no shape: on a
+    clean file's first 15-20 frames the quietest ones may hold particles)."""
     info = source.files[0]
     roi = pre.roi(info)
     if not (settings.size_range or settings.selector):
@@ -126,9 +136,9 @@ def _follow_decision(settings: DetectSettings, state: RunState, source, pre):
     from spidarknet.selection.decide import ChunkDecider
     from spidarknet.sizing import BACKGROUND_SAMPLE_FRAMES, file_background, fit_roi
 
-    def background(found):
+    def background(found, finished):
         written = frames_written(found)
-        if written < BACKGROUND_SAMPLE_FRAMES:
+        if written < BACKGROUND_SAMPLE_FRAMES and not finished:
             return None, False
         return file_background(source, replace(found, n_frames=written), decider.settings), True
 

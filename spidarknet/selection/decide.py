@@ -99,15 +99,16 @@ class ChunkDecider:
     a chunk that the network lets through are fitted here, from the chunk's own pixels
     (read with :func:`~spidarknet.sizing.fit_roi`'s region), as they arrive.
 
-    ``background`` finds the file's background shape (see
-    :func:`~spidarknet.sizing.file_background`; None: a flat background) from the chunk's
-    file, and says whether it is final: it is asked when a chunk with frames to fit arrives
-    (a file still being written: from the frames written by then) until it says so (once the
-    file holds the frames a batch run samples), and the last shape is kept for the rest of
-    the run.  Without it the fits have a flat background."""
+    ``background(info, finished)`` finds the file's background shape (see
+    :func:`~spidarknet.sizing.file_background`; None: a flat background) and says whether it
+    is final: once the file holds the frames a batch run samples, or when ``finished`` (the
+    file is done: from every frame written, as a batch run on it samples them).  Until the
+    shape is final, chunks with frames to fit wait (their rows come later, in order, fitted
+    with the final shape, as ``detect`` fits them); the shape is then kept for the rest of the
+    run.  Without it the fits have a flat background and nothing waits."""
 
     def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None,
-                 background: Callable[[FileInfo], tuple[RadialBackground | None, bool]] | None = None):
+                 background: Callable[[FileInfo, bool], tuple[RadialBackground | None, bool]] | None = None):
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
@@ -116,15 +117,36 @@ class ChunkDecider:
         self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
         self._find_background = background
         self.background: RadialBackground | None = None
+        self._waiting: list[tuple[FrameChunk, HitList, np.ndarray]] = []
 
-    def __call__(self, chunk: FrameChunk, hits: HitList) -> None:
+    def __call__(self, chunk: FrameChunk, hits: HitList) -> list[HitList]:
+        """The hit lists decided by now, in order (``hits`` itself, or none while the
+        background shape is not final, or every chunk that waited)."""
         index = np.flatnonzero(hits.hits)
-        if len(index) and self._find_background is not None:
-            self.background, final = self._find_background(chunk.info)
-            if final:
-                self._find_background = None  # kept for the rest of the run
         valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[index]
-        results = size_frames(chunk.data[index], valid, chunk.origin, chunk.info.geometry,
-                              [hits.keys[i] for i in index], self.settings, self.regions, self.background)
-        measured = measured_from(hits.keys, hits.scores, index, results, [chunk.info])
-        apply_measured(hits, measured, self.size_range, self.selector)
+        self._waiting.append((FrameChunk(info=chunk.info, indices=chunk.indices[index], data=chunk.data[index],
+                                         valid=valid, origin=chunk.origin), hits, index))
+        if self._find_background is not None and any(len(i) for _, _, i in self._waiting):
+            self.background, final = self._find_background(chunk.info, False)
+            if not final:
+                return []
+            self._find_background = None  # kept for the rest of the run
+        return self._release()
+
+    def finish(self) -> list[HitList]:
+        """The chunks that still wait, decided with the shape of every frame written."""
+        if self._find_background is not None and any(len(i) for _, _, i in self._waiting):
+            self.background, _ = self._find_background(self._waiting[0][0].info, True)
+            self._find_background = None
+        return self._release()
+
+    def _release(self) -> list[HitList]:
+        released = []
+        for chunk, hits, index in self._waiting:
+            results = size_frames(chunk.data, chunk.valid, chunk.origin, chunk.info.geometry,
+                                  [hits.keys[i] for i in index], self.settings, self.regions, self.background)
+            measured = measured_from(hits.keys, hits.scores, index, results, [chunk.info])
+            apply_measured(hits, measured, self.size_range, self.selector)
+            released.append(hits)
+        self._waiting = []
+        return released
