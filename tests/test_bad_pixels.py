@@ -87,6 +87,22 @@ def test_a_dead_pixel_among_lit_neighbours_and_hot_ones_in_dark_and_lit_surround
     assert find_bad_pixels(frames, usable).hot.tolist() == [5 * 40 + 30]
 
 
+def test_a_central_peak_at_the_beam_stop_s_edge_is_not_hot():
+    """On binned frames a particle's central peak reaches the beam stop and falls steeply over
+    a block's 24 pixels but not from one pixel to the next (the old rule flagged 7 edge
+    pixels here); two hot pixels side by side among lit neighbours are still found."""
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[:64, :64]
+    r = np.hypot(y - 31.6, x - 32.3)
+    usable = r > 5
+    frames = rng.poisson(6000 * np.exp(-(r - 5) / 3.0) * rng.lognormal(0, 0.3, (32, 1, 1)) + 0.05) * usable
+    assert find_bad_pixels(frames, usable).hot.size == 0
+    frames = frames.astype(np.float64)
+    frames[:, 55:, :] += rng.poisson(0.8, size=(32, 9, 64))  # often lit, 1 photon a frame
+    frames[:, 60, 10:12] += 40.0
+    assert find_bad_pixels(frames, usable).hot.tolist() == [60 * 64 + 10, 60 * 64 + 11]
+
+
 def test_sample_spreads_over_the_file():
     assert sample_indices(10).tolist() == list(range(10))
     picked = sample_indices(1000)
