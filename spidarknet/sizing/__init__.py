@@ -32,7 +32,10 @@ For each frame (photon counts, with its usable-pixel mask and the file's geometr
    Fisher information ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` of all five parameters (the curvature of the
    log-likelihood, its correlation with the centre included), and in quadrature a shape
    term ``SHAPE_ERROR_PER_ROOT_MISFIT · d · √misfit`` for patterns that a sphere does not
-   quite explain (icosahedra: their fringe positions depend on the orientation by ~0.7 %).
+   quite explain (icosahedra: their fringe positions depend on the orientation by ~0.7 %).  Where
+   the file's stray light comes in parts scaled per frame, the term reads
+   ``PARTS_MISFIT_FACTOR`` (3) times the misfit: the parts' free scales take up part of a
+   non-sphere's departure.
 
 ``fit_quality`` is the reduced Pearson χ² of the ring sums about the fitted centre,
 ``Σ_k (C_k − μ_k)² / μ_k / (N − 5)`` over the N rings fitted: about 1 when a sphere

@@ -21,7 +21,7 @@ from spidarknet.sizing.pixel_fit import _FixedBackground, _fisher_scoring
 from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
 from spidarknet.sizing.region import _FitPixels, _kernels
 from spidarknet.sizing.second_particle import second_particle_cut, second_particle_z
-from spidarknet.sizing.settings import SizingSettings
+from spidarknet.sizing.settings import PARTS_MISFIT_FACTOR, SizingSettings
 
 
 def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float],
@@ -40,7 +40,8 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        parts), again with those parts scaled to the frame as a fixed background of every
        pixel (:func:`_with_stray_light`).
     3. The uncertainty of the diameter from the inverse Fisher information of all five
-       (so it includes the freedom of the centre), widened by the shape term.
+       (so it includes the freedom of the centre), widened by the shape term (with the
+       file's stray light in parts, of :data:`PARTS_MISFIT_FACTOR` times the misfit).
     4. With the file's ``background_shape`` (its stray light), the ring sums' quality and
        misfit judge the sphere with a flat background and that shape's parts scaled to the
        frame (:func:`_with_background_shape`), and it needs ``min_signal_z`` σ over them.
@@ -177,8 +178,10 @@ def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nl
     sigma = math.sqrt(var) * 1e-9 if np.isfinite(var) and var > 0 else float("nan")
     with np.errstate(invalid="ignore", divide="ignore"):
         model = np.where(n_k > 0, mu_k / np.maximum(n_k, 1), np.nan)
+    in_parts = background_shape is not None and background_shape.components is not None and a > 0
+    shape_misfit = PARTS_MISFIT_FACTOR * misfit if in_parts else misfit
     return SphereFit(d, a, b, chi2, signal, int(used.sum()), q_range,
-                     diameter_err_m=_diameter_error(sigma, d, misfit), diameter_stat_err_m=sigma,
+                     diameter_err_m=_diameter_error(sigma, d, shape_misfit), diameter_stat_err_m=sigma,
                      misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model, signal_z=signal_z)
 
 

@@ -15,6 +15,12 @@ ICOSAHEDRON_SPHERE_DIAMETER_RATIO = 0.998
 
 #: the shape term of the diameter error, per diameter and per √misfit (module notes)
 SHAPE_ERROR_PER_ROOT_MISFIT = 0.025
+#: ... where the file's stray light comes in parts scaled per frame, the misfit it reads is
+#: this times the misfit judged with them: the parts' free scales take up part of a
+#: non-sphere's departure (icosahedra on paired measured-like development files, the same
+#: frames with and without stray light: median misfit 0.132 -> 0.041, 0.082 -> 0.028, 0.110 ->
+#: 0.037), and the term would cover their diameter's error less often (docs/recipe.md)
+PARTS_MISFIT_FACTOR = 3.0
 
 
 #: a size window (``select --size-range``) drops fits whose misfit is above this
