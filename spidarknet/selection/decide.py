@@ -17,7 +17,7 @@ from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource
 from spidarknet.hits import HitList
 from spidarknet.selection.features import HIT_COLUMNS, Measured, measure, measured_from
 from spidarknet.selection.selector import Selector
-from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, RadialBackground, SizingSettings, size_frames, window_cuts,
+from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, FileBackground, SizingSettings, size_frames, window_cuts,
                                window_verdicts)
 
 
@@ -99,7 +99,7 @@ class ChunkDecider:
     a chunk that the network lets through are fitted here, from the chunk's own pixels
     (read with :func:`~spidarknet.sizing.fit_roi`'s region), as they arrive.
 
-    ``background`` finds the file's background shape (see
+    ``background`` finds what the file holds beside its particles (see
     :func:`~spidarknet.sizing.file_background`; None: a flat background) from the chunk's
     file, and says whether it is final: it is asked when a chunk with frames to fit arrives
     (a file still being written: from the frames written by then) until it says so (once the
@@ -107,7 +107,7 @@ class ChunkDecider:
     the run.  Without it the fits have a flat background."""
 
     def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None,
-                 background: Callable[[FileInfo], tuple[RadialBackground | None, bool]] | None = None):
+                 background: Callable[[FileInfo], tuple[FileBackground | None, bool]] | None = None):
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
@@ -115,7 +115,7 @@ class ChunkDecider:
         self.regions: dict = {}
         self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
         self._find_background = background
-        self.background: RadialBackground | None = None
+        self.background: FileBackground | None = None
 
     def __call__(self, chunk: FrameChunk, hits: HitList) -> None:
         index = np.flatnonzero(hits.hits)
