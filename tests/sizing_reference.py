@@ -23,7 +23,8 @@ from spidarknet.sizing.region import _FitPixels
 
 
 def second_particle_z_reference(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
-                      centre_xy: Sequence[float], diameter_m: float) -> tuple[float, float]:
+                      centre_xy: Sequence[float], diameter_m: float,
+                      row_stripes: bool = False) -> tuple[float, float]:
     """Evidence for a second particle beside the fitted one: ``(z, separation in m)``.
 
     Two particles whose centres lie ``d`` apart across the beam scatter ``|F₁ + F₂ e^{iq·d}|²``,
@@ -38,8 +39,9 @@ def second_particle_z_reference(pixels: _FitPixels, optics: _Optics, mu: np.ndar
     of its largest value at separations from
     :data:`SECOND_PARTICLE_MIN_SEPARATION` fitted diameters to 0.9 of the largest the
     pixels resolve (``π/κ``, ``κ`` the q across one pixel), but for the fringes along the rows
-    (:data:`~spidarknet.sizing.ROW_STRIPE_CYCLES_PER_PIXEL`, since the ninth session); NaN
-    when that range is empty.  The statistic is a test of a model (one particle), not of our
+    where ``row_stripes`` (:data:`~spidarknet.sizing.ROW_STRIPE_CYCLES_PER_PIXEL`: on every file
+    in the ninth session, on files whose rows carry stripes since the tenth); NaN when that
+    range is empty.  The statistic is a test of a model (one particle), not of our
     simulator: its null distribution follows from Poisson statistics alone.
     """
     kappa = 2.0 * math.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m  # q per pixel
@@ -62,7 +64,8 @@ def second_particle_z_reference(pixels: _FitPixels, optics: _Optics, mu: np.ndar
     fx = np.arange(power.shape[1], dtype=np.float64)
     separation = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
     searched = (separation > SECOND_PARTICLE_MIN_SEPARATION * diameter_m) & (separation < largest)
-    searched &= fx[None, :] >= math.ceil(ROW_STRIPE_CYCLES_PER_PIXEL * n)
+    if row_stripes:
+        searched &= fx[None, :] >= math.ceil(ROW_STRIPE_CYCLES_PER_PIXEL * n)
     if not searched.any():
         return float("nan"), float("nan")
     # noisier than Poisson (a measured detector's gain spread, sub-photon noise): the lower

@@ -564,10 +564,13 @@ def test_a_size_table_carries_the_cut_and_an_older_one_falls_back_to_signal_phot
     assert counts_older["second_particle"] == several_older < several
 
 
-def test_row_stripes_are_not_read_as_a_second_particle():
+def test_row_stripes_are_not_read_as_a_second_particle_where_a_file_has_them():
     """A facility's common-mode correction leaves each row of a readout block (16 written
     pixels of an 8 x 8-binned pnCCD) off by its own offset where the pattern fills the row:
-    fringes along the rows, which the second-particle search leaves out (z 5.4 before)."""
+    fringes along the rows, which the second-particle search leaves out where the file's
+    rows carry stripes (z 5.4 otherwise).  On a clean file it searches them: two particles
+    lying along the columns, whose fringes run along the rows, are found there (z 3 with the
+    rows left out, as every file had them before)."""
     from spidarknet.sizing.formfactor import _Optics
     from spidarknet.sizing.region import _FitPixels
     from spidarknet.sizing.second_particle import second_particle_z
@@ -577,11 +580,65 @@ def test_row_stripes_are_not_read_as_a_second_particle():
     mu = 0.2 + 40.0 * np.exp(-(r / 18.0) ** 2)
     stripes = rng.choice([-3, 3], size=(128, 8)).repeat(16, axis=1) * (mu > 5)
     optics = _Optics(600e-6, 0.581, 0.7749e-9)
-    for counts in (rng.poisson(mu), np.maximum(rng.poisson(mu) + stripes, 0)):
+    kappa = 2.0 * np.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m
+    pair = mu * (1.0 + 0.5 * np.cos(kappa * 150e-9 * yy))     # 150 nm apart along the columns
+
+    def z(counts, row_stripes):
         pixels = _FitPixels(counts.astype(np.uint16), r > 3, (0, 0), (63.5, 63.5), 3.0, 60.0, 1.0)
-        z, _, _ = second_particle_z(pixels, optics, mu[pixels.region.rows, pixels.region.cols], 0.2, (63.5, 63.5),
-                                    70e-9)
-        assert z < 4.5
+        return second_particle_z(pixels, optics, mu[pixels.region.rows, pixels.region.cols], 0.2, (63.5, 63.5),
+                                 70e-9, row_stripes)[0]
+
+    single, striped, two = rng.poisson(mu), np.maximum(rng.poisson(mu) + stripes, 0), rng.poisson(pair)
+    assert z(single, False) < 4.5 and z(single, True) < 4.5
+    assert z(striped, True) < 4.5 < z(striped, False)
+    assert z(two, True) < 4.5 < 8.0 < z(two, False)
+
+
+def test_coarse_pixels_search_the_square_of_separations_they_resolve():
+    """On 4 x 4-binned pnCCD pixels (300 µm at 0.125 m, 1.7 keV) the disc of separations the
+    search covers ends at 137 nm, under two diameters of a 70 nm particle; each axis of the
+    grid resolves 137 nm by itself, so two particles 120 nm apart along both (170 nm) keep
+    their fringes in the square's corner, where the search now looks (z 3 before)."""
+    from spidarknet.sizing import SQUARE_SEARCH_DIAMETERS
+    from spidarknet.sizing.formfactor import _Optics
+    from spidarknet.sizing.region import _FitPixels
+    from spidarknet.sizing.second_particle import second_particle_z
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:128, 0:128] - 64.0   # pixels' offsets whole: rounded alike
+    r = np.hypot(xx, yy)
+    mu = 0.05 + 12.0 * np.exp(-(r / 14.0) ** 2)
+    optics = _Optics(300e-6, 0.125, 0.7293e-9)
+    kappa = 2.0 * np.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m
+    assert 0.9 * np.pi / kappa < SQUARE_SEARCH_DIAMETERS * 70e-9 < 0.9 * np.pi / kappa * 2.0
+    pair = mu * (1.0 + 0.6 * np.cos(kappa * 120e-9 * (xx + yy)))
+
+    def z(counts, diameter_m=70e-9):
+        pixels = _FitPixels(counts.astype(np.uint16), r > 2, (0, 0), (64.0, 64.0), 2.0, 60.0, 1.0)
+        return second_particle_z(pixels, optics, mu[pixels.region.rows, pixels.region.cols], 0.05, (64.0, 64.0),
+                                 diameter_m)
+
+    found, separation, _ = z(rng.poisson(pair))
+    assert found > 8.0 and separation == pytest.approx(170e-9, rel=0.1)
+    assert z(rng.poisson(mu))[0] < 4.5
+
+
+@pytest.mark.parametrize("measured", [False, True])
+def test_a_file_s_row_stripes_are_found_once_from_its_sampled_fits(tmp_path, measured):
+    """8 x 8-binned frames at 0.581 m read out as a facility corrects them (measured-like:
+    common-mode row stripes) have fits whose second-particle maps are 2-4 times stronger along
+    the rows than elsewhere; their clean twins' about as strong (0.8-1.5 on the development
+    files).  The file's sample says which, and the fits of its frames follow it."""
+    from spidarknet.simulate.physics import ELEMENTARY_CHARGE_C
+    from spidarknet.sizing import ROW_STRIPE_MIN_RATIO, file_background
+    path = tmp_path / "binned8.cxi"
+    simulate_file(path, 24, seed=9901, settings=MEASURED_LIKE_SETTINGS if measured else None,
+                  fractions={"single": 1.0}, photons=20000, distance_m=0.581,
+                  photon_energy_J=1600 * ELEMENTARY_CHARGE_C, binning=8)
+    source = FrameSource([str(path)])
+    found = file_background(source, source.files[0], SizingSettings())
+    assert found.fits >= 8 and found.row_stripes == measured
+    assert (found.row_band_ratio > ROW_STRIPE_MIN_RATIO) == measured
+    assert found.row_band_ratio < 1.5 or measured
 
 
 def test_empty_frames_fail_with_a_reason_and_keep_their_rows(tmp_path, capsys):

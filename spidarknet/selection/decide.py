@@ -17,7 +17,7 @@ from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource
 from spidarknet.hits import HitList
 from spidarknet.selection.features import HIT_COLUMNS, Measured, measure, measured_from
 from spidarknet.selection.selector import Selector
-from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, RadialBackground, SizingSettings, size_frames, window_cuts,
+from spidarknet.sizing import (SIZE_WINDOW_MAX_MISFIT, FileBackground, SizingSettings, size_frames, window_cuts,
                                window_verdicts)
 
 
@@ -99,16 +99,16 @@ class ChunkDecider:
     a chunk that the network lets through are fitted here, from the chunk's own pixels
     (read with :func:`~spidarknet.sizing.fit_roi`'s region), as they arrive.
 
-    ``background(info, finished)`` finds the file's background shape (see
+    ``background(info, finished)`` finds what the file holds beside its particles (see
     :func:`~spidarknet.sizing.file_background`; None: a flat background) and says whether it
     is final: once the file holds the frames a batch run samples, or when ``finished`` (the
-    file is done: from every frame written, as a batch run on it samples them).  Until the
-    shape is final, chunks with frames to fit wait (their rows come later, in order, fitted
-    with the final shape, as ``detect`` fits them); the shape is then kept for the rest of the
-    run.  Without it the fits have a flat background and nothing waits."""
+    file is done: from every frame written, as a batch run on it samples them).  Until it is
+    final, chunks with frames to fit wait (their rows come later, in order, fitted with the
+    final background, as ``detect`` fits them); it is then kept for the rest of the run.
+    Without it the fits have a flat background and nothing waits."""
 
     def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None,
-                 background: Callable[[FileInfo, bool], tuple[RadialBackground | None, bool]] | None = None):
+                 background: Callable[[FileInfo, bool], tuple[FileBackground | None, bool]] | None = None):
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
@@ -116,7 +116,7 @@ class ChunkDecider:
         self.regions: dict = {}
         self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
         self._find_background = background
-        self.background: RadialBackground | None = None
+        self.background: FileBackground | None = None
         self._waiting: list[tuple[FrameChunk, HitList, np.ndarray]] = []
 
     def __call__(self, chunk: FrameChunk, hits: HitList) -> list[HitList]:

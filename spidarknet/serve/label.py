@@ -265,8 +265,9 @@ class LabelSession:
         photons = np.asarray(chunk.data[0], dtype=np.float64)
         valid = chunk.valid if chunk.valid.ndim == 2 else chunk.valid[0]
         settings = SizingSettings()   # the fit detect made, with the file's background shape
-        result = size_frame(photons, valid, info.geometry, key, settings,
-                            background_shape=file_background(frames, info, settings))
+        found = file_background(frames, info, settings)
+        result = size_frame(photons, valid, info.geometry, key, settings, background_shape=found.shape,
+                            row_stripes=found.row_stripes)
         crop, crop_valid, origin = around_centre(photons, valid, result.centre_xy,
                                                  r_max_px(info.geometry, settings))
         picture = frame_picture(crop, crop_valid, self.pool.boxes[row], side_px=440, origin=origin)

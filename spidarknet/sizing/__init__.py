@@ -60,7 +60,9 @@ pattern times fringes ``1 + γ cos(q·d)``, which ring sums average away.  After
 once (an FFT): ``second_particle_z``, in σ, ≈ 3 for one particle whatever its photons, and
 a size window drops fits above their ``second_particle_cut`` (:func:`second_particle_cut`: 5
 on dim frames, more on bright ones, whose not-quite-spherical particles leave a residual
-growing with their photons beyond the first minimum).
+growing with their photons beyond the first minimum).  Where a file's rows carry a
+detector's common-mode stripes (:func:`file_background` fits its sampled frames and reads
+:func:`row_band_ratio`), the search leaves out the fringes along the rows.
 
 **Stray light.**  Beamline and injector scatter (measured frames; ``simulate
 --measured-like``) is round about the beam and the same from shot to shot up to its
@@ -114,13 +116,14 @@ from spidarknet.sizing.formfactor import (SPHERE_FIRST_ZERO_X, SUBPIXEL_FRINGE_S
                                           pixel_weight, ring_q_inv_m, subpixels_for)
 from spidarknet.sizing.frame_fit import SizeResult, fit_frame_sphere, fit_roi, r_max_px, reach_photons, size_frame
 from spidarknet.sizing.pixel_fit import LATTICE_MIN_PIXELS, LATTICE_TOLERANCE
-from spidarknet.sizing.background import BACKGROUND_SAMPLE_FRAMES, RadialBackground, radial_background
+from spidarknet.sizing.background import BACKGROUND_SAMPLE_FRAMES, FileBackground, RadialBackground, radial_background
 from spidarknet.sizing.pool import default_jobs, estimate_sizes, file_background, size_frames, summary_line
 from spidarknet.sizing.profile_fit import SphereFit, fit_sphere
-from spidarknet.sizing.second_particle import (ROW_STRIPE_CYCLES_PER_PIXEL, SECOND_PARTICLE_MIN_SEPARATION,
-                                               SECOND_PARTICLE_Z_PER_ROOT_PHOTON,
+from spidarknet.sizing.second_particle import (ROW_STRIPE_CYCLES_PER_PIXEL, ROW_STRIPE_MIN_FITS, ROW_STRIPE_MIN_RATIO,
+                                               SECOND_PARTICLE_MIN_SEPARATION,
+                                               SECOND_PARTICLE_Z_PER_ROOT_PHOTON, SQUARE_SEARCH_DIAMETERS,
                                                SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, second_particle_cut,
-                                               second_particle_z, window_cuts)
+                                               row_band_ratio, second_particle_z, window_cuts)
 from spidarknet.sizing.settings import (ICOSAHEDRON_SPHERE_DIAMETER_RATIO, SHAPE_ERROR_PER_ROOT_MISFIT,
                                         SIZE_WINDOW_MAX_MISFIT, SizingSettings)
 from spidarknet.sizing.table import SIZE_COLUMNS, SizeRow, read_sizes, write_sizes_csv
@@ -128,13 +131,14 @@ from spidarknet.sizing.window import select_size_window, sizes_for, window_verdi
 
 __all__ = [
     "BACKGROUND_SAMPLE_FRAMES", "CENTRE_PIXEL_M", "ICOSAHEDRON_SPHERE_DIAMETER_RATIO", "LATTICE_MIN_PIXELS", "LATTICE_TOLERANCE",
-    "RING_SEARCH_CELLS", "ROW_STRIPE_CYCLES_PER_PIXEL", "SECOND_PARTICLE_MIN_SEPARATION",
+    "RING_SEARCH_CELLS", "ROW_STRIPE_CYCLES_PER_PIXEL", "ROW_STRIPE_MIN_FITS", "ROW_STRIPE_MIN_RATIO",
+    "SECOND_PARTICLE_MIN_SEPARATION",
     "SECOND_PARTICLE_Z_PER_ROOT_PHOTON", "SHAPE_ERROR_PER_ROOT_MISFIT", "SIZE_COLUMNS",
-    "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X",
+    "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X", "SQUARE_SEARCH_DIAMETERS",
     "SUBPIXELS_PER_FRINGE", "SUBPIXEL_FRINGE_SHARE", "SizeResult", "SizeRow", "SizingSettings", "SphereFit",
-    "RadialBackground", "centre_search_in_pixels", "default_jobs", "estimate_sizes", "file_background",
+    "FileBackground", "RadialBackground", "centre_search_in_pixels", "default_jobs", "estimate_sizes", "file_background",
     "fit_frame_sphere", "fit_roi", "fit_sphere", "radial_background",
-    "pixel_weight", "r_max_px", "reach_photons", "read_sizes", "ring_q_inv_m",
+    "pixel_weight", "r_max_px", "reach_photons", "read_sizes", "ring_q_inv_m", "row_band_ratio",
     "second_particle_cut", "second_particle_z", "select_size_window", "size_frame",
     "size_frames", "sizes_for", "subpixels_for", "summary_line", "window_cuts", "window_verdicts",
     "write_sizes_csv"

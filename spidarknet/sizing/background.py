@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from spidarknet.sizing.second_particle import ROW_STRIPE_MIN_FITS, ROW_STRIPE_MIN_RATIO
+
 
 def _scale_background(counts: np.ndarray, shapes: np.ndarray, shape_sums: np.ndarray,
                       n_pixels: float, *, background: bool = True,
@@ -140,6 +142,26 @@ class RadialBackground:
         mean shape, without parts)."""
         parts = self.per_pixel[None] if self.components is None else self.components
         return np.stack([np.interp(radius_px, self.radius_px, p) for p in parts])
+
+
+@dataclass(frozen=True)
+class FileBackground:
+    """What a file's frames hold beside their particles, found once per file from a sample
+    of its frames (:func:`~spidarknet.sizing.file_background`): its stray light's shape
+    (None: a flat background) and how much stronger its sampled fits' second-particle maps
+    are along the rows than elsewhere (the median of
+    :func:`~spidarknet.sizing.second_particle.row_band_ratio` over ``fits`` fits; NaN with
+    too few), which says whether its rows carry a detector's common-mode stripes."""
+
+    shape: RadialBackground | None = None
+    row_band_ratio: float = float("nan")
+    fits: int = 0
+
+    @property
+    def row_stripes(self) -> bool:
+        """Whether the second-particle search leaves out the fringes along the rows
+        (:data:`ROW_STRIPE_MIN_RATIO`)."""
+        return self.fits >= ROW_STRIPE_MIN_FITS and self.row_band_ratio >= ROW_STRIPE_MIN_RATIO
 
 
 def _ring_sums(frames: np.ndarray, valid: np.ndarray, ring: np.ndarray, inside: np.ndarray, n_rings: int,

@@ -20,13 +20,14 @@ from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
 from spidarknet.sizing.pixel_fit import _FixedBackground, _fisher_scoring
 from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
 from spidarknet.sizing.region import _FitPixels, _kernels
-from spidarknet.sizing.second_particle import second_particle_cut, second_particle_z
+from spidarknet.sizing.second_particle import row_band_ratio, second_particle_cut, second_particle_z
 from spidarknet.sizing.settings import PARTS_MISFIT_FACTOR, SizingSettings
 
 
 def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float],
                      settings: SizingSettings | None = None,
-                     background_shape: RadialBackground | None = None) -> SphereFit:
+                     background_shape: RadialBackground | None = None,
+                     row_stripes: bool | None = False) -> SphereFit:
     """Beam centre, diameter, scale and background of one frame's photons (module notes, 4-5).
 
     1. For each centre on a grid of ``centre_step_px`` within ``centre_search_px`` of
@@ -46,7 +47,9 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        misfit judge the sphere with a flat background and that shape's parts scaled to the
        frame (:func:`_with_background_shape`), and it needs ``min_signal_z`` σ over them.
        The second-particle test reads the fit with a flat background (step 2's first), as
-       its threshold was set on.
+       its threshold was set on, and leaves out the fringes along the rows where the file's
+       rows carry stripes (``row_stripes``; None: not known yet, every row searched and
+       ``row_band_ratio`` measured: a file's sample, :func:`~spidarknet.sizing.file_background`).
     """
     s = (settings or SizingSettings()).check()
     refine = s.refine_centre and s.centre_search_px > 0
@@ -74,7 +77,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range,
                          background_shape), s)
     if fit.ok:
-        _test_second_particle(fit, pixels, optics, *flat)
+        _test_second_particle(fit, pixels, optics, *flat, row_stripes=row_stripes)
     return fit
 
 
@@ -142,12 +145,15 @@ def _stray_light(pixels: _FitPixels, s: SizingSettings, shape: RadialBackground,
 
 
 def _test_second_particle(fit: SphereFit, pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
-                          centre_xy: Sequence[float], diameter_m: float) -> None:
+                          centre_xy: Sequence[float], diameter_m: float, *, row_stripes: bool | None) -> None:
     """``fit``'s second-particle z, the separation it found, the window's cut on it (from
-    the particle's photons beyond its first minimum) and the test's CPU seconds."""
+    the particle's photons beyond its first minimum) and the test's CPU seconds; with
+    ``row_stripes`` None, its map's :func:`row_band_ratio` too."""
     started = time.thread_time()
     fit.second_particle_z, fit.second_particle_separation_m, photons = second_particle_z(
-        pixels, optics, mu, background, centre_xy, diameter_m)
+        pixels, optics, mu, background, centre_xy, diameter_m, bool(row_stripes))
+    if row_stripes is None:
+        fit.row_band_ratio = row_band_ratio(pixels, optics, mu, background, centre_xy, diameter_m)
     fit.second_particle_cut = float(second_particle_cut(photons))
     fit.second_particle_cpu_s = time.thread_time() - started
 
@@ -264,12 +270,14 @@ def r_max_px(geometry: Geometry, settings: SizingSettings) -> float:
 def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, key: FrameKey,
                settings: SizingSettings | None = None, *, origin: tuple[int, int] = (0, 0),
                with_profile: bool = True, regions: dict | None = None,
-               background_shape: RadialBackground | None = None) -> SizeResult:
+               background_shape: RadialBackground | None = None,
+               row_stripes: bool | None = False) -> SizeResult:
     """Centre, diameter and (``with_profile``) radial profile about the fitted centre of one
     frame (``frame`` may be a region whose top-left pixel is ``origin`` = (row, column) of
     the full frame).  ``regions``, a dict kept from frame to frame of a file, keeps the
     fit region (its pixels and their offsets) for the next frame of the same mask;
-    ``background_shape`` is the file's (:func:`file_background`), None for a flat one."""
+    ``background_shape`` is the file's (:func:`file_background`), None for a flat one, and
+    ``row_stripes`` whether its rows carry stripes (:func:`fit_frame_sphere`)."""
     s = (settings or SizingSettings()).check()
     optics = _Optics.of(geometry, s.d_max_nm)
     frame = np.asarray(frame)
@@ -282,7 +290,7 @@ def size_frame(frame: np.ndarray, valid: np.ndarray | None, geometry: Geometry, 
     if regions is not None:
         regions["last"] = pixels.region
     started = time.thread_time()
-    fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s, background_shape)
+    fit = fit_frame_sphere(pixels, optics, geometry.centre_px, s, background_shape, row_stripes)
     fit_cpu_s = time.thread_time() - started
     bright = reach_photons(frame, usable, origin, geometry.centre_px, r_out, py / px, s.adu_per_photon)
     centre = fit.centre_xy or geometry.centre_px

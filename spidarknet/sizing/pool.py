@@ -14,9 +14,11 @@ from spidarknet.core.defaults import SIZE_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.core.pool import Pool, Result, Stop, core_count
 from spidarknet.frames.source import FileInfo, FrameKey, FrameSource, Geometry
-from spidarknet.sizing.background import BACKGROUND_SAMPLE_FRAMES, RadialBackground, radial_background
+from spidarknet.sizing.background import (BACKGROUND_SAMPLE_FRAMES, FileBackground, RadialBackground,
+                                          radial_background)
 from spidarknet.sizing.centre_search import centre_search_in_pixels
 from spidarknet.sizing.frame_fit import SizeResult, fit_roi, r_max_px, size_frame
+from spidarknet.sizing.second_particle import ROW_STRIPE_MIN_FITS
 from spidarknet.sizing.settings import SizingSettings
 
 
@@ -33,20 +35,20 @@ _FRAMES_PER_TASK = 4
 _worker_regions: dict = {}
 
 
-#: the files' background shapes (:func:`file_background`), by file, dataset, geometry, read options, mask
+#: what the files hold beside their particles (:func:`file_background`), by file, dataset, geometry, read options, mask
 #: and settings
 _background_cache: dict = {}
 
 
-def file_background(source: FrameSource, info: FileInfo, settings: SizingSettings) -> RadialBackground | None:
-    """The background shape of the file ``info`` of ``source`` (its beamline and injector
-    scatter: :func:`~spidarknet.sizing.background.radial_background`) from
-    :data:`BACKGROUND_SAMPLE_FRAMES` frames spread over all its frames, whatever ``source``
-    selects of it (so every process, shard and selection finds the same one), read with
-    the fit's region; None without a shape (a flat background), or where the settings fit
-    none.  Kept per file, geometry, read options, mask and settings."""
-    if not (settings.background and settings.background_shape):
-        return None
+def file_background(source: FrameSource, info: FileInfo, settings: SizingSettings) -> FileBackground:
+    """What the file ``info`` of ``source`` holds beside its particles (:class:`FileBackground`),
+    from :data:`BACKGROUND_SAMPLE_FRAMES` frames spread over all its frames, whatever
+    ``source`` selects of it (so every process, shard and selection finds the same), read
+    with the fit's region: its background shape (its beamline and injector scatter:
+    :func:`~spidarknet.sizing.background.radial_background`; None for a flat background or
+    where the settings fit none) and whether its rows carry stripes (the fits of those
+    frames: :func:`_row_band_ratio`).  Kept per file, geometry, read options, mask and
+    settings."""
     mask = b"" if info.mask_shared is None else hashlib.sha1(np.packbits(info.mask_shared).tobytes()).digest()
     # the geometry (the shape's rings are about its centre) and how a run is read (its photons)
     key = (info.path, info.dataset, info.n_frames, info.geometry, repr(getattr(source, "options", None)), mask,
@@ -61,25 +63,50 @@ def file_background(source: FrameSource, info: FileInfo, settings: SizingSetting
         frames = np.concatenate([c.data for c in chunks])
         valid = (chunks[0].valid if all(c.valid.ndim == 2 for c in chunks)
                  else np.concatenate([np.broadcast_to(c.valid, c.data.shape) for c in chunks]))
-        reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], settings)[0]
-        px, py = info.geometry.pixel_size_m
-        _background_cache[key] = radial_background(frames, valid, chunks[0].origin, info.geometry.centre_px,
-                                                   r_max_px(info.geometry, settings) + reach + 2.0, py / px,
-                                                   settings.adu_per_photon)
+        shape = None
+        if settings.background and settings.background_shape:
+            reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], settings)[0]
+            px, py = info.geometry.pixel_size_m
+            shape = radial_background(frames, valid, chunks[0].origin, info.geometry.centre_px,
+                                      r_max_px(info.geometry, settings) + reach + 2.0, py / px,
+                                      settings.adu_per_photon)
+        keys = [k for c in chunks for k in c.keys]
+        _background_cache[key] = FileBackground(shape, *_row_band_ratio(frames, valid, chunks[0].origin,
+                                                                        info.geometry, keys, settings, shape))
     return _background_cache[key]
+
+
+def _row_band_ratio(frames: np.ndarray, valid: np.ndarray, origin: tuple[int, int], geometry: Geometry,
+                    keys: Sequence[FrameKey], settings: SizingSettings,
+                    shape: RadialBackground | None) -> tuple[float, int]:
+    """(the median :func:`~spidarknet.sizing.second_particle.row_band_ratio` of the fits of
+    a file's sampled ``frames`` that pass (NaN where fewer than
+    :data:`~spidarknet.sizing.second_particle.ROW_STRIPE_MIN_FITS`), how many)."""
+    regions: dict = {}
+    ratios = []
+    for i, key in enumerate(keys):
+        result = size_frame(frames[i], valid if valid.ndim == 2 else valid[i], geometry, key, settings,
+                            origin=origin, with_profile=False, regions=regions, background_shape=shape,
+                            row_stripes=None)
+        if result.ok and np.isfinite(result.fit.row_band_ratio):
+            ratios.append(result.fit.row_band_ratio)
+    return (float(np.median(ratios)) if len(ratios) >= ROW_STRIPE_MIN_FITS else float("nan")), len(ratios)
 
 
 def _size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], geometry: Geometry,
                  keys: Sequence[FrameKey], settings: SizingSettings, keep_profiles: bool,
-                 background: RadialBackground | None = None, regions: dict | None = None) -> list[SizeResult]:
+                 background: FileBackground | None = None, regions: dict | None = None) -> list[SizeResult]:
     """:func:`size_frame` of consecutive frames of one file (``valid`` (h, w) or (n, h, w));
-    ``background``: the file's background shape (:func:`file_background`)."""
+    ``background``: what the file holds beside its particles (:func:`file_background`; None:
+    a flat background and no row stripes)."""
+    shape = None if background is None else background.shape
+    stripes = background is not None and background.row_stripes
     regions = _worker_regions if regions is None else regions
     results = []
     for i, key in enumerate(keys):
         result = size_frame(data[i], valid if valid.ndim == 2 else valid[i], geometry, key, settings,
                             origin=origin, with_profile=keep_profiles, regions=regions,
-                            background_shape=background)
+                            background_shape=shape, row_stripes=stripes)
         if not keep_profiles:
             result.profile = result.q_inv_m = None
             result.fit = None
@@ -89,10 +116,10 @@ def _size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], g
 
 def size_frames(data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], geometry: Geometry,
                 keys: Sequence[FrameKey], settings: SizingSettings, regions: dict,
-                background: RadialBackground | None = None) -> list[SizeResult]:
+                background: FileBackground | None = None) -> list[SizeResult]:
     """The fits of frames already read (a region of ``data`` whose corner is ``origin``), in
     this process; ``regions``, kept from call to call, keeps each mask's fit region;
-    ``background``: the file's background shape (:func:`file_background`)."""
+    ``background``: what the file holds beside its particles (:func:`file_background`)."""
     return _size_frames(data, valid, origin, geometry, keys, settings.check(), False, background, regions=regions)
 
 

@@ -25,21 +25,41 @@ from spidarknet.sizing.region import _FitPixels, _kernels
 SECOND_PARTICLE_MIN_SEPARATION = 1.25
 
 
-#: the search leaves out the fringes that run (almost) along the frame's rows, those whose
-#: frequency along a row is below this (cycles per pixel: a period along the row of more
-#: than 43 pixels).  A pnCCD reads each row of each block of 128 channels with its own
-#: common-mode offset, and the facility's median correction is biased where the pattern
-#: fills a row, so measured frames keep row stripes; on 8 x 8-binned measured-like
-#: development frames they raised the singles' z at those frequencies (docs/recipe.md,
-#: "Ninth session": 4/256 and 10/256 left more singles above the cut than 6/256).  Two
-#: particles lying along the columns lose that much of their map
+#: where a file's rows carry stripes (:data:`ROW_STRIPE_MIN_RATIO`), the search leaves out
+#: the fringes that run (almost) along the frame's rows, those whose frequency along a row is
+#: below this (cycles per pixel: a period along the row of more than 43 pixels).  A pnCCD
+#: reads each row of each block of 128 channels with its own common-mode offset, and the
+#: facility's median correction is biased where the pattern fills a row, so measured frames
+#: keep row stripes; on 8 x 8-binned measured-like development frames they raised the
+#: singles' z at those frequencies (docs/recipe.md, "Ninth session": 4/256 and 10/256 left
+#: more singles above the cut than 6/256).  Two particles lying along the columns lose that
+#: much of their map: on clean files every row is searched (tenth session)
 ROW_STRIPE_CYCLES_PER_PIXEL = 6.0 / 256.0
+
+
+#: where the disc of separations that the pixels resolve (``0.9 π/κ``) reaches fewer fitted
+#: diameters than this, the search covers the square ``|d_x|, |d_y| < 0.9 π/κ`` instead: each
+#: axis of the pixel grid resolves separations up to ``π/κ`` by itself, and pairs lying
+#: diagonally up to √2 times farther apart keep their fringes there.  Two particles a few
+#: diameters apart need it only where the pixels are coarse for the particle: 4 x 4-binned
+#: pnCCD pixels (the disc 1.8-2.3 diameters of 60-75 nm; 8 x 8-binned at 0.581 m 4.5-5.6,
+#: the pnCCD 7.3-9.1, farther detectors more).  The corners add frequencies, hence a larger
+#: largest noise: where the disc reaches far enough they bring nothing (on 8 x 8-binned
+#: measured-like files they cost singles, docs/recipe.md, "Ninth session")
+SQUARE_SEARCH_DIAMETERS = 3.0
 
 
 #: a size window drops fits whose evidence for a second particle is above this (σ) on a dim
 #: frame.  For a single particle ``z²`` is the largest of some 10⁴ independent exponential
 #: variables of mean 1 (median z ≈ 3.2, and z > 5 about once in 10⁶ frames)
 SIZE_WINDOW_MAX_SECOND_PARTICLE_Z = 5.0
+
+
+#: a file's rows carry stripes when the median over its sampled fits of
+#: :func:`row_band_ratio` reaches this (development files, docs/recipe.md, "Tenth session":
+#: clean files 0.83-1.51 at every geometry, pnCCD measured-like ones 0.97-1.05, 8 x 8-binned
+#: measured-like ones 2.19-3.00), from at least ``ROW_STRIPE_MIN_FITS`` fits
+ROW_STRIPE_MIN_RATIO, ROW_STRIPE_MIN_FITS = 1.8, 8
 
 
 #: ... widened on bright frames by this times √N, in quadrature, N the fitted particle's
@@ -67,7 +87,8 @@ def window_cuts(cuts, signal_photons) -> np.ndarray:
 
 
 def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
-                      centre_xy: Sequence[float], diameter_m: float) -> tuple[float, float, float]:
+                      centre_xy: Sequence[float], diameter_m: float,
+                      row_stripes: bool = False) -> tuple[float, float, float]:
     """Evidence for a second particle beside the fitted one: ``(z, separation in m, the
     fitted particle's photons beyond its first minimum)``.
 
@@ -82,8 +103,10 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     back to it, so that extra detector noise does not pass for a second particle).  ``z`` is ``√``
     of its largest value at separations from
     :data:`SECOND_PARTICLE_MIN_SEPARATION` fitted diameters to 0.9 of the largest the
-    pixels resolve (``π/κ``, ``κ`` the q across one pixel), leaving out the fringes that run
-    along the rows (:data:`ROW_STRIPE_CYCLES_PER_PIXEL`); NaN when that range is empty.
+    pixels resolve (``π/κ``, ``κ`` the q across one pixel; along each axis where that is
+    fewer than :data:`SQUARE_SEARCH_DIAMETERS` diameters), leaving out the fringes that run
+    along the rows (:data:`ROW_STRIPE_CYCLES_PER_PIXEL`) where the file's rows carry
+    stripes (``row_stripes``: :func:`row_band_ratio`); NaN when that range is empty.
     The statistic is a test of a model (one particle), not of our simulator: its null
     distribution follows from Poisson statistics alone.
 
@@ -97,22 +120,15 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     minimum (the pnCCD at 0.125 m, whose beam stop hides the peak: 22,500 of either), and
     their z stays below 3.9 (docs/recipe.md, "Ninth session").
     """
-    kappa = 2.0 * math.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m  # q per pixel
-    largest = 0.9 * math.pi / kappa
-    if not largest > SECOND_PARTICLE_MIN_SEPARATION * diameter_m or len(mu) == 0:
+    found = _residual_map(pixels, optics, mu, background, centre_xy, diameter_m)
+    if found is None:
         return float("nan"), float("nan"), float("nan")
-    kernels = _kernels()
-    shift = (np.float32(centre_xy[0] - pixels.centre_xy[0]),
-             np.float32((centre_xy[1] - pixels.centre_xy[1]) * pixels.aspect))
-    # (C/μ − 1) s on the grid of the pixels' rounded offsets (float32: the map's noise is
-    # Poisson's, ~10⁷ times float32's), with C = 0 off the lit pixels
-    grid, variance, photons = kernels.residual_grid(pixels.x, pixels.y, shift, pixels.lit, pixels.counts, mu,
-                                                    background, pixels.bounds, _first_minimum_px(optics, diameter_m))
-    if not variance > 0:
+    spectrum, kappa, largest, variance, photons = found
+    if spectrum is None:
         return float("nan"), float("nan"), photons
-    columns = _searched_columns(len(grid), kappa, largest)
-    spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]), columns)
-    separation = _separations(len(grid), kappa, columns)
+    kernels = _kernels()
+    square = largest < SQUARE_SEARCH_DIAMETERS * diameter_m
+    separation = _separations(len(spectrum), kappa, spectrum.shape[1], row_stripes, square)
     low, quiet = SECOND_PARTICLE_MIN_SEPARATION * diameter_m, math.log(4.0 / 3.0)
     n_searched, n_quiet, best, peak, power = kernels.spectrum_peak(spectrum, separation, low, largest, variance, quiet)
     if not n_searched:
@@ -125,7 +141,87 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1:
         quartile = kernels.spectrum_quantile(power, 0.25)
         peak /= max(1.0, quartile / quiet)
+    if square:   # the separation itself (the square's corners are searched as the disc's edge)
+        separation = _separations(len(spectrum), kappa, spectrum.shape[1], row_stripes, False)
     return math.sqrt(peak), float(separation.flat[best]), photons
+
+
+def _residual_map(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
+                  centre_xy: Sequence[float], diameter_m: float):
+    """(the second-particle map's spectrum: the leading columns of the weighted residual's
+    real FFT, q per pixel (1/m), the largest separation searched (m), the map's variance,
+    the particle's photons beyond its first minimum) of :func:`second_particle_z`; the
+    spectrum None where the variance is not positive; None where no separation is searched."""
+    kappa = 2.0 * math.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m  # q per pixel
+    largest = 0.9 * math.pi / kappa
+    if not largest > SECOND_PARTICLE_MIN_SEPARATION * diameter_m or len(mu) == 0:
+        return None
+    shift = (np.float32(centre_xy[0] - pixels.centre_xy[0]),
+             np.float32((centre_xy[1] - pixels.centre_xy[1]) * pixels.aspect))
+    # (C/μ − 1) s on the grid of the pixels' rounded offsets (float32: the map's noise is
+    # Poisson's, ~10⁷ times float32's), with C = 0 off the lit pixels
+    grid, variance, photons = _kernels().residual_grid(pixels.x, pixels.y, shift, pixels.lit, pixels.counts, mu,
+                                                       background, pixels.bounds,
+                                                       _first_minimum_px(optics, diameter_m))
+    if not variance > 0:
+        return None, kappa, largest, variance, photons
+    columns = _searched_columns(len(grid), kappa, largest)
+    spectrum = _real_fft2(grid, _grid_rows(len(grid), pixels.bounds, shift[1]), columns)
+    return spectrum, kappa, largest, variance, photons
+
+
+def row_band_ratio(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
+                   centre_xy: Sequence[float], diameter_m: float) -> float:
+    """How much stronger the fitted single's second-particle map (:func:`second_particle_z`'s,
+    every row searched) is along the rows than elsewhere: the median power of its fringes
+    below :data:`ROW_STRIPE_CYCLES_PER_PIXEL` over the median of the others', at the
+    separations the search covers.  About 1 for a single on a clean detector, whatever its
+    geometry; a detector's common-mode row stripes raise it (3.7-4.8 for the singles of 8 x
+    8-binned measured-like frames; docs/recipe.md, "Tenth session").  A second particle may
+    raise it too: a file's stripes are judged by the median over its fits.  NaN where the
+    map is empty or either part holds fewer than 8 frequencies."""
+    found = _residual_map(pixels, optics, mu, background, centre_xy, diameter_m)
+    if found is None or found[0] is None:
+        return float("nan")
+    spectrum, kappa, largest, _, _ = found
+    n = len(spectrum)
+    band = math.ceil(ROW_STRIPE_CYCLES_PER_PIXEL * n)
+    # the band, and every k-th column beyond it (some 8 bands' worth: a far detector's map
+    # holds 10⁶ frequencies)
+    chosen = np.r_[0:band, band:spectrum.shape[1]:max(1, (spectrum.shape[1] - band) // (8 * band))]
+    separation = _separations(n, kappa, spectrum.shape[1], False)[:, chosen]
+    radius = _radii(n, spectrum.shape[1])[:, chosen]
+    searched = (separation > SECOND_PARTICLE_MIN_SEPARATION * diameter_m) & (separation < largest)
+    along, across = searched.copy(), searched
+    along[:, band:] = False
+    across[:, :band] = False
+    # each frequency against the mean of the others at its distance from the origin (the
+    # map of a bright single is not flat in separation: a shape's residual)
+    power = np.square(np.abs(spectrum[:, chosen]))
+    at = radius[across]
+    counts = np.bincount(at, minlength=2 * n)
+    ring = np.bincount(at, weights=power[across], minlength=len(counts)) / np.maximum(counts, 1)
+    along &= ring[radius] > 0
+    if along.sum() < 8 or len(at) < 8:
+        return float("nan")
+    along, across = power[along] / ring[radius[along]], power[across] / ring[at]
+    return float(np.median(along) / np.median(across))
+
+
+#: the rounded distance from the origin (frequencies) of each frequency of
+#: :func:`_separations`' maps, by (n, columns)
+_radius_cache: dict = {}
+
+
+def _radii(n: int, columns: int) -> np.ndarray:
+    """(n, columns): each frequency's distance from the origin, rounded (kept)."""
+    key = (int(n), int(columns))
+    if key not in _radius_cache:
+        if len(_radius_cache) >= 8:
+            _radius_cache.clear()
+        fy = np.fft.fftfreq(n) * n
+        _radius_cache[key] = np.rint(np.hypot(fy[:, None], np.arange(columns)[None, :])).astype(np.intp)
+    return _radius_cache[key]
 
 
 def _first_minimum_px(optics: _Optics, diameter_m: float) -> float:
@@ -171,18 +267,26 @@ def _fft():
 _separation_cache: dict = {}
 
 
-def _separations(n: int, kappa: float, columns: int) -> np.ndarray:
+def _separations(n: int, kappa: float, columns: int, row_stripes: bool, square: bool = False) -> np.ndarray:
     """(n, columns): the separation across the beam (m) that each frequency of the first
     ``columns`` columns of the real FFT of an n x n grid of pixels ``kappa`` (1/m) apart
-    stands for, inf for the fringes along the rows (:data:`ROW_STRIPE_CYCLES_PER_PIXEL`:
-    never searched); kept."""
-    key = (int(n), float(kappa), int(columns))
+    stands for; with ``row_stripes``, inf for the fringes along the rows
+    (:data:`ROW_STRIPE_CYCLES_PER_PIXEL`: not searched); with ``square``, those beyond the
+    disc of :func:`second_particle_z`'s search but within its square (each axis's part below
+    ``0.9 π/κ``) just inside the disc's edge (searched); kept."""
+    key = (int(n), float(kappa), int(columns), bool(row_stripes), bool(square))
     if key not in _separation_cache:
         if len(_separation_cache) >= 8:
             _separation_cache.clear()
         fy = np.fft.fftfreq(n) * n
         fx = np.arange(columns, dtype=np.float64)
-        separation = 2.0 * math.pi / (n * kappa) * np.hypot(fy[:, None], fx[None, :])
-        separation[:, :math.ceil(ROW_STRIPE_CYCLES_PER_PIXEL * n)] = math.inf
+        unit = 2.0 * math.pi / (n * kappa)
+        separation = unit * np.hypot(fy[:, None], fx[None, :])
+        if square:
+            largest = 0.9 * math.pi / kappa
+            corner = (separation >= largest) & (unit * np.maximum(np.abs(fy)[:, None], fx[None, :]) < largest)
+            separation[corner] = largest * (1.0 - 1e-9)
+        if row_stripes:
+            separation[:, :math.ceil(ROW_STRIPE_CYCLES_PER_PIXEL * n)] = math.inf
         _separation_cache[key] = separation
     return _separation_cache[key]
