@@ -161,6 +161,11 @@ LATTICE_TOLERANCE = 0.5
 CORRECTED_TOLERANCE, CORRECTIONS = 0.005, 3
 #: ... in regions of at least this many pixels
 LATTICE_MIN_PIXELS = 4096
+#: on coarse pixels every pixel's secant steps converge to this gradient (in standard errors;
+#: see :func:`_fisher_scoring`): their end point lies nearer the optimum than the scoring
+#: steps' did (to 0.01), whose answers they keep; at 0.01 a ring-sum misfit, which jumps as a
+#: centre moves pixels between rings, moved by 5 % on a 2 x 2-binned sphere
+SECANT_TOLERANCE = 1e-3
 
 
 def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float], s: SizingSettings,
@@ -181,7 +186,14 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
     the difference between it and the lattice's is added to the lattice's gradient and
     the lattice's steps go on to :data:`CORRECTED_TOLERANCE` (:data:`CORRECTIONS` times at
     most, then every pixel's steps; each of these stages at most ``max_steps`` steps): two
-    passes over every pixel a frame, most often.  ``start`` is (a, b, d in m,
+    passes over every pixel a frame, most often.  On coarse pixels (``optics.subpixels`` > 1:
+    AGIPD, binned frames) a pass's cost is the sub-pixel models, whose sums a lattice
+    of every other row and column misses by several per cent near the beam; there every
+    pixel's steps are taken with :func:`_secant` updates of the start's information (the
+    scoring steps of each point's information took 13 passes a frame on AGIPD, the
+    secant's 8, to :data:`SECANT_TOLERANCE`: the expected information overstates the
+    curvature where the sphere does not fit the photons).
+    ``start`` is (a, b, d in m,
     cx, cy).  ``fixed``: a fixed background of each pixel in the model (:class:`_PixelModel`).
     Returns a, b, d (m), cx, cy, the covariance of the free parameters (a, [b,] d in nm[, cx,
     cy]), the negative log-likelihood and μ per pixel (``fixed`` included).
@@ -201,7 +213,10 @@ def _fisher_scoring(pixels: _FitPixels, optics: _Optics, start: Sequence[float],
         rough = _PixelModel(pixels, optics, s.background, fit_c, (cx, cy), lattice=lattice, fixed=fixed)
         theta, *at_theta = _trust_region(rough, theta, allowed, LATTICE_TOLERANCE, max_steps, secant=True)
         theta, found = _corrected(model, rough, theta, at_theta, allowed, max_steps)
-    if found is None:
+    if found is None and optics.subpixels > 1:   # coarse pixels: secant steps (see above)
+        theta, nll, _, info, mu = _trust_region(model, theta, allowed, SECANT_TOLERANCE, max_steps, secant=True,
+                                                informed=True)
+    elif found is None:
         theta, nll, _, info, mu = _trust_region(model, theta, allowed, 1e-2, max_steps)
     else:
         nll, _, info, mu = found
@@ -235,7 +250,7 @@ def _corrected(model: "_PixelModel", rough: "_PixelModel", theta: np.ndarray, at
 
 
 def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, tolerance: float, max_steps: int,
-                  start: tuple | None = None, secant: bool = False):
+                  start: tuple | None = None, secant: bool = False, informed: bool = False):
     """Fisher scoring of ``model`` from ``theta`` in a trust region (the steps and rules of
     scipy's trust-exact, which this replaces; :func:`_scoring_step`) with the expected
     information ``I = Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` as the Hessian, in units of the starting
@@ -247,9 +262,10 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
     ``theta``, known already).  ``secant``: the information is the start's, updated after
     each step by the gradient's change (BFGS), which heads for the likelihood's own
     curvature (the lattice's steps, whose end point is not the answer; their trial points
-    compute no information; every pixel's steps keep the information of each point).
-    Returns θ, the negative log-likelihood, its gradient, the information (``secant``: the
-    start's) and μ there."""
+    compute no information unless ``informed``, where a pass costs the same with it;
+    every pixel's steps keep the information of each point).
+    Returns θ, the negative log-likelihood, its gradient, the information (``secant`` and not
+    ``informed``: the start's) and μ there."""
     nll, grad, info, mu = model.at(theta) if start is None else start
     unit = 1.0 / np.sqrt(np.maximum(np.diag(info), 1e-300))   # 1σ of each, at the start
     hessian = info * np.outer(unit, unit)
@@ -263,7 +279,7 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
         eig = np.linalg.eigh(hessian) if eig is None else eig
         step, on_boundary = _scoring_step(hessian, grad_z, radius, eig)
         trial = theta + step * unit
-        found = model.at(trial, information=not secant) if allowed(*model.unpack(trial)) else (math.inf,)
+        found = model.at(trial, information=informed or not secant) if allowed(*model.unpack(trial)) else (math.inf,)
         expected = -float(grad_z @ step + 0.5 * step @ hessian @ step)
         ratio = (nll - found[0]) / expected if expected > 0 else -math.inf
         if ratio < 0.25:
@@ -275,6 +291,7 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
             eig = None
             if secant:   # the start's information stays (a secant's steps compute none)
                 hessian = _secant(hessian, step, grad * unit - grad_z)
+                info = new_info if informed else info
             else:
                 info = new_info
                 hessian = info * np.outer(unit, unit)
