@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -53,7 +53,9 @@ from spidarknet.core.metrics import confusion, roc_auc
 from spidarknet.core.outputs import write_json
 from spidarknet.selection.features import FEATURES, Measured
 
-SELECTOR_FORMAT = 2  # 2: the hinges (``knots``); a format-1 file has none and still applies
+#: 3: the model class and its gates; 2: the hinges (``knots``); 1: z and z² only (files of
+#: formats 1 and 2 are hinge models without gates, and still apply)
+SELECTOR_FORMAT = 3
 #: standardised features are clipped to ±CLIP before squaring: one wild frame does not decide
 CLIP = 4.0
 #: the selection's probability cut
@@ -64,6 +66,13 @@ SCREEN_LOSS = 0.02
 DEFAULT_FEATURES = FEATURES
 #: where the hinges ``max(0, z - t)`` of every standardised feature bend (σ)
 KNOTS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+#: the model classes a selection chooses among by cross-validation on its own labels: the
+#: logistic regression alone, the gates alone (a conjunction of one-sided cuts), or both
+MODELS = ("hinge", "gates", "hinge_and_gates")
+#: a gate's value at the labelled frame nearest its cut on the side it keeps
+GATE_EDGE = 0.9
+#: the narrowest half gap (σ) between a gate's cut and the labelled frames beside it
+GATE_MIN_HALF_GAP = 0.05
 
 
 def _robust(name: str, values: np.ndarray) -> np.ndarray:
@@ -96,6 +105,8 @@ class Selector:
     figures: dict = field(default_factory=dict)        # cross-validated P/R/F1 with intervals, labels
     format: int = SELECTOR_FORMAT
     knots: list[float] = field(default_factory=list)   # the hinges' bends (empty: z and z² only)
+    model: str = "hinge"                               # one of MODELS (files before format 3: hinge)
+    gates: list = field(default_factory=list)          # [feature, side (+1 keeps above, -1 below), cut, slope]
 
     def design(self, measured: Measured) -> np.ndarray:
         """The classifier's input for ``measured`` frames: (n, k (2 + len(knots)))."""
@@ -109,9 +120,15 @@ class Selector:
         return np.hstack([z, z * z, hinges])
 
     def probability(self, measured: Measured) -> np.ndarray:
-        """P(single) per frame (the classifier's calibrated probability)."""
-        logit = self.design(measured) @ np.asarray(self.coef) + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(logit, -50.0, 50.0)))
+        """P(single) per frame: the logistic regression's (calibrated) probability, times each
+        gate's (a logistic step in one standardised feature) where the model has gates."""
+        design = self.design(measured)
+        p = np.ones(len(design))
+        if self.model != "gates":
+            p = _sigmoid(design @ np.asarray(self.coef) + self.intercept)
+        for name, side, cut, slope in self.gates:
+            p = p * _sigmoid(slope * side * (design[:, self.features.index(name)] - cut))
+        return p
 
     def decide(self, measured: Measured) -> tuple[np.ndarray, np.ndarray]:
         """(selected, probability): screened by the network and above the threshold."""
@@ -157,6 +174,10 @@ class Selector:
                 and len(self.coef) == k * (2 + len(self.knots))):
             raise ConfigError(f"{where} is damaged: {k} features and {len(self.knots)} knots but "
                               f"{len(self.coef)} coefficients")
+        if self.model not in MODELS:
+            raise ConfigError(f"{where} names the model {self.model!r}; this spidarknet knows {', '.join(MODELS)}")
+        if any(len(g) != 4 or g[0] not in self.features or g[1] not in (-1, 1) for g in self.gates):
+            raise ConfigError(f"{where} is damaged: each gate is [feature of the selection, +1 or -1, cut, slope]")
 
     def check_weights(self, path: str | os.PathLike, sha256: str) -> None:
         """Refuse a network other than the one the selection was learnt with."""
@@ -165,6 +186,10 @@ class Selector:
                               f"(SHA-256 {self.weights['sha256'][:12]}…), not {path} ({sha256[:12]}…): its "
                               "scores would mean something else. Give --weights "
                               f"{self.weights.get('path')}, or learn the selection again with these weights")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))
 
 
 def screen_for(scores: np.ndarray, labels: np.ndarray, card_screen: float | None) -> float:
@@ -200,17 +225,95 @@ def _l1() -> dict:
 
 
 def fit_selector(measured: Measured, labels, screen: float, *, features=DEFAULT_FEATURES,
-                 seed: int = 0) -> Selector:
+                 seed: int = 0, models=MODELS) -> Selector:
     """The selector for labelled frames (``labels`` 1 single, 0 not), without figures; the
-    same labels and ``seed`` give the same selector (liblinear shuffles with the seed)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    same labels and ``seed`` give the same selector (liblinear shuffles with the seed).  Of
+    ``models`` the one whose cross-validated F1 on these labels is highest is taken (the
+    first of those equal); ``figures["model_cv_f1"]`` holds each one's."""
     labels = np.asarray(labels, dtype=int)
     counts = np.bincount(labels, minlength=2)
     if counts.min() < 2:
         raise InputError(f"a selection needs at least 2 labelled frames of each class; got {counts[1]} single "
                          f"and {counts[0]} not single")
-    features = list(features)
+    models = tuple(models)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"models must be among {MODELS}, got {models}")
+    scores = _model_scores(measured, labels, screen, list(features), seed, models)
+    chosen = max(models, key=lambda m: (scores.get(m, 0.0), -models.index(m)))
+    selector = _candidates(measured, labels, screen, list(features), seed, (chosen,))[chosen]
+    if scores:
+        selector.figures = {"model_cv_f1": scores}
+    return selector
+
+
+def _model_scores(measured: Measured, labels: np.ndarray, screen: float, features: list, seed: int,
+                  models: tuple) -> dict:
+    """Each model class's F1 on ``labels``, cross-validated (stratified folds, at most 5);
+    empty where there is one class to choose or too few labels of one kind (3) to fold."""
+    from sklearn.model_selection import StratifiedKFold
+    fewest = int(np.bincount(labels, minlength=2).min())
+    if len(models) < 2 or fewest < 3:
+        return {}
+    selected = {m: np.zeros(len(labels), dtype=bool) for m in models}
+    for train, test in StratifiedKFold(min(5, fewest), shuffle=True, random_state=seed).split(labels, labels):
+        part = measured.subset(test)
+        for m, selector in _candidates(measured.subset(train), labels[train], screen, features, seed,
+                                       models).items():
+            selected[m][test] = selector.decide(part)[0]
+    return {m: float(confusion(s.astype(float), labels, 0.5).f1) for m, s in selected.items()}
+
+
+def _candidates(measured: Measured, labels: np.ndarray, screen: float, features: list, seed: int,
+                models: tuple) -> dict:
+    """The selector of each model class in ``models``, learnt from the labelled frames: the
+    logistic regression, and the gates that cut off the negatives it (``hinge_and_gates``)
+    or the screen alone (``gates``) lets through."""
+    logistic = _logistic(measured, labels, screen, features, seed)
+    z = logistic.design(measured)[:, :len(features)]
+    screened = measured.values["score"] >= screen
+    out = {}
+    for m in models:
+        passed = screened if m == "gates" else screened & (logistic.probability(measured) >= DECISION_THRESHOLD)
+        gates = [] if m == "hinge" else _gates(z, labels.astype(bool), passed, features)
+        out[m] = replace(logistic, model=m, gates=gates)
+    return out
+
+
+def _gates(z: np.ndarray, labels: np.ndarray, passed: np.ndarray, features: list) -> list:
+    """Gates that keep every labelled single and cut off the labelled negatives ``passed``
+    marks: greedily the one-sided cut (at a feature's extreme single) that cuts off most of
+    those left, placed midway between that single and the nearest negative it cuts off (the
+    widest margin); its slope makes the gate :data:`GATE_EDGE` at both."""
+    singles, negatives = z[labels], z[~labels & passed]
+    if len(singles) == 0:
+        return []
+    low, high = singles.min(axis=0), singles.max(axis=0)
+    left = np.ones(len(negatives), dtype=bool)
+    gates = []
+    while left.any():
+        best = None
+        for j in range(z.shape[1]):
+            for side, edge in ((1, low[j]), (-1, high[j])):
+                cut_off = left & (side * (negatives[:, j] - edge) < 0)
+                if cut_off.any():
+                    nearest = side * np.max(side * negatives[cut_off, j])
+                    rank = (int(cut_off.sum()), abs(edge - nearest))
+                    if best is None or rank > best[0]:
+                        best = (rank, j, side, edge, nearest, cut_off)
+        if best is None:
+            break
+        _, j, side, edge, nearest, cut_off = best
+        half = max(abs(edge - nearest) / 2, GATE_MIN_HALF_GAP)
+        gates.append([features[j], side, float((edge + nearest) / 2), float(math.log(GATE_EDGE / (1 - GATE_EDGE)) / half)])
+        left &= ~cut_off
+    return gates
+
+
+def _logistic(measured: Measured, labels: np.ndarray, screen: float, features: list, seed: int) -> Selector:
+    """The L1 logistic regression on z, z² and the hinges (its strength by GridSearchCV)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     _, medians, means, scales = standardise(measured, features)
     draft = Selector(features, medians, means, scales, [], 0.0, screen, knots=list(KNOTS))
     design = draft.design(measured)
@@ -273,6 +376,6 @@ def learn_selector(measured: Measured, labels, *, card_screen: float | None, wei
         screen = screen_for(measured.values["score"], labels, card_screen)
     figures, _ = cross_validate(measured, labels, screen, features=features, folds=folds, seed=seed)
     selector = fit_selector(measured, labels, screen, features=features, seed=seed)
-    selector.figures = figures
+    selector.figures = {**figures, **selector.figures}
     selector.weights = dict(weights)
     return selector
