@@ -28,6 +28,23 @@ cut tilts its whole passing side; ninth session, docs/selection.md: with every f
 labelled, `bright` 0.890 → 0.925, `spheres` 0.923 → 0.943, `centred` 0.939 → 0.954 held-out
 F1 on four development pairs).  Files written before the hinges (no ``knots``) keep z and z².
 
+**The gates.**  A labeller's rule is often a conjunction: a single of the sample's size AND
+bright enough, AND round, AND not near the beam stop's edge.  A sum of terms approximates an
+AND poorly from few labels; a product of *gates* states it: each gate is a logistic step
+in one standardised feature, ``σ(slope · side · (z - cut))``.  The gates are found
+greedily: among the one-sided cuts at a feature's extreme labelled single, the one that cuts
+off most of the labelled negatives still let through, placed midway between that single
+and the nearest negative it cuts off (the widest margin), its slope such that both sit at
+:data:`GATE_EDGE` from the cut's side; until no negative is left or none can be cut off
+without losing a single.  No iterative optimiser: each cut is a margin between labelled
+frames.  Three model classes (:data:`MODELS`): ``hinge`` (the logistic regression alone),
+``gates`` (the gates alone, on the frames the network lets through) and ``hinge_and_gates``
+(the logistic regression's probability times the gates that cut off what it lets
+through).  The selection takes the class whose F1 cross-validated on its own labels is
+highest (ties to the first), so the labels say which shape their rule has
+(``figures["model_cv_f1"]``; docs/selection.md, tenth session).  Files of formats 1 and 2
+are hinge models and apply as before.
+
 **The network screens.**  A frame the network scores below the selection's ``screen``
 never reaches the fit in ``detect --selector`` and is never selected; the cross-validated
 figures count labelled singles below it as missed.  The screen is the model card's
@@ -35,8 +52,9 @@ screening threshold or, where lower, the score below which 2 % of the labelled s
 
 **The file** (``selection.json``) holds everything needed to apply the selector without
 scikit-learn's objects (no pickle): the features, the medians, means and scales, the
-knots, the coefficients, the decision threshold, the screen, the weights it was learnt with
-(path and SHA-256), and the cross-validated figures with their bootstrap intervals.
+knots, the coefficients, the model class and its gates, the decision threshold, the screen,
+the weights it was learnt with (path and SHA-256), and the cross-validated figures with their
+bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -69,6 +87,9 @@ KNOTS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 #: the model classes a selection chooses among by cross-validation on its own labels: the
 #: logistic regression alone, the gates alone (a conjunction of one-sided cuts), or both
 MODELS = ("hinge", "gates", "hinge_and_gates")
+#: the gates are considered from this many labelled singles on (below, the hinge model alone:
+#: with 40 labels on the development pairs the gates, chosen or not, lowered held-out F1)
+GATES_MIN_SINGLES = 20
 #: a gate's value at the labelled frame nearest its cut on the side it keeps
 GATE_EDGE = 0.9
 #: the narrowest half gap (σ) between a gate's cut and the labelled frames beside it
@@ -87,6 +108,15 @@ def _robust(name: str, values: np.ndarray) -> np.ndarray:
     if name == "second_particle_z":
         return np.clip(v, 0.0, 25.0)
     return v
+
+
+def _unrobust(name: str, value: float) -> float:
+    """The feature's own value at ``value`` on the classifier's scale (:func:`_robust` undone)."""
+    if name in ("signal_photons", "fit_quality", "frame_photons"):
+        return 10.0 ** value
+    if name == "background_photons_per_pixel":
+        return 10.0 ** value - 1e-4
+    return value
 
 
 @dataclass
@@ -141,6 +171,15 @@ class Selector:
         bends = [sum(abs(c) for c in self.coef[2 * k + i * m:2 * k + (i + 1) * m]) for i in range(k)]
         rows = [(name, self.coef[i], self.coef[k + i], bends[i]) for i, name in enumerate(self.features)]
         return [r[:3] for r in sorted(rows, key=lambda r: -(abs(r[1]) + abs(r[2]) + r[3]))]
+
+    def gate_table(self) -> list[tuple[str, str, float]]:
+        """(feature, "above" or "below", the cut in the feature's own units) per gate."""
+        rows = []
+        for name, side, cut, _ in self.gates:
+            i = self.features.index(name)
+            rows.append((name, "above" if side > 0 else "below",
+                         _unrobust(name, cut * self.scales[i] + self.means[i])))
+        return rows
 
     # -- file ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, force: bool = False) -> None:
@@ -229,7 +268,8 @@ def fit_selector(measured: Measured, labels, screen: float, *, features=DEFAULT_
     """The selector for labelled frames (``labels`` 1 single, 0 not), without figures; the
     same labels and ``seed`` give the same selector (liblinear shuffles with the seed).  Of
     ``models`` the one whose cross-validated F1 on these labels is highest is taken (the
-    first of those equal); ``figures["model_cv_f1"]`` holds each one's."""
+    first of those equal); ``figures["model_cv_f1"]`` holds each one's.  With fewer than
+    :data:`GATES_MIN_SINGLES` labelled singles only the first of ``models`` is fitted."""
     labels = np.asarray(labels, dtype=int)
     counts = np.bincount(labels, minlength=2)
     if counts.min() < 2:
@@ -239,6 +279,8 @@ def fit_selector(measured: Measured, labels, screen: float, *, features=DEFAULT_
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(f"models must be among {MODELS}, got {models}")
+    if counts[1] < GATES_MIN_SINGLES:
+        models = models[:1]
     scores = _model_scores(measured, labels, screen, list(features), seed, models)
     chosen = max(models, key=lambda m: (scores.get(m, 0.0), -models.index(m)))
     selector = _candidates(measured, labels, screen, list(features), seed, (chosen,))[chosen]
@@ -305,7 +347,8 @@ def _gates(z: np.ndarray, labels: np.ndarray, passed: np.ndarray, features: list
             break
         _, j, side, edge, nearest, cut_off = best
         half = max(abs(edge - nearest) / 2, GATE_MIN_HALF_GAP)
-        gates.append([features[j], side, float((edge + nearest) / 2), float(math.log(GATE_EDGE / (1 - GATE_EDGE)) / half)])
+        slope = math.log(GATE_EDGE / (1 - GATE_EDGE)) / half
+        gates.append([features[j], side, float((edge + nearest) / 2), float(slope)])
         left &= ~cut_off
     return gates
 
