@@ -16,8 +16,8 @@ from spidarknet.core.metrics import confusion
 from spidarknet.frames.source import FrameKey
 from spidarknet.hits import HitList, read_hits
 from spidarknet.selection.features import FEATURES, HIT_COLUMNS, Measured
-from spidarknet.selection.selector import (CLIP, KNOTS, Selector, _robust, cross_validate, fit_selector,
-                                           screen_for)
+from spidarknet.selection.selector import (CLIP, KNOTS, MODELS, Selector, _robust, cross_validate,
+                                           fit_selector, screen_for)
 from spidarknet.simulate import simulate_file
 
 
@@ -81,10 +81,48 @@ def test_the_hinges_cut_steeply_where_most_labels_pass():
     f1 = []
     for seed in (20, 21):
         (train, y), (test, truth) = _offset_rule(300, seed), _offset_rule(1000, seed + 50)
-        selector = fit_selector(train, y, screen=0.0)
+        selector = fit_selector(train, y, screen=0.0, models=("hinge",))
         assert selector.knots == list(KNOTS) and len(selector.coef) == len(FEATURES) * (2 + len(KNOTS))
         f1.append(confusion(selector.decide(test)[0].astype(float), truth, 0.5).f1)
     assert np.mean(f1) >= 0.955
+
+
+def test_a_conjunction_of_cuts_is_learnt_by_gates_chosen_on_the_labels_themselves(tmp_path):
+    """A photon cut AND a centre cut from 60 labels: the hinge model alone reaches held-out F1
+    0.916 and 0.865 on these seeds; the gates, chosen by cross-validation on the labels,
+    0.976 and 0.996.  The file keeps them and decides the same after reading back."""
+    f1 = []
+    for seed in (21, 22):
+        (train, y), (test, truth) = _offset_rule(60, seed), _offset_rule(1000, seed + 50)
+        selector = fit_selector(train, y, screen=0.0)
+        scores = selector.figures["model_cv_f1"]
+        assert set(scores) == set(MODELS) and scores[selector.model] == max(scores.values())
+        assert selector.model != "hinge" and {g[0] for g in selector.gates} >= {"centre_offset_inv_nm"}
+        f1.append(confusion(selector.decide(test)[0].astype(float), truth, 0.5).f1)
+    assert np.mean(f1) >= 0.95
+    selector.save(tmp_path / "gates.json")
+    again = Selector.load(tmp_path / "gates.json")
+    assert again.format == 3 and again.gates == selector.gates
+    assert np.array_equal(again.probability(test), selector.probability(test))
+
+
+def test_a_selection_file_of_format_2_applies_its_hinges_without_gates(tmp_path):
+    """Files written before the gates (no ``model``, no ``gates``) decide as the hinge model;
+    a gate on a feature the selection does not have is refused."""
+    m = synthetic(60, 9)
+    selector = fit_selector(m, m.values["signal_photons"] > 1000, screen=0.0, models=("hinge",))
+    values = asdict(selector)
+    for name in ("model", "gates"):
+        del values[name]
+    values["format"] = 2
+    (tmp_path / "old.json").write_text(json.dumps(values))
+    old = Selector.load(tmp_path / "old.json")
+    assert old.model == "hinge" and old.gates == []
+    assert np.array_equal(old.probability(m), selector.probability(m))
+    values.update(format=3, model="gates", gates=[["not_a_feature", 1, 0.0, 10.0]])
+    (tmp_path / "damaged.json").write_text(json.dumps(values))
+    with pytest.raises(ConfigError, match="gate"):
+        Selector.load(tmp_path / "damaged.json")
 
 
 def test_a_selection_file_without_hinges_still_applies_z_and_z2(tmp_path):
@@ -94,7 +132,8 @@ def test_a_selection_file_without_hinges_still_applies_z_and_z2(tmp_path):
     values = asdict(fit_selector(m, m.values["signal_photons"] > 1000, screen=0.0))
     k = len(values["features"])
     values.update(format=1, coef=values["coef"][:2 * k])
-    del values["knots"]
+    for name in ("knots", "model", "gates"):  # none of them in a format-1 file
+        del values[name]
     (tmp_path / "old.json").write_text(json.dumps(values))
     old = Selector.load(tmp_path / "old.json")
     x = np.column_stack([_robust(name, m.values[name]) for name in old.features])

@@ -56,9 +56,15 @@ def _print(selector, out: str) -> None:
           f"(68 % interval {f['f1_interval_68'][0]:.3f}-{f['f1_interval_68'][1]:.3f}, 95 % "
           f"{f['f1_interval_95'][0]:.3f}-{f['f1_interval_95'][1]:.3f}); the network screens at "
           f"{selector.screen:.3g}")
-    print("weights (standardised feature z, and z²; ordered counting each feature's hinges too):")
-    for name, linear, square in selector.weight_table():
-        print(f"  {name:<30s} {linear:+.3f} {square:+.3f}")
+    if f.get("model_cv_f1"):
+        print("model chosen by cross-validated F1 on these labels: " + ", ".join(
+            f"{name} {value:.3f}" for name, value in f["model_cv_f1"].items()) + f" -> {selector.model}")
+    if selector.model != "gates":
+        print("weights (standardised feature z, and z²; ordered counting each feature's hinges too):")
+        for name, linear, square in selector.weight_table():
+            print(f"  {name:<30s} {linear:+.3f} {square:+.3f}")
+    for name, side, cut in selector.gate_table():
+        print(f"  gate: {name} {side} {cut:.4g}")
     print(f"wrote {out}; apply it with: spidarknet detect FILES --selector {out} --out hits.csv")
 
 
