@@ -69,7 +69,7 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
         raise ValueError("give a size range or a selector")
     scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
     measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range,
-                       fitted=fitted)
+                       fitted=fitted, window=None if size_range is None else tuple(size_range))
     return apply_measured(hits, measured, size_range, selector)
 
 

@@ -21,6 +21,13 @@ SHAPE_ERROR_PER_ROOT_MISFIT = 0.025
 SIZE_WINDOW_MAX_MISFIT = 0.5
 
 
+#: with a size window (:attr:`SizingSettings.window_nm`), frames whose ring search's diameter
+#: lies more than this outside it are not fitted further: the per-pixel fit moved the diameter
+#: by at most 1.1 nm (2,000 simulated hits; 99 % within 0.62) and 2.3 nm (400 measured-like
+#: frames with stray light; 99 % within 1.7), about 2σ of those fits
+WINDOW_MARGIN_NM = 5.0
+
+
 @dataclass
 class SizingSettings:
     """How sizes are estimated (defaults suit a pnCCD at 1.7 keV and 125 mm)."""
@@ -43,6 +50,10 @@ class SizingSettings:
     centre_search_px: float = 15.0    # ... at most this far from the file's centre (pixels of
     centre_step_px: float = 5.0       # ... 75 µm: CENTRE_PIXEL_M), starting from a grid this coarse
     adu_per_photon: float | None = None  # detector units per photon (None: data are photons)
+    #: a size window (nm, ``detect --size-range``) that alone will judge the fits: a frame whose
+    #: ring search puts it more than WINDOW_MARGIN_NM outside gets no per-pixel fit, and only
+    #: fits inside it get the second-particle test (None: every fit is made in full)
+    window_nm: tuple[float, float] | None = None
 
     def check(self) -> "SizingSettings":
         """Raise :class:`ConfigError` on values that cannot work."""
@@ -68,4 +79,6 @@ class SizingSettings:
                               "search radius (pixels)")
         if self.adu_per_photon is not None and not self.adu_per_photon > 0:
             raise ConfigError("--adu-per-photon must be positive")
+        if self.window_nm is not None and not 0 <= self.window_nm[0] <= self.window_nm[1]:
+            raise ConfigError(f"the size window {self.window_nm} nm must be a range MIN MAX, 0 <= MIN <= MAX")
         return self
