@@ -112,7 +112,8 @@ class ChunkDecider:
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
-        self.settings = SizingSettings()
+        # as detect's: a size window alone judges the fits, which go only as far as it needs
+        self.settings = SizingSettings(window_nm=None if size_range is None else tuple(size_range))
         self.regions: dict = {}
         self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
         self._find_background = background

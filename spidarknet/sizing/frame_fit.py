@@ -49,9 +49,10 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        its threshold was set on.
 
     With a size window in ``settings`` (``window_nm``) the fit goes only as far as the
-    window needs: a ring search more than :data:`WINDOW_MARGIN_NM` outside it ends the fit
-    there (:func:`_ring_search_only`), and the second-particle test is made only for
-    diameters inside it.
+    window needs: without a ``background_shape`` (a file with stray light needs the full
+    fit's judgement of the sphere over it, step 4), a ring search more than
+    :data:`WINDOW_MARGIN_NM` outside it ends the fit there (:func:`_ring_search_only`); and
+    the second-particle test is made only for diameters inside it.
     """
     s = (settings or SizingSettings()).check()
     refine = s.refine_centre and s.centre_search_px > 0
@@ -67,7 +68,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
             "check the mask, --centre and --q-range")
     # 1. centre grid x diameter grid on ring sums, coarse then fine
     centre, d0, a0, b0 = _start(pixels, optics, s, centre_xy, refine, reach, step, r_most)
-    if _far_outside(d0, s):
+    if background_shape is None and _far_outside(d0, s):
         return _ring_search_only(pixels, s, centre, d0, a0, b0, q_range)
     # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
     a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(

@@ -21,8 +21,9 @@ SHAPE_ERROR_PER_ROOT_MISFIT = 0.025
 SIZE_WINDOW_MAX_MISFIT = 0.5
 
 
-#: with a size window (:attr:`SizingSettings.window_nm`), frames whose ring search's diameter
-#: lies more than this outside it are not fitted further.  On development files the per-pixel
+#: with a size window (:attr:`SizingSettings.window_nm`), frames of a file without stray light
+#: (no background shape) whose ring search's diameter lies more than this outside it are not
+#: fitted further.  On development files the per-pixel
 #: fit moved a diameter that a 60-75 nm window then kept (misfit <= 0.5) by at most 1.0 nm
 #: on the pnCCD (4,000 simulated frames), 4.2 / 7.5 nm on 4 x 4- / 8 x 8-binned frames (dim
 #: 311, 313, bright 314) and 9.9 nm on measured-like frames with stray light (303): 1.5 times that
