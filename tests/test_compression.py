@@ -203,3 +203,25 @@ def test_frame_source_names_the_missing_filter_before_reading(compressed):
     message = result.stdout.strip()
     assert message.startswith("cannot read the frames of ") and str(paths["bitshuffle-lz4"]) in message
     assert "bitshuffle (HDF5 filter 32008)" in message and message.endswith("pip install hdf5plugin")
+
+
+def test_deflated_frames_read_by_their_chunks_as_h5py_reads_them(compressed, tmp_path):
+    """Deflated frames (one per chunk) are inflated from their stored bytes up to the region's
+    last row; a chunk never written gives the fill value, as h5py does."""
+    paths, frames = compressed
+    path = tmp_path / "holes.cxi"
+    with h5py.File(paths["gzip-1"], "r") as src, h5py.File(path, "w") as dst:
+        for name in src:
+            src.copy(src[name], dst, name=name)
+        del dst[DATA]
+        ds = dst.create_dataset(DATA, shape=frames.shape, dtype=frames.dtype, chunks=(1,) + frames.shape[1:],
+                                compression="gzip", compression_opts=1, fillvalue=7)
+        for i in (0, 2, 3, 5):
+            ds[i] = frames[i]
+    expected = frames.copy()
+    expected[[1, 4]] = 7
+    source = FrameSource([str(path)])
+    for roi in (None, (400, 600, 300, 700), (0, 10, 0, 1024), (900, 1024, 1000, 1024)):
+        got = np.concatenate([chunk.data for chunk in source.chunks(4, roi=roi)])
+        r0, r1, c0, c1 = roi or (0, frames.shape[1], 0, frames.shape[2])
+        np.testing.assert_array_equal(got, expected[:, r0:r1, c0:c1])

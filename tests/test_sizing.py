@@ -225,6 +225,40 @@ def test_sizes_and_the_size_window_do_not_depend_on_the_processes(singles_cxi, s
     assert 0 < windows[0][1]["inside"] < len(keys)
 
 
+@pytest.mark.parametrize("window", [(60.0, 75.0), (95.0, 110.0)])
+def test_fits_for_a_size_window_go_only_as_far_as_it_needs(singles_sized, window):
+    """Issue #19: with the window known (``detect --size-range``), a frame whose ring search
+    lies more than WINDOW_MARGIN_NM outside gets no per-pixel fit (its ring search's diameter,
+    within 2.5 nm of the full fit's, no misfit), only frames inside get the second-particle
+    test, and the rest are the full fits: the window keeps the same frames."""
+    from spidarknet.sizing import window_cuts, window_verdicts
+    from spidarknet.sizing.settings import WINDOW_MARGIN_NM
+    full, _ = singles_sized
+    fast = estimate_sizes(FrameSource([full[0].key.file]), settings=SizingSettings(window_nm=window), jobs=1)
+    lo, hi = window
+    shortened = 0
+    for new, old in zip(fast, full):
+        assert new.key == old.key and new.ok == old.ok
+        if not old.ok:
+            continue
+        if math.isnan(new.misfit):   # the ring search only
+            shortened += 1
+            assert not lo - WINDOW_MARGIN_NM + 2.5 <= old.diameter_nm <= hi + WINDOW_MARGIN_NM - 2.5
+            assert abs(new.diameter_nm - old.diameter_nm) <= 2.5 and math.isnan(new.second_particle_z)
+            continue
+        assert (new.diameter_nm, new.diameter_err_nm, new.misfit, new.centre_xy) == \
+            (old.diameter_nm, old.diameter_err_nm, old.misfit, old.centre_xy)
+        inside = lo <= old.diameter_nm <= hi
+        assert new.second_particle_z == old.second_particle_z if inside else math.isnan(new.second_particle_z)
+
+    def verdict(results):
+        values = [np.array([getattr(r, name) for r in results], dtype=np.float64)
+                  for name in ("diameter_nm", "misfit", "second_particle_z", "second_particle_cut", "signal_photons")]
+        return window_verdicts(*values[:3], window_cuts(values[3], values[4]), window)[0]
+    assert np.array_equal(verdict(fast), verdict(full))
+    assert shortened >= (2 if window[0] > 90 else 0) and verdict(full).sum() >= (4 if window[0] < 90 else 0)
+
+
 def test_size_table_keeps_uncertainty_and_misfit(singles_sized, tmp_path):
     results, _ = singles_sized
     write_sizes_csv(results, tmp_path / "sizes.csv")

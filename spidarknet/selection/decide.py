@@ -69,7 +69,7 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
         raise ValueError("give a size range or a selector")
     scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
     measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range,
-                       fitted=fitted)
+                       fitted=fitted, window=None if size_range is None else tuple(size_range))
     return apply_measured(hits, measured, size_range, selector)
 
 
@@ -112,7 +112,8 @@ class ChunkDecider:
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
-        self.settings = SizingSettings()
+        # as detect's: a size window alone judges the fits, which go only as far as it needs
+        self.settings = SizingSettings(window_nm=None if size_range is None else tuple(size_range))
         self.regions: dict = {}
         self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
         self._find_background = background

@@ -18,10 +18,11 @@ from spidarknet.sizing.background import RadialBackground, _nonnegative_scales
 from spidarknet.sizing.centre_search import _centre_candidates, _ring_search, centre_search_in_pixels
 from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
 from spidarknet.sizing.pixel_fit import _FixedBackground, _fisher_scoring
-from spidarknet.sizing.profile_fit import SphereFit, _diameter_error, _diameter_grid, _judge, _ring_quality
+from spidarknet.sizing.profile_fit import (SphereFit, _diameter_error, _diameter_grid, _edge_reason, _judge,
+                                          _ring_quality)
 from spidarknet.sizing.region import _FitPixels, _kernels
 from spidarknet.sizing.second_particle import row_band_ratio, second_particle_cut, second_particle_z
-from spidarknet.sizing.settings import PARTS_MISFIT_FACTOR, SizingSettings
+from spidarknet.sizing.settings import PARTS_MISFIT_FACTOR, WINDOW_MARGIN_NM, SizingSettings
 
 
 def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float],
@@ -50,21 +51,23 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        its threshold was set on, and leaves out the fringes along the rows where the file's
        rows carry stripes (``row_stripes``; None: not known yet, every row searched and
        ``row_band_ratio`` measured: a file's sample, :func:`~spidarknet.sizing.file_background`).
+
+    With a size window in ``settings`` (``window_nm``) the fit goes only as far as the
+    window needs: without a ``background_shape`` (a file with stray light needs the full
+    fit's judgement of the sphere over it, step 4), a ring search more than
+    :data:`WINDOW_MARGIN_NM` outside it ends the fit there (:func:`_ring_search_only`); and
+    the second-particle test is made only for diameters inside it.
     """
     s = (settings or SizingSettings()).check()
     refine = s.refine_centre and s.centre_search_px > 0
     reach, step = centre_search_in_pixels(optics.pixel_m, s) if refine else (0.0, 0.0)
-    n_total = pixels.n_pixels
-    r_least, r_most = pixels.radius_range(centre_xy) if n_total else (float("nan"),) * 2
-    q_range = ((float(optics.q_inv_m(r_least)), float(optics.q_inv_m(r_most))) if n_total
-               else (float("nan"),) * 2)
-    if n_total < 100:
-        return SphereFit(float("nan"), 0.0, 0.0, float("nan"), 0.0, 0, q_range,
-                         centre_xy=tuple(centre_xy)).fail(
-            f"no usable pixels: {n_total} in the q range around the beam centre (need >= 100); "
-            "check the mask, --centre and --q-range")
+    q_range, r_most, no_pixels = _reach(pixels, optics, centre_xy)
+    if no_pixels is not None:
+        return no_pixels
     # 1. centre grid x diameter grid on ring sums, coarse then fine
     centre, d0, a0, b0 = _start(pixels, optics, s, centre_xy, refine, reach, step, r_most)
+    if background_shape is None and _far_outside(d0, s):
+        return _ring_search_only(pixels, s, centre, d0, a0, b0, q_range)
     # 2. per-pixel likelihood over (a, b, d, centre) by Fisher scoring
     a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
@@ -76,9 +79,49 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     # 3. fit quality and uncertainty; 4. fringes of a second particle
     fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range,
                          background_shape), s)
-    if fit.ok:
+    if fit.ok and (s.window_nm is None or s.window_nm[0] <= fit.diameter_nm <= s.window_nm[1]):
         _test_second_particle(fit, pixels, optics, *flat, row_stripes=row_stripes)
     return fit
+
+
+def _reach(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float]) -> tuple:
+    """(the q range of the fit's pixels about ``centre_xy``, their largest radius, and the
+    failed fit where fewer than 100 pixels are usable, else None)."""
+    n_total = pixels.n_pixels
+    r_least, r_most = pixels.radius_range(centre_xy) if n_total else (float("nan"),) * 2
+    q_range = ((float(optics.q_inv_m(r_least)), float(optics.q_inv_m(r_most))) if n_total
+               else (float("nan"),) * 2)
+    if n_total >= 100:
+        return q_range, r_most, None
+    return q_range, r_most, SphereFit(float("nan"), 0.0, 0.0, float("nan"), 0.0, 0, q_range,
+                                      centre_xy=tuple(centre_xy)).fail(
+        f"no usable pixels: {n_total} in the q range around the beam centre (need >= 100); "
+        "check the mask, --centre and --q-range")
+
+
+def _far_outside(d_m: float, s: SizingSettings) -> bool:
+    """Whether a ring search's diameter ``d_m`` lies more than :data:`WINDOW_MARGIN_NM`
+    outside the size window of ``s`` (none: never)."""
+    if s.window_nm is None:
+        return False
+    d_nm = d_m * 1e9
+    return d_nm < s.window_nm[0] - WINDOW_MARGIN_NM or d_nm > s.window_nm[1] + WINDOW_MARGIN_NM
+
+
+def _ring_search_only(pixels: _FitPixels, s: SizingSettings, centre, d_m: float, a: float, b: float,
+                      q_range) -> SphereFit:
+    """The fit of a frame that the size window drops whatever the per-pixel fit would find
+    (:func:`_far_outside`): the ring search's diameter, scale, background and centre, its
+    signal photons those above the background (the photons of the fit's pixels less ``b``
+    each); no uncertainty, misfit or second-particle z.  It fails as a full fit does on too
+    few signal photons or a diameter at the edge of those searched."""
+    signal = float(pixels.counts.sum() - b * pixels.n_pixels)
+    fit = SphereFit(d_m, a, b, float("nan"), signal, 0, q_range, centre_xy=(float(centre[0]), float(centre[1])))
+    if not signal >= s.min_signal_photons:
+        return fit.fail(f"too few photons: {signal:.0f} signal photons in the fitted q range "
+                        f"(need >= {s.min_signal_photons:.0f})")
+    edge = _edge_reason(d_m, s)
+    return fit.fail(edge) if edge else fit
 
 
 def _start(pixels: _FitPixels, optics: _Optics, s: SizingSettings, centre_xy: Sequence[float], refine: bool,

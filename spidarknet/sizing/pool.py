@@ -81,9 +81,12 @@ def _row_band_ratio(frames: np.ndarray, valid: np.ndarray, origin: tuple[int, in
                     shape: RadialBackground | None) -> tuple[float, int]:
     """(the median :func:`~spidarknet.sizing.second_particle.row_band_ratio` of the fits of
     a file's sampled ``frames`` that pass (NaN where fewer than
-    :data:`~spidarknet.sizing.second_particle.ROW_STRIPE_MIN_FITS`), how many)."""
+    :data:`~spidarknet.sizing.second_particle.ROW_STRIPE_MIN_FITS`), how many).  Full fits
+    whatever the size window (it would leave out the second-particle maps of the frames it
+    drops: the decision would depend on the window)."""
     regions: dict = {}
     ratios = []
+    settings = dataclasses.replace(settings, window_nm=None)
     for i, key in enumerate(keys):
         result = size_frame(frames[i], valid if valid.ndim == 2 else valid[i], geometry, key, settings,
                             origin=origin, with_profile=False, regions=regions, background_shape=shape,
