@@ -49,8 +49,9 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        frame (:func:`_with_background_shape`), and it needs ``min_signal_z`` σ over them.
        The second-particle test reads the fit with a flat background (step 2's first), as
        its threshold was set on, and leaves out the fringes along the rows where the file's
-       rows carry stripes (``row_stripes``; None: not known yet, every row searched and
-       ``row_band_ratio`` measured: a file's sample, :func:`~spidarknet.sizing.file_background`).
+       rows carry stripes (``row_stripes``; None: not known yet, only the map's
+       ``row_band_ratio`` measured, no z: a file's sample,
+       :func:`~spidarknet.sizing.file_background`).
 
     With a size window in ``settings`` (``window_nm``) the fit goes only as far as the
     window needs: without a ``background_shape`` (a file with stray light needs the full
@@ -191,13 +192,15 @@ def _test_second_particle(fit: SphereFit, pixels: _FitPixels, optics: _Optics, m
                           centre_xy: Sequence[float], diameter_m: float, *, row_stripes: bool | None) -> None:
     """``fit``'s second-particle z, the separation it found, the window's cut on it (from
     the particle's photons beyond its first minimum) and the test's CPU seconds; with
-    ``row_stripes`` None, its map's :func:`row_band_ratio` too."""
+    ``row_stripes`` None (a file's sample, whose fits say whether its rows carry stripes),
+    its map's :func:`row_band_ratio` instead (z, separation and cut stay NaN)."""
     started = time.thread_time()
-    fit.second_particle_z, fit.second_particle_separation_m, photons = second_particle_z(
-        pixels, optics, mu, background, centre_xy, diameter_m, bool(row_stripes))
     if row_stripes is None:
         fit.row_band_ratio = row_band_ratio(pixels, optics, mu, background, centre_xy, diameter_m)
-    fit.second_particle_cut = float(second_particle_cut(photons))
+    else:
+        fit.second_particle_z, fit.second_particle_separation_m, photons = second_particle_z(
+            pixels, optics, mu, background, centre_xy, diameter_m, row_stripes)
+        fit.second_particle_cut = float(second_particle_cut(photons))
     fit.second_particle_cpu_s = time.thread_time() - started
 
 
