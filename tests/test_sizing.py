@@ -675,6 +675,19 @@ def test_a_file_s_row_stripes_are_found_once_from_its_sampled_fits(tmp_path, mea
     assert found.row_band_ratio < 1.5 or measured
 
 
+def test_a_file_of_fine_pixels_is_not_fitted_for_row_stripes(tmp_path):
+    """On pixels fine against the fringes (the pnCCD's 75 µm: the fit samples each at its
+    centre) no file's sample came near the stripes' ratio, and its 64 fits cost seconds
+    before any worker starts: the file's rows are searched whole, without fitting a sample."""
+    from spidarknet.sizing import file_background, subpixels_for
+    path = tmp_path / "fine.cxi"
+    simulate_file(path, 20, seed=3, shape=(256, 256), fractions={"single": 1.0})
+    source = FrameSource([str(path)])
+    assert subpixels_for(source.files[0].geometry, SizingSettings().d_max_nm) == 1
+    found = file_background(source, source.files[0], SizingSettings())
+    assert found.fits == 0 and not found.row_stripes and np.isnan(found.row_band_ratio)
+
+
 def test_empty_frames_fail_with_a_reason_and_keep_their_rows(tmp_path, capsys):
     empty = tmp_path / "empty.cxi"
     simulate_file(empty, 4, seed=3, fractions={"empty": 1.0})
