@@ -170,3 +170,33 @@ def test_a_followed_file_s_rows_wait_until_the_background_shape_is_final(tmp_pat
     chunk = next(iter(FrameSource([str(path)]).chunks(3)))
     assert ending(chunk, hit_list(chunk)) == []
     assert [h.keys[0].index for h in ending.finish()] == [0] and ending.finish() == []
+
+
+def test_a_followed_file_that_pauses_has_its_waiting_rows_written(tmp_path):
+    """A live view does not wait for frames that may not come: once the file has paused for
+    FOLLOW_MAX_PAUSE_S, the rows waiting for the background shape are decided (flat) and
+    written; the shape is still looked for with the next chunks."""
+    from spidarknet.frames.source import FrameSource
+    from spidarknet.hits import HitList
+    from spidarknet.jobs.follow import FOLLOW_MAX_PAUSE_S, _on_pause
+    from spidarknet.selection.decide import ChunkDecider
+    path = tmp_path / "small.cxi"
+    simulate_file(path, 4, seed=3, shape=(256, 256), binning=2)
+    asked = []
+
+    def background(info, finished):
+        asked.append(finished)
+        return None, False
+
+    decider, written = ChunkDecider(size_range=(60.0, 75.0), background=background), []
+    assert _on_pause(None, written) is None
+    chunks = list(FrameSource([str(path)]).chunks(2))
+    for chunk in chunks:
+        hits = HitList(list(chunk.keys), np.ones(len(chunk.keys)), np.zeros((len(chunk.keys), 4)), 0.5)
+        assert decider(chunk, hits) == []
+    paused = _on_pause(decider, written)
+    paused(FOLLOW_MAX_PAUSE_S / 2)
+    assert written == []
+    paused(FOLLOW_MAX_PAUSE_S)
+    assert [h.keys[0].index for h in written] == [0, 2] and "reason" in written[0].columns
+    assert asked == [False, False] and decider.finish() == []

@@ -134,7 +134,9 @@ def test_bench_reports_every_variant_on_every_mix_and_memory(untrained_weights, 
         # the cost per frame of every stage, the sphere fit and its second-particle test included
         costs = runs[window]["ms_per_frame"]
         assert {"read", "preprocess", "prefilter", "network", "fit", "second_particle"} <= set(costs)
-        assert 0 < costs["second_particle"] < costs["fit"]
+        # the second-particle test runs only on fits inside the window: on hits only, some
+        assert 0 <= costs["second_particle"] < costs["fit"]
+        assert costs["second_particle"] > 0 or mix is not figures["mixes"]["hits"]
         assert "fit" not in runs["cascade x1"]["ms_per_frame"]
         assert runs["naive"]["vs_naive"] == pytest.approx(1.0)
         assert runs["opencv x1"]["network_frames"] == 40

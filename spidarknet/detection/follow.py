@@ -26,8 +26,10 @@ from spidarknet.preprocess import Preprocessor
 
 def follow_chunks(info: FileInfo, roi: Roi | None, chunk_frames: int, *, start: int = 0, poll_s: float = 0.2,
                   idle_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> Iterator[FrameChunk]:
-    """Frames ``start, start+1, ...`` of ``info``'s dataset as they are written."""
+                  sleep: Callable[[float], None] = time.sleep,
+                  on_pause: Callable[[float], object] | None = None) -> Iterator[FrameChunk]:
+    """Frames ``start, start+1, ...`` of ``info``'s dataset as they are written;
+    ``on_pause`` is told, at each look that finds no new frame, how long none has come."""
     import h5py
     r0, r1, c0, c1 = _clip_roi(roi, info.frame_shape)
     valid_shared = (info.mask_shared[r0:r1, c0:c1] if info.mask_shared is not None
@@ -58,6 +60,8 @@ def follow_chunks(info: FileInfo, roi: Roi | None, chunk_frames: int, *, start: 
             elif clock() - last_new >= idle_s:
                 return
             else:
+                if on_pause is not None:
+                    on_pause(clock() - last_new)
                 sleep(poll_s)
 
 

@@ -39,7 +39,8 @@ def follow(settings: DetectSettings, state: RunState) -> DetectResult:
     try:
         with OpenedDetector(model, backend, batch=settings.batch, gpu=settings.gpu, darknet=settings.darknet,
                             libdarknet=settings.libdarknet) as detector:
-            for chunk in follow_chunks(info, roi, settings.chunk, start=start, idle_s=settings.idle):
+            for chunk in follow_chunks(info, roi, settings.chunk, start=start, idle_s=settings.idle,
+                                       on_pause=_on_pause(decider, appender)):
                 rejected += append_scored(chunk, pre, gate, detector, checks, appender, decider)
                 bar.update(len(chunk))
     except KeyboardInterrupt:
@@ -112,6 +113,25 @@ def _stop_monitor(page) -> None:
     page.stdout.close()
 
 
+#: a followed file that pauses this long (seconds without a new frame) before its background
+#: shape is final has its waiting rows decided with the background known by then (flat): a
+#: live view does not wait for frames that may not come
+FOLLOW_MAX_PAUSE_S = 2.0
+
+
+def _on_pause(decider, appender):
+    """What a followed file's pause does: past :data:`FOLLOW_MAX_PAUSE_S`, the rows that wait
+    for the background shape are decided and written (None without a decision)."""
+    if decider is None:
+        return None
+
+    def paused(seconds: float) -> None:
+        if seconds >= FOLLOW_MAX_PAUSE_S:
+            for hits in decider.release():
+                appender.append(hits)
+    return paused
+
+
 def _append_waiting(decider, appender) -> None:
     """The rows the decider still holds (a file that ended, or a run interrupted, before
     the background shape was final), decided now: no scored frame's row is lost."""
@@ -126,8 +146,9 @@ def _follow_decision(settings: DetectSettings, state: RunState, source, pre):
     The fits have the file's background shape, as ``detect`` fits: found once the file holds
     the frames a batch run samples (from the frames written by then), or when the file ends
     before (from all its frames, as ``detect`` samples them), and kept; the rows with frames
-    to fit wait until then (a shape from a growing file's first few frames is no shape: on a
-    clean file's first 15-20 frames the quietest ones may hold particles)."""
+    to fit wait until then, or until the file pauses for :data:`FOLLOW_MAX_PAUSE_S` (then
+    with a flat background; a shape from a growing file's first few frames is no shape: on
+    a clean file's first 15-20 frames the quietest ones may hold particles)."""
     info = source.files[0]
     roi = pre.roi(info)
     if not (settings.size_range or settings.selector):

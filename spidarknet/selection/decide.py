@@ -104,8 +104,9 @@ class ChunkDecider:
     is final: once the file holds the frames a batch run samples, or when ``finished`` (the
     file is done: from every frame written, as a batch run on it samples them).  Until it is
     final, chunks with frames to fit wait (their rows come later, in order, fitted with the
-    final background, as ``detect`` fits them); it is then kept for the rest of the run.
-    Without it the fits have a flat background and nothing waits."""
+    final background, as ``detect`` fits them, or with a flat one when :meth:`release` is
+    called before); it is then kept for the rest of the run.  Without it the fits have a
+    flat background and nothing waits."""
 
     def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None,
                  background: Callable[[FileInfo, bool], tuple[FileBackground | None, bool]] | None = None):
@@ -132,16 +133,18 @@ class ChunkDecider:
             if not final:
                 return []
             self._find_background = None  # kept for the rest of the run
-        return self._release()
+        return self.release()
 
     def finish(self) -> list[HitList]:
         """The chunks that still wait, decided with the shape of every frame written."""
         if self._find_background is not None and any(len(i) for _, _, i in self._waiting):
             self.background, _ = self._find_background(self._waiting[0][0].info, True)
             self._find_background = None
-        return self._release()
+        return self.release()
 
-    def _release(self) -> list[HitList]:
+    def release(self) -> list[HitList]:
+        """The chunks that wait, decided now with the background known by now (a flat one
+        before the shape is final, which is still looked for with the next chunks)."""
         released = []
         for chunk, hits, index in self._waiting:
             results = size_frames(chunk.data, chunk.valid, chunk.origin, chunk.info.geometry,
