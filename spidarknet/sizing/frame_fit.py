@@ -73,7 +73,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     a, b, d, cx, cy, cov, nll, mu = _fisher_scoring(
         pixels, optics, (a0, b0, d0, centre[0], centre[1]), s, centre_xy if refine else None, reach)
     flat = (mu, b, (cx, cy), d)   # the second-particle test's (step 4)
-    if background_shape is not None and background_shape.components is not None and s.background and a > 0:
+    if _in_parts(background_shape, s, a):
         a, b, d, cx, cy, cov, nll, mu = _with_stray_light(pixels, optics, s, background_shape,
                                                           (a, b, d, cx, cy), mu, centre_xy if refine else None,
                                                           reach)
@@ -83,6 +83,12 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     if fit.ok and (s.window_nm is None or s.window_nm[0] <= fit.diameter_nm <= s.window_nm[1]):
         _test_second_particle(fit, pixels, optics, *flat, row_stripes=row_stripes)
     return fit
+
+
+def _in_parts(shape: RadialBackground | None, s: SizingSettings, a: float) -> bool:
+    """Whether a fit of scale ``a`` has the file's stray light in parts as its fixed
+    background (step 2) and so the shape term of :data:`PARTS_MISFIT_FACTOR` (step 3)."""
+    return shape is not None and shape.components is not None and s.background and a > 0
 
 
 def _reach(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[float]) -> tuple:
@@ -230,8 +236,7 @@ def _assess(pixels: _FitPixels, s: SizingSettings, refine: bool, params, cov, nl
     sigma = math.sqrt(var) * 1e-9 if np.isfinite(var) and var > 0 else float("nan")
     with np.errstate(invalid="ignore", divide="ignore"):
         model = np.where(n_k > 0, mu_k / np.maximum(n_k, 1), np.nan)
-    in_parts = background_shape is not None and background_shape.components is not None and a > 0
-    shape_misfit = PARTS_MISFIT_FACTOR * misfit if in_parts else misfit
+    shape_misfit = PARTS_MISFIT_FACTOR * misfit if _in_parts(background_shape, s, a) else misfit
     return SphereFit(d, a, b, chi2, signal, int(used.sum()), q_range,
                      diameter_err_m=_diameter_error(sigma, d, shape_misfit), diameter_stat_err_m=sigma,
                      misfit=misfit, centre_xy=(float(cx), float(cy)), nll=nll, model=model, signal_z=signal_z)
