@@ -58,6 +58,10 @@ def file_background(source: FrameSource, info: FileInfo, settings: SizingSetting
     # the geometry (the shape's rings are about its centre) and how a run is read (its photons)
     key = (info.path, info.dataset, info.n_frames, info.geometry, repr(getattr(source, "options", None)), mask,
            dataclasses.astuple(settings))
+    fit_shape = settings.background and settings.background_shape
+    test_stripes = subpixels_for(info.geometry, settings.d_max_nm) > 1
+    if not (fit_shape or test_stripes):
+        return FileBackground()   # nothing to find: no frame read
     if key not in _background_cache:
         if len(_background_cache) >= 64:
             _background_cache.clear()
@@ -69,7 +73,7 @@ def file_background(source: FrameSource, info: FileInfo, settings: SizingSetting
         valid = (chunks[0].valid if all(c.valid.ndim == 2 for c in chunks)
                  else np.concatenate([np.broadcast_to(c.valid, c.data.shape) for c in chunks]))
         shape = None
-        if settings.background and settings.background_shape:
+        if fit_shape:
             reach = centre_search_in_pixels(info.geometry.pixel_size_m[0], settings)[0]
             px, py = info.geometry.pixel_size_m
             shape = radial_background(frames, valid, chunks[0].origin, info.geometry.centre_px,
@@ -77,7 +81,7 @@ def file_background(source: FrameSource, info: FileInfo, settings: SizingSetting
                                       settings.adu_per_photon)
         keys = [k for c in chunks for k in c.keys]
         stripes = (_row_band_ratio(frames, valid, chunks[0].origin, info.geometry, keys, settings, shape)
-                   if subpixels_for(info.geometry, settings.d_max_nm) > 1 else (float("nan"), 0))
+                   if test_stripes else (float("nan"), 0))
         _background_cache[key] = FileBackground(shape, *stripes)
     return _background_cache[key]
 
