@@ -168,21 +168,25 @@ def _with_two_peaks(peak: float, second: float, photons: float) -> float:
     largest away from it: :func:`_second_peak`) whose root the fit's ``z`` is, on coarse
     pixels: ``Z² + (peak + second − TWO_PEAK_Z2_SUM) / TWO_PEAK_ALLOWANCES`` where that
     exceeds the window's cut² (``photons`` beyond the first minimum), else ``peak``."""
-    pair = SIZE_WINDOW_MAX_SECOND_PARTICLE_Z ** 2 + (peak + second - TWO_PEAK_Z2_SUM) / TWO_PEAK_ALLOWANCES
-    return pair if pair > max(peak, float(second_particle_cut(photons)) ** 2) else peak
+    allowance = SECOND_PARTICLE_Z_PER_ROOT_PHOTON ** 2 * (photons if photons > 0 else 0.0)   # cut² − Z²
+    excess = (peak + second - TWO_PEAK_Z2_SUM) / TWO_PEAK_ALLOWANCES
+    pair = SIZE_WINDOW_MAX_SECOND_PARTICLE_Z ** 2 + excess
+    return pair if excess > allowance and pair > peak else peak
 
 
 def _second_peak(power: np.ndarray, shape: tuple[int, int], best: int) -> float:
     """The largest power of a searched map (``spectrum_peak``'s flat ``power`` of a real
     FFT's leading columns, −1 where not searched) away from its peak at flat index ``best``:
     outside the 3 x 3 frequencies around it (rows wrap) and around its mirror where it lies
-    in the first two columns (column 0 holds each frequency and its negative); 0 where none."""
-    grid = power.reshape(shape).copy()
+    in the first two columns (column 0 holds each frequency and its negative); 0 where none.
+    ``power`` is overwritten there."""
+    grid = power.reshape(shape)
     rows, columns = shape
     row, column = divmod(int(best), columns)
     centres = [(row, column)] + ([(-row, -column)] if column <= 1 else [])
     for r, c in centres:
-        grid[np.arange(r - 1, r + 2) % rows, max(0, c - 1):c + 2] = -1.0
+        for around in (r - 1, r, r + 1):
+            grid[around % rows, max(0, c - 1):c + 2] = -1.0
     return max(0.0, float(grid.max()))
 
 
