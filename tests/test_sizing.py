@@ -656,6 +656,39 @@ def test_coarse_pixels_search_the_square_of_separations_they_resolve():
     assert z(rng.poisson(mu))[0] < 4.5
 
 
+def test_coarse_pixels_add_the_evidence_of_two_peaks_three_particles_leave():
+    """Three particles on 4 x 4-binned pnCCD pixels leave the fringes of three pairs, each a
+    third as strong: the strongest peak alone stays under the window's cut (z 4.6), the two
+    strongest together pass it (:data:`TWO_PEAK_Z2_SUM`); a single's z is its peak's as
+    before."""
+    from spidarknet.sizing import second_particle
+    from spidarknet.sizing.formfactor import _Optics
+    from spidarknet.sizing.region import _FitPixels
+    yy, xx = np.mgrid[0:128, 0:128] - 64.0
+    r = np.hypot(xx, yy)
+    mu = 0.05 + 12.0 * np.exp(-(r / 14.0) ** 2)
+    optics = _Optics(300e-6, 0.125, 0.7293e-9)
+    kappa = 2.0 * np.pi / optics.wavelength_m * optics.pixel_m / optics.distance_m
+    apart = [(100e-9, 30e-9), (20e-9, 110e-9), (-80e-9, 80e-9)]   # the three pairs' separations
+    triple = mu * (1.0 + 0.1 * sum(np.cos(kappa * (dx * xx + dy * yy)) for dx, dy in apart))
+
+    def z(counts, pairs=second_particle.TWO_PEAK_Z2_SUM):
+        pixels = _FitPixels(counts.astype(np.uint16), r > 2, (0, 0), (64.0, 64.0), 2.0, 60.0, 1.0)
+        old, second_particle.TWO_PEAK_Z2_SUM = second_particle.TWO_PEAK_Z2_SUM, pairs
+        try:
+            found, _, photons = second_particle.second_particle_z(
+                pixels, optics, mu[pixels.region.rows, pixels.region.cols], 0.05, (64.0, 64.0), 70e-9)
+        finally:
+            second_particle.TWO_PEAK_Z2_SUM = old
+        return found, second_particle.second_particle_cut(photons)
+
+    rng = np.random.default_rng(3)
+    three, single = rng.poisson(triple), rng.poisson(mu)
+    (found, cut), (alone, _) = z(three), z(three, math.inf)
+    assert alone < cut - 0.5 and found > cut + 0.2
+    assert z(single)[0] == z(single, math.inf)[0] < 3.5
+
+
 @pytest.mark.parametrize("measured", [False, True])
 def test_a_file_s_row_stripes_are_found_once_from_its_sampled_fits(tmp_path, measured):
     """8 x 8-binned frames at 0.581 m read out as a facility corrects them (measured-like:

@@ -122,7 +122,8 @@ from spidarknet.sizing.profile_fit import SphereFit, fit_sphere
 from spidarknet.sizing.second_particle import (ROW_STRIPE_CYCLES_PER_PIXEL, ROW_STRIPE_MIN_FITS, ROW_STRIPE_MIN_RATIO,
                                                SECOND_PARTICLE_MIN_SEPARATION,
                                                SECOND_PARTICLE_Z_PER_ROOT_PHOTON, SQUARE_SEARCH_DIAMETERS,
-                                               SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, second_particle_cut,
+                                               SIZE_WINDOW_MAX_SECOND_PARTICLE_Z, TWO_PEAK_ALLOWANCES, TWO_PEAK_Z2_SUM,
+                                               second_particle_cut,
                                                row_band_ratio, second_particle_z, window_cuts)
 from spidarknet.sizing.settings import (ICOSAHEDRON_SPHERE_DIAMETER_RATIO, SHAPE_ERROR_PER_ROOT_MISFIT,
                                         SIZE_WINDOW_MAX_MISFIT, SizingSettings)
@@ -135,7 +136,7 @@ __all__ = [
     "SECOND_PARTICLE_MIN_SEPARATION",
     "SECOND_PARTICLE_Z_PER_ROOT_PHOTON", "SHAPE_ERROR_PER_ROOT_MISFIT", "SIZE_COLUMNS",
     "SIZE_WINDOW_MAX_MISFIT", "SIZE_WINDOW_MAX_SECOND_PARTICLE_Z", "SPHERE_FIRST_ZERO_X", "SQUARE_SEARCH_DIAMETERS",
-    "SUBPIXELS_PER_FRINGE", "SUBPIXEL_FRINGE_SHARE", "SizeResult", "SizeRow", "SizingSettings", "SphereFit",
+    "SUBPIXELS_PER_FRINGE", "SUBPIXEL_FRINGE_SHARE", "TWO_PEAK_ALLOWANCES", "TWO_PEAK_Z2_SUM", "SizeResult", "SizeRow", "SizingSettings", "SphereFit",
     "FileBackground", "RadialBackground", "centre_search_in_pixels", "default_jobs", "estimate_sizes", "file_background",
     "fit_frame_sphere", "fit_roi", "fit_sphere", "radial_background",
     "pixel_weight", "r_max_px", "reach_photons", "read_sizes", "ring_q_inv_m", "row_band_ratio",

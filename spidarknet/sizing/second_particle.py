@@ -49,6 +49,21 @@ ROW_STRIPE_CYCLES_PER_PIXEL = 6.0 / 256.0
 SQUARE_SEARCH_DIAMETERS = 3.0
 
 
+#: where the search covers the square (coarse pixels, :data:`SQUARE_SEARCH_DIAMETERS`), the
+#: map's two strongest separate peaks (powers ``p₁ ≥ p₂``) are evidence too: where ``p₁ + p₂``
+#: exceeds the first (a sum of powers, σ²) plus the second times the bright allowance of
+#: :func:`second_particle_cut` (``cut² − Z²``, ``Z`` = :data:`SIZE_WINDOW_MAX_SECOND_PARTICLE_Z`),
+#: a fit's ``z`` is raised to ``√(Z² + (p₁ + p₂ − first)/second)``, then above its cut
+#: (elsewhere ``z`` stays ``√p₁``).  Three particles leave three pair separations, each with a
+#: third of the fringes, and a pair near the separations the pixels resolve splits its peak
+#: between a frequency and its alias.  On 4 x 4-binned development frames that passed the
+#: window (docs/recipe.md, "Eleventh session") dim singles had ``p₁ + p₂`` 12.4 (median),
+#: 19.5 (99th percentile), such multiples 20-50; the allowance a bright single's shape takes
+#: is 2-2.5 times one peak's.  Chosen there (first 20-22.5, second 2-3 scanned): dim F1
+#: 0.906 -> 0.927, bright 0.968 -> 0.971 (six files each, pooled)
+TWO_PEAK_Z2_SUM, TWO_PEAK_ALLOWANCES = 20.0, 2.5
+
+
 #: a size window drops fits whose evidence for a second particle is above this (σ) on a dim
 #: frame.  For a single particle ``z²`` is the largest of some 10⁴ independent exponential
 #: variables of mean 1 (median z ≈ 3.2, and z > 5 about once in 10⁶ frames)
@@ -106,7 +121,8 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     pixels resolve (``π/κ``, ``κ`` the q across one pixel; along each axis where that is
     fewer than :data:`SQUARE_SEARCH_DIAMETERS` diameters), leaving out the fringes that run
     along the rows (:data:`ROW_STRIPE_CYCLES_PER_PIXEL`) where the file's rows carry
-    stripes (``row_stripes``: :func:`row_band_ratio`); NaN when that range is empty.
+    stripes (``row_stripes``: :func:`row_band_ratio`); NaN when that range is empty.  In the
+    square, also two peaks' evidence (:func:`_with_two_peaks`: three particles, aliases).
     The statistic is a test of a model (one particle), not of our simulator: its null
     distribution follows from Poisson statistics alone.
 
@@ -138,12 +154,40 @@ def second_particle_z(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, backg
     # second particle raises its peaks and their surroundings, hardly the quietest quarter.
     # (The quartile is looked for only when it can exceed ln(4/3): when fewer values than
     # the quartile's rank lie below that.)
-    if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1:
-        quartile = kernels.spectrum_quantile(power, 0.25)
-        peak /= max(1.0, quartile / quiet)
-    if square:   # the separation itself (the square's corners are searched as the disc's edge)
+    noisier = (max(1.0, kernels.spectrum_quantile(power, 0.25) / quiet)
+               if n_quiet < math.ceil(0.25 * (n_searched - 1)) + 1 else 1.0)
+    peak /= noisier
+    if square:   # two peaks' evidence; the separation itself (the corners are searched as the disc's edge)
+        peak = _with_two_peaks(peak, _second_peak(power, spectrum.shape, best) / noisier, photons)
         separation = _separations(len(spectrum), kappa, spectrum.shape[1], row_stripes, False)
     return math.sqrt(peak), float(separation.flat[best]), photons
+
+
+def _with_two_peaks(peak: float, second: float, photons: float) -> float:
+    """The power of :func:`second_particle_z`'s map (``peak``, its largest; ``second``, the
+    largest away from it: :func:`_second_peak`) whose root the fit's ``z`` is, on coarse
+    pixels: ``Z² + (peak + second − TWO_PEAK_Z2_SUM) / TWO_PEAK_ALLOWANCES`` where that
+    exceeds the window's cut² (``photons`` beyond the first minimum), else ``peak``."""
+    allowance = SECOND_PARTICLE_Z_PER_ROOT_PHOTON ** 2 * (photons if photons > 0 else 0.0)   # cut² − Z²
+    excess = (peak + second - TWO_PEAK_Z2_SUM) / TWO_PEAK_ALLOWANCES
+    pair = SIZE_WINDOW_MAX_SECOND_PARTICLE_Z ** 2 + excess
+    return pair if excess > allowance and pair > peak else peak
+
+
+def _second_peak(power: np.ndarray, shape: tuple[int, int], best: int) -> float:
+    """The largest power of a searched map (``spectrum_peak``'s flat ``power`` of a real
+    FFT's leading columns, −1 where not searched) away from its peak at flat index ``best``:
+    outside the 3 x 3 frequencies around it (rows wrap) and around its mirror where it lies
+    in the first two columns (column 0 holds each frequency and its negative); 0 where none.
+    ``power`` is overwritten there."""
+    grid = power.reshape(shape)
+    rows, columns = shape
+    row, column = divmod(int(best), columns)
+    centres = [(row, column)] + ([(-row, -column)] if column <= 1 else [])
+    for r, c in centres:
+        for around in (r - 1, r, r + 1):
+            grid[around % rows, max(0, c - 1):c + 2] = -1.0
+    return max(0.0, float(grid.max()))
 
 
 def _residual_map(pixels: _FitPixels, optics: _Optics, mu: np.ndarray, background: float,
