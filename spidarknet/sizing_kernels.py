@@ -309,13 +309,14 @@ def _model_sums(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out, models=
     out[0], out[1], out[2], out[3] = s_s, s_d, s_x, s_y
 
 
-def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, b, out, models=None, extra=None):
+def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, b, out, mu_all, models=None,
+                 extra=None):
     """The photons' terms of the likelihood (pixels at ``x``, ``y`` holding ``counts``, as
-    :func:`_pixel_pass`): ``out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ, without
-    the information :func:`_pixel_pass` sums (μ first, in a loop that vectorises, then the
-    logarithms); ``models`` and ``extra`` (on these pixels) as :func:`_pixel_pass`."""
+    :func:`_pixel_pass`): ``out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1), without the
+    information :func:`_pixel_pass` sums, and ``mu_all`` = μ (at least 1e-300) of each pixel,
+    in a loop that vectorises (numpy's logarithms of them are three times numba's:
+    :func:`photon_pass`); ``models`` and ``extra`` (on these pixels) as :func:`_pixel_pass`."""
     pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
-    mu_all = np.empty(x.shape[0])
     l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0
     for j in range(x.shape[0]):
         shape, g_ds, g_xs, g_ys = _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, steps,
@@ -323,17 +324,15 @@ def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, 
         mu = a * shape + b
         if extra is not None:   # a branch numba compiles away without one
             mu += extra[j]
+        mu = max(mu, 1e-300)
         mu_all[j] = mu
-        ratio = counts[j] * (1.0 / max(mu, 1e-300))
+        ratio = counts[j] * (1.0 / mu)
         l_s += ratio * shape
         l_d += ratio * g_ds
         l_x += ratio * g_xs
         l_y += ratio * g_ys
         l_w += ratio
-    total = 0.0
-    for j in range(x.shape[0]):
-        total += counts[j] * math.log(max(mu_all[j], 1e-300))
-    out[0], out[1], out[2], out[3], out[4], out[5] = l_s, l_d, l_x, l_y, l_w, total
+    out[0], out[1], out[2], out[3], out[4] = l_s, l_d, l_x, l_y, l_w
 
 
 def _boundary_lambda(values, along, radius, lo, hi):
@@ -363,6 +362,29 @@ def _boundary_lambda(values, along, radius, lo, hi):
         if not lo < lam < hi:
             lam = 0.5 * (lo + hi)
     return lam
+
+
+def _bfgs_update(hessian, step, change, out):
+    """``out`` = the BFGS update of ``hessian`` by a ``step`` and the gradient's ``change``
+    along it, ``H + c cᵀ/(c·s) − (H s)(H s)ᵀ/(sᵀ H s)``, or ``hessian`` itself where the change
+    shows no positive curvature (:func:`spidarknet.sizing.pixel_fit._secant`: a few
+    microseconds, where numpy's calls on 5 x 5 arrays cost some 15)."""
+    n = step.shape[0]
+    along = np.zeros(n)
+    curvature, change2, step2, bend = 0.0, 0.0, 0.0, 0.0
+    for i in range(n):
+        curvature += change[i] * step[i]
+        change2 += change[i] * change[i]
+        step2 += step[i] * step[i]
+        for k in range(n):
+            along[i] += hessian[i, k] * step[k]
+    for i in range(n):
+        bend += step[i] * along[i]
+    keep = not (curvature > 1e-12 * math.sqrt(change2) * math.sqrt(step2) and bend > 0)
+    for i in range(n):
+        for k in range(n):
+            out[i, k] = hessian[i, k] if keep else (hessian[i, k] + change[i] * change[k] / curvature
+                                                    - along[i] * along[k] / bend)
 
 
 def _log_sum(mu, lit, counts):
@@ -554,6 +576,7 @@ if numba is not None:
     _model_of = _jit(_model_of, inline=True)
     _log_sum_jit = _jit(_log_sum, _SUM_FLAGS)
     _boundary_lambda_jit = _jit(_boundary_lambda, flags=False)
+    _bfgs_update_jit = _jit(_bfgs_update, flags=False)
     _model_sums_jit = _jit(_model_sums, _SUM_FLAGS)
     _photon_pass_jit = _jit(_photon_pass, _SUM_FLAGS)
     _lane_sums = _jit(_lane_sums, flags=False, inline=True)
@@ -606,15 +629,23 @@ def photon_pass(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shift, aspect:
                 extra: np.ndarray | None = None) -> np.ndarray:
     """(6,): Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ over the pixels holding
     ``counts`` photons (:func:`_photon_pass`; arguments as :func:`pixel_pass`)."""
-    out = np.empty(6)
+    out, mu = np.empty(6), np.empty(len(x))
     where = _where(x, y, shift, aspect, d_m, optics, steps)
-    _photon_pass_jit(x, y, counts, *where[:-1], float(a), float(b), out, where[-1], extra)
+    _photon_pass_jit(x, y, counts, *where[:-1], float(a), float(b), out, mu, where[-1], extra)
+    out[5] = counts @ np.log(mu)
     return out
 
 
 def boundary_lambda(values: np.ndarray, along: np.ndarray, radius: float, lo: float, hi: float) -> float:
     """:func:`_boundary_lambda` (float64 arrays of one length)."""
     return float(_boundary_lambda_jit(values, along, float(radius), float(lo), float(hi)))
+
+
+def bfgs_update(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """:func:`_bfgs_update` (float64 arrays: (n, n), (n,), (n,)); a new array."""
+    out = np.empty_like(hessian)
+    _bfgs_update_jit(hessian, step, change, out)
+    return out
 
 
 def log_sum(mu: np.ndarray, lit: np.ndarray, counts: np.ndarray) -> float:

@@ -67,6 +67,17 @@ def test_boundary_lambda_puts_the_step_on_the_trust_radius():
         assert np.linalg.norm(along / (values + lam)) == pytest.approx(radius, rel=1e-6)
 
 
+def test_bfgs_update_is_the_numpy_formula_and_keeps_a_hessian_without_curvature():
+    rng = np.random.default_rng(4)
+    root = rng.normal(size=(5, 5))
+    hessian, step = root @ root.T + np.eye(5), rng.normal(size=5)
+    change = hessian @ step + 0.1 * rng.normal(size=5)
+    along = hessian @ step
+    expected = hessian + np.outer(change, change) / (change @ step) - np.outer(along, along) / (step @ along)
+    np.testing.assert_allclose(kernels.bfgs_update(hessian, step, change), expected, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(kernels.bfgs_update(hessian, step, -step), hessian)   # c·s < 0: no update
+
+
 def test_residual_grid_is_the_bincount_of_the_weighted_residual():
     x, y, values = _pixels()
     mu = 0.02 + np.random.default_rng(4).random(len(x))
