@@ -112,11 +112,11 @@ def _newton_steps(c, s, a, b, shape_sum, n_pixels, steps):
     return a, b
 
 
-def _ring_cells(counts, table, shape_sums, cells, n_pixels, background, newton_steps, out):
+def _ring_cells(counts, table, shape_sums, cells, n_pixels, background, newton_steps, out, with_nll=True):
     """For each cell (centre i, diameter k) of ``cells`` (m, 2): a, b and the negative
     log-likelihood of ring sums ``counts[i]`` under ``μ = a table[k] + b`` (rings with
     no photon enter only through ``shape_sums[i, k]``, ``Σ`` of the model over all rings'
-    pixels).  ``out`` (m, 3)."""
+    pixels; not ``with_nll``: NaN, its logarithms skipped).  ``out`` (m, 3)."""
     for m in range(cells.shape[0]):
         i, k = cells[m, 0], cells[m, 1]
         c, s = counts[i], table[k]
@@ -132,6 +132,9 @@ def _ring_cells(counts, table, shape_sums, cells, n_pixels, background, newton_s
             a, b = _newton_steps(c, s, a, b, shape_sums[i, k], n_pixels, newton_steps)
         else:
             a, b = total / sums, 0.0
+        if not with_nll:
+            out[m, 0], out[m, 1], out[m, 2] = a, b, math.nan
+            continue
         log_sum = 0.0
         for j in range(c.shape[0]):
             if c[j] > 0.0:
@@ -140,15 +143,16 @@ def _ring_cells(counts, table, shape_sums, cells, n_pixels, background, newton_s
 
 
 def ring_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarray, cells: np.ndarray,
-               n_pixels: float, background: bool, newton_steps: int) -> np.ndarray:
+               n_pixels: float, background: bool, newton_steps: int, with_nll: bool = True) -> np.ndarray:
     """(m, 3): a, b and negative log-likelihood of each cell (centre, diameter) of ``cells``
     (see :func:`_ring_cells`; ``counts`` (centres x rings), ``table`` (diameters x rings),
-    ``shape_sums`` (centres x diameters))."""
+    ``shape_sums`` (centres x diameters)); not ``with_nll``: a and b alone (NaN, and no
+    logarithm taken: a third of the cost)."""
     out = np.empty((len(cells), 3))
     _ring_cells_jit(np.ascontiguousarray(counts, dtype=np.float64), np.ascontiguousarray(table, dtype=np.float64),
                     np.ascontiguousarray(shape_sums, dtype=np.float64),
                     np.ascontiguousarray(cells, dtype=np.int64), float(n_pixels), bool(background),
-                    int(newton_steps), out)
+                    int(newton_steps), out, bool(with_nll))
     return out
 
 

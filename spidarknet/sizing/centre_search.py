@@ -98,7 +98,7 @@ def _promising_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarr
     total = counts.sum(axis=1)[:, None]
     if background:
         cells = np.column_stack([np.full(n_diameters, anchor), np.arange(n_diameters)])
-        fit = _kernels().ring_cells(counts, table, shape_sums, cells, n_pixels, True, 3)
+        fit = _kernels().ring_cells(counts, table, shape_sums, cells, n_pixels, True, 3, with_nll=False)
         t = np.clip(fit[:, 1] / np.maximum(fit[:, 0], 1e-300), 1e-300, 1e300)
         f0, f1, f2 = (total * np.log(np.maximum(shape_sums + (m * n_pixels) * t, 1e-300))
                       - counts @ np.log(np.maximum(table + m * t[:, None], 1e-300)).T for m in (0.25, 1.0, 4.0))
