@@ -112,11 +112,11 @@ def _newton_steps(c, s, a, b, shape_sum, n_pixels, steps):
     return a, b
 
 
-def _ring_cells(counts, table, shape_sums, cells, n_pixels, background, newton_steps, out):
+def _ring_cells(counts, table, shape_sums, cells, n_pixels, background, newton_steps, out, with_nll=True):
     """For each cell (centre i, diameter k) of ``cells`` (m, 2): a, b and the negative
     log-likelihood of ring sums ``counts[i]`` under ``μ = a table[k] + b`` (rings with
     no photon enter only through ``shape_sums[i, k]``, ``Σ`` of the model over all rings'
-    pixels).  ``out`` (m, 3)."""
+    pixels; not ``with_nll``: NaN, its logarithms skipped).  ``out`` (m, 3)."""
     for m in range(cells.shape[0]):
         i, k = cells[m, 0], cells[m, 1]
         c, s = counts[i], table[k]
@@ -132,6 +132,9 @@ def _ring_cells(counts, table, shape_sums, cells, n_pixels, background, newton_s
             a, b = _newton_steps(c, s, a, b, shape_sums[i, k], n_pixels, newton_steps)
         else:
             a, b = total / sums, 0.0
+        if not with_nll:
+            out[m, 0], out[m, 1], out[m, 2] = a, b, math.nan
+            continue
         log_sum = 0.0
         for j in range(c.shape[0]):
             if c[j] > 0.0:
@@ -140,15 +143,16 @@ def _ring_cells(counts, table, shape_sums, cells, n_pixels, background, newton_s
 
 
 def ring_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarray, cells: np.ndarray,
-               n_pixels: float, background: bool, newton_steps: int) -> np.ndarray:
+               n_pixels: float, background: bool, newton_steps: int, with_nll: bool = True) -> np.ndarray:
     """(m, 3): a, b and negative log-likelihood of each cell (centre, diameter) of ``cells``
     (see :func:`_ring_cells`; ``counts`` (centres x rings), ``table`` (diameters x rings),
-    ``shape_sums`` (centres x diameters))."""
+    ``shape_sums`` (centres x diameters)); not ``with_nll``: a and b alone (NaN, and no
+    logarithm taken: a third of the cost)."""
     out = np.empty((len(cells), 3))
     _ring_cells_jit(np.ascontiguousarray(counts, dtype=np.float64), np.ascontiguousarray(table, dtype=np.float64),
                     np.ascontiguousarray(shape_sums, dtype=np.float64),
                     np.ascontiguousarray(cells, dtype=np.int64), float(n_pixels), bool(background),
-                    int(newton_steps), out)
+                    int(newton_steps), out, bool(with_nll))
     return out
 
 
@@ -309,13 +313,14 @@ def _model_sums(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out, models=
     out[0], out[1], out[2], out[3] = s_s, s_d, s_x, s_y
 
 
-def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, b, out, models=None, extra=None):
+def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, b, out, mu_all, models=None,
+                 extra=None):
     """The photons' terms of the likelihood (pixels at ``x``, ``y`` holding ``counts``, as
-    :func:`_pixel_pass`): ``out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ, without
-    the information :func:`_pixel_pass` sums (μ first, in a loop that vectorises, then the
-    logarithms); ``models`` and ``extra`` (on these pixels) as :func:`_pixel_pass`."""
+    :func:`_pixel_pass`): ``out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1), without the
+    information :func:`_pixel_pass` sums, and ``mu_all`` = μ (at least 1e-300) of each pixel,
+    in a loop that vectorises (numpy's logarithms of them are three times numba's:
+    :func:`photon_pass`); ``models`` and ``extra`` (on these pixels) as :func:`_pixel_pass`."""
     pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
-    mu_all = np.empty(x.shape[0])
     l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0
     for j in range(x.shape[0]):
         shape, g_ds, g_xs, g_ys = _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, steps,
@@ -323,17 +328,15 @@ def _photon_pass(x, y, counts, shift_x, shift_y, aspect, d_m, optics, steps, a, 
         mu = a * shape + b
         if extra is not None:   # a branch numba compiles away without one
             mu += extra[j]
+        mu = max(mu, 1e-300)
         mu_all[j] = mu
-        ratio = counts[j] * (1.0 / max(mu, 1e-300))
+        ratio = counts[j] * (1.0 / mu)
         l_s += ratio * shape
         l_d += ratio * g_ds
         l_x += ratio * g_xs
         l_y += ratio * g_ys
         l_w += ratio
-    total = 0.0
-    for j in range(x.shape[0]):
-        total += counts[j] * math.log(max(mu_all[j], 1e-300))
-    out[0], out[1], out[2], out[3], out[4], out[5] = l_s, l_d, l_x, l_y, l_w, total
+    out[0], out[1], out[2], out[3], out[4] = l_s, l_d, l_x, l_y, l_w
 
 
 def _boundary_lambda(values, along, radius, lo, hi):
@@ -363,6 +366,29 @@ def _boundary_lambda(values, along, radius, lo, hi):
         if not lo < lam < hi:
             lam = 0.5 * (lo + hi)
     return lam
+
+
+def _bfgs_update(hessian, step, change, out):
+    """``out`` = the BFGS update of ``hessian`` by a ``step`` and the gradient's ``change``
+    along it, ``H + c cᵀ/(c·s) − (H s)(H s)ᵀ/(sᵀ H s)``, or ``hessian`` itself where the change
+    shows no positive curvature (:func:`spidarknet.sizing.pixel_fit._secant`: a few
+    microseconds, where numpy's calls on 5 x 5 arrays cost some 15)."""
+    n = step.shape[0]
+    along = np.zeros(n)
+    curvature, change2, step2, bend = 0.0, 0.0, 0.0, 0.0
+    for i in range(n):
+        curvature += change[i] * step[i]
+        change2 += change[i] * change[i]
+        step2 += step[i] * step[i]
+        for k in range(n):
+            along[i] += hessian[i, k] * step[k]
+    for i in range(n):
+        bend += step[i] * along[i]
+    keep = not (curvature > 1e-12 * math.sqrt(change2) * math.sqrt(step2) and bend > 0)
+    for i in range(n):
+        for k in range(n):
+            out[i, k] = hessian[i, k] if keep else (hessian[i, k] + change[i] * change[k] / curvature
+                                                    - along[i] * along[k] / bend)
 
 
 def _log_sum(mu, lit, counts):
@@ -554,6 +580,7 @@ if numba is not None:
     _model_of = _jit(_model_of, inline=True)
     _log_sum_jit = _jit(_log_sum, _SUM_FLAGS)
     _boundary_lambda_jit = _jit(_boundary_lambda, flags=False)
+    _bfgs_update_jit = _jit(_bfgs_update, flags=False)
     _model_sums_jit = _jit(_model_sums, _SUM_FLAGS)
     _photon_pass_jit = _jit(_photon_pass, _SUM_FLAGS)
     _lane_sums = _jit(_lane_sums, flags=False, inline=True)
@@ -606,15 +633,23 @@ def photon_pass(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shift, aspect:
                 extra: np.ndarray | None = None) -> np.ndarray:
     """(6,): Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ over the pixels holding
     ``counts`` photons (:func:`_photon_pass`; arguments as :func:`pixel_pass`)."""
-    out = np.empty(6)
+    out, mu = np.empty(6), np.empty(len(x))
     where = _where(x, y, shift, aspect, d_m, optics, steps)
-    _photon_pass_jit(x, y, counts, *where[:-1], float(a), float(b), out, where[-1], extra)
+    _photon_pass_jit(x, y, counts, *where[:-1], float(a), float(b), out, mu, where[-1], extra)
+    out[5] = counts @ np.log(mu)
     return out
 
 
 def boundary_lambda(values: np.ndarray, along: np.ndarray, radius: float, lo: float, hi: float) -> float:
     """:func:`_boundary_lambda` (float64 arrays of one length)."""
     return float(_boundary_lambda_jit(values, along, float(radius), float(lo), float(hi)))
+
+
+def bfgs_update(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """:func:`_bfgs_update` (float64 arrays: (n, n), (n,), (n,)); a new array."""
+    out = np.empty_like(hessian)
+    _bfgs_update_jit(hessian, step, change, out)
+    return out
 
 
 def log_sum(mu: np.ndarray, lit: np.ndarray, counts: np.ndarray) -> float:

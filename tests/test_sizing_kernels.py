@@ -67,6 +67,29 @@ def test_boundary_lambda_puts_the_step_on_the_trust_radius():
         assert np.linalg.norm(along / (values + lam)) == pytest.approx(radius, rel=1e-6)
 
 
+def test_bfgs_update_is_the_numpy_formula_and_keeps_a_hessian_without_curvature():
+    rng = np.random.default_rng(4)
+    root = rng.normal(size=(5, 5))
+    hessian, step = root @ root.T + np.eye(5), rng.normal(size=5)
+    change = hessian @ step + 0.1 * rng.normal(size=5)
+    along = hessian @ step
+    expected = hessian + np.outer(change, change) / (change @ step) - np.outer(along, along) / (step @ along)
+    np.testing.assert_allclose(kernels.bfgs_update(hessian, step, change), expected, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(kernels.bfgs_update(hessian, step, -step), hessian)   # c·s < 0: no update
+
+
+def test_ring_cells_without_the_likelihood_give_the_same_scales():
+    rng = np.random.default_rng(8)
+    table = rng.random((6, 40)) + 0.01
+    pixels_per_ring = rng.integers(50, 200, (3, 40)).astype(np.float64)
+    counts = rng.poisson(pixels_per_ring * (2.0 * table[2] + 0.05)).astype(np.float64)
+    shape_sums = pixels_per_ring @ table.T
+    cells = np.array([[i, k] for i in range(3) for k in range(6)])
+    full = kernels.ring_cells(counts, table, shape_sums, cells, pixels_per_ring.sum() / 3, True, 3)
+    quick = kernels.ring_cells(counts, table, shape_sums, cells, pixels_per_ring.sum() / 3, True, 3, with_nll=False)
+    assert np.array_equal(quick[:, :2], full[:, :2]) and np.isnan(quick[:, 2]).all() and np.isfinite(full).all()
+
+
 def test_residual_grid_is_the_bincount_of_the_weighted_residual():
     x, y, values = _pixels()
     mu = 0.02 + np.random.default_rng(4).random(len(x))

@@ -79,6 +79,9 @@ def _ring_table(optics: _Optics, width: float, n_rings: int, diameters: np.ndarr
 #: the ring search solves (a, b) exactly only in this many of its (centre, diameter) cells
 #: (those :func:`_promising_cells` ranks first)
 RING_SEARCH_CELLS = 48
+#: ... where it has more than this many: a search of fewer cells solves every one (the
+#: fine search's 10 centres x 7 diameters: solving all 70 costs less than ranking them)
+RING_SEARCH_ALL_CELLS = 2 * RING_SEARCH_CELLS
 
 
 def _promising_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarray, n_pixels: float,
@@ -87,14 +90,15 @@ def _promising_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarr
     log-likelihood by a quick estimate: the scale ``a`` profiled out exactly (``a = ΣC /
     (S + t N)`` for ``t = b/a``), ``t`` tried at ¼, 1 and 4 times the best one of each
     diameter at the centre ``anchor`` (a parabola in log t between), so that the ring sums
-    of all centres meet each table of logarithms in one matrix product.  (m, 2) indices."""
+    of all centres meet each table of logarithms in one matrix product.  (m, 2) indices;
+    all cells where there are at most :data:`RING_SEARCH_ALL_CELLS`."""
     n_centres, n_diameters = shape_sums.shape
-    if n_centres * n_diameters <= top:
+    if n_centres * n_diameters <= max(top, RING_SEARCH_ALL_CELLS):
         return np.argwhere(np.ones((n_centres, n_diameters), dtype=bool))
     total = counts.sum(axis=1)[:, None]
     if background:
         cells = np.column_stack([np.full(n_diameters, anchor), np.arange(n_diameters)])
-        fit = _kernels().ring_cells(counts, table, shape_sums, cells, n_pixels, True, 3)
+        fit = _kernels().ring_cells(counts, table, shape_sums, cells, n_pixels, True, 3, with_nll=False)
         t = np.clip(fit[:, 1] / np.maximum(fit[:, 0], 1e-300), 1e-300, 1e300)
         f0, f1, f2 = (total * np.log(np.maximum(shape_sums + (m * n_pixels) * t, 1e-300))
                       - counts @ np.log(np.maximum(table + m * t[:, None], 1e-300)).T for m in (0.25, 1.0, 4.0))

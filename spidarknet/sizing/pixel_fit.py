@@ -300,10 +300,6 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
 
 def _secant(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
     """The BFGS update of ``hessian`` by a step and the gradient's change along it (kept
-    where the change shows no positive curvature)."""
-    curvature = float(change @ step)
-    along = hessian @ step
-    bend = float(step @ along)
-    if not (curvature > 1e-12 * float(change @ change) ** 0.5 * float(step @ step) ** 0.5 and bend > 0):
-        return hessian
-    return hessian + np.outer(change, change) / curvature - np.outer(along, along) / bend
+    where the change shows no positive curvature; compiled:
+    :func:`spidarknet.sizing_kernels.bfgs_update`)."""
+    return _kernels().bfgs_update(hessian, step, change)

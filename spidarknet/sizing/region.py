@@ -3,6 +3,7 @@ one frame's photons on them."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -180,8 +181,10 @@ class _FitPixels:
         return np.sqrt(x * x + y * y), np.sqrt(px * px + py * py)
 
 
+@functools.cache
 def _kernels():
     """:mod:`spidarknet.sizing_kernels` (numba imported on first use: commands that size
-    nothing do not load it)."""
+    nothing do not load it; kept: an import statement costs microseconds on each of the
+    fit's many calls)."""
     from spidarknet import sizing_kernels
     return sizing_kernels
