@@ -44,8 +44,13 @@ through).  The selection takes the class whose F1 cross-validated on its own lab
 highest (ties to the first), so the labels say which shape their rule has
 (``figures["model_cv_f1"]``; docs/selection.md, tenth session), from :data:`GATES_MIN_SINGLES`
 labelled singles on: with fewer the box around them is too tight and the choice too noisy
-(40 labels on the development pairs: the gates lowered held-out F1), so the hinge model alone
-is fitted.  With every frame of a development run labelled the gates raised held-out F1 for
+(40 labels on the development pairs: the gates lowered held-out F1).  With fewer singles the
+class is ``hinge_and_gates`` (:data:`FEW_SINGLES_MODEL`) with gates of stronger evidence: the
+regression rejects its own few negatives, so the negatives it lets through are found out of
+fold (scikit-learn's ``cross_val_predict``), and a gate must cut off at least
+:data:`FEW_SINGLES_GATE_CUT` of them (eleventh session, docs/selection.md: 40 proposed labels
+on six development pairs, `bright` 0.796 → 0.807 and `centred` 0.849 → 0.872, the others
+within the pairs' spread).  With every frame of a development run labelled the gates raised held-out F1 for
 ``bright`` from 0.929 to 0.951 and ``spheres`` from 0.939 to 0.972 (mean of five pairs).  Files of formats 1 and 2
 are hinge models and apply as before.
 
@@ -91,9 +96,14 @@ KNOTS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 #: the model classes a selection chooses among by cross-validation on its own labels: the
 #: logistic regression alone, the gates alone (a conjunction of one-sided cuts), or both
 MODELS = ("hinge", "gates", "hinge_and_gates")
-#: the gates are considered from this many labelled singles on (below, the hinge model alone:
-#: with 40 labels on the development pairs the gates, chosen or not, lowered held-out F1)
+#: the classes are chosen by cross-validation from this many labelled singles on (below,
+#: :data:`FEW_SINGLES_MODEL`: with 40 labels the choice is too noisy)
 GATES_MIN_SINGLES = 20
+#: the model class below :data:`GATES_MIN_SINGLES` labelled singles (where ``models`` holds it):
+#: the regression, and gates on the negatives it lets through out of fold
+FEW_SINGLES_MODEL = "hinge_and_gates"
+#: with few singles a gate must cut off at least this many labelled negatives (one is chance)
+FEW_SINGLES_GATE_CUT = 2
 #: a gate's value at the labelled frame nearest its cut on the side it keeps
 GATE_EDGE = 0.9
 #: the narrowest half gap (σ) between a gate's cut and the labelled frames beside it
@@ -283,11 +293,12 @@ def fit_selector(measured: Measured, labels, screen: float, *, features=DEFAULT_
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(f"models must be among {MODELS}, got {models}")
-    if counts[1] < GATES_MIN_SINGLES:
-        models = models[:1]
+    few = counts[1] < GATES_MIN_SINGLES
+    if few:
+        models = (FEW_SINGLES_MODEL,) if FEW_SINGLES_MODEL in models else models[:1]
     scores = _model_scores(measured, labels, screen, list(features), seed, models)
     chosen = max(models, key=lambda m: (scores.get(m, 0.0), -models.index(m)))
-    selector = _candidates(measured, labels, screen, list(features), seed, (chosen,))[chosen]
+    selector = _candidates(measured, labels, screen, list(features), seed, (chosen,), few)[chosen]
     if scores:
         selector.figures = {"model_cv_f1": scores}
     return selector
@@ -311,26 +322,30 @@ def _model_scores(measured: Measured, labels: np.ndarray, screen: float, feature
 
 
 def _candidates(measured: Measured, labels: np.ndarray, screen: float, features: list, seed: int,
-                models: tuple) -> dict:
+                models: tuple, few: bool = False) -> dict:
     """The selector of each model class in ``models``, learnt from the labelled frames: the
     logistic regression, and the gates that cut off the negatives it (``hinge_and_gates``)
-    or the screen alone (``gates``) lets through."""
-    logistic = _logistic(measured, labels, screen, features, seed)
+    or the screen alone (``gates``) lets through.  With ``few`` singles (fewer than
+    :data:`GATES_MIN_SINGLES`) the regression's passes are judged out of fold (it rejects
+    its own few negatives) and a gate must cut off :data:`FEW_SINGLES_GATE_CUT` of them."""
+    logistic, oof = _logistic(measured, labels, screen, features, seed, out_of_fold=few)
     z = logistic.design(measured)[:, :len(features)]
     screened = measured.values["score"] >= screen
     out = {}
     for m in models:
-        passed = screened if m == "gates" else screened & (logistic.probability(measured) >= DECISION_THRESHOLD)
-        gates = [] if m == "hinge" else _gates(z, labels.astype(bool), passed, features)
+        passes = oof if few else logistic.probability(measured)
+        passed = screened if m == "gates" else screened & (passes >= DECISION_THRESHOLD)
+        gates = [] if m == "hinge" else _gates(z, labels.astype(bool), passed, features,
+                                                 FEW_SINGLES_GATE_CUT if few else 1)
         out[m] = replace(logistic, model=m, gates=gates)
     return out
 
 
-def _gates(z: np.ndarray, labels: np.ndarray, passed: np.ndarray, features: list) -> list:
+def _gates(z: np.ndarray, labels: np.ndarray, passed: np.ndarray, features: list, least: int = 1) -> list:
     """Gates that keep every labelled single and cut off the labelled negatives ``passed``
     marks: greedily the one-sided cut (at a feature's extreme single) that cuts off most of
-    those left, placed midway between that single and the nearest negative it cuts off (the
-    widest margin); its slope makes the gate :data:`GATE_EDGE` at both."""
+    those left, at least ``least`` of them, placed midway between that single and the nearest
+    negative it cuts off (the widest margin); its slope makes the gate :data:`GATE_EDGE` at both."""
     singles, negatives = z[labels], z[~labels & passed]
     if len(singles) == 0:
         return []
@@ -342,7 +357,7 @@ def _gates(z: np.ndarray, labels: np.ndarray, passed: np.ndarray, features: list
         for j in range(z.shape[1]):
             for side, edge in ((1, low[j]), (-1, high[j])):
                 cut_off = left & (side * (negatives[:, j] - edge) < 0)
-                if cut_off.any():
+                if cut_off.sum() >= max(least, 1):
                     nearest = side * np.max(side * negatives[cut_off, j])
                     rank = (int(cut_off.sum()), abs(edge - nearest))
                     if best is None or rank > best[0]:
@@ -357,10 +372,13 @@ def _gates(z: np.ndarray, labels: np.ndarray, passed: np.ndarray, features: list
     return gates
 
 
-def _logistic(measured: Measured, labels: np.ndarray, screen: float, features: list, seed: int) -> Selector:
-    """The L1 logistic regression on z, z² and the hinges (its strength by GridSearchCV)."""
+def _logistic(measured: Measured, labels: np.ndarray, screen: float, features: list, seed: int,
+              out_of_fold: bool = False) -> tuple[Selector, np.ndarray | None]:
+    """The L1 logistic regression on z, z² and the hinges (its strength by GridSearchCV), and
+    with ``out_of_fold`` its probabilities of the labelled frames each learnt without its fold
+    (``cross_val_predict`` at the chosen strength; else None)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
     _, medians, means, scales = standardise(measured, features)
     draft = Selector(features, medians, means, scales, [], 0.0, screen, knots=list(KNOTS))
     design = draft.design(measured)
@@ -370,7 +388,8 @@ def _logistic(measured: Measured, labels: np.ndarray, screen: float, features: l
     model = search.fit(design, labels).best_estimator_
     draft.coef = [float(c) for c in model.coef_[0]]
     draft.intercept = float(model.intercept_[0])
-    return draft
+    oof = cross_val_predict(model, design, labels, cv=folds, method="predict_proba")[:, 1] if out_of_fold else None
+    return draft, oof
 
 
 def _bootstrap(selected: np.ndarray, labels: np.ndarray, seed: int, draws: int = 1000) -> dict:
