@@ -50,6 +50,8 @@ setup(
         "jinja2>=3",
         # HDF5 filters facilities use (bitshuffle-LZ4, Blosc, Zstd, ...) for h5py
         "hdf5plugin>=4",
+        # ISA-L's inflate for gzip-compressed frames (spidarknet/frames/source.py: the same bytes as zlib's, faster)
+        "isal>=1.0",
         # the selection learnt from the user's labels (logistic regression, cross-validation, k-means)
         "scikit-learn>=1.3",
         # the monitor and labelling pages: an ASGI framework and server (server-sent events)

@@ -225,3 +225,33 @@ def test_deflated_frames_read_by_their_chunks_as_h5py_reads_them(compressed, tmp
         got = np.concatenate([chunk.data for chunk in source.chunks(4, roi=roi)])
         r0, r1, c0, c1 = roi or (0, frames.shape[1], 0, frames.shape[2])
         np.testing.assert_array_equal(got, expected[:, r0:r1, c0:c1])
+
+
+@pytest.mark.parametrize("dtype, shuffle", [(np.uint32, True), (np.uint16, False)])
+def test_per_frame_masks_read_by_their_chunks_as_h5py_reads_them(compressed, tmp_path, dtype, shuffle):
+    """Per-frame masks (measured-like files: uint32, byte shuffle and deflate) are inflated from
+    their stored bytes: a pixel is usable where its mask value is 0, whichever byte holds a bit;
+    a chunk never written gives the fill value, as h5py does."""
+    paths, frames = compressed
+    path = tmp_path / "masks.cxi"
+    rng = np.random.default_rng(5)
+    bits = np.zeros(frames.shape, dtype=dtype)
+    spots = rng.random(frames.shape) < 0.01
+    bits[spots] = rng.choice([1, 1 << 8, 1 << 15] + ([1 << 16, 1 << 24] if dtype == np.uint32 else []),
+                             size=int(spots.sum()))
+    with h5py.File(paths["gzip-1"], "r") as src, h5py.File(path, "w") as dst:
+        for name in src:
+            src.copy(src[name], dst, name=name)
+        ds = dst.create_dataset(DATA.replace("/data", "/mask"), shape=frames.shape, dtype=dtype,
+                                chunks=(1,) + frames.shape[1:], compression="gzip", compression_opts=1,
+                                shuffle=shuffle, fillvalue=2)
+        for i in (0, 1, 3, 4, 5):
+            ds[i] = bits[i]
+        shared = dst["/entry_1/instrument_1/detector_1/mask_shared"][()] == 0
+    bits[2] = 2
+    source = FrameSource([str(path)])
+    assert source.files[0].mask_dataset is not None
+    for roi in (None, (400, 600, 300, 700), (900, 1024, 1000, 1024)):
+        valid = np.concatenate([chunk.valid for chunk in source.chunks(4, roi=roi)])
+        r0, r1, c0, c1 = roi or (0, frames.shape[1], 0, frames.shape[2])
+        np.testing.assert_array_equal(valid, shared[None, r0:r1, c0:c1] & (bits[:, r0:r1, c0:c1] == 0))

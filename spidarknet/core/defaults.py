@@ -22,6 +22,12 @@ DETECT_CHUNK_FRAMES: int = 64
 #: frames per network pass of a detection backend (``detect --batch``, the backends)
 INFERENCE_BATCH: int = 16
 
+#: where the pages (``detect --monitor``, ``label``) listen unless --host says otherwise: this
+#: machine only
+PAGE_HOST: str = "127.0.0.1"
+#: ... and on which port (0 lets the system choose a free one, printed when the page is up)
+PAGE_PORT: int = 8765
+
 # -- reading, sizing, simulating ---------------------------------------------------------------
 
 #: frames read at a time where the caller does not say (``export-dataset --chunk``,

@@ -204,6 +204,7 @@ class Pool:
                  died_hint: str = "", error: type[SpidarknetError] = WorkerError, threads: int = 1,
                  new_session: bool = False, quick_exit: bool = False):
         self.label, self.died_hint, self.error_type = label, died_hint, error
+        self.started = time.perf_counter()   # when the workers were started
         self._tmp = tempfile.TemporaryDirectory(prefix="spidarknet-pool-")
         self.log_path = Path(self._tmp.name) / "workers.log"
         self.workers: list[Worker] = []

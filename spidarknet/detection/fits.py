@@ -89,6 +89,18 @@ class ScreenedFits:
         return {(os.path.abspath(r.key.file), r.key.index): r for r in self.results}
 
 
+def warm_up() -> None:
+    """numba imported and its compiler's tables loaded (about 0.5 s of CPU, paid by a process
+    at its first fit): a detection worker started before its frames are opened pays it
+    while the parent opens them."""
+    from spidarknet import sizing_kernels  # noqa: F401  (imports numba)
+    try:  # what numba does at the first call of any kernel (scipy's BLAS looked for, its registries)
+        from numba.core.registry import cpu_target
+        cpu_target.target_context.refresh()
+    except (ImportError, AttributeError):  # another numba: the first fit pays it
+        pass
+
+
 def _holds(chunk: FrameChunk, region: Roi) -> bool:
     """Whether ``chunk`` holds every pixel of ``region`` that lies on its frames."""
     rows, cols = chunk.info.frame_shape

@@ -5,7 +5,8 @@ thread, or libdarknet loaded in the worker) — the whole per-frame path in one 
 per core, with nothing shared, so two cores give twice the frames per second.  The
 workers are those of the one process pool (:mod:`spidarknet.core.pool`): fresh
 interpreters, so nothing of the caller's ``__main__`` is re-imported and a darknet crash
-ends only its worker.  Each gets a :class:`ShardJob`, reports :class:`Progress` per chunk
+ends only its worker.  Each gets a :class:`DetectionJob` (set up while the parent opens the
+frames: :func:`start_workers`), then its share of the frames, reports :class:`Progress` per chunk
 and ends with a :class:`Result` holding its :class:`ShardScores` (scores and boxes: a few
 bytes a frame); the shards are joined in frame-key order.  A worker that fails hands back
 the frames it scored (:class:`PartialResult`), and the run raises the first failure with
@@ -25,7 +26,7 @@ import numpy as np
 
 from spidarknet.core.errors import EngineError, SpidarknetError
 from spidarknet.core.pool import Died, Failed, Pool, Progress, Result
-from spidarknet.detection.fits import ScreenedFits
+from spidarknet.detection.fits import ScreenedFits, warm_up
 from spidarknet.detection.local import FrameChecks, PartialResult, Prefilter, StageTimes, detect_frames
 from spidarknet.frames.euxfel import source_from_spec
 from spidarknet.frames.source import FrameSource
@@ -53,14 +54,6 @@ class DetectionJob:
     fit: SizingSettings | None = None  # fit the frames at or above the threshold too (ScreenedFits)
 
 
-@dataclass(frozen=True)
-class ShardJob:
-    """A worker's job: the detection, and its share of the frames (FrameSource.spec())."""
-
-    detection: DetectionJob
-    source: dict
-
-
 @dataclass
 class ShardScores:
     """A worker's result: its share's hit list (frame checks and prefilter counts in its
@@ -72,20 +65,23 @@ class ShardScores:
 
 
 def serve(conn) -> None:
-    """A detection worker (run by the pool): its :class:`ShardJob` scored chunk by chunk."""
+    """A detection worker (run by the pool): its :class:`DetectionJob` set up (the network
+    loaded; numba's kernels where it fits) while the parent opens the frames, then its share
+    of the frames (``FrameSource.spec()``) scored chunk by chunk."""
     from spidarknet.engine.backends import OpenedDetector
     from spidarknet.engine.cfg import DarknetCfg
     from spidarknet.engine.model import Model
-    shard: ShardJob = conn.recv()
-    job = shard.detection
+    job: DetectionJob = conn.recv()
     settings = Preprocessing.from_dict(job.preprocessing)
     model = Model(weights=Path(job.weights), cfg=DarknetCfg.parse(job.cfg), preprocessing=settings)
-    source = source_from_spec(shard.source)
     prefilter = Prefilter.from_dict(job.prefilter) if job.prefilter else None
     fits = ScreenedFits(job.fit) if job.fit is not None else None
     # this process is the crash barrier: load darknet here, one thread per worker
     with OpenedDetector(model, job.backend, batch=job.batch, threads=1, isolate=False,
                         libdarknet=job.libdarknet, gpu=job.gpu) as detector:
+        if fits is not None:
+            warm_up()
+        source = source_from_spec(conn.recv())
         if fits is not None:   # the background shapes of the files that other workers share
             fits.backgrounds.update(conn.recv())
         # a PartialResult (the engine failed part-way) goes back whole, with the frames scored
@@ -101,50 +97,50 @@ def worker_count(requested: int, frames: int, chunk_frames: int) -> int:
     return min(requested, max(1, frames // chunk_frames + 1))
 
 
+def start_workers(job: DetectionJob, count: int) -> Pool:
+    """``count`` detection workers started on ``job``: each loads the network (and numba's
+    kernels where it fits) while the caller opens the frames; :func:`detect_parallel` hands
+    them their shares (and counts the time from here).  Close the pool where it is not
+    handed on."""
+    return Pool("spidarknet.detection.parallel:serve", [job] * count, label="detection worker {number} of {count}",
+                error=EngineError, quick_exit=True)
+
+
 def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
                     on_chunk: Callable[[int], None] | None = None,
-                    fits: ScreenedFits | None = None) -> tuple[HitList, StageTimes]:
-    """Score ``source`` in ``jobs`` worker processes; with ``fits`` (and ``job.fit``) the
-    workers' sphere fits of their screened frames are merged into it.
+                    fits: ScreenedFits | None = None, pool: Pool | None = None) -> tuple[HitList, StageTimes]:
+    """Score ``source`` in ``jobs`` worker processes (``pool``: those of
+    :func:`start_workers`, closed here); with ``fits`` (and ``job.fit``) the workers'
+    sphere fits of their screened frames are merged into it.
 
     A worker's failure is raised as the project's error it raised (or :class:`EngineError`
     for a death or a foreign exception), with ``worker_type`` and ``worker_traceback``;
     when frames were scored before it, as a :class:`PartialResult` holding them, caused by
     that error.
     """
-    started = time.perf_counter()
+    started = pool.started if pool is not None else time.perf_counter()   # the workers' start counts
     base = source.spec()
     # a worker opens only the files of its own share
-    shards = [ShardJob(job, dict(base, inputs=[p for p in base["inputs"] if p in shard],
-                                 indices={p: v.tolist() for p, v in shard.items()}))
-              for shard in source.shards(jobs) if shard]
+    shards = [dict(base, inputs=[p for p in base["inputs"] if p in shard],
+                   indices={p: v.tolist() for p, v in shard.items()}) for shard in source.shards(jobs) if shard]
     parts: list[HitList | None] = [None] * len(shards)
     times = StageTimes()
     failure: SpidarknetError | None = None
     log.debug("detecting %d frames in %d worker processes (%s backend, batch %d, %d frames per chunk): %s frames each",
               len(source), len(shards), job.backend, job.batch, job.chunk,
-              ", ".join(str(sum(len(v) for v in shard.source["indices"].values())) for shard in shards))
-    pool = Pool("spidarknet.detection.parallel:serve", shards, label="detection worker {number} of {count}",
-                error=EngineError, quick_exit=True)
+              ", ".join(str(sum(len(v) for v in shard["indices"].values())) for shard in shards))
+    if pool is not None and len(pool) != len(shards):
+        pool.close()
+        pool = None
+    pool = pool if pool is not None else start_workers(job, len(shards))
     try:
-        if job.fit is not None:   # while the workers start
-            backgrounds = shared_backgrounds(source, [shard.source["inputs"] for shard in shards], job.fit)
+        for index, shard in enumerate(shards):
+            pool.send(index, shard)
+        if job.fit is not None:   # while the workers open their frames
+            backgrounds = shared_backgrounds(source, [shard["inputs"] for shard in shards], job.fit)
             for index in range(len(shards)):
                 pool.send(index, backgrounds)
-        for index, message in pool.replies():
-            if isinstance(message, Progress):
-                if on_chunk is not None:
-                    on_chunk(message.count)
-            elif isinstance(message, Result):
-                parts[index] = message.value.hits
-                times.add(message.value.times)
-                if fits is not None and message.value.fits:
-                    fits.merge(message.value.fits)
-            elif isinstance(message, (Failed, Died)):
-                error = pool.error(index, message)
-                if isinstance(error, PartialResult):
-                    parts[index] = error.hits
-                failure = failure or error
+        failure = _collect(pool, parts, times, on_chunk, fits)
     finally:
         pool.close(grace_s=2)
     hits = join_shards([p for p in parts if p is not None], job.threshold, job.prefilter)
@@ -157,6 +153,29 @@ def detect_parallel(source: FrameSource, job: DetectionJob, jobs: int, *,
               "prefilter %.2f s, inference %.2f s", len(shards), len(hits), times.total, times.read,
               times.preprocess, times.prefilter, times.inference)
     return hits, times
+
+
+def _collect(pool: Pool, parts: list, times: StageTimes, on_chunk: Callable[[int], None] | None,
+             fits: ScreenedFits | None) -> SpidarknetError | None:
+    """The workers' messages until each has given its last word: their hit lists into
+    ``parts``, their stage times into ``times``, their fits into ``fits``; returns the
+    first failure (None where none failed)."""
+    failure = None
+    for index, message in pool.replies():
+        if isinstance(message, Progress):
+            if on_chunk is not None:
+                on_chunk(message.count)
+        elif isinstance(message, Result):
+            parts[index] = message.value.hits
+            times.add(message.value.times)
+            if fits is not None and message.value.fits:
+                fits.merge(message.value.fits)
+        elif isinstance(message, (Failed, Died)):
+            error = pool.error(index, message)
+            if isinstance(error, PartialResult):
+                parts[index] = error.hits
+            failure = failure or error
+    return failure
 
 
 def shared_backgrounds(source: FrameSource, inputs: list[list[str]], settings: SizingSettings) -> dict:

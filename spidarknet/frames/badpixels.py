@@ -153,10 +153,17 @@ class BadPixelCounter:
         ok = np.broadcast_to(usable, frames.shape)
         if frames.dtype.kind == "f":
             ok = ok & np.isfinite(frames)
-        self.counted += ok.sum(axis=0, dtype=np.int32)
-        self.lit += ((frames >= LIT_PHOTONS) & ok).sum(axis=0, dtype=np.int32)
-        self.total += np.where(ok, frames, 0).sum(axis=0, dtype=np.float64)
-        step = max(1, int(ok[0].sum()) // 2_000)
+        lit = frames >= LIT_PHOTONS
+        lit &= ok
+        if len(frames) == 1:   # a sampled frame alone (the usual case): its own values, no sum over frames
+            self.counted += ok[0]
+            self.lit += lit[0]
+            self.total += np.where(ok[0], frames[0], 0)
+        else:
+            self.counted += ok.sum(axis=0, dtype=np.int32)
+            self.lit += lit.sum(axis=0, dtype=np.int32)
+            self.total += np.where(ok, frames, 0).sum(axis=0, dtype=np.float64)
+        step = max(1, int(np.count_nonzero(ok[0])) // 2_000)
         self.values += [frame[good][::step] for frame, good in zip(frames, ok)]
         self.frames += len(frames)
 

@@ -421,7 +421,7 @@ class FrameSource:
             self.files.append(info)
         self.bad_pixels: dict[str, np.ndarray] = {}
         if bad_pixels:
-            self._mask_bad_pixels(bad_pixels if isinstance(bad_pixels, dict) else None)
+            self.mask_bad_pixels(bad_pixels if isinstance(bad_pixels, dict) else None)
         if self.files:
             log.debug("opened %d file%s:\n%s", len(self.files), "s" if len(self.files) > 1 else "",
                       self.describe())
@@ -496,9 +496,10 @@ class FrameSource:
                     f"{info.frame_shape[1]} {info.dtype}, {info.geometry.describe()}, {mask}")
         return "\n".join(line(info) for info in self.files)
 
-    def _mask_bad_pixels(self, known: dict | None) -> None:
+    def mask_bad_pixels(self, known: dict | None = None) -> None:
         """Mask each file's hot and dead pixels: ``known`` (flat indices per path) or found in
-        a sample of its selected frames, said once per file where there are any."""
+        a sample of its selected frames, said once per file where there are any (what
+        ``bad_pixels`` does when the source is made: a caller may open first, then mask)."""
         from spidarknet.frames.badpixels import BadPixelCounter, sample_indices
         for info in self.files:
             if known is not None:
@@ -643,16 +644,20 @@ class FrameSource:
                 ds = handle[info.dataset]
                 mask_ds = handle[info.mask_dataset] if info.mask_dataset else None
                 direct = _DirectReader.open(ds, info.path) or _DeflateReader.open(ds)
+                mask_reader = _DeflateReader.open(mask_ds, shuffled=True) if mask_ds is not None else None
                 try:
-                    yield from self._read_runs(info, ds, mask_ds, direct, chunk_frames, (r0, r1, c0, c1),
-                                               valid_shared)
+                    yield from self._read_runs(info, ds, (mask_ds, mask_reader), direct, chunk_frames,
+                                               (r0, r1, c0, c1), valid_shared)
                 finally:
                     if direct is not None:
                         direct.close()
 
     @staticmethod
-    def _read_runs(info, ds, mask_ds, direct, chunk_frames, region, valid_shared) -> Iterator[FrameChunk]:
+    def _read_runs(info, ds, masks, direct, chunk_frames, region, valid_shared) -> Iterator[FrameChunk]:
+        """The chunks of ``info``'s frames; ``masks``: its per-frame mask dataset (or None) and
+        a :class:`_DeflateReader` of it (or None)."""
         r0, r1, c0, c1 = region
+        mask_ds, mask_reader = masks
         name = os.path.basename(info.path)
         for run in _runs(info.indices, chunk_frames):
             start, stop = int(run[0]), int(run[-1]) + 1
@@ -663,7 +668,10 @@ class FrameSource:
                     ds.read_direct(data, np.s_[start:stop, r0:r1, c0:c1])
                 valid = valid_shared
                 if mask_ds is not None:
-                    valid = valid_shared & (mask_ds[start:stop, r0:r1, c0:c1] == 0)
+                    unmasked = np.empty(data.shape, dtype=bool)
+                    if mask_reader is None or not mask_reader.zeros(start, stop, region, unmasked):
+                        unmasked = mask_ds[start:stop, r0:r1, c0:c1] == 0
+                    valid = valid_shared & unmasked
             except (OSError, *MALFORMED) as exc:
                 raise InputError(f"cannot read frames {start}:{stop} of {info.path}: {exc} "
                                  "(file damaged, or compressed with a filter that is not installed?)"
@@ -764,57 +772,102 @@ class _DirectReader:
         self.file.close()
 
 
-#: HDF5's identifier of its built-in deflate (gzip) filter
+#: HDF5's identifiers of its built-in deflate (gzip) and byte-shuffle filters
 _H5Z_FILTER_DEFLATE = 1
+_H5Z_FILTER_SHUFFLE = 2
+
+try:  # ISA-L's inflate: the same bytes as zlib's at 2-3 times its speed (deflate streams of simulated frames)
+    from isal import isal_zlib as _inflate
+except ImportError:  # pragma: no cover - isal is in install_requires; zlib reads the same
+    _inflate = zlib
 
 
 class _DeflateReader:
     """Region reads of frames stored one frame per chunk with deflate (gzip) alone, the
     simulator's default: each chunk's bytes as stored (``read_direct_chunk``), inflated by
-    ``zlib`` only up to the region's last row.  HDF5's own filter inflates into a buffer it
-    grows as it goes and copies the frame again to hand out a region: this costs about half
-    as much CPU per frame (a 1024 × 1024 uint16 frame of the simulator: 1.5 → 0.77 ms), the
-    bytes are the same.  A chunk stored with its filter skipped (a filter mask), one not
-    written, or anything else falls back to h5py."""
+    ISA-L (``isal``; ``zlib`` without it) only up to the region's last row.  HDF5's own
+    filter inflates into a buffer it grows as it goes and copies the frame again to hand out
+    a region: this costs about half as much CPU per frame (a 1024 × 1024 uint16 frame of the
+    simulator: 1.5 → 0.77 ms; ISA-L's inflate about 0.3 ms), the bytes are the same.  Per-frame
+    masks stored with the byte shuffle before deflate (measured-like files) are read for
+    :meth:`zeros` alone: a value is 0 where each of its byte planes is.  A chunk stored with
+    its filter skipped (a filter mask), one not written, or anything else falls back to h5py."""
 
-    def __init__(self, ds, frame_shape, dtype):
-        self.ds, self.frame_shape, self.dtype = ds, tuple(frame_shape), dtype
+    def __init__(self, ds, frame_shape, dtype, shuffled: bool = False):
+        self.ds, self.frame_shape, self.dtype, self.shuffled = ds, tuple(frame_shape), dtype, shuffled
 
     @classmethod
-    def open(cls, ds) -> "_DeflateReader | None":
+    def open(cls, ds, shuffled: bool = False) -> "_DeflateReader | None":
+        """A reader of ``ds``, or None where it is not stored so; ``shuffled``: take a byte
+        shuffle before the deflate too (for :meth:`zeros`)."""
         try:
             frame_shape = ds.shape[1:]
             if (not ds.dtype.isnative or ds.dtype.kind not in "uif" or ds.is_virtual or len(frame_shape) != 2
                     or ds.chunks is None or tuple(ds.chunks) != (1,) + tuple(frame_shape)):
                 return None
             plist = ds.id.get_create_plist()
-            if (plist.get_nfilters() != 1 or plist.get_filter(0)[0] != _H5Z_FILTER_DEFLATE
-                    or plist.get_external_count()):
+            filters = [plist.get_filter(k)[0] for k in range(plist.get_nfilters())]
+            if plist.get_external_count():
                 return None
-            return cls(ds, frame_shape, ds.dtype)
+            if filters == [_H5Z_FILTER_DEFLATE]:
+                return cls(ds, frame_shape, ds.dtype)
+            if shuffled and filters == [_H5Z_FILTER_SHUFFLE, _H5Z_FILTER_DEFLATE] and ds.dtype.itemsize > 1:
+                return cls(ds, frame_shape, ds.dtype, shuffled=True)
+            return None
         except (AttributeError, OSError, ValueError, KeyError):
             return None
 
     def read(self, start: int, stop: int, roi: Roi, out: np.ndarray) -> bool:
         """Fill ``out`` with frames start:stop of region ``roi``; False to fall back."""
+        if self.shuffled:
+            return False
         r0, r1, c0, c1 = roi
         width = self.frame_shape[1]
-        wanted = r1 * width * self.dtype.itemsize   # the bytes up to the region's last row
         for k, i in enumerate(range(start, stop)):
-            try:
-                where = self.ds.id.get_chunk_info_by_coord((i, 0, 0))
-                if where.byte_offset is None or not where.size:   # never written: h5py gives the fill value
-                    return False
-                mask, stored = self.ds.id.read_direct_chunk((i, 0, 0))
-                if mask:
-                    return False
-                raw = zlib.decompressobj().decompress(stored, wanted)
-            except (OSError, KeyError, ValueError, zlib.error):
-                return False
-            if len(raw) != wanted:
+            raw = self._inflated(i, r1 * width * self.dtype.itemsize)   # the bytes up to the region's last row
+            if raw is None:
                 return False
             out[k] = np.frombuffer(raw, dtype=self.dtype).reshape(r1, width)[r0:r1, c0:c1]
         return True
+
+    def zeros(self, start: int, stop: int, roi: Roi, out: np.ndarray) -> bool:
+        """Fill ``out`` (bool) with whether each value of frames start:stop of region ``roi``
+        is 0; False to fall back."""
+        r0, r1, c0, c1 = roi
+        rows, width = self.frame_shape
+        size = self.dtype.itemsize
+        for k, i in enumerate(range(start, stop)):
+            if not self.shuffled:
+                raw = self._inflated(i, r1 * width * size)
+                if raw is None:
+                    return False
+                out[k] = np.frombuffer(raw, dtype=self.dtype).reshape(r1, width)[r0:r1, c0:c1] == 0
+                continue
+            # byte plane j holds byte j of every value: the last one is needed up to the region's last row
+            raw = self._inflated(i, (size - 1) * rows * width + r1 * width)
+            if raw is None:
+                return False
+            planes = np.frombuffer(raw, dtype=np.uint8)
+            found = np.zeros((r1 - r0, c1 - c0), dtype=np.uint8)
+            for j in range(size):
+                plane = planes[j * rows * width:j * rows * width + r1 * width].reshape(r1, width)
+                found |= plane[r0:r1, c0:c1]
+            np.equal(found, 0, out=out[k])
+        return True
+
+    def _inflated(self, i: int, wanted: int) -> bytes | None:
+        """The first ``wanted`` bytes of frame ``i``'s chunk, inflated; None to fall back."""
+        try:
+            where = self.ds.id.get_chunk_info_by_coord((i, 0, 0))
+            if where.byte_offset is None or not where.size:   # never written: h5py gives the fill value
+                return None
+            mask, stored = self.ds.id.read_direct_chunk((i, 0, 0))
+            if mask:
+                return None
+            raw = _inflate.decompressobj().decompress(stored, wanted)
+        except (OSError, KeyError, ValueError, zlib.error, _inflate.error):
+            return None
+        return raw if len(raw) == wanted else None
 
     def close(self) -> None:
         pass

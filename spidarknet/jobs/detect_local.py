@@ -15,10 +15,10 @@ import numpy as np
 
 from spidarknet.core.errors import ConfigError, EngineError, InputError, SpidarknetError
 from spidarknet.core.outputs import check_destination
-from spidarknet.core.pool import core_count
+from spidarknet.core.pool import Pool, core_count
 from spidarknet.core.version import __version__
 from spidarknet.detection.local import PartialResult, Prefilter, detect_frames
-from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards, worker_count
+from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_shards, start_workers, worker_count
 from spidarknet.detection.shards import file_digest, parse_shard, ranges
 from spidarknet.engine.backends import OpenedDetector, resolve_auto
 from spidarknet.frames.euxfel import EuXFELRun
@@ -99,8 +99,10 @@ def run_local(settings: DetectSettings, state: RunState, comm=None) -> DetectRes
     check_destination(settings.out, settings.force, "hit list")
     if settings.write_cxi:
         check_destination(settings.write_cxi, settings.force, "CXI file")
-    inputs = _open_inputs(settings, comm)  # all the inputs' frames, for write_cxi (select() leaves it as it is)
-    say_builtin_model(settings, state, comm)
+    # all the inputs' frames, for write_cxi (select() leaves it as it is); their bad pixels
+    # (a sample of frames) are found below, while the workers start (not under MPI: rank 0 finds them)
+    later = comm is None and settings.frames.bad_pixels
+    inputs = _open_inputs(settings, comm, bad_pixels=not later)
     source, shard_meta, settings, state = _share_of(settings, state, inputs, comm)
     started = time.perf_counter()
     backend = resolve_auto(settings.libdarknet) if settings.backend == "auto" else settings.backend
@@ -110,7 +112,18 @@ def run_local(settings: DetectSettings, state: RunState, comm=None) -> DetectRes
         raise InputError("--jobs must be at least 1")
     jobs = worker_count(jobs, len(source), settings.chunk)
     fits = _screened_fits(settings, comm)
-    hits, times = _score(settings, state, source, model, backend, prefilter, jobs, comm, fits)
+    workers = _start_workers(settings, model, backend, prefilter, jobs, fits)
+    try:
+        if later and not isinstance(inputs, EuXFELRun):  # runs are read without a sample
+            inputs.mask_bad_pixels()
+            if source is not inputs:
+                source.mask_bad_pixels(inputs.bad_pixels)
+        say_builtin_model(settings, state, comm)
+    except BaseException:
+        if workers is not None:
+            workers[1].close()
+        raise
+    hits, times = _score(settings, state, source, model, backend, prefilter, comm, fits, workers)
     if comm is not None:
         parts = comm.gather(hits, root=0)  # each rank's hit list, frame checks and prefilter counts
         if comm.Get_rank() != 0:
@@ -145,13 +158,26 @@ def _check_local_options(settings: DetectSettings, comm) -> Prefilter | None:
     return prefilter
 
 
-def _open_inputs(settings: DetectSettings, comm):
-    """Every input's frames; under MPI, rank 0 opens the files and hands the result to all."""
+def _open_inputs(settings: DetectSettings, comm, bad_pixels: bool = True):
+    """Every input's frames (their bad pixels masked where the options ask and ``bad_pixels``);
+    under MPI, rank 0 opens the files and hands the result to all."""
+    options = settings.frames if bad_pixels else replace(settings.frames, bad_pixels=False)
     if comm is not None and comm.Get_size() > 1:
         # rank 0 inspects the files (shapes, geometry, masks) and hands the result to all,
         # so a large run does not open every file's metadata once per rank
-        return comm.bcast(open_source(settings.frames) if comm.Get_rank() == 0 else None, root=0)
-    return open_source(settings.frames)
+        return comm.bcast(open_source(options) if comm.Get_rank() == 0 else None, root=0)
+    return open_source(options)
+
+
+def _start_workers(settings: DetectSettings, model, backend: str, prefilter: Prefilter | None, jobs: int,
+                   fits) -> tuple[DetectionJob, Pool] | None:
+    """The job and worker processes of a parallel detection, started before the frames' bad
+    pixels are found (:func:`~spidarknet.detection.parallel.start_workers`); None where this
+    process scores the frames."""
+    if not (jobs > 1 and backend in ("opencv", "darknet")):
+        return None
+    job = shard_job(settings, model, backend, prefilter, fits.settings if fits is not None else None)
+    return job, start_workers(job, jobs)
 
 
 def _share_of(settings: DetectSettings, state: RunState, source, comm):
@@ -185,14 +211,15 @@ def _screened_fits(settings: DetectSettings, comm):
 
 
 def _score(settings: DetectSettings, state: RunState, source, model, backend: str, prefilter: Prefilter | None,
-           jobs: int, comm, fits=None):
-    """Score ``source`` in ``jobs`` processes, or in this one (fitting the screened frames
-    into ``fits``); a failure after some frames leaves those in ``OUT.partial``."""
+           comm, fits=None, workers: tuple[DetectionJob, Pool] | None = None):
+    """Score ``source`` in the ``workers`` of :func:`_start_workers` (their job and pool), or
+    in this process (fitting the screened frames into ``fits``); a failure after some frames
+    leaves those in ``OUT.partial``."""
     bar = state.feedback.bar(total=len(source), desc=f"detect ({backend})")
     try:
-        if jobs > 1 and backend in ("opencv", "darknet"):
-            job = shard_job(settings, model, backend, prefilter, fits.settings if fits is not None else None)
-            return detect_parallel(source, job, jobs, on_chunk=bar.update, fits=fits)
+        if workers is not None:
+            return detect_parallel(source, workers[0], len(workers[1]), on_chunk=bar.update, fits=fits,
+                                   pool=workers[1])
         threads = 1 if comm is not None and comm.Get_size() > 1 else None  # one core per MPI rank
         with OpenedDetector(model, backend, batch=settings.batch, gpu=settings.gpu, darknet=settings.darknet,
                             libdarknet=settings.libdarknet, threads=threads) as detector:

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spidarknet.core.defaults import DETECT_CHUNK_FRAMES, INFERENCE_BATCH
+from spidarknet.core.defaults import DETECT_CHUNK_FRAMES, INFERENCE_BATCH, PAGE_HOST, PAGE_PORT
 from spidarknet.core.errors import ConfigError
 from spidarknet.core.feedback import Feedback
 from spidarknet.detection.local import PREFILTER_SIGMA, FrameChecks, Prefilter
@@ -17,7 +17,6 @@ from spidarknet.detection.shards import file_digest
 from spidarknet.engine.model import load_model
 from spidarknet.frames.options import FrameOptions
 from spidarknet.hits import HitList
-from spidarknet.serve.server import DEFAULT_HOST, DEFAULT_PORT
 
 
 @dataclass
@@ -51,8 +50,8 @@ class DetectSettings:
     follow: bool = False
     idle: float = 30.0
     monitor: bool = False
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
+    host: str = PAGE_HOST
+    port: int = PAGE_PORT
 
 
 @dataclass

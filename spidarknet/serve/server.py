@@ -19,15 +19,16 @@ from typing import AsyncIterator, Callable
 
 import numpy as np
 
+from spidarknet.core.defaults import PAGE_HOST, PAGE_PORT
 from spidarknet.core.errors import ConfigError
 from spidarknet.core.outputs import json_ready
 
 log = logging.getLogger(__name__)
 
-#: where the pages listen unless --host says otherwise: this machine only
-DEFAULT_HOST = "127.0.0.1"
+#: where the pages listen unless --host says otherwise (:data:`spidarknet.core.defaults.PAGE_HOST`)
+DEFAULT_HOST = PAGE_HOST
 #: a port of 0 lets the system choose a free one (printed when the page is up)
-DEFAULT_PORT = 8765
+DEFAULT_PORT = PAGE_PORT
 
 
 def host_warning(host: str) -> str | None:
