@@ -17,6 +17,7 @@ from spidarknet.frames.source import FileInfo, FrameKey, Geometry
 from spidarknet.sizing.background import RadialBackground, _nonnegative_scales
 from spidarknet.sizing.centre_search import _centre_candidates, _ring_search, centre_search_in_pixels
 from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
+from spidarknet.sizing.icosahedron import ICOSAHEDRON_MIN_GAIN, fit_icosahedron, near_window_edge
 from spidarknet.sizing.pixel_fit import _FixedBackground, _fisher_scoring
 from spidarknet.sizing.profile_fit import (SphereFit, _diameter_error, _diameter_grid, _edge_reason, _judge,
                                           _ring_quality)
@@ -52,6 +53,7 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
        rows carry stripes (``row_stripes``; None: not known yet, only the map's
        ``row_band_ratio`` measured, no z: a file's sample,
        :func:`~spidarknet.sizing.file_background`).
+    5. Near a size window's edges, an icosahedron's diameter where it fits better (:func:`_as_icosahedron`).
 
     With a size window in ``settings`` (``window_nm``) the fit goes only as far as the
     window needs: without a ``background_shape`` (a file with stray light needs the full
@@ -80,9 +82,37 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
     # 3. fit quality and uncertainty; 4. fringes of a second particle
     fit = _judge(_assess(pixels, s, refine, (a, b, d, cx, cy), cov, nll, mu, None, q_range,
                          background_shape), s)
+    _as_icosahedron(fit, pixels, optics, s, background_shape)
     if fit.ok and (s.window_nm is None or s.window_nm[0] <= fit.diameter_nm <= s.window_nm[1]):
         _test_second_particle(fit, pixels, optics, *flat, row_stripes=row_stripes)
     return fit
+
+
+def _as_icosahedron(fit: SphereFit, pixels: _FitPixels, optics: _Optics, s: SizingSettings,
+                    shape: RadialBackground | None) -> None:
+    """With ``s.icosahedron`` on, a fit on fine pixels (the pattern is sampled at the pixels'
+    centres) within :data:`~spidarknet.sizing.icosahedron.ICOSAHEDRON_EDGE_NM` of a size
+    window's edge (where the sphere's diameter was pulled 1-3 nm by a beam at a dead half's
+    edge) takes the diameter and centre of the best icosahedron
+    (:func:`~spidarknet.sizing.icosahedron.fit_icosahedron`, the file's stray light laid as
+    the sphere's fit lays it) where its likelihood beats the sphere's by
+    :data:`~spidarknet.sizing.icosahedron.ICOSAHEDRON_MIN_GAIN`; its CPU seconds in
+    ``fit.icosahedron_cpu_s``."""
+    if not (s.icosahedron and optics.subpixels == 1 and fit.ok and near_window_edge(fit.diameter_nm, s.window_nm)):
+        return
+    started = time.thread_time()
+    cx, cy = fit.centre_xy
+    fixed = None
+    if _in_parts(shape, s, fit.scale):
+        x, y = pixels.offsets((cx, cy))
+        mu = fit.scale * optics.shape(np.hypot(x.astype(np.float64), y.astype(np.float64)), fit.diameter_m)
+        fixed = _stray_light(pixels, s, shape, (fit.scale, fit.background, fit.diameter_m, cx, cy),
+                             mu + fit.background)[0].pixels
+    found = fit_icosahedron(pixels, optics, fit.diameter_m, (cx, cy), fixed)
+    if found.gain >= ICOSAHEDRON_MIN_GAIN:
+        fit.diameter_m, fit.centre_xy = found.diameter_nm * 1e-9, found.centre_xy
+    fit.icosahedron_gain = found.gain
+    fit.icosahedron_cpu_s = time.thread_time() - started
 
 
 def _in_parts(shape: RadialBackground | None, s: SizingSettings, a: float) -> bool:

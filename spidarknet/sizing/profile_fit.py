@@ -33,6 +33,8 @@ class SphereFit:
     second_particle_separation_m: float = float("nan")  # the separation across the beam it found
     second_particle_cut: float = float("nan")  # the z above which a size window drops the fit
     second_particle_cpu_s: float = 0.0  # CPU seconds of that test (its cost, for benchmarks)
+    icosahedron_gain: float = float("nan")  # the icosahedron's log-likelihood over the sphere's, where fitted
+    icosahedron_cpu_s: float = 0.0  # CPU seconds of the icosahedron's fit (its cost, for benchmarks)
     row_band_ratio: float = float("nan")  # the map's rows against the rest (a file's sample only)
     centre_xy: tuple[float, float] | None = None
     nll: float = float("nan")  # Σ μ − Σ C log μ at the optimum
