@@ -29,7 +29,7 @@ from spidarknet.engine.model import load_model as _load_model
 from spidarknet.frames.euxfel import EuXFELRun, RunOptions, is_run_input
 from spidarknet.frames.source import EV_J, LIGHT_M_S, PLANCK_J_S, FrameSource, GeometryOverrides, parse_frame_range
 from spidarknet.hits import HitList, read_hits
-from spidarknet.selection.decide import decide
+from spidarknet.selection.decide import check_icosahedron, decide
 from spidarknet.selection.selector import Selector
 from spidarknet.sizing import SizeResult, SizingSettings, estimate_sizes
 
@@ -69,14 +69,16 @@ def load_model(weights: str | None = None, *, threshold: float | None = None) ->
 def detect(frames: FrameSource, model: Model | str | None = None, *, size_range: Sequence[float] | None = None,
            selector: Selector | str | None = None, threshold: float | None = None, backend: str = "opencv",
            prefilter: bool = True, jobs: int | None = None, batch: int = INFERENCE_BATCH,
-           on_frames: Callable[[int], object] | None = None) -> HitList:
+           on_frames: Callable[[int], object] | None = None, icosahedron: bool = False) -> HitList:
     """Score every frame (one process) and, with ``size_range`` (nm) or ``selector`` (a
     :class:`Selector` or its JSON file), fit the frames the network lets through and let the
-    window or the selector decide, as ``detect`` does.  The network screens at the model
+    window or the selector decide, as ``detect`` does (``icosahedron``: with ``size_range``,
+    as ``--icosahedron`` refines the fits near its edges).  The network screens at the model
     card's screening threshold when a window or selector decides, else at its threshold
     (``threshold`` replaces either)."""
     if size_range is not None and selector is not None:
         raise ConfigError("give a size range or a selector, not both")
+    check_icosahedron(icosahedron, size_range)
     model = model if isinstance(model, Model) else load_model(model)
     if isinstance(selector, str):
         selector = Selector.load(selector)
@@ -97,7 +99,9 @@ def detect(frames: FrameSource, model: Model | str | None = None, *, size_range:
         hits.meta["run_options"] = frames.recorded()
     if size_range is not None or selector is not None:
         decide(hits, frames, size_range=None if size_range is None else tuple(size_range), selector=selector,
-               jobs=jobs)
+               jobs=jobs, icosahedron=icosahedron)
+        if icosahedron:
+            hits.meta["icosahedron"] = True
     return hits
 
 

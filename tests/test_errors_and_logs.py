@@ -176,6 +176,20 @@ def test_option_mistakes_are_config_errors(capsys, tmp_path, small_cxi):
             bad()
     assert detect.main([str(small_cxi), "--jobs", "0", "--out", str(tmp_path / "h.csv"), "-q"]) == 1
     assert error_lines(capsys.readouterr().err) == ["error: --jobs must be at least 1"]
+    # the icosahedron refines the fits near a size window's edges: detect and bench --science need one
+    assert detect.main([str(small_cxi), "--icosahedron", "--out", str(tmp_path / "h.csv"), "-q"]) == 1
+    assert error_lines(capsys.readouterr().err) == [
+        "error: --icosahedron refines the sphere fit near the edges of a size window: add --size-range MIN MAX "
+        "(e.g. --size-range 60 75 --icosahedron)"]
+    assert not (tmp_path / "h.csv").exists()
+    import spidarknet as sk
+    with pytest.raises(ConfigError, match=r"add --size-range MIN MAX \(e.g. --size-range 60 75 --icosahedron\)"):
+        sk.detect(sk.open_frames(str(small_cxi)), icosahedron=True)
+    from spidarknet.cli import bench
+    assert bench.main(["--science", "--icosahedron", "--no-size-window", "--workdir", str(tmp_path / "w")]) == 1
+    assert error_lines(capsys.readouterr().err) == [
+        "error: --icosahedron refines the size window's fits near its edges: drop --no-size-window"]
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.fixture(scope="module")

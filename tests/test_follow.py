@@ -1,5 +1,6 @@
 """detect --follow on a file that another process is still writing (HDF5 SWMR)."""
 
+import json
 import select
 import subprocess
 import sys
@@ -200,3 +201,22 @@ def test_a_followed_file_that_pauses_has_its_waiting_rows_written(tmp_path):
     paused(FOLLOW_MAX_PAUSE_S)
     assert [h.keys[0].index for h in written] == [0, 2] and "reason" in written[0].columns
     assert asked == [False, False] and decider.finish() == []
+
+
+def test_follow_refines_by_an_icosahedron_near_the_windows_edge(small_cxi, tmp_path):
+    """--follow --icosahedron: frame 55's sphere (69.7 nm, 2.3 nm from a 60-72 nm window's
+    edge) is refined by an icosahedron in the followed fits (69.1 nm); the summary records it."""
+    from spidarknet.frames.source import FrameSource
+    from spidarknet.hits import summary_path
+    from spidarknet.selection.decide import decide
+    out = tmp_path / "hits.csv"
+    assert detect.main([str(small_cxi), "--out", str(out), "--follow", "--size-range", "60", "72", "--icosahedron",
+                        "--idle", "0.5", "--frames", "55:", "--quiet"]) == 0
+    followed = read_hits(out)
+    assert [k.index for k in followed.keys] == list(range(55, 60))
+    assert json.loads(summary_path(str(out)).read_text())["icosahedron"] is True
+    sphere = read_hits(out)
+    sphere.selected = None
+    decide(sphere, FrameSource([str(small_cxi)], frames=slice(55, 60)), size_range=(60.0, 72.0), jobs=1)
+    d_followed, d_sphere = followed.columns["diameter_nm"][0], sphere.columns["diameter_nm"][0]
+    assert abs(d_sphere - 69.7) < 0.1 and abs(d_followed - 69.1) < 0.1

@@ -178,6 +178,16 @@ def test_the_pipeline_is_judged_with_the_size_window_of_the_simulator_s_labels()
     from spidarknet.simulate.settings import DEFAULT_SETTINGS, MEASURED_LIKE_SETTINGS
     assert SIZE_WINDOW == tuple(DEFAULT_SETTINGS.label_range_nm) == tuple(MEASURED_LIKE_SETTINGS.label_range_nm)
     assert ScienceConfig(workdir=".").detect_options["size_range"] == SIZE_WINDOW
+    # bench --science --icosahedron: detect's window with its icosahedron, a field of DetectSettings
+    from spidarknet.experiments.science import RecipeSettings, _detect_options
+    from spidarknet.frames.options import FrameOptions
+    from spidarknet.jobs import with_options
+    from spidarknet.jobs.detect import DetectSettings
+    options = _detect_options(RecipeSettings(icosahedron=True))
+    assert options == {"size_range": SIZE_WINDOW, "icosahedron": True}
+    detect = with_options(DetectSettings(FrameOptions(("x.cxi",)), out="h.csv"), options)
+    assert detect.icosahedron and tuple(detect.size_range) == SIZE_WINDOW
+    assert _detect_options(RecipeSettings()) == {"size_range": SIZE_WINDOW}
 
 
 def test_the_geometry_table_says_how_far_each_geometry_is_from_the_training_one():

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "label's 60-75 nm window (window)")
     science.add_argument("--no-size-window", action="store_true",
                          help="judge the network's selection alone (default: detect --size-range 60 75)")
+    science.add_argument("--icosahedron", action="store_true",
+                         help="detect with --icosahedron: the size window's fits near its edges refined by an "
+                              "icosahedron (about a second of CPU per such frame)")
     science.add_argument("--scale-counts", type=float, default=1.0, metavar="F",
                          help="multiply every simulated file's frame count (quick look: 0.25)")
     science.add_argument("--regimes", nargs="+", metavar="REGIME",
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.science:
         run_recipes(RecipeSettings(
             variants=_variants(args.variant), no_default=args.no_default, weights=args.weights,
-            positives=args.positives, size_window=not args.no_size_window, scale_counts=args.scale_counts,
+            positives=args.positives, size_window=not args.no_size_window, icosahedron=args.icosahedron,
+            scale_counts=args.scale_counts,
             regimes=args.regimes, train_geometries=args.train_geometries, train_stray=args.train_stray,
             save_model=args.save_model, into_card=args.into_card, workdir=args.workdir, out=args.out,
             feedback=cli.Console(quiet=True)), say)

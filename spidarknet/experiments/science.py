@@ -798,6 +798,7 @@ class RecipeSettings:
     weights: str | None = None          # judge these instead of training
     positives: str = "single"
     size_window: bool = True            # detect's size_range 60-75 nm
+    icosahedron: bool = False           # ... its fits near the edges refined by an icosahedron
     scale_counts: float = 1.0
     regimes: Sequence[str] | None = None
     train_geometries: bool = False
@@ -819,6 +820,8 @@ def _recipes(settings: RecipeSettings) -> list[tuple[str, dict]]:
     recipes += [(name, dict(options)) for name, options in settings.variants]
     if not recipes:
         raise ConfigError("--no-default without --variant leaves nothing to judge")
+    if settings.icosahedron and not settings.size_window:
+        raise ConfigError("--icosahedron refines the size window's fits near its edges: drop --no-size-window")
     if settings.into_card and not settings.weights:
         raise ConfigError("--into-card puts the figures of --weights W into W's card: give --weights")
     if settings.save_model and settings.no_default:
@@ -828,6 +831,12 @@ def _recipes(settings: RecipeSettings) -> list[tuple[str, dict]]:
         raise ConfigError("--weights judges a model already trained: --save-model, --variant, "
                           "--train-geometries and --train-stray train their own, drop one or the other")
     return recipes
+
+
+def _detect_options(settings: RecipeSettings) -> dict:
+    """detect's options of the judged files: the size window (and its icosahedron) unless judged without."""
+    window = {"size_range": SIZE_WINDOW} if settings.size_window else {}
+    return {**window, "icosahedron": True} if settings.icosahedron else window
 
 
 def run_recipes(settings: RecipeSettings, say: Callable[[str], None] = print) -> list[dict]:
@@ -875,7 +884,7 @@ def _judge_recipe(settings: RecipeSettings, name: str, options: dict, work: Path
                            label=(Path(settings.weights).stem if settings.weights else
                                   name + "+geometries" * settings.train_geometries + "+stray" * settings.train_stray),
                            positives=settings.positives,
-                           detect_options={"size_range": SIZE_WINDOW} if settings.size_window else {},
+                           detect_options=_detect_options(settings),
                            scale_counts=settings.scale_counts, train_sets=train_sets,
                            weights=Path(settings.weights) if settings.weights else None)
     if settings.regimes:

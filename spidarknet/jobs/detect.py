@@ -27,6 +27,9 @@ def detect_to_file(settings: DetectSettings, feedback: Feedback = SILENT) -> Det
     """Run ``spidarknet detect``: check the options, score, decide, write; see the module."""
     _check_mpi_launch(settings)
     _check_rate_options(settings)
+    if settings.icosahedron:
+        from spidarknet.selection.decide import check_icosahedron
+        check_icosahedron(settings.icosahedron, settings.size_range)
     state = RunState(feedback)
     if settings.weights is None:
         if settings.cfg or settings.preprocess:

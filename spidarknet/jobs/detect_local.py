@@ -61,7 +61,8 @@ def apply_decision(hits: HitList, settings: DetectSettings, state: RunState, sou
     started, n_hits = time.perf_counter(), hits.n_hits
     try:
         counts = decide(hits, source, size_range=settings.size_range, selector=state.selector,
-                        jobs=settings.jobs, on_frames=bar.update, fitted=fits.by_key() if fits is not None else None)
+                        jobs=settings.jobs, on_frames=bar.update, fitted=fits.by_key() if fits is not None else None,
+                        icosahedron=settings.icosahedron)
     finally:
         bar.close()
     seconds = time.perf_counter() - started
@@ -76,6 +77,8 @@ def apply_decision(hits: HitList, settings: DetectSettings, state: RunState, sou
     if settings.size_range:
         hits.meta.update(size_range_nm=list(settings.size_range), size_fit_failed=counts["failed"],
                          size_second_particle=counts["second_particle"])
+        if settings.icosahedron:
+            hits.meta["icosahedron"] = True
     else:
         hits.meta.update(selector={"path": os.path.abspath(settings.selector), "screen": state.selector.screen,
                                    "threshold": state.selector.threshold, "fitted": counts["fitted"]})
@@ -207,7 +210,8 @@ def _screened_fits(settings: DetectSettings, comm):
     from spidarknet.detection.fits import ScreenedFits
     from spidarknet.sizing import SizingSettings
     # a size window alone judges the fits: they go only as far as it needs (SizingSettings.window_nm)
-    return ScreenedFits(SizingSettings(window_nm=tuple(settings.size_range)) if settings.size_range else None)
+    return ScreenedFits(SizingSettings(window_nm=tuple(settings.size_range), icosahedron=settings.icosahedron)
+                        if settings.size_range else None)
 
 
 def _score(settings: DetectSettings, state: RunState, source, model, backend: str, prefilter: Prefilter | None,

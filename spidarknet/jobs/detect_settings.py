@@ -39,6 +39,9 @@ class DetectSettings:
     libdarknet: str | None = None
     write_cxi: str | None = None
     size_range: Sequence[float] | None = None
+    #: with ``size_range``: near the window's edges, refine the sphere fit by an icosahedron
+    #: (~1 s CPU per such frame; :attr:`~spidarknet.sizing.SizingSettings.icosahedron`)
+    icosahedron: bool = False
     selector: str | None = None
     mpi: bool = False
     shard: str | None = None

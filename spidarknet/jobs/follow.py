@@ -163,7 +163,8 @@ def _follow_decision(settings: DetectSettings, state: RunState, source, pre):
             return None, False
         return file_background(source, replace(found, n_frames=written), decider.settings), True
 
-    decider = ChunkDecider(size_range=settings.size_range, selector=state.selector, background=background)
+    decider = ChunkDecider(size_range=settings.size_range, selector=state.selector, background=background,
+                           icosahedron=settings.icosahedron)
     fit = fit_roi(info, decider.settings)
     union = (min(roi[0], fit[0]), max(roi[1], fit[1]), min(roi[2], fit[2]), max(roi[3], fit[3]))
     return decider, union
@@ -190,5 +191,7 @@ def _write_follow_summary(settings: DetectSettings, state: RunState, model, info
                "weights_sha256": file_digest(settings.weights), "frame_checks": checks.to_dict()}
     if prefilter is not None:
         summary["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
+    if settings.icosahedron:
+        summary["icosahedron"] = True
     write_json(summary, summary_path(settings.out), True, "hit list summary")
     warn_frame_checks(summary["frame_checks"], state.feedback)

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from spidarknet.core.errors import ConfigError
 from spidarknet.frames.source import FileInfo, FrameChunk, FrameSource
 from spidarknet.hits import HitList
 from spidarknet.selection.features import HIT_COLUMNS, Measured, measure, measured_from
@@ -57,19 +58,32 @@ def selector_reasons(measured: Measured, selector: Selector) -> tuple[np.ndarray
     return selected, np.where(measured.fitted, p, np.nan), reasons
 
 
+def check_icosahedron(icosahedron: bool, size_range) -> None:
+    """The icosahedron refines the fits near a size window's edges (``--icosahedron``): a
+    :class:`~spidarknet.core.errors.ConfigError` where it comes without a window."""
+    if icosahedron and not size_range:
+        raise ConfigError("--icosahedron refines the sphere fit near the edges of a size window: add "
+                          "--size-range MIN MAX (e.g. --size-range 60 75 --icosahedron)")
+
+
 def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | None = None,
            selector: Selector | None = None, jobs: int | None = None,
-           on_frames: Callable[[int], object] | None = None, fitted: dict | None = None) -> dict:
+           on_frames: Callable[[int], object] | None = None, fitted: dict | None = None,
+           icosahedron: bool = False) -> dict:
     """Measure the frames ``hits`` selects (frames of ``source``; those ``fitted`` lacks, see
     :func:`~spidarknet.selection.features.measure`) and narrow the selection by the size
-    window or the selector; the measurements go into ``hits.columns``.  Returns the counts
+    window or the selector (with ``icosahedron``, the window's fits near its edges refined by an
+    icosahedron: :attr:`~spidarknet.sizing.SizingSettings.icosahedron`); the measurements go
+    into ``hits.columns``.  Returns the counts
     (window) or the selected number (selector), with the frames fitted (``fitted_frames``)
     and the fits' CPU seconds (``cpu_s``: ``fit``, ``second_particle``)."""
     if (size_range is None) == (selector is None):
         raise ValueError("give a size range or a selector")
+    check_icosahedron(icosahedron, size_range)
     scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
     measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range,
-                       fitted=fitted, window=None if size_range is None else tuple(size_range))
+                       fitted=fitted, window=None if size_range is None else tuple(size_range),
+                       icosahedron=icosahedron)
     return apply_measured(hits, measured, size_range, selector)
 
 
@@ -109,12 +123,14 @@ class ChunkDecider:
     flat background and nothing waits."""
 
     def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None,
-                 background: Callable[[FileInfo, bool], tuple[FileBackground | None, bool]] | None = None):
+                 background: Callable[[FileInfo, bool], tuple[FileBackground | None, bool]] | None = None,
+                 icosahedron: bool = False):
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
         # as detect's: a size window alone judges the fits, which go only as far as it needs
-        self.settings = SizingSettings(window_nm=None if size_range is None else tuple(size_range))
+        self.settings = SizingSettings(window_nm=None if size_range is None else tuple(size_range),
+                                       icosahedron=icosahedron)
         self.regions: dict = {}
         self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
         self._find_background = background

@@ -102,14 +102,16 @@ def _fit_values(results: Sequence[SizeResult], files) -> dict[str, np.ndarray]:
 
 def measure(source: FrameSource, keys: Sequence[FrameKey], scores: np.ndarray, screen: float, *,
             jobs: int | None = None, on_frames: Callable[[int], object] | None = None,
-            size_range=None, fitted: dict | None = None, window=None) -> Measured:
+            size_range=None, fitted: dict | None = None, window=None, icosahedron: bool = False) -> Measured:
     """The features of ``keys`` (frames of ``source``, scored ``scores`` by the network):
     the sphere is fitted to those scoring at least ``screen`` (in ``jobs`` processes) that
     ``fitted`` (fits by (absolute path, index), made already) lacks; the rest keep NaN for
     the fit's numbers and ``fit_ok`` 0.  The fits' doubts about each file's geometry
     (:func:`geometry_warnings`, with the sample's ``size_range`` in nm where known) are kept
     in ``warnings``.  ``window`` (nm): a size window that alone will judge the fits, which then
-    go only as far as it needs (:attr:`~spidarknet.sizing.SizingSettings.window_nm`)."""
+    go only as far as it needs (:attr:`~spidarknet.sizing.SizingSettings.window_nm`), and with
+    ``icosahedron`` those near its edges are refined by an icosahedron
+    (:attr:`~spidarknet.sizing.SizingSettings.icosahedron`)."""
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) != len(keys):
         raise ValueError("one score per frame is needed")
@@ -122,8 +124,8 @@ def measure(source: FrameSource, keys: Sequence[FrameKey], scores: np.ndarray, s
         if on_frames is not None and len(todo) < len(chosen):
             on_frames(len(chosen) - len(todo))
         if todo:
-            fits = estimate_sizes(source.select_keys(todo), settings=SizingSettings(window_nm=window), jobs=jobs,
-                                  on_frames=on_frames)
+            sizing = SizingSettings(window_nm=window, icosahedron=icosahedron)
+            fits = estimate_sizes(source.select_keys(todo), settings=sizing, jobs=jobs, on_frames=on_frames)
             by_key.update({(os.path.abspath(r.key.file), r.key.index): r for r in fits})
         results = [by_key[(os.path.abspath(k.file), k.index)] for k in chosen]
     return measured_from(keys, scores, index, results, source.files, size_range=size_range)
