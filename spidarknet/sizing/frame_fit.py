@@ -17,7 +17,6 @@ from spidarknet.frames.source import FileInfo, FrameKey, Geometry
 from spidarknet.sizing.background import RadialBackground, _nonnegative_scales
 from spidarknet.sizing.centre_search import _centre_candidates, _ring_search, centre_search_in_pixels
 from spidarknet.sizing.formfactor import Q_RANGE_HINT, _Optics
-from spidarknet.sizing.icosahedron import ICOSAHEDRON_MIN_GAIN, fit_icosahedron, near_window_edge
 from spidarknet.sizing.pixel_fit import _FixedBackground, _fisher_scoring
 from spidarknet.sizing.profile_fit import (SphereFit, _diameter_error, _diameter_grid, _edge_reason, _judge,
                                           _ring_quality)
@@ -98,7 +97,11 @@ def _as_icosahedron(fit: SphereFit, pixels: _FitPixels, optics: _Optics, s: Sizi
     the sphere's fit lays it) where its likelihood beats the sphere's by
     :data:`~spidarknet.sizing.icosahedron.ICOSAHEDRON_MIN_GAIN`; its CPU seconds in
     ``fit.icosahedron_cpu_s``."""
-    if not (s.icosahedron and optics.subpixels == 1 and fit.ok and near_window_edge(fit.diameter_nm, s.window_nm)):
+    if not (s.icosahedron and optics.subpixels == 1 and fit.ok):
+        return
+    # imported only here: its scipy.optimize and the simulator's physics cost every process ~0.3 s
+    from spidarknet.sizing.icosahedron import ICOSAHEDRON_MIN_GAIN, fit_icosahedron, near_window_edge
+    if not near_window_edge(fit.diameter_nm, s.window_nm):
         return
     started = time.thread_time()
     cx, cy = fit.centre_xy
