@@ -100,8 +100,6 @@ def detect(frames: FrameSource, model: Model | str | None = None, *, size_range:
     if size_range is not None or selector is not None:
         decide(hits, frames, size_range=None if size_range is None else tuple(size_range), selector=selector,
                jobs=jobs, icosahedron=icosahedron)
-        if icosahedron:
-            hits.meta["icosahedron"] = True
     return hits
 
 

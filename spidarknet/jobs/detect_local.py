@@ -77,8 +77,6 @@ def apply_decision(hits: HitList, settings: DetectSettings, state: RunState, sou
     if settings.size_range:
         hits.meta.update(size_range_nm=list(settings.size_range), size_fit_failed=counts["failed"],
                          size_second_particle=counts["second_particle"])
-        if settings.icosahedron:
-            hits.meta["icosahedron"] = True
     else:
         hits.meta.update(selector={"path": os.path.abspath(settings.selector), "screen": state.selector.screen,
                                    "threshold": state.selector.threshold, "fitted": counts["fitted"]})

@@ -73,8 +73,8 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
     """Measure the frames ``hits`` selects (frames of ``source``; those ``fitted`` lacks, see
     :func:`~spidarknet.selection.features.measure`) and narrow the selection by the size
     window or the selector (with ``icosahedron``, the window's fits near its edges refined by an
-    icosahedron: :attr:`~spidarknet.sizing.SizingSettings.icosahedron`); the measurements go
-    into ``hits.columns``.  Returns the counts
+    icosahedron: :attr:`~spidarknet.sizing.SizingSettings.icosahedron`, recorded in
+    ``hits.meta``); the measurements go into ``hits.columns``.  Returns the counts
     (window) or the selected number (selector), with the frames fitted (``fitted_frames``)
     and the fits' CPU seconds (``cpu_s``: ``fit``, ``second_particle``)."""
     if (size_range is None) == (selector is None):
@@ -84,6 +84,8 @@ def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | 
     measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range,
                        fitted=fitted, window=None if size_range is None else tuple(size_range),
                        icosahedron=icosahedron)
+    if icosahedron:
+        hits.meta["icosahedron"] = True
     return apply_measured(hits, measured, size_range, selector)
 
 
