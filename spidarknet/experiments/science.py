@@ -225,16 +225,16 @@ STRAY_TRAIN_SETS = (SimSet("train-dim-stray", 800, 103, True, 1_500.0, fluence_s
 #: 0.963, but not the held-out file's (0.909 both), and the 8 x 8-binned dim F1 fell 0.973 ->
 #: 0.938: not the built-in model's (docs/recipe.md)
 TRAIN_SETS = CLEAN_TRAIN_SETS
-#: the held-out test files, in conditions the training files do not repeat.  Seeds 351-353
-#: since the eleventh session (201-203 and 223 until the sixth, 251-253 in the seventh, 271-273 in
-#: the eighth, 287-289 in the ninth, 331-333 in the tenth: each was measured and spent,
+#: the held-out test files, in conditions the training files do not repeat.  Seeds 371-373
+#: since the twelfth session (201-203 and 223 until the sixth, 251-253 in the seventh, 271-273 in
+#: the eighth, 287-289 in the ninth, 331-333 in the tenth, 351-353 in the eleventh: each was measured and spent,
 #: docs/recipe.md); a held-out figure that sends work back spends its seeds
-TEST_SETS = (SimSet("dim", 800, 351, True, 1_500.0, background=0.003, centre_jitter_px=3.0),
-             SimSet("bright", 800, 352, False, 25_000.0, background=0.001, centre_jitter_px=3.0,
+TEST_SETS = (SimSet("dim", 800, 371, True, 1_500.0, background=0.003, centre_jitter_px=3.0),
+             SimSet("bright", 800, 372, False, 25_000.0, background=0.001, centre_jitter_px=3.0,
                     fluence_sigma=0.3),
              # the dim file's conditions through a measured-like detector; 600 frames (300 until
              # the eighth session: its F1 on ~60 singles moved by 0.03-0.05 from seed to seed)
-             SimSet("measured", 600, 353, True, 1_500.0, background=0.003, centre_jitter_px=3.0,
+             SimSet("measured", 600, 373, True, 1_500.0, background=0.003, centre_jitter_px=3.0,
                     measured=True))
 #: development files (seeds 301-303, the test sets' conditions): recipes are compared on these,
 #: never on the test files, whose figures are only reported
@@ -254,9 +254,9 @@ def _at_geometries(sets: Sequence[SimSet], counts: dict, seeds: dict) -> tuple:
 
 
 #: the dim and bright test files at the other geometries (equal fluence), 400 frames each,
-#: seeds 361-366 (211-216 until the sixth session, 261-266 in the seventh, 281-286 in the
-#: eighth, 291-296 in the ninth, 341-346 in the tenth); their development files 300 frames, seeds 311-316
-GEOMETRY_TEST_SETS = _at_geometries(TEST_SETS[:2], {"dim": 400, "bright": 400}, {"dim": 361, "bright": 362})
+#: seeds 381-386 (211-216 until the sixth session, 261-266 in the seventh, 281-286 in the
+#: eighth, 291-296 in the ninth, 341-346 in the tenth, 361-366 in the eleventh); their development files 300 frames, seeds 311-316
+GEOMETRY_TEST_SETS = _at_geometries(TEST_SETS[:2], {"dim": 400, "bright": 400}, {"dim": 381, "bright": 382})
 GEOMETRY_DEV_SETS = tuple(replace(s, name=f"dev-{s.name}", count=300, seed=seed)
                           for s, seed in zip(GEOMETRY_TEST_SETS, range(311, 317)))
 #: training files at the other geometries (equal fluence), seeds 121-126
@@ -272,13 +272,13 @@ DEV_SETS = DEV_SETS + GEOMETRY_DEV_SETS
 #: the AGIPD regime (issue 21): simulated European XFEL runs, 3,000 photons per labelled single
 #: on the AGIPD, the simulator's mix ("agipd") and the sparse one ("agipd-sparse"), each beside
 #: its twin on the pnCCD ("agipd@pnccd", the same conditions at the training geometry; the
-#: AGIPD's F1 is judged against it).  Held-out seeds 2531-2534 since the eleventh session (2231-2234
-#: in the eighth, 2431-2434 in the tenth, 2101 on tools/euxfel_bench.py: spent), development 2331-2334; the test files
+#: AGIPD's F1 is judged against it).  Held-out seeds 2631-2634 since the twelfth session (2231-2234
+#: in the eighth, 2431-2434 in the tenth, 2531-2534 in the eleventh, 2101 on tools/euxfel_bench.py: spent), development 2331-2334; the test files
 #: are 2 and 4 trains of 352
-AGIPD_TEST_SETS = (SimSet("agipd", 704, 2531, False, 3_000.0, geometry=AGIPD_GEOMETRY.name),
-                   SimSet("agipd@pnccd", 704, 2532, False, 3_000.0),
-                   SimSet("agipd-sparse", 1408, 2533, False, 3_000.0, geometry=AGIPD_GEOMETRY.name, mix="sparse"),
-                   SimSet("agipd-sparse@pnccd", 1408, 2534, False, 3_000.0, mix="sparse"))
+AGIPD_TEST_SETS = (SimSet("agipd", 704, 2631, False, 3_000.0, geometry=AGIPD_GEOMETRY.name),
+                   SimSet("agipd@pnccd", 704, 2632, False, 3_000.0),
+                   SimSet("agipd-sparse", 1408, 2633, False, 3_000.0, geometry=AGIPD_GEOMETRY.name, mix="sparse"),
+                   SimSet("agipd-sparse@pnccd", 1408, 2634, False, 3_000.0, mix="sparse"))
 AGIPD_DEV_SETS = tuple(replace(s, name=f"dev-{s.name}", count=s.count // 2, seed=seed)
                        for s, seed in zip(AGIPD_TEST_SETS, range(2331, 2335)))
 #: the conditions whose files the facility's lit-pixel hit finder is judged on too
