@@ -66,6 +66,27 @@ def test_merge_names_missing_parts_and_refuses_mixed_weights(untrained_weights, 
     assert not (tmp_path / "m.csv").exists()
 
 
+def test_merge_adds_the_windows_counts_and_refuses_other_windows(untrained_weights, small_cxi, tmp_path, capsys):
+    """Parts with --size-range: the merged counts are the single run's, another window is refused."""
+    window = ("--threshold", "0", "--size-range", "55", "80", "--jobs", "1")
+    parts = run_parts(untrained_weights, small_cxi, tmp_path, 2, window)
+    one = tmp_path / "one.csv"
+    assert detect.main([str(small_cxi), "--weights", str(untrained_weights), "--out", str(one), "--frames", "0:50",
+                        "--quiet", *window]) == 0
+    assert merge.main([*parts, "--out", str(tmp_path / "all.csv"), "--quiet"]) == 0
+    merged, single = (json.loads(p.with_suffix(".json").read_text()) for p in (tmp_path / "all.csv", one))
+    parts_meta = [json.loads(Path(p).with_suffix(".json").read_text()) for p in parts]
+    assert merged["size_second_particle"] == single["size_second_particle"] == sum(
+        m["size_second_particle"] for m in parts_meta) > parts_meta[0]["size_second_particle"]
+    assert merged["size_fit_failed"] == single["size_fit_failed"]
+    assert read_hits(tmp_path / "all.csv").hits.tolist() == read_hits(one).hits.tolist()
+    other = tmp_path / "other.csv"
+    assert detect.main([str(small_cxi), "--weights", str(untrained_weights), "--out", str(other), "--frames", "0:50",
+                        "--shard", "2/2", "--quiet", "--threshold", "0", "--size-range", "60", "75", "--jobs", "1"]) == 0
+    assert merge.main([parts[0], str(other), "--out", str(tmp_path / "mixed.csv")]) == 1
+    assert "made with other --size-range" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("spec", ["3/2", "0/4", "a/b", "2"])
 def test_bad_shard_specs(untrained_weights, small_cxi, tmp_path, spec, capsys):
     assert detect.main([str(small_cxi), "--weights", str(untrained_weights), "--out", str(tmp_path / "h.csv"),

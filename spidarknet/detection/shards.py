@@ -98,6 +98,7 @@ def merge_parts(paths: list[str]) -> tuple[HitList, dict]:
     merged = HitList([key for _, hits, _ in in_order for key in hits.keys],
                      np.concatenate([hits.scores for _, hits, _ in in_order]),
                      np.concatenate([hits.boxes for _, hits, _ in in_order]), float(first["threshold"]),
+                     selected=np.concatenate([hits.hits for _, hits, _ in in_order]),  # a window narrows
                      status=np.concatenate([hits.status for _, hits, _ in in_order]),
                      columns=join_columns([hits for _, hits, _ in in_order]))
     if len(set(merged.keys)) != len(merged.keys):
@@ -106,6 +107,7 @@ def merge_parts(paths: list[str]) -> tuple[HitList, dict]:
     if any("frame_checks" in p[2] for p in parts):  # the parts' counts add up
         from spidarknet.detection.local import FrameChecks
         meta["frame_checks"] = FrameChecks.from_dicts(p[2].get("frame_checks") for p in parts).to_dict()
+    _summed_counts(parts, meta)
     meta["merged_from"] = [p[0] for p in in_order]
     return merged.sorted(), meta
 
@@ -133,11 +135,28 @@ def _check_same_detection(parts: list[tuple[str, HitList, dict]]) -> None:
     """Refuse parts made with other weights, preprocessing, threshold or inputs than the first."""
     first = parts[0][2]
     for key, what in (("weights_sha256", "weights"), ("preprocessing", "preprocessing"),
-                      ("threshold", "threshold"), ("inputs", "inputs")):
+                      ("threshold", "threshold"), ("inputs", "inputs"), ("size_range_nm", "--size-range"),
+                      ("icosahedron", "--icosahedron"), ("selector", "--selector")):
         for path, _, meta in parts[1:]:
-            if meta.get(key) != first.get(key):
+            if _decision_key(meta.get(key), key) != _decision_key(first.get(key), key):
                 raise InputError(f"{path} was made with other {what} than {parts[0][0]}: refusing to merge parts "
                                  "of different detections")
+
+
+def _decision_key(value, key: str):
+    """What must agree between parts (a selector's file and rule, not how many frames it fitted)."""
+    if key == "selector" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "fitted"}
+    return value
+
+
+def _summed_counts(parts: list[tuple[str, HitList, dict]], meta: dict) -> None:
+    """The window's and the selector's counts of the parts added up in ``meta``."""
+    for key in ("size_fit_failed", "size_second_particle"):
+        if key in meta:
+            meta[key] = sum(int(p[2].get(key, 0)) for p in parts)
+    if isinstance(meta.get("selector"), dict) and "fitted" in meta["selector"]:
+        meta["selector"] = {**meta["selector"], "fitted": sum(int(p[2]["selector"].get("fitted", 0)) for p in parts)}
 
 
 def _check_part_numbers(parts: list[tuple[str, HitList, dict]]) -> None:
