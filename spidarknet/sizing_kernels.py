@@ -234,18 +234,16 @@ def _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, s
 
 
 def _pixel_pass(x, y, shift_x, shift_y, aspect, d_m, optics, steps, a, b, mu_out, sums, info, models=None,
-                extra=None):
+                extra=None, values=None, lit_out=None):
     """One point (a, b, d, centre) of the per-pixel likelihood over every pixel at ``x``, ``y`` (float32
-    offsets from the region's centre, y times ``aspect``), seen from a centre ``shift`` away: the model
-    ``μ = a s + b`` (+ ``extra``: each pixel's fixed background, a file's stray light, or None) and
-    ``∇μ = (s, 1, a ∂s/∂d, a ∂s/∂cx, a ∂s/∂cy)`` (``s`` the mean of :func:`_point_model` over the
-    sub-pixel points ``steps`` along each axis on coarse pixels; ``steps`` None: at the pixel's
-    centre), in one pass: ``mu_out`` μ per pixel, ``sums`` = (Σ μ, Σ s, n, Σ ∇μ (d, cx, cy)),
-    ``info`` = Σ ∇μ ∇μᵀ / μ (5 x 5); ``models``: the sub-pixel points' sums of
-    :func:`_subpixel_models` here, known already.  The photons' terms are :func:`_photon_pass`'s,
-    over their own pixels (in this loop they cost 15 % of it: most pixels hold none)."""
+    offsets from the region's centre, y times ``aspect``) seen from a centre ``shift`` away: the model
+    ``μ = a s + b`` (+ ``extra``: each pixel's fixed background, or None) and ``∇μ = (s, 1, a ∂s/∂d,
+    a ∂s/∂cx, a ∂s/∂cy)`` (``s``: :func:`_model_of`), in one pass: ``mu_out`` μ per pixel, ``sums`` =
+    (Σ μ, Σ s, n, Σ ∇μ (d, cx, cy)), ``info`` = Σ ∇μ ∇μᵀ / μ (5 x 5).  The photons' terms are
+    :func:`_photon_pass`'s (here 15 % of the loop, where most pixels hold none), or with ``values``
+    (every pixel's photons: most hold some) ``lit_out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1)."""
     pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
-    s_mu, s_a, s_d, s_cx, s_cy = 0.0, 0.0, 0.0, 0.0, 0.0
+    s_mu, s_a, s_d, s_cx, s_cy, l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     i_aa, i_ab, i_ad, i_ax, i_ay = 0.0, 0.0, 0.0, 0.0, 0.0
     i_bb, i_bd, i_bx, i_by, i_dd, i_dx, i_dy, i_xx, i_xy, i_yy = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     for j in range(x.shape[0]):
@@ -278,6 +276,13 @@ def _pixel_pass(x, y, shift_x, shift_y, aspect, d_m, optics, steps, a, b, mu_out
         i_xx += wx * g_cx
         i_xy += wx * g_cy
         i_yy += wy * g_cy
+        if values is not None:   # a branch numba compiles away without them
+            ratio = values[j] * inv                   # C/μ: 0 on the pixels without photons
+            l_s += ratio * shape
+            l_d += ratio * g_ds
+            l_x += ratio * g_xs
+            l_y += ratio * g_ys
+            l_w += ratio
     sums[0], sums[1], sums[2], sums[3], sums[4], sums[5] = s_mu, s_a, float(x.shape[0]), s_d, s_cx, s_cy
     entries = (i_aa, i_ab, i_ad, i_ax, i_ay, i_bb, i_bd, i_bx, i_by, i_dd, i_dx, i_dy, i_xx, i_xy, i_yy)
     m = 0
@@ -286,6 +291,8 @@ def _pixel_pass(x, y, shift_x, shift_y, aspect, d_m, optics, steps, a, b, mu_out
             info[p, q] = entries[m]
             info[q, p] = entries[m]
             m += 1
+    if values is not None:
+        lit_out[0], lit_out[1], lit_out[2], lit_out[3], lit_out[4] = l_s, l_d, l_x, l_y, l_w
 
 
 def _model_sums(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out, models=None):
@@ -656,26 +663,31 @@ if numba is not None:
 
 
 def pixel_pass(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray,
-               steps: np.ndarray, a: float, b: float, extra: np.ndarray | None = None):
-    """(μ per pixel, sums (6,): Σ μ, Σ s, n and Σ ∇μ (d, cx, cy), info (5, 5)) of
-    :func:`_pixel_pass` at (a, b, d, centre ``shift`` (x, y times ``aspect``) from the region's
-    centre); ``optics`` is (pixel m, distance m, 4π/λ), ``steps`` the sub-pixel offsets along
-    one axis (one: the pixel's centre), ``extra`` None or each pixel's fixed background
-    (float64, added to μ)."""
+               steps: np.ndarray, a: float, b: float, extra: np.ndarray | None = None,
+               values: np.ndarray | None = None):
+    """(μ per pixel, sums (6,): Σ μ, Σ s, n and Σ ∇μ (d, cx, cy), info (5, 5), the sub-pixel
+    models (:func:`_subpixel_models`; None on point-like pixels), with ``values`` (photons of
+    every pixel) Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1), else None) of :func:`_pixel_pass` at (a,
+    b, d, centre ``shift`` (x, y times ``aspect``) from the region's centre); ``optics`` is
+    (pixel m, distance m, 4π/λ), ``steps`` the sub-pixel offsets along one axis (one: the
+    pixel's centre), ``extra`` None or each pixel's fixed background (float64, added to μ)."""
     mu, sums, info = np.empty(len(x)), np.empty(6), np.empty((5, 5))
+    lit = None if values is None else np.empty(5)
     where = _where(x, y, shift, aspect, d_m, optics, steps)
-    _pixel_pass_jit(x, y, *where[:-1], float(a), float(b), mu, sums, info, where[-1], extra)
-    return mu, sums, info
+    _pixel_pass_jit(x, y, *where[:-1], float(a), float(b), mu, sums, info, where[-1], extra, values, lit)
+    return mu, sums, info, where[-1], lit
 
 
-def _where(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray, steps: np.ndarray):
+def _where(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray, steps: np.ndarray,
+           models: np.ndarray | None = None):
     """The kernels' arguments (shift x, y, aspect, d, optics, steps (None: the pixels'
     centres), the sub-pixel models (:func:`_subpixel_models`, worked out first in a loop that
-    vectorises; None on point-like pixels)."""
+    vectorises, unless given as ``models``; None on point-like pixels)."""
     steps = None if len(steps) == 1 and steps[0] == 0.0 else np.ascontiguousarray(steps, dtype=np.float64)
     where = (float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, steps)
-    models = None
-    if steps is not None:
+    if steps is None:
+        models = None
+    elif models is None:
         models = np.empty((4, len(x)))
         _subpixel_models_jit(x, y, *where, models)
     return where + (models,)
@@ -692,11 +704,12 @@ def model_sums(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, o
 
 def photon_pass(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shift, aspect: float, d_m: float,
                 optics: np.ndarray, steps: np.ndarray, a: float, b: float,
-                extra: np.ndarray | None = None) -> np.ndarray:
+                extra: np.ndarray | None = None, models: np.ndarray | None = None) -> np.ndarray:
     """(6,): Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ over the pixels holding
-    ``counts`` photons (:func:`_photon_pass`; arguments as :func:`pixel_pass`)."""
+    ``counts`` photons (:func:`_photon_pass`; arguments as :func:`pixel_pass`; ``models``: their
+    sub-pixel models where a pass over every pixel has them already)."""
     out, mu = np.empty(6), np.empty(len(x))
-    where = _where(x, y, shift, aspect, d_m, optics, steps)
+    where = _where(x, y, shift, aspect, d_m, optics, steps, models)
     _photon_pass_jit(x, y, counts, *where[:-1], float(a), float(b), out, mu, where[-1], extra)
     out[5] = counts @ np.log(mu)
     return out

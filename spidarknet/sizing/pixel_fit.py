@@ -30,6 +30,11 @@ class _FixedBackground:
         return float(self.pixels.sum())
 
 
+#: a pass over every pixel takes the photons' terms itself (not from a pass over the pixels
+#: holding photons) where more than one pixel in this many holds some (AGIPD's ADU: half of them)
+LIT_IN_PASS = 4
+
+
 class _PixelModel:
     """The Poisson likelihood of every pixel of ``pixels`` as a function of the free
     parameters θ = (a, [b,] d in nm[, cx, cy]) (b fixed at 0 without a background, the
@@ -89,13 +94,15 @@ class _PixelModel:
         fixed = self.fixed
         x, y = (pixels.x, pixels.y) if self.lattice is None else self.lattice
         scale = pixels.n_pixels / len(x)
-        mu = None
+        mu = models = lit = None
         if information:   # the sums over all pixels (or the lattice's), the photons' terms from their pixels
             extra = None if fixed is None else (fixed.pixels if self.lattice is None else fixed.lattice)
-            mu, sums, info = kernels.pixel_pass(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector, self.steps,
-                                                a, b, extra)
+            in_pass = self.lattice is None and len(pixels.lit) * LIT_IN_PASS > pixels.n_pixels
+            mu, sums, info, models, lit = kernels.pixel_pass(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector,
+                                                             self.steps, a, b, extra,
+                                                             pixels.values if in_pass else None)
             if self.lattice is not None:
-                mu = None
+                mu = models = None
                 sums *= scale
                 info *= scale
         else:
@@ -106,8 +113,13 @@ class _PixelModel:
             if fixed is not None:
                 sums[0] += fixed.total
             info = None
-        lit = kernels.photon_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift, pixels.aspect,
-                                  d_nm * 1e-9, self.vector, self.steps, a, b, None if fixed is None else fixed.photons)
+        if lit is None:
+            lit = kernels.photon_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift, pixels.aspect,
+                                      d_nm * 1e-9, self.vector, self.steps, a, b,
+                                      None if fixed is None else fixed.photons,
+                                      None if models is None else np.ascontiguousarray(models[:, pixels.lit]))
+        else:   # Σ C log μ of the pass's μ
+            lit = np.append(lit, pixels.counts @ np.log(np.maximum(mu[pixels.lit], 1e-300)))
         nll = float(sums[0] - lit[5])
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
         grad = sums[1:] - score
