@@ -665,29 +665,27 @@ if numba is not None:
 def pixel_pass(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray,
                steps: np.ndarray, a: float, b: float, extra: np.ndarray | None = None,
                values: np.ndarray | None = None):
-    """(μ per pixel, sums (6,): Σ μ, Σ s, n and Σ ∇μ (d, cx, cy), info (5, 5), the sub-pixel
-    models (:func:`_subpixel_models`; None on point-like pixels), with ``values`` (photons of
-    every pixel) Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1), else None) of :func:`_pixel_pass` at (a,
-    b, d, centre ``shift`` (x, y times ``aspect``) from the region's centre); ``optics`` is
-    (pixel m, distance m, 4π/λ), ``steps`` the sub-pixel offsets along one axis (one: the
-    pixel's centre), ``extra`` None or each pixel's fixed background (float64, added to μ)."""
+    """(μ per pixel, sums (6,): Σ μ, Σ s, n and Σ ∇μ (d, cx, cy), info (5, 5), with ``values``
+    (photons of every pixel) Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1), else None) of
+    :func:`_pixel_pass` at (a, b, d, centre ``shift`` (x, y times ``aspect``) from the region's
+    centre); ``optics`` is (pixel m, distance m, 4π/λ), ``steps`` the sub-pixel offsets along
+    one axis (one: the pixel's centre), ``extra`` None or each pixel's fixed background
+    (float64, added to μ)."""
     mu, sums, info = np.empty(len(x)), np.empty(6), np.empty((5, 5))
     lit = None if values is None else np.empty(5)
     where = _where(x, y, shift, aspect, d_m, optics, steps)
     _pixel_pass_jit(x, y, *where[:-1], float(a), float(b), mu, sums, info, where[-1], extra, values, lit)
-    return mu, sums, info, where[-1], lit
+    return mu, sums, info, lit
 
 
-def _where(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray, steps: np.ndarray,
-           models: np.ndarray | None = None):
+def _where(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray, steps: np.ndarray):
     """The kernels' arguments (shift x, y, aspect, d, optics, steps (None: the pixels'
     centres), the sub-pixel models (:func:`_subpixel_models`, worked out first in a loop that
-    vectorises, unless given as ``models``; None on point-like pixels)."""
+    vectorises; None on point-like pixels)."""
     steps = None if len(steps) == 1 and steps[0] == 0.0 else np.ascontiguousarray(steps, dtype=np.float64)
     where = (float(shift[0]), float(shift[1]), float(aspect), float(d_m), optics, steps)
-    if steps is None:
-        models = None
-    elif models is None:
+    models = None
+    if steps is not None:
         models = np.empty((4, len(x)))
         _subpixel_models_jit(x, y, *where, models)
     return where + (models,)
@@ -704,12 +702,11 @@ def model_sums(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, o
 
 def photon_pass(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shift, aspect: float, d_m: float,
                 optics: np.ndarray, steps: np.ndarray, a: float, b: float,
-                extra: np.ndarray | None = None, models: np.ndarray | None = None) -> np.ndarray:
+                extra: np.ndarray | None = None) -> np.ndarray:
     """(6,): Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1) and Σ C log μ over the pixels holding
-    ``counts`` photons (:func:`_photon_pass`; arguments as :func:`pixel_pass`; ``models``: their
-    sub-pixel models where a pass over every pixel has them already)."""
+    ``counts`` photons (:func:`_photon_pass`; arguments as :func:`pixel_pass`)."""
     out, mu = np.empty(6), np.empty(len(x))
-    where = _where(x, y, shift, aspect, d_m, optics, steps, models)
+    where = _where(x, y, shift, aspect, d_m, optics, steps)
     _photon_pass_jit(x, y, counts, *where[:-1], float(a), float(b), out, mu, where[-1], extra)
     out[5] = counts @ np.log(mu)
     return out

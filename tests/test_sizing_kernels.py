@@ -27,7 +27,7 @@ def test_pixel_pass_gives_the_numpy_model_and_its_sums(subpixels):
     x, y, values = _pixels()
     optics = _Optics(OPTICS.pixel_m, OPTICS.distance_m, OPTICS.wavelength_m, subpixels)
     a, b, d_m, shift = 3.0, 0.01, 71.3e-9, (1.7, -2.2)
-    mu, sums, info, models, none = kernels.pixel_pass(x, y, shift, 1.0, d_m, VECTOR, optics._subpixel_steps(), a, b)
+    mu, sums, info, none = kernels.pixel_pass(x, y, shift, 1.0, d_m, VECTOR, optics._subpixel_steps(), a, b)
     assert none is None
     s, dd, dx, dy = optics.pixel_shape_and_derivatives(x.astype(np.float64) - shift[0],
                                                        y.astype(np.float64) - shift[1], 1.0, d_m)
@@ -53,7 +53,7 @@ def test_model_sums_and_photon_pass_are_the_full_pass_parts(subpixels):
     optics = _Optics(OPTICS.pixel_m, OPTICS.distance_m, OPTICS.wavelength_m, subpixels)
     steps = optics._subpixel_steps()
     a, b, d_m, shift = 3.0, 0.01, 71.3e-9, (1.7, -2.2)
-    mu, sums, info, models, _ = kernels.pixel_pass(x, y, shift, 1.0, d_m, VECTOR, steps, a, b)
+    mu, sums, info, _ = kernels.pixel_pass(x, y, shift, 1.0, d_m, VECTOR, steps, a, b)
     np.testing.assert_allclose(kernels.model_sums(x, y, shift, 1.0, d_m, VECTOR, steps) * [1, a, a, a],
                                sums[[1, 3, 4, 5]], rtol=1e-10)
     held = np.flatnonzero(values)
@@ -62,15 +62,10 @@ def test_model_sums_and_photon_pass_are_the_full_pass_parts(subpixels):
     np.testing.assert_allclose(photons[[0, 4]], [ratio @ ((mu[held] - b) / a), ratio.sum()],
                                rtol=1e-10)
     assert photons[5] == pytest.approx(float(values[held] @ np.log(mu[held])), rel=1e-12)
-    assert (models is None) == (subpixels == 1)
     in_pass = kernels.pixel_pass(x, y, shift, 1.0, d_m, VECTOR, steps, a, b, values=values)   # where most hold photons
     np.testing.assert_allclose(in_pass[0], mu, rtol=1e-14)
     np.testing.assert_allclose(in_pass[2], info, rtol=1e-12)
-    np.testing.assert_allclose(in_pass[4], photons[:5], rtol=1e-10)
-    if models is not None:   # the full pass's sub-pixel models serve the photons' pass
-        given = kernels.photon_pass(x[held], y[held], values[held], shift, 1.0, d_m, VECTOR, steps, a, b,
-                                    models=np.ascontiguousarray(models[:, held]))
-        np.testing.assert_allclose(given, photons, rtol=1e-13)
+    np.testing.assert_allclose(in_pass[3], photons[:5], rtol=1e-10)
 
 
 def test_boundary_lambda_puts_the_step_on_the_trust_radius():

@@ -31,7 +31,8 @@ class _FixedBackground:
 
 
 #: a pass over every pixel takes the photons' terms itself (not from a pass over the pixels
-#: holding photons) where more than one pixel in this many holds some (AGIPD's ADU: half of them)
+#: holding photons) where more than one pixel in this many holds some (AGIPD's ADU: half of
+#: them; see :meth:`_PixelModel._photons_in_pass`)
 LIT_IN_PASS = 4
 
 
@@ -65,6 +66,14 @@ class _PixelModel:
         lattice's at a point, so that the lattice's steps head for every pixel's optimum."""
         self.correction = gradient if self.correction is None else self.correction + gradient
 
+    def _photons_in_pass(self) -> bool:
+        """Whether a pass over every pixel takes the photons' terms itself: on coarse pixels (a
+        pass's cost is their sub-pixel models: the terms add little, a pass over the photons'
+        pixels would work theirs out again) and where more than one pixel in
+        :data:`LIT_IN_PASS` holds photons; not on the lattice (its pixels are not theirs)."""
+        pixels = self.pixels
+        return self.lattice is None and (len(self.steps) > 1 or len(pixels.lit) * LIT_IN_PASS > pixels.n_pixels)
+
     def unpack(self, theta: np.ndarray) -> tuple[float, float, float, float, float]:
         """(a, b, d in nm, cx, cy) of the free parameters ``theta``."""
         values = theta.tolist()
@@ -94,15 +103,14 @@ class _PixelModel:
         fixed = self.fixed
         x, y = (pixels.x, pixels.y) if self.lattice is None else self.lattice
         scale = pixels.n_pixels / len(x)
-        mu = models = lit = None
+        mu = lit = None
         if information:   # the sums over all pixels (or the lattice's), the photons' terms from their pixels
             extra = None if fixed is None else (fixed.pixels if self.lattice is None else fixed.lattice)
-            in_pass = self.lattice is None and len(pixels.lit) * LIT_IN_PASS > pixels.n_pixels
-            mu, sums, info, models, lit = kernels.pixel_pass(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector,
-                                                             self.steps, a, b, extra,
-                                                             pixels.values if in_pass else None)
+            mu, sums, info, lit = kernels.pixel_pass(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector,
+                                                     self.steps, a, b, extra,
+                                                     pixels.values if self._photons_in_pass() else None)
             if self.lattice is not None:
-                mu = models = None
+                mu = None
                 sums *= scale
                 info *= scale
         else:
@@ -116,8 +124,7 @@ class _PixelModel:
         if lit is None:
             lit = kernels.photon_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift, pixels.aspect,
                                       d_nm * 1e-9, self.vector, self.steps, a, b,
-                                      None if fixed is None else fixed.photons,
-                                      None if models is None else np.ascontiguousarray(models[:, pixels.lit]))
+                                      None if fixed is None else fixed.photons)
         else:   # Σ C log μ of the pass's μ
             lit = np.append(lit, pixels.counts @ np.log(np.maximum(mu[pixels.lit], 1e-300)))
         nll = float(sums[0] - lit[5])
