@@ -7,10 +7,15 @@ Two loops carry the fit's cost, and numpy cannot run them without building array
   maximum-likelihood scale ``a`` and background ``b`` of ``μ = a s + b`` (three EM steps,
   then Newton steps kept inside ``a, b ≥ 0``: the same steps as
   :func:`spidarknet.sizing.background._scale_background`) and the negative log-likelihood;
-* :func:`pixel_gradients` and :func:`accumulate` — for one point (a, b, d, centre) of the
+* :func:`pixel_pass` and :func:`model_sums` — for one point (a, b, d, centre) of the
   per-pixel fit, the model and its derivatives on every pixel of the fit region, then
-  ``Σ μ``, ``Σ ∇μ`` and the expected (Fisher) information ``Σ ∇μ ∇μᵀ / μ`` (the
-  photon-holding pixels' ``Σ C log μ`` and ``Σ C ∇μ / μ`` are a few numpy calls).
+  ``Σ μ``, ``Σ ∇μ`` and the expected (Fisher) information ``Σ ∇μ ∇μᵀ / μ``; the
+  photon-holding pixels' ``Σ C log μ`` and ``Σ C ∇μ / μ`` from :func:`photon_pass` (or,
+  where most pixels hold photons, from the full pass itself).
+
+Smaller ones spare numpy's per-call costs on 5 x 5 arrays: the trust region's step
+(:func:`trust_step`, with its eigenvectors by Jacobi rotations) and the secant update
+(:func:`bfgs_update`).
 
 The sphere amplitude ``A(x) = 3 (sin x − x cos x) / x³`` takes ``sin x`` and ``cos x``
 from :func:`_sincos` (Cody-Waite reduction by π/2 and Taylor polynomials: 1 ulp, and
