@@ -7,10 +7,15 @@ Two loops carry the fit's cost, and numpy cannot run them without building array
   maximum-likelihood scale ``a`` and background ``b`` of ``μ = a s + b`` (three EM steps,
   then Newton steps kept inside ``a, b ≥ 0``: the same steps as
   :func:`spidarknet.sizing.background._scale_background`) and the negative log-likelihood;
-* :func:`pixel_gradients` and :func:`accumulate` — for one point (a, b, d, centre) of the
+* :func:`pixel_pass` and :func:`model_sums` — for one point (a, b, d, centre) of the
   per-pixel fit, the model and its derivatives on every pixel of the fit region, then
-  ``Σ μ``, ``Σ ∇μ`` and the expected (Fisher) information ``Σ ∇μ ∇μᵀ / μ`` (the
-  photon-holding pixels' ``Σ C log μ`` and ``Σ C ∇μ / μ`` are a few numpy calls).
+  ``Σ μ``, ``Σ ∇μ`` and the expected (Fisher) information ``Σ ∇μ ∇μᵀ / μ``; the
+  photon-holding pixels' ``Σ C log μ`` and ``Σ C ∇μ / μ`` from :func:`photon_pass` (or,
+  where most pixels hold photons, from the full pass itself).
+
+Smaller ones spare numpy's per-call costs on 5 x 5 arrays: the trust region's step
+(:func:`trust_step`, with its eigenvectors by Jacobi rotations) and the secant update
+(:func:`bfgs_update`).
 
 The sphere amplitude ``A(x) = 3 (sin x − x cos x) / x³`` takes ``sin x`` and ``cos x``
 from :func:`_sincos` (Cody-Waite reduction by π/2 and Taylor polynomials: 1 ulp, and
@@ -233,21 +238,19 @@ def _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, s
     return models[0, j] * norm, models[1, j] * norm, models[2, j] * norm, models[3, j] * norm
 
 
-def _pixel_pass(x, y, values, shift_x, shift_y, aspect, d_m, optics, steps, a, b, mu_out, sums, info, lit_out,
-                models=None, extra=None):
+def _pixel_pass(x, y, shift_x, shift_y, aspect, d_m, optics, steps, a, b, mu_out, sums, info, models=None,
+                extra=None, values=None, lit_out=None):
     """One point (a, b, d, centre) of the per-pixel likelihood over every pixel at ``x``, ``y`` (float32
-    offsets from the region's centre, y times ``aspect``) holding ``values`` photons (0 on most), seen
-    from a centre ``shift`` away: the model ``μ = a s + b`` (+ ``extra``: each pixel's fixed background,
-    a file's stray light, or None) and ``∇μ = (s, 1, a ∂s/∂d, a ∂s/∂cx, a ∂s/∂cy)`` (``s`` the mean of
-    :func:`_point_model` over the sub-pixel points ``steps`` along each axis on coarse pixels; ``steps``
-    None: at the pixel's centre), in one pass: ``mu_out`` μ per pixel, ``sums`` = (Σ μ, Σ s, n, Σ ∇μ
-    (d, cx, cy)), ``info`` = Σ ∇μ ∇μᵀ / μ (5 x 5), ``lit_out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1);
-    ``models``: the sub-pixel points' sums of :func:`_subpixel_models` here, known already."""
+    offsets from the region's centre, y times ``aspect``) seen from a centre ``shift`` away: the model
+    ``μ = a s + b`` (+ ``extra``: each pixel's fixed background, or None) and ``∇μ = (s, 1, a ∂s/∂d,
+    a ∂s/∂cx, a ∂s/∂cy)`` (``s``: :func:`_model_of`), in one pass: ``mu_out`` μ per pixel, ``sums`` =
+    (Σ μ, Σ s, n, Σ ∇μ (d, cx, cy)), ``info`` = Σ ∇μ ∇μᵀ / μ (5 x 5).  The photons' terms are
+    :func:`_photon_pass`'s (here 15 % of the loop, where most pixels hold none), or with ``values``
+    (every pixel's photons: most hold some) ``lit_out`` = Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1)."""
     pixel_m, distance_m, k4 = optics[0], optics[1], optics[2]
-    s_mu, s_a, s_d, s_cx, s_cy = 0.0, 0.0, 0.0, 0.0, 0.0
+    s_mu, s_a, s_d, s_cx, s_cy, l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     i_aa, i_ab, i_ad, i_ax, i_ay = 0.0, 0.0, 0.0, 0.0, 0.0
     i_bb, i_bd, i_bx, i_by, i_dd, i_dx, i_dy, i_xx, i_xy, i_yy = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    l_s, l_d, l_x, l_y, l_w = 0.0, 0.0, 0.0, 0.0, 0.0
     for j in range(x.shape[0]):
         shape, g_ds, g_xs, g_ys = _model_of(j, x, y, shift_x, shift_y, aspect, d_m, pixel_m, distance_m, k4, steps,
                                             models)
@@ -278,12 +281,13 @@ def _pixel_pass(x, y, values, shift_x, shift_y, aspect, d_m, optics, steps, a, b
         i_xx += wx * g_cx
         i_xy += wx * g_cy
         i_yy += wy * g_cy
-        ratio = values[j] * inv                       # C/μ: 0 on the pixels without photons
-        l_s += ratio * shape
-        l_d += ratio * g_ds
-        l_x += ratio * g_xs
-        l_y += ratio * g_ys
-        l_w += ratio
+        if values is not None:   # a branch numba compiles away without them
+            ratio = values[j] * inv                   # C/μ: 0 on the pixels without photons
+            l_s += ratio * shape
+            l_d += ratio * g_ds
+            l_x += ratio * g_xs
+            l_y += ratio * g_ys
+            l_w += ratio
     sums[0], sums[1], sums[2], sums[3], sums[4], sums[5] = s_mu, s_a, float(x.shape[0]), s_d, s_cx, s_cy
     entries = (i_aa, i_ab, i_ad, i_ax, i_ay, i_bb, i_bd, i_bx, i_by, i_dd, i_dx, i_dy, i_xx, i_xy, i_yy)
     m = 0
@@ -292,7 +296,8 @@ def _pixel_pass(x, y, values, shift_x, shift_y, aspect, d_m, optics, steps, a, b
             info[p, q] = entries[m]
             info[q, p] = entries[m]
             m += 1
-    lit_out[0], lit_out[1], lit_out[2], lit_out[3], lit_out[4] = l_s, l_d, l_x, l_y, l_w
+    if values is not None:
+        lit_out[0], lit_out[1], lit_out[2], lit_out[3], lit_out[4] = l_s, l_d, l_x, l_y, l_w
 
 
 def _model_sums(x, y, shift_x, shift_y, aspect, d_m, optics, steps, out, models=None):
@@ -368,6 +373,81 @@ def _boundary_lambda(values, along, radius, lo, hi):
     return lam
 
 
+def _symmetric_eigen(matrix, values, vectors):
+    """``values`` and ``vectors`` (columns) of the symmetric ``matrix`` by cyclic Jacobi
+    rotations (to the last bits, as LAPACK's; a 5 x 5 matrix in a few microseconds, where
+    numpy's eigh costs some 15 in its checks), unsorted."""
+    n = matrix.shape[0]
+    a = matrix.copy()
+    for i in range(n):
+        for k in range(n):
+            vectors[i, k] = 1.0 if i == k else 0.0
+    for _ in range(60):
+        off, scale = 0.0, 0.0
+        for p in range(n):
+            scale += a[p, p] * a[p, p]
+            for q in range(p + 1, n):
+                off += a[p, q] * a[p, q]
+        if not off > 1e-36 * scale:   # also NaN: nothing more to rotate
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = a[p, q]
+                if apq == 0.0:
+                    continue
+                theta = (a[q, q] - a[p, p]) / (2.0 * apq)
+                t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                t = -t if theta < 0.0 else t
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                sn = t * c
+                for k in range(n):   # columns p, q, then rows p, q
+                    akp, akq = a[k, p], a[k, q]
+                    a[k, p], a[k, q] = c * akp - sn * akq, sn * akp + c * akq
+                for k in range(n):
+                    apk, aqk = a[p, k], a[q, k]
+                    a[p, k], a[q, k] = c * apk - sn * aqk, sn * apk + c * aqk
+                for k in range(n):
+                    vkp, vkq = vectors[k, p], vectors[k, q]
+                    vectors[k, p], vectors[k, q] = c * vkp - sn * vkq, sn * vkp + c * vkq
+    for i in range(n):
+        values[i] = a[i, i]
+
+
+def _trust_step(hessian, grad, radius, step):
+    """``step`` = the minimum of ``g·p + ½ pᵀ H p`` within ``|p| ≤ radius``: ``-H⁻¹ g`` where
+    that lies inside, else ``-(H + λ)⁻¹ g`` on the boundary (:func:`_boundary_lambda`), in the
+    eigenvectors of ``H`` (:func:`_symmetric_eigen`); returns whether on the boundary."""
+    n = grad.shape[0]
+    values, vectors = np.empty(n), np.empty((n, n))
+    _symmetric_eigen(hessian, values, vectors)
+    along = np.zeros(n)
+    lowest = values[0]
+    grad2 = 0.0
+    for i in range(n):
+        lowest = min(lowest, values[i])
+        grad2 += grad[i] * grad[i]
+        for k in range(n):
+            along[i] += vectors[k, i] * grad[k]
+    if lowest > 0.0:
+        length2 = 0.0
+        for k in range(n):
+            total = 0.0
+            for i in range(n):
+                total -= vectors[k, i] * (along[i] / values[i])
+            step[k] = total
+            length2 += total * total
+        if math.sqrt(length2) <= radius:
+            return False
+    lo = max(0.0, -lowest)
+    lam = _boundary_lambda(values, along, radius, lo, lo + math.sqrt(grad2) / radius + 1e-300)
+    for k in range(n):
+        total = 0.0
+        for i in range(n):
+            total -= vectors[k, i] * (along[i] / (values[i] + lam))
+        step[k] = total
+    return True
+
+
 def _bfgs_update(hessian, step, change, out):
     """``out`` = the BFGS update of ``hessian`` by a ``step`` and the gradient's ``change``
     along it, ``H + c cᵀ/(c·s) − (H s)(H s)ᵀ/(sᵀ H s)``, or ``hessian`` itself where the change
@@ -389,14 +469,6 @@ def _bfgs_update(hessian, step, change, out):
         for k in range(n):
             out[i, k] = hessian[i, k] if keep else (hessian[i, k] + change[i] * change[k] / curvature
                                                     - along[i] * along[k] / bend)
-
-
-def _log_sum(mu, lit, counts):
-    """``Σ C log μ`` over the pixels ``lit`` holding ``counts`` photons."""
-    total = 0.0
-    for m in range(lit.shape[0]):
-        total += counts[m] * math.log(max(mu[lit[m]], 1e-300))
-    return total
 
 
 def _lane_sums(index, values, n_bins, lanes):
@@ -578,9 +650,11 @@ if numba is not None:
     _pixel_pass_jit = _jit(_pixel_pass, _SUM_FLAGS)
     _subpixel_models_jit = _jit(_subpixel_models, _SUM_FLAGS)
     _model_of = _jit(_model_of, inline=True)
-    _log_sum_jit = _jit(_log_sum, _SUM_FLAGS)
     _boundary_lambda_jit = _jit(_boundary_lambda, flags=False)
     _bfgs_update_jit = _jit(_bfgs_update, flags=False)
+    _boundary_lambda = _jit(_boundary_lambda, flags=False, inline=True)
+    _symmetric_eigen = _jit(_symmetric_eigen, flags=False, inline=True)
+    _trust_step_jit = _jit(_trust_step, flags=False)
     _model_sums_jit = _jit(_model_sums, _SUM_FLAGS)
     _photon_pass_jit = _jit(_photon_pass, _SUM_FLAGS)
     _lane_sums = _jit(_lane_sums, flags=False, inline=True)
@@ -593,16 +667,19 @@ if numba is not None:
     _power_quantile_jit = _jit(_power_quantile)
 
 
-def pixel_pass(x: np.ndarray, y: np.ndarray, values: np.ndarray, shift, aspect: float, d_m: float,
-               optics: np.ndarray, steps: np.ndarray, a: float, b: float, extra: np.ndarray | None = None):
-    """(μ per pixel, sums (6,): Σ μ, Σ s, n and Σ ∇μ (d, cx, cy), info (5, 5), lit (5,):
-    Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1)) of :func:`_pixel_pass` at (a, b, d, centre ``shift``
-    (x, y times ``aspect``) from the region's centre); ``optics`` is (pixel m, distance m,
-    4π/λ), ``steps`` the sub-pixel offsets along one axis (one: the pixel's centre), ``extra``
-    None or each pixel's fixed background (float64, added to μ)."""
-    mu, sums, info, lit = np.empty(len(x)), np.empty(6), np.empty((5, 5)), np.empty(5)
+def pixel_pass(x: np.ndarray, y: np.ndarray, shift, aspect: float, d_m: float, optics: np.ndarray,
+               steps: np.ndarray, a: float, b: float, extra: np.ndarray | None = None,
+               values: np.ndarray | None = None):
+    """(μ per pixel, sums (6,): Σ μ, Σ s, n and Σ ∇μ (d, cx, cy), info (5, 5), with ``values``
+    (photons of every pixel) Σ C/μ (s, ∂s/∂d, ∂s/∂cx, ∂s/∂cy, 1), else None) of
+    :func:`_pixel_pass` at (a, b, d, centre ``shift`` (x, y times ``aspect``) from the region's
+    centre); ``optics`` is (pixel m, distance m, 4π/λ), ``steps`` the sub-pixel offsets along
+    one axis (one: the pixel's centre), ``extra`` None or each pixel's fixed background
+    (float64, added to μ)."""
+    mu, sums, info = np.empty(len(x)), np.empty(6), np.empty((5, 5))
+    lit = None if values is None else np.empty(5)
     where = _where(x, y, shift, aspect, d_m, optics, steps)
-    _pixel_pass_jit(x, y, values, *where[:-1], float(a), float(b), mu, sums, info, lit, where[-1], extra)
+    _pixel_pass_jit(x, y, *where[:-1], float(a), float(b), mu, sums, info, where[-1], extra, values, lit)
     return mu, sums, info, lit
 
 
@@ -645,16 +722,19 @@ def boundary_lambda(values: np.ndarray, along: np.ndarray, radius: float, lo: fl
     return float(_boundary_lambda_jit(values, along, float(radius), float(lo), float(hi)))
 
 
+def trust_step(hessian: np.ndarray, grad: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
+    """(step, whether it lies on the trust region's boundary) of :func:`_trust_step` (float64
+    arrays: (n, n), (n,))."""
+    step = np.empty(len(grad))
+    on_boundary = _trust_step_jit(hessian, grad, float(radius), step)
+    return step, bool(on_boundary)
+
+
 def bfgs_update(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
     """:func:`_bfgs_update` (float64 arrays: (n, n), (n,), (n,)); a new array."""
     out = np.empty_like(hessian)
     _bfgs_update_jit(hessian, step, change, out)
     return out
-
-
-def log_sum(mu: np.ndarray, lit: np.ndarray, counts: np.ndarray) -> float:
-    """``Σ C log μ`` over the pixels ``lit`` (indices into ``mu``) holding ``counts`` photons."""
-    return float(_log_sum_jit(mu, lit, counts))
 
 
 def ring_sums(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shifts: np.ndarray, width: float,

@@ -27,7 +27,8 @@ def test_pixel_pass_gives_the_numpy_model_and_its_sums(subpixels):
     x, y, values = _pixels()
     optics = _Optics(OPTICS.pixel_m, OPTICS.distance_m, OPTICS.wavelength_m, subpixels)
     a, b, d_m, shift = 3.0, 0.01, 71.3e-9, (1.7, -2.2)
-    mu, sums, info, lit = kernels.pixel_pass(x, y, values, shift, 1.0, d_m, VECTOR, optics._subpixel_steps(), a, b)
+    mu, sums, info, none = kernels.pixel_pass(x, y, shift, 1.0, d_m, VECTOR, optics._subpixel_steps(), a, b)
+    assert none is None
     s, dd, dx, dy = optics.pixel_shape_and_derivatives(x.astype(np.float64) - shift[0],
                                                        y.astype(np.float64) - shift[1], 1.0, d_m)
     dd = dd * 1e-9
@@ -36,28 +37,35 @@ def test_pixel_pass_gives_the_numpy_model_and_its_sums(subpixels):
     np.testing.assert_allclose(mu, expected_mu, rtol=1e-12)
     np.testing.assert_allclose(sums, [expected_mu.sum(), s.sum(), len(x), *grads[2:].sum(axis=1)], rtol=1e-10)
     np.testing.assert_allclose(info, (grads / expected_mu) @ grads.T, rtol=1e-10)
+    held = np.flatnonzero(values)
+    photons = kernels.photon_pass(x[held], y[held], values[held], shift, 1.0, d_m, VECTOR, optics._subpixel_steps(),
+                                  a, b)
     ratio = values / expected_mu
-    np.testing.assert_allclose(lit, [ratio @ s, ratio @ dd, ratio @ dx, ratio @ dy, ratio.sum()], rtol=1e-10)
-    lit_index = np.flatnonzero(values)
-    assert kernels.log_sum(mu, lit_index, values[lit_index]) == pytest.approx(
-        float(values[lit_index] @ np.log(expected_mu[lit_index])), rel=1e-12)
+    np.testing.assert_allclose(photons[:5], [ratio @ s, ratio @ dd, ratio @ dx, ratio @ dy, ratio.sum()], rtol=1e-10)
+    assert photons[5] == pytest.approx(float(values[held] @ np.log(expected_mu[held])), rel=1e-12)
 
 
 @pytest.mark.parametrize("subpixels", [1, 2, 4])
 def test_model_sums_and_photon_pass_are_the_full_pass_parts(subpixels):
-    """The cheaper passes of the lattice's steps: the model's sums over all pixels, and the
-    photons' terms over the pixels holding photons, as the full pass gives them."""
+    """The cheaper passes of the lattice's steps: the model's sums over all pixels as the full
+    pass gives them, and the photons' terms over the pixels holding photons with its μ."""
     x, y, values = _pixels()
     optics = _Optics(OPTICS.pixel_m, OPTICS.distance_m, OPTICS.wavelength_m, subpixels)
     steps = optics._subpixel_steps()
     a, b, d_m, shift = 3.0, 0.01, 71.3e-9, (1.7, -2.2)
-    mu, sums, _, lit = kernels.pixel_pass(x, y, values, shift, 1.0, d_m, VECTOR, steps, a, b)
+    mu, sums, info, _ = kernels.pixel_pass(x, y, shift, 1.0, d_m, VECTOR, steps, a, b)
     np.testing.assert_allclose(kernels.model_sums(x, y, shift, 1.0, d_m, VECTOR, steps) * [1, a, a, a],
                                sums[[1, 3, 4, 5]], rtol=1e-10)
     held = np.flatnonzero(values)
     photons = kernels.photon_pass(x[held], y[held], values[held], shift, 1.0, d_m, VECTOR, steps, a, b)
-    np.testing.assert_allclose(photons[:5], lit, rtol=1e-10)
+    ratio = values[held] / mu[held]
+    np.testing.assert_allclose(photons[[0, 4]], [ratio @ ((mu[held] - b) / a), ratio.sum()],
+                               rtol=1e-10)
     assert photons[5] == pytest.approx(float(values[held] @ np.log(mu[held])), rel=1e-12)
+    in_pass = kernels.pixel_pass(x, y, shift, 1.0, d_m, VECTOR, steps, a, b, values=values)   # where most hold photons
+    np.testing.assert_allclose(in_pass[0], mu, rtol=1e-14)
+    np.testing.assert_allclose(in_pass[2], info, rtol=1e-12)
+    np.testing.assert_allclose(in_pass[3], photons[:5], rtol=1e-10)
 
 
 def test_boundary_lambda_puts_the_step_on_the_trust_radius():

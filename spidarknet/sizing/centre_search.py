@@ -100,16 +100,20 @@ def _promising_cells(counts: np.ndarray, table: np.ndarray, shape_sums: np.ndarr
         cells = np.column_stack([np.full(n_diameters, anchor), np.arange(n_diameters)])
         fit = _kernels().ring_cells(counts, table, shape_sums, cells, n_pixels, True, 3, with_nll=False)
         t = np.clip(fit[:, 1] / np.maximum(fit[:, 0], 1e-300), 1e-300, 1e300)
+        m = np.array([0.25, 1.0, 4.0])[:, None, None]   # the three tables in one product
+        logs = np.log(np.maximum(table + m * t[:, None], 1e-300)).reshape(-1, table.shape[1])
         f0, f1, f2 = (total * np.log(np.maximum(shape_sums + (m * n_pixels) * t, 1e-300))
-                      - counts @ np.log(np.maximum(table + m * t[:, None], 1e-300)).T for m in (0.25, 1.0, 4.0))
+                      - (counts @ logs.T).reshape(n_centres, 3, n_diameters).transpose(1, 0, 2))
         curvature = f0 - 2.0 * f1 + f2
         inner = (f1 <= f0) & (f1 <= f2) & (curvature > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             estimate = np.where(inner, f1 - (f2 - f0) ** 2 / (8.0 * curvature), np.minimum(f0, f2))
     else:
         estimate = total * np.log(np.maximum(shape_sums, 1e-300)) - counts @ np.log(np.maximum(table, 1e-300)).T
-    best = np.argpartition(np.nan_to_num(estimate, nan=np.inf).ravel(), top)[:top]
-    return np.column_stack(np.unravel_index(best, estimate.shape))
+    estimate = estimate.ravel()
+    estimate[np.isnan(estimate)] = np.inf   # last (numpy's nan_to_num costs several times this)
+    best = np.argpartition(estimate, top)[:top]
+    return np.column_stack(np.unravel_index(best, (n_centres, n_diameters)))
 
 
 def _ring_search(pixels: _FitPixels, optics: _Optics, s: SizingSettings, centres, diameters: np.ndarray,
@@ -125,7 +129,7 @@ def _ring_search(pixels: _FitPixels, optics: _Optics, s: SizingSettings, centres
     n_rings = int(math.ceil(ring_limit_px / width)) + 1
     table = _ring_table(optics, width, n_rings, diameters)
     counts = pixels.ring_photons(centres, width, n_rings)
-    shape_sums = pixels.ring_pixels(centres, width, n_rings) @ table.T
+    shape_sums = pixels.ring_model_sums(centres, width, table, (optics, n_rings, table.shape[0], diameters.tobytes()))
     anchor = int(np.argmin(np.hypot(centres[:, 0] - anchor_xy[0], centres[:, 1] - anchor_xy[1])))
     cells = _promising_cells(counts, table, shape_sums, pixels.n_pixels, s.background, anchor, top)
     fit = _kernels().ring_cells(counts, table, shape_sums, cells, pixels.n_pixels, s.background, newton_steps)

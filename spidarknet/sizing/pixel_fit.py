@@ -30,14 +30,20 @@ class _FixedBackground:
         return float(self.pixels.sum())
 
 
+#: a pass over every pixel takes the photons' terms itself (not from a pass over the pixels
+#: holding photons) where more than one pixel in this many holds some (AGIPD's ADU: half of
+#: them; see :meth:`_PixelModel._photons_in_pass`)
+LIT_IN_PASS = 4
+
+
 class _PixelModel:
     """The Poisson likelihood of every pixel of ``pixels`` as a function of the free
     parameters θ = (a, [b,] d in nm[, cx, cy]) (b fixed at 0 without a background, the
     centre fixed at ``centre_xy`` when ``fit_centre`` is false): :meth:`at` gives the
     negative log-likelihood, its gradient, the expected (Fisher) information
-    ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel, all but ``Σ C log μ`` (a sum over the pixels
-    holding photons) from one compiled pass over the pixels
-    (:func:`spidarknet.sizing_kernels.pixel_pass`); ``fixed``: a fixed background of each
+    ``Σ_j ∇μ_j ∇μ_jᵀ / μ_j`` and μ per pixel, the sums over all pixels from one compiled pass
+    (:func:`spidarknet.sizing_kernels.pixel_pass`), the photons' terms from another over the
+    pixels holding photons (:func:`spidarknet.sizing_kernels.photon_pass`); ``fixed``: a fixed background of each
     pixel added to the model (:class:`_FixedBackground`)."""
 
     def __init__(self, pixels: _FitPixels, optics: _Optics, fit_background: bool, fit_centre: bool,
@@ -59,6 +65,14 @@ class _PixelModel:
         negative log-likelihood): the difference between every pixel's gradient and the
         lattice's at a point, so that the lattice's steps head for every pixel's optimum."""
         self.correction = gradient if self.correction is None else self.correction + gradient
+
+    def _photons_in_pass(self) -> bool:
+        """Whether a pass over every pixel takes the photons' terms itself: on coarse pixels (a
+        pass's cost is their sub-pixel models: the terms add little, a pass over the photons'
+        pixels would work theirs out again) and where more than one pixel in
+        :data:`LIT_IN_PASS` holds photons; not on the lattice (its pixels are not theirs)."""
+        pixels = self.pixels
+        return self.lattice is None and (len(self.steps) > 1 or len(pixels.lit) * LIT_IN_PASS > pixels.n_pixels)
 
     def unpack(self, theta: np.ndarray) -> tuple[float, float, float, float, float]:
         """(a, b, d in nm, cx, cy) of the free parameters ``theta``."""
@@ -87,32 +101,33 @@ class _PixelModel:
         shift = (cx - pixels.centre_xy[0], (cy - pixels.centre_xy[1]) * pixels.aspect)
         kernels = _kernels()
         fixed = self.fixed
-        if self.lattice is None and information:
-            mu, sums, info, lit = kernels.pixel_pass(pixels.x, pixels.y, pixels.values, shift, pixels.aspect,
-                                                     d_nm * 1e-9, self.vector, self.steps, a, b,
-                                                     None if fixed is None else fixed.pixels)
-            nll = float(sums[0] - kernels.log_sum(mu, pixels.lit, pixels.counts))
-        else:   # the sums over all pixels (or the lattice's), the photons' terms from their pixels
-            x, y = (pixels.x, pixels.y) if self.lattice is None else self.lattice
-            scale = pixels.n_pixels / len(x)
-            if information:
-                extra = None if fixed is None else (fixed.pixels if self.lattice is None else fixed.lattice)
-                _, sums, info, _ = kernels.pixel_pass(x, y, np.zeros(len(x)), shift, pixels.aspect, d_nm * 1e-9,
-                                                      self.vector, self.steps, a, b, extra)
+        x, y = (pixels.x, pixels.y) if self.lattice is None else self.lattice
+        scale = pixels.n_pixels / len(x)
+        mu = lit = None
+        if information:   # the sums over all pixels (or the lattice's), the photons' terms from their pixels
+            extra = None if fixed is None else (fixed.pixels if self.lattice is None else fixed.lattice)
+            mu, sums, info, lit = kernels.pixel_pass(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector,
+                                                     self.steps, a, b, extra,
+                                                     pixels.values if self._photons_in_pass() else None)
+            if self.lattice is not None:
+                mu = None
                 sums *= scale
                 info *= scale
-            else:
-                shape = kernels.model_sums(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector, self.steps)
-                shape *= scale
-                sums = np.array([a * shape[0] + b * pixels.n_pixels, shape[0], pixels.n_pixels, a * shape[1],
-                                 a * shape[2], a * shape[3]])
-                if fixed is not None:
-                    sums[0] += fixed.total
-                info = None
+        else:
+            shape = kernels.model_sums(x, y, shift, pixels.aspect, d_nm * 1e-9, self.vector, self.steps)
+            shape *= scale
+            sums = np.array([a * shape[0] + b * pixels.n_pixels, shape[0], pixels.n_pixels, a * shape[1],
+                             a * shape[2], a * shape[3]])
+            if fixed is not None:
+                sums[0] += fixed.total
+            info = None
+        if lit is None:
             lit = kernels.photon_pass(pixels.photon_x, pixels.photon_y, pixels.counts, shift, pixels.aspect,
                                       d_nm * 1e-9, self.vector, self.steps, a, b,
                                       None if fixed is None else fixed.photons)
-            nll, mu = float(sums[0] - lit[5]), None
+        else:   # Σ C log μ of the pass's μ
+            lit = np.append(lit, pixels.counts @ np.log(np.maximum(mu[pixels.lit], 1e-300)))
+        nll = float(sums[0] - lit[5])
         score = np.array([lit[0], lit[4], a * lit[1], a * lit[2], a * lit[3]])   # Σ C ∇μ / μ
         grad = sums[1:] - score
         if not self._all_free:
@@ -126,25 +141,14 @@ class _PixelModel:
         return nll, grad, info, mu
 
 
-def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float,
-                  eig: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, bool]:
+def _scoring_step(info_z: np.ndarray, grad_z: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
     """The step minimising the quadratic model ``g·p + ½ pᵀ I p`` within ``|p| ≤ radius``
     (in standard errors): the Fisher-scoring step ``-I⁻¹ g`` when that is inside, else
-    ``-(I + λ)⁻¹ g`` on the boundary (λ by bisection; it turns towards steepest descent as
-    the radius shrinks, as scipy's trust-exact does).  ``eig``: ``numpy.linalg.eigh(info_z)``,
-    known already.  Returns the step and whether it lies on the boundary."""
-    values, vectors = np.linalg.eigh(info_z) if eig is None else eig
-    along = vectors.T @ grad_z
-    lowest = float(values.min())
-    if lowest > 0:
-        step = -vectors @ (along / values)
-        if np.linalg.norm(step) <= radius:
-            return step, False
-    # ‖p(λ)‖ = radius by Newton's method on 1/‖p‖ (nearly linear in λ), kept in a bracket
-    lo = max(0.0, -lowest)
-    hi = lo + float(np.linalg.norm(grad_z)) / radius + 1e-300
-    lam = _kernels().boundary_lambda(values, along, radius, lo, hi)
-    return -vectors @ (along / (values + lam)), True
+    ``-(I + λ)⁻¹ g`` on the boundary (λ by Newton's method on 1/‖p‖ in a bracket; it turns
+    towards steepest descent as the radius shrinks, as scipy's trust-exact does), compiled
+    (:func:`spidarknet.sizing_kernels.trust_step`: numpy's eigh of a 5 x 5 matrix cost more
+    than the lattice's pass).  Returns the step and whether it lies on the boundary."""
+    return _kernels().trust_step(info_z, grad_z, radius)
 
 
 #: a trust region this small (in standard errors) ends the steps: its point can no longer move
@@ -271,13 +275,11 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
     hessian = info * np.outer(unit, unit)
     # a start outside (the grid's largest diameter, rounded above d_max) stays: an edge
     radius = 100.0 if allowed(*model.unpack(theta)) else 0.0
-    eig = None   # the Hessian's eigenvectors, until it changes
     for _ in range(max_steps if radius > 0 else 0):   # scipy's trust-region rules
         grad_z = grad * unit
         if not math.sqrt(float(grad_z @ grad_z)) >= tolerance or radius < MIN_TRUST_RADIUS:
             break
-        eig = np.linalg.eigh(hessian) if eig is None else eig
-        step, on_boundary = _scoring_step(hessian, grad_z, radius, eig)
+        step, on_boundary = _scoring_step(hessian, grad_z, radius)
         trial = theta + step * unit
         found = model.at(trial, information=informed or not secant) if allowed(*model.unpack(trial)) else (math.inf,)
         expected = -float(grad_z @ step + 0.5 * step @ hessian @ step)
@@ -288,7 +290,6 @@ def _trust_region(model: "_PixelModel", theta: np.ndarray, allowed: Callable, to
             radius = min(2.0 * radius, 1000.0)
         if ratio > 0.15:
             theta, (nll, grad, new_info, mu) = trial, found
-            eig = None
             if secant:   # the start's information stays (a secant's steps compute none)
                 hessian = _secant(hessian, step, grad * unit - grad_z)
                 info = new_info if informed else info

@@ -40,6 +40,7 @@ class _FitRegion:
         self.bounds = None   # the least and largest x and y (on first use)
         self.radius_ranges: dict = {}   # least and largest radius by centre (on first use)
         self._ring_pixels: dict = {}
+        self._ring_model_sums: dict = {}
         self._lattice = None
         self._matched = None   # the last mask array found equal to ``usable`` (see :meth:`fits`)
 
@@ -66,6 +67,22 @@ class _FitRegion:
             out = _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shifts, width, n_rings)
             out.setflags(write=False)
             self._ring_pixels[key] = out
+        return out
+
+    def ring_model_sums(self, shifts: np.ndarray, width: float, table: np.ndarray, key) -> np.ndarray:
+        """(centres, diameters): the sums over the region's pixels of each diameter's ring model
+        ``table`` (diameters x rings ``width`` wide) about centres ``shifts`` (as
+        :meth:`ring_pixels`), kept per set of centres and ``key`` (the table's: the geometry
+        alone decides both; read-only)."""
+        shifts = np.ascontiguousarray(shifts, dtype=np.float32)
+        full_key = (shifts.tobytes(), float(width), key)
+        out = self._ring_model_sums.get(full_key)
+        if out is None:
+            if len(self._ring_model_sums) >= 1024:
+                self._ring_model_sums.clear()
+            out = self.ring_pixels(shifts, width, table.shape[1]) @ table.T
+            out.setflags(write=False)
+            self._ring_model_sums[full_key] = out
         return out
 
     def fits(self, usable: np.ndarray, shape, origin, centre_xy, r_in_px, r_out_px, aspect) -> bool:
@@ -155,6 +172,13 @@ class _FitPixels:
         if self.all_finite:
             return self.region.ring_pixels(shifts, width, n_rings)
         return _kernels().ring_sums(self.x, self.y, np.ones(len(self.x)), shifts, width, n_rings)
+
+    def ring_model_sums(self, centres, width: float, table: np.ndarray, key) -> np.ndarray:
+        """(centres, diameters): the sums over the usable pixels of each diameter's ring model
+        ``table`` about each centre (:meth:`_FitRegion.ring_model_sums`; ``key`` names the table)."""
+        if self.all_finite:
+            return self.region.ring_model_sums(self.shifts(centres), width, table, key)
+        return self.ring_pixels(centres, width, table.shape[1]) @ table.T
 
     def ring_photons(self, centres, width: float, n_rings: int) -> np.ndarray:
         """(centres, n_rings): the photons in rings ``width`` wide about each centre."""
