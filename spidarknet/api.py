@@ -69,11 +69,12 @@ def load_model(weights: str | None = None, *, threshold: float | None = None) ->
 def detect(frames: FrameSource, model: Model | str | None = None, *, size_range: Sequence[float] | None = None,
            selector: Selector | str | None = None, threshold: float | None = None, backend: str = "opencv",
            prefilter: bool = True, jobs: int | None = None, batch: int = INFERENCE_BATCH,
-           on_frames: Callable[[int], object] | None = None, icosahedron: bool = False) -> HitList:
+           on_frames: Callable[[int], object] | None = None, icosahedron: bool | None = None) -> HitList:
     """Score every frame (one process) and, with ``size_range`` (nm) or ``selector`` (a
     :class:`Selector` or its JSON file), fit the frames the network lets through and let the
-    window or the selector decide, as ``detect`` does (``icosahedron``: with ``size_range``,
-    as ``--icosahedron`` refines the fits near its edges).  The network screens at the model
+    window or the selector decide, as ``detect`` does (with ``size_range`` the fits near its
+    edges are refined by an icosahedron unless ``icosahedron`` is False, as ``--no-icosahedron``;
+    True without a window is an error).  The network screens at the model
     card's screening threshold when a window or selector decides, else at its threshold
     (``threshold`` replaces either)."""
     if size_range is not None and selector is not None:

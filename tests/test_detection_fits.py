@@ -74,21 +74,26 @@ def test_detect_size_range_with_the_workers_fits_equals_the_fits_made_afterwards
 
 
 def test_detect_icosahedron_refines_the_fits_near_the_windows_edges(small_cxi, tmp_path):
-    """``--icosahedron`` reaches the workers' fits and the fits made afterwards: frame 3's
-    sphere (61.2 nm, within 3 nm of the window's edge) is refined by an icosahedron, frame 2's
-    (68.4 nm) is not; the hit list records the option."""
-    out = tmp_path / "hits.csv"
-    assert detect.main([str(small_cxi), "--out", str(out), "--size-range", "60", "75", "--icosahedron",
+    """With a window the icosahedron is on by default and reaches the workers' fits and the
+    fits made afterwards: frame 3's sphere (61.2 nm, within 3 nm below the window's edge) is
+    refined by an icosahedron, frame 2's (68.4 nm) is not; the hit list records it.
+    ``--no-icosahedron`` keeps the sphere's answer."""
+    out, off = tmp_path / "hits.csv", tmp_path / "off.csv"
+    assert detect.main([str(small_cxi), "--out", str(out), "--size-range", "62", "75",
                         "--frames", "2:4", "--jobs", "2", "--chunk", "1", "--quiet"]) == 0
+    assert detect.main([str(small_cxi), "--out", str(off), "--size-range", "62", "75", "--no-icosahedron",
+                        "--frames", "3:4", "--jobs", "1", "--quiet"]) == 0
     written = read_hits(out)
     assert written.meta["icosahedron"] is True and written.meta["jobs"] == 2
+    assert "icosahedron" not in read_hits(off).meta
     results = {}
     for on in (False, True):
         again = read_hits(out)
         again.selected = None
-        decide(again, FrameSource([str(small_cxi)], frames=slice(2, 4)), size_range=(60.0, 75.0), jobs=1,
+        decide(again, FrameSource([str(small_cxi)], frames=slice(2, 4)), size_range=(62.0, 75.0), jobs=1,
                icosahedron=on)
         results[on] = again.columns["diameter_nm"]
     np.testing.assert_allclose(written.columns["diameter_nm"], results[True], rtol=1e-4)
+    np.testing.assert_allclose(read_hits(off).columns["diameter_nm"], results[False][1:], rtol=1e-4)
     assert [k.index for k in written.keys] == [2, 3]
     assert results[False][0] == results[True][0] and abs(results[False][1] - results[True][1]) > 0.02

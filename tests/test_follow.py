@@ -204,19 +204,21 @@ def test_a_followed_file_that_pauses_has_its_waiting_rows_written(tmp_path):
 
 
 def test_follow_refines_by_an_icosahedron_near_the_windows_edge(small_cxi, tmp_path):
-    """--follow --icosahedron: frame 55's sphere (69.7 nm, 2.3 nm from a 60-72 nm window's
-    edge) is refined by an icosahedron in the followed fits (69.1 nm); the summary records it."""
+    """--follow with a window (the icosahedron on by default): frame 55's sphere (69.7 nm,
+    2.3 nm below a 60-72 nm window's edge) is refined by an icosahedron in the followed fits
+    (69.1 nm); the summary records it."""
     from spidarknet.frames.source import FrameSource
     from spidarknet.hits import summary_path
     from spidarknet.selection.decide import decide
     out = tmp_path / "hits.csv"
-    assert detect.main([str(small_cxi), "--out", str(out), "--follow", "--size-range", "60", "72", "--icosahedron",
+    assert detect.main([str(small_cxi), "--out", str(out), "--follow", "--size-range", "60", "72",
                         "--idle", "0.5", "--frames", "55:", "--quiet"]) == 0
     followed = read_hits(out)
     assert [k.index for k in followed.keys] == list(range(55, 60))
     assert json.loads(summary_path(str(out)).read_text())["icosahedron"] is True
     sphere = read_hits(out)
     sphere.selected = None
-    decide(sphere, FrameSource([str(small_cxi)], frames=slice(55, 60)), size_range=(60.0, 72.0), jobs=1)
+    decide(sphere, FrameSource([str(small_cxi)], frames=slice(55, 60)), size_range=(60.0, 72.0), jobs=1,
+           icosahedron=False)
     d_followed, d_sphere = followed.columns["diameter_nm"][0], sphere.columns["diameter_nm"][0]
     assert abs(d_sphere - 69.7) < 0.1 and abs(d_followed - 69.1) < 0.1

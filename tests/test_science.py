@@ -187,7 +187,8 @@ def test_the_pipeline_is_judged_with_the_size_window_of_the_simulator_s_labels()
     assert options == {"size_range": SIZE_WINDOW, "icosahedron": True}
     detect = with_options(DetectSettings(FrameOptions(("x.cxi",)), out="h.csv"), options)
     assert detect.icosahedron and tuple(detect.size_range) == SIZE_WINDOW
-    assert _detect_options(RecipeSettings()) == {"size_range": SIZE_WINDOW}
+    assert _detect_options(RecipeSettings()) == {"size_range": SIZE_WINDOW}   # detect's default: on
+    assert _detect_options(RecipeSettings(icosahedron=False)) == {"size_range": SIZE_WINDOW, "icosahedron": False}
 
 
 def test_the_geometry_table_says_how_far_each_geometry_is_from_the_training_one():

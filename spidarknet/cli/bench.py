@@ -57,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "label's 60-75 nm window (window)")
     science.add_argument("--no-size-window", action="store_true",
                          help="judge the network's selection alone (default: detect --size-range 60 75)")
-    science.add_argument("--icosahedron", action="store_true",
-                         help="detect with --icosahedron: the size window's fits near its edges refined by an "
-                              "icosahedron (about a second of CPU per such frame)")
+    _add_icosahedron_options(science)
     science.add_argument("--scale-counts", type=float, default=1.0, metavar="F",
                          help="multiply every simulated file's frame count (quick look: 0.25)")
     science.add_argument("--regimes", nargs="+", metavar="REGIME",
@@ -74,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="write the figures as JSON here")
     cli.add_common_args(parser)
     return parser
+
+
+def _add_icosahedron_options(science) -> None:
+    """--icosahedron / --no-icosahedron of --science (detect's refinement near the window's edges)."""
+    icosahedron = science.add_mutually_exclusive_group()
+    icosahedron.add_argument("--icosahedron", action="store_const", const=True, default=None,
+                             help="detect with --icosahedron: the size window's fits near its edges refined by an "
+                                  "icosahedron (detect's default with a window)")
+    icosahedron.add_argument("--no-icosahedron", dest="icosahedron", action="store_const", const=False,
+                             help="detect with --no-icosahedron: the sphere fit's diameters alone")
 
 
 def _add_training_args(science) -> None:

@@ -50,11 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--write-cxi", metavar="CXI", help="also copy the selected frames into this CXI file")
     parser.add_argument("--size-range", nargs=2, type=float, metavar=("MIN_NM", "MAX_NM"),
                         help="keep only hits whose sphere-fit diameter lies in [MIN, MAX] nm (e.g. 60 75)")
-    parser.add_argument("--icosahedron", action="store_true",
-                        help="with --size-range: where the sphere fit's diameter lies within 3 nm of the window's "
-                             "edges, fit an icosahedron too and take its diameter and centre where it fits better; "
-                             "helps icosahedral samples such as PR772 but costs about a second of CPU per such "
-                             "frame, e.g. --size-range 60 75 --icosahedron")
+    _add_icosahedron_options(parser)
     parser.add_argument("--selector", metavar="JSON",
                         help="a selection learnt from your labels ('spidarknet learn'): the network screens at "
                              "its screen, the sphere fit measures, the selector decides; every row carries the "
@@ -71,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_follow_args(parser)
     cli.add_common_args(parser)
     return parser
+
+
+def _add_icosahedron_options(parser: argparse.ArgumentParser) -> None:
+    """--icosahedron / --no-icosahedron (the window's refinement near its edges; on by default)."""
+    icosahedron = parser.add_mutually_exclusive_group()
+    icosahedron.add_argument("--icosahedron", action="store_const", const=True, default=None,
+                             help="with --size-range (the default there): where the sphere fit's diameter lies up to "
+                                  "3 nm below one of the window's edges, fit an icosahedron too and take "
+                                  "its diameter and centre where it fits better (icosahedral samples such as PR772: "
+                                  "the sphere sizes them up to ~2 nm low); a few ms of CPU per such frame")
+    icosahedron.add_argument("--no-icosahedron", dest="icosahedron", action="store_const", const=False,
+                             help="with --size-range: keep the sphere fit's diameters near the window's edges "
+                                  "(spherical samples; the default before the twelfth session)")
 
 
 def _add_follow_args(parser: argparse.ArgumentParser) -> None:

@@ -798,7 +798,7 @@ class RecipeSettings:
     weights: str | None = None          # judge these instead of training
     positives: str = "single"
     size_window: bool = True            # detect's size_range 60-75 nm
-    icosahedron: bool = False           # ... its fits near the edges refined by an icosahedron
+    icosahedron: bool | None = None     # ... its fits near the edges refined by an icosahedron (None: detect's default)
     scale_counts: float = 1.0
     regimes: Sequence[str] | None = None
     train_geometries: bool = False
@@ -836,7 +836,7 @@ def _recipes(settings: RecipeSettings) -> list[tuple[str, dict]]:
 def _detect_options(settings: RecipeSettings) -> dict:
     """detect's options of the judged files: the size window (and its icosahedron) unless judged without."""
     window = {"size_range": SIZE_WINDOW} if settings.size_window else {}
-    return {**window, "icosahedron": True} if settings.icosahedron else window
+    return {**window, "icosahedron": settings.icosahedron} if settings.icosahedron is not None and window else window
 
 
 def run_recipes(settings: RecipeSettings, say: Callable[[str], None] = print) -> list[dict]:

@@ -208,7 +208,7 @@ def _screened_fits(settings: DetectSettings, comm):
     from spidarknet.detection.fits import ScreenedFits
     from spidarknet.sizing import SizingSettings
     # a size window alone judges the fits: they go only as far as it needs (SizingSettings.window_nm)
-    return ScreenedFits(SizingSettings(window_nm=tuple(settings.size_range), icosahedron=settings.icosahedron)
+    return ScreenedFits(SizingSettings(window_nm=tuple(settings.size_range), icosahedron=settings.icosahedron is not False)
                         if settings.size_range else None)
 
 

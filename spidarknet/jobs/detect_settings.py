@@ -40,8 +40,9 @@ class DetectSettings:
     write_cxi: str | None = None
     size_range: Sequence[float] | None = None
     #: with ``size_range``: near the window's edges, refine the sphere fit by an icosahedron
-    #: (~1 s CPU per such frame; :attr:`~spidarknet.sizing.SizingSettings.icosahedron`)
-    icosahedron: bool = False
+    #: (:attr:`~spidarknet.sizing.SizingSettings.icosahedron`); None: wherever a window is
+    #: given, False: never (``--no-icosahedron``), True: asked for (an error without a window)
+    icosahedron: bool | None = None
     selector: str | None = None
     mpi: bool = False
     shard: str | None = None

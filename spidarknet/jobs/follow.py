@@ -191,7 +191,7 @@ def _write_follow_summary(settings: DetectSettings, state: RunState, model, info
                "weights_sha256": file_digest(settings.weights), "frame_checks": checks.to_dict()}
     if prefilter is not None:
         summary["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
-    if settings.icosahedron:
+    if settings.size_range and settings.icosahedron is not False:
         summary["icosahedron"] = True
     write_json(summary, summary_path(settings.out), True, "hit list summary")
     warn_frame_checks(summary["frame_checks"], state.feedback)

@@ -58,28 +58,31 @@ def selector_reasons(measured: Measured, selector: Selector) -> tuple[np.ndarray
     return selected, np.where(measured.fitted, p, np.nan), reasons
 
 
-def check_icosahedron(icosahedron: bool, size_range) -> None:
-    """The icosahedron refines the fits near a size window's edges (``--icosahedron``): a
-    :class:`~spidarknet.core.errors.ConfigError` where it comes without a window."""
+def check_icosahedron(icosahedron: bool | None, size_range) -> bool:
+    """Whether the icosahedron refines the fits near a size window's edges: wherever a window
+    is given, unless ``icosahedron`` is False (``--no-icosahedron``); a
+    :class:`~spidarknet.core.errors.ConfigError` where it is asked for (True,
+    ``--icosahedron``) without a window."""
     if icosahedron and not size_range:
         raise ConfigError("--icosahedron refines the sphere fit near the edges of a size window: add "
                           "--size-range MIN MAX (e.g. --size-range 60 75 --icosahedron)")
+    return bool(size_range) and icosahedron is not False
 
 
 def decide(hits: HitList, source: FrameSource, *, size_range: Sequence[float] | None = None,
            selector: Selector | None = None, jobs: int | None = None,
            on_frames: Callable[[int], object] | None = None, fitted: dict | None = None,
-           icosahedron: bool = False) -> dict:
+           icosahedron: bool | None = None) -> dict:
     """Measure the frames ``hits`` selects (frames of ``source``; those ``fitted`` lacks, see
     :func:`~spidarknet.selection.features.measure`) and narrow the selection by the size
-    window or the selector (with ``icosahedron``, the window's fits near its edges refined by an
-    icosahedron: :attr:`~spidarknet.sizing.SizingSettings.icosahedron`, recorded in
+    window or the selector (the window's fits near its edges refined by an icosahedron unless
+    ``icosahedron`` is False: :attr:`~spidarknet.sizing.SizingSettings.icosahedron`, recorded in
     ``hits.meta``); the measurements go into ``hits.columns``.  Returns the counts
     (window) or the selected number (selector), with the frames fitted (``fitted_frames``)
     and the fits' CPU seconds (``cpu_s``: ``fit``, ``second_particle``)."""
     if (size_range is None) == (selector is None):
         raise ValueError("give a size range or a selector")
-    check_icosahedron(icosahedron, size_range)
+    icosahedron = check_icosahedron(icosahedron, size_range)
     scores = np.where(hits.hits, hits.scores, -1.0)  # only what the network let through is fitted
     measured = measure(source, hits.keys, scores, 0.0, jobs=jobs, on_frames=on_frames, size_range=size_range,
                        fitted=fitted, window=None if size_range is None else tuple(size_range),
@@ -126,13 +129,13 @@ class ChunkDecider:
 
     def __init__(self, size_range: Sequence[float] | None = None, selector: Selector | None = None,
                  background: Callable[[FileInfo, bool], tuple[FileBackground | None, bool]] | None = None,
-                 icosahedron: bool = False):
+                 icosahedron: bool | None = None):
         if (size_range is None) == (selector is None):
             raise ValueError("give a size range or a selector")
         self.size_range, self.selector = size_range, selector
         # as detect's: a size window alone judges the fits, which go only as far as it needs
         self.settings = SizingSettings(window_nm=None if size_range is None else tuple(size_range),
-                                       icosahedron=icosahedron)
+                                       icosahedron=icosahedron is not False)
         self.regions: dict = {}
         self.columns = HIT_COLUMNS + (("probability",) if selector is not None else ()) + ("reason",)
         self._find_background = background

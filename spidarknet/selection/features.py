@@ -102,15 +102,15 @@ def _fit_values(results: Sequence[SizeResult], files) -> dict[str, np.ndarray]:
 
 def measure(source: FrameSource, keys: Sequence[FrameKey], scores: np.ndarray, screen: float, *,
             jobs: int | None = None, on_frames: Callable[[int], object] | None = None,
-            size_range=None, fitted: dict | None = None, window=None, icosahedron: bool = False) -> Measured:
+            size_range=None, fitted: dict | None = None, window=None, icosahedron: bool = True) -> Measured:
     """The features of ``keys`` (frames of ``source``, scored ``scores`` by the network):
     the sphere is fitted to those scoring at least ``screen`` (in ``jobs`` processes) that
     ``fitted`` (fits by (absolute path, index), made already) lacks; the rest keep NaN for
     the fit's numbers and ``fit_ok`` 0.  The fits' doubts about each file's geometry
     (:func:`geometry_warnings`, with the sample's ``size_range`` in nm where known) are kept
     in ``warnings``.  ``window`` (nm): a size window that alone will judge the fits, which then
-    go only as far as it needs (:attr:`~spidarknet.sizing.SizingSettings.window_nm`), and with
-    ``icosahedron`` those near its edges are refined by an icosahedron
+    go only as far as it needs (:attr:`~spidarknet.sizing.SizingSettings.window_nm`), and unless
+    ``icosahedron`` is False those near its edges are refined by an icosahedron
     (:attr:`~spidarknet.sizing.SizingSettings.icosahedron`)."""
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) != len(keys):

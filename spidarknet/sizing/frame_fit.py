@@ -90,9 +90,9 @@ def fit_frame_sphere(pixels: _FitPixels, optics: _Optics, centre_xy: Sequence[fl
 def _as_icosahedron(fit: SphereFit, pixels: _FitPixels, optics: _Optics, s: SizingSettings,
                     shape: RadialBackground | None) -> None:
     """With ``s.icosahedron`` on, a fit on fine pixels (the pattern is sampled at the pixels'
-    centres) within :data:`~spidarknet.sizing.icosahedron.ICOSAHEDRON_EDGE_NM` of a size
-    window's edge (where the sphere's diameter was pulled 1-3 nm by a beam at a dead half's
-    edge) takes the diameter and centre of the best icosahedron
+    centres) near a size window's edge (:func:`~spidarknet.sizing.icosahedron.near_window_edge`:
+    where the sphere's diameter, pulled 1-3 nm low by a beam at a dead half's edge, could
+    cross it) takes the diameter and centre of the best icosahedron
     (:func:`~spidarknet.sizing.icosahedron.fit_icosahedron`, the file's stray light laid as
     the sphere's fit lays it) where its likelihood beats the sphere's by
     :data:`~spidarknet.sizing.icosahedron.ICOSAHEDRON_MIN_GAIN`; its CPU seconds in

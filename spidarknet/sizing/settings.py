@@ -63,11 +63,11 @@ class SizingSettings:
     #: fits inside it get the second-particle test (None: every fit is made in full)
     window_nm: tuple[float, float] | None = None
     #: near the window's edges, the diameter and centre of an icosahedron where it fits better
-    #: (:mod:`spidarknet.sizing.icosahedron`).  Off by default for its cost: ~1.2 s CPU per frame
-    #: refined (46 % of the fitted frames of the dev files with a 60-75 nm window), against
-    #: 5-15 ms for the sphere; on, the measured-like dev pool's F1 rose 0.949 -> 0.967 and the
-    #: clean pnCCD dev files' (301, 302) 0.966 -> 0.985
-    icosahedron: bool = False
+    #: (:mod:`spidarknet.sizing.icosahedron`; only with a window and fine pixels).  A few ms of
+    #: CPU per frame it refines (fits from 3 nm below to 1 nm above an edge; spheres stop after
+    #: a ranking on polar cells); the measured-like dev pool's F1 0.949 -> 0.967 with the first,
+    #: slow version (eleventh session), the same with this one (docs/recipe.md)
+    icosahedron: bool = True
 
     def check(self) -> "SizingSettings":
         """Raise :class:`ConfigError` on values that cannot work."""
