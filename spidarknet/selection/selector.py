@@ -50,7 +50,11 @@ regression rejects its own few negatives, so the negatives it lets through are f
 fold (scikit-learn's ``cross_val_predict``), and a gate must cut off at least
 :data:`FEW_SINGLES_GATE_CUT` of them (eleventh session, docs/selection.md: 40 proposed labels
 on six development pairs, `bright` 0.796 → 0.807 and `centred` 0.849 → 0.872, the others
-within the pairs' spread).  With every frame of a development run labelled the gates raised held-out F1 for
+within the pairs' spread).  Its few singles pull the regression's probabilities down (most
+errors with 40 labels are singles rejected), so its probability cut is the one of
+:data:`FEW_SINGLES_THRESHOLDS` whose F1 on the labels, out of fold, is highest (twelfth
+session, docs/selection.md: 40 random labels on seven development pairs, `bright` and
+`centred` gain, `spheres` loses; 40 proposed nearly unchanged).  With every frame of a development run labelled the gates raised held-out F1 for
 ``bright`` from 0.929 to 0.951 and ``spheres`` from 0.939 to 0.972 (mean of five pairs).  Files of formats 1 and 2
 are hinge models and apply as before.
 
@@ -104,6 +108,9 @@ GATES_MIN_SINGLES = 20
 FEW_SINGLES_MODEL = "hinge_and_gates"
 #: with few singles a gate must cut off at least this many labelled negatives (one is chance)
 FEW_SINGLES_GATE_CUT = 2
+#: with few singles the probability cut is the one of these whose F1 on the labels, out of fold,
+#: is highest (the lowest of those equal): the regression's few singles pull its probabilities down
+FEW_SINGLES_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 #: a gate's value at the labelled frame nearest its cut on the side it keeps
 GATE_EDGE = 0.9
 #: the narrowest half gap (σ) between a gate's cut and the labelled frames beside it
@@ -331,14 +338,24 @@ def _candidates(measured: Measured, labels: np.ndarray, screen: float, features:
     logistic, oof = _logistic(measured, labels, screen, features, seed, out_of_fold=few)
     z = logistic.design(measured)[:, :len(features)]
     screened = measured.values["score"] >= screen
+    threshold = _oof_threshold(oof, labels, screened) if few else DECISION_THRESHOLD
     out = {}
     for m in models:
         passes = oof if few else logistic.probability(measured)
         passed = screened if m == "gates" else screened & (passes >= DECISION_THRESHOLD)
         gates = [] if m == "hinge" else _gates(z, labels.astype(bool), passed, features,
                                                  FEW_SINGLES_GATE_CUT if few else 1)
-        out[m] = replace(logistic, model=m, gates=gates)
+        out[m] = replace(logistic, model=m, gates=gates, threshold=threshold)
     return out
+
+
+def _oof_threshold(oof: np.ndarray, labels: np.ndarray, screened: np.ndarray) -> float:
+    """The probability cut of :data:`FEW_SINGLES_THRESHOLDS` whose F1 on the labelled frames,
+    judged by their out-of-fold probabilities ``oof``, is highest (the lowest of those equal)."""
+    singles = labels.astype(bool)
+    f1 = [2.0 * np.sum(screened & (oof >= t) & singles) / (np.sum(screened & (oof >= t)) + singles.sum())
+          for t in FEW_SINGLES_THRESHOLDS]
+    return float(FEW_SINGLES_THRESHOLDS[int(np.argmax(f1))])
 
 
 def _gates(z: np.ndarray, labels: np.ndarray, passed: np.ndarray, features: list, least: int = 1) -> list:
@@ -421,10 +438,10 @@ def cross_validate(measured: Measured, labels, screen: float, *, features=DEFAUL
                          "label more frames ('spidarknet propose' says which)")
     folds = int(min(folds, fewest))
     p = np.zeros(len(labels))
+    selected = np.zeros(len(labels), dtype=bool)
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(p, labels):
         part = fit_selector(measured.subset(train), labels[train], screen, features=features, seed=seed)
-        p[test] = part.probability(measured.subset(test))
-    selected = (measured.values["score"] >= screen) & (p >= DECISION_THRESHOLD)
+        selected[test], p[test] = part.decide(measured.subset(test))  # each fold at its own cut
     c = confusion(selected.astype(float), labels, 0.5)
     figures = {"folds": folds, "labels": int(len(labels)), "single": int(labels.sum()),
                "precision": c.precision, "recall": c.recall, "f1": c.f1,
