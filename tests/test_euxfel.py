@@ -428,6 +428,23 @@ def test_tiles_placed_whole_read_as_extra_geom_assembles(sim_run, monkeypatch):
                                                                                          range(16)))
 
 
+def test_a_worker_takes_the_runs_it_opened_early_only_where_they_are_the_spec(sim_run, small_cxi):
+    """detect's workers open the runs while the parent does: the parent's share of them is a
+    selection of those, runs read otherwise are opened again, runs that do not open are left
+    to the parent, and CXI files are not opened early."""
+    from spidarknet.frames.euxfel import open_early, source_from_spec
+    from spidarknet.frames.options import FrameOptions, run_inputs
+    runs = run_inputs(FrameOptions([str(sim_run)], adu_per_photon=6.0))
+    opened = open_early(runs)
+    parent = EuXFELRun([str(sim_run)], RunOptions(adu_per_photon=6.0))
+    share = source_from_spec(parent.select({parent.files[0].path: np.arange(12, 24)}).spec(), opened)
+    assert share._runs is opened._runs and list(share.files[0].indices) == list(range(12, 24))
+    other = source_from_spec(EuXFELRun([str(sim_run)], RunOptions(adu_per_photon=5.0)).spec(), opened)
+    assert other._runs is not opened._runs and len(other) == 24
+    assert open_early(dict(runs, inputs=[str(sim_run / "missing")])) is None
+    assert run_inputs(FrameOptions([str(small_cxi)])) is None
+
+
 def test_deflated_mask_chunks_inflated_once_per_content(sim_run, tmp_path, monkeypatch):
     """A gzip mask is read chunk by chunk and each distinct chunk inflated once (its stored
     bytes repeat from train to train): the frames and their masks are those h5py reads, a

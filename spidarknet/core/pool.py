@@ -344,6 +344,15 @@ class Pool:
         except subprocess.TimeoutExpired:
             return Died(None)
 
+    def keep(self, count: int) -> None:
+        """Only the first ``count`` workers kept; the others (started before their number was
+        known, given nothing but their job) killed at once."""
+        extra, self.workers = self.workers[count:], self.workers[:count]
+        for worker in extra:
+            worker.conn.close()
+            worker.proc.kill()
+            worker.proc.wait()
+
     def close(self, grace_s: float = 5.0) -> None:
         """Every worker stopped: :class:`Stop` sent, its socket closed (a busy worker leaves at
         its next message), then killed if it is still running after ``grace_s`` seconds."""
