@@ -210,8 +210,9 @@ class Pool:
         self.workers: list[Worker] = []
         package_root = str(Path(__file__).resolve().parents[2])
         python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        # TMPDIR: what a worker leaves in its temporary files when it is killed goes with the pool's
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-                   MKL_NUM_THREADS=str(threads), PYTHONPATH=python_path)
+                   MKL_NUM_THREADS=str(threads), PYTHONPATH=python_path, TMPDIR=self._tmp.name)
         env.pop(_LOG_LEVEL_ENV, None)
         level = logging.getLogger("spidarknet").getEffectiveLevel()
         if level < logging.WARNING:  # --verbose: the workers' log records come here
