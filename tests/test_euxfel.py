@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import h5py
@@ -396,6 +395,56 @@ def test_a_compressed_run_reads_as_its_uncompressed_twin(sim_run, tmp_path):
     np.testing.assert_allclose(hits[0].scores, hits[1].scores, atol=2e-3)
 
 
+def test_tiles_placed_whole_read_as_extra_geom_assembles(sim_run, monkeypatch):
+    """A module's tiles are placed as rectangles (turned, mirrored): the frames read, whole or a
+    region, are EXtra-geom's assembly of the module data and what placing pixel by pixel gives;
+    the chunks' offsets listed at once are those HDF5 looks up one by one."""
+    from spidarknet.frames import euxfel
+    from spidarknet.frames.source import _ChunkOffsets
+    options = RunOptions(geom=str(sim_run / "agipd1m.geom"), frames=(0, 6, None))
+    source = EuXFELRun([str(sim_run)], options)
+    geometry = euxfel._geometry(options, str(sim_run))[0]
+    stack = []
+    for m in range(16):
+        with h5py.File(next(sim_run.glob(f"*AGIPD{m:02d}-S00000.h5"))) as handle:
+            ds = handle[f"INSTRUMENT/SPB_DET_AGIPD1M-1/CORR/{m}CH0:output/image/data"]
+            stack.append(ds[0:6])
+            if m == 4:
+                offsets = _ChunkOffsets(ds)
+                listed = offsets._all()
+                assert listed is not None and list(listed) == [
+                    ds.id.get_chunk_info_by_coord((i, 0, 0)).byte_offset for i in range(ds.shape[0])]
+    assembled = np.maximum(geometry.position_modules(np.stack(stack, axis=1))[0], 0)
+    placed = source._runs[str(sim_run)].layout.index >= 0
+    for roi in (None, (500, 720, 430, 650)):
+        region = np.s_[:, :, :] if roi is None else np.s_[:, roi[0]:roi[1], roi[2]:roi[3]]
+        data = np.concatenate([c.data for c in source.chunks(4, roi=roi)])
+        np.testing.assert_array_equal(np.where(placed[region[1:]], data, np.nan), assembled[region])
+        with monkeypatch.context() as patched:
+            patched.setattr(euxfel, "_tiles", lambda part, tile: None)
+            one_by_one = np.concatenate([c.data for c in EuXFELRun([str(sim_run)], options).chunks(4, roi=roi)])
+        np.testing.assert_array_equal(data, one_by_one)
+    assert all(p.tiles is not None for p in source._runs[str(sim_run)].layout.module_parts((0, 1256, 0, 1092),
+                                                                                         range(16)))
+
+
+def test_a_worker_takes_the_runs_it_opened_early_only_where_they_are_the_spec(sim_run, small_cxi):
+    """detect's workers open the runs while the parent does: the parent's share of them is a
+    selection of those, runs read otherwise are opened again, runs that do not open are left
+    to the parent, and CXI files are not opened early."""
+    from spidarknet.frames.euxfel import open_early, source_from_spec
+    from spidarknet.frames.options import FrameOptions, run_inputs
+    runs = run_inputs(FrameOptions([str(sim_run)], adu_per_photon=6.0))
+    opened = open_early(runs)
+    parent = EuXFELRun([str(sim_run)], RunOptions(adu_per_photon=6.0))
+    share = source_from_spec(parent.select({parent.files[0].path: np.arange(12, 24)}).spec(), opened)
+    assert share._runs is opened._runs and list(share.files[0].indices) == list(range(12, 24))
+    other = source_from_spec(EuXFELRun([str(sim_run)], RunOptions(adu_per_photon=5.0)).spec(), opened)
+    assert other._runs is not opened._runs and len(other) == 24
+    assert open_early(dict(runs, inputs=[str(sim_run / "missing")])) is None
+    assert run_inputs(FrameOptions([str(small_cxi)])) is None
+
+
 def test_deflated_mask_chunks_inflated_once_per_content(sim_run, tmp_path, monkeypatch):
     """A gzip mask is read chunk by chunk and each distinct chunk inflated once (its stored
     bytes repeat from train to train): the frames and their masks are those h5py reads, a
@@ -416,8 +465,8 @@ def test_deflated_mask_chunks_inflated_once_per_content(sim_run, tmp_path, monke
         return np.concatenate([c.data for c in chunks]), np.concatenate(
             [np.broadcast_to(c.valid, c.data.shape) for c in chunks])
 
-    inflated, inflate = [], zlib.decompress
-    monkeypatch.setattr(euxfel.zlib, "decompress", lambda raw: inflated.append(raw) or inflate(raw))
+    inflated, inflate = [], euxfel._inflate.decompress   # ISA-L's inflate (zlib's without it)
+    monkeypatch.setattr(euxfel._inflate, "decompress", lambda raw: inflated.append(raw) or inflate(raw))
     euxfel._INFLATED.clear()
     data, valid = frames_of()   # all 16 modules, frames 0:5, 5:10, 10:12 (a train's end), 12:17, ...
     monkeypatch.setattr(euxfel._MaskChunks, "open", classmethod(lambda cls, ds: None))   # h5py reads them

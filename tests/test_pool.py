@@ -119,6 +119,32 @@ def test_close_stops_the_workers_and_removes_the_log():
     assert not pool.log_path.parent.exists()
 
 
+def serve_temporary(conn) -> None:
+    """Makes a temporary file, says where, and waits (to be killed)."""
+    import tempfile
+    conn.recv()
+    handle, path = tempfile.mkstemp(prefix="worker-")
+    conn.send(Ready(path))
+    conn.recv()
+
+
+def test_keep_kills_the_workers_beyond_the_first_and_their_temporary_files_go_with_the_pool():
+    pool = Pool("test_pool:serve_square", [None, None, None])
+    procs = [w.proc for w in pool.workers]
+    pool.keep(1)
+    assert len(pool) == 1 and procs[1].poll() == procs[2].poll() == -signal.SIGKILL
+    pool.send(0, "7")
+    assert pool.recv(0) == Ready(procs[0].pid) and pool.recv(0) == Result(49)
+    pool.close(grace_s=2)
+    assert procs[0].poll() == 0
+    pool = Pool("test_pool:serve_temporary", [None, None])
+    left = [pool.recv(i).info for i in range(2)]
+    assert all(Path(p).exists() and Path(p).parent == pool.log_path.parent for p in left)
+    pool.keep(1)
+    pool.close(grace_s=2)
+    assert not any(Path(p).exists() for p in left)
+
+
 def test_one_core_count():
     assert core_count() == len(os.sched_getaffinity(0)) >= 1
 

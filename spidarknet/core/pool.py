@@ -210,8 +210,9 @@ class Pool:
         self.workers: list[Worker] = []
         package_root = str(Path(__file__).resolve().parents[2])
         python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        # TMPDIR: what a worker leaves in its temporary files when it is killed goes with the pool's
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-                   MKL_NUM_THREADS=str(threads), PYTHONPATH=python_path)
+                   MKL_NUM_THREADS=str(threads), PYTHONPATH=python_path, TMPDIR=self._tmp.name)
         env.pop(_LOG_LEVEL_ENV, None)
         level = logging.getLogger("spidarknet").getEffectiveLevel()
         if level < logging.WARNING:  # --verbose: the workers' log records come here
@@ -343,6 +344,15 @@ class Pool:
             return Died(self.workers[index].proc.wait(timeout=5))
         except subprocess.TimeoutExpired:
             return Died(None)
+
+    def keep(self, count: int) -> None:
+        """Only the first ``count`` workers kept; the others (started before their number was
+        known, given nothing but their job) killed at once."""
+        extra, self.workers = self.workers[count:], self.workers[:count]
+        for worker in extra:
+            worker.conn.close()
+            worker.proc.kill()
+            worker.proc.wait()
 
     def close(self, grace_s: float = 5.0) -> None:
         """Every worker stopped: :class:`Stop` sent, its socket closed (a busy worker leaves at

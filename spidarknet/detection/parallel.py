@@ -28,7 +28,7 @@ from spidarknet.core.errors import EngineError, SpidarknetError
 from spidarknet.core.pool import Died, Failed, Pool, Progress, Result
 from spidarknet.detection.fits import ScreenedFits, warm_up
 from spidarknet.detection.local import FrameChecks, PartialResult, Prefilter, StageTimes, detect_frames
-from spidarknet.frames.euxfel import source_from_spec
+from spidarknet.frames.euxfel import open_early, source_from_spec
 from spidarknet.frames.source import FrameSource
 from spidarknet.hits import HitList, join_columns
 from spidarknet.preprocess import Preprocessing
@@ -52,6 +52,7 @@ class DetectionJob:
     libdarknet: str | None = None   # the darknet backend's library
     gpu: int | None = None
     fit: SizingSettings | None = None  # fit the frames at or above the threshold too (ScreenedFits)
+    runs: dict | None = None        # European XFEL runs, opened while the parent opens them (open_early)
 
 
 @dataclass
@@ -65,13 +66,14 @@ class ShardScores:
 
 
 def serve(conn) -> None:
-    """A detection worker (run by the pool): its :class:`DetectionJob` set up (the network
-    loaded; numba's kernels where it fits) while the parent opens the frames, then its share
-    of the frames (``FrameSource.spec()``) scored chunk by chunk."""
+    """A detection worker (run by the pool): its :class:`DetectionJob` set up (the runs
+    opened; the network loaded; numba's kernels where it fits) while the parent opens the
+    frames, then its share of the frames (``FrameSource.spec()``) scored chunk by chunk."""
     from spidarknet.engine.backends import OpenedDetector
     from spidarknet.engine.cfg import DarknetCfg
     from spidarknet.engine.model import Model
     job: DetectionJob = conn.recv()
+    opened = open_early(job.runs)
     settings = Preprocessing.from_dict(job.preprocessing)
     model = Model(weights=Path(job.weights), cfg=DarknetCfg.parse(job.cfg), preprocessing=settings)
     prefilter = Prefilter.from_dict(job.prefilter) if job.prefilter else None
@@ -81,7 +83,7 @@ def serve(conn) -> None:
                         libdarknet=job.libdarknet, gpu=job.gpu) as detector:
         if fits is not None:
             warm_up()
-        source = source_from_spec(conn.recv())
+        source = source_from_spec(conn.recv(), opened)
         if fits is not None:   # the background shapes of the files that other workers share
             fits.backgrounds.update(conn.recv())
         # a PartialResult (the engine failed part-way) goes back whole, with the frames scored

@@ -45,13 +45,14 @@ import numpy as np
 from spidarknet.core.defaults import READ_CHUNK_FRAMES
 from spidarknet.core.errors import ConfigError, InputError
 from spidarknet.frames.source import (EV_J, LIGHT_M_S, PLANCK_J_S, FileInfo, FrameChunk, FrameSource, Geometry,
-                                      Roi, _clip_roi, _DirectReader, group_keys, open_h5)
+                                      Roi, _clip_roi, _DirectReader, _inflate, group_keys, open_h5)
 
 log = logging.getLogger(__name__)
 
 DETECTOR = "SPB_DET_AGIPD1M-1"
 N_MODULES = 16
 MODULE_SHAPE = (512, 128)      # slow scan (rows), fast scan (columns) of one module
+TILE_ROWS = 64                 # a module's tiles (placed each as a whole): 8 of 64 rows
 CORRECTED = "{detector}/CORR/{module}CH0:output"
 LEGACY = "{detector}/DET/{module}CH0:xtdf"
 #: quadrant positions (x, y) in mm of EXtra-geom's examples for SPB's AGIPD 1M
@@ -79,11 +80,26 @@ def is_run_input(text: str) -> bool:
     return is_run_folder(text) or (not os.path.exists(text) and bool(_PROPOSAL_RUN.match(text)))
 
 
-def source_from_spec(spec: dict) -> FrameSource:
-    """The source :meth:`FrameSource.spec` describes, a file's or a run's (in another process)."""
+def source_from_spec(spec: dict, opened: "EuXFELRun | None" = None) -> FrameSource:
+    """The source :meth:`FrameSource.spec` describes, a file's or a run's (in another process);
+    ``opened``: runs opened already (:func:`open_early`), used where they are the spec's."""
     if spec.get("kind") == "euxfel":
-        return EuXFELRun.from_spec(spec)
+        return EuXFELRun.from_spec(spec, opened)
     return FrameSource.from_spec(spec)
+
+
+def open_early(runs: dict | None) -> "EuXFELRun | None":
+    """The runs ``runs`` names (:func:`~spidarknet.frames.options.run_inputs`), opened by a
+    worker while the parent opens them too (geometry, layout, trains: ~0.2 s of CPU that
+    would otherwise wait for the parent's); None without runs, or where they do not open
+    (the parent's opening says why)."""
+    if runs is None:
+        return None
+    try:
+        return EuXFELRun(runs["inputs"], RunOptions.from_dict(runs["options"]), data=runs["data"])
+    except Exception as exc:   # whatever it is, the parent meets it too and reports it
+        log.debug("the runs %s did not open early (%s): opened from the parent's description", runs["inputs"], exc)
+        return None
 
 
 def recorded_run_options(meta: dict, **overrides) -> "RunOptions":
@@ -236,7 +252,9 @@ class AgipdLayout:
                 continue
             ss, fs = np.divmod(sub[rows, cols] - lo, MODULE_SHAPE[1])
             box = (int(ss.min()), int(ss.max()) + 1, int(fs.min()), int(fs.max()) + 1)
-            parts.append(ModulePart(m, box, rows, cols, ss - box[0], fs - box[2]))
+            part = ModulePart(m, box, rows, cols, ss - box[0], fs - box[2])
+            part.tiles = _tiles(part, ss // TILE_ROWS)
+            parts.append(part)
         return parts
 
 
@@ -251,6 +269,7 @@ class ModulePart:
     cols: np.ndarray
     ss: np.ndarray
     fs: np.ndarray
+    tiles: list | None = None     # the same as rectangles (:func:`_tiles`), where it is
 
 
 @dataclass
@@ -420,8 +439,12 @@ class EuXFELRun(FrameSource):
         return values
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "EuXFELRun":
-        source = cls(spec["inputs"], RunOptions.from_dict(spec["options"]))
+    def from_spec(cls, spec: dict, opened: "EuXFELRun | None" = None) -> "EuXFELRun":
+        """The runs of ``spec`` (:meth:`spec`) with its selection; ``opened``: these runs opened
+        already with the same options (:func:`open_early`), else they are opened here."""
+        described = {k: v for k, v in spec.items() if k not in ("indices", "bad_pixels")}
+        same = opened is not None and opened._spec == described
+        source = opened if same else cls(spec["inputs"], RunOptions.from_dict(spec["options"]))
         return source.select({p: np.asarray(v, dtype=np.int64) for p, v in spec["indices"].items()})
 
     def shards(self, n: int) -> list[dict[str, np.ndarray]]:
@@ -713,8 +736,8 @@ class _MaskChunks:
         frames = _INFLATED.take(key)
         if frames is None:
             try:
-                frames = np.frombuffer(zlib.decompress(raw), dtype=self.ds.dtype)
-            except zlib.error:
+                frames = np.frombuffer(_inflate.decompress(raw), dtype=self.ds.dtype)
+            except (zlib.error, _inflate.error):
                 return None
             if frames.size != np.prod(self.chunk_shape):
                 return None
@@ -767,14 +790,72 @@ class _Inflated:
 _INFLATED = _Inflated()
 
 
+def _tiles(part: ModulePart, tile: np.ndarray) -> list[tuple] | None:
+    """``part`` as rectangles, one per module tile (``tile``: each pixel's), that are strided
+    views both of the region and of the rows and columns read (a tile is placed whole, turned
+    by quarter turns or mirrored): (region rows, region columns, read rows, read columns,
+    transposed), slices; None where some tile is not such a rectangle (pixels placed one by one)."""
+    tiles = []
+    for t in np.unique(tile):
+        at = tile == t
+        rows, cols, ss, fs = part.rows[at], part.cols[at], part.ss[at], part.fs[at]
+        r0, c0 = int(rows.min()), int(cols.min())
+        h, w = int(rows.max()) + 1 - r0, int(cols.max()) + 1 - c0
+        if h * w != len(rows):
+            return None
+        grid_ss, grid_fs = np.empty((h, w), np.int64), np.empty((h, w), np.int64)
+        grid_ss[rows - r0, cols - c0], grid_fs[rows - r0, cols - c0] = ss, fs
+        s0, f0 = int(grid_ss[0, 0]), int(grid_fs[0, 0])
+        for turned in (False, True):
+            s_count, f_count = (w, h) if turned else (h, w)
+            s_step = _step(grid_ss, turned)
+            f_step = _step(grid_fs, not turned)
+            s_line = s0 + s_step * np.arange(s_count)
+            f_line = f0 + f_step * np.arange(f_count)
+            want_ss = s_line[None, :] if turned else s_line[:, None]
+            want_fs = f_line[:, None] if turned else f_line[None, :]
+            if abs(s_step) == 1 and abs(f_step) == 1 and (grid_ss == want_ss).all() and (grid_fs == want_fs).all():
+                tiles.append((slice(r0, r0 + h), slice(c0, c0 + w), _stepped(s0, s_count, s_step),
+                              _stepped(f0, f_count, f_step), turned))
+                break
+        else:
+            return None
+    return tiles
+
+
+def _step(grid: np.ndarray, across: bool) -> int:
+    """The step of ``grid`` from its first column to its second (``across``), else from its
+    first row to its second; 1 where it has one."""
+    if across:
+        return int(grid[0, 1] - grid[0, 0]) if grid.shape[1] > 1 else 1
+    return int(grid[1, 0] - grid[0, 0]) if grid.shape[0] > 1 else 1
+
+
+def _stepped(start: int, count: int, step: int) -> slice:
+    """``count`` indices from ``start`` by ``step`` (1 or -1) as a slice."""
+    stop = start + count * step
+    return slice(start, stop if stop >= 0 else None, step)
+
+
 def _place(part: ModulePart, frames: np.ndarray, block: np.ndarray, good: np.ndarray | None, data, valid) -> None:
-    """One module's pixels of ``block`` (and of its good-pixel mask) into the region's frames
-    (flat indices along the pixels: several times faster than fancy indexing on two axes)."""
+    """One module's pixels of ``block`` (and of its good-pixel mask) into the region's frames:
+    tile by tile where its tiles are rectangles (:func:`_tiles`), else by flat indices along the
+    pixels (several times faster than fancy indexing on two axes)."""
     n, width = len(frames), data.shape[2]
-    dst = part.rows * width + part.cols
-    src = part.ss * block.shape[2] + part.fs
     rows = (slice(int(frames[0]), int(frames[-1]) + 1) if frames[-1] - frames[0] == n - 1
             else frames)  # consecutive frames, as they nearly always are: a view
+    if part.tiles is not None:
+        for region_rows, region_cols, read_rows, read_cols, turned in part.tiles:
+            values = block[:, read_rows, read_cols]
+            data[rows, region_rows, region_cols] = values.transpose(0, 2, 1) if turned else values
+            if good is None:
+                valid[rows, region_rows, region_cols] = True
+            else:
+                fine = good[:, read_rows, read_cols]
+                valid[rows, region_rows, region_cols] = fine.transpose(0, 2, 1) if turned else fine
+        return
+    dst = part.rows * width + part.cols
+    src = part.ss * block.shape[2] + part.fs
     flat_data, flat_valid = data.reshape(len(data), -1), valid.reshape(len(valid), -1)
     if isinstance(rows, slice):
         flat_data[rows][:, dst] = block.reshape(n, -1)[:, src]

@@ -56,19 +56,38 @@ def parse_modules(text: str | None):
 def _run_source(options: FrameOptions, inputs: Sequence[str], wavelength):
     """The European XFEL runs ``inputs`` with the run options (their adu_per_photon is the
     reader's: photons rounded)."""
-    from spidarknet.frames.euxfel import EuXFELRun, RunOptions
-    from spidarknet.frames.source import parse_frame_range
+    from spidarknet.frames.euxfel import EuXFELRun
     if options.centre_px or options.pixel_size_m or options.dataset or options.mask or options.mask_invert:
         raise ConfigError("--centre, --pixel-size, --dataset and --mask are for CXI/HDF5 files; a run's geometry "
                           "is --geom or --quad-positions (and --distance, --energy-ev)")
+    return EuXFELRun(list(inputs), _run_options(options, wavelength), data=options.run_data)
+
+
+def _run_options(options: FrameOptions, wavelength):
+    """How the runs of ``options`` are read (:class:`~spidarknet.frames.euxfel.RunOptions`)."""
+    from spidarknet.frames.euxfel import RunOptions
+    from spidarknet.frames.source import parse_frame_range
     frames = parse_frame_range(options.frames)
     quads = options.quad_positions
-    run = RunOptions(detector=options.detector_name, modules=parse_modules(options.modules), geom=options.geom,
-                     quad_positions=None if quads is None else tuple(zip(quads[0::2], quads[1::2])),
-                     distance_m=options.distance_m, wavelength_m=wavelength,
-                     adu_per_photon=options.adu_per_photon, use_file_mask=options.use_file_mask,
-                     frames=None if frames is None else (frames.start, frames.stop, frames.step))
-    return EuXFELRun(list(inputs), run, data=options.run_data)
+    return RunOptions(detector=options.detector_name, modules=parse_modules(options.modules), geom=options.geom,
+                      quad_positions=None if quads is None else tuple(zip(quads[0::2], quads[1::2])),
+                      distance_m=options.distance_m, wavelength_m=wavelength,
+                      adu_per_photon=options.adu_per_photon, use_file_mask=options.use_file_mask,
+                      frames=None if frames is None else (frames.start, frames.stop, frames.step))
+
+
+def run_inputs(options: FrameOptions) -> dict | None:
+    """The European XFEL runs ``options`` names, as a worker opens them while this process does
+    (:func:`~spidarknet.frames.euxfel.open_early`): inputs, run options and data; None where
+    the inputs are not all runs (or the options are wrong: :func:`open_source` says how)."""
+    from spidarknet.frames.euxfel import is_run_input
+    if not options.inputs or not all(is_run_input(p) for p in options.inputs):
+        return None
+    try:
+        return {"inputs": list(options.inputs), "options": _run_options(options, _wavelength(options)).to_dict(),
+                "data": options.run_data}
+    except ConfigError:
+        return None
 
 
 def _wavelength(options: FrameOptions) -> float | None:

@@ -22,7 +22,7 @@ from spidarknet.detection.parallel import DetectionJob, detect_parallel, join_sh
 from spidarknet.detection.shards import file_digest, parse_shard, ranges
 from spidarknet.engine.backends import OpenedDetector, resolve_auto
 from spidarknet.frames.euxfel import EuXFELRun
-from spidarknet.frames.options import open_source
+from spidarknet.frames.options import open_source, run_inputs
 from spidarknet.hits import HitList
 from spidarknet.jobs.detect_settings import (DetectResult, DetectSettings, RunState, check_size_range, model_of,
                                              prefilter_of, say_builtin_model, warn_frame_checks,
@@ -103,17 +103,23 @@ def run_local(settings: DetectSettings, state: RunState, comm=None) -> DetectRes
     # all the inputs' frames, for write_cxi (select() leaves it as it is); their bad pixels
     # (a sample of frames) are found below, while the workers start (not under MPI: rank 0 finds them)
     later = comm is None and settings.frames.bad_pixels
-    inputs = _open_inputs(settings, comm, bad_pixels=not later)
-    source, shard_meta, settings, state = _share_of(settings, state, inputs, comm)
-    started = time.perf_counter()
     backend = resolve_auto(settings.libdarknet) if settings.backend == "auto" else settings.backend
-    jobs = settings.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(settings))
-                             else core_count())
-    if jobs < 1:
-        raise InputError("--jobs must be at least 1")
-    jobs = worker_count(jobs, len(source), settings.chunk)
     fits = _screened_fits(settings, comm)
-    workers = _start_workers(settings, model, backend, prefilter, jobs, fits)
+    runs = run_inputs(settings.frames) if comm is None else None
+    # runs: the workers start (and open them) while this process opens them
+    early = _start_workers(settings, model, backend, prefilter, _job_count(settings, backend), fits, runs) \
+        if runs is not None else None
+    try:
+        inputs = _open_inputs(settings, comm, bad_pixels=not later)
+        source, shard_meta, settings, state = _share_of(settings, state, inputs, comm)
+    except BaseException:
+        if early is not None:
+            _fewer(early, 0)
+        raise
+    started = time.perf_counter()
+    jobs = worker_count(_job_count(settings, backend), len(source), settings.chunk)
+    workers = (_fewer(early, jobs) if early is not None
+               else _start_workers(settings, model, backend, prefilter, jobs, fits))
     try:
         if later and not isinstance(inputs, EuXFELRun):  # runs are read without a sample
             inputs.mask_bad_pixels()
@@ -170,15 +176,37 @@ def _open_inputs(settings: DetectSettings, comm, bad_pixels: bool = True):
     return open_source(options)
 
 
+def _job_count(settings: DetectSettings, backend: str) -> int:
+    """The processes asked for: ``--jobs``, else one per core (one for darknet-cli or a GPU)."""
+    jobs = settings.jobs or (1 if backend == "darknet-cli" or (backend == "darknet" and gpu_build(settings))
+                             else core_count())
+    if jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    return jobs
+
+
 def _start_workers(settings: DetectSettings, model, backend: str, prefilter: Prefilter | None, jobs: int,
-                   fits) -> tuple[DetectionJob, Pool] | None:
+                   fits, runs: dict | None = None) -> tuple[DetectionJob, Pool] | None:
     """The job and worker processes of a parallel detection, started before the frames' bad
-    pixels are found (:func:`~spidarknet.detection.parallel.start_workers`); None where this
+    pixels are found (:func:`~spidarknet.detection.parallel.start_workers`), or with ``runs``
+    (:func:`~spidarknet.frames.options.run_inputs`) before the runs are opened; None where this
     process scores the frames."""
     if not (jobs > 1 and backend in ("opencv", "darknet")):
         return None
-    job = shard_job(settings, model, backend, prefilter, fits.settings if fits is not None else None)
+    job = shard_job(settings, model, backend, prefilter, fits.settings if fits is not None else None, runs)
     return job, start_workers(job, jobs)
+
+
+def _fewer(workers: tuple[DetectionJob, Pool], jobs: int) -> tuple[DetectionJob, Pool] | None:
+    """The ``workers`` started before the frames were counted, ``jobs`` of them kept (the rest
+    killed: they hold nothing yet); None, and none kept, where this process scores the frames."""
+    job, pool = workers
+    if jobs > 1:
+        pool.keep(jobs)
+        return workers
+    pool.keep(0)
+    pool.close()
+    return None
 
 
 def _share_of(settings: DetectSettings, state: RunState, source, comm):
@@ -271,9 +299,10 @@ def gpu_build(settings: DetectSettings) -> bool:
 
 
 def shard_job(settings: DetectSettings, model, backend: str, prefilter: Prefilter | None = None,
-              fit=None) -> DetectionJob:
+              fit=None, runs: dict | None = None) -> DetectionJob:
     """What each worker of detect_parallel needs to repeat this detection (``fit``: the
-    sizing settings of the screened frames' fits)."""
+    sizing settings of the screened frames' fits; ``runs``: the runs it may open before its
+    share comes)."""
     libdarknet = gpu = None
     if backend == "darknet":
         from spidarknet.engine.locate import find_libdarknet
@@ -282,7 +311,7 @@ def shard_job(settings: DetectSettings, model, backend: str, prefilter: Prefilte
                         preprocessing=model.preprocessing.to_dict(), threshold=model.threshold,
                         backend=backend, batch=settings.batch, chunk=settings.chunk,
                         prefilter=prefilter.to_dict() if prefilter is not None else None,
-                        libdarknet=libdarknet, gpu=gpu, fit=fit)
+                        libdarknet=libdarknet, gpu=gpu, fit=fit, runs=runs)
 
 
 def write_cxi(settings: DetectSettings, state: RunState, hits, source) -> int:
