@@ -18,7 +18,9 @@ Two kinds of frame teach it most (the usual pool-based active learning of a clas
   and the proposals come from the clusters with the most free frames per labelled one; the
   photon quantiles are laid over both, and those farthest from a labelled frame taken.
   Blind to the labels, each round had taken the frames next to the last round's, near the
-  same centres.  Of those above the
+  same centres (twelfth session, docs/selection.md: on four development pairs, 10 labels a
+  round, mean held-out F1 over 20-80 labels rose 0.006-0.042 for every rule, the labels to
+  reach 0.95 moved within the draws' spread).  Of those above the
   screen, :data:`ROUND_SHARE` are taken among the frames the fit calls one round particle
   (a size, misfit at most 0.5, no second particle's fringes): every single of a run lies
   there, and a rule narrower than "single" (bright, round, centred, a narrower size) is
