@@ -205,6 +205,20 @@ def test_representative_proposals_are_mostly_round_particles_where_the_singles_a
     assert len(set(chosen)) == 20 and m.values["one_round_particle"][chosen].sum() == 6
 
 
+def test_representative_proposals_go_where_the_labels_do_not_reach():
+    """Labels already cover the small particles: the next representative proposals are
+    mostly taken among the large ones nobody labelled (blind to the labels, k-means took 2
+    of 6 there)."""
+    from spidarknet.selection.propose import propose
+    m = synthetic(200, 0)
+    large = np.arange(200) >= 150
+    m.values["diameter_nm"] = np.where(large, 90.0, 40.0) + np.random.default_rng(0).uniform(0, 10, 200)
+    labelled = ~large & (np.arange(200) % 3 == 0)
+    chosen, why = propose(m, 6, labelled=labelled, screen=0.0)
+    assert len(set(chosen)) == 6 and not labelled[chosen].any() and set(why) == {"representative"}
+    assert large[chosen].sum() >= 4
+
+
 def test_the_screen_keeps_98_percent_of_the_labelled_singles():
     scores = np.linspace(0.01, 1.0, 100)
     labels = np.ones(100, dtype=int)

@@ -44,7 +44,7 @@ class Proposal:
 
     out: str
     why: list
-    pool: int                           # frames fitted
+    pool: int                           # frames fitted (the labelled ones among them)
     frames: int                         # frames scored
 
 
@@ -64,8 +64,9 @@ def propose_to_file(settings: ProposeSettings, feedback: Feedback = SILENT) -> P
     labelled = labelled_among(source, hits, list(settings.positives) + list(settings.negatives))
     with feedback.bar(desc="fit") as bar:
         pool, measured = measure_pool(source, hits, screen, size=settings.pool, seed=settings.seed,
-                                      labelled=labelled, jobs=settings.jobs, on_frames=bar.update)
-    chosen, why = propose(measured, settings.n, selector=selector, seed=settings.seed, screen=screen)
+                                      labelled=labelled, jobs=settings.jobs, on_frames=bar.update, with_labelled=True)
+    chosen, why = propose(measured, settings.n, selector=selector, labelled=labelled[pool], seed=settings.seed,
+                          screen=screen)
     p = selector.probability(measured) if selector else np.full(len(measured), np.nan)
     _write(settings, measured, chosen, why, p)
     return Proposal(settings.out, list(why), len(pool), len(hits))

@@ -52,11 +52,15 @@ def labelled_among(source: FrameSource, hits: HitList, lists: list[str]) -> np.n
 
 def measure_pool(source: FrameSource, hits: HitList, screen: float, *, size: int, seed: int = 0,
                  labelled: np.ndarray | None = None, jobs: int | None = None,
-                 on_frames: Callable[[int], object] | None = None) -> tuple[np.ndarray, Measured]:
+                 on_frames: Callable[[int], object] | None = None,
+                 with_labelled: bool = False) -> tuple[np.ndarray, Measured]:
     """(rows of ``hits``, their features): the pool that proposals are drawn from (see
-    :func:`~spidarknet.selection.propose.pool_index`), every frame of it fitted."""
+    :func:`~spidarknet.selection.propose.pool_index`), every frame of it fitted; with
+    ``with_labelled`` the ``labelled`` frames join it (proposals then keep away from them)."""
     from spidarknet.selection.propose import pool_index
     pool = pool_index(hits.scores, screen, size, seed, exclude=labelled)
+    if with_labelled and labelled is not None:
+        pool = np.union1d(pool, np.flatnonzero(labelled))
     measured = measure(source, [hits.keys[i] for i in pool], hits.scores[pool], -math.inf, jobs=jobs,
                        on_frames=on_frames)
     return pool, measured
