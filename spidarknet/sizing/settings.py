@@ -64,9 +64,9 @@ class SizingSettings:
     window_nm: tuple[float, float] | None = None
     #: near the window's edges, the diameter and centre of an icosahedron where it fits better
     #: (:mod:`spidarknet.sizing.icosahedron`; only with a window and fine pixels).  A few ms of
-    #: CPU per frame it refines (fits from 3 nm below to 1 nm above an edge; spheres stop after
-    #: a ranking on polar cells); the measured-like dev pool's F1 0.949 -> 0.967 with the first,
-    #: slow version (eleventh session), the same with this one (docs/recipe.md)
+    #: CPU per frame it refines (fits up to 3 nm below an edge; spheres stop after a ranking on
+    #: polar cells); the measured-like dev pool's F1 0.949 -> 0.967 with the first, slow version
+    #: (eleventh session), 0.971 with this one (docs/recipe.md)
     icosahedron: bool = True
 
     def check(self) -> "SizingSettings":
