@@ -234,9 +234,11 @@ def _screened_fits(settings: DetectSettings, comm):
     if not (settings.size_range or settings.selector) or settings.expected_hit_rate is not None or comm is not None:
         return None
     from spidarknet.detection.fits import ScreenedFits
+    from spidarknet.selection.decide import check_icosahedron
     from spidarknet.sizing import SizingSettings
     # a size window alone judges the fits: they go only as far as it needs (SizingSettings.window_nm)
-    return ScreenedFits(SizingSettings(window_nm=tuple(settings.size_range), icosahedron=settings.icosahedron is not False)
+    return ScreenedFits(SizingSettings(window_nm=tuple(settings.size_range),
+                                       icosahedron=check_icosahedron(settings.icosahedron, settings.size_range))
                         if settings.size_range else None)
 
 

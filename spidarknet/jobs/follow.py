@@ -191,7 +191,8 @@ def _write_follow_summary(settings: DetectSettings, state: RunState, model, info
                "weights_sha256": file_digest(settings.weights), "frame_checks": checks.to_dict()}
     if prefilter is not None:
         summary["prefilter"] = {**prefilter.to_dict(), "rejected": rejected}
-    if settings.size_range and settings.icosahedron is not False:
+    from spidarknet.selection.decide import check_icosahedron
+    if check_icosahedron(settings.icosahedron, settings.size_range):
         summary["icosahedron"] = True
     write_json(summary, summary_path(settings.out), True, "hit list summary")
     warn_frame_checks(summary["frame_checks"], state.feedback)
